@@ -1,0 +1,25 @@
+/* check.h: the smallest test harness. Every CHECK that fails prints file:line
+ * and the expression, and the test binary exits nonzero at the end
+ * (CHECK_DONE). Randomised tests print their seed with CHECK_SEED. */
+#ifndef LR_CHECK_H
+#define LR_CHECK_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int check_failures_ = 0, check_count_ = 0;
+
+#define CHECK(cond) do { check_count_++; if (!(cond)) { check_failures_++; \
+    fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); } } while (0)
+#define CHECKF(cond, ...) do { check_count_++; if (!(cond)) { check_failures_++; \
+    fprintf(stderr, "%s:%d: CHECK failed: %s: ", __FILE__, __LINE__, #cond); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); } } while (0)
+/* |a - b| <= atol + rtol * |b| */
+#define CHECK_CLOSE(a, b, atol, rtol) do { double a_ = (a), b_ = (b); check_count_++; \
+    if (!(fabs(a_ - b_) <= (atol) + (rtol) * fabs(b_))) { check_failures_++; \
+    fprintf(stderr, "%s:%d: CHECK_CLOSE failed: %s = %.9g vs %s = %.9g\n", \
+            __FILE__, __LINE__, #a, a_, #b, b_); } } while (0)
+#define CHECK_SEED(seed) fprintf(stderr, "seed %llu\n", (unsigned long long)(seed))
+#define CHECK_DONE() do { fprintf(stderr, "%d checks, %d failed\n", check_count_, check_failures_); \
+    return check_failures_ ? 1 : (check_count_ ? 0 : 1); } while (0)
+#endif
