@@ -487,9 +487,10 @@ static void r_mark_parsed(lrs_reader *r, uint64_t doff) {
  * no partial item, else error. */
 static int r_item(lrs_reader *r) {
     r->retry_at = 0;
+    int drained = 0; /* r_fill reported the end of the input */
     for (;;) {
         size_t avail = r->end - r->beg;
-        if (avail && avail >= r->retry_at) {
+        if (avail && (avail >= r->retry_at || drained)) {
             int64_t sz = mp_size(r->buf + r->beg, avail);
             if (sz == -1) return r_err(r, "corrupt record (invalid msgpack byte)");
             if (sz == -2) return r_err(r, "corrupt record (nested deeper than %d)", LRS_MAX_DEPTH);
@@ -503,14 +504,16 @@ static int r_item(lrs_reader *r) {
                 r->doff_beg += sz;
                 return 1;
             }
+            if (drained) return r_err(r, "truncated stream (input ends inside a record)");
             r->retry_at = avail * 2; /* re-walk only after doubling: linear time */
         }
+        if (drained) return 0;
         int rc = r_fill(r);
         if (rc == 0) {
-            if (r->end > r->beg) return r_err(r, "truncated stream (input ends inside a record)");
-            return 0;
+            drained = 1;
+            continue;
         }
-        if (rc < 0 || rc > 1) return rc;
+        if (rc != 1) return rc;
     }
 }
 

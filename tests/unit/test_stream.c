@@ -35,13 +35,20 @@ static lrs_header make_header(const char *model_hash) {
 
 /* A dist record for problem i with T steps, k listed tokens per step. */
 static void pack_dist(msgpack_packer *pk, int i, int T, int k, int drop_field) {
-    int32_t prompt[3] = {1, 2, i}, tokens[4096], ks[4096], ids[4096 * 4];
-    float lp[4096 * 4], tail[4096];
+    static int32_t prompt[3], tokens[4096], ks[4096], ids[4096 * 64];
+    static float lp[4096 * 64], tail[4096];
+    prompt[0] = 1, prompt[1] = 2, prompt[2] = i;
     for (int t = 0; t < T; t++) {
         tokens[t] = (i * 7 + t) % 300;
         ks[t] = k;
         tail[t] = 0.001f * t;
-        for (int j = 0; j < k; j++) ids[t * k + j] = (t + j) % 300, lp[t * k + j] = -0.5f * j - 0.001f * i;
+        for (int j = 0; j < k; j++) {
+            /* noise keeps the payload incompressible, like real log-probs */
+            static uint32_t x = 2463534242u;
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+            ids[t * k + j] = (t + j) % 300;
+            lp[t * k + j] = -0.5f * j - 0.001f * i - (float)(x % 100000) * 1e-9f;
+        }
     }
     char id[32];
     snprintf(id, sizeof id, "p:%d", i);
@@ -114,6 +121,29 @@ static void test_big_records_and_frames(void) {
     const char *p = tpath("big.lrs");
     CHECK(write_stream(p, "h1", 0, 20, 4000, 1) == 0);
     CHECK(read_all(p, 0) == 20);
+}
+
+/* Records of random sizes, so that items end at every position relative to
+ * zstd's output chunks and the end of the input (a reader once reported a
+ * complete stream as truncated when its last records arrived together). */
+static void test_random_sizes(void) {
+    const char *p = tpath("rand.lrs");
+    uint64_t seed = 12345;
+    CHECK_SEED(seed);
+    int sizes[][2] = {{1000, 16}, {128, 64}, {4000, 4}};
+    for (int round = 0; round < 3; round++) {
+        lrs_header h = make_header("h1");
+        lrs_writer *w;
+        CHECK(lrs_open_write(&w, p, &h, NULL, NULL) == 0);
+        int n = 700;
+        for (int i = 0; i < n; i++) {
+            seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+            pack_dist(lrs_pk(w), i, 1 + (int)(seed % sizes[round][0]), 1 + (int)(seed >> 40) % sizes[round][1], 0);
+            lrs_record_done(w);
+        }
+        CHECK(lrs_close(w) == 0);
+        CHECKF(read_all(p, 0) == n, "round %d: %s", round, lr_errmsg());
+    }
 }
 
 static void test_concat(void) {
@@ -327,6 +357,7 @@ int main(void) {
     snprintf(tmpdir, sizeof tmpdir, "%s", t ? t : "/tmp");
     test_roundtrip();
     test_big_records_and_frames();
+    test_random_sizes();
     test_concat();
     test_resume();
     test_bad_inputs();
