@@ -452,6 +452,18 @@ static int load_json(tok_t *t, json_t *root) {
         t->byte_id[b] = vocab_get(t, buf, n);
     }
 
+    /* Normalized added tokens are matched against normalized text, so their
+     * own content is normalized too; tok_id still accepts the original. */
+    for (size_t i = 0; i < t->nadded; i++) {
+        added_t *a = &t->added[i];
+        if (!a->normalized || !t->nfc || a->len == 0) continue;
+        utf8proc_uint8_t *d = NULL;
+        utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)a->content, a->len, &d,
+                                          UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+        if (k < 0) return lr_err(LR_EINPUT, "field \"added_tokens\": \"%s\": invalid UTF-8", a->orig);
+        a->content = (char *)d, a->len = (uint32_t)k;
+        t->str[a->id] = a->content;   /* `tokenizers` also decodes it in normalized form */
+    }
     /* Decoded bytes of every token, precomputed once. */
     size_t dtotal = 0;
     for (int64_t id = 0; id < t->nvocab; id++)
@@ -465,17 +477,6 @@ static int load_json(tok_t *t, json_t *root) {
     }
     t->dec_off[t->nvocab] = off;
 
-    /* Normalized added tokens are matched against normalized text, so their
-     * own content is normalized too. */
-    for (size_t i = 0; i < t->nadded; i++) {
-        added_t *a = &t->added[i];
-        if (!a->normalized || !t->nfc || a->len == 0) continue;
-        utf8proc_uint8_t *d = NULL;
-        utf8proc_ssize_t k = utf8proc_map((const utf8proc_uint8_t *)a->content, a->len, &d,
-                                          UTF8PROC_STABLE | UTF8PROC_COMPOSE);
-        if (k < 0) return lr_err(LR_EINPUT, "field \"added_tokens\": \"%s\": invalid UTF-8", a->orig);
-        a->content = (char *)d, a->len = (uint32_t)k;
-    }
     build_group(t, 0);
     build_group(t, 1);
     return LR_OK;

@@ -82,7 +82,7 @@ int main(int argc, char **argv) {
     while (rc == 0 && (got = getline(&line, &cap, stdin)) >= 0) {
         lineno++;
         json_error_t je;
-        json_t *v = json_loadb(line, (size_t)got, JSON_DECODE_ANY, &je);
+        json_t *v = json_loadb(line, (size_t)got, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
         if (!v) {
             rc = lr_err(LR_EINPUT, "stdin: line %zu: malformed JSON: %s", lineno, je.text);
             break;
