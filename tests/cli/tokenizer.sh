@@ -14,11 +14,12 @@ expect_fail 1 "$tok" --prompt nope "$Q"
 expect_fail 3 "$tok" "$LR_TMP/missing"
 [ "$("$tok" --list-prompts)" = "$(printf 'lightreasoner\nqwen25-math-cot\nraw')" ] || die "--list-prompts"
 
-# compare FILE WANT GOT: line by line, naming the first differing line
+# compare NAME WANT GOT [INPUT]: line by line, naming the first differing line
 compare() {
-    local n; n=$(cmp "$2" "$3" 2>/dev/null | sed -n 's/.* line \([0-9]*\).*/\1/p')
+    local n; n=$(cmp "$2" "$3" 2>/dev/null | sed -n 's/.* line \([0-9]*\).*/\1/p' || true)
     [ -z "$n" ] && cmp -s "$2" "$3" && return 0
     echo "first mismatch in $1 at text ${n:-?} (1-based):" >&2
+    [ -n "$n" ] && [ -n "${4:-}" ] && sed -n "${n}p" "$4" | cut -c1-300 | sed 's/^/  text: /' >&2
     [ -n "$n" ] && { sed -n "${n}p" "$2" | cut -c1-300 | sed 's/^/  want: /'; sed -n "${n}p" "$3" | cut -c1-300 | sed 's/^/  got:  /'; } >&2
     die "$1"
 }
@@ -29,7 +30,7 @@ for pair in "tokenizer_hard.jsonl:$Q" "tiny_hard.jsonl:$G/tiny_tokenizer.json"; 
     jq -c .text "$G/$g" > "$LR_TMP/in"
     jq -c .ids "$G/$g" > "$LR_TMP/want"
     "$tok" "$t" < "$LR_TMP/in" > "$LR_TMP/got"
-    compare "$g (encode)" "$LR_TMP/want" "$LR_TMP/got"
+    compare "$g (encode)" "$LR_TMP/want" "$LR_TMP/got" "$LR_TMP/in"
 done
 
 # Decoding (ids cutting UTF-8 characters, special and unknown ids), with and
@@ -39,7 +40,7 @@ for skip in false true; do
     jq -c "select(.skip_special == $skip) | .ids" "$G/tokenizer_decode.jsonl" > "$LR_TMP/in"
     jq -c "select(.skip_special == $skip) | .text" "$G/tokenizer_decode.jsonl" > "$LR_TMP/want"
     "$tok" --decode $flag "$Q" < "$LR_TMP/in" | jq -c . > "$LR_TMP/got"
-    compare "tokenizer_decode.jsonl (skip_special $skip)" "$LR_TMP/want" "$LR_TMP/got"
+    compare "tokenizer_decode.jsonl (skip_special $skip)" "$LR_TMP/want" "$LR_TMP/got" "$LR_TMP/in"
 done
 
 # Prompts: --prompt and an equivalent --prompt-file give Hugging Face's ids.
