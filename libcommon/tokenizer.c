@@ -187,12 +187,39 @@ static int jbool(json_t *o, const char *key, int dflt) {
 static const char GPT2_PATTERN[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-static int add_regex(tok_t *t, const char *pat, size_t len, int literal, const char *where) {
+/* `tokenizers` runs the pattern with Oniguruma, whose \s is the Unicode
+ * White_Space property; PCRE2's \s (UCP) also matches U+180E MONGOLIAN
+ * VOWEL SEPARATOR (once a space, a format character since Unicode 6.3).
+ * So \s and \S become \p{White_Space} and \P{White_Space}, which PCRE2
+ * accepts inside classes too ([^\s\p{L}]). Other escapes are copied. */
+static char *onig_to_pcre2(const char *pat, size_t len, size_t *out_len) {
+    char *o = xmalloc(len * 16 + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (pat[i] == '\\' && i + 1 < len && (pat[i + 1] == 's' || pat[i + 1] == 'S')) {
+            n += (size_t)sprintf(o + n, "\\%c{White_Space}", pat[i + 1] == 's' ? 'p' : 'P');
+            i++;
+        } else if (pat[i] == '\\' && i + 1 < len) {
+            o[n++] = pat[i++];
+            o[n++] = pat[i];
+        } else {
+            o[n++] = pat[i];
+        }
+    }
+    o[n] = 0;
+    *out_len = n;
+    return o;
+}
+
+static int add_regex(tok_t *t, const char *pat0, size_t len0, int literal, const char *where) {
     if (t->nre == MAX_RE) return lr_err(LR_EINPUT, "%s: more than %d split patterns", where, MAX_RE);
     int ec;
     PCRE2_SIZE eo;
     uint32_t opt = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
+    size_t len = len0;
+    char *pat = literal ? NULL : onig_to_pcre2(pat0, len0, &len);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(literal ? pat0 : pat), len, opt, &ec, &eo, NULL);
+    free(pat);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
@@ -741,17 +768,21 @@ static void pretokenize(enc_t *e, const char *s, size_t len, int level) {
     if (last < len) pretokenize(e, s + last, len - last, level + 1);
 }
 
-static int is_ws(uint32_t cp) {
-    if ((cp >= 9 && cp <= 13) || cp == 0x85) return 1;
-    utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return c == UTF8PROC_CATEGORY_ZS || c == UTF8PROC_CATEGORY_ZL || c == UTF8PROC_CATEGORY_ZP;
+/* The added-token rules use the Rust `regex` crate's Unicode \s and \w. */
+static int is_ws(uint32_t cp) {   /* White_Space */
+    return (cp >= 9 && cp <= 13) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
 }
 
-static int is_word_cp(uint32_t cp) {
-    if (cp == '_') return 1;
+static int is_word_cp(uint32_t cp) {   /* Alphabetic, marks, Nd, Pc, Join_Control */
+    if (cp == 0x200C || cp == 0x200D || (cp >= 0x24B6 && cp <= 0x24E9) || (cp >= 0x1F130 && cp <= 0x1F149) ||
+        (cp >= 0x1F150 && cp <= 0x1F169) || (cp >= 0x1F170 && cp <= 0x1F189))
+        return 1;   /* Other_Alphabetic symbols and joiners */
     utf8proc_category_t c = utf8proc_category((utf8proc_int32_t)cp);
-    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) ||
-           (c >= UTF8PROC_CATEGORY_ND && c <= UTF8PROC_CATEGORY_NO);
+    return (c >= UTF8PROC_CATEGORY_LU && c <= UTF8PROC_CATEGORY_LO) || c == UTF8PROC_CATEGORY_MN ||
+           c == UTF8PROC_CATEGORY_MC || c == UTF8PROC_CATEGORY_ME || c == UTF8PROC_CATEGORY_ND ||
+           c == UTF8PROC_CATEGORY_NL || c == UTF8PROC_CATEGORY_PC;
 }
 
 static uint32_t cp_before(const char *s, size_t pos, size_t *start) {

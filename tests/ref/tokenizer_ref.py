@@ -88,7 +88,7 @@ def hard_strings():
         # unusual whitespace and invisible characters
         "\u00a0", "a\u00a0b", "a\u2003b", "\u3000x", "a\u2028b", "a\u2029b", "a\u0085b", "a\u200bb",
         "a\u180eb", "\ufeffBOM", "a\u000b\u000cb", "a\u1680b", "a\u202fb", "a\u205fb", "x\u2009 y",
-        "\u200d", "\u2060word",
+        "\u200d", "\u2060word", ".  \u180e\u1cf7", "x \u180e y", "\u180e\u180e  \u180e", "a\u0085\u180e  b",
         # LaTeX
         "$\\frac{1}{2} + \\sqrt{x^2+y^2} = \\boxed{42}$",
         "\\begin{align*}\na &= b \\\\\nc &= d\n\\end{align*}",
@@ -114,9 +114,30 @@ def hard_strings():
         # long letter runs
         "a" * 3000, "ab" * 500, "x" + "y" * 200 + "z",
     ]
+    s += random_strings(200)
     for name, tmpl in PROMPTS.items():
         s.append(tmpl.replace("{{}}", "{}").replace("{question}", PROMPT_QUESTION))
     return s
+
+
+def random_strings(n, seed=1234):
+    """Seeded random mixes of the pieces that matter to the pre-tokenizer
+    (whitespace kinds, marks, contractions, added tokens) and random
+    characters from old, stable Unicode blocks."""
+    import random
+    rng = random.Random(seed)
+    pool = [" ", "\n", "\r", "\t", "  ", "\r\n", "'", "'s", "'S", "'ll", "'\u017f", "a", "Z", "e\u0301", "\u0301", "1",
+            "\u0663", "\u00bd", "\u00b2", "\u4f60", "\U0001F600", "\u200d", "\U0001F3FD", "\u00a0", "\u2028", "\u0085",
+            "\u3000", "\u200b", "\u180e", "\ufeff", "<|im_end|>", "<|im_start|>", "<think>", "<|", "|>", "<", "$",
+            "\\frac", "{", "}", ".", ",", "!", "-", "_", "\u0000", "\u007f", "\ufffd", "\u0915", "\u093f", "\u00df",
+            "\u212a", "\u212b", "\u1100", "\u1161", "\u11a8", "\ufb01", "\u216b", "\U0001D7D9", " the", "x"]
+    out = []
+    for _ in range(n):
+        k = rng.randint(1, 24)
+        out.append("".join(rng.choice(pool) if rng.random() < 0.7 else
+                           chr(rng.choice([rng.randint(0x20, 0x7e), rng.randint(0xa0, 0x7ff), rng.randint(0x4e00, 0x9fff)]))
+                           for _ in range(k)))
+    return out
 
 
 def decode_cases(t):
@@ -194,7 +215,10 @@ def tiny_strings():
     return ["a <mask> b", "a<mask>b", "  <mask>  x", "café", "cafe\u0301", "cafe\u0301s", "word",
             "a word here", "swordfish", "word_x", "word!", "_word", "<raw>", "<raw>longer", "<raw>lon",
             "hé llo", "Ñx", "x <sep> y", "  <sep>", "<|im_start|>user\nhi<|im_end|>\n<|endoftext|>",
-            "<mask><mask>", " <mask> <sep> word <raw>"]
+            "<mask><mask>", " <mask> <sep> word <raw>",
+            # single_word uses Rust regex \w: marks and Nd count as word characters, No does not
+            "cafe\u0301word", "e\u0301word", "\u0301word", "word\u0301", "\u00b2word", "word\u00b2", "1word",
+            "\u24b6word", "word\u200d", "\ue000word", "\u3000word\u3000", "\u180eword"]
 
 
 def main():
