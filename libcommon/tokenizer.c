@@ -14,7 +14,7 @@
 #include "util.h"
 
 #define MAX_RE 4
-#define CACHE_SLOTS (1u << 15)   /* open addressing, at most half full */
+#define CACHE_SLOTS (1u << 17)   /* open addressing, at most half full */
 #define CACHE_MAX_WORD 128       /* longer words are not cached */
 
 typedef struct {
