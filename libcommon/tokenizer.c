@@ -16,6 +16,7 @@
 #define MAX_RE 4
 #define CACHE_SLOTS (1u << 17)   /* open addressing, at most half full */
 #define CACHE_MAX_WORD 128       /* longer words are not cached */
+#define MAX_ID ((1 << 24) - 1)    /* arrays are indexed by id: refuse absurd ids */
 
 typedef struct {
     char *orig;         /* the "content" of the JSON */
@@ -354,8 +355,8 @@ static int load_added(tok_t *t, json_t *arr) {
     json_array_foreach(arr, i, e) {
         json_t *id = json_object_get(e, "id"), *c = json_object_get(e, "content");
         if (!json_is_integer(id) || !json_is_string(c) || json_integer_value(id) < 0 ||
-            json_integer_value(id) > INT32_MAX - 1)
-            return lr_err(LR_EINPUT, "field \"added_tokens[%zu]\": needs integer \"id\" and string \"content\"", i);
+            json_integer_value(id) > MAX_ID)
+            return lr_err(LR_EINPUT, "field \"added_tokens[%zu]\": needs integer \"id\" (0..%d) and string \"content\"", i, MAX_ID);
         added_t *a = &t->added[t->nadded++];
         a->id = (int32_t)json_integer_value(id);
         a->special = (uint8_t)jbool(e, "special", 0);
@@ -405,8 +406,8 @@ static int load_json(tok_t *t, json_t *root) {
     const char *key;
     json_t *v;
     json_object_foreach(vocab, key, v) {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX - 1)
-            return lr_err(LR_EINPUT, "field \"model.vocab\": token \"%s\": expected a non-negative integer id", key);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > MAX_ID)
+            return lr_err(LR_EINPUT, "field \"model.vocab\": token \"%s\": expected an integer id in 0..%d", key, MAX_ID);
         if (json_integer_value(v) > maxid) maxid = json_integer_value(v);
         total += strlen(key) + 1;
     }

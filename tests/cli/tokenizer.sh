@@ -66,6 +66,12 @@ expect_fail 2 "$tok" --decode "$G/tiny_tokenizer.json" < "$LR_TMP/bad"
 printf 'lone { brace {question}' > "$LR_TMP/tmpl"
 expect_fail 2 "$tok" --prompt-file "$LR_TMP/tmpl" "$G/tiny_tokenizer.json" < "$LR_TMP/q"
 [[ $LAST_ERR == *"byte 5"* ]] || die "template message: $LAST_ERR"
+printf '"ok"\n"\\ud800 lone surrogate"\n' > "$LR_TMP/bad"
+expect_fail 2 "$tok" "$G/tiny_tokenizer.json" < "$LR_TMP/bad"
+[[ $LAST_ERR == *"line 2"* ]] || die "lone surrogate message: $LAST_ERR"
+sed 's/"<|im_end|>": *[0-9]*/"<|im_end|>": 99999999/' "$G/tiny_tokenizer.json" > "$LR_TMP/bad.json"
+expect_fail 2 "$tok" "$LR_TMP/bad.json" < /dev/null
+[[ $LAST_ERR == *"model.vocab"* ]] || die "huge id message: $LAST_ERR"
 echo '{"model": {}}' > "$LR_TMP/bad.json"
 expect_fail 2 "$tok" "$LR_TMP/bad.json" < /dev/null
 echo ok
