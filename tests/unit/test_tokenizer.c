@@ -336,6 +336,90 @@ static void test_tiny(void) {
     free(tp);
 }
 
+/* Robustness of the loader: seeded structural mutations of the tiny
+ * tokenizer.json (a random value anywhere replaced by a random JSON value)
+ * must load or fail with LR_EINPUT, never crash; what loads must encode. */
+static json_t *rand_value(uint64_t *rng) {
+    *rng = *rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    switch ((*rng >> 33) % 12) {
+    case 0: return json_null();
+    case 1: return json_integer(-1);
+    case 2: return json_integer(0);
+    case 3: return json_integer(1 << 30);
+    case 4: return json_string("");
+    case 5: return json_string("a b");
+    case 6: return json_array();
+    case 7: return json_object();
+    case 8: return json_true();
+    case 9: return json_string("(");
+    case 10: return json_pack("[ss]", "x", "y");
+    default: return json_real(0.5);
+    }
+}
+
+static void mutate(json_t *v, uint64_t *rng, int depth) {
+    *rng = *rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    uint64_t r = *rng >> 33;
+    if (json_is_object(v) && json_object_size(v)) {
+        size_t k = r % json_object_size(v), i = 0;
+        const char *key;
+        json_t *e;
+        json_object_foreach(v, key, e) {
+            if (i++ != k) continue;
+            if (depth < 6 && (r >> 8) % 4 && (json_is_object(e) || json_is_array(e))) mutate(e, rng, depth + 1);
+            else json_object_set_new(v, key, rand_value(rng));
+            return;
+        }
+    } else if (json_is_array(v) && json_array_size(v)) {
+        size_t k = r % json_array_size(v);
+        json_t *e = json_array_get(v, k);
+        if (depth < 6 && (r >> 8) % 4 && (json_is_object(e) || json_is_array(e))) mutate(e, rng, depth + 1);
+        else json_array_set_new(v, k, rand_value(rng));
+    }
+}
+
+static void test_mutations(void) {
+    char *tp = path_of(root, "tests/golden/tiny_tokenizer.json");
+    json_t *base = json_load_file(tp, 0, NULL);
+    CHECK(base != NULL);
+    char *mp = path_of(getenv("LR_TMP") ? getenv("LR_TMP") : "/tmp", "mutated_tokenizer.json");
+    uint64_t seed = getenv("LR_TOK_SEED") ? strtoull(getenv("LR_TOK_SEED"), NULL, 10) : 20261128, rng = seed;
+    CHECK_SEED(seed);
+    int n = getenv("LR_TOK_MUTATIONS") ? atoi(getenv("LR_TOK_MUTATIONS")) : san ? 60 : 300, loaded = 0, refused = 0;
+    for (int i = 0; i < n && base; i++) {
+        json_t *m = json_deep_copy(base);
+        for (int k = 0; k < 1 + i % 3; k++) mutate(m, &rng, 0);
+        json_dump_file(m, mp, JSON_COMPACT);
+        json_decref(m);
+        tok_t *t;
+        int rc = tok_load(&t, mp);
+        CHECKF(rc == 0 || rc == LR_EINPUT, "mutation %d: rc %d: %s", i, rc, lr_errmsg());
+        if (rc) {
+            refused++;
+            continue;
+        }
+        loaded++;
+        static const char *const texts[] = {"Hello world 123", "<|im_start|>a<mask> word\n", "\xc3\xa9\xf0\x9f\x98\x80"};
+        for (int k = 0; k < 3; k++) {
+            int32_t *ids;
+            size_t nid;
+            if (tok_encode(t, texts[k], strlen(texts[k]), &ids, &nid) == 0) {
+                char *d;
+                tok_decode(t, ids, nid, &d, NULL);
+                free(d);
+                free(ids);
+            }
+        }
+        tok_free(t);
+    }
+    fprintf(stderr, "loader mutations: %d, %d loaded, %d refused\n", n, loaded, refused);
+    CHECK(loaded > 0 && refused > 0);
+    remove(mp);
+    free(mp);
+    json_decref(base);
+    free(tp);
+}
+
 int main(void) {
     const char *r = getenv("LR_ROOT"), *s = getenv("LR_SHARED");
     snprintf(root, sizeof root, "%s", r ? r : ".");
@@ -355,6 +439,7 @@ int main(void) {
     test_decode(qwen);
     test_threads(qwen);
     test_tiny();
+    test_mutations();
     test_datasets(qwen);
     tok_free(qwen);
     CHECK_DONE();
