@@ -166,54 +166,55 @@ static size_t unit_at(const char *s, size_t n, size_t i, const char *u, int plur
     return i;
 }
 
+/* Is the character that ends at s[q) a word character? (q > 0) */
+static int word_before(const char *s, size_t q) {
+    size_t b = q - 1;
+    while (b > 0 && ((unsigned char)s[b] & 0xC0) == 0x80 && q - b < 4) b--;
+    int cp;
+    if ((size_t)ans_cp(s, q, b, &cp) != q - b) return 0; /* an invalid byte: not a word character */
+    return ans_is_word(cp);
+}
+
 /* re.sub(r"(^|\W)" + unit + r"($|\W)", r"\1\2", s): deletes the unit text
- * where it stands between non-word characters or the string ends. */
+ * where it stands between non-word characters or the string ends. The
+ * regex scan is reproduced by visiting the places where the unit's first
+ * (literal) byte occurs, left to right: a match starting there needs the
+ * string start (^, only before any match) or a non-word character not
+ * consumed by the previous match (\W), and after the unit the end or a
+ * non-word character, which the match consumes. Returns NULL if nothing
+ * matched. */
 static char *remove_unit(const char *s, const char *u, int plural) {
-    size_t n = strlen(s), pos = 0, copied = 0;
+    size_t n = strlen(s), last = 0, copied = 0;
     sb b = {0};
     int any = 0;
-    while (pos <= n) {
-        size_t mstart = 0, mend = 0, g1 = 0, ue = (size_t)-1;
+    const char *hit = s;
+    while ((hit = memchr(hit, u[0], n - (size_t)(hit - s)))) {
+        size_t q = (size_t)(hit - s);
+        hit++;
         int ok = 0;
-        for (int alt = 0; alt < 2 && !ok; alt++) {
-            size_t ustart;
-            if (alt == 0) {
-                if (pos != 0) continue;
-                ustart = 0;
-                g1 = 0;
-            } else {
-                if (pos >= n) break;
-                int cp, k = ans_cp(s, n, pos, &cp);
-                if (ans_is_word(cp)) break;
-                ustart = pos + k;
-                g1 = k;
-            }
-            ue = unit_at(s, n, ustart, u, plural);
-            if (ue == (size_t)-1) continue;
-            if (ue == n) {
-                mend = ue;
-                ok = 1;
-            } else {
-                int cp, k = ans_cp(s, n, ue, &cp);
-                if (!ans_is_word(cp)) {
-                    mend = ue + k;
-                    ok = 1;
-                }
-            }
-        }
-        if (!ok) {
-            if (pos >= n) break;
+        if (q == 0) ok = last == 0;
+        else if (!word_before(s, q)) {
+            size_t pl = q - 1;
+            while (pl > 0 && ((unsigned char)s[pl] & 0xC0) == 0x80 && q - pl < 4) pl--;
             int cp;
-            pos += ans_cp(s, n, pos, &cp);
-            continue;
+            if ((size_t)ans_cp(s, q, pl, &cp) != q - pl) pl = q - 1;
+            ok = pl >= last;
         }
-        mstart = pos;
+        if (!ok) continue;
+        size_t ue = unit_at(s, n, q, u, plural), mend;
+        if (ue == (size_t)-1) continue;
+        if (ue == n) mend = n;
+        else {
+            int cp, k = ans_cp(s, n, ue, &cp);
+            if (ans_is_word(cp)) continue;
+            mend = ue + (size_t)k;
+        }
         any = 1;
-        sb_putn(&b, s + copied, mstart - copied);
-        sb_putn(&b, s + mstart, g1); /* \1 */
-        sb_putn(&b, s + ue, mend - ue); /* \2 */
-        copied = pos = mend;
-        if (mend == mstart) pos++; /* cannot happen: units are never empty */
+        sb_putn(&b, s + copied, q - copied); /* up to the unit, keeping \1 */
+        sb_putn(&b, s + ue, mend - ue);      /* \2 */
+        copied = last = mend;
+        hit = s + mend;
+        if (mend >= n) break;
     }
     if (!any) return NULL;
     sb_putn(&b, s + copied, n - copied);

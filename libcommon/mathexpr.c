@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { MX_MAXLEN = 4096, MX_MAXDEPTH = 64, MX_NPOINTS = 3, MX_NVARS = 52 };
+enum { MX_MAXLEN = 4096, MX_MAXDEPTH = 64, MX_NPOINTS = 3, MX_NVARS = 53 };
 
 typedef enum { N_NUM, N_VAR, N_NEG, N_ADD, N_SUB, N_MUL, N_DIV, N_POW, N_FACT, N_ABS, N_FN } ntype;
 typedef enum { F_SIN, F_COS, F_TAN, F_SEC, F_CSC, F_COT, F_ASIN, F_ACOS, F_ATAN, F_SINH, F_COSH, F_TANH, F_LN, F_EXP } fn;
@@ -190,9 +190,10 @@ static int parse_primary(parser *p) {
             int one = add(p, N_NUM, -1, -1, 1);
             int inv = add(p, N_DIV, one, idx, 0);
             r = add(p, N_POW, a, inv, 0);
-        } else if (cmd_is(p, "pi")) {
+        } else if (cmd_is(p, "pi")) { /* sympy's parse_latex makes \pi a plain symbol */
             p->i += m + 1;
-            r = add(p, N_NUM, -1, -1, M_PI);
+            p->usesvar = 1;
+            r = add(p, N_VAR, -1, -1, 52);
         } else {
             size_t k;
             for (k = 0; k < sizeof FNS / sizeof FNS[0]; k++)

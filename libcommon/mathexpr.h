@@ -1,8 +1,10 @@
 /* mathexpr: a small, bounded evaluator for the LaTeX-ish answers the
  * toolkit hands to sympy (grader.symbolic_equal). It covers the common
  * cases -- numbers, + - * / ^, implicit multiplication (2\sqrt{3}, 3\pi,
- * 2x), \frac, \sqrt[n]{}, \pi, |x|, n!, \sin \cos \tan \ln \log \exp and
- * friends, single-letter variables -- and nothing else: anything it does not
+ * 2x), \frac, \sqrt[n]{}, |x|, n!, \sin \cos \tan \ln \log \exp and
+ * friends, single-letter variables and \pi, which sympy's parse_latex
+ * reads as a symbol named pi (so "2\pi" = "\pi\cdot 2" but not 6.2832, as in
+ * the toolkit) -- and nothing else: anything it does not
  * understand is "not comparable", so the verdict is "not equal" (the
  * toolkit's answer whenever sympy cannot parse either side).
  *
