@@ -28,7 +28,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *model_dir, *data, *layout, *field, *preset, *prompt_file, *follow, *out;
+    const char *model_dir, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
     int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context;
     double temperature, top_p, mass;
     uint64_t seed;
@@ -70,6 +70,9 @@ static void usage(FILE *f) {
         "                         olympiadbench, mmlu_stem), guessed from the path\n"
         "  --layout NAME          force a known layout\n"
         "  --field NAME           any JSON lines file: the question is this string field\n"
+        "  --id-field NAME        ... and the problem id this one (default: file stem:line),\n"
+        "                         e.g. `lr-eval prompts` output: --field prompt --id-field id\n"
+        "                         --preset raw\n"
         "  --preset NAME          prompt preset: lightreasoner (default), qwen25-math-cot, raw\n"
         "  --prompt-file F        a template file with {question} instead of a preset\n"
         "  --max-new-tokens N     default 128\n"
@@ -108,7 +111,7 @@ static void usage(FILE *f) {
 typedef struct {
     bd_reader *bd;            /* a known benchmark layout */
     FILE *f;                  /* --field: any JSON lines */
-    const char *path, *field;
+    const char *path, *field, *id_field;
     char *stem;
     long line;
 } source;
@@ -117,6 +120,7 @@ static int source_open(source *s, const opts *o) {
     memset(s, 0, sizeof *s);
     s->path = o->data ? o->data : "-";
     s->field = o->field;
+    s->id_field = o->id_field;
     if (o->field) {
         s->f = strcmp(s->path, "-") ? fopen(s->path, "rb") : stdin;
         if (!s->f) return lr_err(LR_EIO, "%s: cannot open", s->path);
@@ -150,6 +154,7 @@ static int source_next(source *s, char **id, char **question, long *idx, int *ba
     }
     char *line = NULL;
     size_t cap = 0;
+    *id = *question = NULL;
     for (;;) {
         ssize_t n = getline(&line, &cap, s->f);
         if (n < 0) {
@@ -165,13 +170,15 @@ static int source_next(source *s, char **id, char **question, long *idx, int *ba
         if (!v) lr_err(LR_EINPUT, "%s: line %ld: malformed JSON: %s", s->path, ln + 1, je.text);
         else if (!json_is_string(q))
             lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->field);
+        else if (s->id_field && !json_is_string(json_object_get(v, s->id_field)))
+            lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->id_field);
         else {
             char buf[600];
             snprintf(buf, sizeof buf, "%s:%ld", s->stem, ln);
-            *id = xstrdup(buf);
+            *id = xstrdup(s->id_field ? json_string_value(json_object_get(v, s->id_field)) : buf);
             *question = xstrdup(json_string_value(q));
         }
-        *bad = !q || !json_is_string(q);
+        *bad = !*question;
         json_decref(v);
         free(line);
         return 1;
@@ -681,7 +688,7 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, doub
 static int parse_args(opts *o, int argc, char **argv) {
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
-        {"layout", required_argument, 0, 'L'}, {"field", required_argument, 0, 'F'},
+        {"layout", required_argument, 0, 'L'}, {"field", required_argument, 0, 'F'}, {"id-field", required_argument, 0, 'I'},
         {"preset", required_argument, 0, 'P'}, {"prompt-file", required_argument, 0, 'T'},
         {"follow", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"max-new-tokens", required_argument, 0, 'n'}, {"limit", required_argument, 0, 'l'},
@@ -702,6 +709,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'd': o->data = optarg; break;
         case 'L': o->layout = optarg; break;
         case 'F': o->field = optarg; break;
+        case 'I': o->id_field = optarg; break;
         case 'P': o->preset = optarg; break;
         case 'T': o->prompt_file = optarg; break;
         case 'f': o->follow = optarg; break;
@@ -737,6 +745,7 @@ static int parse_args(opts *o, int argc, char **argv) {
     if (rc) return rc;
     if (optind < argc) return lr_err(LR_EUSAGE, "unexpected argument \"%s\" (see --help)", argv[optind]);
     if (!o->model_dir) return lr_err(LR_EUSAGE, "--model DIR is required (see --help)");
+    if (o->id_field && !o->field) return lr_err(LR_EUSAGE, "--id-field goes with --field");
     if (o->follow && (o->data || o->field || o->layout))
         return lr_err(LR_EUSAGE, "--follow reads its problems from the followed stream; drop --data/--field/--layout");
     if (o->data && o->follow) return lr_err(LR_EUSAGE, "--data and --follow exclude each other");
