@@ -263,23 +263,19 @@ int bd_next(bd_reader *r, bd_item *it) {
             if (ferror(r->f)) return lr_err(LR_EIO, "%s: read error: %s", r->path, strerror(errno));
             return -1;
         }
-        size_t lineno = r->lineno++;
+        size_t lineno = r->lineno++; /* r->lineno is now the 1-based number of this line, for messages */
         int blank = 1;
         for (ssize_t i = 0; i < n; i++)
-            if (!strchr(" \t\r\n", r->line[i])) blank = 0;
+            if (r->line[i] != ' ' && r->line[i] != '\t' && r->line[i] != '\r' && r->line[i] != '\n') blank = 0;
         if (blank) continue;
         json_error_t e;
         json_t *o = json_loadb(r->line, (size_t)n, 0, &e);
-        r->lineno = lineno + 1;
         if (!o || !json_is_object(o)) {
             json_decref(o);
             return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object%s%s", r->path, lineno + 1, o ? "" : ": ",
                           o ? "" : e.text);
         }
-        size_t save = r->lineno;
-        r->lineno = lineno + 1; /* 1-based in messages */
         int rc = fill(r, o, it);
-        r->lineno = save;
         json_decref(o);
         if (rc) return rc;
         char id[512];

@@ -106,7 +106,7 @@ static int next_object(lines *L, json_t **out) {
         L->lineno++;
         int blank = 1;
         for (ssize_t i = 0; i < n && blank; i++)
-            if (!strchr(" \t\r\n", L->buf[i])) blank = 0;
+            if (L->buf[i] != ' ' && L->buf[i] != '\t' && L->buf[i] != '\r' && L->buf[i] != '\n') blank = 0;
         if (blank) continue;
         int bad;
         char *fixed = repair_utf8(L->buf, (size_t)n, &bad);
