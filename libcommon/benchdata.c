@@ -249,6 +249,13 @@ static int fill(bd_reader *r, json_t *o, bd_item *it) {
     free(question);
     it->question = ans_pystrip(full);
     free(full);
+    if (!it->question[0]) { /* math_eval.py skips a row whose question is empty */
+        free(it->question);
+        it->question = NULL;
+        free(gold);
+        free(norm);
+        return bad(r, "empty question");
+    }
     it->gold = gold;
     it->gold_norm = norm;
     return LR_OK;

@@ -24,6 +24,7 @@ static void usage(FILE *f) {
           "       lr-eval score --pred PRED.jsonl (--data FILE [--data FILE ...] | --data-dir DIR)\n"
           "                     [--layout NAME] [--out-dir DIR] [--label NAME]\n"
           "       lr-eval compare A.json B.json   (or: lr-eval --compare A.json B.json)\n"
+          "       lr-eval prompts FILE.jsonl [--layout NAME]\n"
           "\n"
           "Scores generations with the Qwen2.5-Math toolkit's answer extraction and\n"
           "equivalence rules (docs/EVAL.md).\n"
@@ -41,6 +42,9 @@ static void usage(FILE *f) {
           "         JSON lines and a summary (markdown and JSON): into --out-dir as\n"
           "         results.jsonl, summary.md, summary.json, else lines to stdout and the\n"
           "         markdown summary to stderr.\n"
+          "prompts  writes {\"id\", \"bench\", \"prompt\", \"gold\"} per benchmark row: the\n"
+          "         toolkit's prompt (qwen25-math-cot; 5-shot for mmlu_stem), for generating\n"
+          "         with any engine and scoring the result with score.\n"
           "compare  prints the per-benchmark accuracy table of two summary.json files\n"
           "         (baseline A, tuned B) with the difference B - A.\n"
           "\n"
@@ -596,6 +600,49 @@ static int cmd_compare(int argc, char **argv) {
     return 0;
 }
 
+/* ---- prompts ---- */
+
+static int cmd_prompts(int argc, char **argv) {
+    const char *file = NULL, *layout = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--layout") && i + 1 < argc) layout = argv[++i];
+        else if (argv[i][0] != '-' && !file) file = argv[i];
+        else return lr_err(LR_EUSAGE, "prompts: unexpected argument \"%s\" (see --help)", argv[i]);
+    }
+    if (!file) return lr_err(LR_EUSAGE, "prompts: needs a benchmark file (see --help)");
+    bd_reader *r;
+    int rc = bd_open(file, layout, &r);
+    if (rc) return rc;
+    bd_layout l = bd_reader_layout(r);
+    size_t n = 0, skipped = 0;
+    bd_item it;
+    while ((rc = bd_next(r, &it)) != -1) {
+        if (rc == LR_EINPUT) {
+            if (skipped++ < 5) fprintf(stderr, "%s: skipped row: %s\n", lr_progname, lr_errmsg());
+            rc = 0;
+            continue;
+        }
+        if (rc) break;
+        char *p = bd_prompt(l, it.question);
+        json_t *o = json_object();
+        json_object_set_new(o, "id", jstr(it.id));
+        json_object_set_new(o, "bench", json_string(bd_layout_name(l)));
+        json_object_set_new(o, "prompt", jstr(p));
+        json_object_set_new(o, "gold", jstr(it.gold));
+        free(p);
+        bd_item_free(&it);
+        rc = write_line(stdout, o);
+        json_decref(o);
+        if (rc) break;
+        n++;
+    }
+    if (rc == -1) rc = 0;
+    bd_close(r);
+    if (!rc) fprintf(stderr, "%s: %zu prompts, %zu rows skipped\n", lr_progname, n, skipped);
+    if (!rc && fflush(stdout)) rc = lr_err(LR_EIO, "stdout: write error");
+    return rc;
+}
+
 int main(int argc, char **argv) {
     lr_progname = "lr-eval";
     if (argc < 2) {
@@ -616,6 +663,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "judge")) rc = cmd_judge(argc - 2, argv + 2);
     else if (!strcmp(cmd, "score")) rc = cmd_score(argc - 2, argv + 2);
     else if (!strcmp(cmd, "compare") || !strcmp(cmd, "--compare")) rc = cmd_compare(argc - 2, argv + 2);
-    else rc = lr_err(LR_EUSAGE, "unknown command \"%s\" (judge, score, compare; see --help)", cmd);
+    else if (!strcmp(cmd, "prompts")) rc = cmd_prompts(argc - 2, argv + 2);
+    else rc = lr_err(LR_EUSAGE, "unknown command \"%s\" (judge, score, compare, prompts; see --help)", cmd);
     return rc ? lr_fail(rc) : 0;
 }

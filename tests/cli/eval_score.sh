@@ -47,11 +47,20 @@ grep -q '| mmlu_stem | 50.0 | 100.0 | +50.0 |' "$LR_TMP/cmp.md" || die "compare 
 grep -q '| avg | 41.7 | 83.3 | +41.7 |' "$LR_TMP/cmp.md" || die "compare avg"
 "$E" --compare "$j" "$LR_TMP/tuned/summary.json" | cmp - "$LR_TMP/cmp.md" || die "--compare alias"
 
+cp "$D/gsm8k/test.jsonl" "$LR_TMP/plain.jsonl"
+# prompts: the toolkit's prompt per row (byte for byte), ids that score joins on
+"$E" prompts "$D/mmlu_stem/test.jsonl" > "$LR_TMP/prompts.jsonl" 2> "$LR_TMP/perr"
+head -n 1 "$LR_TMP/prompts.jsonl" | jq -j .prompt | cmp - "$LR_ROOT/tests/golden/prompt_mmlu_stem_0.txt" || die "mmlu prompt"
+"$E" prompts "$D/gsm8k/test.jsonl" 2> "$LR_TMP/perr" | jq -c '{id, prediction: "The answer is 18."}' > "$LR_TMP/gen.jsonl"
+grep -q "3 prompts, 1 rows skipped" "$LR_TMP/perr" || die "prompts skip count: $(cat "$LR_TMP/perr")"
+"$E" score --pred "$LR_TMP/gen.jsonl" --data "$D/gsm8k/test.jsonl" 2>/dev/null | jq -e -s 'map(.correct) == [true, false, false]' > /dev/null || die "prompts -> score"
+expect_fail 1 "$E" prompts
+expect_fail 1 "$E" prompts "$LR_TMP/plain.jsonl"
+
 # bad input
 expect_fail 1 "$E" score --pred "$LR_TMP/base.jsonl"
 expect_fail 1 "$E" score --pred "$LR_TMP/base.jsonl" --data "$D/gsm8k/test.jsonl" --layout nosuch
 [[ $LAST_ERR == *'unknown benchmark layout "nosuch"'* ]] || die "$LAST_ERR"
-cp "$D/gsm8k/test.jsonl" "$LR_TMP/plain.jsonl"
 expect_fail 1 "$E" score --pred "$LR_TMP/base.jsonl" --data "$LR_TMP/plain.jsonl"
 [[ $LAST_ERR == *"cannot tell the benchmark layout"* ]] || die "$LAST_ERR"
 "$E" score --pred "$LR_TMP/base.jsonl" --data "$LR_TMP/plain.jsonl" --layout gsm8k > /dev/null 2>&1 || die "--layout"
