@@ -606,7 +606,7 @@ static int cmd_prompts(int argc, char **argv) {
     const char *file = NULL, *layout = NULL;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--layout") && i + 1 < argc) layout = argv[++i];
-        else if (argv[i][0] != '-' && !file) file = argv[i];
+        else if ((argv[i][0] != '-' || !strcmp(argv[i], "-")) && !file) file = argv[i];
         else return lr_err(LR_EUSAGE, "prompts: unexpected argument \"%s\" (see --help)", argv[i]);
     }
     if (!file) return lr_err(LR_EUSAGE, "prompts: needs a benchmark file (see --help)");

@@ -54,6 +54,8 @@ head -n 1 "$LR_TMP/prompts.jsonl" | jq -j .prompt | cmp - "$LR_ROOT/tests/golden
 "$E" prompts "$D/gsm8k/test.jsonl" 2> "$LR_TMP/perr" | jq -c '{id, prediction: "The answer is 18."}' > "$LR_TMP/gen.jsonl"
 grep -q "3 prompts, 1 rows skipped" "$LR_TMP/perr" || die "prompts skip count: $(cat "$LR_TMP/perr")"
 "$E" score --pred "$LR_TMP/gen.jsonl" --data "$D/gsm8k/test.jsonl" 2>/dev/null | jq -e -s 'map(.correct) == [true, false, false]' > /dev/null || die "prompts -> score"
+"$E" prompts - --layout gsm8k < "$D/gsm8k/test.jsonl" > "$LR_TMP/sp.jsonl" 2>/dev/null
+head -n 1 "$LR_TMP/sp.jsonl" | jq -e '.id == "gsm8k/stdin:0"' > /dev/null || die "prompts from stdin"
 expect_fail 1 "$E" prompts
 expect_fail 1 "$E" prompts "$LR_TMP/plain.jsonl"
 
