@@ -9,6 +9,7 @@
  */
 #include "answer.h"
 #include "benchdata.h"
+#include "tokenizer.h"
 #include "util.h"
 
 #include <errno.h>
@@ -22,7 +23,7 @@
 static void usage(FILE *f) {
     fputs("usage: lr-eval judge [IN.jsonl]\n"
           "       lr-eval score --pred PRED.jsonl (--data FILE [--data FILE ...] | --data-dir DIR)\n"
-          "                     [--layout NAME] [--out-dir DIR] [--label NAME]\n"
+          "                     [--layout NAME] [--out-dir DIR] [--label NAME] [--tokenizer PATH]\n"
           "       lr-eval compare A.json B.json   (or: lr-eval --compare A.json B.json)\n"
           "       lr-eval prompts FILE.jsonl [--layout NAME]\n"
           "\n"
@@ -34,7 +35,9 @@ static void usage(FILE *f) {
           "         one of gsm8k, math500, svamp, asdiv, minerva_math, olympiadbench,\n"
           "         mmlu_stem (or the toolkit's \"math\"); gold is the gold answer (string or\n"
           "         number; for mmlu_stem a letter or the index 0-3).\n"
-          "score    joins predictions {\"id\", \"prediction\"[, \"tokens\"]} with the benchmark\n"
+          "score    joins predictions {\"id\", \"prediction\"[, \"tokens\"]} (or lr-dump's JSON of\n"
+          "         an lr-infer stream: \"text\", or \"tokens\" ids decoded with --tokenizer;\n"
+          "         --pred - reads stdin) with the benchmark\n"
           "         rows by id (\"gsm8k/test:17\" = layout/file stem:0-based line). With\n"
           "         --data-dir the files are DIR/<layout>/<stem>.jsonl for the ids seen.\n"
           "         Rows without a prediction count as wrong and are reported as missing;\n"
@@ -231,34 +234,58 @@ static pred_row *pred_find(pred_set *P, const char *id) {
     }
 }
 
-static int load_preds(const char *path, pred_set *P, size_t *repaired) {
+/* Prediction lines: {"id", "prediction"[, "tokens": N]}, or the records of
+ * an lr-infer dist stream as lr-dump prints them ({"id", "text", "tokens":
+ * [ids]}; the header and {"lrs_end"} lines are passed over). "-" is stdin. */
+static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *repaired) {
     lines L = {.name = path};
-    L.f = fopen(path, "rb");
+    L.f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!L.f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
     int rc;
     json_t *o;
     while ((rc = next_object(&L, &o)) == 0) {
+        if (json_object_get(o, "lrs") || json_object_get(o, "lrs_end")) {
+            json_decref(o);
+            continue;
+        }
         json_t *id = json_object_get(o, "id"), *p = json_object_get(o, "prediction"), *t = json_object_get(o, "tokens");
-        if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.lineno);
-        else if (!json_is_string(p))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"prediction\": missing or not a string", path, L.lineno);
-        else if (t && !json_is_null(t) && !json_is_integer(t))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not an integer", path, L.lineno);
+        const char *pf = "prediction";
+        if (!p && json_object_get(o, "text")) {
+            p = json_object_get(o, "text");
+            pf = "text";
+        }
+        char *decoded = NULL;
+        if (!p && tok && json_is_array(t)) { /* an lr-infer record without text: decode its tokens */
+            size_t n = json_array_size(t), len;
+            int32_t *ids = xmalloc(sizeof(int32_t) * (n + 1));
+            for (size_t k = 0; k < n; k++) ids[k] = (int32_t)json_integer_value(json_array_get(t, k));
+            rc = tok_decode(tok, ids, n, &decoded, &len);
+            free(ids);
+            if (rc) rc = lr_err_prefix(rc, "%s: line %zu: field \"tokens\"", path, L.lineno);
+        }
         if (rc) {
+        } else if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.lineno);
+        else if (!json_is_string(p) && !decoded)
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"%s\": missing or not a string%s", path, L.lineno, pf,
+                        json_is_array(t) && !tok ? " (give --tokenizer to decode \"tokens\")" : "");
+        else if (t && !json_is_null(t) && !json_is_integer(t) && !json_is_array(t))
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not a count or a list of token ids", path, L.lineno);
+        if (rc) {
+            free(decoded);
             json_decref(o);
             break;
         }
         if (P->n == P->cap) P->rows = xrealloc(P->rows, sizeof(pred_row) * (P->cap = P->cap * 2 + 64));
         pred_row *r = &P->rows[P->n++];
         r->id = xstrdup(json_string_value(id));
-        r->pred = xstrdup(json_string_value(p));
-        r->tokens = json_is_integer(t) ? json_integer_value(t) : -1;
+        r->pred = decoded ? decoded : xstrdup(json_string_value(p));
+        r->tokens = json_is_integer(t) ? json_integer_value(t) : json_is_array(t) ? (long long)json_array_size(t) : -1;
         r->line = L.lineno;
         r->used = 0;
         json_decref(o);
     }
     if (rc == -1) rc = 0;
-    fclose(L.f);
+    if (L.f != stdin) fclose(L.f);
     free(L.buf);
     *repaired += L.repaired;
     if (rc) return rc;
@@ -400,14 +427,14 @@ static void summary_md(FILE *f, bench_stats *S, int nb, const char *label) {
 }
 
 static int cmd_score(int argc, char **argv) {
-    const char *pred = NULL, *data_dir = NULL, *layout = NULL, *out_dir = NULL, *label = NULL;
+    const char *pred = NULL, *data_dir = NULL, *layout = NULL, *out_dir = NULL, *label = NULL, *tokp = NULL;
     const char **data = xcalloc((size_t)argc + 1, sizeof(char *));
     int nd = 0, rc = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = !strcmp(a, "--pred") ? &pred : !strcmp(a, "--data-dir") ? &data_dir
                            : !strcmp(a, "--layout") ? &layout : !strcmp(a, "--out-dir") ? &out_dir
-                           : !strcmp(a, "--label") ? &label : NULL;
+                           : !strcmp(a, "--label") ? &label : !strcmp(a, "--tokenizer") ? &tokp : NULL;
         if (!strcmp(a, "--data")) dst = &data[nd++];
         if (!dst) {
             free(data);
@@ -434,7 +461,11 @@ static int cmd_score(int argc, char **argv) {
     size_t repaired = 0;
     char **owned = NULL;
     int nowned = 0;
-    if ((rc = load_preds(pred, &P, &repaired))) goto out;
+    tok_t *tok = NULL;
+    if (tokp && (rc = tok_load(&tok, tokp))) goto out;
+    rc = load_preds(pred, tok, &P, &repaired);
+    tok_free(tok);
+    if (rc) goto out;
     if (!nd) { /* the files the ids name: "<layout>/<stem>:<line>" */
         owned = xcalloc(P.n + 1, sizeof(char *));
         for (size_t i = 0; i < P.n; i++) {

@@ -37,6 +37,25 @@ jq -e -s 'map(select(.id == "gsm8k/test:2"))[0] | .missing and (.correct | not)'
 "$E" score --pred "$LR_TMP/base.jsonl" --data "$D/mmlu_stem/test.jsonl" > "$LR_TMP/stdout.jsonl" 2>/dev/null
 [ "$(wc -l < "$LR_TMP/stdout.jsonl")" = 2 ] || die "--data"
 
+# lr-dump's JSON of an lr-infer stream: header and end lines skipped, "text" and token lists
+{ echo '{"lrs": 1, "kind": "dist"}'
+  echo '{"id": "gsm8k/test:0", "idx": 0, "text": "The answer is 18.", "tokens": [1, 2, 3, 4]}'
+  echo '{"lrs_end": 1}'; } | "$E" score --pred - --data "$D/gsm8k/test.jsonl" > "$LR_TMP/dump.out" 2>/dev/null
+jq -e -s '.[0] | .correct and .tokens == 4' "$LR_TMP/dump.out" > /dev/null || die "lr-dump JSON as predictions"
+
+# end to end from lr-infer (a tiny random model): records without "text" are
+# decoded with --tokenizer; without it, one clear line
+"$LR_BIN/lr-mkmodel" "$LR_TMP/m" $(jq -r '.expert|join(" ")' "$LR_ROOT/tests/golden/infer_ref.json") > /dev/null
+"$LR_BIN/lr-infer" --model "$LR_TMP/m" --data "$D/gsm8k/test.jsonl" --preset qwen25-math-cot --limit 2 \
+    --max-new-tokens 4 -o "$LR_TMP/g.lrs" 2>/dev/null
+"$LR_BIN/lr-dump" "$LR_TMP/g.lrs" > "$LR_TMP/g.jsonl"
+"$E" score --pred "$LR_TMP/g.jsonl" --data "$D/gsm8k/test.jsonl" --tokenizer "$LR_SHARED/tokenizers/qwen" \
+    > "$LR_TMP/g.out" 2>/dev/null
+jq -e -s 'length == 3 and (map(select(.missing | not)) | length == 2 and all(.tokens > 0 and (.prediction | type) == "string"))' \
+    "$LR_TMP/g.out" > /dev/null || die "lr-infer -> lr-eval"
+expect_fail 2 "$E" score --pred "$LR_TMP/g.jsonl" --data "$D/gsm8k/test.jsonl"
+[[ $LAST_ERR == *"give --tokenizer"* ]] || die "$LAST_ERR"
+
 # tuned run and the delta table
 sed -e 's/is 4\./is 3./' -e 's/(A)/(C)/' "$LR_TMP/base.jsonl" > "$LR_TMP/tuned.jsonl"
 "$E" score --pred "$LR_TMP/tuned.jsonl" --data-dir "$D" --out-dir "$LR_TMP/tuned" --label tuned 2>/dev/null
