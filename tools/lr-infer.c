@@ -646,6 +646,22 @@ static int run_follow(ctx *c, lrs_writer *w, lrs_reader *r) {
     return rc;
 }
 
+/* For the progress bar's ETA: the problems a generate run will visit (lines
+ * of a regular input file, cut by --limit and --shard); 0 when unknown. */
+static uint64_t expected_problems(const opts *o) {
+    if (!o->data || !strcmp(o->data, "-")) return 0;
+    FILE *f = fopen(o->data, "rb");
+    if (!f) return 0;
+    uint64_t lines = 0;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++) lines += buf[i] == '\n';
+    fclose(f);
+    if (o->limit >= 0 && (uint64_t)o->limit < lines) lines = (uint64_t)o->limit;
+    return (lines + o->shard_n - 1 - o->shard_k) / o->shard_n;
+}
+
 static int parse_int(const char *flag, const char *s, long lo, long hi, int *out) {
     char *end;
     long v = strtol(s, &end, 10);
@@ -768,9 +784,14 @@ int main(int argc, char **argv) {
     if (o.out) rc = lrs_resume(&w, o.out, &h, pack_params, &o, note_done, &c);
     else rc = lrs_open_write(&w, "-", &h, pack_params, &o);
     if (rc) goto out;
-    progress_init(&c.prog, lr_progress_wanted(o.progress), "problems", 0);
+    progress_init(&c.prog, lr_progress_wanted(o.progress), "problems", o.follow ? 0 : expected_problems(&o));
     rc = o.follow ? run_follow(&c, w, fr) : run_generate(&c, w);
     progress_end(&c.prog);
+    if (!rc) {
+        double dt = lr_now() - c.prog.t0;
+        fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s)\n", lr_progname, c.written,
+                (unsigned long long)c.prog.tokens, dt, dt > 0 ? c.prog.tokens / dt : 0.0);
+    }
 out:
     if (w) {
         if (rc) lrs_abort(w);
