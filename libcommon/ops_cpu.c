@@ -137,18 +137,43 @@ typedef struct {
     const int *seq, *pos;
     int N, NH, NKV, HD, Tmax;
     long begin, end; /* range of (row, head) work items */
+    float *att;      /* (Tmax) scratch: scores, then probabilities */
 } att_job;
 
-static void *att_run(void *arg) {
+/* q.k in a fixed order: 8 lanes over d (HD % 8 == 0), then the lanes
+ * pairwise; a scalar loop otherwise. */
+static inline __attribute__((always_inline)) float att_dot(const float *q, const float *k, int HD) {
+    if (HD % 8) {
+        float s = 0.0f;
+        for (int d = 0; d < HD; d++) s += q[d] * k[d];
+        return s;
+    }
+    v8 acc = {0}, qv, kv;
+    for (int d = 0; d < HD; d += 8) {
+        memcpy(&qv, q + d, sizeof qv);
+        memcpy(&kv, k + d, sizeof kv);
+        acc += qv * kv;
+    }
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+/* o += p * v (elementwise: vectorising changes no rounding). */
+static inline __attribute__((always_inline)) void att_axpy(float *o, float p, const float *v, int HD) {
+    int d = 0;
+    for (; d + 8 <= HD; d += 8) {
+        v8 ov, vv;
+        memcpy(&ov, o + d, sizeof ov);
+        memcpy(&vv, v + d, sizeof vv);
+        ov += p * vv;
+        memcpy(o + d, &ov, sizeof ov);
+    }
+    for (; d < HD; d++) o[d] += p * v[d];
+}
+
+__attribute__((target_clones("avx2", "default"))) static void *att_run(void *arg) {
     const att_job *j = arg;
     int HD = j->HD, grp = j->NH / j->NKV;
-    float scale = 1.0f / sqrtf((float)HD);
-    int maxlen = 0;
-    for (long it = j->begin; it < j->end; it++) {
-        int n = (int)(it / j->NH);
-        if (j->pos[n] + 1 > maxlen) maxlen = j->pos[n] + 1;
-    }
-    float *att = xmalloc((size_t)(maxlen ? maxlen : 1) * sizeof(float)); // (T) scores then probabilities
+    float scale = 1.0f / sqrtf((float)HD), *att = j->att;
     for (long it = j->begin; it < j->end; it++) {
         int n = (int)(it / j->NH), h = (int)(it % j->NH), kvh = h / grp, T = j->pos[n] + 1;
         const float *q = j->q + ((size_t)n * j->NH + h) * HD;
@@ -156,9 +181,7 @@ static void *att_run(void *arg) {
         const float *v = j->vc + ((size_t)j->seq[n] * j->NKV + kvh) * j->Tmax * HD;
         float mx = -INFINITY;
         for (int t = 0; t < T; t++) {
-            float s = 0.0f;
-            for (int d = 0; d < HD; d++) s += q[d] * k[(size_t)t * HD + d];
-            att[t] = s * scale;
+            att[t] = att_dot(q, k + (size_t)t * HD, HD) * scale;
             if (att[t] > mx) mx = att[t];
         }
         float sum = 0.0f;
@@ -168,14 +191,9 @@ static void *att_run(void *arg) {
         }
         float inv = 1.0f / sum;
         float *o = j->out + ((size_t)n * j->NH + h) * HD;
-        for (int d = 0; d < HD; d++) o[d] = 0.0f;
-        for (int t = 0; t < T; t++) {
-            float p = att[t] * inv;
-            const float *vt = v + (size_t)t * HD;
-            for (int d = 0; d < HD; d++) o[d] += p * vt[d];
-        }
+        memset(o, 0, (size_t)HD * sizeof(float));
+        for (int t = 0; t < T; t++) att_axpy(o, att[t] * inv, v + (size_t)t * HD, HD);
     }
-    free(att);
     return NULL;
 }
 
@@ -189,9 +207,13 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
     if (nthreads < 1 || work < (1L << 18) || items < nthreads) nthreads = 1;
     att_job jobs[16];
     pthread_t th[16];
-    for (int i = 0; i < nthreads; i++) {
-        jobs[i] = (att_job){out, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax, items * i / nthreads, items * (i + 1) / nthreads};
-    }
+    int maxlen = 1;
+    for (int n = 0; n < N; n++)
+        if (pos[n] + 1 > maxlen) maxlen = pos[n] + 1;
+    float *scratch = xmalloc((size_t)nthreads * maxlen * sizeof(float));
+    for (int i = 0; i < nthreads; i++)
+        jobs[i] = (att_job){out, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax, items * i / nthreads, items * (i + 1) / nthreads,
+                            scratch + (size_t)i * maxlen};
     int started = 0;
     for (int i = 1; i < nthreads; i++)
         if (pthread_create(&th[i], NULL, att_run, &jobs[i]) == 0) started = i;
@@ -201,6 +223,7 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
     }
     att_run(&jobs[0]);
     for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    free(scratch);
 }
 
 void swiglu_forward(float *out, const float *gate, const float *up, long n) {
