@@ -100,6 +100,9 @@ static void proj(float *out, const float *inp, const float *w, const uint16_t *w
     else matmul_forward(out, inp, w, N, IC, OC);
 }
 
+/* layer l's slice of a stacked bf16 copy, or NULL when there is none */
+#define AT16(p, off) ((p) ? (p) + (off) : NULL)
+
 /* One decoder layer over the chunk's N rows: pre-norm attention block then
  * pre-norm SwiGLU MLP, each added to the residual stream. */
 static void layer_forward(fwd *f, int l, int N) {
@@ -114,9 +117,9 @@ static void layer_forward(fwd *f, int l, int N) {
     float *kc = f->kc + l * kvl, *vc = f->vc + l * kvl; // (B, NKV, Tmax, HD)
 
     rmsnorm_forward(la->ln1, la->ln1_rstd, la->x_in, w->ln1 + (size_t)l * C, N, C, (float)c->rms_eps);
-    proj(la->q, la->ln1, w->wq + (size_t)l * QD * C, h->wq ? h->wq + (size_t)l * QD * C : NULL, N, C, QD);
-    proj(la->k, la->ln1, w->wk + (size_t)l * KD * C, h->wk ? h->wk + (size_t)l * KD * C : NULL, N, C, KD);
-    proj(la->v, la->ln1, w->wv + (size_t)l * KD * C, h->wv ? h->wv + (size_t)l * KD * C : NULL, N, C, KD);
+    proj(la->q, la->ln1, w->wq + (size_t)l * QD * C, AT16(h->wq, (size_t)l * QD * C), N, C, QD);
+    proj(la->k, la->ln1, w->wk + (size_t)l * KD * C, AT16(h->wk, (size_t)l * KD * C), N, C, KD);
+    proj(la->v, la->ln1, w->wv + (size_t)l * KD * C, AT16(h->wv, (size_t)l * KD * C), N, C, KD);
     if (w->bq) {
         bias_forward(la->q, w->bq + (size_t)l * QD, N, QD);
         bias_forward(la->k, w->bk + (size_t)l * KD, N, KD);
@@ -126,15 +129,15 @@ static void layer_forward(fwd *f, int l, int N) {
     rope_forward(la->k, la->k, a->pos, N, NKV, HD, (float)c->rope_theta);
     kv_store(kc, vc, la->k, la->v, a->seq, a->pos, N, NKV, HD, f->Tmax);
     attention_forward(la->att, la->q, kc, vc, a->seq, a->pos, N, NH, NKV, HD, f->Tmax, f->nthreads);
-    proj(la->o, la->att, w->wo + (size_t)l * C * QD, h->wo ? h->wo + (size_t)l * C * QD : NULL, N, QD, C);
+    proj(la->o, la->att, w->wo + (size_t)l * C * QD, AT16(h->wo, (size_t)l * C * QD), N, QD, C);
     if (w->bo) bias_forward(la->o, w->bo + (size_t)l * C, N, C);
     residual_forward(la->x_mid, la->x_in, la->o, (long)N * C);
 
     rmsnorm_forward(la->ln2, la->ln2_rstd, la->x_mid, w->ln2 + (size_t)l * C, N, C, (float)c->rms_eps);
-    proj(la->gate, la->ln2, w->wgate + (size_t)l * I * C, h->wgate ? h->wgate + (size_t)l * I * C : NULL, N, C, I);
-    proj(la->up, la->ln2, w->wup + (size_t)l * I * C, h->wup ? h->wup + (size_t)l * I * C : NULL, N, C, I);
+    proj(la->gate, la->ln2, w->wgate + (size_t)l * I * C, AT16(h->wgate, (size_t)l * I * C), N, C, I);
+    proj(la->up, la->ln2, w->wup + (size_t)l * I * C, AT16(h->wup, (size_t)l * I * C), N, C, I);
     swiglu_forward(la->h, la->gate, la->up, (long)N * I);
-    proj(la->down, la->h, w->wdown + (size_t)l * C * I, h->wdown ? h->wdown + (size_t)l * C * I : NULL, N, I, C);
+    proj(la->down, la->h, w->wdown + (size_t)l * C * I, AT16(h->wdown, (size_t)l * C * I), N, I, C);
     residual_forward(x_next, la->x_mid, la->down, (long)N * C);
 }
 
