@@ -1,7 +1,9 @@
 /* bench_forward: CPU prefill and greedy-decode throughput of the forward
  * engine on a model folder, for bench/forward.sh (which runs PyTorch on the
  * same folder in the same run and prints the ratio).
- *   bench_forward MODEL_DIR BATCH PROMPT_LEN GEN_TOKENS
+ *   bench_forward MODEL_DIR BATCH PROMPT_LEN GEN_TOKENS [bf16]
+ * With "bf16", decode streams bf16 copies of the weights (model_make_bf16;
+ * BF16 checkpoints only; same results).
  * Prints one line: "c blas=... prefill_tok_s=X decode_tok_s=Y tokens=..."
  * (tokens: the greedy continuation of sequence 0, to compare with torch).
  * Without arguments it only says how it is meant to be run. */
@@ -22,8 +24,9 @@ static int argmax(const float *x, int n) {
 
 int main(int argc, char **argv) {
     lr_progname = "bench_forward";
-    if (argc != 5) {
-        printf("bench_forward: needs MODEL_DIR BATCH PROMPT_LEN GEN_TOKENS; run through bench/forward.sh\n");
+    int bf16 = argc == 6 && !strcmp(argv[5], "bf16");
+    if (argc != 5 && !bf16) {
+        printf("bench_forward: needs MODEL_DIR BATCH PROMPT_LEN GEN_TOKENS [bf16]; run through bench/forward.sh\n");
         return argc == 1 ? 0 : LR_EUSAGE;
     }
     int B = atoi(argv[2]), P = atoi(argv[3]), G = atoi(argv[4]);
@@ -31,6 +34,7 @@ int main(int argc, char **argv) {
     model m;
     int rc = model_load(&m, argv[1]);
     if (rc) return lr_fail(rc);
+    if (bf16 && (rc = model_make_bf16(&m))) return lr_fail(rc);
     int V = m.cfg.V;
     fwd f;
     if ((rc = fwd_init(&f, &m, B, P + G, B * P, 0, 0))) return lr_fail(rc);
@@ -59,7 +63,7 @@ int main(int argc, char **argv) {
     }
     double dec = lr_now() - t0;
     char *cfg = openblas_get_config();
-    printf("c blas=\"%s\" threads=%d prefill_tok_s=%.1f decode_tok_s=%.2f tokens=", cfg, openblas_get_num_threads(),
+    printf("c%s blas=\"%s\" threads=%d prefill_tok_s=%.1f decode_tok_s=%.2f tokens=", bf16 ? "-bf16" : "", cfg, openblas_get_num_threads(),
            (double)B * P / best_pf, G > 1 ? (double)B * (G - 1) / dec : 0.0);
     for (int g = 0; g < G; g++) printf("%s%d", g ? "," : "", gen[g]);
     printf("\n");

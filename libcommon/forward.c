@@ -93,11 +93,22 @@ static void kv_store(float *kc, float *vc, const float *k, const float *v, const
         }
 }
 
+/* A projection: the bf16 copy for decode-sized N when the model has one
+ * (identical results, half the memory traffic), else float32. */
+static void proj(float *out, const float *inp, const float *w, const uint16_t *w16, int N, int IC, int OC) {
+    if (w16 && N <= MATMUL_SMALL_N) matmul_bf16_forward(out, inp, w16, N, IC, OC);
+    else matmul_forward(out, inp, w, N, IC, OC);
+}
+
+/* layer l's slice of a stacked bf16 copy, or NULL when there is none */
+#define AT16(p, off) ((p) ? (p) + (off) : NULL)
+
 /* One decoder layer over the chunk's N rows: pre-norm attention block then
  * pre-norm SwiGLU MLP, each added to the residual stream. */
 static void layer_forward(fwd *f, int l, int N) {
     const mcfg *c = &f->m->cfg;
     const model_weights *w = &f->m->w;
+    const model_bf16 *h = &f->m->w16;
     fwd_acts *a = &f->a;
     fwd_layer_acts *la = &a->layer[l];
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
@@ -106,9 +117,9 @@ static void layer_forward(fwd *f, int l, int N) {
     float *kc = f->kc + l * kvl, *vc = f->vc + l * kvl; // (B, NKV, Tmax, HD)
 
     rmsnorm_forward(la->ln1, la->ln1_rstd, la->x_in, w->ln1 + (size_t)l * C, N, C, (float)c->rms_eps);
-    matmul_forward(la->q, la->ln1, w->wq + (size_t)l * QD * C, N, C, QD);
-    matmul_forward(la->k, la->ln1, w->wk + (size_t)l * KD * C, N, C, KD);
-    matmul_forward(la->v, la->ln1, w->wv + (size_t)l * KD * C, N, C, KD);
+    proj(la->q, la->ln1, w->wq + (size_t)l * QD * C, AT16(h->wq, (size_t)l * QD * C), N, C, QD);
+    proj(la->k, la->ln1, w->wk + (size_t)l * KD * C, AT16(h->wk, (size_t)l * KD * C), N, C, KD);
+    proj(la->v, la->ln1, w->wv + (size_t)l * KD * C, AT16(h->wv, (size_t)l * KD * C), N, C, KD);
     if (w->bq) {
         bias_forward(la->q, w->bq + (size_t)l * QD, N, QD);
         bias_forward(la->k, w->bk + (size_t)l * KD, N, KD);
@@ -118,15 +129,15 @@ static void layer_forward(fwd *f, int l, int N) {
     rope_forward(la->k, la->k, a->pos, N, NKV, HD, (float)c->rope_theta);
     kv_store(kc, vc, la->k, la->v, a->seq, a->pos, N, NKV, HD, f->Tmax);
     attention_forward(la->att, la->q, kc, vc, a->seq, a->pos, N, NH, NKV, HD, f->Tmax, f->nthreads);
-    matmul_forward(la->o, la->att, w->wo + (size_t)l * C * QD, N, QD, C);
+    proj(la->o, la->att, w->wo + (size_t)l * C * QD, AT16(h->wo, (size_t)l * C * QD), N, QD, C);
     if (w->bo) bias_forward(la->o, w->bo + (size_t)l * C, N, C);
     residual_forward(la->x_mid, la->x_in, la->o, (long)N * C);
 
     rmsnorm_forward(la->ln2, la->ln2_rstd, la->x_mid, w->ln2 + (size_t)l * C, N, C, (float)c->rms_eps);
-    matmul_forward(la->gate, la->ln2, w->wgate + (size_t)l * I * C, N, C, I);
-    matmul_forward(la->up, la->ln2, w->wup + (size_t)l * I * C, N, C, I);
+    proj(la->gate, la->ln2, w->wgate + (size_t)l * I * C, AT16(h->wgate, (size_t)l * I * C), N, C, I);
+    proj(la->up, la->ln2, w->wup + (size_t)l * I * C, AT16(h->wup, (size_t)l * I * C), N, C, I);
     swiglu_forward(la->h, la->gate, la->up, (long)N * I);
-    matmul_forward(la->down, la->h, w->wdown + (size_t)l * C * I, N, I, C);
+    proj(la->down, la->h, w->wdown + (size_t)l * C * I, AT16(h->wdown, (size_t)l * C * I), N, I, C);
     residual_forward(x_next, la->x_mid, la->down, (long)N * C);
 }
 
@@ -163,7 +174,7 @@ int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned cha
         int g = 0;
         for (int i = 0; i < n; i++)
             if (!want || want[start + i]) memcpy(f->gather + (size_t)g++ * C, a->lnf + (size_t)i * C, (size_t)C * sizeof(float));
-        if (g && logits) matmul_forward(logits + out_row * c->V, f->gather, w->lm_head, g, C, c->V);
+        if (g && logits) proj(logits + out_row * c->V, f->gather, w->lm_head, f->m->w16.lm_head, g, C, c->V);
         out_row += (size_t)g;
     }
     return LR_OK;

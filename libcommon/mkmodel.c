@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Qwen2's pre-tokenizer split, copied from its tokenizer.json. */
 static const char QWEN_SPLIT[] =
@@ -272,8 +273,11 @@ int mk_write_model(const char *dir, const mk_opts *o) {
         wt[i].shape[0] = sp[i].rows;
         wt[i].shape[1] = sp[i].cols;
     }
-    size_t plen = strlen(dir) + 32;
+    size_t plen = strlen(dir) + 40;
     char *p = xmalloc(plen);
+    /* a stale shard index would take precedence over the new file */
+    snprintf(p, plen, "%s/model.safetensors.index.json", dir);
+    unlink(p);
     snprintf(p, plen, "%s/model.safetensors", dir);
     rc = st_write(p, wt, n);
     free(p);

@@ -5,6 +5,7 @@
 #include "util.h"
 
 #include <limits.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -166,7 +167,43 @@ out:
     return rc;
 }
 
+int model_make_bf16(model *m) {
+    const mcfg *c = &m->cfg;
+    size_t C = (size_t)c->C, I = (size_t)c->I, L = (size_t)c->L, V = (size_t)c->V;
+    size_t QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD;
+    struct { const float *src; uint16_t **dst; size_t n; } t[] = {
+        {m->w.wq, &m->w16.wq, L * QD * C},    {m->w.wk, &m->w16.wk, L * KD * C},
+        {m->w.wv, &m->w16.wv, L * KD * C},    {m->w.wo, &m->w16.wo, L * C * QD},
+        {m->w.wgate, &m->w16.wgate, L * I * C}, {m->w.wup, &m->w16.wup, L * I * C},
+        {m->w.wdown, &m->w16.wdown, L * C * I}, {m->w.lm_head, &m->w16.lm_head, V * C},
+    };
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        for (size_t k = 0; k < t[i].n; k++) {
+            uint32_t u;
+            memcpy(&u, &t[i].src[k], 4);
+            if (u & 0xffff)
+                return lr_err(LR_EINPUT, "%s: weights are not exact bf16 values (float32 checkpoint?): bf16 decode copies refused",
+                              m->name ? m->name : "model");
+        }
+        total += t[i].n;
+    }
+    free(m->mem16);
+    uint16_t *at = m->mem16 = xmalloc(total * sizeof(uint16_t));
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        *t[i].dst = at;
+        for (size_t k = 0; k < t[i].n; k++) {
+            uint32_t u;
+            memcpy(&u, &t[i].src[k], 4);
+            at[k] = (uint16_t)(u >> 16);
+        }
+        at += t[i].n;
+    }
+    return LR_OK;
+}
+
 void model_free(model *m) {
+    free(m->mem16);
     free(m->mem);
     free(m->name);
     memset(m, 0, sizeof *m);

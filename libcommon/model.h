@@ -40,9 +40,17 @@ typedef struct {
     float *lm_head; // (V, C) == embed when tied
 } model_weights;
 
+/* Optional bf16 copies of the big matrices, for memory-bound decode
+ * (model_make_bf16). Same layouts as model_weights. */
+typedef struct {
+    uint16_t *wq, *wk, *wv, *wo, *wgate, *wup, *wdown, *lm_head;
+} model_bf16;
+
 typedef struct {
     mcfg cfg;
     model_weights w;
+    model_bf16 w16;      /* all NULL unless model_make_bf16() was called */
+    uint16_t *mem16;
     float *mem;          /* the one allocation behind w */
     size_t nparams;      /* floats in mem */
     char *name;          /* folder name */
@@ -54,6 +62,15 @@ typedef struct {
  * Returns 0, LR_EIO or LR_EINPUT with a message naming file and tensor. */
 int model_load(model *m, const char *dir);
 void model_free(model *m);
+
+/* Opt-in, for inference: adds bf16 copies of the projection and lm_head
+ * matrices, which decode steps (<= 8 rows) then stream instead of the
+ * float32 ones: half the memory traffic, identical results. Only allowed
+ * when every such weight is exactly a bf16 value (a BF16 checkpoint);
+ * otherwise LR_EINPUT and nothing changes. Costs 50% more weight memory.
+ * The copies go stale if the float32 weights are modified afterwards (not
+ * for training). */
+int model_make_bf16(model *m);
 
 /* The identity alone (no weights read): name = folder name (malloc'd). */
 int model_identity(const char *dir, char **name, uint64_t *hash);

@@ -10,6 +10,8 @@
 #ifndef LR_OPS_CPU_H
 #define LR_OPS_CPU_H
 
+#include <stdint.h>
+
 /* out[n] = wte[tokens[n]]; tokens must be in [0, V). */
 void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C);
 // out (N, C), tokens (N), wte (V, C)
@@ -22,6 +24,13 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
  * openblas_get_num_threads() pthreads whose results do not depend on N or
  * the thread count. out (N, OC), inp (N, IC), w (OC, IC). */
 void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC);
+#define MATMUL_SMALL_N 8
+
+/* The same streaming kernel reading bf16 weights (w (OC, IC) as raw bf16
+ * bits), any N (one weight pass per 8 rows: meant for decode).
+ * Exactly equal to matmul_forward's N <= 8 path on the float32 values of
+ * those weights, with half the memory traffic. */
+void matmul_bf16_forward(float *out, const float *inp, const uint16_t *w, int N, int IC, int OC);
 
 /* out[n] += bias for every row. out (N, OC), bias (OC). */
 void bias_forward(float *out, const float *bias, int N, int OC);

@@ -96,6 +96,11 @@ expect_fail 2 "$mk" --check "$T/rs"
 cp -r "$T/a" "$T/mt" && sed -i 's/"model_type": "qwen2"/"model_type": "mistral"/' "$T/mt/config.json"
 expect_fail 2 "$mk" --check "$T/mt"
 [[ $LAST_ERR == *'"mistral" unsupported'* ]] || die "model_type msg: $LAST_ERR"
+echo '{"metadata": {}}' > "$T/a/model.safetensors.index.json"
+expect_fail 2 "$mk" --check "$T/a"
+[[ $LAST_ERR == *'field "weight_map": missing'* ]] || die "index msg: $LAST_ERR"
+"$mk" "$T/a" --seed 7 # regenerating removes the stale index
+[ "$("$mk" --check "$T/a" | sed -n 's/^hash //p')" = "$hash_a" ] || die "regenerated model differs"
 rm "$T/mt/config.json"
 expect_fail 3 "$mk" --check "$T/mt"
 echo ok

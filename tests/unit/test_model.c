@@ -127,6 +127,46 @@ static void self_consistency(const char *name, const model *m, const seqs_t *s, 
     free(kp);
 }
 
+/* bf16 decode copies (model_make_bf16): refused for f32 checkpoints; for
+ * bf16 ones, decode logits bit-identical to the float32 path. */
+static void bf16_copies(const char *name, const char *dir, const model *m, const seqs_t *s) {
+    model b;
+    if (model_load(&b, dir)) { CHECKF(0, "%s", lr_errmsg()); return; }
+    int rc = model_make_bf16(&b), V = m->cfg.V;
+    const st_tensor *t = NULL;
+    st_set st;
+    char p[2048];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    if (st_open_file(&st, p) == 0) {
+        t = st_find(&st, "model.norm.weight");
+        CHECK(t != NULL);
+        int is_bf16 = t && t->dtype == ST_BF16;
+        CHECKF(rc == (is_bf16 ? 0 : LR_EINPUT), "%s: model_make_bf16 rc %d", name, rc);
+        st_close(&st);
+    }
+    if (rc == 0) {
+        fwd fa, fb;
+        CHECK(fwd_init(&fa, m, s->S, 64, 64, 0, 0) == 0 && fwd_init(&fb, &b, s->S, 64, 64, 0, 0) == 0);
+        float *la = xmalloc((size_t)s->S * V * sizeof(float)), *lb = xmalloc((size_t)s->S * V * sizeof(float));
+        int one[8], next[8], same = 1;
+        for (int q = 0; q < s->S; q++) one[q] = 1;
+        CHECK(fwd_prefill(&fa, s->S, (const int *const *)s->toks, one, la) == 0);
+        CHECK(fwd_prefill(&fb, s->S, (const int *const *)s->toks, one, lb) == 0);
+        same &= !memcmp(la, lb, (size_t)s->S * V * sizeof(float));
+        for (int p2 = 1; p2 < 6; p2++) { /* every sequence has >= 6 tokens */
+            for (int q = 0; q < s->S; q++) next[q] = s->toks[q][p2];
+            CHECK(fwd_decode(&fa, s->S, next, la) == 0 && fwd_decode(&fb, s->S, next, lb) == 0);
+            same &= !memcmp(la, lb, (size_t)s->S * V * sizeof(float));
+        }
+        CHECKF(same, "%s: bf16 decode copies changed the logits", name);
+        free(la);
+        free(lb);
+        fwd_free(&fa);
+        fwd_free(&fb);
+    }
+    model_free(&b);
+}
+
 /* Rewrites dir's model.safetensors as two shards + index; returns 0 ok. */
 static int shard(const char *dir, const char *out) {
     char p[4096];
@@ -216,6 +256,20 @@ static void thread_independence(void) {
     CHECKF(e < 1e-5, "streaming kernel vs sgemm: rel err %.3g", e);
     for (int k = 0; k < 3; k++) free(y[k]);
     for (int k = 0; k < 3; k++) free(out[k]);
+    /* bf16 kernel with a row length that is not a multiple of 8 and more
+     * than 8 rows: equal to the float32 kernel run on 8 + 3 rows */
+    enum { OC = 37, IC = 21, NR = 11 };
+    uint16_t w16[OC * IC];
+    float w32[OC * IC], xin[NR * IC], o16[NR * OC], o32[NR * OC];
+    for (int i = 0; i < OC * IC; i++) {
+        w16[i] = st_f32_to_bf16((float)((i * 53) % 97) / 48.0f - 1.0f);
+        w32[i] = st_bf16_to_f32(w16[i]);
+    }
+    for (int i = 0; i < NR * IC; i++) xin[i] = (float)((i * 29) % 31) / 15.0f - 1.0f;
+    matmul_bf16_forward(o16, xin, w16, NR, IC, OC);
+    matmul_forward(o32, xin, w32, 8, IC, OC);
+    matmul_forward(o32 + 8 * OC, xin + 8 * IC, w32, NR - 8, IC, OC);
+    CHECK(!memcmp(o16, o32, sizeof o16));
     model_free(&m);
 }
 
@@ -293,6 +347,7 @@ int main(void) {
         fprintf(stderr, "%-34s vs transformers: max|c-ref| %.3g, max|ref| %.3g, rel %.3g\n", name, md, mr, err);
         CHECKF(err < 1e-4, "%s: rel err %.3g vs transformers", name, err);
         self_consistency(name, &m, &s, full);
+        bf16_copies(name, dir, &m, &s);
         /* sharded copy: same logits, bit for bit (same weights, same code) */
         if (ci == 0) {
             char sd[1100];
