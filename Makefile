@@ -11,6 +11,7 @@ CC      ?= gcc
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 SAN     ?=
 OPT     ?= -O2
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 DEPS_PKGS = build-essential pkg-config libmsgpack-dev libzstd-dev zstd libjansson-dev \
             libpcre2-dev libopenblas-dev libutf8proc-dev jq python3 python3-venv
 
@@ -85,8 +86,9 @@ endif
 
 # `make test`: the whole suite plainly, then under ASan + UBSan.
 test:
-	$(MAKE) all
-	$(MAKE) SAN=1 all
+	tests/ensure-deps.sh
+	$(MAKE) -j$(JOBS) all
+	$(MAKE) -j$(JOBS) SAN=1 all
 	tests/run-all.sh
 
 bench: all

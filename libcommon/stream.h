@@ -84,10 +84,10 @@ void lrs_pack_cstr(msgpack_packer *pk, const char *s);
 void lrs_pack_f32s(msgpack_packer *pk, const float *v, size_t n);
 void lrs_pack_i32s(msgpack_packer *pk, const int32_t *v, size_t n);
 
-/* Resume: reads an existing (possibly crashed) stream at path, calls
- * on_record for every complete record of its last segment, then truncates the
- * file after the last complete frame and opens it for appending records to
- * that segment (no new header). The existing header must have the same kind
+/* Resume: reads an existing (possibly crashed) stream at path, truncates the
+ * file after the last complete frame, calls on_record for every record kept
+ * (all segments; a nonzero return aborts with that code), and opens the file for appending
+ * records to its open segment (no new header). The existing header must have the same kind
  * and identities as h. If the file does not exist, behaves like
  * lrs_open_write. If its last segment is already complete (end marker), the
  * writer appends a new segment, so the result stays a valid concatenation. */

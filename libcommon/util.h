@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#define LR_VERSION "0.1.0"
+
 /* Documented exit codes, shared by every tool. */
 enum {
     LR_OK = 0,
