@@ -54,15 +54,27 @@
 
 float dist_prob32(float lp) { return (float)exp((double)lp); }
 
-/* One KL term f = (p + eps) log((p + eps)/(q + eps)), p, q probabilities. */
-static double kl_term(double p, double q) {
-    double a = p + DIST_EPS, b = q + DIST_EPS;
-    return a * (log(a) - log(b));
+/* log(p + eps) for p = exp(lp), without a log call for p > 1e-8:
+ * lp + log1p(x), x = eps/p <= 1e-4, by its series x - x^2/2 (the next term,
+ * x^3/3, is below 4e-13); the plain log for smaller p. Every listed token
+ * costs two exp and no log: the KL is the tools' hot loop. */
+static double log_eps(double p, double lp) {
+    if (p > 1e-8) {
+        double x = DIST_EPS / p;
+        return lp + x - 0.5 * x * x;
+    }
+    return log(p + DIST_EPS);
+}
+
+/* One KL term f = (p + eps) log((p + eps)/(q + eps)), from log-probs. */
+static double kl_term_lp(float lpe, float lpa) {
+    double p = exp((double)lpe), q = exp((double)lpa);
+    return (p + DIST_EPS) * (log_eps(p, lpe) - log_eps(q, lpa));
 }
 
 double dist_kl_full(const float *lp_e, const float *lp_a, int64_t V) {
     double kl = 0;
-    for (int64_t i = 0; i < V; i++) kl += kl_term(exp((double)lp_e[i]), exp((double)lp_a[i]));
+    for (int64_t i = 0; i < V; i++) kl += kl_term_lp(lp_e[i], lp_a[i]);
     return kl;
 }
 
@@ -75,7 +87,8 @@ double dist_kl_compact(const dist_step *s, int64_t V, double *err) {
         double p = exp((double)s->lp_e[i]);
         if (p < pmin) pmin = p;       /* over all listed ids: bounds unlisted pE */
         if (s->ids[i] >= V) continue; /* truncated away, as in the reference */
-        kl += kl_term(p, exp((double)s->lp_a[i]));
+        double q = exp((double)s->lp_a[i]);
+        kl += (p + DIST_EPS) * (log_eps(p, s->lp_e[i]) - log_eps(q, s->lp_a[i]));
         n++;
     }
     int64_t U = V - n;
@@ -83,9 +96,9 @@ double dist_kl_compact(const dist_step *s, int64_t V, double *err) {
     double L = 0, up = 0;
     if (U > 0) {
         double a = te + (double)U * DIST_EPS, b = ta + (double)U * DIST_EPS;
-        L = a * (log(a) - log(b));
+        L = a * log(a / b);
         double m = te < pmin ? te : pmin;
-        up = a * (log(m + DIST_EPS) - log(DIST_EPS));
+        up = a * log((m + DIST_EPS) / DIST_EPS);
     }
     if (err) *err = up - L > 0 ? up - L : 0;
     return kl + L;
@@ -134,7 +147,7 @@ static int by_id(const void *a, const void *b) {
  * renormalised on the mask). */
 static double score(const dist_step *s, int i, dist_target_kind kind) {
     if (kind != DIST_CONTRAST) return (double)s->lp_e[i];
-    return log(exp((double)s->lp_e[i]) + DIST_EPS) - log(exp((double)s->lp_a[i]) + DIST_EPS);
+    return log_eps(exp((double)s->lp_e[i]), s->lp_e[i]) - log_eps(exp((double)s->lp_a[i]), s->lp_a[i]);
 }
 
 int dist_target(const dist_step *s, int64_t V, double alpha, dist_target_kind kind,
@@ -175,26 +188,32 @@ int dist_target(const dist_step *s, int64_t V, double alpha, dist_target_kind ki
     return n;
 }
 
-static int cmp_i32(const void *a, const void *b) {
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    return (x > y) - (x < y);
-}
-
 const char *dist_check(const dist_step *s, int64_t vocab, int32_t *scratch) {
     if (s->k < 1) return "no listed tokens at a step (k < 1)";
     if (!(s->tail_e >= -1e-3f && s->tail_e <= 1.001f)) return "expert tail outside [0, 1]";
     if (!(s->tail_a >= -1e-3f && s->tail_a <= 1.001f)) return "amateur tail outside [0, 1]";
     for (int i = 0; i < s->k; i++) {
-        if (s->ids[i] < 0 || (vocab > 0 && s->ids[i] >= vocab)) return "token id outside the vocabulary";
+        if (s->ids[i] < 0 || s->ids[i] == INT32_MAX || (vocab > 0 && s->ids[i] >= vocab)) return "token id outside the vocabulary";
         if (!(s->lp_e[i] <= 1e-3f) || !(s->lp_a[i] <= 1e-3f)) return "log-probability above 0";
     }
-    int sorted = 1;
-    for (int i = 1; i < s->k && sorted; i++) sorted = s->ids[i - 1] < s->ids[i];
-    if (!sorted) {
-        memcpy(scratch, s->ids, (size_t)s->k * sizeof *scratch);
-        qsort(scratch, (size_t)s->k, sizeof *scratch, cmp_i32);
+    /* distinct ids: pairwise for short lists, else open addressing in
+     * scratch (a power of two >= 2k slots, id + 1 stored, 0 = empty) */
+    if (s->k <= 16) {
         for (int i = 1; i < s->k; i++)
-            if (scratch[i] == scratch[i - 1]) return "listed token ids not distinct";
+            for (int j = 0; j < i; j++)
+                if (s->ids[i] == s->ids[j]) return "listed token ids not distinct";
+        return NULL;
+    }
+    uint32_t size = 1;
+    while (size < 2u * (uint32_t)s->k) size <<= 1;
+    memset(scratch, 0, size * sizeof *scratch);
+    for (int i = 0; i < s->k; i++) {
+        uint32_t h = ((uint32_t)s->ids[i] * 2654435761u) & (size - 1);
+        while (scratch[h]) {
+            if (scratch[h] == s->ids[i] + 1) return "listed token ids not distinct";
+            h = (h + 1) & (size - 1);
+        }
+        scratch[h] = s->ids[i] + 1;
     }
     return NULL;
 }

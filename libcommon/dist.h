@@ -84,7 +84,8 @@ int dist_target(const dist_step *s, int64_t V, double alpha, dist_target_kind ki
  * k >= 1, ids in [0, vocab) and distinct, tails in [0, 1] up to rounding
  * (1e-3), log-probs <= 0 up to rounding. Returns NULL when fine, else a
  * static description of the first problem (for the caller's message).
- * scratch must hold k entries. */
+ * scratch must hold DIST_CHECK_SCRATCH(k) entries. */
+#define DIST_CHECK_SCRATCH(k) (4 * (size_t)(k) + 2)
 const char *dist_check(const dist_step *s, int64_t vocab, int32_t *scratch);
 
 /* Views a pair of full rows as a compact step: ids must hold 0..V-1 (the

@@ -96,7 +96,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
         if (nids > cap) {
             cap = nids;
             tid = xrealloc(tid, cap * sizeof *tid);
-            scr = xrealloc(scr, cap * sizeof *scr);
+            scr = xrealloc(scr, DIST_CHECK_SCRATCH(cap) * sizeof *scr);
             wt = xrealloc(wt, cap * sizeof *wt);
             sel = xrealloc(sel, cap * sizeof *sel);
         }

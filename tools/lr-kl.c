@@ -354,7 +354,7 @@ static int run_pass(kl_ctx *c, int pass) {
             if ((rc = check_pair(c, &sd[0], &sd[1]))) break;
             size_t maxk = 0;
             for (size_t t = 0; t < sd[0].nk; t++) maxk = (size_t)sd[0].k[t] > maxk ? (size_t)sd[0].k[t] : maxk;
-            if (scap < maxk) scratch = xrealloc(scratch, (scap = maxk) * sizeof *scratch);
+            if (scap < DIST_CHECK_SCRATCH(maxk)) scratch = xrealloc(scratch, (scap = DIST_CHECK_SCRATCH(maxk)) * sizeof *scratch);
             if ((rc = do_problem(c, &sd[0], &sd[1], pass, &ctx, &ctxcap, scratch))) break;
             c->problems++;
             for (int i = 0; i < 2 && !rc; i++)

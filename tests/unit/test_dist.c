@@ -66,7 +66,7 @@ static int run_case(void) {
         expect_word("lpa"); read_floats(lpa_row, k);
         s = (dist_step){k, ids, lpe_row, lpa_row, te, ta};
     }
-    int32_t *scr = xmalloc((size_t)s.k * sizeof *scr);
+    int32_t *scr = xmalloc(DIST_CHECK_SCRATCH(s.k) * sizeof *scr);
     CHECKF(dist_check(&s, VE, scr) == NULL, "%s: %s", name, dist_check(&s, VE, scr));
 
     double err, kl = full ? dist_kl_full(lpe_row, lpa_row, V) : dist_kl_compact(&s, V, &err);
@@ -237,7 +237,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "%d golden cases\n", cases);
     CHECK(cases >= 100);
     properties();
-    int32_t scr[4], bad[2] = {3, 3};
+    int32_t scr[DIST_CHECK_SCRATCH(2)], bad[2] = {3, 3};
     float z2[2] = {-1, -1};
     dist_step d = {2, bad, z2, z2, 0.1f, 0.1f};
     CHECK(dist_check(&d, 10, scr) != NULL); /* duplicate ids */
