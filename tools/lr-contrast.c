@@ -146,6 +146,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
 
 int main(int argc, char **argv) {
     lr_progname = "lr-contrast";
+    setenv("LRS_ZSTD_LEVEL", "1", 0); /* small output; speed first (see lr-kl.c) */
     ct_ctx c = {.alpha = DIST_ALPHA, .target = DIST_CONTRAST};
     const char *out = "-";
     static const struct option opts[] = {
