@@ -192,7 +192,7 @@ static void pack_params(msgpack_packer *pk, void *ctx) {
 }
 
 static int emit(kl_ctx *c, const side *e, const int32_t *ctx, size_t t, const dist_step *s, double kl,
-                double err) {
+                double err, int exact) {
     msgpack_packer *pk = lrs_pk(c->w);
     const msgpack_object *q = lrs_get(e->rec, "question");
     int has_q = q && q->type == MSGPACK_OBJECT_STR;
@@ -210,7 +210,7 @@ static int emit(kl_ctx *c, const side *e, const int32_t *ctx, size_t t, const di
     lrs_pack_cstr(pk, "tail_a"); msgpack_pack_float(pk, s->tail_a);
     lrs_pack_cstr(pk, "kl"); msgpack_pack_double(pk, kl);
     lrs_pack_cstr(pk, "kl_err"); msgpack_pack_double(pk, err);
-    lrs_pack_cstr(pk, "exact"); if (err == 0 && e->nfull) msgpack_pack_true(pk); else msgpack_pack_false(pk);
+    lrs_pack_cstr(pk, "exact"); if (exact) msgpack_pack_true(pk); else msgpack_pack_false(pk);
     if (has_q) { lrs_pack_cstr(pk, "question"); msgpack_pack_object(pk, *q); }
     return lrs_record_done(c->w);
 }
@@ -304,7 +304,7 @@ static int do_problem(kl_ctx *c, const side *e, const side *a, int pass, int32_t
             c->kept++;
             hist_add(c->hist_kept, kl);
             if (pass != PASS_COLLECT) {
-                int rc = emit(c, e, *ctxbuf, t, &s, kl, err);
+                int rc = emit(c, e, *ctxbuf, t, &s, kl, err, exact);
                 if (rc) return rc;
             }
         }

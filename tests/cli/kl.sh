@@ -32,6 +32,8 @@ kl_tsv "$LR_TMP/all.lrs" > "$LR_TMP/got.tsv"
 close_tsv "$LR_TMP/got.tsv" "$G/kl_expected.tsv"
 "$D" "$LR_TMP/all.lrs" | jq -se 'map(select(.step != null)) | all(.step >= 1 and (.context | length) == .prompt_len + .step)' > /dev/null \
     || die "context is not prompt + expert prefix"
+"$D" "$LR_TMP/all.lrs" | jq -se 'map(select(.step != null)) | all(.exact == (.idx == 3) and (.exact == (.kl_err == 0)))' \
+    > /dev/null || die "exact flag: only problem 3 has full rows on both sides"
 "$D" --header "$LR_TMP/kl.lrs" | jq -e '.kind == "kl" and .model.name == "expert" and .tokenizer.hash == "t0k3n"
     and .params.vocab == 296 and .params.beta == 0.4 and .params.amateur_model.name == "amateur"' > /dev/null || die "kl header"
 
@@ -102,6 +104,10 @@ bad_case() {
 mk() { # mk NAME JQ-FILTER-ON-AMATEUR-LINES : a modified amateur stream
     jq -c "$2" "$G/kl_amateur.jsonl" | "$D" --from-json > "$LR_TMP/$1.lrs"
 }
+mk nofull 'del(.full)' # full rows on one side only: the compact form
+"$K" --beta 0 "$E" "$LR_TMP/nofull.lrs" 2> "$LR_TMP/err" | "$D" | jq -se 'map(select(.step != null)) | all(.exact | not)' \
+    > /dev/null || die "exact with full rows on one side"
+grep -q "0 exact" "$LR_TMP/err" || die "one-sided full rows: $(cat "$LR_TMP/err")"
 mk tok 'if .lrs then .tokenizer.hash = "other" else . end'
 bad_case tokenizer "tokenizers differ" "$E" "$LR_TMP/tok.lrs"
 mk voc 'if .lrs then .model.vocab = 200 else . end'
