@@ -364,8 +364,8 @@ static int run_pass(kl_ctx *c, int pass) {
         which = !have[1] || (have[0] && sd[0].idx < sd[1].idx) ? 0 : 1;
         if (!c->allow_missing) {
             rc = lr_err(LR_EINPUT, "%s: problem %" PRId64 " (\"%.*s\") is missing from %s (use --allow-missing to "
-                        "skip such problems; both streams must list problems in the same order)", c->paths[which], sd[which].idx, (int)sd[which].idlen, sd[which].id,
-                        c->paths[!which]);
+                        "skip such problems; both streams must list problems in the same order)",
+                        c->paths[which], sd[which].idx, (int)sd[which].idlen, sd[which].id, c->paths[!which]);
             break;
         }
         c->missing[!which]++;
@@ -378,8 +378,7 @@ static int run_pass(kl_ctx *c, int pass) {
         else rc = lrs_close(c->w);
         c->w = NULL;
     }
-    /* keep the headers' identities alive for the summary: copy what we print */
-    free_side(&sd[0]);
+    free_side(&sd[0]); /* frees the headers c->he, c->ha point into */
     free_side(&sd[1]);
     c->he = c->ha = NULL;
     free(ctx);
