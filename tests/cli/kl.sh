@@ -84,6 +84,8 @@ case "$LAST_ERR" in *"give files"*) ;; *) die "pipe with --select random: $LAST_
 "$K" --help | grep -q "usage: lr-kl" || die "lr-kl --help"
 "$C" --help | grep -q "usage: lr-contrast" || die "lr-contrast --help"
 expect_fail 1 "$K" "$E"
+expect_fail 1 "$K" - - < "$E"
+expect_fail 1 "$K" --select lowest "$E" - < "$A"
 expect_fail 1 "$K" --beta -1 "$E" "$A"
 expect_fail 1 "$K" --select best "$E" "$A"
 expect_fail 1 "$C" --target soft
@@ -133,7 +135,7 @@ for n in 20 $((size / 2)) $((size - 3)); do
     head -c "$n" "$E" > "$LR_TMP/cut.lrs"
     bad_case "cut $n" "cut.lrs" "$LR_TMP/cut.lrs" "$A"
 done
-bad_case same-stdin "" "$E" "$E"  # the expert has no ref_lp: not a follow stream
+bad_case expert-as-amateur "follow mode" "$E" "$E"  # the expert has no ref_lp
 expect_fail 2 "$C" "$E"           # a dist stream is not a kl stream
 head -c $(($(stat -c %s "$LR_TMP/kl.lrs") - 5)) "$LR_TMP/kl.lrs" > "$LR_TMP/klcut.lrs"
 expect_fail 2 "$C" "$LR_TMP/klcut.lrs"
