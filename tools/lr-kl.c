@@ -16,6 +16,7 @@
 #include "stream.h"
 #include "util.h"
 
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -453,6 +454,11 @@ int main(int argc, char **argv) {
      * zstd level 1 costs a third of level 3 for a few % more bytes (the
      * LRS_ZSTD_LEVEL environment variable still decides when set). */
     setenv("LRS_ZSTD_LEVEL", "1", 0);
+    /* Into a pipe (lr-kl | lr-contrast): a pipe buffer that holds a whole
+     * ~1 MiB frame lets lr-kl run on instead of waiting for each 64 KiB to
+     * drain (best effort: the kernel may refuse the size). */
+    struct stat st;
+    if (fstat(1, &st) == 0 && S_ISFIFO(st.st_mode)) (void)fcntl(1, F_SETPIPE_SZ, 1 << 20);
     kl_ctx c = {.out = "-", .beta = DIST_BETA, .seed = 1, .argc = argc, .argv = argv};
     static const struct option opts[] = {
         {"beta", required_argument, 0, 'b'}, {"select", required_argument, 0, 's'},
