@@ -194,7 +194,8 @@ const char *dist_check(const dist_step *s, int64_t vocab, int32_t *scratch) {
     if (!(s->tail_a >= -1e-3f && s->tail_a <= 1.001f)) return "amateur tail outside [0, 1]";
     for (int i = 0; i < s->k; i++) {
         if (s->ids[i] < 0 || s->ids[i] == INT32_MAX || (vocab > 0 && s->ids[i] >= vocab)) return "token id outside the vocabulary";
-        if (!(s->lp_e[i] <= 1e-3f) || !(s->lp_a[i] <= 1e-3f)) return "log-probability above 0";
+        if (!(s->lp_e[i] <= 1e-3f)) return "expert log-probability above 0";
+        if (!(s->lp_a[i] <= 1e-3f)) return "amateur log-probability above 0";
     }
     /* distinct ids: pairwise for short lists, else open addressing in
      * scratch (a power of two >= 2k slots, id + 1 stored, 0 = empty) */

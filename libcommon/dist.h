@@ -83,7 +83,8 @@ int dist_target(const dist_step *s, int64_t V, double alpha, dist_target_kind ki
 /* Checks a compact step for the invariants the functions above rely on:
  * k >= 1, ids in [0, vocab) and distinct, tails in [0, 1] up to rounding
  * (1e-3), log-probs <= 0 up to rounding. Returns NULL when fine, else a
- * static description of the first problem (for the caller's message).
+ * static description of the first problem (for the caller's message; it
+ * starts with "amateur" when the amateur's values are at fault).
  * scratch must hold DIST_CHECK_SCRATCH(k) entries. */
 #define DIST_CHECK_SCRATCH(k) (4 * (size_t)(k) + 2)
 const char *dist_check(const dist_step *s, int64_t vocab, int32_t *scratch);

@@ -276,7 +276,12 @@ static int do_problem(kl_ctx *c, const side *e, const side *a, int pass, int32_t
     for (size_t t = 1; t < T; off += (size_t)e->k[t], t++) { /* step 0 skipped, as the reference does */
         dist_step s = {e->k[t], e->top_ids + off, e->top_lp + off, a->top_lp + off, e->tail[t], a->tail[t]};
         const char *bad = dist_check(&s, c->VE, scratch);
-        if (bad) return lrs_field_err(e->r, "top_ids", "problem \"%.*s\" step %zu: %s", (int)e->idlen, e->id, t, bad);
+        if (bad) {
+            int am = !strncmp(bad, "amateur", 7);
+            const char *field = am ? (strstr(bad, "tail") ? "ref_tail" : "ref_lp")
+                                   : strstr(bad, "tail") ? "tail" : strstr(bad, "log-prob") ? "top_lp" : "top_ids";
+            return lrs_field_err(am ? a->r : e->r, field, "problem \"%.*s\" step %zu: %s", (int)e->idlen, e->id, t, bad);
+        }
         double err = 0, kl = exact ? dist_kl_full(e->full + t * rowE, a->full + t * rowA, c->V)
                                    : dist_kl_compact(&s, c->V, &err);
         int keep;

@@ -135,6 +135,32 @@ for n in 20 $((size / 2)) $((size - 3)); do
     head -c "$n" "$E" > "$LR_TMP/cut.lrs"
     bad_case "cut $n" "cut.lrs" "$LR_TMP/cut.lrs" "$A"
 done
+# structural mutations of one record on either side: accepted (0) or refused
+# with one line (2), never a crash (the ASan build turns memory errors into 1)
+for side in expert amateur; do
+    for m in '.k[1] = 0' '.k[1] = 100000' '.k = []' '.top_ids[3] = -5' '.top_ids[3] = 2000000000' \
+             '.top_ids |= .[:-1]' '.top_lp[2] = 5' '.tail[2] = -1' '.tail = []' '.tokens = []' '.prompt = []' \
+             '.tokens |= .[:-1]' '.full = [1]' '.ref_lp = []' '.ref_tail |= .[1:]' '.idx = -1' '.id = ""' \
+             '.top_ids[1] = .top_ids[0]' '.k[2] = -1'; do
+        jq -c "if .idx == 5 then $m else . end" "$G/kl_$side.jsonl" | "$D" --from-json > "$LR_TMP/mut.lrs" 2>/dev/null || continue
+        if [ $side = expert ]; then set -- "$LR_TMP/mut.lrs" "$A"; else set -- "$E" "$LR_TMP/mut.lrs"; fi
+        set +e; "$K" -q --beta 0 "$@" > /dev/null 2> "$LR_TMP/err"; rc=$?; set -e
+        case $rc in
+        0) ;;
+        2) [ "$(wc -l < "$LR_TMP/err")" = 1 ] || die "$side $m: stderr: $(cat "$LR_TMP/err")" ;;
+        *) cat "$LR_TMP/err" >&2; die "$side $m: exit $rc" ;;
+        esac
+    done
+done
+mkx() { jq -c "$2" "$G/kl_expert.jsonl" | "$D" --from-json > "$LR_TMP/$1.lrs"; }
+mkx xid 'if .idx == 5 then .top_ids[-1] = 2000000000 else . end'
+bad_case id-range 'xid.lrs: record 6: field "top_ids": problem "toy/train:5" step 10: token id outside' "$LR_TMP/xid.lrs" "$A"
+mkx xdup 'if .idx == 5 then .top_ids[-1] = .top_ids[-2] else . end'
+bad_case dup-ids 'field "top_ids": problem "toy/train:5" step 10: listed token ids not distinct' "$LR_TMP/xdup.lrs" "$A"
+mkx xlp 'if .idx == 5 then .top_lp[-1] = 5 else . end'
+bad_case lp-positive 'xlp.lrs: record 6: field "top_lp"' "$LR_TMP/xlp.lrs" "$A"
+mk alp 'if .idx == 5 then .ref_lp[-1] = 5 else . end'
+bad_case amateur-lp 'alp.lrs: record 6: field "ref_lp"' "$E" "$LR_TMP/alp.lrs"
 bad_case expert-as-amateur "follow mode" "$E" "$E"  # the expert has no ref_lp
 expect_fail 2 "$C" "$E"           # a dist stream is not a kl stream
 head -c $(($(stat -c %s "$LR_TMP/kl.lrs") - 5)) "$LR_TMP/kl.lrs" > "$LR_TMP/klcut.lrs"
