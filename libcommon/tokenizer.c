@@ -945,6 +945,15 @@ const char *tok_token(const tok_t *t, int32_t id) {
     return id >= 0 && id < t->nvocab ? t->str[id] : NULL;
 }
 
+const uint8_t *tok_token_bytes(const tok_t *t, int32_t id, size_t *len) {
+    if (id < 0 || id >= t->nvocab || !t->str[id]) {
+        *len = 0;
+        return NULL;
+    }
+    *len = t->dec_off[id + 1] - t->dec_off[id];
+    return t->dec + t->dec_off[id];
+}
+
 int tok_is_special(const tok_t *t, int32_t id) {
     return id >= 0 && id < t->nvocab && t->special[id];
 }

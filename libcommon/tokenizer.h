@@ -65,6 +65,10 @@ int tok_decode_ex(const tok_t *t, const int32_t *ids, size_t n, int flags, char 
 int32_t tok_id(const tok_t *t, const char *token_string);
 /* The token string of id (NULL when id names no token). */
 const char *tok_token(const tok_t *t, int32_t id);
+/* The raw bytes id contributes to decoded text (before the lossy UTF-8
+ * step: may be part of a multi-byte character), for incremental output and
+ * stop strings; NULL with *len 0 when id names no token. */
+const uint8_t *tok_token_bytes(const tok_t *t, int32_t id, size_t *len);
 /* 1 when id is an added token marked "special". */
 int tok_is_special(const tok_t *t, int32_t id);
 /* Largest id + 1, counting added tokens (151669 for Qwen2.5). */

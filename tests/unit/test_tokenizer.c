@@ -285,6 +285,12 @@ static void test_api(tok_t *qwen) {
     CHECK(tok_token(qwen, 151645) && !strcmp(tok_token(qwen, 151645), "<|im_end|>"));
     CHECK(tok_token(qwen, 151669) == NULL && tok_token(qwen, -1) == NULL);
     CHECK(strlen(tok_hash(qwen)) == 16);
+    size_t bl;
+    const uint8_t *tb = tok_token_bytes(qwen, 279, &bl);   /* "Ġthe" */
+    CHECK(tb && bl == 4 && !memcmp(tb, " the", 4));
+    tb = tok_token_bytes(qwen, 151645, &bl);
+    CHECK(tb && bl == 10 && !memcmp(tb, "<|im_end|>", 10));
+    CHECK(tok_token_bytes(qwen, 151669, &bl) == NULL && bl == 0);
     int32_t *ids;
     size_t n;
     CHECK(tok_encode(qwen, "ab\xC3(", 4, &ids, &n) == LR_EINPUT);        /* truncated UTF-8 */
