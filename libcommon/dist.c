@@ -205,11 +205,12 @@ const char *dist_check(const dist_step *s, int64_t vocab, int32_t *scratch) {
                 if (s->ids[i] == s->ids[j]) return "listed token ids not distinct";
         return NULL;
     }
-    uint32_t size = 1;
-    while (size < 2u * (uint32_t)s->k) size <<= 1;
+    uint32_t size = 1, bits = 0;
+    while (size < 2u * (uint32_t)s->k) size <<= 1, bits++;
     memset(scratch, 0, size * sizeof *scratch);
     for (int i = 0; i < s->k; i++) {
-        uint32_t h = ((uint32_t)s->ids[i] * 2654435761u) & (size - 1);
+        /* Fibonacci hashing: the HIGH bits of id * 2^32/phi */
+        uint32_t h = (uint32_t)((uint32_t)s->ids[i] * 2654435769u) >> (32 - bits);
         while (scratch[h]) {
             if (scratch[h] == s->ids[i] + 1) return "listed token ids not distinct";
             h = (h + 1) & (size - 1);

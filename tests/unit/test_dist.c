@@ -244,5 +244,14 @@ int main(int argc, char **argv) {
     bad[1] = 12;
     CHECK(dist_check(&d, 10, scr) != NULL); /* out of vocabulary */
     CHECK(dist_target_parse("onehot") == DIST_ONEHOT && dist_target_parse("x") == -1);
+    /* the hashed distinct-id check of long lists (k > 16), ids sharing low bits */
+    enum { K = 100 };
+    int32_t lid[K], lscr[DIST_CHECK_SCRATCH(K)];
+    float llp[K];
+    for (int i = 0; i < K; i++) lid[i] = i * 1024, llp[i] = -5;
+    dist_step ls = {K, lid, llp, llp, 0.1f, 0.1f};
+    CHECK(dist_check(&ls, 0, lscr) == NULL);
+    lid[97] = lid[3];
+    CHECK(dist_check(&ls, 0, lscr) != NULL);
     CHECK_DONE();
 }
