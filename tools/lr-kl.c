@@ -6,8 +6,10 @@
  *
  *   lr-kl [options] EXPERT AMATEUR      (either may be "-", not both)
  *
- * Memory: the two streams are read record by record, in the same problem
- * order (both are in input order when lr-infer wrote them); nothing grows
+ * Memory: the two streams are read record by record and joined by position:
+ * the same problems in the same order (any order: the amateur follows the
+ * expert's stream, concatenated shards included); with --allow-missing a
+ * merge join by increasing idx instead. Nothing grows
  * with the stream except, for --select random|lowest, 16 bytes per step
  * (problem, step, KL) kept between the two passes those modes need. Those
  * two modes re-read their inputs and therefore need files, not pipes.
@@ -86,6 +88,7 @@ typedef struct {
     lrs_reader *r;
     const msgpack_object *rec;
     int64_t idx, prev_idx;
+    int ordered; /* --allow-missing: idx must increase (a merge join) */
     const char *id;
     size_t idlen;
     int32_t *prompt, *tokens, *k, *top_ids;
@@ -105,9 +108,9 @@ static int side_next(side *s, int which) {
     const lrs_reader *r = s->r;
     if ((rc = lrs_get_int(r, s->rec, "idx", &s->idx)) || (rc = lrs_get_str(r, s->rec, "id", &s->id, &s->idlen)))
         return rc;
-    if (s->idx <= s->prev_idx)
-        return lrs_field_err(r, "idx", "problem %" PRId64 " after %" PRId64 ": lr-kl joins the two streams in "
-                             "problem order (as lr-infer writes them)", s->idx, s->prev_idx);
+    if (s->ordered && s->idx <= s->prev_idx)
+        return lrs_field_err(r, "idx", "problem %" PRId64 " after %" PRId64 ": --allow-missing joins the two "
+                             "streams by increasing idx", s->idx, s->prev_idx);
     s->prev_idx = s->idx;
     if ((rc = lrs_get_i32s(r, s->rec, "prompt", &s->prompt, &s->cprompt, &s->nprompt)) ||
         (rc = lrs_get_i32s(r, s->rec, "tokens", &s->tokens, &s->ctokens, &s->ntokens)))
@@ -140,9 +143,10 @@ static int side_next(side *s, int which) {
     return 1;
 }
 
-static int open_side(side *s, const char *path) {
+static int open_side(side *s, const char *path, int ordered) {
     memset(s, 0, sizeof *s);
     s->prev_idx = -1;
+    s->ordered = ordered;
     return lrs_open_read(&s->r, path, "dist");
 }
 
@@ -326,8 +330,8 @@ static int is_file(const char *path) {
 /* One pass over the joined streams. */
 static int run_pass(kl_ctx *c, int pass) {
     side sd[2];
-    int rc = open_side(&sd[0], c->paths[0]);
-    if (!rc && (rc = open_side(&sd[1], c->paths[1]))) free_side(&sd[0]);
+    int rc = open_side(&sd[0], c->paths[0], c->allow_missing);
+    if (!rc && (rc = open_side(&sd[1], c->paths[1], c->allow_missing))) free_side(&sd[0]);
     if (rc) return rc;
     int32_t *ctx = NULL, *scratch = NULL;
     size_t ctxcap = 0, scap = 0;
@@ -366,6 +370,16 @@ static int run_pass(kl_ctx *c, int pass) {
             for (int i = 0; i < 2 && !rc; i++)
                 if ((have[i] = side_next(&sd[i], i)) > 1) rc = have[i];
             continue;
+        }
+        if (!c->allow_missing && have[0] && have[1]) {
+            /* a positional join: the two streams hold the same problems in the
+             * same order (any order: concatenated shards are fine) */
+            rc = lr_err(LR_EINPUT, "%s: record %llu: problem %" PRId64 " (\"%.*s\"), but %s: record %llu: problem %"
+                        PRId64 " (\"%.*s\"): a problem is missing from one side or the problem order differs "
+                        "(--allow-missing skips problems found on one side only)", c->paths[0],
+                        (unsigned long long)lrs_recno(sd[0].r), sd[0].idx, (int)sd[0].idlen, sd[0].id, c->paths[1],
+                        (unsigned long long)lrs_recno(sd[1].r), sd[1].idx, (int)sd[1].idlen, sd[1].id);
+            break;
         }
         which = !have[1] || (have[0] && sd[0].idx < sd[1].idx) ? 0 : 1;
         if (!c->allow_missing) {

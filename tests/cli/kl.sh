@@ -123,7 +123,17 @@ bad_case missing "missing from" "$E" "$LR_TMP/miss.lrs"
 "$K" --allow-missing "$E" "$LR_TMP/miss.lrs" 2> "$LR_TMP/err" > /dev/null
 grep -q "11 problems.*missing: 1 only in $E, 0 only in" "$LR_TMP/err" || die "--allow-missing summary: $(cat "$LR_TMP/err")"
 mk swap 'if .idx == 3 then .idx = 1 else . end'
-bad_case order "problem order" "$E" "$LR_TMP/swap.lrs"
+bad_case order "problem order differs" "$E" "$LR_TMP/swap.lrs"
+expect_fail 2 "$K" --allow-missing "$E" "$LR_TMP/swap.lrs"
+case "$LAST_ERR" in *"increasing idx"*) ;; *) die "--allow-missing on unordered input: $LAST_ERR" ;; esac
+# any common order joins (concatenated shards): both streams reversed
+for s in expert amateur; do
+    { sed -n 1p "$G/kl_$s.jsonl"; sed '1d;$d' "$G/kl_$s.jsonl" | tac; tail -n 1 "$G/kl_$s.jsonl"; } \
+        | "$D" --from-json > "$LR_TMP/rev_$s.lrs"
+done
+"$K" -q "$LR_TMP/rev_expert.lrs" "$LR_TMP/rev_amateur.lrs" | "$D" | jq -r 'select(.kl != null) | [.idx, .step, .kl] | @tsv' \
+    | sort -k1,1n -k2,2n > "$LR_TMP/rev.tsv"
+kl_tsv "$LR_TMP/kl.lrs" | cmp - "$LR_TMP/rev.tsv" || die "reversed streams select other steps"
 mk noref 'del(.ref_lp)'
 bad_case follow "follow mode" "$E" "$LR_TMP/noref.lrs"
 mk short 'if .idx == 9 then .ref_lp |= .[1:] else . end'
