@@ -53,6 +53,7 @@ typedef struct {
     size_t nf, *foff;          /* foff[t]: start of step t's list in fids */
     float *ref_lp, *ref_tail;
     float *full;               /* (T, V) with --full */
+    char *text;                /* decoded tokens (generate mode) */
     const char *finish;
     uint64_t rng;
     int failed;
@@ -73,7 +74,9 @@ static void usage(FILE *f) {
         "  --id-field NAME        ... and the problem id this one (default: file stem:line),\n"
         "                         e.g. `lr-eval prompts` output: --field prompt --id-field id\n"
         "                         --preset raw\n"
-        "  --preset NAME          prompt preset: lightreasoner (default), qwen25-math-cot, raw\n"
+        "  --preset NAME          prompt preset: lightreasoner (default), qwen25-math-cot, raw,\n"
+        "                         or toolkit: the Qwen2.5-Math toolkit's prompt for the\n"
+        "                         benchmark read (5-shot for mmlu_stem), for evaluation\n"
         "  --prompt-file F        a template file with {question} instead of a preset\n"
         "  --max-new-tokens N     default 128\n"
         "  --temperature X        0 (default) = greedy; > 0 samples\n"
@@ -216,7 +219,7 @@ static void grow_steps(problem *p, size_t need_T, size_t need_ids, int full_V) {
 
 static void problem_clear(problem *p) {
     free(p->id), free(p->question), free(p->prompt), free(p->tokens), free(p->k), free(p->ids);
-    free(p->lp), free(p->tail), free(p->fk), free(p->fids), free(p->foff), free(p->ref_lp), free(p->ref_tail), free(p->full);
+    free(p->lp), free(p->tail), free(p->fk), free(p->fids), free(p->foff), free(p->ref_lp), free(p->ref_tail), free(p->full), free(p->text);
     memset(p, 0, sizeof *p);
 }
 
@@ -237,7 +240,7 @@ static int record_step(problem *p, size_t t, const float *row, int V, const cd_o
 
 static void write_record(lrs_writer *w, const problem *p, int V, int full) {
     msgpack_packer *pk = lrs_pk(w);
-    int n = 9 + (p->question != NULL) + (p->fk ? 2 : 0) + (full ? 1 : 0);
+    int n = 9 + (p->question != NULL) + (p->text != NULL) + (p->fk ? 2 : 0) + (full ? 1 : 0);
     msgpack_pack_map(pk, n);
     lrs_pack_cstr(pk, "id"); lrs_pack_cstr(pk, p->id);
     lrs_pack_cstr(pk, "idx"); msgpack_pack_int64(pk, p->idx);
@@ -249,6 +252,7 @@ static void write_record(lrs_writer *w, const problem *p, int V, int full) {
     lrs_pack_cstr(pk, "top_lp"); lrs_pack_f32s(pk, p->lp, p->nids);
     lrs_pack_cstr(pk, "tail"); lrs_pack_f32s(pk, p->tail, p->T);
     if (p->question) { lrs_pack_cstr(pk, "question"); lrs_pack_cstr(pk, p->question); }
+    if (p->text) { lrs_pack_cstr(pk, "text"); lrs_pack_cstr(pk, p->text); }
     if (p->fk) {
         lrs_pack_cstr(pk, "ref_lp"); lrs_pack_f32s(pk, p->ref_lp, p->nf);
         lrs_pack_cstr(pk, "ref_tail"); lrs_pack_f32s(pk, p->ref_tail, p->T);
@@ -325,6 +329,7 @@ typedef struct {
     size_t ndone_cap;
     long failed, written;
     lr_progress prog;
+    bd_layout layout;       /* of a benchmark input, for --preset toolkit */
 } ctx;
 
 static int is_done(const ctx *c, long idx) { return idx >= 0 && (size_t)idx < c->ndone_cap && c->done[idx]; }
@@ -490,12 +495,16 @@ static int want_problem(const ctx *c, long idx) {
     return !is_done(c, idx);
 }
 
-/* Tokenizes the prompt of p and checks it fits; 0 or nonzero (reported). */
+/* Tokenizes the prompt of p and checks it fits; 0 or nonzero (reported).
+ * Preset "toolkit": the Qwen2.5-Math toolkit's prompt for the benchmark
+ * layout being read (qwen25-math-cot; 5-shot for mmlu_stem). */
 static int prepare_prompt(ctx *c, problem *p) {
     const opts *o = c->o;
     char *text;
     size_t n;
-    if (prompt_render(o->prompt_file ? NULL : o->preset, o->prompt_file, p->question, &text)) {
+    if (!o->prompt_file && !strcmp(o->preset, "toolkit")) {
+        text = bd_prompt(c->layout, p->question);
+    } else if (prompt_render(o->prompt_file ? NULL : o->preset, o->prompt_file, p->question, &text)) {
         fail(c, p, "%s", lr_errmsg());
         return 1;
     }
@@ -521,6 +530,11 @@ static int fits(ctx *c, problem *p, size_t new_tokens) {
 static int flush_batch(ctx *c, lrs_writer *w, problem *ps, int n) {
     int rc = 0;
     for (int b = 0; b < n && !rc; b++) {
+        if (!ps[b].failed && !c->o->follow && !ps[b].text) {
+            size_t len;
+            /* special tokens dropped, as the toolkit's decode does */
+            if (tok_decode_ex(c->tok, ps[b].tokens, ps[b].T, TOK_SKIP_SPECIAL, &ps[b].text, &len)) ps[b].text = NULL;
+        }
         if (!ps[b].failed) {
             write_record(w, &ps[b], c->m.cfg.V, c->o->full);
             rc = lrs_record_done(w);
@@ -538,6 +552,13 @@ static int run_generate(ctx *c, lrs_writer *w) {
     source s;
     int rc = source_open(&s, o);
     if (rc) return rc;
+    if (!o->prompt_file && !strcmp(o->preset, "toolkit")) {
+        if (!s.bd) {
+            source_close(&s);
+            return lr_err(LR_EUSAGE, "--preset toolkit needs a benchmark file of a known layout (not --field)");
+        }
+        c->layout = bd_reader_layout(s.bd);
+    }
     problem *ps = xcalloc(o->batch, sizeof *ps);
     for (int end = 0; !rc && !end;) {
         int n = 0;

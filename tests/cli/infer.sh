@@ -75,6 +75,12 @@ same_run "$T/r.lrs" "$T/all.lrs" || die "resumed run differs"
 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 3 --max-new-tokens 6 --temperature 1 --top-p 0.9 --seed 5 --batch 3 -o "$T/p3.lrs"
 same_run "$T/p1.lrs" "$T/p3.lrs" || die "sampling depends on batching"
 
+# evaluation prompts: the toolkit's per-benchmark prompt, decoded text kept
+"$B/lr-infer" --model "$T/exp" --data "$LR_SHARED/data/math500/test.jsonl" --limit 2 --preset toolkit --max-new-tokens 3 -o "$T/tk.lrs"
+"$B/lr-dump" "$T/tk.lrs" | sed -n 2p | jq -e '(.text|type) == "string" and .id == "math500/test:0"' > /dev/null || die "toolkit preset / text"
+echo '{"prompt":"x"}' > "$T/tk.jsonl"
+expect_fail 1 "$B/lr-infer" --model "$T/exp" --data "$T/tk.jsonl" --field prompt --preset toolkit -o "$T/tk2.lrs"
+
 # bad inputs
 expect_fail 3 "$B/lr-infer" --model "$T/nonexistent" --data "$DATA" -o "$T/x.lrs"
 printf '{"q": "ok"}\n{"nope": 1}\n{"q": "fine"}\n' > "$T/p.jsonl"
