@@ -1,0 +1,139 @@
+/* ops_cpu: see ops_cpu.h. */
+#include "ops_cpu.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
+    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
+}
+
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float ss = 0.0f;
+        for (int i = 0; i < C; i++) ss += x[i] * x[i];
+        float r = 1.0f / sqrtf(ss / C + eps);
+        for (int i = 0; i < C; i++) o[i] = w[i] * (x[i] * r);
+        if (rstd) rstd[n] = r;
+    }
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC) {
+    if (N == 1) cblas_sgemv(CblasRowMajor, CblasNoTrans, OC, IC, 1.0f, w, IC, inp, 1, 0.0f, out, 1);
+    else cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, 0.0f, out, OC);
+}
+
+void bias_forward(float *out, const float *bias, int N, int OC) {
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < OC; o++) out[(size_t)n * OC + o] += bias[o];
+}
+
+void residual_forward(float *out, const float *a, const float *b, long n) {
+    for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+void rope_forward(float *out, const float *inp, const int *pos, int N, int H, int HD, float theta) {
+    int half = HD / 2;
+    float inv_freq[half > 0 ? half : 1];
+    /* as transformers: 1 / theta^(arange(0, HD, 2) / HD) in float32 */
+    for (int i = 0; i < half; i++) inv_freq[i] = (float)(1.0 / pow(theta, (double)(float)(2 * i) / HD));
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < half; i++) {
+            float ang = (float)pos[n] * inv_freq[i];
+            float c = cosf(ang), s = sinf(ang);
+            for (int h = 0; h < H; h++) {
+                const float *x = inp + ((size_t)n * H + h) * HD;
+                float *o = out + ((size_t)n * H + h) * HD;
+                float x1 = x[i], x2 = x[i + half];
+                o[i] = x1 * c - x2 * s;
+                o[i + half] = x2 * c + x1 * s;
+            }
+        }
+    }
+}
+
+typedef struct {
+    float *out;
+    const float *q, *kc, *vc;
+    const int *seq, *pos;
+    int N, NH, NKV, HD, Tmax;
+    long begin, end; /* range of (row, head) work items */
+} att_job;
+
+static void *att_run(void *arg) {
+    const att_job *j = arg;
+    int HD = j->HD, grp = j->NH / j->NKV;
+    float scale = 1.0f / sqrtf((float)HD);
+    int maxlen = 0;
+    for (long it = j->begin; it < j->end; it++) {
+        int n = (int)(it / j->NH);
+        if (j->pos[n] + 1 > maxlen) maxlen = j->pos[n] + 1;
+    }
+    float *att = xmalloc((size_t)(maxlen ? maxlen : 1) * sizeof(float)); // (T) scores then probabilities
+    for (long it = j->begin; it < j->end; it++) {
+        int n = (int)(it / j->NH), h = (int)(it % j->NH), kvh = h / grp, T = j->pos[n] + 1;
+        const float *q = j->q + ((size_t)n * j->NH + h) * HD;
+        const float *k = j->kc + ((size_t)j->seq[n] * j->NKV + kvh) * j->Tmax * HD; // (Tmax, HD)
+        const float *v = j->vc + ((size_t)j->seq[n] * j->NKV + kvh) * j->Tmax * HD;
+        float mx = -INFINITY;
+        for (int t = 0; t < T; t++) {
+            float s = 0.0f;
+            for (int d = 0; d < HD; d++) s += q[d] * k[(size_t)t * HD + d];
+            att[t] = s * scale;
+            if (att[t] > mx) mx = att[t];
+        }
+        float sum = 0.0f;
+        for (int t = 0; t < T; t++) {
+            att[t] = expf(att[t] - mx);
+            sum += att[t];
+        }
+        float inv = 1.0f / sum;
+        float *o = j->out + ((size_t)n * j->NH + h) * HD;
+        for (int d = 0; d < HD; d++) o[d] = 0.0f;
+        for (int t = 0; t < T; t++) {
+            float p = att[t] * inv;
+            const float *vt = v + (size_t)t * HD;
+            for (int d = 0; d < HD; d++) o[d] += p * vt[d];
+        }
+    }
+    free(att);
+    return NULL;
+}
+
+void attention_forward(float *out, const float *q, const float *kc, const float *vc, const int *seq, const int *pos,
+                       int N, int NH, int NKV, int HD, int Tmax, int nthreads) {
+    long items = (long)N * NH;
+    /* Threads only pay off when there is real work (long contexts). */
+    long work = 0;
+    for (int n = 0; n < N; n++) work += (long)(pos[n] + 1) * NH * HD;
+    if (nthreads > 16) nthreads = 16;
+    if (nthreads < 1 || work < (1L << 18) || items < nthreads) nthreads = 1;
+    att_job jobs[16];
+    pthread_t th[16];
+    for (int i = 0; i < nthreads; i++) {
+        jobs[i] = (att_job){out, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax, items * i / nthreads, items * (i + 1) / nthreads};
+    }
+    int started = 0;
+    for (int i = 1; i < nthreads; i++)
+        if (pthread_create(&th[i], NULL, att_run, &jobs[i]) == 0) started = i;
+        else break;
+    if (started < nthreads - 1) { /* could not start all: run the rest here */
+        for (int i = started + 1; i < nthreads; i++) att_run(&jobs[i]);
+    }
+    att_run(&jobs[0]);
+    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+}
+
+void swiglu_forward(float *out, const float *gate, const float *up, long n) {
+    for (long i = 0; i < n; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}

@@ -1,0 +1,47 @@
+/* ops_cpu: the reference CPU layer ops of a Qwen2/Llama decoder, one function
+ * per op, llm.c style: outputs first, then saved activations, inputs,
+ * weights, dimensions. Rows are packed tokens: N rows may mix several
+ * sequences (each row carries its sequence slot and position where an op
+ * needs them), so prefill, decode and teacher forcing share the same ops.
+ * All ops are deterministic: each output element is computed by one thread
+ * in a fixed order. A backward pass can be added beside each op
+ * (x_backward accumulating into gradients); the forward keeps everything the
+ * backward needs addressable (see forward.h). */
+#ifndef LR_OPS_CPU_H
+#define LR_OPS_CPU_H
+
+/* out[n] = wte[tokens[n]]; tokens must be in [0, V). */
+void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C);
+// out (N, C), tokens (N), wte (V, C)
+
+/* HF RMSNorm: out = w * x / sqrt(mean(x^2) + eps); saves rstd (N) for backward. */
+void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
+
+/* out = inp W^T with W in HF Linear layout (OC, IC), through cblas_sgemm
+ * (cblas_sgemv when N == 1). out (N, OC), inp (N, IC), w (OC, IC). */
+void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC);
+
+/* out[n] += bias for every row. out (N, OC), bias (OC). */
+void bias_forward(float *out, const float *bias, int N, int OC);
+
+/* out = a + b elementwise over n floats (out may alias a or b). */
+void residual_forward(float *out, const float *a, const float *b, long n);
+
+/* RoPE, HF "rotate half" convention: for i < HD/2 with
+ * angle = pos * theta^(-2i/HD): out[i] = x[i] cos - x[i+HD/2] sin,
+ * out[i+HD/2] = x[i+HD/2] cos + x[i] sin. In place allowed (out == inp).
+ * out, inp (N, H, HD), pos (N). */
+void rope_forward(float *out, const float *inp, const int *pos, int N, int H, int HD, float theta);
+
+/* Causal GQA attention against a KV cache. Row n (sequence slot seq[n],
+ * position pos[n]) attends to cache positions 0..pos[n] of its slot; query
+ * head h uses kv head h / (NH / NKV). Scale 1/sqrt(HD), softmax in float32.
+ * out (N, NH*HD), q (N, NH*HD), kc/vc (Bslots, NKV, Tmax, HD) for one layer.
+ * nthreads > 1 splits rows x heads over pthreads (results identical). */
+void attention_forward(float *out, const float *q, const float *kc, const float *vc, const int *seq, const int *pos,
+                       int N, int NH, int NKV, int HD, int Tmax, int nthreads);
+
+/* SwiGLU: out = silu(gate) * up = gate / (1 + exp(-gate)) * up. out, gate, up (N, I). */
+void swiglu_forward(float *out, const float *gate, const float *up, long n);
+
+#endif

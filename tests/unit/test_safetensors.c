@@ -1,0 +1,64 @@
+/* test_safetensors: dtype conversions, writer -> reader round trip with
+ * F32/F16/BF16/I32 tensors, st_read_f32 shape and dtype errors. The
+ * malformed-file cases are in tests/cli/mkmodel.sh. */
+#include "check.h"
+#include "safetensors.h"
+#include "util.h"
+
+#include <string.h>
+
+int main(void) {
+    /* f16: exact known encodings, subnormals, inf */
+    CHECK(st_f16_to_f32(0x3c00) == 1.0f);
+    CHECK(st_f16_to_f32(0xc000) == -2.0f);
+    CHECK(st_f16_to_f32(0x7bff) == 65504.0f);
+    CHECK(st_f16_to_f32(0x0001) == ldexpf(1.0f, -24));
+    CHECK(st_f16_to_f32(0x03ff) == ldexpf(1023.0f, -24));
+    CHECK(st_f16_to_f32(0x3555) == 0.333251953125f);
+    CHECK(isinf(st_f16_to_f32(0xfc00)) && st_f16_to_f32(0xfc00) < 0);
+    CHECK(isnan(st_f16_to_f32(0x7e00)));
+    /* bf16: round to nearest even */
+    CHECK(st_f32_to_bf16(1.0f) == 0x3f80);
+    CHECK(st_f32_to_bf16(1.0f + ldexpf(1.0f, -8)) == 0x3f80);                        /* tie -> even */
+    CHECK(st_f32_to_bf16(1.0f + 3 * ldexpf(1.0f, -8)) == 0x3f82);                    /* tie -> even (up) */
+    CHECK(st_f32_to_bf16(1.0f + ldexpf(1.0f, -8) + ldexpf(1.0f, -12)) == 0x3f81);    /* above tie */
+    CHECK(st_bf16_to_f32(0xc040) == -3.0f);
+    CHECK(isnan(st_bf16_to_f32(st_f32_to_bf16(NAN))));
+    for (int i = -1000; i <= 1000; i++) { /* bf16 values survive a round trip */
+        float x = st_bf16_to_f32(st_f32_to_bf16(i * 0.37f));
+        CHECK(st_bf16_to_f32(st_f32_to_bf16(x)) == x);
+    }
+
+    /* writer -> reader */
+    const char *tmp = getenv("LR_TMP");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/t.safetensors", tmp ? tmp : "/tmp");
+    float a[6] = {1, -2, 3.5f, 0.25f, -0.125f, 100};
+    uint16_t h[3] = {0x3c00, 0xc000, 0x3555}, b[2] = {0x3f80, 0xc040};
+    int32_t ints[2] = {7, 9};
+    st_wtensor w[] = {
+        {"w.f32", ST_F32, 2, {2, 3}, a}, {"w.f16", ST_F16, 1, {3}, h},
+        {"w.bf16", ST_BF16, 2, {1, 2}, b}, {"w.i32", ST_I32, 1, {2}, ints},
+    };
+    CHECK(st_write(path, w, 4) == 0);
+    st_set s;
+    int rc = st_open_file(&s, path);
+    CHECKF(rc == 0, "%s", lr_errmsg());
+    if (rc) CHECK_DONE();
+    CHECK(s.ntensors == 4);
+    CHECK(strcmp(s.tensors[0].name, s.tensors[1].name) < 0); /* sorted */
+    CHECK(((uintptr_t)st_find(&s, "w.f32")->data & 7) == 0); /* header padded: data aligned */
+    float out[6];
+    CHECK(st_read_f32(&s, "w.f32", 2, (int64_t[]){2, 3}, out) == 0 && !memcmp(out, a, sizeof a));
+    CHECK(st_read_f32(&s, "w.f16", 1, (int64_t[]){3}, out) == 0 && out[0] == 1 && out[1] == -2 && out[2] == 0.333251953125f);
+    CHECK(st_read_f32(&s, "w.bf16", 2, (int64_t[]){1, 2}, out) == 0 && out[0] == 1 && out[1] == -3);
+    CHECK(st_read_f32(&s, "w.f32", 2, (int64_t[]){3, 2}, out) == LR_EINPUT);
+    CHECKF(strstr(lr_errmsg(), "t.safetensors: tensor w.f32: shape [2, 3], expected [3, 2]") != NULL, "%s", lr_errmsg());
+    CHECK(st_read_f32(&s, "w.i32", 1, (int64_t[]){2}, out) == LR_EINPUT);
+    CHECKF(strstr(lr_errmsg(), "dtype I32") != NULL, "%s", lr_errmsg());
+    CHECK(st_read_f32(&s, "w.none", 1, (int64_t[]){2}, out) == LR_EINPUT);
+    CHECKF(strstr(lr_errmsg(), "tensor w.none: missing") != NULL, "%s", lr_errmsg());
+    CHECK(st_find(&s, "w.i32") && st_find(&s, "w.i32")->nbytes == 8);
+    st_close(&s);
+    CHECK_DONE();
+}
