@@ -18,8 +18,28 @@ static const lr_field dist_v1[] = {
     {NULL, 0, 0},
 };
 
+/* lr-kl: one record per selected step t >= 1 (docs/FORMATS.md, `kl`). */
+static const lr_field kl_v1[] = {
+    {"id", LRT_STR, 1},         {"idx", LRT_INT, 1},      {"step", LRT_INT, 1},
+    {"prompt_len", LRT_INT, 1}, {"context", LRT_I32S, 1}, {"token", LRT_INT, 1},
+    {"ids", LRT_I32S, 1},       {"lp_e", LRT_F32S, 1},    {"tail_e", LRT_NUM, 1},
+    {"lp_a", LRT_F32S, 1},      {"tail_a", LRT_NUM, 1},   {"kl", LRT_NUM, 1},
+    {"kl_err", LRT_NUM, 1},     {"exact", LRT_BOOL, 1},   {"question", LRT_STR, 0},
+    {NULL, 0, 0},
+};
+
+/* lr-contrast: one training example per record (docs/FORMATS.md, `example`). */
+static const lr_field example_v1[] = {
+    {"id", LRT_STR, 1},          {"idx", LRT_INT, 1},      {"step", LRT_INT, 1},
+    {"prompt_len", LRT_INT, 1},  {"context", LRT_I32S, 1}, {"target_ids", LRT_I32S, 1},
+    {"weights", LRT_F32S, 1},    {"kl", LRT_NUM, 1},       {"question", LRT_STR, 0},
+    {NULL, 0, 0},
+};
+
 static const lr_kind kinds[] = {
     {"dist", 1, dist_v1},
+    {"kl", 1, kl_v1},
+    {"example", 1, example_v1},
 };
 
 const lr_kind *lr_schema_find(const char *kind, int version) {
