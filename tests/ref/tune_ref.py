@@ -14,6 +14,12 @@ example's last context position (vlim < V exercises the reference's
 vocabulary quirk, METHOD.md), SFT = token cross-entropy on the response
 span, mean over response tokens.
 
+Then the other direction: bin/lr-tune trains an adapter on
+tests/fixtures/examples_small.jsonl (all seven modules), PEFT loads it with
+PeftModel.from_pretrained and the logits of fixed sequences are kept
+(tests/golden/tune_ref_ours_adapter/, tune_ref_ours_logits.f32), for the C
+test to compare with its own forward through the same adapter.
+
 Writes tests/golden/tune_ref.json (configs, batch, per-step losses and
 gradient norms), tests/golden/tune_ref_<name>.safetensors (step-1 gradients
 "grad.<PEFT name>", parameters after 3 steps "final.<PEFT name>") and
@@ -113,6 +119,7 @@ def main():
             with open(os.path.join(init_dir, "adapter_config.json")) as f:
                 ac = json.load(f)
             ac["base_model_name_or_path"] = name  # not the temp path: reruns give the same file
+            ac["target_modules"] = sorted(ac["target_modules"])  # a set in PEFT: random order
             with open(os.path.join(init_dir, "adapter_config.json"), "w") as f:
                 json.dump(ac, f, indent=2, sort_keys=True)
             pm.train()
@@ -138,11 +145,54 @@ def main():
             save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(GD, "tune_ref_%s.safetensors" % name))
             meta.append(dict(cfg, safetensors_fnv1a64=fnv, losses=losses, grad_norms=norms, lrs=lrs))
             print(name, "losses", losses, "norms", norms, file=sys.stderr)
+        ours = peft_loads_ours(tmp)
     with open(os.path.join(GD, "tune_ref.json"), "w") as f:
         json.dump({"generator": "tests/ref/tune_ref.py", "transformers": __import__("transformers").__version__,
                    "peft": __import__("peft").__version__, "torch": torch.__version__, "lr": LR, "steps": STEPS,
-                   "configs": meta}, f, indent=1)
+                   "configs": meta, "ours": ours}, f, indent=1)
         f.write("\n")
+
+
+OURS_ARGS = ["--arch", "qwen2", "--heads", "4", "--kv-heads", "2", "--untied", "--dtype", "f32", "--seed", "23"]
+OURS_SEQS = [[270, 72, 101, 108, 108, 111, 32, 61], [(i * 41 + 7) % 269 for i in range(19)]]
+
+
+def peft_loads_ours(tmp):
+    from peft import PeftModel
+    import numpy as np
+    d = os.path.join(tmp, "ours_model")
+    subprocess.run([MK, d] + OURS_ARGS, check=True)
+    with open(os.path.join(d, "model.safetensors"), "rb") as f:
+        fnv = "%016x" % fnv1a64(f.read())
+    ex = os.path.join(tmp, "ex.lrs")
+    with open(ex, "wb") as f:
+        subprocess.run([os.path.join(ROOT, "bin", "lr-dump"), "--from-json",
+                        os.path.join(ROOT, "tests", "fixtures", "examples_small.jsonl")], stdout=f, check=True)
+    ad = os.path.join(GD, "tune_ref_ours_adapter")
+    shutil.rmtree(ad, ignore_errors=True)
+    subprocess.run([os.path.join(ROOT, "bin", "lr-tune"), "--model", d, "--out", ad, "--targets", "all", "--lr", "1e-2",
+                    "--batch", "12", "--accum", "1", "--max-steps", "5", ex], check=True)
+    with open(os.path.join(ad, "adapter_config.json")) as f:
+        ac = json.load(f)
+    ac["base_model_name_or_path"] = "ours_model"
+    with open(os.path.join(ad, "adapter_config.json"), "w") as f:
+        json.dump(ac, f, indent=2, sort_keys=True)
+    base = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32, attn_implementation="eager")
+    pm = PeftModel.from_pretrained(base, ad)
+    pm.eval()
+    with torch.no_grad():
+        rows = [pm(input_ids=torch.tensor([s])).logits[0].float().numpy() for s in OURS_SEQS]
+        plain = base.get_base_model() if hasattr(base, "get_base_model") else base
+    arr = np.concatenate(rows).astype("<f4")
+    with open(os.path.join(GD, "tune_ref_ours_logits.f32"), "wb") as f:
+        f.write(arr.tobytes())
+    # the adapter must matter: compare with the base model alone
+    with pm.disable_adapter(), torch.no_grad():
+        base_rows = np.concatenate([pm(input_ids=torch.tensor([s])).logits[0].float().numpy() for s in OURS_SEQS])
+    diff = float(np.abs(base_rows - arr).max())
+    print("ours: PEFT loaded lr-tune's adapter; max |logit change| vs base %.4f" % diff, file=sys.stderr)
+    assert diff > 1e-3
+    return {"args": OURS_ARGS, "safetensors_fnv1a64": fnv, "seqs": OURS_SEQS, "vocab": int(arr.shape[1])}
 
 
 def peft_name(n):

@@ -203,6 +203,71 @@ static void run_config(json_t *cfg, double lr0, int steps) {
     model_free(&m);
 }
 
+/* PEFT loaded the adapter lr-tune wrote (tests/ref/tune_ref.py): our forward
+ * through the same adapter gives PEFT's logits. */
+static void ours_vs_peft(json_t *ours) {
+    json_t *ja = json_object_get(ours, "args");
+    int na = (int)json_array_size(ja);
+    char *args[64];
+    for (int i = 0; i < na && i < 64; i++) args[i] = (char *)json_string_value(json_array_get(ja, (size_t)i));
+    mk_opts o;
+    CHECK(mk_parse_args(&o, na, args, NULL) == 0);
+    char dir[1024], path[1200];
+    snprintf(dir, sizeof dir, "%s/tune_ours", tmpdir());
+    CHECKF(mk_write_model(dir, &o) == 0, "%s", lr_errmsg());
+    model m;
+    lora lo;
+    if (model_load(&m, dir)) {
+        CHECKF(0, "%s", lr_errmsg());
+        return;
+    }
+    snprintf(path, sizeof path, "%s/tests/golden/tune_ref_ours_adapter", root());
+    if (lora_load(&lo, &m.cfg, path)) {
+        CHECKF(0, "%s", lr_errmsg());
+        model_free(&m);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/tests/golden/tune_ref_ours_logits.f32", root());
+    char *ref;
+    size_t len;
+    CHECK(lr_read_file(path, &ref, &len) == 0);
+    int V = m.cfg.V;
+    size_t off = 0;
+    double worst = 0;
+    json_t *seqs = json_object_get(ours, "seqs"), *js;
+    size_t si;
+    json_array_foreach(seqs, si, js) {
+        int n;
+        int *tok = json_ints(js, &n), seq[64] = {0}, want[64];
+        for (int i = 0; i < n; i++) want[i] = i;
+        trn t;
+        CHECK(trn_init(&t, &m, &lo, 1, 64, 64) == 0);
+        float *lg = xmalloc((size_t)n * V * sizeof(float));
+        CHECK(trn_forward(&t, n, tok, seq, n, want, lg) == 0);
+        CHECK((off + (size_t)n * V) * sizeof(float) <= len);
+        if ((off + (size_t)n * V) * sizeof(float) <= len) {
+            double md = 0, mr = 0;
+            for (size_t i = 0; i < (size_t)n * V; i++) {
+                float r;
+                memcpy(&r, ref + (off + i) * sizeof(float), sizeof r);
+                md = fmax(md, fabs(lg[i] - r));
+                mr = fmax(mr, fabs(r));
+            }
+            worst = fmax(worst, md / mr);
+        }
+        off += (size_t)n * V;
+        free(lg);
+        free(tok);
+        trn_free(&t);
+    }
+    fprintf(stderr, "lr-tune adapter loaded by PEFT: logits max rel err %.2e over %zu rows\n", worst, off / V);
+    CHECK(off * sizeof(float) == len);
+    CHECK(worst < 1e-5);
+    free(ref);
+    lora_free(&lo);
+    model_free(&m);
+}
+
 int main(void) {
     char path[1024];
     snprintf(path, sizeof path, "%s/tests/golden/tune_ref.json", root());
@@ -217,6 +282,7 @@ int main(void) {
     size_t i;
     json_t *cfg;
     json_array_foreach(json_object_get(g, "configs"), i, cfg) run_config(cfg, lr, steps);
+    ours_vs_peft(json_object_get(g, "ours"));
     json_decref(g);
     CHECK_DONE();
 }
