@@ -18,7 +18,9 @@ Then the other direction: bin/lr-tune trains an adapter on
 tests/fixtures/examples_small.jsonl (all seven modules), PEFT loads it with
 PeftModel.from_pretrained and the logits of fixed sequences are kept
 (tests/golden/tune_ref_ours_adapter/, tune_ref_ours_logits.f32), for the C
-test to compare with its own forward through the same adapter.
+test to compare with its own forward through the same adapter; and
+transformers loads bin/lr-merge's folders (f32 and bf16) of that adapter,
+giving PEFT's logits (asserted here: 1e-5 and 5e-2 relative).
 
 Writes tests/golden/tune_ref.json (configs, batch, per-step losses and
 gradient norms), tests/golden/tune_ref_<name>.safetensors (step-1 gradients
@@ -192,7 +194,22 @@ def peft_loads_ours(tmp):
     diff = float(np.abs(base_rows - arr).max())
     print("ours: PEFT loaded lr-tune's adapter; max |logit change| vs base %.4f" % diff, file=sys.stderr)
     assert diff > 1e-3
-    return {"args": OURS_ARGS, "safetensors_fnv1a64": fnv, "seqs": OURS_SEQS, "vocab": int(arr.shape[1])}
+    # transformers loads lr-merge's output and gives PEFT's logits
+    merged = {}
+    for dt, tol in (("f32", 1e-5), ("bf16", 5e-2)):
+        md = os.path.join(tmp, "merged_" + dt)
+        subprocess.run([os.path.join(ROOT, "bin", "lr-merge"), "--dtype", dt, d, ad, md], check=True)
+        mm = AutoModelForCausalLM.from_pretrained(md, attn_implementation="eager")
+        assert mm.dtype == (torch.float32 if dt == "f32" else torch.bfloat16), mm.dtype
+        mm = mm.float()
+        with torch.no_grad():
+            got = np.concatenate([mm(input_ids=torch.tensor([s])).logits[0].float().numpy() for s in OURS_SEQS])
+        rel = float(np.abs(got - arr).max() / np.abs(arr).max())
+        print("lr-merge --dtype %s loaded by transformers: logits max rel err vs PEFT %.2e" % (dt, rel), file=sys.stderr)
+        assert rel < tol, rel
+        merged[dt] = rel
+    return {"args": OURS_ARGS, "safetensors_fnv1a64": fnv, "seqs": OURS_SEQS, "vocab": int(arr.shape[1]),
+            "merged_rel_err": merged}
 
 
 def peft_name(n):
