@@ -45,7 +45,10 @@ int main(int argc, char **argv) {
     lora lo;
     int rc = model_load(&m, base);
     if (rc) return lr_fail(rc);
-    if ((rc = lora_load(&lo, &m.cfg, adapter))) return lr_fail(rc);
+    if ((rc = lora_load(&lo, &m.cfg, adapter))) {
+        model_free(&m);
+        return lr_fail(rc);
+    }
     lora_merge(&m, &lo);
     rc = model_save(&m, base, out, dtype);
     lora_free(&lo);
