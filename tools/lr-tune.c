@@ -381,7 +381,7 @@ int main(int argc, char **argv) {
     dataset ds = {0};
     int rc = LR_OK;
     for (int i = optind; i < argc && !rc; i++) rc = read_input(&ds, argv[i], o.max_len);
-    if (rc) return lr_fail(rc);
+    if (rc) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
     if (!ds.n) lr_die(LR_EINPUT, "no training examples in the input");
     if (o.objective_s) {
         int want = !strcmp(o.objective_s, "soft-kl") ? TUNE_SOFTKL : !strcmp(o.objective_s, "sft") ? TUNE_SFT : -1;
@@ -392,15 +392,15 @@ int main(int argc, char **argv) {
     if (ds.truncated) fprintf(stderr, "lr-tune: %d sequences cut to --max-len %d tokens\n", ds.truncated, o.max_len);
 
     model m;
-    if ((rc = model_load(&m, o.model_dir))) return lr_fail(rc);
+    if ((rc = model_load(&m, o.model_dir))) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
     lora lo;
     if (o.init_adapter) {
-        if ((rc = lora_load(&lo, &m.cfg, o.init_adapter))) return lr_fail(rc);
+        if ((rc = lora_load(&lo, &m.cfg, o.init_adapter))) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
     } else {
         lora_alloc(&lo, &m.cfg, o.r, o.alpha, o.dropout, targets);
         lora_init(&lo, o.seed);
     }
-    if ((rc = mkdir_p(o.out))) return lr_fail(rc);
+    if ((rc = mkdir_p(o.out))) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
 
     int maxlen = 1;
     for (int i = 0; i < ds.n; i++)
@@ -408,7 +408,7 @@ int main(int argc, char **argv) {
     tuner tu;
     if ((rc = tuner_init(&tu, &m, &lo, ds.objective, o.vlim, o.pack, o.max_rows, maxlen, o.batch, o.lr, o.beta1, o.beta2,
                          o.eps, o.wd, o.clip)))
-        return lr_fail(rc);
+        exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
     tu.dropout_on = 1;
     tu.seed = o.seed;
 
@@ -419,7 +419,7 @@ int main(int argc, char **argv) {
     if (o.resume) {
         long ck = latest_checkpoint(o.out);
         if (ck >= 0) {
-            if ((rc = load_checkpoint(&tu, &o, ck))) return lr_fail(rc);
+            if ((rc = load_checkpoint(&tu, &o, ck))) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
             start = ck;
             fprintf(stderr, "lr-tune: resuming from %s/checkpoint-%ld\n", o.out, ck);
         } else fprintf(stderr, "lr-tune: no checkpoint in %s, starting afresh\n", o.out);
@@ -427,7 +427,7 @@ int main(int argc, char **argv) {
     FILE *logf = NULL;
     if (o.log_path && !(logf = fopen(o.log_path, start ? "a" : "w"))) {
         lr_err(LR_EIO, "%s: %s", o.log_path, strerror(errno));
-        return lr_fail(LR_EIO);
+        exit(lr_fail(LR_EIO)); /* exit, not return: LeakSanitizer still sees the buffers */
     }
     fprintf(stderr, "lr-tune: %d examples (%s), %ld steps of %d x %d, %zu trainable parameters\n", ds.n,
             ds.objective == TUNE_SFT ? "sft" : "soft-kl", total, o.batch, o.accum, tu.n);
