@@ -24,9 +24,7 @@ int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack,
     }
     adamw_init(&tu->opt, tu->n, lr, beta1, beta2, eps, wd);
     size_t V = (size_t)m->cfg.V;
-    tu->logits = xmalloc((size_t)max_rows * V * sizeof(float));
-    tu->dlogits = xmalloc((size_t)max_rows * V * sizeof(float));
-    tu->dz = xmalloc(V * sizeof(float));
+    tu->dz = xmalloc(V * sizeof(float)); /* logits: grown to the loss rows of a call */
     return LR_OK;
 }
 
@@ -99,6 +97,11 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
         if (!nw || want[nw - 1] != lr[k].row) want[nw++] = lr[k].row;
     int rc = LR_OK;
     if (nw > tu->max_rows) rc = lr_err(LR_EUSAGE, "tune: %d loss rows in one call, at most %d (--max-rows)", nw, tu->max_rows);
+    if (!rc && nw > tu->logits_rows) {
+        tu->logits_rows = nw;
+        tu->logits = xrealloc(tu->logits, (size_t)nw * V * sizeof(float));
+        tu->dlogits = xrealloc(tu->dlogits, (size_t)nw * V * sizeof(float));
+    }
     if (!rc) {
         tu->t.training = tu->dropout_on && tu->lo && tu->lo->dropout > 0.0f;
         tu->t.drop_seed = tu->seed * 0x100000001b3ULL + (uint64_t)tu->calls++;

@@ -54,7 +54,8 @@ typedef struct {
     float *params, *grads; /* the flat vectors the optimizer sees */
     size_t n;
     adamw opt;
-    float *logits, *dlogits, *dz; // (max_rows, V), (max_rows, V), (V)
+    float *logits, *dlogits, *dz; // (logits_rows, V) twice, (V)
+    int logits_rows;   /* loss rows the logit buffers hold (grown on demand) */
     int dropout_on;    /* LoRA dropout in the forward (0: eval-mode, for goldens) */
     uint64_t seed;     /* dropout masks derive from (seed, call number) */
     long calls;        /* trainer calls so far */

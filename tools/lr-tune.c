@@ -464,8 +464,8 @@ int main(int argc, char **argv) {
         if (logf) {
             fprintf(logf,
                     "{\"step\": %ld, \"epoch\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"tokens\": %ld, "
-                    "\"tokens_per_s\": %.1f, \"examples\": %ld}\n",
-                    s + 1, e, loss, norm, lr, tu.rows_fwd - rows0, tps, tu.examples);
+                    "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"examples\": %ld}\n",
+                    s + 1, e, loss, norm, lr, tu.rows_fwd - rows0, tps, dt, tu.examples);
             fflush(logf);
         }
         if (o.save_every && (s + 1) % o.save_every == 0 && s + 1 < total) rc = save_checkpoint(&tu, &o, s + 1);
