@@ -33,9 +33,11 @@ void rope_backward(float *dinp, const float *dout, const int *pos, int N, int H,
 /* attention_forward with the same cache layout: recomputes each row's
  * probabilities from q and the cache, then dq (N, NH*HD) += and
  * dkc/dvc (Bslots, NKV, Tmax, HD) += (a cache row receives the gradient of
- * every query row of its slot that attends to it). Single-threaded. */
+ * every query row of its slot that attends to it). nthreads > 1 splits the
+ * (slot, kv head) pairs over pthreads; results do not depend on it. */
 void attention_backward(float *dq, float *dkc, float *dvc, const float *dout, const float *q, const float *kc,
-                        const float *vc, const int *seq, const int *pos, int N, int NH, int NKV, int HD, int Tmax);
+                        const float *vc, const int *seq, const int *pos, int N, int NH, int NKV, int HD, int Tmax,
+                        int nthreads);
 
 /* swiglu_forward: dgate, dup (n) += . */
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n);

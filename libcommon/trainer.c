@@ -30,6 +30,7 @@ int trn_init(trn *t, const model *m, const lora *lo, int B, int Tmax, int maxN) 
     const mcfg *c = &m->cfg;
     if (B < 1 || Tmax < 1 || maxN < 1) return lr_err(LR_EUSAGE, "trainer: need B, Tmax and maxN >= 1");
     t->m = m, t->lo = lo, t->B = B, t->Tmax = Tmax, t->maxN = maxN;
+    t->nthreads = openblas_get_num_threads();
     size_t M = (size_t)maxN, C = (size_t)c->C, I = (size_t)c->I, L = (size_t)c->L;
     size_t QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD, r = lo ? (size_t)lo->r : 0;
     size_t kvn = L * B * c->NKV * Tmax * c->HD;
@@ -188,7 +189,7 @@ static void layer_forward(trn *t, int l, int N) {
     rope_forward(la->q, la->q, t->pos, N, NH, HD, (float)c->rope_theta);
     rope_forward(la->k, la->k, t->pos, N, NKV, HD, (float)c->rope_theta);
     kv_store(kc, vc, la->k, la->v, t->seq, t->pos, N, NKV, HD, t->Tmax);
-    attention_forward(la->att, la->q, kc, vc, t->seq, t->pos, N, NH, NKV, HD, t->Tmax, 1);
+    attention_forward(la->att, la->q, kc, vc, t->seq, t->pos, N, NH, NKV, HD, t->Tmax, t->nthreads);
     lin_forward(t, l, LORA_O, la->o, la->att, w->wo + (size_t)l * C * QD, w->bo ? w->bo + (size_t)l * C : NULL, N, QD, C);
     residual_forward(la->x_mid, la->x_in, la->o, (long)N * C);
 
@@ -294,7 +295,8 @@ void trn_backward(trn *t, const float *dlogits, const model_weights *gw, lora *g
         memset(s.dq, 0, M * QD * sizeof(float));
         memset(s.dkc, 0, kvl * sizeof(float));
         memset(s.dvc, 0, kvl * sizeof(float));
-        attention_backward(s.dq, s.dkc, s.dvc, s.datt, la->q, kc, vc, t->seq, t->pos, N, NH, NKV, HD, t->Tmax);
+        attention_backward(s.dq, s.dkc, s.dvc, s.datt, la->q, kc, vc, t->seq, t->pos, N, NH, NKV, HD, t->Tmax,
+                           t->nthreads);
         kv_gather(s.dk, s.dv, s.dkc, s.dvc, t->seq, t->pos, N, NKV, HD, t->Tmax);
         rope_backward(s.dq, s.dq, t->pos, N, NH, HD, (float)c->rope_theta);
         rope_backward(s.dk, s.dk, t->pos, N, NKV, HD, (float)c->rope_theta);

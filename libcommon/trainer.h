@@ -49,6 +49,7 @@ typedef struct {
     const lora *lo;    /* adapters applied in the forward, or NULL */
     int B, Tmax, maxN; /* slots, positions per slot, rows per call */
     int training;      /* LoRA dropout on */
+    int nthreads;      /* attention threads (results do not depend on it) */
     uint64_t drop_seed;
     float *kc, *vc;    // (L, B, NKV, Tmax, HD)
     trn_layer *layer;  // (L)

@@ -139,11 +139,26 @@ int main(void) {
         c.out = zeros(c.nout), c.R = rnd(c.nout, 1), c.t[0] = rnd(c.nout, 1.5f), c.t[1] = rnd(ncache, 1.5f),
         c.t[2] = rnd(ncache, 1);
         float *dq = zeros(c.nout), *dk = zeros(ncache), *dv = zeros(ncache);
-        attention_backward(dq, dk, dv, c.R, c.t[0], c.t[1], c.t[2], seq, pos, N, NH, NKV, HD, Tmax);
+        attention_backward(dq, dk, dv, c.R, c.t[0], c.t[1], c.t[2], seq, pos, N, NH, NKV, HD, Tmax, 1);
+
         check_grad("attention dq", &c, c.t[0], dq, c.nout);
         check_grad("attention dk (cache)", &c, c.t[1], dk, ncache);
         check_grad("attention dv (cache)", &c, c.t[2], dv, ncache);
         free(c.out), free(c.R), free(c.t[0]), free(c.t[1]), free(c.t[2]), free(dq), free(dk), free(dv);
+    }
+    {   /* attention_backward with threads: bit-identical to one thread (a
+         * size large enough for the threads to start) */
+        int N = 96, NH = 4, NKV = 2, HD = 16, Tmax = 48, seq[96], pos[96];
+        for (int n = 0; n < N; n++) seq[n] = n % 2, pos[n] = n / 2;
+        long nq = (long)N * NH * HD, nc = 2L * NKV * Tmax * HD;
+        float *g = rnd(nq, 1), *q = rnd(nq, 1), *k = rnd(nc, 1), *v = rnd(nc, 1);
+        float *dq[2] = {zeros(nq), zeros(nq)}, *dk[2] = {zeros(nc), zeros(nc)}, *dv[2] = {zeros(nc), zeros(nc)};
+        for (int i = 0; i < 2; i++)
+            attention_backward(dq[i], dk[i], dv[i], g, q, k, v, seq, pos, N, NH, NKV, HD, Tmax, i ? 3 : 1);
+        CHECK(!memcmp(dq[0], dq[1], nq * sizeof(float)) && !memcmp(dk[0], dk[1], nc * sizeof(float)) &&
+              !memcmp(dv[0], dv[1], nc * sizeof(float)));
+        free(g), free(q), free(k), free(v);
+        for (int i = 0; i < 2; i++) free(dq[i]), free(dk[i]), free(dv[i]);
     }
     {   /* swiglu */
         long n = 12;
