@@ -14,6 +14,7 @@
  * with --log, to a JSON-lines file. */
 #include "adamw.h"
 #include "lora.h"
+#include "merge.h"
 #include "model.h"
 #include "safetensors.h"
 #include "stream.h"
@@ -40,11 +41,15 @@ static void usage(FILE *f) {
             "  --targets LIST           LoRA modules: q,k,v,o,gate,up,down or all [q,v]\n"
             "  --r N [8]  --alpha X [16]  --dropout P [0.05]\n"
             "  --init-adapter DIR       start from this PEFT adapter instead of a fresh one\n"
+            "  --full                   train every base weight instead (small models, or\n"
+            "                           from scratch); --out gets a HF model folder (f32)\n"
             "  --lr X [5e-5]  --warmup N [0]  --weight-decay X [0]  --clip X [1.0]\n"
             "  --beta1 X [0.9]  --beta2 X [0.999]  --eps X [1e-8]\n"
             "  --batch N [8]  --accum N [2]  --epochs N [1]  --max-steps N [from epochs]\n"
             "  --seed N [42]            data order and LoRA init/dropout\n"
             "  --no-shuffle             keep the input order\n"
+            "  --group-by-length        batches of similar lengths (HF group_by_length:\n"
+            "                           shuffled mega-batches of 50 batches, sorted by length)\n"
             "  --group-by-problem       shuffle problems, keep each problem's examples\n"
             "                           together (so packing finds shared prefixes)\n"
             "  --pack | --no-pack       one forward per shared prefix [pack]\n"
@@ -63,7 +68,7 @@ static void usage(FILE *f) {
 
 typedef struct {
     const char *model_dir, *out, *objective_s, *targets_s, *init_adapter, *log_path;
-    int stop_after, r, batch, accum, epochs, warmup, pack, shuffle, by_problem, vlim, max_len, max_rows, save_every, resume;
+    int full, group_len, stop_after, r, batch, accum, epochs, warmup, pack, shuffle, by_problem, vlim, max_len, max_rows, save_every, resume;
     long max_steps;
     float alpha, dropout, lr, wd, clip, beta1, beta2, eps;
     uint64_t seed;
@@ -178,6 +183,11 @@ static int cmp_problem(const void *a, const void *b) {
     return i < j ? -1 : i > j;
 }
 
+static int cmp_len_desc(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b, li = sort_ds->ex[i].ntok, lj = sort_ds->ex[j].ntok;
+    return li != lj ? (li < lj) - (li > lj) : (i > j) - (i < j);
+}
+
 /* The example order of epoch e: a Fisher-Yates shuffle seeded by (seed, e),
  * or problems shuffled with each problem's examples kept together. */
 static void epoch_order(const dataset *ds, const opts *o, int e, int *ord) {
@@ -198,6 +208,12 @@ static void epoch_order(const dataset *ds, const opts *o, int e, int *ord) {
     for (int i = ds->n - 1; i > 0; i--) {
         int j = (int)(splitmix(&s) % (uint64_t)(i + 1)), t = ord[i];
         ord[i] = ord[j], ord[j] = t;
+    }
+    if (o->group_len) { /* each mega-batch of 50 batches sorted by length, longest first */
+        sort_ds = ds;
+        int mega = 50 * o->batch;
+        for (int b = 0; b < ds->n; b += mega)
+            qsort(ord + b, (size_t)(ds->n - b < mega ? ds->n - b : mega), sizeof *ord, cmp_len_desc);
     }
 }
 
@@ -244,7 +260,7 @@ static int save_checkpoint(const tuner *tu, const opts *o, long step) {
     snprintf(tmp, sizeof tmp, "%s/.checkpoint-%ld.tmp", o->out, step);
     rm_tree(tmp);
     int rc = mkdir_p(tmp);
-    if (!rc) rc = lora_save(tu->lo, tmp, o->model_dir);
+    if (!rc && tu->lo) rc = lora_save(tu->lo, tmp, o->model_dir);
     if (!rc) {
         st_wtensor t[3] = {{"params", ST_F32, 1, {(int64_t)tu->n}, tu->params},
                            {"exp_avg", ST_F32, 1, {(int64_t)tu->n}, tu->opt.m},
@@ -312,7 +328,7 @@ int main(int argc, char **argv) {
               .shuffle = 1, .max_len = 4096, .max_rows = 2048};
     enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH,
            O_ACCUM, O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS,
-           O_SAVE, O_RESUME, O_STOP, O_LOG, O_MODEL, O_OUT };
+           O_SAVE, O_RESUME, O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT };
     static const struct option lo_opts[] = {
         {"model", 1, 0, O_MODEL},       {"out", 1, 0, O_OUT},           {"objective", 1, 0, O_OBJ},
         {"targets", 1, 0, O_TGT},       {"r", 1, 0, O_R},               {"alpha", 1, 0, O_ALPHA},
@@ -324,7 +340,7 @@ int main(int argc, char **argv) {
         {"group-by-problem", 0, 0, O_BYPROB}, {"pack", 0, 0, O_PACK},   {"no-pack", 0, 0, O_NOPACK},
         {"vocab-limit", 1, 0, O_VLIM},  {"max-len", 1, 0, O_MAXLEN},    {"max-rows", 1, 0, O_MAXROWS},
         {"save-every", 1, 0, O_SAVE},   {"resume", 0, 0, O_RESUME},     {"log", 1, 0, O_LOG},
-        {"stop-after", 1, 0, O_STOP},
+        {"stop-after", 1, 0, O_STOP},   {"full", 0, 0, O_FULL},         {"group-by-length", 0, 0, O_BYLEN},
         {"help", 0, 0, 'h'},            {0, 0, 0, 0}};
     int c;
     char *end;
@@ -360,6 +376,8 @@ int main(int argc, char **argv) {
         case O_SEED: NUM(o.seed, strtoull(optarg, &end, 10), 1); break;
         case O_NOSHUF: o.shuffle = 0; break;
         case O_BYPROB: o.by_problem = 1; break;
+        case O_BYLEN: o.group_len = 1; break;
+        case O_FULL: o.full = 1; break;
         case O_PACK: o.pack = 1; break;
         case O_NOPACK: o.pack = 0; break;
         case O_VLIM: NUM(o.vlim, (int)strtol(optarg, &end, 10), o.vlim >= 1); break;
@@ -393,8 +411,10 @@ int main(int argc, char **argv) {
 
     model m;
     if ((rc = model_load(&m, o.model_dir))) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
-    lora lo;
-    if (o.init_adapter) {
+    lora lo = {0};
+    if (o.full) {
+        if (o.init_adapter) lr_die(LR_EUSAGE, "--full trains the base weights: no --init-adapter");
+    } else if (o.init_adapter) {
         if ((rc = lora_load(&lo, &m.cfg, o.init_adapter))) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
     } else {
         lora_alloc(&lo, &m.cfg, o.r, o.alpha, o.dropout, targets);
@@ -406,7 +426,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < ds.n; i++)
         if (ds.ex[i].ntok > maxlen) maxlen = ds.ex[i].ntok;
     tuner tu;
-    if ((rc = tuner_init(&tu, &m, &lo, ds.objective, o.vlim, o.pack, o.max_rows, maxlen, o.batch, o.lr, o.beta1, o.beta2,
+    if ((rc = tuner_init(&tu, &m, o.full ? NULL : &lo, ds.objective, o.vlim, o.pack, o.max_rows, maxlen, o.batch, o.lr, o.beta1, o.beta2,
                          o.eps, o.wd, o.clip)))
         exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
     tu.dropout_on = 1;
@@ -475,7 +495,7 @@ int main(int argc, char **argv) {
             break;
         }
     }
-    if (!rc && !stopped) rc = lora_save(&lo, o.out, o.model_dir);
+    if (!rc && !stopped) rc = o.full ? model_save(&m, o.model_dir, o.out, ST_F32) : lora_save(&lo, o.out, o.model_dir);
     if (!rc)
         fprintf(stderr, "lr-tune: done in %.1f s; %.1f token rows forwarded per example (%s)\n", lr_now() - t_start,
                 tu.examples ? (double)tu.rows_fwd / tu.examples : 0.0, o.pack ? "packed" : "unpacked");
@@ -483,7 +503,7 @@ int main(int argc, char **argv) {
     free(ord);
     free(mb);
     tuner_free(&tu);
-    lora_free(&lo);
+    if (!o.full) lora_free(&lo);
     model_free(&m);
     for (int i = 0; i < ds.n; i++) free(ds.ex[i].tokens), free(ds.ex[i].ids), free(ds.ex[i].w);
     free(ds.ex);

@@ -37,6 +37,20 @@ cmp "$LR_TMP/full/adapter_model.safetensors" "$LR_TMP/res/adapter_model.safetens
 "$T" --out "$LR_TMP/full2" "${args[@]}" 2> /dev/null
 cmp "$LR_TMP/full/adapter_model.safetensors" "$LR_TMP/full2/adapter_model.safetensors" || die "not deterministic"
 
+# full-parameter training overfits one batch to near-zero loss (LoRA alone
+# cannot: the tiny model's fixed final norm and lm_head bound its logits)
+"$T" --model "$LR_TMP/m" --out "$LR_TMP/f" --full --lr 1e-2 --batch 12 --accum 1 --max-steps 60 --log "$LR_TMP/f.jsonl" \
+    "$LR_TMP/ex.lrs" 2> /dev/null
+jq -se '.[59].loss < 0.01 and .[0].loss > 4' "$LR_TMP/f.jsonl" > /dev/null || die "full training did not overfit: $(jq -s '[.[0].loss, .[59].loss]' "$LR_TMP/f.jsonl")"
+"$LR_BIN/lr-mkmodel" --check "$LR_TMP/f" > /dev/null || die "--full output is not a valid model folder"
+# full-parameter resume is exact too; length-grouped batches run
+fargs=(--model "$LR_TMP/m" --full --lr 1e-3 --batch 4 --accum 1 --max-steps 5 --save-every 2 --group-by-length "$LR_TMP/ex.lrs")
+"$T" --out "$LR_TMP/ff" "${fargs[@]}" 2> /dev/null
+"$T" --out "$LR_TMP/fr" --stop-after 3 "${fargs[@]}" 2> /dev/null
+"$T" --out "$LR_TMP/fr" --resume "${fargs[@]}" 2> /dev/null
+cmp "$LR_TMP/ff/model.safetensors" "$LR_TMP/fr/model.safetensors" || die "resumed full training differs"
+expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --full --init-adapter "$LR_TMP/a" "$LR_TMP/ex.lrs"
+
 "$T" --help | grep -q "usage: lr-tune" || die "--help"
 expect_fail 1 "$T" --out "$LR_TMP/x" "$LR_TMP/ex.lrs"
 expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --targets q,w "$LR_TMP/ex.lrs"
