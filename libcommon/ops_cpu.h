@@ -17,8 +17,10 @@ void embedding_forward(float *out, const int *tokens, const float *wte, int N, i
 /* HF RMSNorm: out = w * x / sqrt(mean(x^2) + eps); saves rstd (N) for backward. */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
 
-/* out = inp W^T with W in HF Linear layout (OC, IC), through cblas_sgemm
- * (cblas_sgemv when N == 1). out (N, OC), inp (N, IC), w (OC, IC). */
+/* out = inp W^T with W in HF Linear layout (OC, IC): cblas_sgemm for
+ * N > 8; for N <= 8 (decode) a weight-streaming kernel on
+ * openblas_get_num_threads() pthreads whose results do not depend on N or
+ * the thread count. out (N, OC), inp (N, IC), w (OC, IC). */
 void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC);
 
 /* out[n] += bias for every row. out (N, OC), bias (OC). */

@@ -10,10 +10,12 @@
 #include "check.h"
 #include "forward.h"
 #include "mkmodel.h"
+#include "ops_cpu.h"
 #include "model.h"
 #include "safetensors.h"
 #include "util.h"
 
+#include <cblas.h>
 #include <jansson.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -166,7 +168,59 @@ static int shard(const char *dir, const char *out) {
     return rc;
 }
 
+/* Threaded paths (attention, streaming matmul for N <= 8) on a model big
+ * enough to take them: results must not depend on their thread counts, and
+ * a rerun must be bit-identical. (OpenBLAS sgemm itself may round
+ * differently with another OPENBLAS_NUM_THREADS: kept fixed here.) */
+static void thread_independence(void) {
+    mk_opts o;
+    char *args[] = {"--hidden", "256", "--heads", "4", "--kv-heads", "2", "--inter", "1024", "--vocab", "1100", "--seed", "3"};
+    CHECK(mk_parse_args(&o, 12, args, NULL) == 0);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/threads", tmpdir());
+    CHECKF(mk_write_model(dir, &o) == 0, "%s", lr_errmsg());
+    model m;
+    if (model_load(&m, dir)) { CHECKF(0, "%s", lr_errmsg()); return; }
+    enum { T = 72, G = 3 };
+    int toks[T], len = T - G, V = m.cfg.V;
+    for (int t = 0; t < T; t++) toks[t] = (t * 131 + 7) % 272;
+    const int *tp = toks;
+    float *out[3];
+    openblas_set_num_threads(2);
+    for (int run = 0; run < 3; run++) { /* attention threads 1, 2, 2 */
+        fwd f;
+        CHECK(fwd_init(&f, &m, 1, T, T, 0, run ? 2 : 1) == 0);
+        float *lg = out[run] = xmalloc((size_t)(len + G) * V * sizeof(float));
+        CHECK(fwd_teacher(&f, 1, &tp, &len, lg) == 0); /* attention work 69*70/2*256 > 2^18: threaded */
+        for (int g = 0; g < G; g++) CHECK(fwd_decode(&f, 1, &toks[len + g], lg + (size_t)(len + g) * V) == 0);
+        fwd_free(&f);
+    }
+    CHECKF(!memcmp(out[0], out[1], (size_t)(len + G) * V * sizeof(float)), "attention on 1 vs 2 threads differs");
+    CHECKF(!memcmp(out[1], out[2], (size_t)(len + G) * V * sizeof(float)), "rerun differs");
+    /* streaming matmul (lm_head 1100 x 256 > 2^18: threaded) on 1 vs 2
+     * threads and for N = 1 vs N = 5 rows: identical; vs sgemm: close */
+    float x[5 * 256], *y[3];
+    for (int i = 0; i < 5 * 256; i++) x[i] = (float)((i * 37) % 101) / 50.0f - 1.0f;
+    for (int k = 0; k < 3; k++) y[k] = xmalloc((size_t)16 * V * sizeof(float));
+    openblas_set_num_threads(1);
+    matmul_forward(y[0], x, m.w.lm_head, 5, 256, V);
+    openblas_set_num_threads(2);
+    matmul_forward(y[1], x, m.w.lm_head, 5, 256, V);
+    for (int n = 0; n < 5; n++) matmul_forward(y[2] + (size_t)n * V, x + n * 256, m.w.lm_head, 1, 256, V);
+    CHECK(!memcmp(y[0], y[1], (size_t)5 * V * sizeof(float)));
+    CHECK(!memcmp(y[0], y[2], (size_t)5 * V * sizeof(float)));
+    float x16[16 * 256];
+    for (int r = 0; r < 16; r++) memcpy(x16 + r * 256, x + (r % 5) * 256, sizeof(float) * 256);
+    matmul_forward(y[2], x16, m.w.lm_head, 16, 256, V); /* sgemm */
+    double e = rel_err(y[2], y[0], (size_t)5 * V);
+    CHECKF(e < 1e-5, "streaming kernel vs sgemm: rel err %.3g", e);
+    for (int k = 0; k < 3; k++) free(y[k]);
+    for (int k = 0; k < 3; k++) free(out[k]);
+    model_free(&m);
+}
+
 int main(void) {
+    thread_independence();
     const char *root = getenv("LR_ROOT");
     char path[2048];
     snprintf(path, sizeof path, "%s/tests/golden/model_ref.json", root ? root : ".");

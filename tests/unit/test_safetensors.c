@@ -60,5 +60,49 @@ int main(void) {
     CHECKF(strstr(lr_errmsg(), "tensor w.none: missing") != NULL, "%s", lr_errmsg());
     CHECK(st_find(&s, "w.i32") && st_find(&s, "w.i32")->nbytes == 8);
     st_close(&s);
+
+    /* mutation check: flipped header bytes and truncations must give
+     * either a valid file or LR_EINPUT, never a crash (ASan/UBSan run this
+     * too). Seeded, deterministic. */
+    char *orig;
+    size_t olen;
+    CHECK(lr_read_file(path, &orig, &olen) == 0);
+    uint64_t seed = 12345, x = seed;
+    CHECK_SEED(seed);
+    char mpath[1100];
+    snprintf(mpath, sizeof mpath, "%s.mut", path);
+    int ok = 0, bad = 0, other = 0;
+    for (int it = 0; it < 400; it++) {
+        char *buf = xmalloc(olen);
+        memcpy(buf, orig, olen);
+        size_t len = olen;
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        if (it % 4 == 3) len = (size_t)(x >> 33) % olen; /* truncation */
+        else
+            for (int k = 0; k < 1 + it % 3; k++) { /* flip bytes in length + header */
+                x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+                size_t at = (size_t)(x >> 33) % (olen - 24);
+                buf[at] = (char)(x >> 13);
+            }
+        FILE *f = fopen(mpath, "wb");
+        fwrite(buf, 1, len, f);
+        fclose(f);
+        free(buf);
+        int r = st_open_file(&s, mpath);
+        if (r == 0) {
+            ok++;
+            for (int i = 0; i < s.ntensors; i++) /* every tensor readable within the map */
+                if (s.tensors[i].dtype == ST_F32 || s.tensors[i].dtype == ST_F16 || s.tensors[i].dtype == ST_BF16) {
+                    float *o = xmalloc((size_t)s.tensors[i].numel * sizeof(float) + 1);
+                    CHECK(st_read_f32(&s, s.tensors[i].name, s.tensors[i].ndim, s.tensors[i].shape, o) == 0);
+                    free(o);
+                }
+            st_close(&s);
+        } else if (r == LR_EINPUT) bad++;
+        else other++;
+    }
+    fprintf(stderr, "mutations: %d still valid, %d rejected, %d other\n", ok, bad, other);
+    CHECK(other == 0 && bad > 300);
+    free(orig);
     CHECK_DONE();
 }

@@ -1,0 +1,621 @@
+/* lr-eval: scores model outputs on the seven benchmarks the way the
+ * Qwen2.5-Math evaluation toolkit does (libcommon/answer.h, mathequal.h),
+ * from generations given as JSON lines, so generation and scoring can run
+ * on different machines.
+ *
+ *   lr-eval judge [IN.jsonl]          {"bench","prediction","gold"} lines -> + "extracted", "correct"
+ *   lr-eval score --pred P.jsonl (--data FILE ... | --data-dir DIR) [--layout NAME] [--out-dir D] [--label L]
+ *   lr-eval compare A.json B.json     (also: lr-eval --compare A B)
+ */
+#include "answer.h"
+#include "benchdata.h"
+#include "util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <utf8proc.h>
+
+static void usage(FILE *f) {
+    fputs("usage: lr-eval judge [IN.jsonl]\n"
+          "       lr-eval score --pred PRED.jsonl (--data FILE [--data FILE ...] | --data-dir DIR)\n"
+          "                     [--layout NAME] [--out-dir DIR] [--label NAME]\n"
+          "       lr-eval compare A.json B.json   (or: lr-eval --compare A.json B.json)\n"
+          "\n"
+          "Scores generations with the Qwen2.5-Math toolkit's answer extraction and\n"
+          "equivalence rules (docs/EVAL.md).\n"
+          "\n"
+          "judge    reads JSON lines {\"bench\", \"prediction\", \"gold\"} (file or stdin) and\n"
+          "         writes each line back with \"extracted\" and \"correct\" added. bench is\n"
+          "         one of gsm8k, math500, svamp, asdiv, minerva_math, olympiadbench,\n"
+          "         mmlu_stem (or the toolkit's \"math\"); gold is the gold answer (string or\n"
+          "         number; for mmlu_stem a letter or the index 0-3).\n"
+          "score    joins predictions {\"id\", \"prediction\"[, \"tokens\"]} with the benchmark\n"
+          "         rows by id (\"gsm8k/test:17\" = layout/file stem:0-based line). With\n"
+          "         --data-dir the files are DIR/<layout>/<stem>.jsonl for the ids seen.\n"
+          "         Rows without a prediction count as wrong and are reported as missing;\n"
+          "         predictions without a row are reported as unmatched. Writes per-problem\n"
+          "         JSON lines and a summary (markdown and JSON): into --out-dir as\n"
+          "         results.jsonl, summary.md, summary.json, else lines to stdout and the\n"
+          "         markdown summary to stderr.\n"
+          "compare  prints the per-benchmark accuracy table of two summary.json files\n"
+          "         (baseline A, tuned B) with the difference B - A.\n"
+          "\n"
+          "Invalid UTF-8 in a prediction is replaced by U+FFFD and counted.\n"
+          "Exit: 0 ok, 1 usage, 2 bad input, 3 I/O.\n",
+          f);
+}
+
+/* ---- input lines ---- */
+
+/* Replaces invalid UTF-8 by U+FFFD; returns a new string, *bad = 1 when
+ * anything was replaced. */
+static char *repair_utf8(const char *s, size_t n, int *bad) {
+    char *r = xmalloc(3 * n + 1);
+    size_t o = 0;
+    *bad = 0;
+    for (size_t i = 0; i < n;) {
+        utf8proc_int32_t c;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
+        if (k <= 0) {
+            memcpy(r + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i++;
+            *bad = 1;
+        } else {
+            memcpy(r + o, s + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        }
+    }
+    r[o] = 0;
+    return r;
+}
+
+/* A JSON string for text that should be UTF-8 (repaired if it is not). */
+static json_t *jstr(const char *s) {
+    json_t *j = json_string(s);
+    if (j) return j;
+    int bad;
+    char *r = repair_utf8(s, strlen(s), &bad);
+    j = json_string(r);
+    free(r);
+    return j ? j : json_string("");
+}
+
+typedef struct {
+    FILE *f;
+    const char *name;
+    char *buf;
+    size_t cap, lineno;
+    size_t repaired;
+} lines;
+
+/* Next non-blank line parsed as a JSON object: 0, -1 at EOF, or an error. */
+static int next_object(lines *L, json_t **out) {
+    for (;;) {
+        errno = 0;
+        ssize_t n = getline(&L->buf, &L->cap, L->f);
+        if (n < 0) {
+            if (ferror(L->f)) return lr_err(LR_EIO, "%s: read error: %s", L->name, strerror(errno));
+            return -1;
+        }
+        L->lineno++;
+        int blank = 1;
+        for (ssize_t i = 0; i < n && blank; i++)
+            if (!strchr(" \t\r\n", L->buf[i])) blank = 0;
+        if (blank) continue;
+        int bad;
+        char *fixed = repair_utf8(L->buf, (size_t)n, &bad);
+        L->repaired += bad;
+        json_error_t e;
+        json_t *o = json_loads(fixed, 0, &e);
+        free(fixed);
+        if (!o) return lr_err(LR_EINPUT, "%s: line %zu: not JSON: %s", L->name, L->lineno, e.text);
+        if (!json_is_object(o)) {
+            json_decref(o);
+            return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object", L->name, L->lineno);
+        }
+        *out = o;
+        return 0;
+    }
+}
+
+/* The gold field as text: strings as they are, numbers as Python's str(). */
+static int gold_text(json_t *g, ans_kind kind, char *buf, size_t n, const char **out) {
+    if (json_is_string(g)) *out = json_string_value(g);
+    else if (json_is_integer(g)) {
+        long long v = json_integer_value(g);
+        if (kind == ANS_CHOICE && v >= 0 && v <= 3) snprintf(buf, n, "%c", (char)('A' + v));
+        else snprintf(buf, n, "%lld", v);
+        *out = buf;
+    } else if (json_is_real(g)) {
+        ans_py_float_repr(json_real_value(g), buf, n);
+        *out = buf;
+    } else return -1;
+    return 0;
+}
+
+static int judge_bench_kind(const char *b, ans_kind *k) {
+    bd_layout l;
+    if (bd_layout_from_name(b, &l) && strcmp(b, "math")) return -1;
+    *k = ans_bench_kind(b);
+    return 0;
+}
+
+static int cmd_judge(int argc, char **argv) {
+    lines L = {.f = stdin, .name = "<stdin>"};
+    if (argc > 1) return lr_err(LR_EUSAGE, "judge: one input file at most (see --help)");
+    if (argc == 1 && strcmp(argv[0], "-")) {
+        L.f = fopen(argv[0], "rb");
+        L.name = argv[0];
+        if (!L.f) return lr_err(LR_EIO, "%s: %s", argv[0], strerror(errno));
+    }
+    int rc = 0;
+    size_t n = 0, correct = 0;
+    json_t *o;
+    while ((rc = next_object(&L, &o)) == 0) {
+        json_t *b = json_object_get(o, "bench"), *p = json_object_get(o, "prediction"), *g = json_object_get(o, "gold");
+        ans_kind kind = ANS_MATH;
+        const char *gold = NULL;
+        char gbuf[64];
+        if (!json_is_string(b)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": missing or not a string", L.name, L.lineno);
+        else if (judge_bench_kind(json_string_value(b), &kind))
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": unknown benchmark \"%s\" (known: %s, math)", L.name,
+                        L.lineno, json_string_value(b), bd_layout_list());
+        else if (!json_is_string(p))
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"prediction\": missing or not a string", L.name, L.lineno);
+        else if (!g || gold_text(g, kind, gbuf, sizeof gbuf, &gold))
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"gold\": missing or not a string or number", L.name, L.lineno);
+        if (rc) {
+            json_decref(o);
+            break;
+        }
+        ans_verdict v;
+        ans_judge(kind, json_string_value(p), gold, &v);
+        json_object_set_new(o, "extracted", jstr(v.extracted));
+        json_object_set_new(o, "correct", json_boolean(v.correct));
+        n++;
+        correct += (size_t)v.correct;
+        ans_verdict_free(&v);
+        char *s = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (!s || fputs(s, stdout) == EOF || fputc('\n', stdout) == EOF) {
+            free(s);
+            rc = lr_err(LR_EIO, "stdout: write error");
+            break;
+        }
+        free(s);
+    }
+    if (rc == -1) rc = 0;
+    if (L.f != stdin) fclose(L.f);
+    free(L.buf);
+    if (L.repaired)
+        fprintf(stderr, "%s: %s: %zu line(s) had invalid UTF-8 (replaced by U+FFFD)\n", lr_progname, L.name, L.repaired);
+    if (!rc) fprintf(stderr, "%s: judged %zu, correct %zu\n", lr_progname, n, correct);
+    if (!rc && fflush(stdout)) rc = lr_err(LR_EIO, "stdout: write error");
+    return rc;
+}
+
+/* ---- score ---- */
+
+typedef struct {
+    char *id, *pred;
+    long long tokens; /* -1: not given */
+    size_t line;
+    int used;
+} pred_row;
+
+typedef struct {
+    pred_row *rows;
+    size_t n, cap;
+    size_t *slot; /* open addressing: index + 1, 0 empty */
+    size_t nslot;
+} pred_set;
+
+static size_t hash_id(const char *s) { return (size_t)lr_fnv1a64(LR_FNV_INIT, s, strlen(s)); }
+
+static pred_row *pred_find(pred_set *P, const char *id) {
+    if (!P->nslot) return NULL;
+    for (size_t h = hash_id(id) & (P->nslot - 1);; h = (h + 1) & (P->nslot - 1)) {
+        if (!P->slot[h]) return NULL;
+        pred_row *r = &P->rows[P->slot[h] - 1];
+        if (!strcmp(r->id, id)) return r;
+    }
+}
+
+static int load_preds(const char *path, pred_set *P, size_t *repaired) {
+    lines L = {.name = path};
+    L.f = fopen(path, "rb");
+    if (!L.f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
+    int rc;
+    json_t *o;
+    while ((rc = next_object(&L, &o)) == 0) {
+        json_t *id = json_object_get(o, "id"), *p = json_object_get(o, "prediction"), *t = json_object_get(o, "tokens");
+        if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.lineno);
+        else if (!json_is_string(p))
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"prediction\": missing or not a string", path, L.lineno);
+        else if (t && !json_is_null(t) && !json_is_integer(t))
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not an integer", path, L.lineno);
+        if (rc) {
+            json_decref(o);
+            break;
+        }
+        if (P->n == P->cap) P->rows = xrealloc(P->rows, sizeof(pred_row) * (P->cap = P->cap * 2 + 64));
+        pred_row *r = &P->rows[P->n++];
+        r->id = xstrdup(json_string_value(id));
+        r->pred = xstrdup(json_string_value(p));
+        r->tokens = json_is_integer(t) ? json_integer_value(t) : -1;
+        r->line = L.lineno;
+        r->used = 0;
+        json_decref(o);
+    }
+    if (rc == -1) rc = 0;
+    fclose(L.f);
+    free(L.buf);
+    *repaired += L.repaired;
+    if (rc) return rc;
+    P->nslot = 16;
+    while (P->nslot < 2 * P->n) P->nslot *= 2;
+    P->slot = xcalloc(P->nslot, sizeof(size_t));
+    for (size_t i = 0; i < P->n; i++) {
+        size_t h = hash_id(P->rows[i].id) & (P->nslot - 1);
+        for (; P->slot[h]; h = (h + 1) & (P->nslot - 1))
+            if (!strcmp(P->rows[P->slot[h] - 1].id, P->rows[i].id))
+                return lr_err(LR_EINPUT, "%s: line %zu: field \"id\": duplicate id \"%s\" (first on line %zu)", path,
+                              P->rows[i].line, P->rows[i].id, P->rows[P->slot[h] - 1].line);
+        P->slot[h] = i + 1;
+    }
+    return 0;
+}
+
+static void free_preds(pred_set *P) {
+    for (size_t i = 0; i < P->n; i++) {
+        free(P->rows[i].id);
+        free(P->rows[i].pred);
+    }
+    free(P->rows);
+    free(P->slot);
+}
+
+typedef struct {
+    char *bench, *file;
+    size_t total, scored, correct, missing, skipped;
+    double tok_sum;
+    size_t tok_n;
+} bench_stats;
+
+static int write_line(FILE *f, json_t *o) {
+    char *s = json_dumps(o, JSON_COMPACT);
+    int bad = !s || fputs(s, f) == EOF || fputc('\n', f) == EOF;
+    free(s);
+    return bad ? lr_err(LR_EIO, "write error") : 0;
+}
+
+static int score_file(const char *path, const char *layout, pred_set *P, FILE *out, bench_stats *st) {
+    bd_reader *r;
+    int rc = bd_open(path, layout, &r);
+    if (rc) return rc;
+    memset(st, 0, sizeof *st);
+    st->bench = xstrdup(bd_layout_name(bd_reader_layout(r)));
+    st->file = xstrdup(path);
+    ans_kind kind = ans_bench_kind(st->bench);
+    bd_item it;
+    for (;;) {
+        rc = bd_next(r, &it);
+        if (rc == -1) {
+            rc = 0;
+            break;
+        }
+        if (rc == LR_EINPUT) { /* a row without question or answer: counted, reported, skipped */
+            if (st->skipped < 5) fprintf(stderr, "%s: skipped row: %s\n", lr_progname, lr_errmsg());
+            st->skipped++;
+            continue;
+        }
+        if (rc) break;
+        st->total++;
+        pred_row *p = pred_find(P, it.id);
+        json_t *o = json_object();
+        json_object_set_new(o, "id", jstr(it.id));
+        json_object_set_new(o, "bench", json_string(st->bench));
+        if (!p) {
+            st->missing++;
+            json_object_set_new(o, "prediction", json_null());
+            json_object_set_new(o, "extracted", json_null());
+            json_object_set_new(o, "gold", jstr(it.gold_norm));
+            json_object_set_new(o, "correct", json_false());
+            json_object_set_new(o, "missing", json_true());
+        } else {
+            p->used = 1;
+            ans_verdict v;
+            ans_judge(kind, p->pred, it.gold, &v);
+            st->scored++;
+            st->correct += (size_t)v.correct;
+            if (p->tokens >= 0) {
+                st->tok_sum += (double)p->tokens;
+                st->tok_n++;
+            }
+            json_object_set_new(o, "prediction", jstr(p->pred));
+            json_object_set_new(o, "extracted", jstr(v.extracted));
+            json_object_set_new(o, "gold", jstr(v.gold));
+            json_object_set_new(o, "correct", json_boolean(v.correct));
+            if (p->tokens >= 0) json_object_set_new(o, "tokens", json_integer(p->tokens));
+            ans_verdict_free(&v);
+        }
+        bd_item_free(&it);
+        rc = write_line(out, o);
+        json_decref(o);
+        if (rc) break;
+    }
+    if (st->skipped > 5) fprintf(stderr, "%s: %s: ... %zu rows skipped in all\n", lr_progname, path, st->skipped);
+    bd_close(r);
+    return rc;
+}
+
+static double acc_of(const bench_stats *s) { return s->total ? 100.0 * (double)s->correct / (double)s->total : 0; }
+
+static json_t *summary_json(bench_stats *S, int nb, const char *label, size_t unmatched, size_t repaired) {
+    json_t *root = json_object(), *bs = json_object();
+    json_object_set_new(root, "label", json_string(label));
+    double sum = 0;
+    for (int i = 0; i < nb; i++) {
+        json_t *b = json_object();
+        json_object_set_new(b, "file", json_string(S[i].file));
+        json_object_set_new(b, "total", json_integer((json_int_t)S[i].total));
+        json_object_set_new(b, "scored", json_integer((json_int_t)S[i].scored));
+        json_object_set_new(b, "correct", json_integer((json_int_t)S[i].correct));
+        json_object_set_new(b, "missing", json_integer((json_int_t)S[i].missing));
+        json_object_set_new(b, "skipped_rows", json_integer((json_int_t)S[i].skipped));
+        json_object_set_new(b, "acc", json_real(acc_of(&S[i])));
+        json_object_set_new(b, "mean_tokens", S[i].tok_n ? json_real(S[i].tok_sum / (double)S[i].tok_n) : json_null());
+        json_object_set_new(bs, S[i].bench, b);
+        sum += acc_of(&S[i]);
+    }
+    json_object_set_new(root, "benchmarks", bs);
+    json_object_set_new(root, "avg", nb ? json_real(sum / nb) : json_null());
+    json_object_set_new(root, "unmatched_predictions", json_integer((json_int_t)unmatched));
+    json_object_set_new(root, "invalid_utf8_lines", json_integer((json_int_t)repaired));
+    return root;
+}
+
+static void summary_md(FILE *f, bench_stats *S, int nb, const char *label) {
+    fprintf(f, "%s\n\n| benchmark | problems | scored | correct | accuracy (%%) | missing | skipped rows | mean tokens |\n"
+               "|---|---|---|---|---|---|---|---|\n", label);
+    double sum = 0;
+    for (int i = 0; i < nb; i++) {
+        char tok[32] = "-";
+        if (S[i].tok_n) snprintf(tok, sizeof tok, "%.1f", S[i].tok_sum / (double)S[i].tok_n);
+        fprintf(f, "| %s | %zu | %zu | %zu | %.1f | %zu | %zu | %s |\n", S[i].bench, S[i].total, S[i].scored, S[i].correct,
+                acc_of(&S[i]), S[i].missing, S[i].skipped, tok);
+        sum += acc_of(&S[i]);
+    }
+    if (nb) fprintf(f, "| avg | | | | %.1f | | | |\n", sum / nb);
+}
+
+static int cmd_score(int argc, char **argv) {
+    const char *pred = NULL, *data_dir = NULL, *layout = NULL, *out_dir = NULL, *label = NULL;
+    const char **data = xcalloc((size_t)argc + 1, sizeof(char *));
+    int nd = 0, rc = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = !strcmp(a, "--pred") ? &pred : !strcmp(a, "--data-dir") ? &data_dir
+                           : !strcmp(a, "--layout") ? &layout : !strcmp(a, "--out-dir") ? &out_dir
+                           : !strcmp(a, "--label") ? &label : NULL;
+        if (!strcmp(a, "--data")) dst = &data[nd++];
+        if (!dst) {
+            free(data);
+            return lr_err(LR_EUSAGE, "score: unknown argument \"%s\" (see --help)", a);
+        }
+        if (i + 1 >= argc) {
+            free(data);
+            return lr_err(LR_EUSAGE, "score: %s needs a value", a);
+        }
+        *dst = argv[++i];
+    }
+    if (!pred || (!nd && !data_dir)) {
+        free(data);
+        return lr_err(LR_EUSAGE, "score: needs --pred and --data or --data-dir (see --help)");
+    }
+    if (layout) {
+        bd_layout l;
+        if (bd_layout_from_name(layout, &l)) {
+            free(data);
+            return lr_err(LR_EUSAGE, "unknown benchmark layout \"%s\" (known: %s)", layout, bd_layout_list());
+        }
+    }
+    pred_set P = {0};
+    size_t repaired = 0;
+    char **owned = NULL;
+    int nowned = 0;
+    if ((rc = load_preds(pred, &P, &repaired))) goto out;
+    if (!nd) { /* the files the ids name: "<layout>/<stem>:<line>" */
+        owned = xcalloc(P.n + 1, sizeof(char *));
+        for (size_t i = 0; i < P.n; i++) {
+            const char *id = P.rows[i].id, *colon = strrchr(id, ':');
+            if (!colon || !strchr(id, '/')) continue;
+            size_t n = strlen(data_dir) + (size_t)(colon - id) + 16;
+            char *f = xmalloc(n);
+            snprintf(f, n, "%s/%.*s.jsonl", data_dir, (int)(colon - id), id);
+            int seen = 0;
+            for (int k = 0; k < nowned && !seen; k++) seen = !strcmp(owned[k], f);
+            if (seen) free(f);
+            else owned[nowned++] = f;
+        }
+        for (int k = 0; k < nowned; k++) data[nd++] = owned[k];
+        if (!nd) {
+            rc = lr_err(LR_EINPUT, "%s: no id of the form \"<benchmark>/<split>:<line>\"", pred);
+            goto out;
+        }
+    }
+    FILE *out = stdout;
+    char path[4096];
+    if (out_dir) {
+        if (mkdir(out_dir, 0777) && errno != EEXIST) {
+            rc = lr_err(LR_EIO, "%s: %s", out_dir, strerror(errno));
+            goto out;
+        }
+        snprintf(path, sizeof path, "%s/results.jsonl", out_dir);
+        if (!(out = fopen(path, "wb"))) {
+            rc = lr_err(LR_EIO, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+    }
+    bench_stats *S = xcalloc((size_t)nd, sizeof *S);
+    int nb = 0;
+    for (int k = 0; k < nd && !rc; k++) {
+        rc = score_file(data[k], layout, &P, out, &S[nb]);
+        if (S[nb].bench) nb++;
+        if (rc) lr_err_prefix(rc, "%s", data[k]);
+    }
+    if (out != stdout && fclose(out) && !rc) rc = lr_err(LR_EIO, "%s: write error", path);
+    size_t unmatched = 0;
+    for (size_t i = 0; i < P.n; i++)
+        if (!P.rows[i].used) {
+            if (unmatched < 5) fprintf(stderr, "%s: prediction with no benchmark row: id \"%s\"\n", lr_progname, P.rows[i].id);
+            unmatched++;
+        }
+    if (!label) label = pred;
+    if (!rc) {
+        json_t *sj = summary_json(S, nb, label, unmatched, repaired);
+        if (out_dir) {
+            snprintf(path, sizeof path, "%s/summary.json", out_dir);
+            if (json_dump_file(sj, path, JSON_INDENT(2))) rc = lr_err(LR_EIO, "%s: write error", path);
+            snprintf(path, sizeof path, "%s/summary.md", out_dir);
+            FILE *f = fopen(path, "wb");
+            if (!f) rc = lr_err(LR_EIO, "%s: %s", path, strerror(errno));
+            else {
+                summary_md(f, S, nb, label);
+                if (fclose(f)) rc = lr_err(LR_EIO, "%s: write error", path);
+            }
+        }
+        json_decref(sj);
+        summary_md(stderr, S, nb, label);
+        for (int i = 0; i < nb; i++)
+            if (S[i].missing)
+                fprintf(stderr, "%s: %s: %zu of %zu problems have no prediction (counted as wrong)\n", lr_progname,
+                        S[i].bench, S[i].missing, S[i].total);
+        if (unmatched) fprintf(stderr, "%s: %zu prediction(s) matched no benchmark row\n", lr_progname, unmatched);
+        if (repaired) fprintf(stderr, "%s: %zu prediction line(s) had invalid UTF-8 (replaced by U+FFFD)\n", lr_progname, repaired);
+    }
+    if (!rc && !out_dir && fflush(stdout)) rc = lr_err(LR_EIO, "stdout: write error");
+    for (int i = 0; i < nb; i++) {
+        free(S[i].bench);
+        free(S[i].file);
+    }
+    free(S);
+out:
+    for (int k = 0; k < nowned; k++) free(owned[k]);
+    free(owned);
+    free(data);
+    free_preds(&P);
+    return rc;
+}
+
+/* ---- compare ---- */
+
+static int load_summary(const char *path, json_t **out) {
+    json_error_t e;
+    json_t *o = json_load_file(path, 0, &e);
+    if (!o) {
+        FILE *f = fopen(path, "rb");
+        if (!f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
+        fclose(f);
+        return lr_err(LR_EINPUT, "%s: line %d: not JSON: %s", path, e.line, e.text);
+    }
+    if (!json_is_object(json_object_get(o, "benchmarks"))) {
+        json_decref(o);
+        return lr_err(LR_EINPUT, "%s: field \"benchmarks\": missing (not an lr-eval summary.json)", path);
+    }
+    *out = o;
+    return 0;
+}
+
+static int bench_acc(json_t *s, const char *bench, double *acc) {
+    json_t *b = json_object_get(json_object_get(s, "benchmarks"), bench);
+    json_t *a = json_object_get(b, "acc");
+    if (!json_is_number(a)) return -1;
+    *acc = json_number_value(a);
+    return 0;
+}
+
+static int cmd_compare(int argc, char **argv) {
+    if (argc != 2) return lr_err(LR_EUSAGE, "compare: needs two summary.json files (see --help)");
+    json_t *A, *B;
+    int rc = load_summary(argv[0], &A);
+    if (rc) return rc;
+    if ((rc = load_summary(argv[1], &B))) {
+        json_decref(A);
+        return rc;
+    }
+    const char *la = json_string_value(json_object_get(A, "label")), *lb = json_string_value(json_object_get(B, "label"));
+    printf("| benchmark | %s | %s | delta |\n|---|---|---|---|\n", la ? la : argv[0], lb ? lb : argv[1]);
+    /* benchmarks in the paper's order, then any others in A's, then B's order */
+    static const char *const ORDER[] = {"gsm8k", "math500", "math", "svamp", "asdiv", "minerva_math", "olympiadbench", "mmlu_stem"};
+    json_t *seen = json_object();
+    double sa = 0, sb = 0;
+    int nboth = 0;
+    const char *key;
+    json_t *val;
+    for (int pass = 0; pass < 3; pass++) {
+        json_t *src = pass == 1 ? json_object_get(A, "benchmarks") : json_object_get(B, "benchmarks");
+        size_t nkeys = pass == 0 ? sizeof ORDER / sizeof ORDER[0] : json_object_size(src);
+        void *iter = pass ? json_object_iter(src) : NULL;
+        for (size_t k = 0; k < nkeys; k++) {
+            if (pass == 0) key = ORDER[k];
+            else {
+                key = json_object_iter_key(iter);
+                val = json_object_iter_value(iter);
+                (void)val;
+                iter = json_object_iter_next(src, iter);
+            }
+            if (json_object_get(seen, key)) continue;
+            double a, b;
+            int ha = !bench_acc(A, key, &a), hb = !bench_acc(B, key, &b);
+            if (!ha && !hb) continue;
+            json_object_set_new(seen, key, json_true());
+            char ca[32] = "-", cb[32] = "-", cd[32] = "-";
+            if (ha) snprintf(ca, sizeof ca, "%.1f", a);
+            if (hb) snprintf(cb, sizeof cb, "%.1f", b);
+            if (ha && hb) {
+                snprintf(cd, sizeof cd, "%+.1f", b - a);
+                sa += a;
+                sb += b;
+                nboth++;
+            }
+            printf("| %s | %s | %s | %s |\n", key, ca, cb, cd);
+        }
+    }
+    if (nboth) printf("| avg | %.1f | %.1f | %+.1f |\n", sa / nboth, sb / nboth, (sb - sa) / nboth);
+    json_decref(seen);
+    json_decref(A);
+    json_decref(B);
+    if (fflush(stdout)) return lr_err(LR_EIO, "stdout: write error");
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    lr_progname = "lr-eval";
+    if (argc < 2) {
+        usage(stderr);
+        return LR_EUSAGE;
+    }
+    const char *cmd = argv[1];
+    int rc;
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        }
+    if (!strcmp(cmd, "judge")) rc = cmd_judge(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "score")) rc = cmd_score(argc - 2, argv + 2);
+    else if (!strcmp(cmd, "compare") || !strcmp(cmd, "--compare")) rc = cmd_compare(argc - 2, argv + 2);
+    else rc = lr_err(LR_EUSAGE, "unknown command \"%s\" (judge, score, compare; see --help)", cmd);
+    return rc ? lr_fail(rc) : 0;
+}
