@@ -24,6 +24,13 @@ grep -q "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight" "$LR_TMP/a
 "$T" --model "$LR_TMP/m" --out "$LR_TMP/s" --lr 2e-2 --batch 2 --accum 1 --max-steps 20 --log "$LR_TMP/s.jsonl" "$LR_TMP/d.lrs" 2> /dev/null
 jq -se '.[19].loss < 0.5 * .[0].loss' "$LR_TMP/s.jsonl" > /dev/null || die "SFT loss did not fall"
 
+# SFT on what lr-infer generated (the SFT baseline's pipeline on a tiny model)
+"$LR_BIN/lr-infer" --model "$LR_TMP/m" --data "$LR_SHARED/data/gsm8k/train.jsonl" --limit 4 --max-new-tokens 12 \
+    --temperature 1 --seed 3 -o "$LR_TMP/gen.lrs" 2> /dev/null
+"$T" --model "$LR_TMP/m" --out "$LR_TMP/g" --lr 1e-2 --batch 4 --accum 1 --max-steps 30 --max-len 512 \
+    --log "$LR_TMP/g.jsonl" "$LR_TMP/gen.lrs" 2> /dev/null
+jq -se '.[29].loss < 0.6 * .[0].loss' "$LR_TMP/g.jsonl" > /dev/null || die "SFT on lr-infer output: $(jq -s '[.[0].loss, .[29].loss]' "$LR_TMP/g.jsonl")"
+
 # resume: stopped after step 4 (checkpoint at 4), resumed to 7 == one run of 7 (dropout on)
 args=(--model "$LR_TMP/m" --lr 1e-2 --batch 3 --accum 2 --max-steps 7 --save-every 2 --dropout 0.1 "$LR_TMP/ex.lrs")
 "$T" --out "$LR_TMP/full" "${args[@]}" 2> /dev/null
