@@ -38,6 +38,8 @@ ours() { # model steps pack-flag -> "median-step-seconds tokens-per-step"
 peft() { # model steps mode -> tokens/s
     "$PY" bench/tune_peft.py "$tmp/$1" "$tmp/ex.jsonl" 8 "$2" "$THREADS" "$3" 2> /dev/null | awk '/tokens_per_s/ {print $2}'
 }
+echo "lr-tune BLAS: $(ldd bin/lr-tune | grep -o 'libopenblas[^ ]*' | head -1) ($(dpkg-query -W -f='${Package} ${Version}' 'libopenblas0-pthread' 2>/dev/null)), OPENBLAS_NUM_THREADS=$THREADS"
+"$PY" -c 'import re, torch; print("baseline: torch", torch.__version__, "BLAS", re.search(r"BLAS_INFO=(\w+)", torch.__config__.show()).group(1), "threads", torch.get_num_threads())' 2> /dev/null || true
 tok=1024 # example tokens per batch of 8 (2 problems x (80+112+144+176))
 for cfg in "tiny 12" "w05 3"; do
     set -- $cfg

@@ -57,3 +57,4 @@ for step in range(steps + 1):
     if step >= 1:
         tok += sum(len(e["context"]) for e in b)
 print("tokens_per_s %.1f" % (tok / (time.time() - t0)))
+

@@ -20,7 +20,6 @@ typedef struct {
     float *xd, *dxd;   // (N, maxIC) dropped-out module input and its gradient
     float *du;         // (N, r)
     float *dkc, *dvc;  // (B, NKV, Tmax, HD) one layer
-    float *dlnf_g;     // (nwant, C)
 } bwd_bufs;
 
 static int max3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
@@ -41,7 +40,7 @@ int trn_init(trn *t, const model *m, const lora *lo, int B, int Tmax, int maxN) 
     size_t nsz = sizeof sizes / sizeof sizes[0], per_row = 0;
     for (size_t i = 0; i < nsz; i++) per_row += sizes[i];
     per_row += nlora * r;
-    size_t total = 2 * kvn + L * M * per_row + M * (2 * C + 1) + M * C;
+    size_t total = 2 * kvn + L * M * per_row + M * (2 * C + 1) + 2 * M * C;
     t->mem = xcalloc(total, sizeof(float));
     float *p = t->mem;
     t->kc = p, p += kvn;
@@ -59,8 +58,9 @@ int trn_init(trn *t, const model *m, const lora *lo, int B, int Tmax, int maxN) 
     t->lnf = p, p += M * C;
     t->lnf_rstd = p, p += M;
     t->lnf_g = p, p += M * C;
+    t->dlnf_g = p, p += M * C;
     size_t maxic = (size_t)max3(c->C, (int)QD, c->I);
-    t->nscratch = M * (2 * C + 2 * QD + 2 * KD + 3 * I + 2 * maxic + r + C) + 2 * kvn / L;
+    t->nscratch = M * (2 * C + 2 * QD + 2 * KD + 3 * I + 2 * maxic + r) + 2 * kvn / L;
     t->scratch = xmalloc(t->nscratch * sizeof(float));
     t->tokens = xmalloc(M * sizeof(int));
     t->seq = xmalloc(M * sizeof(int));
@@ -231,8 +231,21 @@ int trn_forward(trn *t, int N, const int *tokens, const int *seq, int nwant, con
     for (int l = 0; l < c->L; l++) layer_forward(t, l, N);
     rmsnorm_forward(t->lnf, t->lnf_rstd, t->x_out, w->norm, N, C, (float)c->rms_eps);
     for (int i = 0; i < nwant; i++) memcpy(t->lnf_g + (size_t)i * C, t->lnf + (size_t)want[i] * C, (size_t)C * sizeof(float));
-    if (nwant) matmul_forward(logits, t->lnf_g, w->lm_head, nwant, C, c->V);
+    memset(t->dlnf_g, 0, (size_t)nwant * C * sizeof(float));
+    if (nwant && logits) matmul_forward(logits, t->lnf_g, w->lm_head, nwant, C, c->V);
     return LR_OK;
+}
+
+void trn_logits(trn *t, int r0, int r1, float *logits) {
+    int C = t->m->cfg.C;
+    if (r1 > r0) matmul_forward(logits, t->lnf_g + (size_t)r0 * C, t->m->w.lm_head, r1 - r0, C, t->m->cfg.V);
+}
+
+void trn_logits_backward(trn *t, int r0, int r1, const float *dlogits, const model_weights *gw) {
+    int C = t->m->cfg.C;
+    if (r1 > r0)
+        matmul_backward(t->dlnf_g + (size_t)r0 * C, gw ? gw->lm_head : NULL, dlogits, t->lnf_g + (size_t)r0 * C,
+                        t->m->w.lm_head, r1 - r0, C, t->m->cfg.V);
 }
 
 void trn_backward(trn *t, const float *dlogits, const model_weights *gw, lora *glo) {
@@ -254,7 +267,6 @@ void trn_backward(trn *t, const float *dlogits, const model_weights *gw, lora *g
     s.xd = p, p += M * maxic;
     s.dxd = p, p += M * maxic;
     s.du = p, p += M * (t->lo ? t->lo->r : 0);
-    s.dlnf_g = p, p += M * C;
     s.dkc = p, p += kvl;
     s.dvc = p, p += kvl;
     /* a NULL gw freezes the base: every base gradient pointer is NULL */
@@ -262,11 +274,10 @@ void trn_backward(trn *t, const float *dlogits, const model_weights *gw, lora *g
     const model_weights *g = gw ? gw : &z;
 
     /* lm_head and the final norm, only the loss rows carry gradient */
-    memset(s.dlnf_g, 0, (size_t)t->nwant * C * sizeof(float));
-    if (t->nwant) matmul_backward(s.dlnf_g, g->lm_head, dlogits, t->lnf_g, w->lm_head, t->nwant, C, c->V);
+    if (dlogits) trn_logits_backward(t, 0, t->nwant, dlogits, gw);
     memset(s.dln, 0, M * C * sizeof(float));
     for (int i = 0; i < t->nwant; i++)
-        memcpy(s.dln + (size_t)t->want[i] * C, s.dlnf_g + (size_t)i * C, (size_t)C * sizeof(float));
+        memcpy(s.dln + (size_t)t->want[i] * C, t->dlnf_g + (size_t)i * C, (size_t)C * sizeof(float));
     memset(s.dres, 0, M * C * sizeof(float));
     rmsnorm_backward(s.dres, g->norm, s.dln, t->x_out, w->norm, t->lnf_rstd, N, C);
 

@@ -55,6 +55,7 @@ typedef struct {
     trn_layer *layer;  // (L)
     float *x_out, *lnf, *lnf_rstd;
     float *lnf_g;      // (maxN, C) final-norm rows of the want rows
+    float *dlnf_g;     // (maxN, C) their gradient, accumulated by trn_logits_backward
     int *tokens, *seq, *pos, *want;
     int N, nwant;
     float *mem, *scratch;
@@ -65,13 +66,22 @@ int trn_init(trn *t, const model *m, const lora *lo, int B, int Tmax, int maxN);
 void trn_free(trn *t);
 
 /* Runs N rows (tokens, slots seq) and writes logits (nwant, V) for rows
- * want[0..nwant) (strictly increasing). Returns 0 or LR_EINPUT/LR_EUSAGE. */
+ * want[0..nwant) (strictly increasing). logits NULL: none computed yet;
+ * take them in chunks with trn_logits (a 151,936-wide vocabulary times
+ * hundreds of SFT rows would not fit at once). Returns 0 or
+ * LR_EINPUT/LR_EUSAGE. */
 int trn_forward(trn *t, int N, const int *tokens, const int *seq, int nwant, const int *want, float *logits);
+/* Logits (r1 - r0, V) of loss rows r0..r1 (indices into want). */
+void trn_logits(trn *t, int r0, int r1, float *logits);
+/* Their backward: dlogits (r1 - r0, V); accumulates the final-norm gradient
+ * of those rows and, with gw, lm_head's gradient. */
+void trn_logits_backward(trn *t, int r0, int r1, const float *dlogits, const model_weights *gw);
 
-/* Backward of the last trn_forward given dlogits (nwant, V): accumulates
- * (+=) base-weight gradients into gw (a model_weights whose pointers
- * address a gradient buffer laid out like the model, see trn_grads; NULL:
- * base frozen) and LoRA gradients into glo (shaped like t->lo; NULL: none). */
+/* Backward of the last trn_forward: from dlogits (nwant, V), or with
+ * dlogits NULL from what trn_logits_backward accumulated. Accumulates (+=)
+ * base-weight gradients into gw (a model_weights whose pointers address a
+ * gradient buffer laid out like the model, see trn_grads; NULL: base
+ * frozen) and LoRA gradients into glo (shaped like t->lo; NULL: none). */
 void trn_backward(trn *t, const float *dlogits, const model_weights *gw, lora *glo);
 
 /* A zeroed gradient buffer with the model's layout (m->nparams floats) and

@@ -13,6 +13,7 @@ int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack,
     if (max_rows < max_len) max_rows = max_len;
     tu->m = m, tu->lo = lo, tu->objective = objective, tu->vlim = vlim, tu->pack = pack;
     tu->max_rows = max_rows, tu->clip = clip;
+    tu->chunk_floats = 32u << 20;
     int rc = trn_init(&tu->t, m, lo, max_seqs, max_len, max_rows);
     if (rc) return rc;
     if (lo) {
@@ -97,23 +98,36 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
         if (!nw || want[nw - 1] != lr[k].row) want[nw++] = lr[k].row;
     int rc = LR_OK;
     if (nw > tu->max_rows) rc = lr_err(LR_EUSAGE, "tune: %d loss rows in one call, at most %d (--max-rows)", nw, tu->max_rows);
-    if (!rc && nw > tu->logits_rows) {
-        tu->logits_rows = nw;
-        tu->logits = xrealloc(tu->logits, (size_t)nw * V * sizeof(float));
-        tu->dlogits = xrealloc(tu->dlogits, (size_t)nw * V * sizeof(float));
+    /* logits in chunks of at most ~32M floats (SFT: hundreds of rows of a
+     * 151,936-wide vocabulary) */
+    int chunk = (int)(tu->chunk_floats / V);
+    if (chunk < 1) chunk = 1;
+    if (chunk > nw) chunk = nw;
+    if (!rc && chunk > tu->logits_rows) {
+        tu->logits_rows = chunk;
+        tu->logits = xrealloc(tu->logits, (size_t)chunk * V * sizeof(float));
+        tu->dlogits = xrealloc(tu->dlogits, (size_t)chunk * V * sizeof(float));
     }
     if (!rc) {
         tu->t.training = tu->dropout_on && tu->lo && tu->lo->dropout > 0.0f;
         tu->t.drop_seed = tu->seed * 0x100000001b3ULL + (uint64_t)tu->calls++;
-        rc = trn_forward(&tu->t, N, tok, seq, nw, want, tu->logits);
+        rc = trn_forward(&tu->t, N, tok, seq, nw, want, NULL);
     }
-    if (!rc) {
-        tu->rows_fwd += N;
-        memset(tu->dlogits, 0, (size_t)nw * V * sizeof(float));
-        for (int k = 0, w = -1; k < nl && !rc; k++) {
+    const model_weights *gw = tu->lo ? NULL : &tu->gw;
+    if (!rc) tu->rows_fwd += N;
+    for (int r0 = 0, k = 0, w = -1; r0 < nw && !rc; r0 += chunk) {
+        int r1 = r0 + chunk < nw ? r0 + chunk : nw;
+        trn_logits(&tu->t, r0, r1, tu->logits);
+        memset(tu->dlogits, 0, (size_t)(r1 - r0) * V * sizeof(float));
+        /* the loss rows of want[r0..r1): lr is sorted by row, w tracks want */
+        for (; k < nl && !rc; k++) {
             if (w < 0 || want[w] != lr[k].row) w++;
+            if (w >= r1) {
+                w--; /* the next chunk's row: step back and leave */
+                break;
+            }
             const tune_example *e = &ex[lr[k].ex];
-            const float *z = tu->logits + (size_t)w * V;
+            const float *z = tu->logits + (size_t)(w - r0) * V;
             double l = 0.0;
             if (tu->objective == TUNE_SFT) rc = obj_ce(z, (int)V, tu->vlim, lr[k].tok, (float)scale, tu->dz, &l);
             else rc = obj_softkl(z, (int)V, tu->vlim, e->ids, e->w, e->nt, (float)scale, tu->dz, &l);
@@ -122,11 +136,12 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
                 break;
             }
             *loss += scale * l;
-            float *d = tu->dlogits + (size_t)w * V;
+            float *d = tu->dlogits + (size_t)(w - r0) * V;
             for (size_t a = 0; a < V; a++) d[a] += tu->dz[a];
         }
+        if (!rc) trn_logits_backward(&tu->t, r0, r1, tu->dlogits, gw);
     }
-    if (!rc) trn_backward(&tu->t, tu->dlogits, tu->lo ? NULL : &tu->gw, tu->lo ? &tu->glo : NULL);
+    if (!rc) trn_backward(&tu->t, NULL, gw, tu->lo ? &tu->glo : NULL);
     free(off);
     free(tok);
     free(seq);

@@ -56,6 +56,7 @@ typedef struct {
     adamw opt;
     float *logits, *dlogits, *dz; // (logits_rows, V) twice, (V)
     int logits_rows;   /* loss rows the logit buffers hold (grown on demand) */
+    size_t chunk_floats; /* logits computed at most this many floats at a time (32M) */
     int dropout_on;    /* LoRA dropout in the forward (0: eval-mode, for goldens) */
     uint64_t seed;     /* dropout masks derive from (seed, call number) */
     long calls;        /* trainer calls so far */
