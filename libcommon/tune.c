@@ -161,6 +161,10 @@ int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, dou
                         (long long)ex[i].problem, ex[i].step, ex[i].ntok, tu->t.Tmax);
         else if (tu->objective == TUNE_SFT && (ex[i].nprompt < 1 || ex[i].nprompt >= ex[i].ntok))
             rc = lr_err(LR_EINPUT, "example (problem %lld): empty prompt or response", (long long)ex[i].problem);
+        for (int j = 0; j < ex[i].ntok && !rc; j++)
+            if (ex[i].tokens[j] < 0 || ex[i].tokens[j] >= tu->m->cfg.V)
+                rc = lr_err(LR_EINPUT, "example (problem %lld, step %d): token %d at position %d is outside the model's vocabulary [0, %d)",
+                            (long long)ex[i].problem, ex[i].step, ex[i].tokens[j], j, tu->m->cfg.V);
         if (rc) break;
         int g = -1;
         if (tu->pack && tu->objective == TUNE_SOFTKL)

@@ -64,6 +64,11 @@ expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --targets q,w "$LR_TMP/
 expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --objective sft "$LR_TMP/ex.lrs"
 expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --batch 0 "$LR_TMP/ex.lrs"
 expect_fail 3 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" "$LR_TMP/missing.lrs"
+# a token id the model does not have: exit 2 naming the example
+jq -c 'if .idx == 2 and .step == 5 then .context[3] = 5000 else . end' "$LR_ROOT/tests/fixtures/examples_small.jsonl" |
+    "$LR_BIN/lr-dump" --from-json > "$LR_TMP/badtok.lrs"
+expect_fail 2 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --no-shuffle "$LR_TMP/badtok.lrs"
+echo "$LAST_ERR" | grep -q "problem 2, step 5): token 5000 at position 3 is outside" || die "bad token message: $LAST_ERR"
 head -c 100 "$LR_TMP/ex.lrs" > "$LR_TMP/cut.lrs"
 expect_fail 2 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" "$LR_TMP/cut.lrs"
 echo ok
