@@ -4,6 +4,7 @@
 #include "benchdata.h"
 
 #include "answer.h"
+#include "prompt.h"
 #include "util.h"
 
 #include <errno.h>
@@ -61,13 +62,14 @@ int bd_open(const char *path, const char *layout, bd_reader **out) {
     } else if (bd_layout_guess(path, &l))
         return lr_err(LR_EUSAGE, "%s: cannot tell the benchmark layout from the path (name one of: %s)", path,
                       bd_layout_list());
-    FILE *f = fopen(path, "rb");
+    int std = !strcmp(path, "-");
+    FILE *f = std ? stdin : fopen(path, "rb");
     if (!f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
     bd_reader *r = xcalloc(1, sizeof *r);
     r->f = f;
     r->path = xstrdup(path);
     const char *base = strrchr(path, '/');
-    r->stem = xstrdup(base ? base + 1 : path);
+    r->stem = xstrdup(std ? "stdin" : base ? base + 1 : path);
     char *dot = strchr(r->stem, '.');
     if (dot) *dot = 0;
     r->layout = l;
@@ -79,7 +81,7 @@ bd_layout bd_reader_layout(const bd_reader *r) { return r->layout; }
 
 void bd_close(bd_reader *r) {
     if (!r) return;
-    fclose(r->f);
+    if (r->f != stdin) fclose(r->f);
     free(r->path);
     free(r->stem);
     free(r->line);
@@ -249,6 +251,13 @@ static int fill(bd_reader *r, json_t *o, bd_item *it) {
     free(question);
     it->question = ans_pystrip(full);
     free(full);
+    if (!it->question[0]) { /* math_eval.py skips a row whose question is empty */
+        free(it->question);
+        it->question = NULL;
+        free(gold);
+        free(norm);
+        return bad(r, "empty question");
+    }
     it->gold = gold;
     it->gold_norm = norm;
     return LR_OK;
@@ -263,23 +272,19 @@ int bd_next(bd_reader *r, bd_item *it) {
             if (ferror(r->f)) return lr_err(LR_EIO, "%s: read error: %s", r->path, strerror(errno));
             return -1;
         }
-        size_t lineno = r->lineno++;
+        size_t lineno = r->lineno++; /* r->lineno is now the 1-based number of this line, for messages */
         int blank = 1;
         for (ssize_t i = 0; i < n; i++)
-            if (!strchr(" \t\r\n", r->line[i])) blank = 0;
+            if (r->line[i] != ' ' && r->line[i] != '\t' && r->line[i] != '\r' && r->line[i] != '\n') blank = 0;
         if (blank) continue;
         json_error_t e;
         json_t *o = json_loadb(r->line, (size_t)n, 0, &e);
-        r->lineno = lineno + 1;
         if (!o || !json_is_object(o)) {
             json_decref(o);
             return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object%s%s", r->path, lineno + 1, o ? "" : ": ",
                           o ? "" : e.text);
         }
-        size_t save = r->lineno;
-        r->lineno = lineno + 1; /* 1-based in messages */
         int rc = fill(r, o, it);
-        r->lineno = save;
         json_decref(o);
         if (rc) return rc;
         char id[512];
@@ -289,13 +294,6 @@ int bd_next(bd_reader *r, bd_item *it) {
         return LR_OK;
     }
 }
-
-/* utils.py PROMPT_TEMPLATES["qwen25-math-cot"]: (input template, output
- * template "{output}", splitter "\n\n") */
-static const char *const COT_PRE =
-    "<|im_start|>system\nPlease reason step by step, and put your final answer within \\boxed{}.<|im_end|>\n"
-    "<|im_start|>user\n";
-static const char *const COT_POST = "<|im_end|>\n<|im_start|>assistant\n";
 
 /* examples.py get_examples()["mmlu_stem"] (the toolkit's five MMLU-STEM
  * shots, marked "mammoth" there), byte for byte: the toolkit's Python source
@@ -314,18 +312,29 @@ static const char *const MMLU_SHOTS[5][2] = {
      "We know that the slicing operator [::-1] takes all of the elements in the string in reverse order, so we reverse the order of the string \"abc\", resulting in \"cba\". The answer is (C)."},
 };
 
+/* utils.py construct_prompt with PROMPT_TEMPLATES["qwen25-math-cot"] (the
+ * preset of prompt.c): demo_prompt = "\n\n".join(input.format(q) + a for the
+ * shots); full = demo_prompt + "\n\n" + input.format(question), then
+ * .strip(" "). */
 char *bd_prompt(bd_layout l, const char *question) {
-    size_t cap = strlen(question) + strlen(COT_PRE) + strlen(COT_POST) + 1;
+    const char *tmpl = prompt_preset_template("qwen25-math-cot");
     int shots = l == BD_MMLU_STEM ? 5 : 0;
-    for (int i = 0; i < shots; i++)
-        cap += strlen(COT_PRE) + strlen(MMLU_SHOTS[i][0]) + strlen(COT_POST) + strlen(MMLU_SHOTS[i][1]) + 2;
+    char *ctx = NULL;
+    if (prompt_render_template(tmpl, "qwen25-math-cot", question, &ctx)) return NULL; /* the preset is well formed */
+    size_t cap = strlen(ctx) + 1;
+    char *shot[5] = {0};
+    for (int i = 0; i < shots; i++) {
+        if (prompt_render_template(tmpl, "qwen25-math-cot", MMLU_SHOTS[i][0], &shot[i])) return NULL;
+        cap += strlen(shot[i]) + strlen(MMLU_SHOTS[i][1]) + 2;
+    }
     char *p = xmalloc(cap);
     size_t n = 0;
-    /* demo_prompt = splitter.join(input.format(q) + a); full = demo + splitter + context */
-    for (int i = 0; i < shots; i++)
-        n += (size_t)snprintf(p + n, cap - n, "%s%s%s%s\n\n", COT_PRE, MMLU_SHOTS[i][0], COT_POST, MMLU_SHOTS[i][1]);
-    n += (size_t)snprintf(p + n, cap - n, "%s%s%s", COT_PRE, question, COT_POST);
-    /* full_prompt.strip(" ") */
+    for (int i = 0; i < shots; i++) {
+        n += (size_t)snprintf(p + n, cap - n, "%s%s\n\n", shot[i], MMLU_SHOTS[i][1]);
+        free(shot[i]);
+    }
+    n += (size_t)snprintf(p + n, cap - n, "%s", ctx);
+    free(ctx);
     size_t a = 0;
     while (p[a] == ' ') a++;
     while (n > a && p[n - 1] == ' ') p[--n] = 0;

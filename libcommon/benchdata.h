@@ -34,7 +34,8 @@ typedef struct {
 
 typedef struct bd_reader bd_reader;
 
-/* Opens a benchmark file; layout NULL guesses it from the path. Errors:
+/* Opens a benchmark file ("-": stdin, ids then say "stdin" for the stem;
+ * it needs a layout); layout NULL guesses it from the path. Errors:
  * LR_EIO (cannot open), LR_EUSAGE (unknown layout name or cannot guess). */
 int bd_open(const char *path, const char *layout, bd_reader **out);
 bd_layout bd_reader_layout(const bd_reader *r);
@@ -48,7 +49,9 @@ void bd_close(bd_reader *r);
 
 /* The full prompt for a question: zero-shot "qwen25-math-cot" ChatML, or for
  * mmlu_stem the toolkit's 5-shot prompt (five worked examples in the same
- * template joined by blank lines). New malloc'd string. */
+ * template joined by blank lines), from prompt.c's "qwen25-math-cot" preset.
+ * New malloc'd string. Use this, not the bare preset, for benchmark
+ * evaluation: only it gives mmlu_stem its shots. */
 char *bd_prompt(bd_layout l, const char *question);
 
 #endif

@@ -58,6 +58,12 @@ static void skip(parser *p) {
             p->i++;
             continue;
         }
+        /* sympy's LaTeX lexer has no token for a '.' that does not start a
+         * number: it reports it and drops it, and the parse goes on */
+        if (p->i < p->n && p->s[p->i] == '.' && !(p->i + 1 < p->n && p->s[p->i + 1] >= '0' && p->s[p->i + 1] <= '9')) {
+            p->i++;
+            continue;
+        }
         int hit = 0;
         for (size_t k = 0; k < sizeof SKIP / sizeof SKIP[0]; k++) {
             size_t m = strlen(SKIP[k]);
@@ -309,8 +315,7 @@ static int parse(const char *s, expr *e) {
      * token that cannot continue it ("1,2" -> 1, "{0}.[Note" -> 0); the
      * toolkit inherits that, so it is kept for these stop tokens */
     int c = p.bad ? 0 : peek(&p);
-    if (c && !(c == ',' || c == ')' || c == ']' || (c == '.' && !(p.i + 1 < n && p.s[p.i + 1] >= '0' && p.s[p.i + 1] <= '9'))))
-        p.bad = 1;
+    if (c && !(c == ',' || c == ')' || c == ']' || c == '}' || c == '[')) p.bad = 1;
     if (p.bad || root < 0) {
         free(p.nodes);
         return -1;

@@ -9,6 +9,7 @@
  */
 #include "answer.h"
 #include "benchdata.h"
+#include "tokenizer.h"
 #include "util.h"
 
 #include <errno.h>
@@ -22,8 +23,9 @@
 static void usage(FILE *f) {
     fputs("usage: lr-eval judge [IN.jsonl]\n"
           "       lr-eval score --pred PRED.jsonl (--data FILE [--data FILE ...] | --data-dir DIR)\n"
-          "                     [--layout NAME] [--out-dir DIR] [--label NAME]\n"
+          "                     [--layout NAME] [--out-dir DIR] [--label NAME] [--tokenizer PATH]\n"
           "       lr-eval compare A.json B.json   (or: lr-eval --compare A.json B.json)\n"
+          "       lr-eval prompts FILE.jsonl [--layout NAME]\n"
           "\n"
           "Scores generations with the Qwen2.5-Math toolkit's answer extraction and\n"
           "equivalence rules (docs/EVAL.md).\n"
@@ -33,7 +35,9 @@ static void usage(FILE *f) {
           "         one of gsm8k, math500, svamp, asdiv, minerva_math, olympiadbench,\n"
           "         mmlu_stem (or the toolkit's \"math\"); gold is the gold answer (string or\n"
           "         number; for mmlu_stem a letter or the index 0-3).\n"
-          "score    joins predictions {\"id\", \"prediction\"[, \"tokens\"]} with the benchmark\n"
+          "score    joins predictions {\"id\", \"prediction\"[, \"tokens\"]} (or lr-dump's JSON of\n"
+          "         an lr-infer stream: \"text\", or \"tokens\" ids decoded with --tokenizer;\n"
+          "         --pred - reads stdin) with the benchmark\n"
           "         rows by id (\"gsm8k/test:17\" = layout/file stem:0-based line). With\n"
           "         --data-dir the files are DIR/<layout>/<stem>.jsonl for the ids seen.\n"
           "         Rows without a prediction count as wrong and are reported as missing;\n"
@@ -41,6 +45,9 @@ static void usage(FILE *f) {
           "         JSON lines and a summary (markdown and JSON): into --out-dir as\n"
           "         results.jsonl, summary.md, summary.json, else lines to stdout and the\n"
           "         markdown summary to stderr.\n"
+          "prompts  writes {\"id\", \"bench\", \"prompt\", \"gold\"} per benchmark row: the\n"
+          "         toolkit's prompt (qwen25-math-cot; 5-shot for mmlu_stem), for generating\n"
+          "         with any engine and scoring the result with score.\n"
           "compare  prints the per-benchmark accuracy table of two summary.json files\n"
           "         (baseline A, tuned B) with the difference B - A.\n"
           "\n"
@@ -106,7 +113,7 @@ static int next_object(lines *L, json_t **out) {
         L->lineno++;
         int blank = 1;
         for (ssize_t i = 0; i < n && blank; i++)
-            if (!strchr(" \t\r\n", L->buf[i])) blank = 0;
+            if (L->buf[i] != ' ' && L->buf[i] != '\t' && L->buf[i] != '\r' && L->buf[i] != '\n') blank = 0;
         if (blank) continue;
         int bad;
         char *fixed = repair_utf8(L->buf, (size_t)n, &bad);
@@ -227,34 +234,58 @@ static pred_row *pred_find(pred_set *P, const char *id) {
     }
 }
 
-static int load_preds(const char *path, pred_set *P, size_t *repaired) {
+/* Prediction lines: {"id", "prediction"[, "tokens": N]}, or the records of
+ * an lr-infer dist stream as lr-dump prints them ({"id", "text", "tokens":
+ * [ids]}; the header and {"lrs_end"} lines are passed over). "-" is stdin. */
+static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *repaired) {
     lines L = {.name = path};
-    L.f = fopen(path, "rb");
+    L.f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!L.f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
     int rc;
     json_t *o;
     while ((rc = next_object(&L, &o)) == 0) {
+        if (json_object_get(o, "lrs") || json_object_get(o, "lrs_end")) {
+            json_decref(o);
+            continue;
+        }
         json_t *id = json_object_get(o, "id"), *p = json_object_get(o, "prediction"), *t = json_object_get(o, "tokens");
-        if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.lineno);
-        else if (!json_is_string(p))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"prediction\": missing or not a string", path, L.lineno);
-        else if (t && !json_is_null(t) && !json_is_integer(t))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not an integer", path, L.lineno);
+        const char *pf = "prediction";
+        if (!p && json_object_get(o, "text")) {
+            p = json_object_get(o, "text");
+            pf = "text";
+        }
+        char *decoded = NULL;
+        if (!p && tok && json_is_array(t)) { /* an lr-infer record without text: decode its tokens */
+            size_t n = json_array_size(t), len;
+            int32_t *ids = xmalloc(sizeof(int32_t) * (n + 1));
+            for (size_t k = 0; k < n; k++) ids[k] = (int32_t)json_integer_value(json_array_get(t, k));
+            rc = tok_decode(tok, ids, n, &decoded, &len);
+            free(ids);
+            if (rc) rc = lr_err_prefix(rc, "%s: line %zu: field \"tokens\"", path, L.lineno);
+        }
         if (rc) {
+        } else if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.lineno);
+        else if (!json_is_string(p) && !decoded)
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"%s\": missing or not a string%s", path, L.lineno, pf,
+                        json_is_array(t) && !tok ? " (give --tokenizer to decode \"tokens\")" : "");
+        else if (t && !json_is_null(t) && !json_is_integer(t) && !json_is_array(t))
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not a count or a list of token ids", path, L.lineno);
+        if (rc) {
+            free(decoded);
             json_decref(o);
             break;
         }
         if (P->n == P->cap) P->rows = xrealloc(P->rows, sizeof(pred_row) * (P->cap = P->cap * 2 + 64));
         pred_row *r = &P->rows[P->n++];
         r->id = xstrdup(json_string_value(id));
-        r->pred = xstrdup(json_string_value(p));
-        r->tokens = json_is_integer(t) ? json_integer_value(t) : -1;
+        r->pred = decoded ? decoded : xstrdup(json_string_value(p));
+        r->tokens = json_is_integer(t) ? json_integer_value(t) : json_is_array(t) ? (long long)json_array_size(t) : -1;
         r->line = L.lineno;
         r->used = 0;
         json_decref(o);
     }
     if (rc == -1) rc = 0;
-    fclose(L.f);
+    if (L.f != stdin) fclose(L.f);
     free(L.buf);
     *repaired += L.repaired;
     if (rc) return rc;
@@ -396,14 +427,14 @@ static void summary_md(FILE *f, bench_stats *S, int nb, const char *label) {
 }
 
 static int cmd_score(int argc, char **argv) {
-    const char *pred = NULL, *data_dir = NULL, *layout = NULL, *out_dir = NULL, *label = NULL;
+    const char *pred = NULL, *data_dir = NULL, *layout = NULL, *out_dir = NULL, *label = NULL, *tokp = NULL;
     const char **data = xcalloc((size_t)argc + 1, sizeof(char *));
     int nd = 0, rc = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = !strcmp(a, "--pred") ? &pred : !strcmp(a, "--data-dir") ? &data_dir
                            : !strcmp(a, "--layout") ? &layout : !strcmp(a, "--out-dir") ? &out_dir
-                           : !strcmp(a, "--label") ? &label : NULL;
+                           : !strcmp(a, "--label") ? &label : !strcmp(a, "--tokenizer") ? &tokp : NULL;
         if (!strcmp(a, "--data")) dst = &data[nd++];
         if (!dst) {
             free(data);
@@ -430,7 +461,11 @@ static int cmd_score(int argc, char **argv) {
     size_t repaired = 0;
     char **owned = NULL;
     int nowned = 0;
-    if ((rc = load_preds(pred, &P, &repaired))) goto out;
+    tok_t *tok = NULL;
+    if (tokp && (rc = tok_load(&tok, tokp))) goto out;
+    rc = load_preds(pred, tok, &P, &repaired);
+    tok_free(tok);
+    if (rc) goto out;
     if (!nd) { /* the files the ids name: "<layout>/<stem>:<line>" */
         owned = xcalloc(P.n + 1, sizeof(char *));
         for (size_t i = 0; i < P.n; i++) {
@@ -596,6 +631,49 @@ static int cmd_compare(int argc, char **argv) {
     return 0;
 }
 
+/* ---- prompts ---- */
+
+static int cmd_prompts(int argc, char **argv) {
+    const char *file = NULL, *layout = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--layout") && i + 1 < argc) layout = argv[++i];
+        else if ((argv[i][0] != '-' || !strcmp(argv[i], "-")) && !file) file = argv[i];
+        else return lr_err(LR_EUSAGE, "prompts: unexpected argument \"%s\" (see --help)", argv[i]);
+    }
+    if (!file) return lr_err(LR_EUSAGE, "prompts: needs a benchmark file (see --help)");
+    bd_reader *r;
+    int rc = bd_open(file, layout, &r);
+    if (rc) return rc;
+    bd_layout l = bd_reader_layout(r);
+    size_t n = 0, skipped = 0;
+    bd_item it;
+    while ((rc = bd_next(r, &it)) != -1) {
+        if (rc == LR_EINPUT) {
+            if (skipped++ < 5) fprintf(stderr, "%s: skipped row: %s\n", lr_progname, lr_errmsg());
+            rc = 0;
+            continue;
+        }
+        if (rc) break;
+        char *p = bd_prompt(l, it.question);
+        json_t *o = json_object();
+        json_object_set_new(o, "id", jstr(it.id));
+        json_object_set_new(o, "bench", json_string(bd_layout_name(l)));
+        json_object_set_new(o, "prompt", jstr(p));
+        json_object_set_new(o, "gold", jstr(it.gold));
+        free(p);
+        bd_item_free(&it);
+        rc = write_line(stdout, o);
+        json_decref(o);
+        if (rc) break;
+        n++;
+    }
+    if (rc == -1) rc = 0;
+    bd_close(r);
+    if (!rc) fprintf(stderr, "%s: %zu prompts, %zu rows skipped\n", lr_progname, n, skipped);
+    if (!rc && fflush(stdout)) rc = lr_err(LR_EIO, "stdout: write error");
+    return rc;
+}
+
 int main(int argc, char **argv) {
     lr_progname = "lr-eval";
     if (argc < 2) {
@@ -616,6 +694,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "judge")) rc = cmd_judge(argc - 2, argv + 2);
     else if (!strcmp(cmd, "score")) rc = cmd_score(argc - 2, argv + 2);
     else if (!strcmp(cmd, "compare") || !strcmp(cmd, "--compare")) rc = cmd_compare(argc - 2, argv + 2);
-    else rc = lr_err(LR_EUSAGE, "unknown command \"%s\" (judge, score, compare; see --help)", cmd);
+    else if (!strcmp(cmd, "prompts")) rc = cmd_prompts(argc - 2, argv + 2);
+    else rc = lr_err(LR_EUSAGE, "unknown command \"%s\" (judge, score, compare, prompts; see --help)", cmd);
     return rc ? lr_fail(rc) : 0;
 }

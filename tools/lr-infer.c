@@ -28,7 +28,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *model_dir, *data, *layout, *field, *preset, *prompt_file, *follow, *out;
+    const char *model_dir, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
     int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context;
     double temperature, top_p, mass;
     uint64_t seed;
@@ -53,6 +53,7 @@ typedef struct {
     size_t nf, *foff;          /* foff[t]: start of step t's list in fids */
     float *ref_lp, *ref_tail;
     float *full;               /* (T, V) with --full */
+    char *text;                /* decoded tokens (generate mode) */
     const char *finish;
     uint64_t rng;
     int failed;
@@ -70,7 +71,12 @@ static void usage(FILE *f) {
         "                         olympiadbench, mmlu_stem), guessed from the path\n"
         "  --layout NAME          force a known layout\n"
         "  --field NAME           any JSON lines file: the question is this string field\n"
-        "  --preset NAME          prompt preset: lightreasoner (default), qwen25-math-cot, raw\n"
+        "  --id-field NAME        ... and the problem id this one (default: file stem:line),\n"
+        "                         e.g. `lr-eval prompts` output: --field prompt --id-field id\n"
+        "                         --preset raw\n"
+        "  --preset NAME          prompt preset: lightreasoner (default), qwen25-math-cot, raw,\n"
+        "                         or toolkit: the Qwen2.5-Math toolkit's prompt for the\n"
+        "                         benchmark read (5-shot for mmlu_stem), for evaluation\n"
         "  --prompt-file F        a template file with {question} instead of a preset\n"
         "  --max-new-tokens N     default 128\n"
         "  --temperature X        0 (default) = greedy; > 0 samples\n"
@@ -108,7 +114,7 @@ static void usage(FILE *f) {
 typedef struct {
     bd_reader *bd;            /* a known benchmark layout */
     FILE *f;                  /* --field: any JSON lines */
-    const char *path, *field;
+    const char *path, *field, *id_field;
     char *stem;
     long line;
 } source;
@@ -117,6 +123,7 @@ static int source_open(source *s, const opts *o) {
     memset(s, 0, sizeof *s);
     s->path = o->data ? o->data : "-";
     s->field = o->field;
+    s->id_field = o->id_field;
     if (o->field) {
         s->f = strcmp(s->path, "-") ? fopen(s->path, "rb") : stdin;
         if (!s->f) return lr_err(LR_EIO, "%s: cannot open", s->path);
@@ -150,6 +157,7 @@ static int source_next(source *s, char **id, char **question, long *idx, int *ba
     }
     char *line = NULL;
     size_t cap = 0;
+    *id = *question = NULL;
     for (;;) {
         ssize_t n = getline(&line, &cap, s->f);
         if (n < 0) {
@@ -165,13 +173,15 @@ static int source_next(source *s, char **id, char **question, long *idx, int *ba
         if (!v) lr_err(LR_EINPUT, "%s: line %ld: malformed JSON: %s", s->path, ln + 1, je.text);
         else if (!json_is_string(q))
             lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->field);
+        else if (s->id_field && !json_is_string(json_object_get(v, s->id_field)))
+            lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->id_field);
         else {
             char buf[600];
             snprintf(buf, sizeof buf, "%s:%ld", s->stem, ln);
-            *id = xstrdup(buf);
+            *id = xstrdup(s->id_field ? json_string_value(json_object_get(v, s->id_field)) : buf);
             *question = xstrdup(json_string_value(q));
         }
-        *bad = !q || !json_is_string(q);
+        *bad = !*question;
         json_decref(v);
         free(line);
         return 1;
@@ -209,7 +219,7 @@ static void grow_steps(problem *p, size_t need_T, size_t need_ids, int full_V) {
 
 static void problem_clear(problem *p) {
     free(p->id), free(p->question), free(p->prompt), free(p->tokens), free(p->k), free(p->ids);
-    free(p->lp), free(p->tail), free(p->fk), free(p->fids), free(p->foff), free(p->ref_lp), free(p->ref_tail), free(p->full);
+    free(p->lp), free(p->tail), free(p->fk), free(p->fids), free(p->foff), free(p->ref_lp), free(p->ref_tail), free(p->full), free(p->text);
     memset(p, 0, sizeof *p);
 }
 
@@ -230,7 +240,7 @@ static int record_step(problem *p, size_t t, const float *row, int V, const cd_o
 
 static void write_record(lrs_writer *w, const problem *p, int V, int full) {
     msgpack_packer *pk = lrs_pk(w);
-    int n = 9 + (p->question != NULL) + (p->fk ? 2 : 0) + (full ? 1 : 0);
+    int n = 9 + (p->question != NULL) + (p->text != NULL) + (p->fk ? 2 : 0) + (full ? 1 : 0);
     msgpack_pack_map(pk, n);
     lrs_pack_cstr(pk, "id"); lrs_pack_cstr(pk, p->id);
     lrs_pack_cstr(pk, "idx"); msgpack_pack_int64(pk, p->idx);
@@ -242,6 +252,7 @@ static void write_record(lrs_writer *w, const problem *p, int V, int full) {
     lrs_pack_cstr(pk, "top_lp"); lrs_pack_f32s(pk, p->lp, p->nids);
     lrs_pack_cstr(pk, "tail"); lrs_pack_f32s(pk, p->tail, p->T);
     if (p->question) { lrs_pack_cstr(pk, "question"); lrs_pack_cstr(pk, p->question); }
+    if (p->text) { lrs_pack_cstr(pk, "text"); lrs_pack_cstr(pk, p->text); }
     if (p->fk) {
         lrs_pack_cstr(pk, "ref_lp"); lrs_pack_f32s(pk, p->ref_lp, p->nf);
         lrs_pack_cstr(pk, "ref_tail"); lrs_pack_f32s(pk, p->ref_tail, p->T);
@@ -318,6 +329,7 @@ typedef struct {
     size_t ndone_cap;
     long failed, written;
     lr_progress prog;
+    bd_layout layout;       /* of a benchmark input, for --preset toolkit */
 } ctx;
 
 static int is_done(const ctx *c, long idx) { return idx >= 0 && (size_t)idx < c->ndone_cap && c->done[idx]; }
@@ -483,12 +495,16 @@ static int want_problem(const ctx *c, long idx) {
     return !is_done(c, idx);
 }
 
-/* Tokenizes the prompt of p and checks it fits; 0 or nonzero (reported). */
+/* Tokenizes the prompt of p and checks it fits; 0 or nonzero (reported).
+ * Preset "toolkit": the Qwen2.5-Math toolkit's prompt for the benchmark
+ * layout being read (qwen25-math-cot; 5-shot for mmlu_stem). */
 static int prepare_prompt(ctx *c, problem *p) {
     const opts *o = c->o;
     char *text;
     size_t n;
-    if (prompt_render(o->prompt_file ? NULL : o->preset, o->prompt_file, p->question, &text)) {
+    if (!o->prompt_file && !strcmp(o->preset, "toolkit")) {
+        text = bd_prompt(c->layout, p->question);
+    } else if (prompt_render(o->prompt_file ? NULL : o->preset, o->prompt_file, p->question, &text)) {
         fail(c, p, "%s", lr_errmsg());
         return 1;
     }
@@ -514,6 +530,11 @@ static int fits(ctx *c, problem *p, size_t new_tokens) {
 static int flush_batch(ctx *c, lrs_writer *w, problem *ps, int n) {
     int rc = 0;
     for (int b = 0; b < n && !rc; b++) {
+        if (!ps[b].failed && !c->o->follow && !ps[b].text) {
+            size_t len;
+            /* special tokens dropped, as the toolkit's decode does */
+            if (tok_decode_ex(c->tok, ps[b].tokens, ps[b].T, TOK_SKIP_SPECIAL, &ps[b].text, &len)) ps[b].text = NULL;
+        }
         if (!ps[b].failed) {
             write_record(w, &ps[b], c->m.cfg.V, c->o->full);
             rc = lrs_record_done(w);
@@ -531,6 +552,13 @@ static int run_generate(ctx *c, lrs_writer *w) {
     source s;
     int rc = source_open(&s, o);
     if (rc) return rc;
+    if (!o->prompt_file && !strcmp(o->preset, "toolkit")) {
+        if (!s.bd) {
+            source_close(&s);
+            return lr_err(LR_EUSAGE, "--preset toolkit needs a benchmark file of a known layout (not --field)");
+        }
+        c->layout = bd_reader_layout(s.bd);
+    }
     problem *ps = xcalloc(o->batch, sizeof *ps);
     for (int end = 0; !rc && !end;) {
         int n = 0;
@@ -646,6 +674,22 @@ static int run_follow(ctx *c, lrs_writer *w, lrs_reader *r) {
     return rc;
 }
 
+/* For the progress bar's ETA: the problems a generate run will visit (lines
+ * of a regular input file, cut by --limit and --shard); 0 when unknown. */
+static uint64_t expected_problems(const opts *o) {
+    if (!o->data || !strcmp(o->data, "-")) return 0;
+    FILE *f = fopen(o->data, "rb");
+    if (!f) return 0;
+    uint64_t lines = 0;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        for (size_t i = 0; i < n; i++) lines += buf[i] == '\n';
+    fclose(f);
+    if (o->limit >= 0 && (uint64_t)o->limit < lines) lines = (uint64_t)o->limit;
+    return (lines + o->shard_n - 1 - o->shard_k) / o->shard_n;
+}
+
 static int parse_int(const char *flag, const char *s, long lo, long hi, int *out) {
     char *end;
     long v = strtol(s, &end, 10);
@@ -665,7 +709,7 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, doub
 static int parse_args(opts *o, int argc, char **argv) {
     static const struct option lo[] = {
         {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
-        {"layout", required_argument, 0, 'L'}, {"field", required_argument, 0, 'F'},
+        {"layout", required_argument, 0, 'L'}, {"field", required_argument, 0, 'F'}, {"id-field", required_argument, 0, 'I'},
         {"preset", required_argument, 0, 'P'}, {"prompt-file", required_argument, 0, 'T'},
         {"follow", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"max-new-tokens", required_argument, 0, 'n'}, {"limit", required_argument, 0, 'l'},
@@ -686,6 +730,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'd': o->data = optarg; break;
         case 'L': o->layout = optarg; break;
         case 'F': o->field = optarg; break;
+        case 'I': o->id_field = optarg; break;
         case 'P': o->preset = optarg; break;
         case 'T': o->prompt_file = optarg; break;
         case 'f': o->follow = optarg; break;
@@ -721,6 +766,7 @@ static int parse_args(opts *o, int argc, char **argv) {
     if (rc) return rc;
     if (optind < argc) return lr_err(LR_EUSAGE, "unexpected argument \"%s\" (see --help)", argv[optind]);
     if (!o->model_dir) return lr_err(LR_EUSAGE, "--model DIR is required (see --help)");
+    if (o->id_field && !o->field) return lr_err(LR_EUSAGE, "--id-field goes with --field");
     if (o->follow && (o->data || o->field || o->layout))
         return lr_err(LR_EUSAGE, "--follow reads its problems from the followed stream; drop --data/--field/--layout");
     if (o->data && o->follow) return lr_err(LR_EUSAGE, "--data and --follow exclude each other");
@@ -768,9 +814,14 @@ int main(int argc, char **argv) {
     if (o.out) rc = lrs_resume(&w, o.out, &h, pack_params, &o, note_done, &c);
     else rc = lrs_open_write(&w, "-", &h, pack_params, &o);
     if (rc) goto out;
-    progress_init(&c.prog, lr_progress_wanted(o.progress), "problems", 0);
+    progress_init(&c.prog, lr_progress_wanted(o.progress), "problems", o.follow ? 0 : expected_problems(&o));
     rc = o.follow ? run_follow(&c, w, fr) : run_generate(&c, w);
     progress_end(&c.prog);
+    if (!rc) {
+        double dt = lr_now() - c.prog.t0;
+        fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s)\n", lr_progname, c.written,
+                (unsigned long long)c.prog.tokens, dt, dt > 0 ? c.prog.tokens / dt : 0.0);
+    }
 out:
     if (w) {
         if (rc) lrs_abort(w);

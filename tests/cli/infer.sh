@@ -75,12 +75,23 @@ same_run "$T/r.lrs" "$T/all.lrs" || die "resumed run differs"
 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 3 --max-new-tokens 6 --temperature 1 --top-p 0.9 --seed 5 --batch 3 -o "$T/p3.lrs"
 same_run "$T/p1.lrs" "$T/p3.lrs" || die "sampling depends on batching"
 
+# evaluation prompts: the toolkit's per-benchmark prompt, decoded text kept
+"$B/lr-infer" --model "$T/exp" --data "$LR_SHARED/data/math500/test.jsonl" --limit 2 --preset toolkit --max-new-tokens 3 -o "$T/tk.lrs"
+"$B/lr-dump" "$T/tk.lrs" | sed -n 2p | jq -e '(.text|type) == "string" and .id == "math500/test:0"' > /dev/null || die "toolkit preset / text"
+echo '{"prompt":"x"}' > "$T/tk.jsonl"
+expect_fail 1 "$B/lr-infer" --model "$T/exp" --data "$T/tk.jsonl" --field prompt --preset toolkit -o "$T/tk2.lrs"
+
 # bad inputs
 expect_fail 3 "$B/lr-infer" --model "$T/nonexistent" --data "$DATA" -o "$T/x.lrs"
 printf '{"q": "ok"}\n{"nope": 1}\n{"q": "fine"}\n' > "$T/p.jsonl"
 expect_fail 2 "$B/lr-infer" --model "$T/exp" --data "$T/p.jsonl" --field q --max-new-tokens 2 -o "$T/f.lrs"
 case "$LAST_ERR" in *'line 2: field "q"'*) ;; *) die "missing field message: $LAST_ERR" ;; esac
 [ "$("$B/lr-dump" --count "$T/f.lrs")" = 2 ] || die "the good problems must still be written"
+# any JSON lines with --field/--id-field (e.g. lr-eval prompts output)
+printf '{"id":"x/1","prompt":"hello"}\n{"id":"x/2","prompt":"bye"}\n' > "$T/pp.jsonl"
+"$B/lr-infer" --model "$T/exp" --data "$T/pp.jsonl" --field prompt --id-field id --preset raw --max-new-tokens 2 -o "$T/pp.lrs"
+[ "$("$B/lr-dump" "$T/pp.lrs" | sed '1d;$d' | jq -r .id | tr '\n' ' ')" = "x/1 x/2 " ] || die "--id-field"
+expect_fail 2 "$B/lr-infer" --model "$T/exp" --data "$T/p.jsonl" --field q --id-field id --max-new-tokens 2 -o "$T/ppx.lrs"
 expect_fail 2 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 2 --max-context 100 -o "$T/c.lrs"
 case "$LAST_ERR" in *"gsm8k/train:0"*context*) ;; *) die "context message: $LAST_ERR" ;; esac
 "$B/lr-mkmodel" "$T/qw" --tokenizer "$LR_SHARED/tokenizers/qwen/tokenizer.json" --layers 1 --hidden 32 --heads 2 --kv-heads 1 --inter 32 > /dev/null

@@ -1,3 +1,7 @@
+#!/usr/bin/env python3
+"""compare_verdicts.py REF.jsonl C.jsonl N_EXT N_VERDICT: line-by-line
+comparison of "extracted" and "correct" between the reference scorer and
+lr-eval judge; prints up to N differences of each kind and the totals."""
 import json,sys
 a=[json.loads(l) for l in open(sys.argv[1])]
 b=[json.loads(l) for l in open(sys.argv[2])]

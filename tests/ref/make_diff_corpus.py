@@ -1,7 +1,20 @@
-import json, sys
-sys.path.insert(0, 'tests/ref')
-import grader_ref as G
-D='/work/shared/data/'
+#!/usr/bin/env python3
+"""Writes a large differential corpus of judge lines (stdout) from the seven
+benchmark files: gold solutions as predictions (mostly right), neighbours'
+solutions and boxed answers (mostly wrong), formulas, multiple-choice
+phrasings. Score it with tests/ref/grader_ref.py and `lr-eval judge`, then
+tests/ref/compare_verdicts.py (docs/EVAL.md, "Regenerating goldens").
+Usage: make_diff_corpus.py [DATA_DIR] (default ../shared/data)."""
+import json
+import os
+import re
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, here)
+import grader_ref as G  # noqa: E402
+
+D = (sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "shared", "data")) + "/"
 def rows(p):
     return [json.loads(l) for l in open(D+p) if l.strip()]
 out=[]
@@ -31,7 +44,6 @@ for i,r in enumerate(sv[:300]):
     out.append(dict(bench='svamp', prediction='%s = %s'%(r['Equation'], r['Answer']), gold=r['Answer']))
     out.append(dict(bench='svamp', prediction='\\boxed{%s}'%(sv[i+1]['Answer']), gold=r['Answer']))
 ad=rows('asdiv/test.jsonl')
-import re
 for i,r in enumerate(ad[:600]):
     g=re.sub(r"\(.*?\)", "", r['answer'])
     out.append(dict(bench='asdiv', prediction='We have %s. The answer is %s.'%(r['formula'], r['answer']), gold=g))

@@ -91,7 +91,8 @@ static void layouts_and_bad_rows(void) {
           "not json\n"
           "\n"
           "{\"question\": \"q4\", \"answer\": \"no marker\"}\n"
-          "{\"question\": \"q5\", \"answer\": \"#### 7\"}\n",
+          "{\"question\": \"q5\", \"answer\": \"#### 7\"}\n"
+          "{\"question\": \"  \", \"answer\": \"#### 8\"}\n",
           f);
     fclose(f);
     CHECK(bd_open(file, "gsm8k", &r) == 0);
@@ -103,6 +104,7 @@ static void layouts_and_bad_rows(void) {
     CHECK(bd_next(r, &it) == LR_EINPUT && strstr(lr_errmsg(), "line 5"));
     CHECK(bd_next(r, &it) == 0 && !strcmp(it.id, "gsm8k/test:5") && !strcmp(it.gold_norm, "7"));
     bd_item_free(&it);
+    CHECK(bd_next(r, &it) == LR_EINPUT && strstr(lr_errmsg(), "line 7: empty question"));
     CHECK(bd_next(r, &it) == -1);
     bd_close(r);
 
