@@ -48,7 +48,8 @@ jq -e -s '.[0] | .correct and .tokens == 4' "$LR_TMP/dump.out" > /dev/null || di
 "$LR_BIN/lr-mkmodel" "$LR_TMP/m" $(jq -r '.expert|join(" ")' "$LR_ROOT/tests/golden/infer_ref.json") > /dev/null
 "$LR_BIN/lr-infer" --model "$LR_TMP/m" --data "$D/gsm8k/test.jsonl" --preset qwen25-math-cot --limit 2 \
     --max-new-tokens 4 -o "$LR_TMP/g.lrs" 2>/dev/null
-"$LR_BIN/lr-dump" "$LR_TMP/g.lrs" > "$LR_TMP/g.jsonl"
+# lr-infer writes "text"; drop it to exercise decoding the token ids
+"$LR_BIN/lr-dump" "$LR_TMP/g.lrs" | jq -c 'del(.text)' > "$LR_TMP/g.jsonl"
 "$E" score --pred "$LR_TMP/g.jsonl" --data "$D/gsm8k/test.jsonl" --tokenizer "$LR_SHARED/tokenizers/qwen" \
     > "$LR_TMP/g.out" 2>/dev/null
 jq -e -s 'length == 3 and (map(select(.missing | not)) | length == 2 and all(.tokens > 0 and (.prediction | type) == "string"))' \
