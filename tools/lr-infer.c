@@ -13,6 +13,8 @@
 #include "benchdata.h"
 #include "compact.h"
 #include "forward.h"
+#include "lora.h"
+#include "merge.h"
 #include "model.h"
 #include "progress.h"
 #include "prompt.h"
@@ -28,7 +30,7 @@
 #include <string.h>
 
 typedef struct {
-    const char *model_dir, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
+    const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
     int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context;
     double temperature, top_p, mass;
     uint64_t seed;
@@ -65,6 +67,9 @@ static void usage(FILE *f) {
         "Runs a Hugging Face model folder over problems and writes a `dist` stream:\n"
         "every step's token and the model's compact next-token distribution.\n"
         "\n"
+        "  --adapter DIR          a PEFT LoRA adapter (lr-tune output) folded into the\n"
+        "                         weights at load time; the header's model identity\n"
+        "                         then covers base + adapter\n"
         "Generate mode (default): problems are JSON lines (FILE or stdin).\n"
         "  --data FILE            problems file (default stdin); layouts of ../shared/data are\n"
         "                         known (gsm8k, math500, svamp, asdiv, minerva_math,\n"
@@ -674,6 +679,33 @@ static int run_follow(ctx *c, lrs_writer *w, lrs_reader *r) {
     return rc;
 }
 
+/* Folds a PEFT adapter into the loaded weights (W += alpha/r B A, exact in
+ * float32 for inference, where LoRA dropout is off) and makes the model's
+ * identity that of base + adapter, so streams from a tuned model never pass
+ * for the base model's. */
+static int apply_adapter(model *m, const char *dir) {
+    lora lo;
+    int rc = lora_load(&lo, &m->cfg, dir);
+    if (rc) return rc;
+    lora_merge(m, &lo);
+    lora_free(&lo);
+    char path[4096], *bytes;
+    size_t n;
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    if ((rc = lr_read_file(path, &bytes, &n))) return rc;
+    uint64_t h = lr_fnv1a64(m->hash, bytes, n);
+    free(bytes);
+    snprintf(m->hash_hex, sizeof m->hash_hex, "%016llx", (unsigned long long)h);
+    m->hash = h;
+    const char *b = strrchr(dir, '/');
+    size_t len = strlen(m->name) + strlen(b && b[1] ? b + 1 : dir) + 2;
+    char *name = xmalloc(len);
+    snprintf(name, len, "%s+%s", m->name, b && b[1] ? b + 1 : dir);
+    free(m->name);
+    m->name = name;
+    return 0;
+}
+
 /* For the progress bar's ETA: the problems a generate run will visit (lines
  * of a regular input file, cut by --limit and --shard); 0 when unknown. */
 static uint64_t expected_problems(const opts *o) {
@@ -708,7 +740,7 @@ static int parse_num(const char *flag, const char *s, double lo, double hi, doub
 
 static int parse_args(opts *o, int argc, char **argv) {
     static const struct option lo[] = {
-        {"model", required_argument, 0, 'm'}, {"data", required_argument, 0, 'd'},
+        {"model", required_argument, 0, 'm'}, {"adapter", required_argument, 0, 'A'}, {"data", required_argument, 0, 'd'},
         {"layout", required_argument, 0, 'L'}, {"field", required_argument, 0, 'F'}, {"id-field", required_argument, 0, 'I'},
         {"preset", required_argument, 0, 'P'}, {"prompt-file", required_argument, 0, 'T'},
         {"follow", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
@@ -727,6 +759,7 @@ static int parse_args(opts *o, int argc, char **argv) {
     while (!rc && (c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         switch (c) {
         case 'm': o->model_dir = optarg; break;
+        case 'A': o->adapter = optarg; break;
         case 'd': o->data = optarg; break;
         case 'L': o->layout = optarg; break;
         case 'F': o->field = optarg; break;
@@ -783,6 +816,7 @@ int main(int argc, char **argv) {
     lrs_writer *w = NULL;
     if (o.threads) openblas_set_num_threads(o.threads);
     if ((rc = model_load(&c.m, o.model_dir)) || (rc = tok_load(&c.tok, o.model_dir))) goto out;
+    if (o.adapter && (rc = apply_adapter(&c.m, o.adapter))) goto out;
     c.co = (cd_opts){.mass = o.mass, .kmax = o.kmax < c.m.cfg.V ? o.kmax : c.m.cfg.V, .kmin = 1};
     for (int e = 0; e < c.m.cfg.neos; e++) c.eos[c.neos++] = c.m.cfg.eos[e];
     for (int e = 0; e < o.n_extra_eos; e++) {
