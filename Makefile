@@ -91,6 +91,12 @@ test:
 	$(MAKE) -j$(JOBS) SAN=1 all
 	tests/run-all.sh
 
+# The method end to end on the built-in toy default (no downloads).
+demo:
+	tests/ensure-deps.sh
+	$(MAKE) -j$(JOBS) all
+	pipelines/demo.sh
+
 bench: all
 	bench/run.sh
 
@@ -102,7 +108,7 @@ deps:
 clean:
 	rm -rf build/rel build/san build/cuda bin
 
-.PHONY: all test bench deps clean cuda
+.PHONY: all test bench deps clean cuda demo
 .SECONDARY:
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%.d)
