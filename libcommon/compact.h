@@ -19,7 +19,8 @@ typedef struct {
 } cd_opts;
 
 #define CD_DEFAULT_MASS 0.99999
-#define CD_DEFAULT_KMAX 200
+#define CD_DEFAULT_KMAX 256   /* generate mode: the lists lr-kl's KL rests on */
+#define CD_FOLLOW_KMAX 32     /* follow mode: the follower's own list is informational */
 #define CD_DEFAULT_KMIN 1
 
 /* logsumexp of a logits row, in double. */

@@ -98,8 +98,10 @@ static void usage(FILE *f) {
         "Distribution recorded at each step:\n"
         "  --top-mass X           list the most probable tokens until they cover X of the\n"
         "                         probability (default 0.99999) ...\n"
-        "  --top-k-max N          ... but at most N of them (default 200); the rest is the\n"
-        "                         step's tail mass\n"
+        "  --top-k-max N          ... but at most N of them (default 256; 32 in follow mode,\n"
+        "                         where this model's own list is informational: the KL\n"
+        "                         uses its log-probs of the followed list); the rest is\n"
+        "                         the step's tail mass\n"
         "  --full                 also record whole-vocabulary log-probs (large; for checks)\n"
         "Running:\n"
         "  -o, --output FILE      write here (default stdout); rerunning with the same FILE\n"
@@ -754,7 +756,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     *o = (opts){.preset = "lightreasoner", .max_new = 128, .limit = -1, .shard_n = 1, .batch = 8,
-                .top_p = 1, .mass = CD_DEFAULT_MASS, .kmax = CD_DEFAULT_KMAX, .argc = argc, .argv = argv};
+                .top_p = 1, .mass = CD_DEFAULT_MASS, .kmax = 0, .argc = argc, .argv = argv};
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         switch (c) {
@@ -817,6 +819,7 @@ int main(int argc, char **argv) {
     if (o.threads) openblas_set_num_threads(o.threads);
     if ((rc = model_load(&c.m, o.model_dir)) || (rc = tok_load(&c.tok, o.model_dir))) goto out;
     if (o.adapter && (rc = apply_adapter(&c.m, o.adapter))) goto out;
+    if (!o.kmax) o.kmax = o.follow ? CD_FOLLOW_KMAX : CD_DEFAULT_KMAX;
     c.co = (cd_opts){.mass = o.mass, .kmax = o.kmax < c.m.cfg.V ? o.kmax : c.m.cfg.V, .kmin = 1};
     for (int e = 0; e < c.m.cfg.neos; e++) c.eos[c.neos++] = c.m.cfg.eos[e];
     for (int e = 0; e < o.n_extra_eos; e++) {
