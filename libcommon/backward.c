@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops_cpu.h"
 #include "util.h"
 
 void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C) {
@@ -53,8 +54,7 @@ void bias_backward(float *dbias, const float *dout, int N, int OC) {
 void rope_backward(float *dinp, const float *dout, const int *pos, int N, int H, int HD, float theta) {
     int half = HD / 2;
     float inv_freq[half > 0 ? half : 1];
-    /* the same float32 angles as rope_forward */
-    for (int i = 0; i < half; i++) inv_freq[i] = (float)(1.0 / pow(theta, (double)(float)(2 * i) / HD));
+    rope_inv_freq(inv_freq, HD, theta); /* the same float32 angles as rope_forward */
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
             float ang = (float)pos[n] * inv_freq[i];

@@ -143,11 +143,15 @@ void residual_forward(float *out, const float *a, const float *b, long n) {
     for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
 }
 
+void rope_inv_freq(float *inv_freq, int HD, float theta) {
+    /* as transformers: 1 / theta^(arange(0, HD, 2) / HD) in float32 */
+    for (int i = 0; i < HD / 2; i++) inv_freq[i] = (float)(1.0 / pow(theta, (double)(float)(2 * i) / HD));
+}
+
 void rope_forward(float *out, const float *inp, const int *pos, int N, int H, int HD, float theta) {
     int half = HD / 2;
     float inv_freq[half > 0 ? half : 1];
-    /* as transformers: 1 / theta^(arange(0, HD, 2) / HD) in float32 */
-    for (int i = 0; i < half; i++) inv_freq[i] = (float)(1.0 / pow(theta, (double)(float)(2 * i) / HD));
+    rope_inv_freq(inv_freq, HD, theta);
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
             float ang = (float)pos[n] * inv_freq[i];

@@ -42,6 +42,10 @@ void residual_forward(float *out, const float *a, const float *b, long n);
  * angle = pos * theta^(-2i/HD): out[i] = x[i] cos - x[i+HD/2] sin,
  * out[i+HD/2] = x[i+HD/2] cos + x[i] sin. In place allowed (out == inp).
  * out, inp (N, H, HD), pos (N). */
+/* The RoPE frequencies 1 / theta^(2i / HD), i < HD/2, in float32 exactly as
+ * transformers computes them; rope_forward and rope_backward both use these
+ * so their angles cannot drift apart. */
+void rope_inv_freq(float *inv_freq, int HD, float theta);
 void rope_forward(float *out, const float *inp, const int *pos, int N, int H, int HD, float theta);
 
 /* Causal GQA attention against a KV cache. Row n (sequence slot seq[n],
