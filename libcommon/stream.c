@@ -396,6 +396,7 @@ struct lrs_reader {
 };
 
 const lrs_header *lrs_header_of(const lrs_reader *r) { return &r->hdr; }
+const msgpack_object *lrs_header_obj(const lrs_reader *r) { return &r->hdr_item.data; }
 uint64_t lrs_recno(const lrs_reader *r) { return r->recno; }
 const char *lrs_path(const lrs_reader *r) { return r->path; }
 
@@ -687,46 +688,48 @@ void lrs_close_read(lrs_reader *r) {
 /* ------------------------------------------------------------------ */
 /* typed field access                                                  */
 
+/* Copies an ext typed array of 4-byte elements into *buf (grown to fit);
+ * 1 when o is such an ext of the given type, 0 otherwise. */
+static int copy_ext(const msgpack_object *o, int type, void **buf, size_t *cap, size_t *n) {
+    if (o->type != MSGPACK_OBJECT_EXT || o->via.ext.type != type || o->via.ext.size % 4) return 0;
+    size_t m = o->via.ext.size / 4;
+    if (m > *cap) *buf = xrealloc(*buf, (*cap = m) * 4);
+    memcpy(*buf, o->via.ext.ptr, m * 4);
+    *n = m;
+    return 1;
+}
+
+/* Grows *buf for the m elements of a plain msgpack array. */
+static void grow4(void **buf, size_t *cap, size_t m) {
+    if (m > *cap) *buf = xrealloc(*buf, (*cap = m) * 4);
+}
+
 int lrs_obj_f32s(const msgpack_object *o, float **buf, size_t *cap, size_t *n) {
-    size_t m;
-    if (o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == LRS_EXT_F32 && o->via.ext.size % 4 == 0) {
-        m = o->via.ext.size / 4;
-        if (m > *cap) *buf = xrealloc(*buf, (*cap = m) * sizeof **buf);
-        memcpy(*buf, o->via.ext.ptr, m * 4);
-    } else if (o->type == MSGPACK_OBJECT_ARRAY) {
-        m = o->via.array.size;
-        if (m > *cap) *buf = xrealloc(*buf, (*cap = m) * sizeof **buf);
-        for (size_t i = 0; i < m; i++) {
-            const msgpack_object *e = &o->via.array.ptr[i];
-            if (e->type == MSGPACK_OBJECT_FLOAT32 || e->type == MSGPACK_OBJECT_FLOAT64) (*buf)[i] = (float)e->via.f64;
-            else if (e->type == MSGPACK_OBJECT_POSITIVE_INTEGER) (*buf)[i] = (float)e->via.u64;
-            else if (e->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) (*buf)[i] = (float)e->via.i64;
-            else return lr_err(LR_EINPUT, "expected float32 array");
-        }
-    } else {
-        return lr_err(LR_EINPUT, "expected float32 array");
+    if (copy_ext(o, LRS_EXT_F32, (void **)buf, cap, n)) return LR_OK;
+    if (o->type != MSGPACK_OBJECT_ARRAY) return lr_err(LR_EINPUT, "expected float32 array");
+    size_t m = o->via.array.size;
+    grow4((void **)buf, cap, m);
+    for (size_t i = 0; i < m; i++) {
+        const msgpack_object *e = &o->via.array.ptr[i];
+        int64_t v;
+        if (e->type == MSGPACK_OBJECT_FLOAT32 || e->type == MSGPACK_OBJECT_FLOAT64) (*buf)[i] = (float)e->via.f64;
+        else if (obj_int(e, &v)) (*buf)[i] = (float)v;
+        else return lr_err(LR_EINPUT, "expected float32 array");
     }
     *n = m;
     return LR_OK;
 }
 
 int lrs_obj_i32s(const msgpack_object *o, int32_t **buf, size_t *cap, size_t *n) {
-    size_t m;
-    if (o->type == MSGPACK_OBJECT_EXT && o->via.ext.type == LRS_EXT_I32 && o->via.ext.size % 4 == 0) {
-        m = o->via.ext.size / 4;
-        if (m > *cap) *buf = xrealloc(*buf, (*cap = m) * sizeof **buf);
-        memcpy(*buf, o->via.ext.ptr, m * 4);
-    } else if (o->type == MSGPACK_OBJECT_ARRAY) {
-        m = o->via.array.size;
-        if (m > *cap) *buf = xrealloc(*buf, (*cap = m) * sizeof **buf);
-        for (size_t i = 0; i < m; i++) {
-            int64_t v;
-            if (!obj_int(&o->via.array.ptr[i], &v) || v < INT32_MIN || v > INT32_MAX)
-                return lr_err(LR_EINPUT, "expected int32 array");
-            (*buf)[i] = (int32_t)v;
-        }
-    } else {
-        return lr_err(LR_EINPUT, "expected int32 array");
+    if (copy_ext(o, LRS_EXT_I32, (void **)buf, cap, n)) return LR_OK;
+    if (o->type != MSGPACK_OBJECT_ARRAY) return lr_err(LR_EINPUT, "expected int32 array");
+    size_t m = o->via.array.size;
+    grow4((void **)buf, cap, m);
+    for (size_t i = 0; i < m; i++) {
+        int64_t v;
+        if (!obj_int(&o->via.array.ptr[i], &v) || v < INT32_MIN || v > INT32_MAX)
+            return lr_err(LR_EINPUT, "expected int32 array");
+        (*buf)[i] = (int32_t)v;
     }
     *n = m;
     return LR_OK;

@@ -103,6 +103,8 @@ typedef struct lrs_reader lrs_reader;
  * known kind. Errors are LR_EINPUT/LR_EIO with "path: record N: ..." set. */
 int lrs_open_read(lrs_reader **r, const char *path, const char *want_kind);
 const lrs_header *lrs_header_of(const lrs_reader *r);
+/* The first header as read (a msgpack map), e.g. to print it whole. */
+const msgpack_object *lrs_header_obj(const lrs_reader *r);
 /* Next record: returns 1 and sets *rec (valid until the next call), 0 at the
  * clean end of the stream (end marker then EOF), or an LR_E* code (> 1) with
  * the message set. */

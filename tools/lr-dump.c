@@ -46,38 +46,8 @@ static int dump(const char *path, long head, int count_only, int header_only) {
     int rc = lrs_open_read(&r, path, NULL);
     if (rc) return rc;
     lr_buf b = {0};
-    /* Re-serialise the parsed header so its JSON has a fixed field order. */
-    const lrs_header *h = lrs_header_of(r);
     if (!count_only) {
-        msgpack_sbuffer sb;
-        msgpack_sbuffer_init(&sb);
-        msgpack_packer pk;
-        msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-        msgpack_pack_map(&pk, 10);
-        lrs_pack_cstr(&pk, "lrs"); lrs_pack_cstr(&pk, LRS_FORMAT);
-        lrs_pack_cstr(&pk, "format_version"); msgpack_pack_int(&pk, LRS_FORMAT_VERSION);
-        lrs_pack_cstr(&pk, "kind"); lrs_pack_cstr(&pk, h->kind);
-        lrs_pack_cstr(&pk, "kind_version"); msgpack_pack_int(&pk, h->kind_version);
-        lrs_pack_cstr(&pk, "tool"); lrs_pack_cstr(&pk, h->tool);
-        lrs_pack_cstr(&pk, "tool_version"); lrs_pack_cstr(&pk, h->tool_version);
-        lrs_pack_cstr(&pk, "argv"); msgpack_pack_array(&pk, h->argc);
-        for (int i = 0; i < h->argc; i++) lrs_pack_cstr(&pk, h->argv[i]);
-        const lrs_ident *ids[2] = {&h->model, &h->tokenizer};
-        for (int i = 0; i < 2; i++) {
-            lrs_pack_cstr(&pk, i ? "tokenizer" : "model");
-            msgpack_pack_map(&pk, 3);
-            lrs_pack_cstr(&pk, "name"); lrs_pack_cstr(&pk, ids[i]->name);
-            lrs_pack_cstr(&pk, "hash"); lrs_pack_cstr(&pk, ids[i]->hash);
-            lrs_pack_cstr(&pk, "vocab"); msgpack_pack_int64(&pk, ids[i]->vocab);
-        }
-        lrs_pack_cstr(&pk, "params");
-        msgpack_pack_object(&pk, h->params ? *h->params : (msgpack_object){.type = MSGPACK_OBJECT_MAP});
-        msgpack_unpacked u;
-        msgpack_unpacked_init(&u);
-        msgpack_unpack_next(&u, sb.data, sb.size, NULL);
-        mpjson_write(&b, &u.data);
-        msgpack_unpacked_destroy(&u);
-        msgpack_sbuffer_destroy(&sb);
+        mpjson_write(&b, lrs_header_obj(r));
         rc = put_line(&b);
     }
     uint64_t n = 0;
