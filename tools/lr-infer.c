@@ -443,7 +443,7 @@ static int follow_batch(ctx *c, problem *ps, int n) {
     int *rt = xmalloc(cap * sizeof *rt), *rs = xmalloc(cap * sizeof *rs);
     unsigned char *want = xmalloc(cap);
     size_t *step = xcalloc(n, sizeof *step);
-    ensure_logits(c, (size_t)n * CH > (size_t)n ? (size_t)n * CH : (size_t)n);
+    ensure_logits(c, (size_t)n * CH); /* the prompt chunk wants n rows, a token chunk up to n * CH */
     int rc = 0;
     /* lo = -1: the prompt chunk; then tokens lo .. lo+CH-1 (only < T-1) */
     for (long lo = -1; !rc && (lo < 0 || (size_t)lo + 1 < maxT); lo = lo < 0 ? 0 : lo + CH) {
@@ -636,14 +636,9 @@ static int load_followed(ctx *c, lrs_reader *r, const msgpack_object *rec, probl
     for (size_t i = 0; i < nt; i++)
         if (p->tokens[i] < 0 || p->tokens[i] >= V)
             return lrs_field_err(r, "tokens", "token id %d outside this model's vocabulary of %d", p->tokens[i], V);
-    /* the step arrays: grow_steps sizes them from cap_T, tokens already hold T */
-    size_t keepT = nt;
-    int32_t *toks = p->tokens;
-    p->tokens = NULL;
+    /* the per-step arrays; realloc keeps the followed tokens already read */
     grow_steps(p, nt ? nt : 1, 1, c->o->full ? V : 0);
-    memcpy(p->tokens, toks, nt * sizeof *toks);
-    free(toks);
-    p->T = keepT;
+    p->T = nt;
     p->nf = nids;
     p->ref_lp = xmalloc((nids ? nids : 1) * sizeof *p->ref_lp);
     p->finish = "follow";
