@@ -41,8 +41,32 @@ UNITS     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCHES   := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 CUDA_SRC  := $(wildcard cuda/*.cu)
+CXX     ?= g++
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
-all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) cuda
+# The CUDA backend (libcommon/gpu.h) comes in three builds:
+#   real      cuda/*.cu by nvcc, for bin/ when nvcc exists (plain build only);
+#   emulated  the same cuda/*.cu by g++ against cuda/emu.h: kernels run as CPU
+#             fibers, so tests exercise them here, under ASan too. Linked
+#             into tests/unit/test_gpu_*.c and $(BUILD)/emu/lr-infer;
+#   none      cuda/none.c, for everything else (and bin/ without nvcc).
+EMU_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/cuda/emu.o
+EMU_LIB   := $(BUILD)/libgpu_emu.a
+EMU_LIBS  := $(EMU_LIB) -lstdc++
+NONE_LIBS := $(BUILD)/cuda/none.o
+EMU_TOOLS := $(if $(wildcard cuda/emu.cc),$(BUILD)/emu/lr-infer)
+ifneq ($(and $(strip $(NVCC)),$(strip $(CUDA_SRC))),)
+ifneq ($(SAN),1)
+REAL_LIB  := build/cuda/libgpu_cuda.a
+GPU_LIBS  := $(REAL_LIB) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
+GPU_DEP   := $(REAL_LIB)
+endif
+endif
+GPU_LIBS  ?= $(NONE_LIBS)
+GPU_DEP   ?= $(NONE_LIBS)
+GPU_UNITS := $(filter $(BUILD)/tests/test_gpu_%,$(UNITS))
+
+all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -52,37 +76,49 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-$(BIN)/%: $(BUILD)/tools/%.o $(LIB)
+$(BIN)/%: $(BUILD)/tools/%.o $(LIB) $(GPU_DEP)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(GPU_LIBS) -Wl,--end-group $(LDLIBS) -o $@
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB)
+$(EMU_TOOLS): $(BUILD)/emu/%: $(BUILD)/tools/%.o $(LIB) $(EMU_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(EMU_LIBS) -Wl,--end-group $(LDLIBS) -o $@
 
-$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+$(GPU_UNITS): $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB) $(EMU_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(EMU_LIBS) -Wl,--end-group $(LDLIBS) -o $@
 
-# The CUDA backend: compiled and linked whenever nvcc exists, so a CUDA
-# compile error fails the build even on machines without a GPU.
-ifneq ($(strip $(NVCC)),)
-ifneq ($(strip $(CUDA_SRC)),)
-CUDA_OBJ := $(CUDA_SRC:%.cu=build/cuda/%.o)
-CUDA_LIB := build/cuda/libcuda_ops.a
-cuda: $(CUDA_LIB)
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB) $(NONE_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(NONE_LIBS) -Wl,--end-group $(LDLIBS) -o $@
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB) $(GPU_DEP)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(GPU_LIBS) -Wl,--end-group $(LDLIBS) -o $@
+
+$(NONE_LIBS): cuda/none.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+# Emulated backend: C++17, same warnings, the build's sanitizers.
+EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -MMD -MP -pthread $(SANFLAGS) -DLR_CUDA_EMU
+$(BUILD)/emu/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ $(CPPFLAGS) -Icuda $(EMU_CXXFLAGS) -c $< -o $@
+$(BUILD)/emu/cuda/emu.o: cuda/emu.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CPPFLAGS) -Icuda $(EMU_CXXFLAGS) -c $< -o $@
+$(EMU_LIB): $(EMU_OBJ)
+	$(AR) rcs $@ $^
+
+# The real CUDA backend: compiled and linked whenever nvcc exists, so a
+# CUDA compile error fails the build even on machines without a GPU.
+NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -lineinfo
 build/cuda/%.o: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++17 -arch=sm_90 -Ilibcommon -Xcompiler -Wall,-Wextra,-Werror -c $< -o $@
-$(CUDA_LIB): $(CUDA_OBJ)
+	$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -Icuda -Xcompiler -Wall,-Wextra,-Werror -MMD -MP -c $< -o $@
+build/cuda/libgpu_cuda.a: $(CUDA_SRC:%.cu=build/cuda/%.o)
 	$(AR) rcs $@ $^
-else
-cuda:
-endif
-else
-cuda:
-	@echo "nvcc not found: CUDA backend not built"
-endif
 
 # `make test`: the whole suite plainly, then under ASan + UBSan.
 test:
@@ -108,7 +144,8 @@ deps:
 clean:
 	rm -rf build/rel build/san build/cuda bin
 
-.PHONY: all test bench deps clean cuda demo
+.PHONY: all test bench deps clean demo
 .SECONDARY:
 
+-include $(EMU_OBJ:.o=.d) $(CUDA_SRC:%.cu=build/cuda/%.d)
 -include $(LIB_OBJ:.o=.d) $(TOOL_SRC:tools/%.c=$(BUILD)/tools/%.d) $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/unit/%.d) $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%.d)
