@@ -2,8 +2,9 @@
  * for what is and is not emulated).
  *
  * Scheduler. A block's threads are fibers with their own stacks (64 KiB,
- * 256 KiB under ASan, a guard page below each; reused across blocks and
- * launches). A fiber runs until it waits at a barrier or returns; it then
+ * 256 KiB under ASan, a guard page below each), taken from a pool when a
+ * fiber first runs and returned when it ends, so only waiting fibers hold
+ * one and kernels without barriers run on two warm stacks. A fiber runs until it waits at a barrier or returns; it then
  * switches straight to the next fiber of a FIFO ready queue, or back to the
  * launching context when the queue is empty, which means the block either
  * finished or deadlocked. The last arrival at a barrier releases it: it
@@ -109,6 +110,12 @@ struct Fiber {
     uint3 tid;
     int id, lane, warp;
     State state;
+    bool started; // has a stack and has run (fibers get stacks when they first run)
+};
+
+struct Stack {
+    char *lo;
+    size_t size;
 };
 
 struct Warp {
@@ -120,6 +127,7 @@ struct Warp {
 };
 
 const size_t kStack = EMU_ASAN ? 256 << 10 : 64 << 10;
+const size_t kColour = 16 << 10; // stack tops are staggered over this much so they do not share cache sets
 const size_t kMaxExchange = 64;
 
 // Launch state (one launch at a time).
@@ -136,6 +144,13 @@ const std::function<void()> *g_body;
 unsigned char *g_smem;
 size_t g_smem_size;
 Ctx *g_prev; // the context the running fiber was switched from (ASan bookkeeping)
+// Stacks: a fiber takes one when it first runs and gives it back when it
+// returns, so a kernel without barriers cycles through two warm stacks and
+// only fibers that wait hold one. A returning fiber still runs on its stack
+// while it switches away, so the context it switches to releases it.
+std::vector<Stack> g_stack_pool;
+size_t g_stacks_made;
+Stack g_zombie;
 #if EMU_ASAN
 const void *g_asan_lo;
 size_t g_asan_size;
@@ -166,6 +181,31 @@ void set_current(Fiber *f) {
     emu_threadIdx = f->tid;
 }
 
+void release_zombie() {
+    if (g_zombie.lo) {
+        g_stack_pool.push_back(g_zombie);
+        g_zombie.lo = nullptr;
+    }
+}
+
+Stack take_stack() {
+    if (!g_stack_pool.empty()) {
+        Stack s = g_stack_pool.back();
+        g_stack_pool.pop_back();
+        return s;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    size_t len = kStack + kColour + page;
+    void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        fprintf(stderr, "emu: cannot map a fiber stack of %zu bytes\n", len);
+        abort();
+    }
+    mprotect(p, page, PROT_NONE); // guard page: a stack overflow faults instead of corrupting a neighbour
+    size_t colour = (g_stacks_made++ * 1088) % kColour & ~(size_t)63;
+    return Stack{(char *)p + page, kStack + colour};
+}
+
 /* Switches from `from` to `to`; returns when something switches back to
  * `from`. A dying context passes dying = true and never comes back. */
 inline void do_switch(Ctx *from, Ctx *to, bool dying) {
@@ -183,6 +223,7 @@ inline void do_switch(Ctx *from, Ctx *to, bool dying) {
 #if EMU_ASAN
     __sanitizer_finish_switch_fiber(from->fake_stack, nullptr, nullptr);
 #endif
+    release_zombie();
 }
 
 void ready_push(int id) {
@@ -197,11 +238,24 @@ Fiber *ready_pop() {
     return &g_fibers[id];
 }
 
+void fiber_reset(Fiber *f);
+
+void start_if_new(Fiber *f) {
+    if (f->started) return;
+    Stack s = take_stack();
+    f->ctx.stack_lo = s.lo;
+    f->ctx.stack_size = s.size;
+    fiber_reset(f);
+    f->started = true;
+}
+
 /* The running fiber stops (its state says why): run the next ready fiber, or
  * return to the launcher when there is none. */
 void schedule(bool dying) {
     Fiber *self = g_cur, *next = ready_pop();
+    if (dying) g_zombie = Stack{self->ctx.stack_lo, self->ctx.stack_size};
     if (next) {
+        start_if_new(next);
         set_current(next);
         do_switch(&self->ctx, &next->ctx, dying);
     } else {
@@ -219,6 +273,7 @@ void schedule(bool dying) {
         g_main.stack_size = g_asan_size;
     }
 #endif
+    release_zombie();
     (*g_body)();
     Fiber *self = g_cur;
     self->state = DONE;
@@ -263,21 +318,7 @@ void fiber_reset(Fiber *f) {
 }
 
 void ensure_fibers(int n) {
-    if ((int)g_fibers.size() >= n) return;
-    long page = sysconf(_SC_PAGESIZE);
-    size_t old = g_fibers.size();
-    g_fibers.resize(n);
-    for (size_t i = old; i < (size_t)n; i++) {
-        size_t len = kStack + page;
-        void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (p == MAP_FAILED) {
-            fprintf(stderr, "emu: cannot map a fiber stack of %zu bytes\n", len);
-            abort();
-        }
-        mprotect(p, page, PROT_NONE); // guard page: a stack overflow faults instead of corrupting a neighbour
-        g_fibers[i].ctx.stack_lo = (char *)p + page;
-        g_fibers[i].ctx.stack_size = kStack;
-    }
+    if ((int)g_fibers.size() < n) g_fibers.resize(n);
 }
 
 /* Nothing can run, some fibers have not returned: say why. */
@@ -367,13 +408,14 @@ void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> 
                 }
                 for (int i = 0; i < n; i++) {
                     g_fibers[i].state = RUNNABLE;
-                    fiber_reset(&g_fibers[i]);
+                    g_fibers[i].started = false;
                 }
                 g_done = g_at_bar = 0;
                 g_first_done = -1;
                 g_rhead = 0;
                 g_rcount = 0;
                 for (int i = 1; i < n; i++) ready_push(i);
+                start_if_new(&g_fibers[0]);
                 set_current(&g_fibers[0]);
                 do_switch(&g_main, &g_fibers[0].ctx, false);
                 if (g_done != n) report_deadlock();
