@@ -86,6 +86,15 @@ __global__ void dyn_smem_kernel(float *out) {
     out[(size_t)blockIdx.x * 2 * n + n + t] = sm[2 * n - 1 - t];
 }
 
+// Emulator only (a GPU leaves shared memory undefined): every block must see
+// dynamic shared memory filled with 0xff bytes, whatever the last block wrote.
+__global__ void smem_garbage_kernel(unsigned *out) {
+    DYN_SMEM(unsigned, sm);
+    out[blockIdx.x * blockDim.x + threadIdx.x] = sm[threadIdx.x];
+    __syncthreads();
+    sm[threadIdx.x] = 0;
+}
+
 /* ---- warp shuffles and votes ---- */
 
 // Per thread (8 values): xor-sum, down-sum (lane 0 meaningful), broadcast lane 0,
@@ -242,6 +251,15 @@ extern "C" int emu_selftest_dyn_smem(void) {
     std::vector<float> h((size_t)blocks * 2 * n);
     CK(cudaMemcpy(h.data(), d, h.size() * sizeof(float), cudaMemcpyDeviceToHost));
     CK(cudaFree(d));
+    unsigned *g;
+    CK(cudaMalloc((void **)&g, (size_t)blocks * n * sizeof(unsigned)));
+    LAUNCH(smem_garbage_kernel, dim3(blocks), dim3(n), n * sizeof(unsigned), (cudaStream_t)0, g);
+    CK(cudaGetLastError());
+    std::vector<unsigned> hg((size_t)blocks * n);
+    CK(cudaMemcpy(hg.data(), g, hg.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+    CK(cudaFree(g));
+    for (size_t i = 0; i < hg.size(); i++)
+        if (hg[i] != 0xffffffffu) fails += bad("dynamic smem garbage fill", (long long)i, hg[i], 0xffffffffu);
     for (int b = 0; b < blocks; b++)
         for (int t = 0; t < n; t++) {
             float w = (float)(b * 1000 + (n - 1 - t));
@@ -479,7 +497,8 @@ extern "C" int emu_selftest_gemm(void) {
     if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) return bad("cublasCreate", 0, 1, 0);
     Rng r{4242};
     const cublasOperation_t ops[2] = {CUBLAS_OP_N, CUBLAS_OP_T};
-    const int shapes[][4] = {{5, 3, 7, 0}, {17, 9, 33, 3}, {1, 6, 4, 2}, {8, 1, 1, 0}};
+    // m, n, k, extra leading dimension; k = 0 means C = beta C (C = 0 when beta is 0, even over NaN).
+    const int shapes[][4] = {{5, 3, 7, 0}, {17, 9, 33, 3}, {1, 6, 4, 2}, {8, 1, 1, 0}, {4, 3, 0, 1}};
     for (auto ta : ops)
         for (auto tb : ops)
             for (auto &s : shapes)
