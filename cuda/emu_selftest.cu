@@ -574,6 +574,12 @@ extern "C" int emu_selftest_runtime(void) {
     if (cudaGetLastError() != cudaErrorInvalidValue) fails += bad("get last", 0, 1, 0);
     if (cudaGetLastError() != cudaSuccess) fails += bad("get last resets", 0, 1, 0);
     if (cudaMemcpy(h, d, 8, cudaMemcpyHostToDevice) == cudaSuccess) fails += bad("memcpy wrong kind", 0, 1, 0);
+    unsigned char *d3;
+    CK(cudaMalloc((void **)&d3, 64));
+    if (cudaMemcpy(d3, d, 8, cudaMemcpyHostToDevice) == cudaSuccess) fails += bad("memcpy device source as host", 0, 1, 0);
+    if (cudaMemcpy(h, h + 8, 8, cudaMemcpyDeviceToHost) == cudaSuccess) fails += bad("memcpy host source as device", 0, 1, 0);
+    CK(cudaMemcpy(d3, d, 8, cudaMemcpyDefault));
+    CK(cudaFree(d3));
     if (cudaMemcpy(h, d + 1, 64, cudaMemcpyDeviceToHost) == cudaSuccess) fails += bad("memcpy src past end", 0, 1, 0);
     if (cudaMemset(d + 32, 0, 33) == cudaSuccess) fails += bad("memset past end", 0, 1, 0);
     if (cudaMemset(h, 0, 8) == cudaSuccess) fails += bad("memset on host memory", 0, 1, 0);
