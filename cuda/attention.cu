@@ -30,8 +30,10 @@ __global__ void __launch_bounds__(ATT_THREADS)
 attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, const att_tile *tiles, int NH, int NKV,
                  int HD, int Tmax) {
     __shared__ float Qs[ATT_TQ][ATT_MAX_HD];
-    __shared__ bf16 Ks[ATT_TK][ATT_MAX_HD];
-    __shared__ bf16 Vs[ATT_TK][ATT_MAX_HD];
+    /* rows padded by 2 bf16 (one 4-byte bank): the score loop has the 32
+     * lanes of a warp read 32 different key rows at the same d */
+    __shared__ bf16 Ks[ATT_TK][ATT_MAX_HD + 2];
+    __shared__ bf16 Vs[ATT_TK][ATT_MAX_HD + 2];
     __shared__ float S[ATT_TQ][ATT_TK + 1];
     const att_tile t = tiles[blockIdx.x];
     int h = blockIdx.y, kvh = h / (NH / NKV), QD = NH * HD, hd4 = HD / 4;

@@ -4,10 +4,13 @@
  *
  * One block per row:
  *   1. one pass: finite check, argmax (as a max over a 64-bit rank that
- *      orders by logit, then by lower id), then the sum of exp(x - max) in
- *      double: the log-sum-exp;
+ *      orders by logit, then by lower id), the log-sum-exp (an online
+ *      running max and sum per thread, combined in double), and the first
+ *      radix histogram. Rows of a 152k vocabulary do not fit in shared
+ *      memory or, 1024 rows at a time, in L2, so passes over the row are
+ *      what this kernel costs: 1 + 3 radix + 1 collect;
  *   2. top-K selection by radix select on the logits' order-preserving
- *      32-bit keys, 8 bits a pass from the top: after 4 histogram passes
+ *      32-bit keys, 8 bits a pass from the top: after 4 histograms
  *      the K-th largest key T is known together with how many of the keys
  *      equal to T are needed; those above T and the needed ones equal to T
  *      (lowest ids first, like the CPU heap's tie rule) are collected;
@@ -61,12 +64,26 @@ __global__ void __launch_bounds__(CT) compact_kernel(const float *logits, int V,
     const int g = blockIdx.x, tid = threadIdx.x;
     const float *x = logits + (size_t)g * V;
 
+    /* the one pass over the row that every request needs, which also
+     * builds the first radix histogram (top 8 bits of every key) */
+    for (int j = tid; j < 256; j += CT) hist[j] = 0;
+    __syncthreads();
     int bad = 0;
     unsigned long long best = 0;
+    float m = -INFINITY; /* this thread's running max and sum of exp(x - m) */
+    double s = 0;
     for (int i = tid; i < V; i += CT) {
         float v = x[i];
-        if (!isfinite(v)) bad = 1;
-        else best = max(best, rank_of(fkey(v), i));
+        if (!isfinite(v)) {
+            bad = 1;
+            continue;
+        }
+        unsigned key = fkey(v);
+        unsigned long long rk = rank_of(key, i);
+        best = rk > best ? rk : best;
+        if (v > m) s = s * (double)expf(m - v) + 1.0, m = v;
+        else s += (double)expf(v - m);
+        if (a.kmax > 0) atomicAdd(&hist[key >> 24], 1u);
     }
     bad = block_sum(bad, redi);
     if (bad) { /* block-uniform: every thread leaves here */
@@ -79,9 +96,7 @@ __global__ void __launch_bounds__(CT) compact_kernel(const float *logits, int V,
     best = block_max(best, redu, 0ull);
     const int amax = id_of(best);
     const float mx = x[amax];
-    double s = 0;
-    for (int i = tid; i < V; i += CT) s += (double)expf(x[i] - mx);
-    s = block_sum(s, redd);
+    s = block_sum(m > -INFINITY ? s * exp((double)m - (double)mx) : 0.0, redd);
     const double lse = (double)mx + log(s);
     if (tid == 0) {
         if (a.bad) a.bad[g] = 0;
@@ -92,11 +107,13 @@ __global__ void __launch_bounds__(CT) compact_kernel(const float *logits, int V,
         const unsigned K = (unsigned)min(a.kmax, V);
         unsigned prefix = 0, pmask = 0, krem = K;
         for (int shift = 24; shift >= 0; shift -= 8) {
-            for (int j = tid; j < 256; j += CT) hist[j] = 0;
-            __syncthreads();
-            for (int i = tid; i < V; i += CT) {
-                unsigned key = fkey(x[i]);
-                if ((key & pmask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+            if (shift < 24) { /* the first histogram came with the first pass */
+                for (int j = tid; j < 256; j += CT) hist[j] = 0;
+                __syncthreads();
+                for (int i = tid; i < V; i += CT) {
+                    unsigned key = fkey(x[i]);
+                    if ((key & pmask) == prefix) atomicAdd(&hist[(key >> shift) & 255u], 1u);
+                }
             }
             __syncthreads();
             if (tid == 0) {
