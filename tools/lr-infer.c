@@ -530,7 +530,8 @@ static void pack_params(msgpack_packer *pk, void *arg) {
     const opts *o = arg;
     char shard[32];
     snprintf(shard, sizeof shard, "%d/%d", o->shard_k, o->shard_n);
-    msgpack_pack_map(pk, 10);
+    msgpack_pack_map(pk, 11);
+    lrs_pack_cstr(pk, "device"); lrs_pack_cstr(pk, o->device);
     lrs_pack_cstr(pk, "mode"); lrs_pack_cstr(pk, o->follow ? "follow" : "generate");
     lrs_pack_cstr(pk, "input"); lrs_pack_cstr(pk, o->follow ? o->follow : o->data ? o->data : "-");
     lrs_pack_cstr(pk, "preset"); lrs_pack_cstr(pk, o->prompt_file ? o->prompt_file : o->preset);
@@ -859,6 +860,7 @@ int main(int argc, char **argv) {
     if (o.threads) openblas_set_num_threads(o.threads);
     eng_device dev;
     if ((rc = eng_parse_device(o.device, &dev))) goto out;
+    o.device = eng_device_name(dev); /* the header records the resolved one */
     if (!o.batch) o.batch = dev == ENG_CUDA ? 64 : 8;
     /* The cuda backend uploads bf16 straight from the checkpoint (no
      * float32 host copy), except when an adapter must be merged first. */
