@@ -926,7 +926,7 @@ out:
     lrs_close_read(fr);
     eng_free(&c.e);
     if (c.tok) tok_free(c.tok);
-    if (c.m.mem) model_free(&c.m);
+    model_free(&c.m);
     free(c.order), free(c.pr), free(c.done), free(c.goff), free(c.gids);
     free(c.res.k), free(c.res.ids), free(c.res.lps), free(c.res.tail), free(c.res.gtail), free(c.res.argmax);
     free(c.res.bad), free(c.res.logits), free(c.res.glps);

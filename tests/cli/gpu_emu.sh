@@ -48,7 +48,8 @@ echo "selection: $diff_steps of $steps steps differ"
     > /dev/null || die "generate on the device: records"
 
 # the device's list limit, and the real build on a machine without a GPU
-expect_fail 1 "$E/lr-infer" --model "$T/ama" --follow "$T/e.lrs" --device cuda --top-k-max 2000
+"$B/lr-mkmodel" "$T/big" --layers 1 --vocab 2100 > /dev/null
+expect_fail 1 "$E/lr-infer" --model "$T/big" --data "$T/q.jsonl" --layout gsm8k --device cuda --top-k-max 2000
 [[ $LAST_ERR == *"device limit"* ]] || die "top-k-max message: $LAST_ERR"
 if ! nvidia-smi > /dev/null 2>&1; then
     expect_fail 4 "$B/lr-infer" --model "$T/ama" --follow "$T/e.lrs" --device cuda -o "$T/none.lrs"
