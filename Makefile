@@ -106,7 +106,8 @@ $(NONE_LIBS): cuda/none.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # Emulated backend: C++17, same warnings, the build's sanitizers.
-EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -MMD -MP -pthread $(SANFLAGS) -DLR_CUDA_EMU
+# (-Wno-unknown-pragmas: g++ does not know nvcc's #pragma unroll)
+EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -MMD -MP -pthread $(SANFLAGS) -DLR_CUDA_EMU
 $(BUILD)/emu/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(CXX) -x c++ $(CPPFLAGS) -Icuda $(EMU_CXXFLAGS) -c $< -o $@
