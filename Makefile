@@ -144,7 +144,7 @@ bench: all
 
 # What tests/gpu/run.sh needs on a GPU machine without our -dev libraries
 # (binaries, their shared libraries, the tokenizer) into build/gpu-bundle.
-gpu-bundle: all
+gpu-bundle:
 	tests/gpu/bundle.sh
 
 deps:

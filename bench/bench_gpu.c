@@ -51,12 +51,6 @@ static const char USAGE[] =
     "Without a usable GPU and without --device cpu: prints\n"
     "  \"bench_gpu: skipped: <reason>\" and exits 0.\n";
 
-/* model_open (config + identity, no float32 weights; the cuda backend then
- * uploads bf16 straight from the safetensors mmap) is being added to
- * model.c: used when linked in, else the device gets a model_load'ed model.
- * TODO: call it directly once it is on main. */
-extern int model_open(model *m, const char *dir) __attribute__((weak));
-
 typedef struct {
     eng_device dev;
     int dev_set, threads;
@@ -112,9 +106,10 @@ static void make_gather(int32_t *gids, size_t *goff, size_t G, int ngid, int V, 
 
 static int load_ref(model *m, const char *dir) { return model_load(m, dir); }
 
+/* The device gets a model_open'ed model (bf16 uploaded straight from the
+ * safetensors mmap, the path lr-infer takes); the cpu a loaded one. */
 static int load_dev(model *m, const char *dir, eng_device dev) {
-    if (dev == ENG_CUDA && model_open) return model_open(m, dir);
-    return model_load(m, dir);
+    return dev == ENG_CUDA ? model_open(m, dir) : model_load(m, dir);
 }
 
 /* 0 when the device can be used; else prints the skip line and returns 1. */

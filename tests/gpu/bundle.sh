@@ -26,7 +26,10 @@ ALLOW_NONE=0
 [ "${1:-}" = --allow-no-cuda ] && ALLOW_NONE=1
 SHARED=${LR_SHARED:-$(cd .. && pwd)/shared}
 TOK=$SHARED/tokenizers/qwen
-make -s -j"$(nproc)" all >&2
+# only what the bundle holds (make all also builds every unit test)
+targets="bin/lr-mkmodel bin/lr-infer bin/lr-kl bin/lr-dump build/rel/bench/bench_gpu build/rel/cuda/none.o"
+[ -f cuda/emu.cc ] && targets="$targets build/rel/emu/bench_gpu build/rel/emu/lr-infer"
+make -s -j"$(nproc)" $targets >&2
 OUT=build/gpu-bundle
 rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/bin-emu" "$OUT/obj" "$OUT/lib"

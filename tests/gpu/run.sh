@@ -111,9 +111,12 @@ relink() {
     mkdir -p "$r/bin"
     echo "relinking against $ch (nvcc $($nv --version 2> /dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
     if ls cuda/*.cu > /dev/null 2>&1; then
+        local pids=() p
         for s in cuda/*.cu; do
-            "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilibcommon -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" || return 1
+            "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilibcommon -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" &
+            pids+=($!)
         done
+        for p in "${pids[@]}"; do wait "$p" || return 1; done
         ar rcs "$r/libgpu_cuda.a" "$r"/*.o || return 1
         gl="$r/libgpu_cuda.a -L$ch/lib64 -Wl,-rpath,$ch/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++"
     else
