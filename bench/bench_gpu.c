@@ -369,7 +369,7 @@ static int read_tokens(const char *path, int **tok, int **lens, int *nseq, int *
         if (rc) break;
         while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
         if (*p) {
-            rc = lr_err(LR_EINPUT, "%s: line %d: not a token id: \"%.20s\"", path, ns + 1, p);
+            rc = lr_err(LR_EINPUT, "%s: line %d: not a token id: \"%.*s\"", path, ns + 1, (int)strcspn(p, " \t\r\n"), p);
             break;
         }
         if (!n) continue;
@@ -387,7 +387,10 @@ static int cmd_logits(int argc, char **argv, const opts *o) {
     if (argc != 3) return lr_err(LR_EUSAGE, "logits takes DIR TOKENS_FILE OUT_FILE (see --help)");
     if (skip_without_gpu(o)) return LR_OK;
     int *tok = NULL, *lens = NULL, ns = 0, nt = 0, rc = read_tokens(argv[1], &tok, &lens, &ns, &nt);
-    if (rc) return rc;
+    if (rc) {
+        free(tok), free(lens);
+        return rc;
+    }
     model m;
     if ((rc = load_dev(&m, argv[0], o->dev))) {
         free(tok), free(lens);
