@@ -2,6 +2,7 @@
 transformers, no internet; --device cpu for the dry run here).
 
   hf_ref.py build  --shape S --out DIR [--tokenizer TOKDIR] [--device cuda] [--seed 1]
+                   [--lens 13,100,257]
       a random-weight Qwen2 model of shape S (see SHAPES), bf16, initialised on
       the device, saved as safetensors with the published config.json of the
       real model (plus the tokenizer files of TOKDIR), and TOKENS_FILE
@@ -47,7 +48,6 @@ SHAPES = {
                       num_key_value_heads=1, max_position_embeddings=4096, max_window_layers=2,
                       sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False),
 }
-LOGIT_LENS = [13, 100, 257]  # sequences of DIR/tokens.txt
 VTOK = 151643                 # ids above are special tokens / padding rows
 REL_BOUND = 1e-2              # the bf16 bound
 
@@ -89,7 +89,7 @@ def build(a):
                 shutil.copy(os.path.join(a.tokenizer, n), a.out)
     rng = np.random.default_rng(a.seed)
     with open(os.path.join(a.out, "tokens.txt"), "w") as f:
-        for n in LOGIT_LENS:
+        for n in map(int, a.lens.split(",")):
             f.write(" ".join(map(str, rng.integers(0, min(VTOK, cfgd["vocab_size"]), n))) + "\n")
     n = sum(p.numel() for p in model.parameters())
     log(f"{a.shape}: {n / 1e6:.1f}M parameters, init {t_init:.1f} s on {a.device}, "
@@ -186,6 +186,7 @@ def main():
     b.add_argument("--tokenizer")
     b.add_argument("--device", default="cuda")
     b.add_argument("--seed", type=int, default=1)
+    b.add_argument("--lens", default="13,100,257", help="lengths of the sequences of DIR/tokens.txt")
     r = sub.add_parser("ref")
     r.add_argument("--model", required=True)
     r.add_argument("--ours")

@@ -146,17 +146,19 @@ if ((DRY)); then
     PY=${LR_PY:-/work/main/build/venv/bin/python}
     [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
     HFDEV=cpu
+    SHAPES="tiny-0.5b tiny-1.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
     if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
         GBIN=$BUNDLE/bin-emu
         CARD="dry run (emulated device)"
+        # kernels emulated on the CPU are slow: fewer rows of the 151936-wide vocabulary
+        TEACH="--seqs 2 --len 32 --batch 2" LENS=5,17,40
     else
         DEV=cpu
         CARD="dry run (cpu stand-in)"
     fi
-    SHAPES="tiny-0.5b tiny-1.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24
 else
     PY=python3 HFDEV=cuda
-    SHAPES="qwen2.5-0.5b qwen2.5-math-1.5b" TEACH="--seqs 256 --len 400 --batch 32" KLN=32 KLT=48
+    SHAPES="qwen2.5-0.5b qwen2.5-math-1.5b" TEACH="--seqs 256 --len 400 --batch 32" KLN=32 KLT=48 LENS=13,100,257
     CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
     [ -n "$CARD" ] || CARD=$("$BIN/bench_gpu" 2>&1 | sed -n 's/.*(\(.*\); backend.*/\1/p')
 fi
@@ -207,7 +209,7 @@ stage kl 90 kl_stage
 # ---- 4. real shapes vs transformers ----
 for s in $SHAPES; do
     d=$WORK/hf/$s
-    stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" --tokenizer "$WORK/tok" || continue
+    stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" --tokenizer "$WORK/tok" --lens "$LENS" || continue
     stage "logits_$s" 90 "$GBIN/bench_gpu" logits --device "$DEV" "$d" "$d/tokens.txt" "$WORK/ours_$s.bin"
     # shellcheck disable=SC2086
     stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
