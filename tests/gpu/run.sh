@@ -12,6 +12,8 @@
 #      shapes built there with transformers (hf_ref.py build): our logits vs
 #      transformers' (float32 reference), then teacher forcing of 256 x 400
 #      tokens, ours (`bench_gpu teacher`) vs transformers (hf_ref.py ref);
+#      if transformers cannot build a shape, lr-mkmodel makes it for our
+#      timing alone (LR_GPU_NO_TORCH=1 takes that path on purpose);
 #   5. prints ONE markdown table and writes it into docs/PERF.md under
 #      "### <card>, <date>" (replacing that card's earlier table), copied with
 #      the log to $OUT.
@@ -207,10 +209,27 @@ for i in range($KLN): print('{\"id\": \"q%d\", \"question\": \"A shop has %d box
 stage kl 90 kl_stage
 
 # ---- 4. real shapes vs transformers ----
+# the same shapes by lr-mkmodel, for our timing when transformers cannot build them
+declare -A MKSHAPE=(
+    [qwen2.5-0.5b]="--hidden 896 --inter 4864 --layers 24 --heads 14 --kv-heads 2 --tied --rope-theta 1e6"
+    [qwen2.5-math-1.5b]="--hidden 1536 --inter 8960 --layers 28 --heads 12 --kv-heads 2 --tied --rope-theta 1e4"
+    [tiny-0.5b]="--hidden 128 --inter 256 --layers 2 --heads 2 --kv-heads 1 --tied --rope-theta 1e6"
+    [tiny-1.5b]="--hidden 256 --inter 384 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4")
 for s in $SHAPES; do
     d=$WORK/hf/$s
-    stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" --tokenizer "$WORK/tok" --lens "$LENS" || continue
-    stage "logits_$s" 90 "$GBIN/bench_gpu" logits --device "$DEV" "$d" "$d/tokens.txt" "$WORK/ours_$s.bin"
+    # LR_GPU_NO_TORCH=1: take the fallback (to try it in a dry run)
+    if [ -z "${LR_GPU_NO_TORCH:-}" ] &&
+        stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" --tokenizer "$WORK/tok" --lens "$LENS"; then
+        stage "logits_$s" 90 "$GBIN/bench_gpu" logits --device "$DEV" "$d" "$d/tokens.txt" "$WORK/ours_$s.bin"
+    else
+        echo "run.sh: no transformers model of shape $s: lr-mkmodel makes one for our timing alone"
+        rm -rf "$d"
+        # shellcheck disable=SC2086
+        stage "mkmodel_$s" 60 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 --tokenizer "$WORK/tok/tokenizer.json" || continue
+        # shellcheck disable=SC2086
+        stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+        continue
+    fi
     # shellcheck disable=SC2086
     stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
     ours=()
