@@ -247,6 +247,7 @@ PERF_OUT=$OUTDIR/PERF.md
 python3 "$ROOT/tests/gpu/table.py" "$RES" "$ROOT/docs/PERF.md" "$PERF_OUT" --card "$CARD" --date "$DATE" --note "$NOTE"
 ((DRY)) || cp "$PERF_OUT" "$ROOT/docs/PERF.md"
 cp "$RES" "$OUTDIR/results.txt"
+rm -rf "$WORK/hf" "$WORK/models" "$WORK/kl" "$WORK/relink" "$WORK/lib" "$WORK/tok" # GBs of model folders
 echo "run.sh: done in $(($(date +%s) - T0))s; $PERF_OUT, $OUTDIR/run.log, $OUTDIR/results.txt"
 fails=$(grep -cE 'result=(FAIL|ERROR)|^stage .* rc=[1-9]' "$RES")
 echo "run.sh: $fails failing lines in the results"
