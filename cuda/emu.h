@@ -2,19 +2,52 @@
  * The .cu files compile with g++ -DLR_CUDA_EMU against this header (see
  * compat.h) and link cuda/emu.cc instead of cudart and cuBLAS.
  *
- * Model of execution: a launch runs its blocks one after another; the
- * threads of a block are fibers (ucontext) on the calling thread, switched
- * only at __syncthreads() and warp-level operations, so shared memory
- * (`__shared__` is `static` here: one copy, blocks run one at a time) and
- * barriers behave as on a GPU. Divergent barriers, warp operations with
- * exited lanes or a partial mask, and barriers after some threads returned
- * abort with a message naming the kernel: code that is undefined on a GPU
- * fails loudly here. Device memory is host memory from malloc, so ASan sees
- * out-of-bounds accesses in kernels.
+ * What is emulated:
+ * - Launches run their blocks one after another (x fastest, then y, z); the
+ *   threads of a block are fibers on the calling host thread, switched only
+ *   at __syncthreads() and warp operations (shuffles, votes, __syncwarp),
+ *   so `__shared__` (`static` here: one copy, blocks run one at a time),
+ *   dynamic shared memory (DYN_SMEM; filled with 0xFF bytes before every
+ *   block, i.e. NaN floats, -1 ints, to expose reads before writes) and
+ *   barriers behave as on a GPU.
+ * - Strict checks abort with one stderr line naming kernel, block and
+ *   thread: a __syncthreads() reached after threads of the block returned
+ *   or while lanes of the caller's warp wait at a warp operation, a thread
+ *   returning while others wait at a barrier, a warp operation with a mask
+ *   other than 0xffffffff, with exited lanes or in a block whose size is no
+ *   multiple of 32, and any deadlock (no fiber can run, some unfinished).
+ * - Launch configuration limits (block <= 1024 threads, 1024 x 1024 x 64,
+ *   grid y,z <= 65535, dynamic shared memory <= 227 KiB): a bad launch does
+ *   not run and sets cudaErrorInvalidConfiguration, as on a GPU.
+ * - Device memory is host memory from malloc, filled with 0xFF bytes like
+ *   uninitialised device memory; a registry of live allocations makes
+ *   cudaFree/cudaMemcpy/cudaMemset/cublasGemmEx reject pointers or ranges
+ *   outside them, and ASan sees out-of-bounds accesses in kernels.
+ * - cuBLAS: cublasGemmEx (column-major, OP_N/OP_T, bf16 or f32 operands,
+ *   f32 or bf16 output, f32 compute, cuBLAS's support matrix and argument
+ *   checks) via float32 OpenBLAS: the arithmetic a real GEMM with f32
+ *   accumulation does, up to summation order.
  *
- * cuBLAS: cublasGemmEx (column-major, OP_N/OP_T, bf16 or f32 operands,
- * f32 or bf16 output, f32 compute) via float32 OpenBLAS: the arithmetic a
- * real GEMM with f32 accumulation does, up to summation order. */
+ * What is NOT emulated (bugs of these kinds pass here and fail on a GPU):
+ * - no concurrency between blocks or between fibers except at the switch
+ *   points: races between blocks, missing atomics, memory-ordering and
+ *   __threadfence bugs are not caught; atomics are plain read-modify-write;
+ * - warp-synchronous code that relies on lockstep execution without
+ *   __syncwarp/shuffles (e.g. volatile shared-memory warp reductions) runs
+ *   here as if it were correct; threads reaching different __syncthreads()
+ *   call sites (or lanes different shuffle call sites) are matched as one
+ *   barrier, as hardware does, though CUDA calls it undefined;
+ * - `__shared__` variables keep their values from the previous block (on a
+ *   GPU they are undefined), static shared memory sizes are not limited,
+ *   and a kernel may read host memory, which a GPU cannot;
+ * - the 48 KiB dynamic shared memory limit without
+ *   cudaFuncSetAttribute(MaxDynamicSharedMemorySize) is not checked;
+ * - streams and events are synchronous (events read the wall clock);
+ * - one host thread at a time may launch (a second concurrent launch aborts);
+ * - __nv_bfloat16 converts to and from float like CUDA's, but has no
+ *   arithmetic operators: a + b computes in float (CUDA rounds each bf16
+ *   operation); read its bits with __bfloat16_as_ushort, not .x (which
+ *   CUDA's type does not expose). */
 #ifndef LR_CUDA_EMU_H
 #define LR_CUDA_EMU_H
 
@@ -28,9 +61,11 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __restrict__ __restrict
+#define __align__(n) __attribute__((aligned(n)))
 
 struct dim3 {
     unsigned x, y, z;
@@ -50,12 +85,16 @@ extern dim3 emu_blockDim, emu_gridDim;
 #define warpSize 32
 
 void __syncthreads();
-/* Exchanges `size` bytes of every lane of the calling warp: writes this
- * lane's bytes, waits for the warp, copies lane src_lane's bytes into out,
- * waits again. All 32 lanes must take part (mask 0xffffffff). */
+/* Exchanges `size` bytes (at most 64) of every lane of the calling warp:
+ * writes this lane's bytes, waits for the warp, copies lane src_lane's
+ * bytes into out. All 32 lanes must take part (mask 0xffffffff). With
+ * size 0 it is a plain warp barrier (__syncwarp). */
 void emu_warp_exchange(unsigned mask, const void *mine, void *out, size_t size, int src_lane);
+/* The same, copying every lane's bytes: out[lane * size ...] for lanes 0..31. */
+void emu_warp_allgather(unsigned mask, const void *mine, void *out, size_t size);
 int emu_lane();
 
+inline void __syncwarp(unsigned mask = 0xffffffffu) { emu_warp_exchange(mask, nullptr, nullptr, 0, emu_lane()); }
 template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
     T out;
     int lane = emu_lane();
@@ -74,36 +113,89 @@ template <class T> inline T __shfl_down_sync(unsigned mask, T v, unsigned delta,
     emu_warp_exchange(mask, &v, &out, sizeof v, src < base + width ? src : lane);
     return out;
 }
+template <class T> inline T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    T out;
+    int lane = emu_lane(), base = lane & ~(width - 1), src = lane - (int)delta;
+    emu_warp_exchange(mask, &v, &out, sizeof v, src >= base ? src : lane);
+    return out;
+}
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+    int all[32], mine = pred != 0;
+    emu_warp_allgather(mask, &mine, all, sizeof mine);
+    unsigned b = 0;
+    for (int i = 0; i < 32; i++) b |= (unsigned)all[i] << i;
+    return b;
+}
+inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == 0xffffffffu; }
+inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+inline unsigned __activemask() { return 0xffffffffu; }
 
 /* Atomics: fibers never switch inside one, so plain read-modify-write. */
 template <class T> inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }
+template <class T> inline T atomicSub(T *p, T v) { T o = *p; *p = o - v; return o; }
 template <class T> inline T atomicMax(T *p, T v) { T o = *p; if (v > o) *p = v; return o; }
 template <class T> inline T atomicMin(T *p, T v) { T o = *p; if (v < o) *p = v; return o; }
+template <class T> inline T atomicExch(T *p, T v) { T o = *p; *p = v; return o; }
+template <class T> inline T atomicCAS(T *p, T cmp, T v) { T o = *p; if (o == cmp) *p = v; return o; }
+template <class T> inline T atomicOr(T *p, T v) { T o = *p; *p = o | v; return o; }
+template <class T> inline T atomicAnd(T *p, T v) { T o = *p; *p = o & v; return o; }
+template <class T> inline T __ldg(const T *p) { return *p; }
 
 inline float __expf(float x) { return expf(x); }
 inline float __logf(float x) { return logf(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : x > 1.0f ? 1.0f : x; }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline long long max(long long a, long long b) { return a > b ? a : b; }
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
 inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline unsigned long min(unsigned long a, unsigned long b) { return a < b ? a : b; }
+inline unsigned long max(unsigned long a, unsigned long b) { return a > b ? a : b; }
+inline unsigned long long min(unsigned long long a, unsigned long long b) { return a < b ? a : b; }
+inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
+inline double min(double a, double b) { return fmin(a, b); }
+inline double max(double a, double b) { return fmax(a, b); }
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 inline int __float_as_int(float f) { int i; memcpy(&i, &f, 4); return i; }
 inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
 inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
 
-/* bf16 with CUDA's conversions (round to nearest even, NaN stays NaN). */
+/* bf16 with CUDA's conversions (round to nearest even, NaN becomes the
+ * canonical quiet NaN 0x7fff, as cvt.rn.bf16.f32 does). Like CUDA's type it
+ * converts implicitly to and from float. */
 struct __nv_bfloat16 {
     uint16_t x;
+    __nv_bfloat16() = default;
+    inline __nv_bfloat16(float f);
+    operator float() const { return __uint_as_float((unsigned)x << 16); }
 };
-__nv_bfloat16 __float2bfloat16(float f);
+inline __nv_bfloat16 __float2bfloat16(float f) {
+    unsigned u = __float_as_uint(f);
+    __nv_bfloat16 h;
+    if ((u & 0x7fffffffu) > 0x7f800000u)
+        h.x = 0x7fff;
+    else
+        h.x = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return h;
+}
+inline __nv_bfloat16::__nv_bfloat16(float f) : x(__float2bfloat16(f).x) {}
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __float2bfloat16(f); }
 inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((unsigned)h.x << 16); }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 h) { return h.x; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
+    __nv_bfloat16 h;
+    h.x = u;
+    return h;
+}
 
 /* Launch: blocks in order, each block's threads as fibers. smem bytes of
- * dynamic shared memory (DYN_SMEM) per block. */
+ * dynamic shared memory (DYN_SMEM) per block. A bad configuration does not
+ * run and sets cudaErrorInvalidConfiguration (see cudaGetLastError). */
 void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name);
 void *emu_dyn_smem();
 #define LAUNCH(kernel, grid, block, smem, stream, ...)                                                        \
@@ -115,8 +207,11 @@ typedef enum {
     cudaSuccess = 0,
     cudaErrorInvalidValue = 1,
     cudaErrorMemoryAllocation = 2,
-    cudaErrorNoDevice = 100,
+    cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17,
+    cudaErrorNoDevice = 100,
+    cudaErrorInvalidDevice = 101,
+    cudaErrorInvalidResourceHandle = 400,
 } cudaError_t;
 typedef enum {
     cudaMemcpyHostToHost = 0,
@@ -135,26 +230,39 @@ struct cudaDeviceProp {
     size_t sharedMemPerBlockOptin;
 };
 enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
+enum { cudaStreamDefault = 0, cudaStreamNonBlocking = 1 };
+enum { cudaEventDefault = 0, cudaEventBlockingSync = 1, cudaEventDisableTiming = 2 };
 
 cudaError_t cudaGetDeviceCount(int *n);
+cudaError_t cudaGetDevice(int *d);
 cudaError_t cudaSetDevice(int d);
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d);
 cudaError_t cudaMalloc(void **p, size_t n);
+template <class T> inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc((void **)p, n); }
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMallocHost(void **p, size_t n);
+template <class T> inline cudaError_t cudaMallocHost(T **p, size_t n) { return cudaMallocHost((void **)p, n); }
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s = 0);
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                         cudaMemcpyKind k);
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                              size_t height, cudaMemcpyKind k, cudaStream_t s = 0);
 cudaError_t cudaMemset(void *p, int v, size_t n);
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s = 0);
 cudaError_t cudaStreamCreate(cudaStream_t *s);
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t s);
 cudaError_t cudaStreamSynchronize(cudaStream_t s);
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags = 0);
 cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaGetLastError();
 cudaError_t cudaPeekAtLastError();
 const char *cudaGetErrorString(cudaError_t e);
+const char *cudaGetErrorName(cudaError_t e);
 cudaError_t cudaEventCreate(cudaEvent_t *e);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags);
 cudaError_t cudaEventDestroy(cudaEvent_t e);
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
@@ -180,7 +288,12 @@ cublasStatus_t cublasCreate(cublasHandle_t *h);
 cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
-/* C = alpha op(A) op(B) + beta C, column-major; alpha/beta point to float. */
+/* C = alpha op(A) op(B) + beta C, column-major; alpha/beta point to float
+ * (host pointers). Types as cuBLAS supports them with COMPUTE_32F: A and B
+ * both CUDA_R_32F with C CUDA_R_32F, or both CUDA_R_16BF with C CUDA_R_16BF
+ * or CUDA_R_32F; anything else is CUBLAS_STATUS_NOT_SUPPORTED. A, B and C
+ * must lie inside live cudaMalloc/cudaMallocHost allocations (else the
+ * emulator aborts: on a GPU it would be an illegal address). */
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType at, int lda, const void *B,
                             cudaDataType bt, int ldb, const void *beta, void *C, cudaDataType ct, int ldc,

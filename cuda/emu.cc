@@ -1,0 +1,908 @@
+/* emu: the emulated CUDA device behind cuda/emu.h (read its header comment
+ * for what is and is not emulated).
+ *
+ * Scheduler. A block's threads are fibers with their own stacks (64 KiB,
+ * 256 KiB under ASan, a guard page below each; reused across blocks and
+ * launches). A fiber runs until it waits at a barrier or returns; it then
+ * switches straight to the next fiber of a FIFO ready queue, or back to the
+ * launching context when the queue is empty, which means the block either
+ * finished or deadlocked. The last arrival at a barrier releases it: it
+ * queues the waiters and keeps running, so a barrier costs one switch per
+ * waiting thread. A warp exchange needs a single barrier: lanes write into
+ * one of two per-warp slot buffers chosen by the barrier's generation, and
+ * a buffer is rewritten only two generations later, when every lane has
+ * read it.
+ *
+ * Switching: on x86-64 a small assembly routine saves the callee-saved
+ * registers and the FP control words (no signal-mask syscall as in
+ * swapcontext, and nothing for ASan to intercept); elsewhere ucontext.
+ * Under ASan every switch is announced with __sanitizer_start/finish_
+ * switch_fiber so that ASan knows which stack is live. */
+#include "emu.h"
+
+#include <cblas.h>
+
+#include <atomic>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+#include <set>
+#include <vector>
+
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define EMU_ASAN 1
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#else
+#define EMU_ASAN 0
+#endif
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+uint3 emu_threadIdx, emu_blockIdx;
+dim3 emu_blockDim, emu_gridDim;
+
+namespace {
+
+/* ---------------------------------------------------------------- contexts */
+
+#if defined(__x86_64__)
+/* emu_ctx_switch(save, to): pushes rbp rbx r12-r15 and the MXCSR/x87 control
+ * words, stores rsp in *save, loads rsp = to, pops the same and returns into
+ * the other context. */
+extern "C" void emu_ctx_switch(void **save, void *to);
+asm(R"(
+    .text
+    .p2align 4
+    .type emu_ctx_switch,@function
+emu_ctx_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $8, %rsp
+    stmxcsr (%rsp)
+    fnstcw 4(%rsp)
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    ldmxcsr (%rsp)
+    fldcw 4(%rsp)
+    addq $8, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_ctx_switch, .-emu_ctx_switch
+    .section .note.GNU-stack,"",@progbits
+    .text
+)");
+#endif
+
+struct Ctx {
+#if defined(__x86_64__)
+    void *sp = nullptr;
+#else
+    ucontext_t uc;
+#endif
+    char *stack_lo = nullptr; // usable stack [stack_lo, stack_lo + stack_size)
+    size_t stack_size = 0;
+    void *fake_stack = nullptr; // ASan's fake stack of this context while it is switched out
+};
+
+enum State : unsigned char { RUNNABLE, AT_BLOCK_BAR, AT_WARP_BAR, DONE };
+
+struct Fiber {
+    Ctx ctx;
+    uint3 tid;
+    int id, lane, warp;
+    State state;
+};
+
+struct Warp {
+    int arrived;           // lanes waiting at the current warp barrier
+    int at_block_bar;      // lanes waiting at __syncthreads
+    int done;              // lanes that returned
+    unsigned gen;          // completed warp barriers
+    unsigned char buf[2][32][64];
+};
+
+const size_t kStack = EMU_ASAN ? 256 << 10 : 64 << 10;
+const size_t kMaxExchange = 64;
+
+// Launch state (one launch at a time).
+std::atomic<bool> g_busy{false};
+Ctx g_main;
+std::vector<Fiber> g_fibers;
+std::vector<Warp> g_warps;
+std::vector<int> g_ready; // ring buffer of fiber ids
+size_t g_rhead, g_rcount;
+Fiber *g_cur;
+int g_n, g_done, g_at_bar, g_first_done;
+const char *g_name;
+const std::function<void()> *g_body;
+unsigned char *g_smem;
+size_t g_smem_size;
+Ctx *g_prev; // the context the running fiber was switched from (ASan bookkeeping)
+#if EMU_ASAN
+const void *g_asan_lo;
+size_t g_asan_size;
+#endif
+
+[[noreturn]] __attribute__((format(printf, 2, 3))) void fail(const Fiber *f, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (f)
+        fprintf(stderr, "emu: kernel %s, block (%u,%u,%u), thread (%u,%u,%u): %s\n", g_name ? g_name : "?",
+                emu_blockIdx.x, emu_blockIdx.y, emu_blockIdx.z, f->tid.x, f->tid.y, f->tid.z, msg);
+    else
+        fprintf(stderr, "emu: kernel %s, block (%u,%u,%u): %s\n", g_name ? g_name : "?", emu_blockIdx.x,
+                emu_blockIdx.y, emu_blockIdx.z, msg);
+    abort();
+}
+
+[[noreturn]] void fail_outside(const char *what) {
+    fprintf(stderr, "emu: %s called outside a kernel\n", what);
+    abort();
+}
+
+void set_current(Fiber *f) {
+    g_cur = f;
+    emu_threadIdx = f->tid;
+}
+
+/* Switches from `from` to `to`; returns when something switches back to
+ * `from`. A dying context passes dying = true and never comes back. */
+inline void do_switch(Ctx *from, Ctx *to, bool dying) {
+    g_prev = from;
+#if EMU_ASAN
+    __sanitizer_start_switch_fiber(dying ? nullptr : &from->fake_stack, to->stack_lo, to->stack_size);
+#else
+    (void)dying;
+#endif
+#if defined(__x86_64__)
+    emu_ctx_switch(&from->sp, to->sp);
+#else
+    swapcontext(&from->uc, &to->uc);
+#endif
+#if EMU_ASAN
+    __sanitizer_finish_switch_fiber(from->fake_stack, nullptr, nullptr);
+#endif
+}
+
+void ready_push(int id) {
+    g_ready[(g_rhead + g_rcount++) % g_ready.size()] = id;
+}
+
+Fiber *ready_pop() {
+    if (!g_rcount) return nullptr;
+    int id = g_ready[g_rhead];
+    g_rhead = (g_rhead + 1) % g_ready.size();
+    g_rcount--;
+    return &g_fibers[id];
+}
+
+/* The running fiber stops (its state says why): run the next ready fiber, or
+ * return to the launcher when there is none. */
+void schedule(bool dying) {
+    Fiber *self = g_cur, *next = ready_pop();
+    if (next) {
+        set_current(next);
+        do_switch(&self->ctx, &next->ctx, dying);
+    } else {
+        g_cur = nullptr;
+        do_switch(&self->ctx, &g_main, dying);
+    }
+}
+
+[[noreturn]] void fiber_entry() {
+#if EMU_ASAN
+    // Where the switch came from: the launcher's stack bounds are learnt here.
+    __sanitizer_finish_switch_fiber(nullptr, &g_asan_lo, &g_asan_size);
+    if (g_prev == &g_main) {
+        g_main.stack_lo = (char *)g_asan_lo;
+        g_main.stack_size = g_asan_size;
+    }
+#endif
+    (*g_body)();
+    Fiber *self = g_cur;
+    self->state = DONE;
+    if (g_done++ == 0) g_first_done = self->id;
+    Warp &w = g_warps[self->warp];
+    w.done++;
+    if (g_at_bar) fail(self, "returned while other threads of the block wait at __syncthreads() (divergent barrier)");
+    if (w.arrived) fail(self, "returned while other lanes of its warp wait at a warp operation (shuffle/vote/__syncwarp)");
+    schedule(true);
+    __builtin_unreachable();
+}
+
+#if !defined(__x86_64__)
+void fiber_entry_uc() { fiber_entry(); }
+#endif
+
+/* Makes f start fiber_entry on its stack at the next switch to it. */
+#if EMU_ASAN
+__attribute__((no_sanitize_address))
+#endif
+void fiber_reset(Fiber *f) {
+#if EMU_ASAN
+    // The previous fiber on this stack died inside fiber_entry, whose frame
+    // shadow may still be poisoned where the new start frame goes.
+    __asan_unpoison_memory_region(f->ctx.stack_lo + f->ctx.stack_size - 4096, 4096);
+#endif
+#if defined(__x86_64__)
+    uintptr_t top = ((uintptr_t)f->ctx.stack_lo + f->ctx.stack_size) & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)top;
+    *--sp = 0;                        // fiber_entry's return address: none (it never returns)
+    *--sp = (uint64_t)&fiber_entry;   // popped by emu_ctx_switch's ret
+    for (int i = 0; i < 6; i++) *--sp = 0; // rbp rbx r12-r15
+    *--sp = 0x1f80 | ((uint64_t)0x037f << 32); // MXCSR, x87 control word: the defaults
+    f->ctx.sp = sp;
+#else
+    getcontext(&f->ctx.uc);
+    f->ctx.uc.uc_stack.ss_sp = f->ctx.stack_lo;
+    f->ctx.uc.uc_stack.ss_size = f->ctx.stack_size;
+    f->ctx.uc.uc_link = nullptr;
+    makecontext(&f->ctx.uc, fiber_entry_uc, 0);
+#endif
+}
+
+void ensure_fibers(int n) {
+    if ((int)g_fibers.size() >= n) return;
+    long page = sysconf(_SC_PAGESIZE);
+    size_t old = g_fibers.size();
+    g_fibers.resize(n);
+    for (size_t i = old; i < (size_t)n; i++) {
+        size_t len = kStack + page;
+        void *p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) {
+            fprintf(stderr, "emu: cannot map a fiber stack of %zu bytes\n", len);
+            abort();
+        }
+        mprotect(p, page, PROT_NONE); // guard page: a stack overflow faults instead of corrupting a neighbour
+        g_fibers[i].ctx.stack_lo = (char *)p + page;
+        g_fibers[i].ctx.stack_size = kStack;
+    }
+}
+
+/* Nothing can run, some fibers have not returned: say why. */
+[[noreturn]] void report_deadlock() {
+    const Fiber *bar = nullptr, *warp = nullptr;
+    for (int i = 0; i < g_n; i++) {
+        const Fiber &f = g_fibers[i];
+        if (f.state == AT_BLOCK_BAR && !bar) bar = &f;
+        if (f.state == AT_WARP_BAR && !warp) warp = &f;
+    }
+    if (bar && warp)
+        fail(warp,
+             "deadlock: waits at a warp operation while thread (%u,%u,%u) waits at __syncthreads() (divergent "
+             "barrier)",
+             bar->tid.x, bar->tid.y, bar->tid.z);
+    if (warp) fail(warp, "deadlock: a warp operation that not all 32 lanes reach");
+    if (bar) fail(bar, "deadlock at __syncthreads()");
+    fail(nullptr, "deadlock: no thread can run");
+}
+
+bool bad_config(dim3 g, dim3 b, size_t smem) {
+    if (!g.x || !g.y || !g.z || !b.x || !b.y || !b.z) return true;
+    if (g.x > 0x7fffffffu || g.y > 65535 || g.z > 65535) return true;
+    if (b.x > 1024 || b.y > 1024 || b.z > 64 || (uint64_t)b.x * b.y * b.z > 1024) return true;
+    return smem > 232448; // sm_90's opt-in maximum per block
+}
+
+cudaError_t g_last_error = cudaSuccess;
+std::mutex g_err_mu;
+
+cudaError_t set_error(cudaError_t e) {
+    if (e != cudaSuccess) {
+        std::lock_guard<std::mutex> lk(g_err_mu);
+        g_last_error = e;
+    }
+    return e;
+}
+
+} // namespace
+
+/* ------------------------------------------------------------------ launch */
+
+void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name) {
+    if (bad_config(grid, block, smem)) {
+        set_error(cudaErrorInvalidConfiguration);
+        return;
+    }
+    if (g_busy.exchange(true)) {
+        fprintf(stderr, "emu: launch of %s while another launch runs (from a kernel or a second host thread)\n",
+                name);
+        abort();
+    }
+    int n = (int)(block.x * block.y * block.z);
+    ensure_fibers(n);
+    int nwarps = (n + 31) / 32;
+    if ((int)g_warps.size() < nwarps) g_warps.resize(nwarps);
+    if ((int)g_ready.size() < n) g_ready.resize(n);
+    g_n = n;
+    g_name = name;
+    g_body = &body;
+    g_smem_size = smem;
+    g_smem = (unsigned char *)malloc(smem ? smem : 1);
+    if (!g_smem) {
+        fprintf(stderr, "emu: out of memory for %zu bytes of dynamic shared memory\n", smem);
+        abort();
+    }
+    emu_gridDim = grid;
+    emu_blockDim = block;
+    for (int i = 0; i < n; i++) {
+        Fiber &f = g_fibers[i];
+        f.id = i;
+        f.lane = i % 32;
+        f.warp = i / 32;
+        f.tid.x = i % block.x;
+        f.tid.y = i / block.x % block.y;
+        f.tid.z = i / (block.x * block.y);
+    }
+    for (unsigned bz = 0; bz < grid.z; bz++)
+        for (unsigned by = 0; by < grid.y; by++)
+            for (unsigned bx = 0; bx < grid.x; bx++) {
+                emu_blockIdx = uint3{bx, by, bz};
+                memset(g_smem, 0xff, smem);
+                for (int w = 0; w < nwarps; w++) {
+                    Warp &wp = g_warps[w];
+                    wp.arrived = wp.at_block_bar = wp.done = 0;
+                    wp.gen = 0;
+                }
+                for (int i = 0; i < n; i++) {
+                    g_fibers[i].state = RUNNABLE;
+                    fiber_reset(&g_fibers[i]);
+                }
+                g_done = g_at_bar = 0;
+                g_first_done = -1;
+                g_rhead = 0;
+                g_rcount = 0;
+                for (int i = 1; i < n; i++) ready_push(i);
+                set_current(&g_fibers[0]);
+                do_switch(&g_main, &g_fibers[0].ctx, false);
+                if (g_done != n) report_deadlock();
+            }
+    free(g_smem);
+    g_smem = nullptr;
+    g_cur = nullptr;
+    g_busy = false;
+}
+
+void *emu_dyn_smem() {
+    if (!g_cur) fail_outside("emu_dyn_smem (DYN_SMEM)");
+    return g_smem;
+}
+
+int emu_lane() {
+    if (!g_cur) fail_outside("a warp operation");
+    return g_cur->lane;
+}
+
+void __syncthreads() {
+    Fiber *self = g_cur;
+    if (!self) fail_outside("__syncthreads()");
+    if (g_done) {
+        const Fiber &d = g_fibers[g_first_done];
+        fail(self, "__syncthreads() reached after thread (%u,%u,%u) of the block returned (divergent barrier)", d.tid.x,
+             d.tid.y, d.tid.z);
+    }
+    Warp &w = g_warps[self->warp];
+    if (w.arrived)
+        fail(self, "__syncthreads() reached while other lanes of its warp wait at a warp operation (divergence)");
+    if (++g_at_bar == g_n) {
+        // Release: everyone else waits here, so the ready queue is empty.
+        g_at_bar = 0;
+        for (int i = 0; i < g_n; i++) {
+            Fiber &f = g_fibers[i];
+            if (&f == self) continue;
+            f.state = RUNNABLE;
+            ready_push(i);
+        }
+        for (int i = 0; i < (g_n + 31) / 32; i++) g_warps[i].at_block_bar = 0;
+        return;
+    }
+    self->state = AT_BLOCK_BAR;
+    w.at_block_bar++;
+    schedule(false);
+}
+
+namespace {
+
+/* Waits until all 32 lanes of the caller's warp have arrived, after writing
+ * size bytes of `mine` into the slot buffer; returns that buffer. */
+unsigned char (*warp_barrier(unsigned mask, const void *mine, size_t size, const char *what))[64] {
+    Fiber *self = g_cur;
+    if (!self) fail_outside(what);
+    if (mask != 0xffffffffu) fail(self, "%s with mask 0x%08x: only full-warp masks are supported", what, mask);
+    if (g_n % 32) fail(self, "%s in a block of %d threads, not a multiple of 32", what, g_n);
+    if (size > kMaxExchange) fail(self, "%s of %zu bytes (at most %zu)", what, size, kMaxExchange);
+    Warp &w = g_warps[self->warp];
+    if (w.done) fail(self, "%s after lanes of its warp returned", what);
+    if (w.at_block_bar)
+        fail(self, "%s while other lanes of its warp wait at __syncthreads() (divergence)", what);
+    unsigned gen = w.gen;
+    auto buf = w.buf[gen & 1];
+    if (size) memcpy(buf[self->lane], mine, size);
+    if (++w.arrived == 32) {
+        w.arrived = 0;
+        w.gen++;
+        int base = self->warp * 32;
+        for (int i = base; i < base + 32; i++) {
+            Fiber &f = g_fibers[i];
+            if (&f == self) continue;
+            f.state = RUNNABLE;
+            ready_push(i);
+        }
+    } else {
+        self->state = AT_WARP_BAR;
+        schedule(false);
+    }
+    return buf;
+}
+
+} // namespace
+
+void emu_warp_exchange(unsigned mask, const void *mine, void *out, size_t size, int src_lane) {
+    if (g_cur && (src_lane < 0 || src_lane > 31)) fail(g_cur, "warp exchange from lane %d", src_lane);
+    auto buf = warp_barrier(mask, mine, size, "warp operation (shuffle/__syncwarp)");
+    if (size) memcpy(out, buf[src_lane], size);
+}
+
+void emu_warp_allgather(unsigned mask, const void *mine, void *out, size_t size) {
+    auto buf = warp_barrier(mask, mine, size, "warp vote (__ballot_sync/__all_sync/__any_sync)");
+    for (int i = 0; i < 32; i++) memcpy((unsigned char *)out + i * size, buf[i], size);
+}
+
+/* ------------------------------------------------------------- runtime API */
+
+struct emu_stream {
+    int magic;
+};
+struct emu_event {
+    double t;
+    bool recorded;
+};
+struct emu_cublas {
+    cudaStream_t stream;
+};
+
+namespace {
+
+const int kGarbage = 0xff; // fresh device memory: NaN as f32 and bf16, -1 as integers
+
+std::mutex g_mu;                      // guards the registries below
+std::map<uintptr_t, size_t> g_dev;    // live cudaMalloc blocks: base -> size
+std::map<uintptr_t, size_t> g_host;   // live cudaMallocHost blocks
+std::set<emu_stream *> g_streams;
+std::set<emu_event *> g_events;
+
+/* Whether [p, p+n) lies inside one block of reg. */
+bool in_registry(const std::map<uintptr_t, size_t> &reg, const void *p, size_t n) {
+    uintptr_t a = (uintptr_t)p;
+    auto it = reg.upper_bound(a);
+    if (it == reg.begin()) return false;
+    --it;
+    return a >= it->first && n <= it->second && a - it->first <= it->second - n;
+}
+
+bool is_dev(const void *p, size_t n) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    return in_registry(g_dev, p, n);
+}
+
+bool is_dev_or_pinned(const void *p, size_t n) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    return in_registry(g_dev, p, n) || in_registry(g_host, p, n);
+}
+
+double now_ms() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+bool stream_ok(cudaStream_t s) {
+    if (!s) return true;
+    std::lock_guard<std::mutex> lk(g_mu);
+    return g_streams.count(s) != 0;
+}
+
+/* Checks the device side(s) of a copy of n bytes as `k` says they are. */
+cudaError_t check_copy(void *dst, const void *src, size_t n, cudaMemcpyKind k) {
+    bool dd, sd;
+    switch (k) {
+    case cudaMemcpyHostToHost: dd = sd = false; break;
+    case cudaMemcpyHostToDevice: dd = true, sd = false; break;
+    case cudaMemcpyDeviceToHost: dd = false, sd = true; break;
+    case cudaMemcpyDeviceToDevice: dd = sd = true; break;
+    case cudaMemcpyDefault: return cudaSuccess; // any side; ranges need only be valid memory
+    default: return cudaErrorInvalidValue;
+    }
+    if (!dst || !src) return cudaErrorInvalidValue;
+    if (is_dev(dst, 1) != dd || is_dev(src, 1) != sd) return cudaErrorInvalidValue; // wrong direction
+    if ((dd && !is_dev(dst, n)) || (sd && !is_dev(src, n))) return cudaErrorInvalidValue; // past the end
+    return cudaSuccess;
+}
+
+} // namespace
+
+cudaError_t cudaGetDeviceCount(int *n) {
+    if (!n) return set_error(cudaErrorInvalidValue);
+    *n = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *d) {
+    if (!d) return set_error(cudaErrorInvalidValue);
+    *d = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : set_error(cudaErrorInvalidDevice); }
+
+cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b) {
+    long page = sysconf(_SC_PAGESIZE), total = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
+    if (free_b) *free_b = (size_t)avail * page;
+    if (total_b) *total_b = (size_t)total * page;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
+    if (!p) return set_error(cudaErrorInvalidValue);
+    if (d != 0) return set_error(cudaErrorInvalidDevice);
+    memset(p, 0, sizeof *p);
+    snprintf(p->name, sizeof p->name, "emulated CUDA device (CPU)");
+    cudaMemGetInfo(nullptr, &p->totalGlobalMem);
+    p->multiProcessorCount = 132; // an H100 SXM's: code that sizes grids by SM count sees a real value
+    p->major = 9;
+    p->minor = 0;
+    p->sharedMemPerBlockOptin = 232448;
+    return cudaSuccess;
+}
+
+cudaError_t cudaMalloc(void **p, size_t n) {
+    if (!p) return set_error(cudaErrorInvalidValue);
+    *p = nullptr;
+    if (!n) return cudaSuccess;
+    void *m = malloc(n);
+    if (!m) return set_error(cudaErrorMemoryAllocation);
+    memset(m, kGarbage, n);
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_dev[(uintptr_t)m] = n;
+    *p = m;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFree(void *p) {
+    if (!p) return cudaSuccess;
+    std::unique_lock<std::mutex> lk(g_mu);
+    auto it = g_dev.find((uintptr_t)p);
+    if (it == g_dev.end()) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidDevicePointer);
+    }
+    g_dev.erase(it);
+    lk.unlock();
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMallocHost(void **p, size_t n) {
+    if (!p) return set_error(cudaErrorInvalidValue);
+    *p = nullptr;
+    void *m = malloc(n ? n : 1);
+    if (!m) return set_error(cudaErrorMemoryAllocation);
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_host[(uintptr_t)m] = n;
+    *p = m;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFreeHost(void *p) {
+    if (!p) return cudaSuccess;
+    std::unique_lock<std::mutex> lk(g_mu);
+    auto it = g_host.find((uintptr_t)p);
+    if (it == g_host.end()) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidValue);
+    }
+    g_host.erase(it);
+    lk.unlock();
+    free(p);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k) {
+    if (!n) return cudaSuccess;
+    cudaError_t e = check_copy(dst, src, n, k);
+    if (e) return set_error(e);
+    memmove(dst, src, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s) {
+    if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    return cudaMemcpy(dst, src, n, k);
+}
+
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                         cudaMemcpyKind k) {
+    if (!width || !height) return cudaSuccess;
+    if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
+    // The whole strided extent must be inside the allocation on each device side.
+    cudaError_t e = check_copy(dst, src, 1, k);
+    size_t dn = dpitch * (height - 1) + width, sn = spitch * (height - 1) + width;
+    if (!e && (k == cudaMemcpyHostToDevice || k == cudaMemcpyDeviceToDevice) && !is_dev(dst, dn))
+        e = cudaErrorInvalidValue;
+    if (!e && (k == cudaMemcpyDeviceToHost || k == cudaMemcpyDeviceToDevice) && !is_dev(src, sn))
+        e = cudaErrorInvalidValue;
+    if (e) return set_error(e);
+    for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
+                              size_t height, cudaMemcpyKind k, cudaStream_t s) {
+    if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, k);
+}
+
+cudaError_t cudaMemset(void *p, int v, size_t n) {
+    if (!n) return cudaSuccess;
+    if (!is_dev(p, n)) return set_error(cudaErrorInvalidValue);
+    memset(p, v, n);
+    return cudaSuccess;
+}
+
+cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
+    if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    return cudaMemset(p, v, n);
+}
+
+cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
+
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
+    if (!s || flags > 1) return set_error(cudaErrorInvalidValue);
+    *s = new emu_stream{0x57e4};
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_streams.insert(*s);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    std::unique_lock<std::mutex> lk(g_mu);
+    if (!s || !g_streams.erase(s)) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidResourceHandle);
+    }
+    lk.unlock();
+    delete s;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    return stream_ok(s) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+
+cudaError_t cudaGetLastError() {
+    std::lock_guard<std::mutex> lk(g_err_mu);
+    cudaError_t e = g_last_error;
+    g_last_error = cudaSuccess;
+    return e;
+}
+
+cudaError_t cudaPeekAtLastError() {
+    std::lock_guard<std::mutex> lk(g_err_mu);
+    return g_last_error;
+}
+
+const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorNoDevice: return "no CUDA-capable device is detected";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    }
+    return "unrecognized error code";
+}
+
+const char *cudaGetErrorName(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "cudaSuccess";
+    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
+    case cudaErrorInvalidDevicePointer: return "cudaErrorInvalidDevicePointer";
+    case cudaErrorNoDevice: return "cudaErrorNoDevice";
+    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    }
+    return "cudaErrorUnknown";
+}
+
+cudaError_t cudaEventCreate(cudaEvent_t *e) { return cudaEventCreateWithFlags(e, 0); }
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t *e, unsigned flags) {
+    if (!e || flags > 3) return set_error(cudaErrorInvalidValue);
+    *e = new emu_event{0, false};
+    std::lock_guard<std::mutex> lk(g_mu);
+    g_events.insert(*e);
+    return cudaSuccess;
+}
+
+namespace {
+bool event_ok(cudaEvent_t e) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    return e && g_events.count(e);
+}
+} // namespace
+
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    std::unique_lock<std::mutex> lk(g_mu);
+    if (!e || !g_events.erase(e)) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidResourceHandle);
+    }
+    lk.unlock();
+    delete e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
+    if (!event_ok(e) || !stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    e->t = now_ms();
+    e->recorded = true;
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    return event_ok(e) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
+}
+
+cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned flags) {
+    if (!event_ok(e) || !stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    return flags ? set_error(cudaErrorInvalidValue) : cudaSuccess;
+}
+
+cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
+    if (!ms) return set_error(cudaErrorInvalidValue);
+    if (!event_ok(a) || !event_ok(b) || !a->recorded || !b->recorded)
+        return set_error(cudaErrorInvalidResourceHandle);
+    *ms = (float)(b->t - a->t);
+    return cudaSuccess;
+}
+
+/* ------------------------------------------------------------------ cuBLAS */
+
+cublasStatus_t cublasCreate(cublasHandle_t *h) {
+    if (!h) return CUBLAS_STATUS_INVALID_VALUE;
+    *h = new emu_cublas{nullptr};
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasDestroy(cublasHandle_t h) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    delete h;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    h->stream = s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    return m == CUBLAS_DEFAULT_MATH || m == CUBLAS_TF32_TENSOR_OP_MATH ? CUBLAS_STATUS_SUCCESS
+                                                                        : CUBLAS_STATUS_INVALID_VALUE;
+}
+
+namespace {
+
+size_t type_size(cudaDataType t) { return t == CUDA_R_16BF ? 2 : 4; }
+
+/* A rows x cols column-major matrix with leading dimension ld must lie in
+ * device memory: abort otherwise (a GPU would fault). */
+void check_matrix(const char *what, const void *p, cudaDataType t, int rows, int cols, int ld) {
+    size_t n = ((size_t)(cols - 1) * ld + rows) * type_size(t);
+    if (!p || !is_dev_or_pinned(p, n)) {
+        fprintf(stderr,
+                "emu: cublasGemmEx: %s (%d x %d, ld %d, %zu bytes from %p) is not inside one device allocation\n",
+                what, rows, cols, ld, n, p);
+        abort();
+    }
+}
+
+/* The stored rows x cols matrix as a compact float32 column-major array. */
+std::vector<float> to_float(const void *p, cudaDataType t, int rows, int cols, int ld) {
+    std::vector<float> v((size_t)rows * cols);
+    for (int j = 0; j < cols; j++)
+        for (int i = 0; i < rows; i++) {
+            size_t s = (size_t)j * ld + i;
+            v[(size_t)j * rows + i] =
+                t == CUDA_R_16BF ? __bfloat162float(((const __nv_bfloat16 *)p)[s]) : ((const float *)p)[s];
+        }
+    return v;
+}
+
+} // namespace
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
+                            const void *alpha, const void *A, cudaDataType at, int lda, const void *B,
+                            cudaDataType bt, int ldb, const void *beta, void *C, cudaDataType ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t algo) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m; // A as stored
+    int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k; // B as stored
+    if (m < 0 || n < 0 || k < 0 || lda < (ar > 1 ? ar : 1) || ldb < (br > 1 ? br : 1) || ldc < (m > 1 ? m : 1))
+        return CUBLAS_STATUS_INVALID_VALUE;
+    if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
+    if (compute != CUBLAS_COMPUTE_32F || algo != CUBLAS_GEMM_DEFAULT) return CUBLAS_STATUS_NOT_SUPPORTED;
+    bool f32 = at == CUDA_R_32F && bt == CUDA_R_32F && ct == CUDA_R_32F;
+    bool b16 = at == CUDA_R_16BF && bt == CUDA_R_16BF && (ct == CUDA_R_16BF || ct == CUDA_R_32F);
+    if (!f32 && !b16) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
+    float al = *(const float *)alpha, be = *(const float *)beta;
+    check_matrix("C", C, ct, m, n, ldc);
+    if (k > 0) {
+        check_matrix("A", A, at, ar, ac, lda);
+        check_matrix("B", B, bt, br, bc, ldb);
+    }
+    // C as a compact float matrix: read only when beta != 0 (beta == 0 means
+    // C may hold anything, NaN included, and is overwritten).
+    std::vector<float> c((size_t)m * n, 0.0f);
+    if (be != 0.0f) c = to_float(C, ct, m, n, ldc);
+    if (k > 0) {
+        std::vector<float> a = to_float(A, at, ar, ac, lda), b = to_float(B, bt, br, bc, ldb);
+        cblas_sgemm(CblasColMajor, ta == CUBLAS_OP_N ? CblasNoTrans : CblasTrans,
+                    tb == CUBLAS_OP_N ? CblasNoTrans : CblasTrans, m, n, k, al, a.data(), ar > 1 ? ar : 1,
+                    b.data(), br > 1 ? br : 1, be, c.data(), m);
+    } else {
+        for (float &x : c) x *= be;
+    }
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < m; i++) {
+            float x = c[(size_t)j * m + i];
+            size_t s = (size_t)j * ldc + i;
+            if (ct == CUDA_R_16BF)
+                ((__nv_bfloat16 *)C)[s] = __float2bfloat16(x);
+            else
+                ((float *)C)[s] = x;
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+const char *cublasGetStatusString(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_SUCCESS: return "CUBLAS_STATUS_SUCCESS";
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "CUBLAS_STATUS_NOT_INITIALIZED";
+    case CUBLAS_STATUS_INVALID_VALUE: return "CUBLAS_STATUS_INVALID_VALUE";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "CUBLAS_STATUS_NOT_SUPPORTED";
+    }
+    return "CUBLAS_STATUS_UNKNOWN";
+}
