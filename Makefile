@@ -55,6 +55,7 @@ EMU_LIB   := $(BUILD)/libgpu_emu.a
 EMU_LIBS  := $(EMU_LIB) -lstdc++
 NONE_LIBS := $(BUILD)/cuda/none.o
 EMU_TOOLS := $(if $(wildcard cuda/emu.cc),$(BUILD)/emu/lr-infer)
+EMU_BENCH := $(if $(wildcard cuda/emu.cc),$(BUILD)/emu/bench_gpu)
 ifneq ($(and $(strip $(NVCC)),$(strip $(CUDA_SRC))),)
 ifneq ($(SAN),1)
 REAL_LIB  := build/cuda/libgpu_cuda.a
@@ -66,7 +67,7 @@ GPU_LIBS  ?= $(NONE_LIBS)
 GPU_DEP   ?= $(NONE_LIBS)
 GPU_UNITS := $(filter $(BUILD)/tests/test_gpu_%,$(UNITS))
 
-all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS)
+all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -81,6 +82,10 @@ $(BIN)/%: $(BUILD)/tools/%.o $(LIB) $(GPU_DEP)
 	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(GPU_LIBS) -Wl,--end-group $(LDLIBS) -o $@
 
 $(EMU_TOOLS): $(BUILD)/emu/%: $(BUILD)/tools/%.o $(LIB) $(EMU_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(EMU_LIBS) -Wl,--end-group $(LDLIBS) -o $@
+
+$(EMU_BENCH): $(BUILD)/emu/%: $(BUILD)/bench/%.o $(LIB) $(EMU_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $< -Wl,--start-group $(LIB) $(EMU_LIBS) -Wl,--end-group $(LDLIBS) -o $@
 
@@ -101,7 +106,8 @@ $(NONE_LIBS): cuda/none.c
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
 # Emulated backend: C++17, same warnings, the build's sanitizers.
-EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -MMD -MP -pthread $(SANFLAGS) -DLR_CUDA_EMU
+# (-Wno-unknown-pragmas: g++ does not know nvcc's #pragma unroll)
+EMU_CXXFLAGS = -std=c++17 $(OPT) -g -Wall -Wextra -Werror -Wno-unknown-pragmas -MMD -MP -pthread $(SANFLAGS) -DLR_CUDA_EMU
 $(BUILD)/emu/%.o: %.cu
 	@mkdir -p $(dir $@)
 	$(CXX) -x c++ $(CPPFLAGS) -Icuda $(EMU_CXXFLAGS) -c $< -o $@
@@ -136,6 +142,11 @@ demo:
 bench: all
 	bench/run.sh
 
+# What tests/gpu/run.sh needs on a GPU machine without our -dev libraries
+# (binaries, their shared libraries, the tokenizer) into build/gpu-bundle.
+gpu-bundle:
+	tests/gpu/bundle.sh
+
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && \
@@ -144,7 +155,7 @@ deps:
 clean:
 	rm -rf build/rel build/san build/cuda bin
 
-.PHONY: all test bench deps clean demo
+.PHONY: all test bench deps clean demo gpu-bundle
 .SECONDARY:
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_SRC:%.cu=build/cuda/%.d)

@@ -11,6 +11,10 @@
 
 #ifdef LR_CUDA_EMU
 #include "emu.h"
+/* device code calls these unqualified, as CUDA allows */
+using std::isfinite;
+using std::isinf;
+using std::isnan;
 #else
 #include <cublas_v2.h>
 #include <cuda_bf16.h>

@@ -54,6 +54,7 @@ typedef struct {
     size_t logit_rows;
     int32_t *heap;
     int heap_cap;
+    int tmax;              /* positions per slot */
 } engine;
 
 /* "cpu", "cuda" or "auto" (cuda when a GPU is present, else cpu). */

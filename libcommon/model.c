@@ -78,7 +78,7 @@ typedef struct {
     int64_t rows, cols; /* cols == 0: a vector */
 } wspec;
 
-int model_load(model *m, const char *dir) {
+static int load(model *m, const char *dir, int read) {
     memset(m, 0, sizeof *m);
     int rc = mcfg_load(&m->cfg, dir);
     if (rc) return rc;
@@ -114,27 +114,29 @@ int model_load(model *m, const char *dir) {
     if ((rc = read_config_bytes(dir, &cfgbytes, &clen))) goto out;
     m->hash = identity_of(dir, &s, cfgbytes, clen);
     snprintf(m->hash_hex, sizeof m->hash_hex, "%016llx", (unsigned long long)m->hash);
-    m->mem = xmalloc(total * sizeof(float));
+    /* model_open: no float32 copy; pointers stay NULL and the tensors are
+     * only checked, to be read later from the kept mmap. */
+    m->mem = read ? xmalloc(total * sizeof(float)) : NULL;
     m->nparams = total;
     float *at = m->mem;
     char name[256];
     for (int i = 0; i < ns && !rc; i++) {
         if (!spec[i].dst) continue;
-        *spec[i].dst = at;
+        *spec[i].dst = read ? at : NULL;
         int64_t shape[2] = {spec[i].rows, spec[i].cols};
         int nd = spec[i].cols ? 2 : 1;
         size_t each = (size_t)spec[i].rows * (size_t)(spec[i].cols ? spec[i].cols : 1);
         for (int l = 0; l < (spec[i].per_layer ? c->L : 1) && !rc; l++) {
             if (spec[i].per_layer) model_tensor_name(name, sizeof name, l, spec[i].suffix);
             else snprintf(name, sizeof name, "%s", spec[i].suffix);
-            rc = st_read_f32(&s, name, nd, shape, at);
-            at += each;
+            rc = read ? st_read_f32(&s, name, nd, shape, at) : st_check(&s, name, nd, shape, NULL);
+            if (read) at += each;
         }
     }
     /* Tied checkpoints sometimes still store lm_head.weight; like
      * transformers we ignore it and use embed_tokens. */
     int extra = c->tied && st_find(&s, "lm_head.weight");
-    if (!rc && c->tied) w->lm_head = w->embed;
+    if (!rc && c->tied && read) w->lm_head = w->embed;
     if (!rc) {
         /* Unused tensors mean a config we do not understand (e.g. MLP
          * biases, extra norms): refuse rather than ignore them. */
@@ -162,9 +164,25 @@ int model_load(model *m, const char *dir) {
     else lr_err_prefix(rc, "%s", dir);
 out:
     free(cfgbytes);
-    st_close(&s);
+    if (!rc && !read) {
+        m->st = xmalloc(sizeof *m->st);
+        *m->st = s;
+    } else {
+        st_close(&s);
+    }
     if (rc) model_free(m);
     return rc;
+}
+
+int model_load(model *m, const char *dir) { return load(m, dir, 1); }
+int model_open(model *m, const char *dir) { return load(m, dir, 0); }
+
+const st_tensor *model_tensor(const model *m, const char *suffix, int layer) {
+    if (!m->st) return NULL;
+    char name[256];
+    if (layer >= 0) model_tensor_name(name, sizeof name, layer, suffix);
+    else snprintf(name, sizeof name, "%s", suffix);
+    return st_find(m->st, name);
 }
 
 int model_make_bf16(model *m) {
@@ -203,6 +221,10 @@ int model_make_bf16(model *m) {
 }
 
 void model_free(model *m) {
+    if (m->st) {
+        st_close(m->st);
+        free(m->st);
+    }
     free(m->mem16);
     free(m->mem);
     free(m->name);

@@ -17,6 +17,7 @@
 #define LR_MODEL_H
 
 #include "modelcfg.h"
+#include "safetensors.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -55,12 +56,20 @@ typedef struct {
     size_t nparams;      /* floats in mem */
     char *name;          /* folder name */
     uint64_t hash;       /* see model_identity */
+    st_set *st;         /* model_open: the open checkpoint (else NULL) */
     char hash_hex[17];
 } model;
 
 /* Loads DIR (config.json, generation_config.json, safetensors) into m.
  * Returns 0, LR_EIO or LR_EINPUT with a message naming file and tensor. */
 int model_load(model *m, const char *dir);
+/* Like model_load (same config, identity and tensor checks) but reads no
+ * weights: m->w stays all NULL and m->st keeps the checkpoint mmap'd, for a
+ * backend that converts the tensors itself (the CUDA one uploads bf16). */
+int model_open(model *m, const char *dir);
+/* An opened model's tensor: per-layer suffix with layer >= 0, or a full
+ * name with layer < 0 (e.g. "model.norm.weight"); NULL when absent. */
+const st_tensor *model_tensor(const model *m, const char *suffix, int layer);
 void model_free(model *m);
 
 /* Opt-in, for inference: adds bf16 copies of the projection and lm_head

@@ -294,7 +294,7 @@ static void fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape) {
     if (at < n) snprintf(buf + at, n - at, "]");
 }
 
-int st_read_f32(const st_set *s, const char *name, int ndim, const int64_t *shape, float *out) {
+int st_check(const st_set *s, const char *name, int ndim, const int64_t *shape, const st_tensor **out) {
     const st_tensor *t = st_find(s, name);
     if (!t) return lr_err(LR_EINPUT, "%s: tensor %s: missing", s->nfiles ? s->files[0].base : "checkpoint", name);
     const char *fb = s->files[t->file].base;
@@ -308,8 +308,15 @@ int st_read_f32(const st_set *s, const char *name, int ndim, const int64_t *shap
     }
     if (t->dtype != ST_F32 && t->dtype != ST_F16 && t->dtype != ST_BF16)
         return lr_err(LR_EINPUT, "%s: tensor %s: dtype %s, expected F32, F16 or BF16", fb, name, st_dtype_name(t->dtype));
-    st_to_f32(out, t->data, t->dtype, (size_t)t->numel);
+    if (out) *out = t;
     return LR_OK;
+}
+
+int st_read_f32(const st_set *s, const char *name, int ndim, const int64_t *shape, float *out) {
+    const st_tensor *t;
+    int rc = st_check(s, name, ndim, shape, &t);
+    if (!rc) st_to_f32(out, t->data, t->dtype, (size_t)t->numel);
+    return rc;
 }
 
 /* ---- writing ---- */

@@ -60,6 +60,8 @@ const st_tensor *st_find(const st_set *s, const char *name);
  * "model.safetensors: tensor model.layers.0.self_attn.q_proj.weight: shape
  * [64, 32], expected [64, 64]". */
 int st_read_f32(const st_set *s, const char *name, int ndim, const int64_t *shape, float *out);
+/* The same checks without reading: *t (if t) is the tensor. */
+int st_check(const st_set *s, const char *name, int ndim, const int64_t *shape, const st_tensor **t);
 
 const char *st_dtype_name(int dtype);
 size_t st_dtype_size(int dtype);

@@ -13,6 +13,8 @@
 #   TUNE_FLAGS        extra lr-tune flags (steps, lr, LoRA rank, ...)
 #   EVAL_DATA         benchmark to score before/after (gsm8k test)
 #   OUT               work folder (build/run)
+#   DEVICE            lr-infer's backend: auto (cuda when a GPU is present), cpu, cuda
+#   BATCH             problems per forward (empty: lr-infer's default, 8 cpu / 64 cuda)
 BIN      ?= bin
 OUT      ?= build/run
 EXPERT   ?= $(error set EXPERT=model folder)
@@ -24,7 +26,9 @@ BETA     ?= 0.4
 ALPHA    ?= 0.2
 SELECT   ?= kl
 TARGET   ?= contrast
-BATCH    ?= 8
+BATCH    ?=
+DEVICE   ?= auto
+INFER_RUN = --device $(DEVICE) $(if $(BATCH),--batch $(BATCH))
 TUNE_FLAGS ?=
 EVAL_DATA ?= ../shared/data/gsm8k/test.jsonl
 EVAL_N   ?= 1319
@@ -37,10 +41,10 @@ all: $(OUT)/summary.md
 # Stage 1: the expert generates and records its distributions ...
 $(OUT)/expert.lrs: | $(OUT)
 	$(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
-	    --batch $(BATCH) $(INFER_FLAGS) -o $@.part && mv $@.part $@
+	    $(INFER_RUN) $(INFER_FLAGS) -o $@.part && mv $@.part $@
 # ... the amateur reads the same tokens ...
 $(OUT)/amateur.lrs: $(OUT)/expert.lrs
-	$(BIN)/lr-infer --model $(AMATEUR) --follow $< --batch $(BATCH) $(INFER_FLAGS) -o $@.part && mv $@.part $@
+	$(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) -o $@.part && mv $@.part $@
 # ... the steps where they disagree become soft-label examples.
 $(OUT)/examples.lrs: $(OUT)/expert.lrs $(OUT)/amateur.lrs
 	$(BIN)/lr-kl --beta $(BETA) --select $(SELECT) --stats $(OUT)/kl-stats.tsv $^ \
@@ -59,7 +63,7 @@ $(OUT)/merged/config.json: $(OUT)/adapter/adapter_config.json
 EVAL_LAYOUT = $(notdir $(patsubst %/,%,$(dir $(EVAL_DATA))))
 EVAL_SUBSET = $(OUT)/eval-data/$(EVAL_LAYOUT)/$(notdir $(EVAL_DATA))
 EVAL_INFER = --preset toolkit --max-new-tokens $(EVAL_MAX_NEW) --max-context $(EVAL_CONTEXT) \
-             --eos '<|im_end|>' --eos '<|endoftext|>' --batch $(BATCH) $(INFER_FLAGS)
+             --eos '<|im_end|>' --eos '<|endoftext|>' $(INFER_RUN) $(INFER_FLAGS)
 EVAL_CONTEXT ?= 4096
 $(EVAL_SUBSET):
 	mkdir -p $(dir $@) && head -n $(EVAL_N) $(EVAL_DATA) > $@

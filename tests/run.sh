@@ -31,6 +31,8 @@ for t in "$root"/tests/cli/*.sh; do
     n=$(basename "$t" .sh); [ -n "$filter" ] && [[ $n != *$filter* ]] && continue
     run_one "cli/$n" bash "$t"
 done
+command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1 ||
+    echo "[$label] SKIP real-GPU checks: no GPU here; the CUDA kernels ran on the emulated device (cuda/emu.h) only; tests/gpu/run.sh checks a real one"
 echo "[$label] $pass passed, $fail failed"
 [ ${#failed[@]} -eq 0 ] || echo "[$label] failed: ${failed[*]}"
 echo "$pass $fail" > "${LR_COUNTS:-/dev/null}"

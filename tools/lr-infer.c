@@ -12,7 +12,9 @@
  */
 #include "benchdata.h"
 #include "compact.h"
+#include "engine.h"
 #include "forward.h"
+#include "gpu.h"
 #include "lora.h"
 #include "merge.h"
 #include "model.h"
@@ -32,6 +34,7 @@
 typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
     int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context;
+    const char *device;
     double temperature, top_p, mass;
     uint64_t seed;
     int extra_eos[16], n_extra_eos;
@@ -106,13 +109,16 @@ static void usage(FILE *f) {
         "Running:\n"
         "  -o, --output FILE      write here (default stdout); rerunning with the same FILE\n"
         "                         resumes after the last complete problem\n"
-        "  --batch N              problems per forward pass (default 8)\n"
+        "  --batch N              problems per forward pass (default 8 on cpu, 64 on cuda)\n"
         "  --threads N            CPU threads (default: all cores)\n"
-        "  --device cpu           the backend (only cpu in this build)\n"
+        "  --device D             cpu, cuda or auto (default): cuda when a GPU is present.\n"
+        "                         On cuda the weights are bf16 on the device (from the\n"
+        "                         checkpoint, or rounded from float32 after --adapter),\n"
+        "                         and the lists are extracted there; --top-k-max <= 1024\n"
         "  --progress             progress bar on stderr even when it is not a terminal\n"
         "  -h, --help             this help\n"
         "Exit codes: 0 ok, 1 usage, 2 bad input (a bad problem is reported, skipped, and\n"
-        "makes the exit code 2 after the others are written), 3 I/O.\n");
+        "makes the exit code 2 after the others are written), 3 I/O, 4 GPU.\n");
 }
 
 /* ---------------------------------------------------------------- */
@@ -230,18 +236,26 @@ static void problem_clear(problem *p) {
     memset(p, 0, sizeof *p);
 }
 
-/* Records step t of p from one logits row: this model's own list (appended
- * to p->ids), and in follow mode its log-probs of the followed list of step
- * t. Returns nonzero for NaN/inf logits (the problem fails). */
-static int record_step(problem *p, size_t t, const float *row, int V, const cd_opts *co, int32_t *heap, int full) {
-    for (int i = 0; i < V; i++)
-        if (!isfinite(row[i])) return 1;
-    grow_steps(p, t + 1, p->nids + co->kmax, full ? V : 0);
-    int k = cd_select(row, V, co, p->ids + p->nids, p->lp + p->nids, &p->tail[t], heap);
+/* Records step t of p from wanted row g of an engine call: this model's
+ * own list (appended to p->ids), in follow mode its log-probs of the
+ * followed list of step t (gathered by the engine into res->glps at
+ * goff[g]), and with --full the whole log-softmax from the logits row.
+ * Returns nonzero for NaN/inf logits (the problem fails). */
+static int record_step(problem *p, size_t t, const eng_res *res, const size_t *goff, size_t g, int V, int kmax,
+                       int full) {
+    if (res->bad[g]) return 1;
+    int k = res->k[g];
+    grow_steps(p, t + 1, p->nids + (size_t)k, full ? V : 0);
+    memcpy(p->ids + p->nids, res->ids + g * (size_t)kmax, (size_t)k * sizeof *p->ids);
+    memcpy(p->lp + p->nids, res->lps + g * (size_t)kmax, (size_t)k * sizeof *p->lp);
+    p->tail[t] = res->tail[g];
     p->k[t] = k;
-    p->nids += k;
-    if (p->fk) cd_gather(row, V, p->fids + p->foff[t], p->fk[t], p->ref_lp + p->foff[t], &p->ref_tail[t]);
-    if (full) cd_log_softmax(p->full + t * (size_t)V, row, V);
+    p->nids += (size_t)k;
+    if (p->fk) {
+        memcpy(p->ref_lp + p->foff[t], res->glps + goff[g], (size_t)p->fk[t] * sizeof *p->ref_lp);
+        p->ref_tail[t] = res->gtail[g];
+    }
+    if (full) cd_log_softmax(p->full + t * (size_t)V, res->logits + g * (size_t)V, V);
     return 0;
 }
 
@@ -275,13 +289,6 @@ static uint64_t splitmix(uint64_t *s) {
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
-}
-
-static int argmax(const float *row, int V) {
-    int best = 0;
-    for (int i = 1; i < V; i++)
-        if (row[i] > row[best]) best = i;
-    return best;
 }
 
 static const float *cmp_row;
@@ -323,13 +330,16 @@ typedef struct {
     const opts *o;
     model m;
     tok_t *tok;
-    fwd f;
+    engine e;
     cd_opts co;
-    int32_t *heap;
     int *order;
     double *pr;
-    float *logits;          /* (rows, V) */
-    size_t logit_rows;
+    /* one engine call's results, for up to res_rows wanted rows */
+    eng_res res;
+    size_t res_rows, glps_cap;
+    size_t *goff;           /* (res_rows + 1) follow mode's gather offsets */
+    int32_t *gids;
+    size_t gids_cap;
     int eos[MCFG_MAX_EOS + 16], neos;
     /* resume: indices already in the output */
     unsigned char *done;
@@ -364,18 +374,41 @@ static void fail(ctx *c, problem *p, const char *fmt, const char *detail) {
     c->failed++;
 }
 
-static void ensure_logits(ctx *c, size_t rows) {
-    if (rows > c->logit_rows) {
-        c->logits = xrealloc(c->logits, rows * (size_t)c->m.cfg.V * sizeof *c->logits);
-        c->logit_rows = rows;
+/* Room for `rows` wanted rows (and their logits when the run needs them:
+ * sampling or --full) and `ng` gathered ids. */
+static void ensure_res(ctx *c, size_t rows, size_t ng) {
+    size_t K = (size_t)c->co.kmax, V = (size_t)c->m.cfg.V;
+    int need_logits = c->o->temperature > 0 || c->o->full;
+    eng_res *r = &c->res;
+    if (rows > c->res_rows) {
+        r->k = xrealloc(r->k, rows * sizeof *r->k);
+        r->ids = xrealloc(r->ids, rows * K * sizeof *r->ids);
+        r->lps = xrealloc(r->lps, rows * K * sizeof *r->lps);
+        r->tail = xrealloc(r->tail, rows * sizeof *r->tail);
+        r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
+        r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
+        r->bad = xrealloc(r->bad, rows);
+        if (need_logits) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
+        c->goff = xrealloc(c->goff, (rows + 1) * sizeof *c->goff);
+        c->res_rows = rows;
     }
+    if (ng > c->glps_cap) {
+        r->glps = xrealloc(r->glps, ng * sizeof *r->glps);
+        c->gids = xrealloc(c->gids, ng * sizeof *c->gids);
+        c->glps_cap = ng;
+    }
+}
+
+static eng_req make_req(const ctx *c, int gather) {
+    return (eng_req){.co = c->co, .gids = gather ? c->gids : NULL, .goff = gather ? c->goff : NULL,
+                     .logits = c->o->temperature > 0 || c->o->full};
 }
 
 /* Generates for n problems at once (slots 0..n-1). */
 static int generate_batch(ctx *c, problem *ps, int n) {
     const opts *o = c->o;
     int V = c->m.cfg.V;
-    fwd_reset(&c->f, -1);
+    eng_reset(&c->e, -1);
     int *slot = xmalloc(n * sizeof *slot), *tok = xmalloc(n * sizeof *tok);
     size_t total = 0;
     int na = 0;
@@ -393,21 +426,22 @@ static int generate_batch(ctx *c, problem *ps, int n) {
             want[r] = i + 1 == p->nprompt;
         }
     }
-    ensure_logits(c, (size_t)n);
-    int rc = na ? fwd_run(&c->f, (int)total, rows_tok, rows_seq, want, c->logits) : 0;
+    ensure_res(c, (size_t)n, 0);
+    eng_req q = make_req(c, 0);
+    int rc = na ? eng_run(&c->e, (int)total, rows_tok, rows_seq, want, &q, &c->res) : 0;
     free(rows_tok), free(rows_seq), free(want);
     for (int t = 0; !rc && na > 0; t++) {
         /* logits row a belongs to problem slot[a] */
         int keep = 0;
         for (int a = 0; a < na; a++) {
             problem *p = &ps[slot[a]];
-            const float *row = c->logits + (size_t)a * V;
-            if (record_step(p, p->T, row, V, &c->co, c->heap, o->full)) {
+            if (record_step(p, p->T, &c->res, NULL, (size_t)a, V, c->co.kmax, o->full)) {
                 fail(c, p, "%s", "NaN or infinite logits; problem skipped");
                 continue;
             }
-            int next = o->temperature > 0 ? sample(row, V, o->temperature, o->top_p, &p->rng, c->order, c->pr)
-                                          : argmax(row, V);
+            int next = o->temperature > 0 ? sample(c->res.logits + (size_t)a * V, V, o->temperature, o->top_p,
+                                                   &p->rng, c->order, c->pr)
+                                          : c->res.argmax[a];
             p->tokens[p->T++] = next;
             c->prog.tokens++;
             int stop = 0;
@@ -418,7 +452,7 @@ static int generate_batch(ctx *c, problem *ps, int n) {
             tok[keep++] = next;
         }
         na = keep;
-        if (na) rc = fwd_run(&c->f, na, tok, slot, NULL, c->logits);
+        if (na) rc = eng_run(&c->e, na, tok, slot, NULL, &q, &c->res);
     }
     free(slot), free(tok);
     return rc;
@@ -427,12 +461,13 @@ static int generate_batch(ctx *c, problem *ps, int n) {
 /* Teacher-forces n followed problems (slots 0..n-1). The rows predicting
  * tokens[t] are the last prompt row (t = 0) and token rows 0..T-2; they are
  * fed as a prompt chunk, then chunks of CH tokens per problem, so that at
- * most n * CH rows of logits exist at once. */
+ * most n * CH rows are wanted at once. Each wanted row gathers this model's
+ * log-probs of the followed list of its step. */
 static int follow_batch(ctx *c, problem *ps, int n) {
     const opts *o = c->o;
     int V = c->m.cfg.V;
     enum { CH = 64 };
-    fwd_reset(&c->f, -1);
+    eng_reset(&c->e, -1);
     size_t total = 0, maxT = 0;
     for (int b = 0; b < n; b++) {
         if (ps[b].failed) continue;
@@ -441,38 +476,50 @@ static int follow_batch(ctx *c, problem *ps, int n) {
     }
     size_t cap = total > (size_t)n * CH ? total : (size_t)n * CH;
     int *rt = xmalloc(cap * sizeof *rt), *rs = xmalloc(cap * sizeof *rs);
+    size_t *rstep = xmalloc(cap * sizeof *rstep); /* the step a wanted row predicts */
     unsigned char *want = xmalloc(cap);
-    size_t *step = xcalloc(n, sizeof *step);
-    ensure_logits(c, (size_t)n * CH); /* the prompt chunk wants n rows, a token chunk up to n * CH */
     int rc = 0;
     /* lo = -1: the prompt chunk; then tokens lo .. lo+CH-1 (only < T-1) */
     for (long lo = -1; !rc && (lo < 0 || (size_t)lo + 1 < maxT); lo = lo < 0 ? 0 : lo + CH) {
-        size_t r = 0;
+        size_t r = 0, G = 0, ng = 0;
         for (int b = 0; b < n; b++) {
             problem *p = &ps[b];
             if (p->failed) continue;
             if (lo < 0)
                 for (size_t i = 0; i < p->nprompt; i++, r++)
-                    rt[r] = p->prompt[i], rs[r] = b, want[r] = i + 1 == p->nprompt && p->T > 0;
+                    rt[r] = p->prompt[i], rs[r] = b, rstep[r] = 0, want[r] = i + 1 == p->nprompt && p->T > 0;
             else
                 for (size_t i = (size_t)lo; i < (size_t)lo + CH && i + 1 < p->T; i++, r++)
-                    rt[r] = p->tokens[i], rs[r] = b, want[r] = 1;
+                    rt[r] = p->tokens[i], rs[r] = b, rstep[r] = i + 1, want[r] = 1;
         }
         if (r == 0) continue;
-        rc = fwd_run(&c->f, (int)r, rt, rs, want, c->logits);
+        for (size_t i = 0; i < r; i++)
+            if (want[i]) G++, ng += (size_t)ps[rs[i]].fk[rstep[i]];
+        ensure_res(c, G, ng);
+        G = 0, c->goff[0] = 0;
+        for (size_t i = 0; i < r; i++) {
+            if (!want[i]) continue;
+            const problem *p = &ps[rs[i]];
+            size_t k = (size_t)p->fk[rstep[i]];
+            memcpy(c->gids + c->goff[G], p->fids + p->foff[rstep[i]], k * sizeof *c->gids);
+            c->goff[G + 1] = c->goff[G] + k;
+            G++;
+        }
+        eng_req q = make_req(c, 1);
+        rc = eng_run(&c->e, (int)r, rt, rs, want, &q, &c->res);
         size_t g = 0;
         for (size_t i = 0; !rc && i < r; i++) {
             if (!want[i]) continue;
             problem *p = &ps[rs[i]];
-            const float *row = c->logits + g++ * (size_t)V;
+            size_t gi = g++;
             if (p->failed) continue;
-            if (record_step(p, step[rs[i]]++, row, V, &c->co, c->heap, o->full))
+            if (record_step(p, rstep[i], &c->res, c->goff, gi, V, c->co.kmax, o->full))
                 fail(c, p, "%s", "NaN or infinite logits; problem skipped");
             else
                 c->prog.tokens++;
         }
     }
-    free(rt), free(rs), free(want), free(step);
+    free(rt), free(rs), free(rstep), free(want);
     return rc;
 }
 
@@ -483,7 +530,8 @@ static void pack_params(msgpack_packer *pk, void *arg) {
     const opts *o = arg;
     char shard[32];
     snprintf(shard, sizeof shard, "%d/%d", o->shard_k, o->shard_n);
-    msgpack_pack_map(pk, 10);
+    msgpack_pack_map(pk, 11);
+    lrs_pack_cstr(pk, "device"); lrs_pack_cstr(pk, o->device);
     lrs_pack_cstr(pk, "mode"); lrs_pack_cstr(pk, o->follow ? "follow" : "generate");
     lrs_pack_cstr(pk, "input"); lrs_pack_cstr(pk, o->follow ? o->follow : o->data ? o->data : "-");
     lrs_pack_cstr(pk, "preset"); lrs_pack_cstr(pk, o->prompt_file ? o->prompt_file : o->preset);
@@ -526,10 +574,10 @@ static int prepare_prompt(ctx *c, problem *p) {
 }
 
 static int fits(ctx *c, problem *p, size_t new_tokens) {
-    if (p->nprompt + new_tokens <= (size_t)c->f.Tmax) return 1;
+    if (p->nprompt + new_tokens <= (size_t)eng_tmax(&c->e)) return 1;
     char msg[200];
     snprintf(msg, sizeof msg, "prompt of %zu tokens + %zu new exceeds the context of %d positions", p->nprompt,
-             new_tokens, c->f.Tmax);
+             new_tokens, eng_tmax(&c->e));
     fail(c, p, "%s; problem skipped", msg);
     return 0;
 }
@@ -750,7 +798,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    *o = (opts){.preset = "lightreasoner", .max_new = 128, .limit = -1, .shard_n = 1, .batch = 8,
+    *o = (opts){.preset = "lightreasoner", .max_new = 128, .limit = -1, .shard_n = 1, .batch = 0, .device = "auto",
                 .top_p = 1, .mass = CD_DEFAULT_MASS, .kmax = 0, .argc = argc, .argv = argv};
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
@@ -781,9 +829,7 @@ static int parse_args(opts *o, int argc, char **argv) {
             if (o->n_extra_eos == 16) rc = lr_err(LR_EUSAGE, "--eos: at most 16");
             else o->extra_eos_str[o->n_extra_eos++] = optarg;
             break;
-        case 'D':
-            if (strcmp(optarg, "cpu")) rc = lr_err(LR_EUSAGE, "--device %s: this build has only the cpu backend", optarg);
-            break;
+        case 'D': o->device = optarg; break;
         case 's':
             if (sscanf(optarg, "%d/%d", &o->shard_k, &o->shard_n) != 2 || o->shard_n < 1 || o->shard_k < 0 ||
                 o->shard_k >= o->shard_n)
@@ -812,7 +858,15 @@ int main(int argc, char **argv) {
     lrs_reader *fr = NULL;
     lrs_writer *w = NULL;
     if (o.threads) openblas_set_num_threads(o.threads);
-    if ((rc = model_load(&c.m, o.model_dir)) || (rc = tok_load(&c.tok, o.model_dir))) goto out;
+    eng_device dev;
+    if ((rc = eng_parse_device(o.device, &dev))) goto out;
+    o.device = eng_device_name(dev); /* the header records the resolved one */
+    if (!o.batch) o.batch = dev == ENG_CUDA ? 64 : 8;
+    /* The cuda backend uploads bf16 straight from the checkpoint (no
+     * float32 host copy), except when an adapter must be merged first. */
+    if (dev == ENG_CUDA && !o.adapter) rc = model_open(&c.m, o.model_dir);
+    else rc = model_load(&c.m, o.model_dir);
+    if (rc || (rc = tok_load(&c.tok, o.model_dir))) goto out;
     if (o.adapter && (rc = apply_adapter(&c.m, o.adapter))) goto out;
     if (!o.kmax) o.kmax = o.follow ? CD_FOLLOW_KMAX : CD_DEFAULT_KMAX;
     c.co = (cd_opts){.mass = o.mass, .kmax = o.kmax < c.m.cfg.V ? o.kmax : c.m.cfg.V, .kmin = 1};
@@ -823,8 +877,13 @@ int main(int argc, char **argv) {
         c.eos[c.neos++] = id;
     }
     int ctxlen = o.max_context ? o.max_context : (c.m.cfg.max_pos < 2048 ? c.m.cfg.max_pos : 2048);
-    if ((rc = fwd_init(&c.f, &c.m, o.batch, ctxlen, 512, 0, o.threads))) goto out;
-    c.heap = xmalloc((size_t)c.co.kmax * sizeof *c.heap);
+    if ((rc = eng_init(&c.e, &c.m, dev, o.batch, ctxlen, dev == ENG_CUDA ? 4096 : 512, c.co.kmax, 0, o.threads)))
+        goto out;
+    if (dev == ENG_CUDA) {
+        char name[256];
+        gpu_device_count(name, sizeof name);
+        fprintf(stderr, "%s: device cuda (%s, %s backend)\n", lr_progname, name, gpu_backend());
+    }
     c.order = xmalloc((size_t)c.m.cfg.V * sizeof *c.order);
     c.pr = xmalloc((size_t)c.m.cfg.V * sizeof *c.pr);
 
@@ -865,9 +924,11 @@ out:
         code = LR_EINPUT;
     }
     lrs_close_read(fr);
-    if (c.f.m) fwd_free(&c.f);
+    eng_free(&c.e);
     if (c.tok) tok_free(c.tok);
-    if (c.m.mem) model_free(&c.m);
-    free(c.heap), free(c.order), free(c.pr), free(c.logits), free(c.done);
+    model_free(&c.m);
+    free(c.order), free(c.pr), free(c.done), free(c.goff), free(c.gids);
+    free(c.res.k), free(c.res.ids), free(c.res.lps), free(c.res.tail), free(c.res.gtail), free(c.res.argmax);
+    free(c.res.bad), free(c.res.logits), free(c.res.glps);
     return code;
 }

@@ -62,6 +62,8 @@ static void usage(FILE *f) {
             "  --stop-after N           exit (code 0, no final adapter) after step N, as a\n"
             "                           killed run would; for resume tests\n"
             "  --log FILE               JSON lines, one per step\n"
+            "  --device cpu|auto        where to train: the cpu (auto = cpu: the CUDA backend\n"
+            "                           has no backward pass yet; cuda is refused)\n"
             "  -h, --help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
 }
@@ -328,7 +330,7 @@ int main(int argc, char **argv) {
               .shuffle = 1, .max_len = 4096, .max_rows = 2048};
     enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH,
            O_ACCUM, O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS,
-           O_SAVE, O_RESUME, O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT };
+           O_SAVE, O_RESUME, O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE };
     static const struct option lo_opts[] = {
         {"model", 1, 0, O_MODEL},       {"out", 1, 0, O_OUT},           {"objective", 1, 0, O_OBJ},
         {"targets", 1, 0, O_TGT},       {"r", 1, 0, O_R},               {"alpha", 1, 0, O_ALPHA},
@@ -341,7 +343,7 @@ int main(int argc, char **argv) {
         {"vocab-limit", 1, 0, O_VLIM},  {"max-len", 1, 0, O_MAXLEN},    {"max-rows", 1, 0, O_MAXROWS},
         {"save-every", 1, 0, O_SAVE},   {"resume", 0, 0, O_RESUME},     {"log", 1, 0, O_LOG},
         {"stop-after", 1, 0, O_STOP},   {"full", 0, 0, O_FULL},         {"group-by-length", 0, 0, O_BYLEN},
-        {"help", 0, 0, 'h'},            {0, 0, 0, 0}};
+        {"device", 1, 0, O_DEVICE},     {"help", 0, 0, 'h'},            {0, 0, 0, 0}};
     int c;
     char *end;
 #define NUM(dst, conv, cond)                                                                            \
@@ -387,6 +389,15 @@ int main(int argc, char **argv) {
         case O_RESUME: o.resume = 1; break;
         case O_STOP: NUM(o.stop_after, (int)strtol(optarg, &end, 10), o.stop_after >= 1); break;
         case O_LOG: o.log_path = optarg; break;
+        case O_DEVICE:
+            /* the CUDA backend has the forward pass only (issue 8, part 1):
+             * training stays on the CPU until its backward exists */
+            if (!strcmp(optarg, "cuda"))
+                lr_die(LR_EUSAGE, "--device cuda: training on the GPU is not implemented yet (the CUDA backend has "
+                                  "the forward pass only); use --device cpu");
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "auto"))
+                lr_die(LR_EUSAGE, "--device %s: expected cpu, cuda or auto", optarg);
+            break;
         default: usage(stderr); return LR_EUSAGE;
         }
     }

@@ -1,0 +1,105 @@
+/* attention: causal GQA attention of packed rows against the bf16 KV cache
+ * (kernels.h k_attention), the device twin of ops_cpu.c attention_forward.
+ *
+ * Flash-style (one pass, online softmax): a block takes a tile of up to
+ * ATT_TQ rows of one slot (consecutive positions) and one query head,
+ * keeps the tile's queries in shared memory and streams the slot's keys and
+ * values ATT_TK at a time. Each row is owned by 4 threads, each holding a
+ * quarter of the row's output dims in registers; the 4 recompute the same
+ * running max and sum (cheap), so no extra communication is needed.
+ * Attention is a few percent of a forward's FLOPs next to the GEMMs, so
+ * plain FMAs (no tensor cores) are enough here. */
+#include "common.cuh"
+#include "kernels.h"
+
+#define ATT_TK 32
+#define ATT_THREADS (ATT_TQ * 4)
+#define ATT_MAX_HD 128
+
+int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N) {
+    int nt = 0;
+    for (int i = 0; i < N; i++) {
+        att_tile *t = nt ? &tiles[nt - 1] : NULL;
+        if (t && t->slot == seq[i] && t->pos0 + t->n == pos[i] && t->row0 + t->n == i && t->n < ATT_TQ) t->n++;
+        else tiles[nt++] = (att_tile){i, 1, seq[i], pos[i]};
+    }
+    return nt;
+}
+
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, const att_tile *tiles, int NH, int NKV,
+                 int HD, int Tmax) {
+    __shared__ float Qs[ATT_TQ][ATT_MAX_HD];
+    /* rows padded by 2 bf16 (one 4-byte bank): the score loop has the 32
+     * lanes of a warp read 32 different key rows at the same d */
+    __shared__ bf16 Ks[ATT_TK][ATT_MAX_HD + 2];
+    __shared__ bf16 Vs[ATT_TK][ATT_MAX_HD + 2];
+    __shared__ float S[ATT_TQ][ATT_TK + 1];
+    const att_tile t = tiles[blockIdx.x];
+    int h = blockIdx.y, kvh = h / (NH / NKV), QD = NH * HD, hd4 = HD / 4;
+    int r = threadIdx.x / 4, qd = threadIdx.x % 4;
+    float scale = 1.0f / sqrtf((float)HD);
+    const bf16 *K = kc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
+    const bf16 *Vv = vc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
+
+    for (int i = threadIdx.x; i < ATT_TQ * HD; i += blockDim.x) {
+        int rr = i / HD, d = i % HD;
+        Qs[rr][d] = rr < t.n ? q[(size_t)(t.row0 + rr) * QD + h * HD + d] * scale : 0.0f;
+    }
+    float o[ATT_MAX_HD / 4];
+#pragma unroll
+    for (int j = 0; j < ATT_MAX_HD / 4; j++) o[j] = 0.0f;
+    /* dims owned: qd, qd + 4, ... (adjacent threads read adjacent V columns) */
+    float m = -INFINITY, l = 0.0f;
+    int klen = t.pos0 + t.n;
+    for (int k0 = 0; k0 < klen; k0 += ATT_TK) {
+        for (int i = threadIdx.x; i < ATT_TK * HD; i += blockDim.x) {
+            int c = i / HD, d = i % HD;
+            bool in = k0 + c < klen;
+            Ks[c][d] = in ? K[(size_t)(k0 + c) * HD + d] : f2bf(0.0f);
+            Vs[c][d] = in ? Vv[(size_t)(k0 + c) * HD + d] : f2bf(0.0f);
+        }
+        __syncthreads();
+        for (int i = threadIdx.x; i < ATT_TQ * ATT_TK; i += blockDim.x) {
+            int rr = i / ATT_TK, c = i % ATT_TK;
+            float s = -INFINITY;
+            if (rr < t.n && k0 + c <= t.pos0 + rr) {
+                s = 0.0f;
+                for (int d = 0; d < HD; d++) s += Qs[rr][d] * bf2f(Ks[c][d]);
+            }
+            S[rr][c] = s;
+        }
+        __syncthreads();
+        float mt = -INFINITY;
+        for (int c = 0; c < ATT_TK; c++) mt = fmaxf(mt, S[r][c]);
+        float mn = fmaxf(m, mt);
+        if (mn > -INFINITY) {
+            float corr = expf(m - mn);
+            l *= corr;
+#pragma unroll
+            for (int j = 0; j < ATT_MAX_HD / 4; j++) o[j] *= corr;
+            for (int c = 0; c < ATT_TK; c++) {
+                float p = expf(S[r][c] - mn);
+                l += p;
+#pragma unroll
+                for (int j = 0; j < ATT_MAX_HD / 4; j++)
+                    if (j < hd4) o[j] += p * bf2f(Vs[c][qd + 4 * j]);
+            }
+            m = mn;
+        }
+        __syncthreads();
+    }
+    if (r < t.n) {
+        bf16 *dst = out + (size_t)(t.row0 + r) * QD + h * HD;
+#pragma unroll
+        for (int j = 0; j < ATT_MAX_HD / 4; j++)
+            if (j < hd4) dst[qd + 4 * j] = f2bf(o[j] / l);
+    }
+}
+
+void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
+                 int ntiles, int NH, int NKV, int HD, int Tmax, void *stream) {
+    if (ntiles > 0)
+        LAUNCH(attention_kernel, dim3(ntiles, NH), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out, q,
+               (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
+}

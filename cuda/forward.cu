@@ -1,0 +1,395 @@
+/* forward: the CUDA forward engine (gpu.h), the device twin of forward.c.
+ *
+ * Weights live on the device as bf16 (norm weights and biases as float32),
+ * with q/k/v stacked into one (QD + 2 KD, C) matrix and gate/up into one
+ * (2I, C) matrix, so a layer is four GEMMs. GEMMs are cuBLAS bf16 x bf16
+ * with float32 accumulation; the residual stream stays float32, and the
+ * o_proj and down_proj GEMMs add into it directly (beta = 1). The KV cache
+ * is bf16, (L, B, NKV, Tmax, HD) like the CPU one.
+ *
+ * A call runs its N packed rows in chunks of max_tokens rows (rows of one
+ * slot may span chunks: the cache carries them over). Per chunk, the final
+ * norm runs only on the wanted rows, whose logits are produced LM rows at a
+ * time and reduced on the device by k_compact; only the compact results (and
+ * the logits rows, when asked) are copied back. */
+#include "common.cuh"
+#include "kernels.h"
+
+extern "C" {
+#include "gpu.h"
+#include "ops_cpu.h"
+#include "safetensors.h"
+#include "util.h"
+}
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    bf16 *wqkv, *wo, *wgu, *wdown;  // (QD+2KD, C) (C, QD) (2I, C) (C, I)
+    float *bqkv, *bo, *ln1, *ln2;   // (QD+2KD) or NULL, (C) or NULL, (C), (C)
+} gpu_layer;
+
+struct gpu_fwd {
+    const model *m;
+    mcfg c;
+    int B, Tmax, M, LM, kmax, gmax;
+    cudaStream_t st;
+    cublasHandle_t cb;
+    bf16 *embed, *lm_head;   // (V, C); lm_head == embed when tied
+    float *norm, *inv_freq;  // (C), (HD/2)
+    gpu_layer *layer;        /* host array of device pointers */
+    bf16 *kc, *vc;           // (L, B, NKV, Tmax, HD)
+    int *len;                /* host: tokens held per slot */
+    /* activations, M rows */
+    float *x, *qkv, *q, *gu; // (M, C) (M, QD+2KD) (M, QD) (M, 2I)
+    bf16 *ln, *att, *h;      // (M, C) (M, QD) (M, I)
+    bf16 *lnf;               // (LM, C)
+    float *logits;           // (LM, V)
+    int *d_tok, *d_seq, *d_pos, *d_rows; // (M)
+    att_tile *d_tiles;       // (M)
+    int *h_pos, *h_rows;
+    att_tile *h_tiles;
+    /* results of one call, grown as needed */
+    size_t rcap, gcap;
+    int32_t *d_k, *d_ids, *d_argmax, *d_gids;
+    float *d_lps, *d_tail, *d_glps, *d_gtail;
+    unsigned char *d_bad;
+    int64_t *d_goff, *h_goff;
+    /* host staging for weight conversion */
+    uint16_t *stage16;
+    float *stage32;
+    size_t stage_n;
+};
+
+#define CK(call)                                                                                              \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess) return lr_err(LR_EGPU, "cuda: %s: %s", #call, cudaGetErrorString(e_));          \
+    } while (0)
+#define CB(call)                                                                                              \
+    do {                                                                                                      \
+        cublasStatus_t s_ = (call);                                                                           \
+        if (s_ != CUBLAS_STATUS_SUCCESS) return lr_err(LR_EGPU, "cublas: %s: status %d", #call, (int)s_);     \
+    } while (0)
+
+extern "C" const char *gpu_backend(void) {
+#ifdef LR_CUDA_EMU
+    return "emulated";
+#else
+    return "cuda";
+#endif
+}
+
+extern "C" int gpu_device_count(char *name, size_t n) {
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess || count < 1) {
+        if (name && n) snprintf(name, n, "%s", e != cudaSuccess ? cudaGetErrorString(e) : "no CUDA device");
+        (void)cudaGetLastError(); /* clear the sticky error */
+        return 0;
+    }
+    cudaDeviceProp p;
+    if (name && n) {
+        if (cudaGetDeviceProperties(&p, 0) == cudaSuccess) snprintf(name, n, "%s", p.name);
+        else snprintf(name, n, "CUDA device 0");
+    }
+    return count;
+}
+
+/* ---------------------------------------------------------------- */
+/* weights                                                           */
+
+static void *stage(gpu_fwd *g, size_t n) {
+    if (n > g->stage_n) {
+        free(g->stage16), free(g->stage32);
+        g->stage16 = (uint16_t *)xmalloc(n * sizeof(uint16_t));
+        g->stage32 = (float *)xmalloc(n * sizeof(float));
+        g->stage_n = n;
+    }
+    return g->stage16;
+}
+
+/* The n values of one weight as float32 on the host: the loaded float32
+ * copy when the model was model_load'ed (an adapter may have been merged
+ * into it), else converted from the checkpoint tensor. */
+static const float *host_f32(gpu_fwd *g, const float *loaded, const char *suffix, int layer, size_t n) {
+    if (loaded) return loaded;
+    const st_tensor *t = model_tensor(g->m, suffix, layer);
+    stage(g, n);
+    st_to_f32(g->stage32, t->data, t->dtype, n);
+    return g->stage32;
+}
+
+static int up_bf16(gpu_fwd *g, bf16 *dst, const float *loaded, const char *suffix, int layer, size_t n) {
+    if (!loaded) {
+        const st_tensor *t = model_tensor(g->m, suffix, layer);
+        if (t->dtype == ST_BF16) { /* straight from the mmap */
+            CK(cudaMemcpy(dst, t->data, n * sizeof(bf16), cudaMemcpyHostToDevice));
+            return LR_OK;
+        }
+    }
+    const float *src = host_f32(g, loaded, suffix, layer, n);
+    uint16_t *s16 = (uint16_t *)stage(g, n);
+    for (size_t i = 0; i < n; i++) s16[i] = st_f32_to_bf16(src[i]);
+    CK(cudaMemcpy(dst, s16, n * sizeof(uint16_t), cudaMemcpyHostToDevice));
+    return LR_OK;
+}
+
+static int up_f32(gpu_fwd *g, float *dst, const float *loaded, const char *suffix, int layer, size_t n) {
+    const float *src = host_f32(g, loaded, suffix, layer, n);
+    CK(cudaMemcpy(dst, src, n * sizeof(float), cudaMemcpyHostToDevice));
+    return LR_OK;
+}
+
+template <class T> static int dalloc(T **p, size_t n) {
+    *p = NULL;
+    CK(cudaMalloc((void **)p, (n ? n : 1) * sizeof(T)));
+    return LR_OK;
+}
+
+/* layer l's slice of a stacked float32 weight, or NULL when not loaded */
+#define LW(p, l, n) (g->m->mem && (p) ? (p) + (size_t)(l) * (n) : NULL)
+
+static int upload(gpu_fwd *g) {
+    const mcfg *c = &g->c;
+    const model_weights *w = &g->m->w;
+    size_t C = c->C, I = c->I, V = c->V, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD, W = QD + 2 * KD;
+    int rc;
+    if ((rc = dalloc(&g->embed, V * C)) || (rc = up_bf16(g, g->embed, w->embed, "model.embed_tokens.weight", -1, V * C)))
+        return rc;
+    if (c->tied) g->lm_head = g->embed;
+    else if ((rc = dalloc(&g->lm_head, V * C)) || (rc = up_bf16(g, g->lm_head, w->lm_head, "lm_head.weight", -1, V * C)))
+        return rc;
+    if ((rc = dalloc(&g->norm, C)) || (rc = up_f32(g, g->norm, w->norm, "model.norm.weight", -1, C))) return rc;
+    g->layer = (gpu_layer *)xcalloc((size_t)c->L, sizeof *g->layer);
+    for (int l = 0; l < c->L; l++) {
+        gpu_layer *y = &g->layer[l];
+        if ((rc = dalloc(&y->wqkv, W * C)) || (rc = dalloc(&y->wo, C * QD)) || (rc = dalloc(&y->wgu, 2 * I * C)) ||
+            (rc = dalloc(&y->wdown, C * I)) || (rc = dalloc(&y->ln1, C)) || (rc = dalloc(&y->ln2, C)))
+            return rc;
+        if ((rc = up_bf16(g, y->wqkv, LW(w->wq, l, QD * C), "self_attn.q_proj.weight", l, QD * C)) ||
+            (rc = up_bf16(g, y->wqkv + QD * C, LW(w->wk, l, KD * C), "self_attn.k_proj.weight", l, KD * C)) ||
+            (rc = up_bf16(g, y->wqkv + (QD + KD) * C, LW(w->wv, l, KD * C), "self_attn.v_proj.weight", l, KD * C)) ||
+            (rc = up_bf16(g, y->wo, LW(w->wo, l, C * QD), "self_attn.o_proj.weight", l, C * QD)) ||
+            (rc = up_bf16(g, y->wgu, LW(w->wgate, l, I * C), "mlp.gate_proj.weight", l, I * C)) ||
+            (rc = up_bf16(g, y->wgu + I * C, LW(w->wup, l, I * C), "mlp.up_proj.weight", l, I * C)) ||
+            (rc = up_bf16(g, y->wdown, LW(w->wdown, l, C * I), "mlp.down_proj.weight", l, C * I)) ||
+            (rc = up_f32(g, y->ln1, LW(w->ln1, l, C), "input_layernorm.weight", l, C)) ||
+            (rc = up_f32(g, y->ln2, LW(w->ln2, l, C), "post_attention_layernorm.weight", l, C)))
+            return rc;
+        if (c->qkv_bias) {
+            if ((rc = dalloc(&y->bqkv, W)) ||
+                (rc = up_f32(g, y->bqkv, LW(w->bq, l, QD), "self_attn.q_proj.bias", l, QD)) ||
+                (rc = up_f32(g, y->bqkv + QD, LW(w->bk, l, KD), "self_attn.k_proj.bias", l, KD)) ||
+                (rc = up_f32(g, y->bqkv + QD + KD, LW(w->bv, l, KD), "self_attn.v_proj.bias", l, KD)))
+                return rc;
+        }
+        if (c->o_bias && ((rc = dalloc(&y->bo, C)) || (rc = up_f32(g, y->bo, LW(w->bo, l, C), "self_attn.o_proj.bias", l, C))))
+            return rc;
+    }
+    float inv[256];
+    rope_inv_freq(inv, c->HD, (float)c->rope_theta);
+    if ((rc = dalloc(&g->inv_freq, (size_t)c->HD / 2))) return rc;
+    CK(cudaMemcpy(g->inv_freq, inv, (size_t)c->HD / 2 * sizeof(float), cudaMemcpyHostToDevice));
+    return LR_OK;
+}
+
+/* ---------------------------------------------------------------- */
+/* init / free                                                       */
+
+extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, int gmax) {
+    *out = NULL;
+    const mcfg *c = &m->cfg;
+    if (B < 1 || Tmax < 1 || max_tokens < 1) return lr_err(LR_EUSAGE, "cuda forward: need B, Tmax and max_tokens >= 1");
+    if (c->HD > 128 || c->HD % 4) return lr_err(LR_EINPUT, "cuda forward: head_dim %d not supported (at most 128, a multiple of 4)", c->HD);
+    if (kmax > GPU_KMAX_LIMIT)
+        return lr_err(LR_EUSAGE, "cuda forward: --top-k-max %d above the device limit %d (use --device cpu)", kmax, GPU_KMAX_LIMIT);
+    if (cudaSetDevice(0) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
+    gpu_fwd *g = (gpu_fwd *)xcalloc(1, sizeof *g);
+    *out = g;
+    g->m = m;
+    g->c = *c;
+    g->B = B, g->Tmax = Tmax, g->M = max_tokens, g->LM = max_tokens < 1024 ? max_tokens : 1024;
+    g->kmax = kmax > 0 ? kmax : 0, g->gmax = gmax > 0 ? gmax : 0;
+    CK(cudaStreamCreate(&g->st));
+    CB(cublasCreate(&g->cb));
+    CB(cublasSetStream(g->cb, g->st));
+    int rc = upload(g);
+    if (rc) return rc;
+    size_t C = c->C, I = c->I, V = c->V, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD, M = max_tokens;
+    size_t kv = (size_t)c->L * B * c->NKV * Tmax * c->HD;
+    if ((rc = dalloc(&g->kc, kv)) || (rc = dalloc(&g->vc, kv)) || (rc = dalloc(&g->x, M * C)) ||
+        (rc = dalloc(&g->qkv, M * (QD + 2 * KD))) || (rc = dalloc(&g->q, M * QD)) || (rc = dalloc(&g->gu, M * 2 * I)) ||
+        (rc = dalloc(&g->ln, M * C)) || (rc = dalloc(&g->att, M * QD)) || (rc = dalloc(&g->h, M * I)) ||
+        (rc = dalloc(&g->lnf, (size_t)g->LM * C)) || (rc = dalloc(&g->logits, (size_t)g->LM * V)) ||
+        (rc = dalloc(&g->d_tok, M)) || (rc = dalloc(&g->d_seq, M)) || (rc = dalloc(&g->d_pos, M)) ||
+        (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_tiles, M)))
+        return rc;
+    g->len = (int *)xcalloc((size_t)B, sizeof(int));
+    g->h_pos = (int *)xmalloc(M * sizeof(int));
+    g->h_rows = (int *)xmalloc(M * sizeof(int));
+    g->h_tiles = (att_tile *)xmalloc(M * sizeof(att_tile));
+    free(g->stage16), free(g->stage32);
+    g->stage16 = NULL, g->stage32 = NULL, g->stage_n = 0;
+    return LR_OK;
+}
+
+extern "C" void gpu_fwd_free(gpu_fwd *g) {
+    if (!g) return;
+    if (g->layer)
+        for (int l = 0; l < g->c.L; l++) {
+            gpu_layer *y = &g->layer[l];
+            void *p[] = {y->wqkv, y->wo, y->wgu, y->wdown, y->bqkv, y->bo, y->ln1, y->ln2};
+            for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
+        }
+    void *p[] = {g->embed, g->lm_head != g->embed ? g->lm_head : NULL, g->norm, g->inv_freq, g->kc, g->vc, g->x,
+                 g->qkv, g->q, g->gu, g->ln, g->att, g->h, g->lnf, g->logits, g->d_tok, g->d_seq, g->d_pos,
+                 g->d_rows, g->d_tiles, g->d_k, g->d_ids, g->d_argmax, g->d_gids, g->d_lps, g->d_tail, g->d_glps,
+                 g->d_gtail, g->d_bad, g->d_goff};
+    for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
+    if (g->cb) cublasDestroy(g->cb);
+    if (g->st) cudaStreamDestroy(g->st);
+    free(g->layer), free(g->len), free(g->h_pos), free(g->h_rows), free(g->h_tiles), free(g->h_goff);
+    free(g->stage16), free(g->stage32);
+    free(g);
+}
+
+extern "C" void gpu_fwd_reset(gpu_fwd *g, int b) {
+    if (b < 0) memset(g->len, 0, (size_t)g->B * sizeof(int));
+    else if (b < g->B) g->len[b] = 0;
+}
+
+/* ---------------------------------------------------------------- */
+/* running                                                           */
+
+/* out (N, OUT) = in (N, K) W^T (+ out when beta = 1); W (OUT, K) row-major,
+ * i.e. the column-major GEMM out^T = W^T' in^T with W transposed. */
+static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, int K, int OUT, float beta) {
+    const float one = 1.0f;
+    CB(cublasGemmEx(g->cb, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, K, &one, W, CUDA_R_16BF, K, in, CUDA_R_16BF, K, &beta,
+                    out, CUDA_R_32F, OUT, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    return LR_OK;
+}
+
+static int layer_forward(gpu_fwd *g, int l, int n, int ntiles) {
+    const mcfg *c = &g->c;
+    const gpu_layer *y = &g->layer[l];
+    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
+    size_t kvl = (size_t)g->B * NKV * g->Tmax * HD;
+    uint16_t *kc = (uint16_t *)(g->kc + l * kvl), *vc = (uint16_t *)(g->vc + l * kvl);
+    float eps = (float)c->rms_eps;
+    int rc;
+    k_rmsnorm((uint16_t *)g->ln, g->x, y->ln1, NULL, n, C, eps, g->st);
+    if ((rc = gemm(g, g->qkv, g->ln, y->wqkv, n, C, QD + 2 * KD, 0.0f))) return rc;
+    k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, g->Tmax, g->st);
+    k_attention((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, g->st);
+    if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
+    if (y->bo) k_add_bias(g->x, y->bo, n, C, g->st);
+    k_rmsnorm((uint16_t *)g->ln, g->x, y->ln2, NULL, n, C, eps, g->st);
+    if ((rc = gemm(g, g->gu, g->ln, y->wgu, n, C, 2 * I, 0.0f))) return rc;
+    k_swiglu((uint16_t *)g->h, g->gu, n, I, g->st);
+    return gemm(g, g->x, g->h, y->wdown, n, I, C, 1.0f);
+}
+
+template <class T> static int grow(T **p, size_t n) {
+    if (*p) cudaFree(*p);
+    return dalloc(p, n);
+}
+
+/* Sizes the per-call result buffers for G wanted rows and ng gathered ids. */
+static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
+    int rc;
+    if (G > g->rcap) {
+        size_t K = g->kmax ? (size_t)g->kmax : 1;
+        if ((rc = grow(&g->d_k, G)) || (rc = grow(&g->d_ids, G * K)) || (rc = grow(&g->d_lps, G * K)) ||
+            (rc = grow(&g->d_tail, G)) || (rc = grow(&g->d_argmax, G)) || (rc = grow(&g->d_bad, G)) ||
+            (rc = grow(&g->d_gtail, G)) || (rc = grow(&g->d_goff, G + 1)))
+            return rc;
+        g->h_goff = (int64_t *)xrealloc(g->h_goff, (G + 1) * sizeof(int64_t));
+        g->rcap = G;
+    }
+    if (ng > g->gcap) {
+        if ((rc = grow(&g->d_gids, ng)) || (rc = grow(&g->d_glps, ng))) return rc;
+        g->gcap = ng;
+    }
+    return LR_OK;
+}
+
+template <class T> static int fetch(T *host, const T *dev, size_t n) {
+    if (host && n) CK(cudaMemcpy(host, dev, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return LR_OK;
+}
+
+extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want,
+                           const eng_req *q, eng_res *r) {
+    const mcfg *c = &g->c;
+    if (q->co.kmax > g->kmax)
+        return lr_err(LR_EUSAGE, "cuda forward: kmax %d above the %d it was sized for", q->co.kmax, g->kmax);
+    int *extra = (int *)xcalloc((size_t)g->B, sizeof(int));
+    int rc = LR_OK;
+    size_t G = 0;
+    for (int i = 0; i < N && !rc; i++) {
+        if (seq[i] < 0 || seq[i] >= g->B) rc = lr_err(LR_EUSAGE, "cuda forward: row %d: slot %d outside [0, %d)", i, seq[i], g->B);
+        else if (tokens[i] < 0 || tokens[i] >= c->V)
+            rc = lr_err(LR_EINPUT, "cuda forward: row %d: token id %d outside the vocabulary [0, %d)", i, tokens[i], c->V);
+        else if (g->len[seq[i]] + ++extra[seq[i]] > g->Tmax)
+            rc = lr_err(LR_EINPUT, "cuda forward: slot %d: more than %d positions (KV cache full)", seq[i], g->Tmax);
+        G += !want || want[i];
+    }
+    free(extra);
+    if (rc) return rc;
+    size_t ng = q->gids ? q->goff[G] : 0;
+    if ((rc = ensure_results(g, G, ng))) return rc;
+    if (q->gids && ng) {
+        for (size_t j = 0; j <= G; j++) g->h_goff[j] = (int64_t)q->goff[j];
+        CK(cudaMemcpyAsync(g->d_goff, g->h_goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+    }
+    const int V = c->V, C = c->C;
+    size_t gbase = 0;
+    for (int start = 0; start < N; start += g->M) {
+        int n = N - start < g->M ? N - start : g->M, nw = 0;
+        for (int i = 0; i < n; i++) {
+            g->h_pos[i] = g->len[seq[start + i]]++;
+            if (!want || want[start + i]) g->h_rows[nw++] = i;
+        }
+        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n);
+        CK(cudaMemcpyAsync(g->d_tok, tokens + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_seq, seq + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_pos, g->h_pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_rows, g->h_rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_tiles, g->h_tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
+        k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
+        for (int l = 0; l < c->L; l++)
+            if ((rc = layer_forward(g, l, n, nt))) return rc;
+        for (int s = 0; s < nw; s += g->LM) {
+            int cnt = nw - s < g->LM ? nw - s : g->LM;
+            k_rmsnorm((uint16_t *)g->lnf, g->x, g->norm, g->d_rows + s, cnt, C, (float)c->rms_eps, g->st);
+            if ((rc = gemm(g, g->logits, g->lnf, g->lm_head, cnt, C, V, 0.0f))) return rc;
+            compact_args a;
+            a.kmax = q->co.kmax, a.kmin = q->co.kmin, a.mass = q->co.mass;
+            a.gids = q->gids ? g->d_gids : NULL;
+            a.goff = g->d_goff + gbase;
+            a.k = g->d_k + gbase, a.ids = g->d_ids + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
+            a.lps = g->d_lps + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
+            a.argmax = g->d_argmax + gbase, a.tail = g->d_tail + gbase;
+            a.glps = g->d_glps, a.gtail = g->d_gtail + gbase, a.bad = g->d_bad + gbase;
+            k_compact(g->logits, cnt, V, &a, g->st);
+            CK(cudaGetLastError());
+            if (q->logits && r->logits)
+                CK(cudaMemcpyAsync(r->logits + gbase * (size_t)V, g->logits, (size_t)cnt * V * sizeof(float),
+                                   cudaMemcpyDeviceToHost, g->st));
+            gbase += (size_t)cnt;
+        }
+        CK(cudaGetLastError());
+    }
+    CK(cudaStreamSynchronize(g->st));
+    size_t K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
+    if ((rc = fetch(r->bad, g->d_bad, G)) || (rc = fetch(r->argmax, g->d_argmax, G))) return rc;
+    if (K && ((rc = fetch(r->k, g->d_k, G)) || (rc = fetch(r->ids, g->d_ids, G * K)) ||
+              (rc = fetch(r->lps, g->d_lps, G * K)) || (rc = fetch(r->tail, g->d_tail, G))))
+        return rc;
+    if (q->gids && ((rc = fetch(r->glps, g->d_glps, ng)) || (rc = fetch(r->gtail, g->d_gtail, G)))) return rc;
+    return LR_OK;
+}

@@ -1,0 +1,87 @@
+/* kernels: the CUDA backend's kernels behind C launchers, one per op, in the
+ * order a decoder layer uses them. Pointers are device pointers; bf16 tensors
+ * are uint16_t (raw bits); `stream` is a cudaStream_t. Each kernel has a CPU
+ * twin that tests compare it with through the emulated device (tests/unit/
+ * test_gpu_kernels.c): ops_cpu.c for the layer ops, compact.c for the
+ * per-row reductions. Layouts follow forward.h: rows are packed tokens, each
+ * with a KV-cache slot seq[n] and position pos[n]. */
+#ifndef LR_CUDA_KERNELS_H
+#define LR_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* x[n] = wte[tokens[n]] (bf16 -> f32). x (N, C), wte (V, C). */
+void k_embedding(float *x, const int *tokens, const uint16_t *wte, int N, int C, void *stream);
+
+/* out[n] = bf16(w * x[rows[n]] / sqrt(mean(x[rows[n]]^2) + eps)), rows NULL
+ * meaning rows[n] = n (the final norm gathers the wanted rows this way).
+ * out (N, C) bf16, x (*, C) f32, w (C) f32. */
+void k_rmsnorm(uint16_t *out, const float *x, const float *w, const int *rows, int N, int C, float eps, void *stream);
+
+/* The projection outputs of one layer, qkv (N, QD + 2 KD) f32 = [q | k | v]
+ * per row: adds the biases (bias NULL: none), rotates q and k (RoPE, HF
+ * rotate-half, inv_freq (HD/2) from rope_inv_freq), writes q (N, QD) f32
+ * and k, v as bf16 into the layer's cache kc, vc (B, NKV, Tmax, HD) at
+ * (seq[n], pos[n]). */
+void k_qkv_rope(float *q, uint16_t *kc, uint16_t *vc, const float *qkv, const float *bias, const float *inv_freq,
+                const int *seq, const int *pos, int N, int NH, int NKV, int HD, int Tmax, void *stream);
+
+/* A run of rows attending together: rows row0 .. row0+n-1 (n <= ATT_TQ)
+ * all of slot `slot` at positions pos0 .. pos0+n-1 (built on the host by
+ * att_tiles). */
+typedef struct {
+    int row0, n, slot, pos0;
+} att_tile;
+#define ATT_TQ 32
+/* Splits N rows into tiles: consecutive rows of one slot with consecutive
+ * positions, at most ATT_TQ each. tiles needs room for N. Returns the count. */
+int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N);
+
+/* Causal GQA attention of the tiled rows against the cache (which already
+ * holds every row's own k, v): out (N, NH*HD) bf16 = softmax(q k^T / sqrt(HD))
+ * v over positions 0..pos of the row's slot; q (N, NH*HD) f32. HD <= 128,
+ * even. Flash-style: one block per (tile, head) streams key tiles through
+ * shared memory with an online softmax. */
+void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
+                 int ntiles, int NH, int NKV, int HD, int Tmax, void *stream);
+
+/* h (N, I) bf16 = silu(gate) * up, gu (N, 2I) f32 = [gate | up] per row. */
+void k_swiglu(uint16_t *h, const float *gu, int N, int I, void *stream);
+
+/* x (N, C) += b (C). */
+void k_add_bias(float *x, const float *b, int N, int C, void *stream);
+
+/* f32 -> bf16 of n values (weight upload). */
+void k_f32_to_bf16(uint16_t *out, const float *in, size_t n, void *stream);
+
+/* Per-row reductions of logits (G, V) f32, compact.c's cd_select /
+ * cd_gather / argmax on the device, one block per row:
+ *   bad[g]     1 when row g holds a NaN/inf (then nothing else is written);
+ *   argmax[g]  the most probable id (ties: lowest id);
+ *   with kmax > 0: the k[g] <= kmax most probable tokens (ties: lowest id)
+ *     until their probability reaches mass (at least kmin), ids and
+ *     log-probs at g * kmax, and tail[g] = max(0, 1 - covered);
+ *   with gids: log-probs of gids[goff[g] .. goff[g+1]) (-inf outside
+ *     [0, V)) into glps at the same offsets, gtail[g] likewise.
+ * kmax <= 1024. Log-sum-exp and masses accumulate in double, like compact.c. */
+typedef struct {
+    int kmax, kmin;
+    double mass;
+    const int32_t *gids;   /* NULL: no gather */
+    const int64_t *goff;   /* (G + 1) */
+    int32_t *k, *ids, *argmax;
+    float *lps, *tail, *glps, *gtail;
+    unsigned char *bad;
+} compact_args;
+void k_compact(const float *logits, int G, int V, const compact_args *a, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

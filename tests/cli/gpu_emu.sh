@@ -1,0 +1,59 @@
+# lr-infer --device cuda end to end on the emulated device (the same
+# cuda/*.cu source built by g++ against cuda/emu.h): the amateur's follow
+# stream from the device backend against the CPU one, through lr-kl: the
+# same steps selected (bf16 may flip steps whose KL sits at beta: a few
+# allowed), log-probs close; a generate run on the device makes a valid
+# stream whose header says so; and the real build without a GPU refuses
+# --device cuda with exit 4 and writes nothing.
+source "$LR_ROOT/tests/lib.sh"
+B=$LR_BIN T=$LR_TMP
+if [ "${LR_SAN:-}" = 1 ]; then E=$LR_ROOT/build/san/emu; else E=$LR_ROOT/build/rel/emu; fi
+[ -x "$E/lr-infer" ] || die "no emulated-device lr-infer at $E"
+"$B/lr-mkmodel" "$T/exp" --seed 1 --hidden 64 --heads 4 --kv-heads 2 > /dev/null
+"$B/lr-mkmodel" "$T/ama" --seed 2 --layers 1 > /dev/null
+head -n 3 "$LR_SHARED/data/gsm8k/train.jsonl" > "$T/q.jsonl"
+n=10
+[ "${LR_SAN:-}" = 1 ] && n=6
+# sampled (a random model's greedy trace repeats one token), on the cpu
+"$B/lr-infer" --model "$T/exp" --data "$T/q.jsonl" --layout gsm8k --max-new-tokens $n --temperature 1 --seed 3 \
+    --top-k-max 40 --device cpu -o "$T/e.lrs" 2> /dev/null
+"$B/lr-infer" --model "$T/ama" --follow "$T/e.lrs" --device cpu -o "$T/a_cpu.lrs" 2> /dev/null
+"$E/lr-infer" --model "$T/ama" --follow "$T/e.lrs" --device cuda -o "$T/a_gpu.lrs" 2> "$T/log"
+grep -q "device cuda (emulated CUDA device" "$T/log" || die "no device line: $(cat "$T/log")"
+"$B/lr-dump" --header "$T/a_gpu.lrs" | jq -e '.params.device == "cuda"' > /dev/null || die "header params.device"
+
+# the followed log-probs: bf16 forward vs float32, close
+paste -d' ' <("$B/lr-dump" "$T/a_cpu.lrs" | jq -c 'select(.ref_lp != null) | .ref_lp') \
+            <("$B/lr-dump" "$T/a_gpu.lrs" | jq -c 'select(.ref_lp != null) | .ref_lp') \
+    | jq -se '[range(0; length / 2) as $k | [.[2 * $k], .[2 * $k + 1]] | transpose[] | (.[0] - .[1]) | fabs] | max < 0.05' \
+    > /dev/null || die "ref_lp differ by more than 0.05 between the cpu and the emulated cuda backend"
+
+# lr-kl's selection from either amateur stream: >= 95% of steps agree here
+# (tiny random models have near-flat distributions and KLs near any beta)
+sel() { "$B/lr-kl" -q --beta 0.1 "$T/e.lrs" "$1" | "$B/lr-dump" | jq -c 'select(.kl != null) | [.idx, .step]'; }
+kall() { "$B/lr-kl" -q --beta 0 "$T/e.lrs" "$1" | "$B/lr-dump" | jq -c 'select(.kl != null) | [.idx, .step]' | wc -l; }
+sel "$T/a_cpu.lrs" | sort > "$T/s_cpu"
+sel "$T/a_gpu.lrs" | sort > "$T/s_gpu"
+steps=$(kall "$T/a_cpu.lrs")
+diff_steps=$(comm -3 "$T/s_cpu" "$T/s_gpu" | wc -l)
+[ "$steps" -ge 3 ] && [ "$(wc -l < "$T/s_cpu")" -ge 1 ] || die "too few steps to compare ($steps)"
+[ $((diff_steps * 100)) -le $((steps * 5)) ] || die "$diff_steps of $steps steps selected differently"
+echo "selection: $diff_steps of $steps steps differ"
+
+# generate on the device: a valid stream of the same problems
+"$E/lr-infer" --model "$T/exp" --data "$T/q.jsonl" --layout gsm8k --max-new-tokens 4 --device cuda \
+    -o "$T/e_gpu.lrs" 2> /dev/null
+[ "$("$B/lr-dump" --count "$T/e_gpu.lrs")" = 3 ] || die "generate on the device: record count"
+"$B/lr-dump" "$T/e_gpu.lrs" | jq -se '[.[] | select(.k != null) | (.tokens | length) == 4 and (.k | all(. >= 1))] | all' \
+    > /dev/null || die "generate on the device: records"
+
+# the device's list limit, and the real build on a machine without a GPU
+"$B/lr-mkmodel" "$T/big" --layers 1 --vocab 2100 > /dev/null
+expect_fail 1 "$E/lr-infer" --model "$T/big" --data "$T/q.jsonl" --layout gsm8k --device cuda --top-k-max 2000
+[[ $LAST_ERR == *"device limit"* ]] || die "top-k-max message: $LAST_ERR"
+if ! nvidia-smi > /dev/null 2>&1; then
+    expect_fail 4 "$B/lr-infer" --model "$T/ama" --follow "$T/e.lrs" --device cuda -o "$T/none.lrs"
+    [[ $LAST_ERR == *"CUDA"* ]] || die "no-GPU message: $LAST_ERR"
+    [ ! -s "$T/none.lrs" ] || die "output written without a device"
+fi
+echo ok

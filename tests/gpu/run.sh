@@ -1,0 +1,254 @@
+#!/usr/bin/env bash
+# tests/gpu/run.sh: THE script to run on a machine with an NVIDIA GPU (issue 8;
+# later GPU issues extend it). Within 8 minutes on an H100 it:
+#   1. prints the card (nvidia-smi);
+#   2. `bench_gpu check`: cuda against cpu on tiny models (GQA, head dims 64 and
+#      128, qwen2 biases / llama without, tied / untied, the real Qwen vocabulary):
+#      logits relative error <= 1e-2, compact lists and gathered log-probs;
+#      then once with --inject-error 0.05, which must fail (the check can fail);
+#   3. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu and
+#      on cuda, lr-kl selects the same steps on >= 99% of them (kl_agree.py);
+#   4. for random-weight models of the real Qwen2.5-0.5B and Qwen2.5-Math-1.5B
+#      shapes built there with transformers (hf_ref.py build): our logits vs
+#      transformers' (float32 reference), then teacher forcing of 256 x 400
+#      tokens, ours (`bench_gpu teacher`) vs transformers (hf_ref.py ref);
+#      if transformers cannot build a shape, lr-mkmodel makes it for our
+#      timing alone (LR_GPU_NO_TORCH=1 takes that path on purpose);
+#   5. prints ONE markdown table and writes it into docs/PERF.md under
+#      "### <card>, <date>" (replacing that card's earlier table), copied with
+#      the log to $OUT.
+# Each stage has its own time limit, cut to what is left of the whole budget
+# (LR_GPU_BUDGET, default 450 s) so one hang cannot eat the session's minutes.
+#
+# HOW A SESSION RUNS IT (the GPU machine has nvcc, CUDA, python3 + torch +
+# transformers, but not our Debian -dev libraries and not ../shared):
+#   here:   make gpu-bundle      (tests/gpu/bundle.sh: builds, packs
+#                                 build/gpu-bundle, prints its size; < 64 MiB)
+#           tests/gpu/run.sh --dry   (the same script on this CPU first)
+#   device: run(command="bash tests/gpu/run.sh", carry=["build/gpu-bundle"], timeout_s=540)
+#   then:   commit docs/PERF.md from the files the call brought back
+#           ($OUT/PERF.md; $OUT/run.log has everything the stages printed).
+#
+# --dry: runs here, on the CPU, every line of the above: the bundle (binaries
+# and libraries unpacked, LD_LIBRARY_PATH), bench_gpu/lr-infer of the emulated
+# device (bin-emu/, when built) or else --device cpu stand-ins, CPU torch from
+# the reference venv, tiny stand-ins for the 0.5B/1.5B shapes and a short
+# teacher run. It writes PERF.md to $OUT (default: the work dir), never into
+# docs/. Options: --relink (relink the bundled objects with this machine's nvcc
+# and CUDA first, as done automatically when the prebuilt binaries cannot run).
+set -u
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+DRY=0 RELINK=0
+for a in "$@"; do
+    case $a in
+        --dry) DRY=1 ;;
+        --relink) RELINK=1 ;;
+        -h | --help) sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) echo "run.sh: unknown option $a" >&2; exit 1 ;;
+    esac
+done
+BUDGET=${LR_GPU_BUDGET:-450}
+RESERVE=15 # for the table at the end
+T0=$(date +%s)
+BUNDLE=${LR_GPU_BUNDLE:-$ROOT/build/gpu-bundle}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/lr-gpu.XXXXXX")
+OUTDIR=${OUT:-$WORK/out}
+mkdir -p "$OUTDIR"
+RES=$WORK/results.txt
+: > "$RES"
+exec > >(tee "$OUTDIR/run.log") 2>&1
+echo "run.sh: $( ((DRY)) && echo DRY RUN, ) work dir $WORK, budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2> /dev/null || echo ?)"
+
+left() { echo $((BUDGET - ($(date +%s) - T0))); }
+# stage NAME LIMIT CMD...: runs CMD with min(LIMIT, what is left) seconds,
+# prints its stdout and the end of its stderr, keeps its result lines.
+stage() {
+    local name=$1 lim=$2 rc t
+    shift 2
+    local l=$(($(left) - RESERVE))
+    if [ "$l" -lt 5 ]; then
+        echo "== $name: skipped, the time budget is spent"
+        echo "stage name=$name result=SKIPPED_BUDGET" >> "$RES"
+        return 99
+    fi
+    [ "$lim" -gt "$l" ] && lim=$l
+    echo "== $name (limit ${lim}s, $(left)s left)"
+    t=$(date +%s)
+    if declare -F "$1" > /dev/null; then # a function: timeout needs a program
+        timeout -k 5 "$lim" bash -c "$(declare -f "$1"); \"\$@\"" _ "$@" > "$WORK/$name.out" 2> "$WORK/$name.err"
+    else
+        timeout -k 5 "$lim" "$@" > "$WORK/$name.out" 2> "$WORK/$name.err"
+    fi
+    rc=$?
+    cat "$WORK/$name.out"
+    [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
+    grep -E '^(check|check_negative|teacher|hf_logits|hf_teacher|kl_agree) ' "$WORK/$name.out" >> "$RES"
+    echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
+    echo "-- $name: exit $rc in $(($(date +%s) - t))s"
+    return $rc
+}
+
+# ---- the bundle ----
+[ -f "$BUNDLE/MANIFEST" ] || { echo "run.sh: $BUNDLE/MANIFEST missing: run 'make gpu-bundle' first (and carry build/gpu-bundle)"; exit 1; }
+cat "$BUNDLE/MANIFEST"
+mkdir -p "$WORK/lib" "$WORK/tok"
+tar xzf "$BUNDLE/lib.tar.gz" -C "$WORK/lib" && tar xzf "$BUNDLE/tokenizer.tar.gz" -C "$WORK/tok" || { echo "run.sh: cannot unpack the bundle"; exit 1; }
+BIN=$BUNDLE/bin
+# CUDA's libraries: the RUNPATH (this build machine's CUDA prefix) may not
+# exist there; add the first folder that has libcublas.so.13
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2> /dev/null || true)
+CUDA_LIB=
+for d in ${NVCC:+$(dirname "$(dirname "$NVCC")")/lib64} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+    $(python3 -c 'import nvidia, os; [print(os.path.join(p, s, "lib")) for p in nvidia.__path__ for s in os.listdir(p)]' 2> /dev/null); do
+    ls "$d"/libcublas.so.* > /dev/null 2>&1 && { CUDA_LIB=$d; break; }
+done
+export LD_LIBRARY_PATH=$WORK/lib${CUDA_LIB:+:$CUDA_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+# relink the bundled objects with this machine's nvcc/CUDA (the sources travel)
+relink() {
+    local nv=${NVCC:-nvcc} ch r=$WORK/relink gl
+    ch=$(dirname "$(dirname "$nv")")
+    mkdir -p "$r/bin"
+    echo "relinking against $ch (nvcc $($nv --version 2> /dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
+    if ls cuda/*.cu > /dev/null 2>&1; then
+        local pids=() p
+        for s in cuda/*.cu; do
+            "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilibcommon -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" &
+            pids+=($!)
+        done
+        for p in "${pids[@]}"; do wait "$p" || return 1; done
+        ar rcs "$r/libgpu_cuda.a" "$r"/*.o || return 1
+        gl="$r/libgpu_cuda.a -L$ch/lib64 -Wl,-rpath,$ch/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++"
+    else
+        echo "relink: no cuda/*.cu in this tree: the no-backend stub"
+        gl=$BUNDLE/obj/none.o
+    fi
+    for t in bench_gpu lr-mkmodel lr-infer lr-kl lr-dump; do
+        # shellcheck disable=SC2086
+        gcc -pthread "$BUNDLE/obj/$t.o" -Wl,--start-group "$BUNDLE/obj/libcommon.a" $gl -Wl,--end-group \
+            "$WORK"/lib/*.so.* -lm -Wl,-rpath-link,"$WORK/lib" -o "$r/bin/$t" || return 1
+    done
+    BIN=$r/bin
+}
+probe() { "$BIN/bench_gpu" 2>&1; }
+if ((RELINK)); then
+    relink || { echo "run.sh: relink failed"; exit 1; }
+elif ! out=$(probe) || { ((!DRY)) && [[ $out == *skipped* ]]; }; then
+    echo "the prebuilt bench_gpu cannot use the GPU here: $out"
+    [ -n "$NVCC" ] && relink || echo "run.sh: no way to relink (no nvcc); going on"
+fi
+echo "bench_gpu: $(probe)"
+
+# which device is under test: cuda; in the dry run the emulated one, or the
+# cpu engine standing in (then 'cuda' lines compare cpu with cpu)
+GBIN=$BIN DEV=cuda
+if ((DRY)); then
+    PY=${LR_PY:-/work/main/build/venv/bin/python}
+    [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
+    HFDEV=cpu
+    SHAPES="tiny-0.5b tiny-1.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
+    if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
+        GBIN=$BUNDLE/bin-emu
+        CARD="dry run (emulated device)"
+        # kernels emulated on the CPU are slow: fewer rows of the 151936-wide vocabulary
+        TEACH="--seqs 2 --len 32 --batch 2" LENS=5,17,40
+    else
+        DEV=cpu
+        CARD="dry run (cpu stand-in)"
+    fi
+else
+    PY=python3 HFDEV=cuda
+    SHAPES="qwen2.5-0.5b qwen2.5-math-1.5b" TEACH="--seqs 256 --len 400 --batch 32" KLN=32 KLT=48 LENS=13,100,257
+    CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
+    [ -n "$CARD" ] || CARD=$("$BIN/bench_gpu" 2>&1 | sed -n 's/.*(\(.*\); backend.*/\1/p')
+fi
+echo "== card: $CARD"
+((DRY)) || nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -n 3
+echo "device under test: $DEV via $GBIN; python: $PY ($("$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -n 1))"
+
+GINFER=$GBIN/lr-infer
+[ -x "$GINFER" ] || GINFER=$BIN/lr-infer
+M=$WORK/models
+export ROOT WORK BIN GBIN GINFER DEV M KLN KLT # for the stages that are functions
+
+# ---- 2. tiny models: cuda vs cpu ----
+mkdir -p "$M"
+mk() { "$BIN/lr-mkmodel" "$M/$1" --dtype bf16 "${@:2}" > /dev/null; }
+mk gqa64 --hidden 256 --heads 4 --kv-heads 1 --inter 512 --layers 2 --seed 1 &&
+    mk mha128-tied --hidden 256 --heads 2 --kv-heads 2 --tied --layers 2 --seed 2 &&
+    mk llama-nobias --arch llama --hidden 128 --heads 4 --kv-heads 2 --layers 3 --seed 3 &&
+    mk qwenvocab --hidden 128 --heads 2 --kv-heads 1 --tied --layers 2 --seed 4 --tokenizer "$WORK/tok/tokenizer.json" ||
+    echo "run.sh: lr-mkmodel failed"
+stage check 90 "$GBIN/bench_gpu" check --device "$DEV" "$M/gqa64" "$M/mha128-tied" "$M/llama-nobias" "$M/qwenvocab"
+# the same check with the device's logits scaled by 1.05 must fail (exit 5)
+neg_check() {
+    "$GBIN/bench_gpu" check --device "$DEV" --inject-error 0.05 "$M/gqa64" >&2
+    local rc=$?
+    echo "check_negative rc=$rc result=$([ $rc = 5 ] && echo ok || echo FAIL)"
+    [ $rc = 5 ]
+}
+stage check_negative 30 neg_check
+
+# ---- 3. lr-kl agreement ----
+kl_stage() {
+    local d=$WORK/kl
+    mkdir -p "$d"
+    "$BIN/lr-mkmodel" "$d/exp" --seed 11 --layers 2 --hidden 128 --heads 2 --kv-heads 1 --dtype bf16 > /dev/null &&
+        "$BIN/lr-mkmodel" "$d/ama" --seed 11 --layers 1 --hidden 128 --heads 2 --kv-heads 1 --dtype bf16 > /dev/null || return 1
+    python3 -c "
+for i in range($KLN): print('{\"id\": \"q%d\", \"question\": \"A shop has %d boxes of %d pens and sells %d. How many pens are left?\"}' % (i, i + 3, 2 * i + 5, i + 1))" > "$d/q.jsonl"
+    # the expert on cpu; the amateur follows on cpu and on the device
+    "$BIN/lr-infer" --model "$d/exp" --data "$d/q.jsonl" --field question --preset raw --max-new-tokens "$KLT" \
+        --temperature 1 --seed 3 --device cpu -o "$d/e.lrs" &&
+        "$BIN/lr-infer" --model "$d/ama" --follow "$d/e.lrs" --device cpu -o "$d/a_cpu.lrs" &&
+        "$GINFER" --model "$d/ama" --follow "$d/e.lrs" --device "$DEV" -o "$d/a_dev.lrs" || return 1
+    python3 "$ROOT/tests/gpu/kl_agree.py" "$BIN" "$d/e.lrs" "$d/a_cpu.lrs" "$d/a_dev.lrs" "$d"
+}
+stage kl 90 kl_stage
+
+# ---- 4. real shapes vs transformers ----
+# the same shapes by lr-mkmodel, for our timing when transformers cannot build them
+declare -A MKSHAPE=(
+    [qwen2.5-0.5b]="--hidden 896 --inter 4864 --layers 24 --heads 14 --kv-heads 2 --tied --rope-theta 1e6"
+    [qwen2.5-math-1.5b]="--hidden 1536 --inter 8960 --layers 28 --heads 12 --kv-heads 2 --tied --rope-theta 1e4"
+    [tiny-0.5b]="--hidden 128 --inter 256 --layers 2 --heads 2 --kv-heads 1 --tied --rope-theta 1e6"
+    [tiny-1.5b]="--hidden 256 --inter 384 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4")
+for s in $SHAPES; do
+    d=$WORK/hf/$s
+    # LR_GPU_NO_TORCH=1: take the fallback (to try it in a dry run)
+    if [ -z "${LR_GPU_NO_TORCH:-}" ] &&
+        stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" --tokenizer "$WORK/tok" --lens "$LENS"; then
+        stage "logits_$s" 90 "$GBIN/bench_gpu" logits --device "$DEV" "$d" "$d/tokens.txt" "$WORK/ours_$s.bin"
+    else
+        echo "run.sh: no transformers model of shape $s: lr-mkmodel makes one for our timing alone"
+        rm -rf "$d"
+        # shellcheck disable=SC2086
+        stage "mkmodel_$s" 60 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 --tokenizer "$WORK/tok/tokenizer.json" || continue
+        # shellcheck disable=SC2086
+        stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+        continue
+    fi
+    # shellcheck disable=SC2086
+    stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+    ours=()
+    [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")
+    # shellcheck disable=SC2086
+    stage "torch_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" ref --model "$d" "${ours[@]}" --device "$HFDEV" $TEACH
+    rm -f "$WORK/ours_$s.bin"
+done
+
+# ---- 5. the table ----
+DATE=$(date -u +%Y-%m-%d)
+NOTE="\`tests/gpu/run.sh\` at commit $(git rev-parse --short HEAD 2> /dev/null || echo ?), $(date -u +%H:%M) UTC; $(sed -n 's/^backend /bench_gpu backend /p' "$BUNDLE/MANIFEST"); $("$PY" -c 'import torch, transformers; print("torch", torch.__version__ + ", transformers", transformers.__version__)' 2> /dev/null)."
+echo "== table ($CARD, $DATE)"
+PERF_OUT=$OUTDIR/PERF.md
+python3 "$ROOT/tests/gpu/table.py" "$RES" "$ROOT/docs/PERF.md" "$PERF_OUT" --card "$CARD" --date "$DATE" --note "$NOTE"
+((DRY)) || cp "$PERF_OUT" "$ROOT/docs/PERF.md"
+cp "$RES" "$OUTDIR/results.txt"
+rm -rf "$WORK/hf" "$WORK/models" "$WORK/kl" "$WORK/relink" "$WORK/lib" "$WORK/tok" # GBs of model folders
+echo "run.sh: done in $(($(date +%s) - T0))s; $PERF_OUT, $OUTDIR/run.log, $OUTDIR/results.txt"
+fails=$(grep -cE 'result=(FAIL|ERROR)|^stage .* rc=[1-9]' "$RES")
+echo "run.sh: $fails failing lines in the results"
+[ "$fails" = 0 ]

@@ -1,0 +1,139 @@
+"""The one table of tests/gpu/run.sh, from the key=value lines its stages
+printed (RESULTS), and docs/PERF.md updated with it.
+
+  table.py RESULTS PERF_IN PERF_OUT --card NAME --date YYYY-MM-DD [--note TEXT]
+
+Prints the markdown table. In PERF_OUT (a copy of PERF_IN) the table goes
+under "### NAME, DATE" inside the "## GPU runs" section, replacing an earlier
+table of the same card (any date) and keeping the others."""
+import argparse, re, shlex, sys
+
+
+def parse(path):
+    rows = []
+    for line in open(path, errors="replace"):
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            continue
+        kind, rest = parts
+        kv = {}
+        for tok in shlex.split(rest, posix=True) if '"' in rest else rest.split():
+            if "=" in tok:
+                k, v = tok.split("=", 1)
+                kv[k] = v
+            elif "what" not in kv:
+                kv["what"] = tok.rstrip(":")
+        # "check DIR: ..." / "teacher DIR: ..." name the model first
+        m = re.match(r"(\S+?):? ", rest)
+        if m and "=" not in m.group(1):
+            kv["what"] = m.group(1).rstrip(":")
+        rows.append((kind, kv))
+    return rows
+
+
+def f(x, fmt="{:.3g}"):
+    try:
+        return fmt.format(float(x))
+    except (TypeError, ValueError):
+        return "n/a"
+
+
+def name(path):
+    return path.rstrip("/").split("/")[-1] if path else "?"
+
+
+def build_table(rows):
+    out = ["| item | ours | reference | goal | result |", "| --- | --- | --- | --- | --- |"]
+    stages = {kv.get("name"): kv for k, kv in rows if k == "stage"}
+    for k, kv in rows:
+        if k == "check":
+            if kv.get("result") == "ERROR":
+                out.append(f"| cpu vs {kv.get('dev', '?')}, tiny `{name(kv.get('what'))}` | error | | | ERROR |")
+                continue
+            out.append(f"| cpu vs {kv.get('dev', '?')}, tiny `{name(kv.get('what'))}`: logits rel err max (median), "
+                       f"top-1, list overlap | {f(kv.get('rel_err_max'))} ({f(kv.get('rel_err_med'))}), "
+                       f"{kv.get('top1', '?')}, {kv.get('list_overlap', '?')} | cpu float32 | <= 1e-2 | "
+                       f"{kv.get('result', '?')} |")
+        elif k == "check_negative":
+            out.append(f"| check catches a 5% logits error (--inject-error) | exit {kv.get('rc', '?')} | | exit 5 | "
+                       f"{kv.get('result', '?')} |")
+        elif k == "kl_agree":
+            out.append(f"| lr-kl selection, amateur cpu vs device ({kv.get('steps', '?')} steps, beta = median "
+                       f"{f(kv.get('beta'))}) | {kv.get('agree_pct', '?')}% agree, max KL diff "
+                       f"{f(kv.get('kl_diff_max'))} | cpu | >= 99% | {kv.get('result', '?')} |")
+        elif k == "hf_logits":
+            out.append(f"| logits vs transformers float32, `{kv.get('model')}` ({kv.get('rows')} rows): rel err max "
+                       f"(median) | {f(kv.get('ours_rel_max'))} ({f(kv.get('ours_rel_med'))}) | transformers bf16: "
+                       f"{f(kv.get('torch_bf16_rel_max'))} ({f(kv.get('torch_bf16_rel_med'))}) | <= 1e-2 | "
+                       f"{kv.get('result', '?')} |")
+    teach = {name(kv.get("what")): kv for k, kv in rows if k == "teacher"}
+    hft = {kv.get("model"): kv for k, kv in rows if k == "hf_teacher"}
+    for model in list(dict.fromkeys(list(teach) + list(hft))):
+        o, h = teach.get(model, {}), hft.get(model, {})
+        try:
+            ratio = float(o["tok_s"]) / float(h["tok_s"])
+            r = f"{ratio:.2f}x" + (" ok" if ratio >= 3 else " below goal")
+        except (KeyError, ValueError, ZeroDivisionError):
+            r = "n/a"
+        seqs = o.get("seqs") or h.get("seqs", "?")
+        ln = o.get("len") or h.get("len", "?")
+        out.append(f"| teacher forcing `{model}`, {seqs} x {ln} tokens, tok/s | {f(o.get('tok_s'), '{:.0f}')} | "
+                   f"transformers {f(h.get('tok_s'), '{:.0f}')} | >= 3x | {r} |")
+        pct = o.get("peak_pct")
+        good = "n/a" if not o or float(o.get("peak_tflops", 0) or 0) == 0 else (
+            "ok" if float(pct) > 50 else "below goal")
+        out.append(f"| GEMM TFLOP/s `{model}` (2 x matmul params x tokens / time) | {f(o.get('gemm_tflops'), '{:.1f}')}"
+                   f" ({f(pct, '{:.1f}')}% of {f(o.get('peak_tflops'), '{:.0f}')}) | transformers "
+                   f"{f(h.get('gemm_tflops'), '{:.1f}')} | > 50% of peak | {good} |")
+    for n, kv in stages.items():
+        if kv.get("result") == "SKIPPED_BUDGET" or kv.get("rc") not in (None, "0"):
+            why = "skipped: time budget spent" if kv.get("result") == "SKIPPED_BUDGET" else (
+                "timed out" if kv.get("rc") in ("124", "137") else f"exit {kv.get('rc')}")
+            out.append(f"| stage `{n}` | {why} | | | {'FAIL' if 'exit' in why or 'timed' in why else 'SKIPPED'} |")
+    return "\n".join(out)
+
+
+def update_perf(text, heading, body, card):
+    lines = text.split("\n")
+    try:
+        start = next(i for i, l in enumerate(lines) if re.match(r"## GPU( runs)?\s*$", l))
+    except StopIteration:
+        lines += ["", "## GPU runs", ""]
+        start = len(lines) - 2
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    sec = lines[start + 1:end]
+    # drop an earlier table of this card: from its heading to the next ### or the section end
+    keep, skipping = [], False
+    if not card.startswith("dry run"):  # the first real table ends "no GPU number yet"
+        sec = [l for l in sec if not l.startswith("No GPU has been lent")]
+    for l in sec:
+        if l.startswith("### "):
+            skipping = l.startswith(f"### {card},")
+        if not skipping:
+            keep.append(l)
+    while keep and keep[-1] == "":
+        keep.pop()
+    new = keep + ["", heading, "", body, ""]
+    return "\n".join(lines[:start + 1] + new + lines[end:])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("results")
+    p.add_argument("perf_in")
+    p.add_argument("perf_out")
+    p.add_argument("--card", required=True)
+    p.add_argument("--date", required=True)
+    p.add_argument("--note", default="")
+    a = p.parse_args()
+    table = build_table(parse(a.results))
+    body = (a.note + "\n\n" if a.note else "") + table
+    print(table)
+    text = open(a.perf_in).read()
+    with open(a.perf_out, "w") as fo:
+        fo.write(update_perf(text, f"### {a.card}, {a.date}", body, a.card))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+/* The whole CUDA forward (cuda/forward.cu through the engine) against the
+ * CPU forward, on the emulated device: tiny random models of several
+ * configurations, packed multi-slot prefill, rows appended to slots with
+ * history (the KV-cache path), chunking (max_tokens smaller than a call),
+ * and the per-row results lr-infer records. The device computes in bf16
+ * with float32 accumulation, so logits are compared by relative error
+ * (the issue's bound: 1e-2), lists by their leading tokens. */
+#include "check.h"
+
+#include "engine.h"
+#include "gpu.h"
+#include "mkmodel.h"
+#include "model.h"
+#include "util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char tmpdir[] = "/tmp/lr-gpufwd-XXXXXX";
+
+typedef struct {
+    int N;
+    int tok[96], seq[96];
+    unsigned char want[96];
+} rows;
+
+/* Runs the same calls on both engines; returns the worst logits error. */
+static double worst_max; /* the same in max |a - b| / max |b|, reported */
+
+static double compare(const char *dir, int open_only, int max_tokens) {
+    model mc, mg;
+    int rc = model_load(&mc, dir);
+    if (!rc) rc = open_only ? model_open(&mg, dir) : model_load(&mg, dir);
+    CHECKF(rc == 0, "%s", lr_errmsg());
+    if (rc) return INFINITY;
+    int V = mc.cfg.V, kmax = 16, B = 3;
+    engine ec, eg;
+    rc = eng_init(&ec, &mc, ENG_CPU, B, 64, max_tokens, kmax, 0, 1);
+    if (!rc) rc = eng_init(&eg, &mg, ENG_CUDA, B, 64, max_tokens, kmax, 0, 1);
+    CHECKF(rc == 0, "%s", lr_errmsg());
+    if (rc) return INFINITY;
+    /* call 1: three prompts packed (lengths 40, 9, 1), every row wanted but
+     * a few; call 2: one decode row per slot; call 3: 5 more rows of slot 1 */
+    rows calls[3];
+    memset(calls, 0, sizeof calls);
+    int lens[3] = {40, 9, 1};
+    for (int b = 0; b < 3; b++)
+        for (int t = 0; t < lens[b]; t++) {
+            rows *c = &calls[0];
+            c->tok[c->N] = (7 * t + 31 * b + 3) % V, c->seq[c->N] = b, c->want[c->N] = (t % 5) != 2, c->N++;
+        }
+    for (int b = 0; b < 3; b++) calls[1].tok[b] = (11 * b + 5) % V, calls[1].seq[b] = b, calls[1].want[b] = 1;
+    calls[1].N = 3;
+    for (int t = 0; t < 5; t++) calls[2].tok[t] = (13 * t + 1) % V, calls[2].seq[t] = 1, calls[2].want[t] = 1;
+    calls[2].N = 5;
+    double worst = 0;
+    int top1_diff = 0, nrows = 0;
+    for (int ci = 0; ci < 3 && !rc; ci++) {
+        rows *c = &calls[ci];
+        int G = 0;
+        for (int i = 0; i < c->N; i++) G += c->want[i];
+        /* gather: each row asks for ids 0, 1, 2 and one outside the vocabulary */
+        int32_t *gids = malloc((size_t)G * 4 * 4);
+        size_t *goff = malloc((G + 1) * sizeof *goff);
+        for (int g = 0; g < G; g++) {
+            goff[g] = (size_t)g * 4;
+            gids[g * 4] = 0, gids[g * 4 + 1] = 1, gids[g * 4 + 2] = 2, gids[g * 4 + 3] = V + 1;
+        }
+        goff[G] = (size_t)G * 4;
+        eng_req q = {.co = {.mass = 0.99999, .kmax = kmax, .kmin = 1}, .gids = gids, .goff = goff, .logits = 1};
+        eng_res r[2];
+        for (int e = 0; e < 2; e++) {
+            r[e] = (eng_res){.k = malloc(G * 4), .ids = malloc((size_t)G * kmax * 4), .lps = malloc((size_t)G * kmax * 4),
+                             .tail = malloc(G * 4), .glps = malloc((size_t)G * 4 * 4), .gtail = malloc(G * 4),
+                             .argmax = malloc(G * 4), .bad = malloc(G), .logits = malloc((size_t)G * V * 4)};
+        }
+        rc = eng_run(&ec, c->N, c->tok, c->seq, c->want, &q, &r[0]);
+        if (!rc) rc = eng_run(&eg, c->N, c->tok, c->seq, c->want, &q, &r[1]);
+        CHECKF(rc == 0, "call %d: %s", ci, lr_errmsg());
+        for (int g = 0; !rc && g < G; g++) {
+            const float *a = r[1].logits + (size_t)g * V, *b = r[0].logits + (size_t)g * V;
+            /* relative error of the row as a vector: ||a - b|| / ||b|| */
+            double d = 0, m = 1e-30, dmax = 0, mmax = 1e-30;
+            for (int i = 0; i < V; i++) {
+                d += (a[i] - b[i]) * (a[i] - b[i]), m += (double)b[i] * b[i];
+                dmax = fmax(dmax, fabs(a[i] - b[i])), mmax = fmax(mmax, fabs(b[i]));
+            }
+            worst = fmax(worst, sqrt(d / m));
+            worst_max = fmax(worst_max, dmax / mmax);
+            CHECK(!r[1].bad[g]);
+            /* the device's lists are its own logits' lists: exact twins of
+             * cd_select on the logits it returned */
+            top1_diff += r[1].ids[(size_t)g * kmax] != r[0].ids[(size_t)g * kmax];
+            CHECK(r[1].argmax[g] == r[1].ids[(size_t)g * kmax]);
+            CHECK(r[1].k[g] >= 1 && r[1].k[g] <= kmax);
+            for (int j = 0; j < 3; j++) CHECK_CLOSE(r[1].glps[g * 4 + j], r[0].glps[g * 4 + j], 0.05, 0.02);
+            CHECK(isinf(r[1].glps[g * 4 + 3]));
+            CHECK_CLOSE(r[1].tail[g], r[0].tail[g], 0.02, 0);
+            nrows++;
+        }
+        for (int e = 0; e < 2; e++) {
+            free(r[e].k), free(r[e].ids), free(r[e].lps), free(r[e].tail), free(r[e].glps), free(r[e].gtail);
+            free(r[e].argmax), free(r[e].bad), free(r[e].logits);
+        }
+        free(gids), free(goff);
+    }
+    /* random tiny models have near-flat distributions, where bf16 may swap
+     * close leaders: allow a few, not many */
+    CHECKF(top1_diff * 10 <= nrows, "%d of %d rows with another top-1", top1_diff, nrows);
+    eng_free(&ec), eng_free(&eg);
+    model_free(&mc), model_free(&mg);
+    return worst;
+}
+
+/* bound: the issue's 1e-2 on bf16 checkpoints. Float32 checkpoints are
+ * rounded to bf16 on the device as well, which costs more: 1.2e-2 and
+ * 1.3e-2 here, where transformers' own bf16 forward differs from its
+ * float32 one by 1.8e-2 and 2.4e-2 on the same two models (measured with
+ * the reference venv, 2026-11-28), hence 1.5e-2 for them. */
+static void one(const char *name, const char *const *args, int nargs, int open_only, int max_tokens, double bound) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    mk_opts o;
+    CHECK(mk_parse_args(&o, nargs, (char **)args, NULL) == 0);
+    CHECK(mk_write_model(dir, &o) == 0);
+    worst_max = 0;
+    double e = compare(dir, open_only, max_tokens);
+    fprintf(stderr, "%-10s logits rel err (L2, worst row) %.2e; max|diff|/max|ref| %.2e\n", name, e, worst_max);
+    CHECKF(e < bound, "%s: logits rel err %g", name, e);
+}
+
+int main(void) {
+    CHECK(mkdtemp(tmpdir) != NULL);
+    char name[128];
+    CHECK(gpu_device_count(name, sizeof name) == 1);
+    CHECK(!strcmp(gpu_backend(), "emulated"));
+    const char *a1[] = {"--layers", "2", "--hidden", "64", "--heads", "4", "--kv-heads", "2"};
+    one("qwen-f32", a1, 8, 1, 512, 1.5e-2);
+    const char *a2[] = {"--hidden", "96", "--heads", "6", "--kv-heads", "1", "--tied", "--dtype", "bf16", "--rope-theta", "1000000"};
+    one("tied-bf16", a2, 11, 1, 512, 1e-2);
+    const char *a3[] = {"--arch", "llama", "--bias", "--heads", "4", "--kv-heads", "4", "--layers", "3"};
+    one("llama-bias", a3, 9, 0, 16, 1.5e-2); /* loaded float32 path; calls split into chunks of 16 rows */
+    const char *a4[] = {"--arch", "llama", "--heads", "2", "--kv-heads", "1", "--hidden", "256", "--dtype", "bf16"};
+    one("hd128-bf16", a4, 10, 1, 512, 1e-2); /* head dim 128, as the real models */
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    CHECK(system(cmd) == 0);
+    CHECK_DONE();
+}

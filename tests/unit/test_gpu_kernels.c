@@ -1,0 +1,208 @@
+/* The CUDA backend's kernels against their CPU twins, run on the emulated
+ * device (this test links the g++ build of the .cu files, where device memory
+ * is host memory, so plain malloc'd buffers can be passed to the
+ * launchers). Inputs that the device holds in bf16 are rounded to bf16 for
+ * the CPU side too, so the comparisons measure the kernels, not the
+ * storage format; tolerances are a few bf16 ulps where outputs are bf16. */
+#include "check.h"
+
+#include "../../cuda/kernels.h"
+#include "compact.h"
+#include "ops_cpu.h"
+#include "safetensors.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 12345;
+static double urand(void) { /* [-1, 1) */
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
+}
+static float bfr(float x) { return st_bf16_to_f32(st_f32_to_bf16(x)); }
+static float *frand(size_t n, double scale) {
+    float *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (float)(scale * urand());
+    return p;
+}
+static uint16_t *to_bf16(const float *x, size_t n) {
+    uint16_t *p = malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = st_f32_to_bf16(x[i]);
+    return p;
+}
+/* max |a - b| over max |b| */
+static double relerr_bf(const uint16_t *a, const float *b, size_t n) {
+    double d = 0, m = 1e-30;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs(st_bf16_to_f32(a[i]) - b[i]));
+        m = fmax(m, fabs(b[i]));
+    }
+    return d / m;
+}
+
+static void test_embedding_rmsnorm_swiglu(void) {
+    int N = 7, C = 96, V = 50, I = 40;
+    float *wte = frand((size_t)V * C, 1);
+    for (int i = 0; i < V * C; i++) wte[i] = bfr(wte[i]);
+    uint16_t *wte16 = to_bf16(wte, (size_t)V * C);
+    int tok[7] = {3, 0, 49, 3, 17, 8, 22};
+    float *x = malloc((size_t)N * C * 4), *xr = malloc((size_t)N * C * 4);
+    k_embedding(x, tok, wte16, N, C, NULL);
+    embedding_forward(xr, tok, wte, N, C);
+    CHECK(!memcmp(x, xr, (size_t)N * C * 4));
+
+    float *w = frand(C, 1), *ref = malloc((size_t)N * C * 4);
+    uint16_t *out = malloc((size_t)N * C * 2);
+    k_rmsnorm(out, x, w, NULL, N, C, 1e-6f, NULL);
+    rmsnorm_forward(ref, NULL, x, w, N, C, 1e-6f);
+    CHECKF(relerr_bf(out, ref, (size_t)N * C) < 8e-3, "rmsnorm %g", relerr_bf(out, ref, (size_t)N * C));
+    /* gathered rows: out row j is x row rows[j] */
+    int rows[3] = {6, 0, 4};
+    k_rmsnorm(out, x, w, rows, 3, C, 1e-6f, NULL);
+    for (int j = 0; j < 3; j++)
+        CHECK(relerr_bf(out + (size_t)j * C, ref + (size_t)rows[j] * C, (size_t)C) < 8e-3);
+
+    float *gu = frand((size_t)N * 2 * I, 3), *g = malloc((size_t)N * I * 4), *u = malloc((size_t)N * I * 4);
+    for (int n = 0; n < N; n++)
+        for (int i = 0; i < I; i++) g[n * I + i] = gu[n * 2 * I + i], u[n * I + i] = gu[n * 2 * I + I + i];
+    float *h = malloc((size_t)N * I * 4);
+    uint16_t *h16 = malloc((size_t)N * I * 2);
+    swiglu_forward(h, g, u, (long)N * I);
+    k_swiglu(h16, gu, N, I, NULL);
+    CHECK(relerr_bf(h16, h, (size_t)N * I) < 8e-3);
+    free(wte), free(wte16), free(x), free(xr), free(w), free(ref), free(out), free(gu), free(g), free(u), free(h), free(h16);
+}
+
+/* qkv + bias -> RoPE'd q and the bf16 cache; then attention over tiles,
+ * both against ops_cpu.c. seq/pos mix a teacher-forced slot longer than a
+ * tile, a second slot, and a decode row appended to a slot with history. */
+static void test_qkv_attention(int NH, int NKV, int HD) {
+    int B = 3, Tmax = 80, QD = NH * HD, KD = NKV * HD, W = QD + 2 * KD;
+    /* slot 0: positions 0..44 (two tiles and a half); slot 2: 0..9; slot 1:
+     * positions 0..5 then 6 alone later in the rows */
+    int N = 45 + 10 + 6 + 1;
+    int *seq = malloc(N * sizeof *seq), *pos = malloc(N * sizeof *pos), r = 0;
+    for (int t = 0; t < 45; t++) seq[r] = 0, pos[r++] = t;
+    for (int t = 0; t < 6; t++) seq[r] = 1, pos[r++] = t;
+    for (int t = 0; t < 10; t++) seq[r] = 2, pos[r++] = t;
+    seq[r] = 1, pos[r++] = 6;
+    float *qkv = frand((size_t)N * W, 1), *bias = frand(W, 0.3);
+    float inv[128];
+    rope_inv_freq(inv, HD, 10000.0f);
+    float *q = malloc((size_t)N * QD * 4);
+    size_t csz = (size_t)B * NKV * Tmax * HD;
+    uint16_t *kc = calloc(csz, 2), *vc = calloc(csz, 2);
+    k_qkv_rope(q, kc, vc, qkv, bias, inv, seq, pos, N, NH, NKV, HD, Tmax, NULL);
+
+    /* CPU: split, bias, rope, store in a float32 cache */
+    float *qr = malloc((size_t)N * QD * 4), *kr = malloc((size_t)N * KD * 4), *vr = malloc((size_t)N * KD * 4);
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < W; j++) {
+            float v = qkv[(size_t)n * W + j] + bias[j];
+            if (j < QD) qr[(size_t)n * QD + j] = v;
+            else if (j < QD + KD) kr[(size_t)n * KD + j - QD] = v;
+            else vr[(size_t)n * KD + j - QD - KD] = v;
+        }
+    rope_forward(qr, qr, pos, N, NH, HD, 10000.0f);
+    rope_forward(kr, kr, pos, N, NKV, HD, 10000.0f);
+    double dq = 0;
+    for (size_t i = 0; i < (size_t)N * QD; i++) dq = fmax(dq, fabs(q[i] - qr[i]));
+    CHECKF(dq < 1e-5, "q after rope: %g", dq);
+    float *kcf = calloc(csz, 4), *vcf = calloc(csz, 4);
+    int bad_cache = 0;
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < NKV; h++)
+            for (int d = 0; d < HD; d++) {
+                size_t at = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD + d;
+                kcf[at] = st_bf16_to_f32(kc[at]), vcf[at] = st_bf16_to_f32(vc[at]);
+                bad_cache += fabsf(kcf[at] - kr[(size_t)n * KD + h * HD + d]) > 8e-3f * (1 + fabsf(kr[(size_t)n * KD + h * HD + d]));
+                bad_cache += vcf[at] != bfr(vr[(size_t)n * KD + h * HD + d]);
+            }
+    CHECKF(bad_cache == 0, "%d cache entries wrong", bad_cache);
+
+    att_tile *tiles = malloc(N * sizeof *tiles);
+    int nt = att_tiles(tiles, seq, pos, N);
+    CHECKF(nt == 5, "tiles %d", nt); /* 45 rows -> 32 + 13, then 6, 10 and 1 */
+    uint16_t *out = malloc((size_t)N * QD * 2);
+    float *ref = malloc((size_t)N * QD * 4);
+    k_attention(out, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, NULL);
+    attention_forward(ref, q, kcf, vcf, seq, pos, N, NH, NKV, HD, Tmax, 1);
+    double e = relerr_bf(out, ref, (size_t)N * QD);
+    CHECKF(e < 1e-2, "attention NH %d NKV %d HD %d: rel err %g", NH, NKV, HD, e);
+    free(seq), free(pos), free(qkv), free(bias), free(q), free(kc), free(vc), free(qr), free(kr), free(vr);
+    free(kcf), free(vcf), free(tiles), free(out), free(ref);
+}
+
+/* k_compact against cd_select / cd_gather / argmax on the same rows. */
+static void test_compact(int V, int G, int kmax, double mass) {
+    float *x = malloc((size_t)G * V * 4);
+    for (int g = 0; g < G; g++) {
+        float *row = x + (size_t)g * V;
+        double sharp = g % 3 == 0 ? 1 : g % 3 == 1 ? 8 : 30; /* near-flat to peaked */
+        for (int i = 0; i < V; i++) row[i] = (float)(sharp * urand());
+        if (g % 4 == 3) /* ties across the selection boundary */
+            for (int i = 0; i < V; i += 2) row[i] = row[0];
+    }
+    /* one bad row */
+    if (G > 2) x[(size_t)2 * V + V / 2] = NAN;
+    int32_t *k = malloc(G * 4), *ids = malloc((size_t)G * kmax * 4), *am = malloc(G * 4);
+    float *lps = malloc((size_t)G * kmax * 4), *tail = malloc(G * 4), *gtail = malloc(G * 4);
+    unsigned char *bad = malloc(G);
+    int per = 7;
+    int64_t *goff = malloc((G + 1) * sizeof *goff);
+    int32_t *gids = malloc((size_t)G * per * 4);
+    float *glps = malloc((size_t)G * per * 4);
+    for (int g = 0; g <= G; g++) goff[g] = (int64_t)g * per;
+    for (int j = 0; j < G * per; j++) gids[j] = j % per == 0 ? V + 5 : (int32_t)((j * 7919) % V);
+    compact_args a = {.kmax = kmax, .kmin = 1, .mass = mass, .gids = gids, .goff = goff, .k = k, .ids = ids,
+                      .argmax = am, .lps = lps, .tail = tail, .glps = glps, .gtail = gtail, .bad = bad};
+    k_compact(x, G, V, &a, NULL);
+    cd_opts co = {.mass = mass, .kmax = kmax, .kmin = 1};
+    int32_t *rids = malloc(kmax * 4), *heap = malloc(kmax * 4);
+    float *rlps = malloc(kmax * 4), rtail, rg[7], rgt;
+    int wrong_ids = 0, wrong_k = 0;
+    double dlp = 0, dtail = 0, dg = 0;
+    for (int g = 0; g < G; g++) {
+        const float *row = x + (size_t)g * V;
+        int isbad = 0;
+        for (int i = 0; i < V; i++) isbad |= !isfinite(row[i]);
+        CHECK(bad[g] == isbad);
+        if (isbad) continue;
+        int rk = cd_select(row, V, &co, rids, rlps, &rtail, heap);
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (row[i] > row[best]) best = i;
+        CHECK(am[g] == best);
+        wrong_k += k[g] != rk;
+        for (int j = 0; j < (k[g] < rk ? k[g] : rk); j++) {
+            wrong_ids += ids[(size_t)g * kmax + j] != rids[j];
+            dlp = fmax(dlp, fabs(lps[(size_t)g * kmax + j] - rlps[j]));
+        }
+        dtail = fmax(dtail, fabs(tail[g] - rtail));
+        cd_gather(row, V, gids + goff[g], per, rg, &rgt);
+        for (int j = 0; j < per; j++) {
+            if (isinf(rg[j])) CHECK(isinf(glps[goff[g] + j]) && glps[goff[g] + j] < 0);
+            else dg = fmax(dg, fabs(glps[goff[g] + j] - rg[j]));
+        }
+        dg = fmax(dg, fabs(gtail[g] - rgt));
+    }
+    CHECKF(wrong_k == 0 && wrong_ids == 0, "V %d kmax %d: %d rows with another k, %d ids differ", V, kmax, wrong_k, wrong_ids);
+    CHECKF(dlp < 1e-5 && dtail < 1e-5 && dg < 1e-5, "V %d kmax %d: lp %g tail %g gather %g", V, kmax, dlp, dtail, dg);
+    free(x), free(k), free(ids), free(am), free(lps), free(tail), free(gtail), free(bad), free(goff), free(gids);
+    free(glps), free(rids), free(heap), free(rlps);
+}
+
+int main(void) {
+    CHECK_SEED(rng);
+    test_embedding_rmsnorm_swiglu();
+    test_qkv_attention(4, 2, 16);
+    test_qkv_attention(2, 1, 128);
+    test_qkv_attention(6, 6, 12);
+    test_compact(1000, 12, 32, 0.99999);
+    test_compact(1000, 8, 1024, 1.0);
+    test_compact(300, 4, 1, 0.5);
+    test_compact(151936, 2, 256, 0.99999);
+    CHECK_DONE();
+}
