@@ -44,7 +44,11 @@
 #define EMU_ASAN 0
 #endif
 
-#if !defined(__x86_64__)
+// EMU_UCONTEXT: switch with swapcontext even on x86-64 (to test that path).
+#if defined(__x86_64__) && !defined(EMU_UCONTEXT)
+#define EMU_ASM_SWITCH 1
+#else
+#define EMU_ASM_SWITCH 0
 #include <ucontext.h>
 #endif
 
@@ -55,7 +59,7 @@ namespace {
 
 /* ---------------------------------------------------------------- contexts */
 
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
 /* emu_ctx_switch(save, to): pushes rbp rbx r12-r15 and the MXCSR/x87 control
  * words, stores rsp in *save, loads rsp = to, pops the same and returns into
  * the other context. */
@@ -93,7 +97,7 @@ emu_ctx_switch:
 #endif
 
 struct Ctx {
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     void *sp = nullptr;
 #else
     ucontext_t uc;
@@ -215,7 +219,7 @@ inline void do_switch(Ctx *from, Ctx *to, bool dying) {
 #else
     (void)dying;
 #endif
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     emu_ctx_switch(&from->sp, to->sp);
 #else
     swapcontext(&from->uc, &to->uc);
@@ -286,7 +290,7 @@ void schedule(bool dying) {
     __builtin_unreachable();
 }
 
-#if !defined(__x86_64__)
+#if !EMU_ASM_SWITCH
 void fiber_entry_uc() { fiber_entry(); }
 #endif
 
@@ -300,7 +304,7 @@ void fiber_reset(Fiber *f) {
     // shadow may still be poisoned where the new start frame goes.
     __asan_unpoison_memory_region(f->ctx.stack_lo + f->ctx.stack_size - 4096, 4096);
 #endif
-#if defined(__x86_64__)
+#if EMU_ASM_SWITCH
     uintptr_t top = ((uintptr_t)f->ctx.stack_lo + f->ctx.stack_size) & ~(uintptr_t)15;
     uint64_t *sp = (uint64_t *)top;
     *--sp = 0;                        // fiber_entry's return address: none (it never returns)
@@ -573,7 +577,10 @@ cudaError_t check_copy(void *dst, const void *src, size_t n, cudaMemcpyKind k) {
     case cudaMemcpyHostToDevice: dd = true, sd = false; break;
     case cudaMemcpyDeviceToHost: dd = false, sd = true; break;
     case cudaMemcpyDeviceToDevice: dd = sd = true; break;
-    case cudaMemcpyDefault: return cudaSuccess; // any side; ranges need only be valid memory
+    case cudaMemcpyDefault: // each side is what the registry says it is
+        if (!dst || !src) return cudaErrorInvalidValue;
+        if ((is_dev(dst, 1) && !is_dev(dst, n)) || (is_dev(src, 1) && !is_dev(src, n))) return cudaErrorInvalidValue;
+        return cudaSuccess;
     default: return cudaErrorInvalidValue;
     }
     if (!dst || !src) return cudaErrorInvalidValue;

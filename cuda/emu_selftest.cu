@@ -579,6 +579,7 @@ extern "C" int emu_selftest_runtime(void) {
     if (cudaMemcpy(d3, d, 8, cudaMemcpyHostToDevice) == cudaSuccess) fails += bad("memcpy device source as host", 0, 1, 0);
     if (cudaMemcpy(h, h + 8, 8, cudaMemcpyDeviceToHost) == cudaSuccess) fails += bad("memcpy host source as device", 0, 1, 0);
     CK(cudaMemcpy(d3, d, 8, cudaMemcpyDefault));
+    if (cudaMemcpy(d3, d, 65, cudaMemcpyDefault) == cudaSuccess) fails += bad("memcpy default past end", 0, 1, 0);
     CK(cudaFree(d3));
     if (cudaMemcpy(h, d + 1, 64, cudaMemcpyDeviceToHost) == cudaSuccess) fails += bad("memcpy src past end", 0, 1, 0);
     if (cudaMemset(d + 32, 0, 33) == cudaSuccess) fails += bad("memset past end", 0, 1, 0);
