@@ -143,6 +143,8 @@ std::vector<int> g_ready; // ring buffer of fiber ids
 size_t g_rhead, g_rcount;
 Fiber *g_cur;
 int g_n, g_done, g_at_bar, g_first_done;
+unsigned g_bar_gen;     // completed block barriers
+int g_bar_count[2];     // __syncthreads_count sums, by generation parity
 const char *g_name;
 const std::function<void()> *g_body;
 unsigned char *g_smem;
@@ -415,6 +417,8 @@ void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> 
                     g_fibers[i].started = false;
                 }
                 g_done = g_at_bar = 0;
+                g_bar_gen = 0;
+                g_bar_count[0] = g_bar_count[1] = 0;
                 g_first_done = -1;
                 g_rhead = 0;
                 g_rcount = 0;
@@ -440,7 +444,12 @@ int emu_lane() {
     return g_cur->lane;
 }
 
-void __syncthreads() {
+void __syncthreads() { (void)__syncthreads_count(0); }
+
+/* The block barrier. Predicates are summed per barrier generation into one
+ * of two counters: counter g&1 is cleared when barrier g-1 releases, after
+ * every thread has read barrier g-2's sum from it. */
+int __syncthreads_count(int pred) {
     Fiber *self = g_cur;
     if (!self) fail_outside("__syncthreads()");
     if (g_done) {
@@ -451,9 +460,13 @@ void __syncthreads() {
     Warp &w = g_warps[self->warp];
     if (w.arrived)
         fail(self, "__syncthreads() reached while other lanes of its warp wait at a warp operation (divergence)");
+    unsigned gen = g_bar_gen;
+    g_bar_count[gen & 1] += pred != 0;
     if (++g_at_bar == g_n) {
         // Release: everyone else waits here, so the ready queue is empty.
         g_at_bar = 0;
+        g_bar_gen++;
+        g_bar_count[(gen + 1) & 1] = 0;
         for (int i = 0; i < g_n; i++) {
             Fiber &f = g_fibers[i];
             if (&f == self) continue;
@@ -461,11 +474,12 @@ void __syncthreads() {
             ready_push(i);
         }
         for (int i = 0; i < (g_n + 31) / 32; i++) g_warps[i].at_block_bar = 0;
-        return;
+        return g_bar_count[gen & 1];
     }
     self->state = AT_BLOCK_BAR;
     w.at_block_bar++;
     schedule(false);
+    return g_bar_count[gen & 1];
 }
 
 namespace {

@@ -85,6 +85,9 @@ extern dim3 emu_blockDim, emu_gridDim;
 #define warpSize 32
 
 void __syncthreads();
+int __syncthreads_count(int pred);
+inline int __syncthreads_and(int pred) { return __syncthreads_count(pred) == (int)(blockDim.x * blockDim.y * blockDim.z); }
+inline int __syncthreads_or(int pred) { return __syncthreads_count(pred) != 0; }
 /* Exchanges `size` bytes (at most 64) of every lane of the calling warp:
  * writes this lane's bytes, waits for the warp, copies lane src_lane's
  * bytes into out. All 32 lanes must take part (mask 0xffffffff). With

@@ -58,6 +58,18 @@ __global__ void block_sum_kernel(const int *in, int n, long long *out) {
     if (threadIdx.x == 0) out[blockIdx.x] = part[0];
 }
 
+// out[b * 3 + 0..2] = __syncthreads_count/_and/_or over predicates that vary by block,
+// each barrier twice in a row (the emulator double-buffers the counts).
+__global__ void sync_count_kernel(int *out) {
+    int t = threadIdx.x, b = blockIdx.x;
+    int c = __syncthreads_count(t % (b + 2) == 0);
+    int c2 = __syncthreads_count(t < b);
+    int a = __syncthreads_and(t >= b);
+    int o = __syncthreads_or(t == (int)blockDim.x - 1 - b);
+    int o2 = __syncthreads_or(b == 3 && t == 5);
+    if (t == 0) out[b * 5] = c, out[b * 5 + 1] = c2, out[b * 5 + 2] = a, out[b * 5 + 3] = o, out[b * 5 + 4] = o2;
+}
+
 /* ---- coordinates ---- */
 
 // One record of 12 unsigned per thread: threadIdx, blockIdx, blockDim, gridDim.
@@ -204,6 +216,19 @@ extern "C" int emu_selftest_block_reduce(void) {
             for (int i = 0; i < n; i++) want += h[(size_t)b * n + i];
             if (got[b] != want) fails += bad("block_sum", threads * 100 + b, (double)got[b], (double)want);
         }
+    }
+    // __syncthreads_count/_and/_or on 4 blocks of 96 threads
+    int *dc;
+    CK(cudaMalloc((void **)&dc, 4 * 5 * sizeof(int)));
+    LAUNCH(sync_count_kernel, dim3(4), dim3(96), 0, (cudaStream_t)0, dc);
+    CK(cudaGetLastError());
+    int hc[20];
+    CK(cudaMemcpy(hc, dc, sizeof hc, cudaMemcpyDeviceToHost));
+    CK(cudaFree(dc));
+    for (int b = 0; b < 4; b++) {
+        int want[5] = {(96 + b + 1) / (b + 2), b, b == 0, 1, b == 3};
+        for (int i = 0; i < 5; i++)
+            if (hc[b * 5 + i] != want[i]) fails += bad("__syncthreads_count/and/or", b * 5 + i, hc[b * 5 + i], want[i]);
     }
     CK(cudaFree(din));
     CK(cudaFree(dout));
