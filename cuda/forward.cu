@@ -326,25 +326,16 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     const mcfg *c = &g->c;
     if (q->co.kmax > g->kmax)
         return lr_err(LR_EUSAGE, "cuda forward: kmax %d above the %d it was sized for", q->co.kmax, g->kmax);
-    int *extra = (int *)xcalloc((size_t)g->B, sizeof(int));
-    int rc = LR_OK;
-    size_t G = 0;
-    for (int i = 0; i < N && !rc; i++) {
-        if (seq[i] < 0 || seq[i] >= g->B) rc = lr_err(LR_EUSAGE, "cuda forward: row %d: slot %d outside [0, %d)", i, seq[i], g->B);
-        else if (tokens[i] < 0 || tokens[i] >= c->V)
-            rc = lr_err(LR_EINPUT, "cuda forward: row %d: token id %d outside the vocabulary [0, %d)", i, tokens[i], c->V);
-        else if (g->len[seq[i]] + ++extra[seq[i]] > g->Tmax)
-            rc = lr_err(LR_EINPUT, "cuda forward: slot %d: more than %d positions (KV cache full)", seq[i], g->Tmax);
-        G += !want || want[i];
-    }
-    free(extra);
+    int rc = fwd_check_rows("cuda forward", g->len, g->B, g->Tmax, c->V, N, tokens, seq);
     if (rc) return rc;
+    size_t G = 0;
+    for (int i = 0; i < N; i++) G += !want || want[i];
     size_t ng = q->gids ? q->goff[G] : 0;
     if ((rc = ensure_results(g, G, ng))) return rc;
-    if (q->gids && ng) {
+    if (q->gids) {
         for (size_t j = 0; j <= G; j++) g->h_goff[j] = (int64_t)q->goff[j];
         CK(cudaMemcpyAsync(g->d_goff, g->h_goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+        if (ng) CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
     }
     const int V = c->V, C = c->C;
     size_t gbase = 0;
