@@ -203,6 +203,8 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     const mcfg *c = &m->cfg;
     if (B < 1 || Tmax < 1 || max_tokens < 1) return lr_err(LR_EUSAGE, "cuda forward: need B, Tmax and max_tokens >= 1");
     if (c->HD > 128 || c->HD % 4) return lr_err(LR_EINPUT, "cuda forward: head_dim %d not supported (at most 128, a multiple of 4)", c->HD);
+    if (c->NH / c->NKV > ATT_TQ)
+        return lr_err(LR_EINPUT, "cuda forward: %d query heads per KV head not supported (at most %d)", c->NH / c->NKV, ATT_TQ);
     if (kmax > GPU_KMAX_LIMIT)
         return lr_err(LR_EUSAGE, "cuda forward: --top-k-max %d above the device limit %d (use --device cpu)", kmax, GPU_KMAX_LIMIT);
     if (cudaSetDevice(0) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
@@ -345,7 +347,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             g->h_pos[i] = g->len[seq[start + i]]++;
             if (!want || want[start + i]) g->h_rows[nw++] = i;
         }
-        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n);
+        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n, ATT_ROWS(c->NH, c->NKV));
         CK(cudaMemcpyAsync(g->d_tok, tokens + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_seq, seq + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_pos, g->h_pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
