@@ -33,7 +33,7 @@ static const char USAGE[] =
     "check: cpu (reference) vs the device on packed rows of several slots, a\n"
     "  prompt chunk then appended rows (the KV-cache path) and a slot reset;\n"
     "  one line per model; exit 5 when a bound is broken:\n"
-    "  logits max|a-b|/max|a| per row <= 1e-2 (bf16; --bound X), no NaN rows, the device's\n"
+    "  logits ||a-b||/||a|| per row <= 1e-2 (bf16; --bound X), no NaN rows, the device's\n"
     "  lists/gathered log-probs within 1e-3 of its own logits, cross-backend\n"
     "  log-prob differences within 2 max|logit diff| + 1e-3.\n"
     "logits: TOKENS_FILE is text, one sequence per line, token ids separated by\n"
@@ -131,7 +131,8 @@ static const char *card_name(const opts *o, char *buf, size_t n) {
 /* ---- check ---- */
 
 typedef struct {
-    double *rel;          /* per compared row */
+    double *rel;          /* per compared row: ||a - b|| / ||a|| (L2 over the row) */
+    double maxabs;        /* worst max|a - b| / max|a| over rows, reported */
     size_t n, cap;
     size_t top1_same, bad_ref, bad_dut, inf_mismatch;
     double overlap_sum;   /* per row |A and B| / max(|A|, |B|) */
@@ -155,13 +156,16 @@ static void compare_row(cstats *s, const resbuf *A, const resbuf *Bb, size_t g, 
     const float *la = a->logits + g * (size_t)V, *lb = b->logits + g * (size_t)V;
     s->bad_ref += a->bad[g], s->bad_dut += b->bad[g];
     if (a->bad[g] || b->bad[g]) return;
-    double amax = 0, dmx = 0;
+    double amax = 0, dmx = 0, a2 = 0, d2 = 0;
     for (int i = 0; i < V; i++) {
+        double d = (double)la[i] - lb[i];
         amax = dmax(amax, fabs(la[i]));
-        dmx = dmax(dmx, fabs((double)la[i] - lb[i]));
+        dmx = dmax(dmx, fabs(d));
+        a2 += (double)la[i] * la[i], d2 += d * d;
     }
     if (s->n == s->cap) s->rel = xrealloc(s->rel, (s->cap = s->cap ? 2 * s->cap : 256) * sizeof *s->rel);
-    s->rel[s->n++] = amax > 0 ? dmx / amax : dmx;
+    s->rel[s->n++] = a2 > 0 ? sqrt(d2 / a2) : sqrt(d2);
+    s->maxabs = dmax(s->maxabs, amax > 0 ? dmx / amax : dmx);
     s->top1_same += a->argmax[g] == b->argmax[g];
     /* cross-backend lists: overlap and log-prob differences on common ids;
      * |lp_a - lp_b| <= |dlogit| + |dlse| <= 2 max|dlogit| */
@@ -324,10 +328,10 @@ static int check_one(const char *dir, const opts *o, int *failed) {
         if (s.self_argmax_same < s.n) WHY(" device argmax != argmax of its logits in %zu rows;", s.n - s.self_argmax_same);
         if (s.self_ids_same < 0.99 * n) WHY(" device lists != cd_select of its logits in %.1f%% rows;", 100 - 100 * s.self_ids_same / n);
         char card[256];
-        printf("check %s: dev=%s card=\"%s\" rows=%zu rel_err_max=%.3g rel_err_med=%.3g top1=%.2f%% "
+        printf("check %s: dev=%s card=\"%s\" rows=%zu rel_err_max=%.3g rel_err_med=%.3g maxabs_err=%.3g top1=%.2f%% "
                "list_overlap=%.2f%% lp_diff_max=%.3g gather_diff_max=%.3g tail_diff_max=%.3g self_ids=%.2f%% "
                "self_lp=%.3g self_gather=%.3g self_argmax=%.2f%% result=%s%s\n",
-               dir, eng_device_name(o->dev), card_name(o, card, sizeof card), s.n, mx, med,
+               dir, eng_device_name(o->dev), card_name(o, card, sizeof card), s.n, mx, med, s.maxabs,
                100 * s.top1_same / n, 100 * s.overlap_sum / n, s.lp_max, s.glp_max, s.tail_max,
                100 * s.self_ids_same / n, s.self_lp, s.self_glp, 100 * s.self_argmax_same / n,
                w ? "FAIL" : "ok", why);

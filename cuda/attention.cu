@@ -1,14 +1,17 @@
 /* attention: causal GQA attention of packed rows against the bf16 KV cache
  * (kernels.h k_attention), the device twin of ops_cpu.c attention_forward.
  *
- * Flash-style (one pass, online softmax): a block takes a tile of up to
- * ATT_TQ rows of one slot (consecutive positions) and one query head,
- * keeps the tile's queries in shared memory and streams the slot's keys and
- * values ATT_TK at a time. Each row is owned by 4 threads, each holding a
- * quarter of the row's output dims in registers; the 4 recompute the same
- * running max and sum (cheap), so no extra communication is needed.
- * Attention is a few percent of a forward's FLOPs next to the GEMMs, so
- * plain FMAs (no tensor cores) are enough here. */
+ * Flash-style (one pass, online softmax): a block takes a tile of rows of
+ * one slot (consecutive positions) and one KV head, and serves all G =
+ * NH / NKV query heads that share it: its 32 query lanes are (row, head in
+ * group) pairs, so a tile holds 32 / G rows. Each key/value tile streamed
+ * through shared memory is then used by 32 queries in prefill, and by the G
+ * heads of a row in decode (one row per slot), instead of being read again
+ * for every query head. Each query is owned by 4 threads, each holding a
+ * quarter of its output dims in registers; the 4 recompute the same running
+ * max and sum (cheap), so no extra communication is needed. Attention is a
+ * few percent of a forward's FLOPs next to the GEMMs, so plain FMAs (no
+ * tensor cores) are enough here. */
 #include "common.cuh"
 #include "kernels.h"
 
@@ -16,11 +19,11 @@
 #define ATT_THREADS (ATT_TQ * 4)
 #define ATT_MAX_HD 128
 
-int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N) {
+int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int max_rows) {
     int nt = 0;
     for (int i = 0; i < N; i++) {
         att_tile *t = nt ? &tiles[nt - 1] : NULL;
-        if (t && t->slot == seq[i] && t->pos0 + t->n == pos[i] && t->row0 + t->n == i && t->n < ATT_TQ) t->n++;
+        if (t && t->slot == seq[i] && t->pos0 + t->n == pos[i] && t->row0 + t->n == i && t->n < max_rows) t->n++;
         else tiles[nt++] = (att_tile){i, 1, seq[i], pos[i]};
     }
     return nt;
@@ -36,22 +39,23 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
     __shared__ bf16 Vs[ATT_TK][ATT_MAX_HD + 2];
     __shared__ float S[ATT_TQ][ATT_TK + 1];
     const att_tile t = tiles[blockIdx.x];
-    int h = blockIdx.y, kvh = h / (NH / NKV), QD = NH * HD, hd4 = HD / 4;
-    int r = threadIdx.x / 4, qd = threadIdx.x % 4;
-    float scale = 1.0f / sqrtf((float)HD);
+    const int kvh = blockIdx.y, G = NH / NKV, QD = NH * HD, hd4 = HD / 4;
+    const int nq = t.n * G; /* query lanes in use: lane i is row i / G, head kvh * G + i % G */
+    const int r = threadIdx.x / 4, qd = threadIdx.x % 4;
+    const float scale = 1.0f / sqrtf((float)HD);
     const bf16 *K = kc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
     const bf16 *Vv = vc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
 
     for (int i = threadIdx.x; i < ATT_TQ * HD; i += blockDim.x) {
-        int rr = i / HD, d = i % HD;
-        Qs[rr][d] = rr < t.n ? q[(size_t)(t.row0 + rr) * QD + h * HD + d] * scale : 0.0f;
+        int qi = i / HD, d = i % HD;
+        Qs[qi][d] = qi < nq ? q[(size_t)(t.row0 + qi / G) * QD + (kvh * G + qi % G) * HD + d] * scale : 0.0f;
     }
     float o[ATT_MAX_HD / 4];
 #pragma unroll
     for (int j = 0; j < ATT_MAX_HD / 4; j++) o[j] = 0.0f;
     /* dims owned: qd, qd + 4, ... (adjacent threads read adjacent V columns) */
     float m = -INFINITY, l = 0.0f;
-    int klen = t.pos0 + t.n;
+    const int klen = t.pos0 + t.n;
     for (int k0 = 0; k0 < klen; k0 += ATT_TK) {
         for (int i = threadIdx.x; i < ATT_TK * HD; i += blockDim.x) {
             int c = i / HD, d = i % HD;
@@ -61,13 +65,13 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
         }
         __syncthreads();
         for (int i = threadIdx.x; i < ATT_TQ * ATT_TK; i += blockDim.x) {
-            int rr = i / ATT_TK, c = i % ATT_TK;
+            int qi = i / ATT_TK, c = i % ATT_TK;
             float s = -INFINITY;
-            if (rr < t.n && k0 + c <= t.pos0 + rr) {
+            if (qi < nq && k0 + c <= t.pos0 + qi / G) {
                 s = 0.0f;
-                for (int d = 0; d < HD; d++) s += Qs[rr][d] * bf2f(Ks[c][d]);
+                for (int d = 0; d < HD; d++) s += Qs[qi][d] * bf2f(Ks[c][d]);
             }
-            S[rr][c] = s;
+            S[qi][c] = s;
         }
         __syncthreads();
         float mt = -INFINITY;
@@ -89,8 +93,8 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
         }
         __syncthreads();
     }
-    if (r < t.n) {
-        bf16 *dst = out + (size_t)(t.row0 + r) * QD + h * HD;
+    if (r < nq) {
+        bf16 *dst = out + (size_t)(t.row0 + r / G) * QD + (kvh * G + r % G) * HD;
 #pragma unroll
         for (int j = 0; j < ATT_MAX_HD / 4; j++)
             if (j < hd4) dst[qd + 4 * j] = f2bf(o[j] / l);
@@ -100,6 +104,6 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
 void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
                  int ntiles, int NH, int NKV, int HD, int Tmax, void *stream) {
     if (ntiles > 0)
-        LAUNCH(attention_kernel, dim3(ntiles, NH), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out, q,
+        LAUNCH(attention_kernel, dim3(ntiles, NKV), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out, q,
                (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
 }

@@ -203,6 +203,8 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     const mcfg *c = &m->cfg;
     if (B < 1 || Tmax < 1 || max_tokens < 1) return lr_err(LR_EUSAGE, "cuda forward: need B, Tmax and max_tokens >= 1");
     if (c->HD > 128 || c->HD % 4) return lr_err(LR_EINPUT, "cuda forward: head_dim %d not supported (at most 128, a multiple of 4)", c->HD);
+    if (c->NH / c->NKV > ATT_TQ)
+        return lr_err(LR_EINPUT, "cuda forward: %d query heads per KV head not supported (at most %d)", c->NH / c->NKV, ATT_TQ);
     if (kmax > GPU_KMAX_LIMIT)
         return lr_err(LR_EUSAGE, "cuda forward: --top-k-max %d above the device limit %d (use --device cpu)", kmax, GPU_KMAX_LIMIT);
     if (cudaSetDevice(0) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
@@ -326,25 +328,16 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     const mcfg *c = &g->c;
     if (q->co.kmax > g->kmax)
         return lr_err(LR_EUSAGE, "cuda forward: kmax %d above the %d it was sized for", q->co.kmax, g->kmax);
-    int *extra = (int *)xcalloc((size_t)g->B, sizeof(int));
-    int rc = LR_OK;
-    size_t G = 0;
-    for (int i = 0; i < N && !rc; i++) {
-        if (seq[i] < 0 || seq[i] >= g->B) rc = lr_err(LR_EUSAGE, "cuda forward: row %d: slot %d outside [0, %d)", i, seq[i], g->B);
-        else if (tokens[i] < 0 || tokens[i] >= c->V)
-            rc = lr_err(LR_EINPUT, "cuda forward: row %d: token id %d outside the vocabulary [0, %d)", i, tokens[i], c->V);
-        else if (g->len[seq[i]] + ++extra[seq[i]] > g->Tmax)
-            rc = lr_err(LR_EINPUT, "cuda forward: slot %d: more than %d positions (KV cache full)", seq[i], g->Tmax);
-        G += !want || want[i];
-    }
-    free(extra);
+    int rc = fwd_check_rows("cuda forward", g->len, g->B, g->Tmax, c->V, N, tokens, seq);
     if (rc) return rc;
+    size_t G = 0;
+    for (int i = 0; i < N; i++) G += !want || want[i];
     size_t ng = q->gids ? q->goff[G] : 0;
     if ((rc = ensure_results(g, G, ng))) return rc;
-    if (q->gids && ng) {
+    if (q->gids) {
         for (size_t j = 0; j <= G; j++) g->h_goff[j] = (int64_t)q->goff[j];
         CK(cudaMemcpyAsync(g->d_goff, g->h_goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+        if (ng) CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
     }
     const int V = c->V, C = c->C;
     size_t gbase = 0;
@@ -354,7 +347,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             g->h_pos[i] = g->len[seq[start + i]]++;
             if (!want || want[start + i]) g->h_rows[nw++] = i;
         }
-        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n);
+        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n, ATT_ROWS(c->NH, c->NKV));
         CK(cudaMemcpyAsync(g->d_tok, tokens + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_seq, seq + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_pos, g->h_pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));

@@ -31,22 +31,25 @@ void k_rmsnorm(uint16_t *out, const float *x, const float *w, const int *rows, i
 void k_qkv_rope(float *q, uint16_t *kc, uint16_t *vc, const float *qkv, const float *bias, const float *inv_freq,
                 const int *seq, const int *pos, int N, int NH, int NKV, int HD, int Tmax, void *stream);
 
-/* A run of rows attending together: rows row0 .. row0+n-1 (n <= ATT_TQ)
- * all of slot `slot` at positions pos0 .. pos0+n-1 (built on the host by
- * att_tiles). */
+/* A run of rows attending together: rows row0 .. row0+n-1 all of slot
+ * `slot` at positions pos0 .. pos0+n-1 (built on the host by att_tiles). */
 typedef struct {
     int row0, n, slot, pos0;
 } att_tile;
+/* Query lanes of an attention block: a tile holds ATT_TQ / (NH / NKV) rows. */
 #define ATT_TQ 32
+#define ATT_ROWS(NH, NKV) (ATT_TQ / ((NH) / (NKV)))
 /* Splits N rows into tiles: consecutive rows of one slot with consecutive
- * positions, at most ATT_TQ each. tiles needs room for N. Returns the count. */
-int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N);
+ * positions, at most max_rows each (ATT_ROWS). tiles needs room for N.
+ * Returns the count. */
+int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int max_rows);
 
 /* Causal GQA attention of the tiled rows against the cache (which already
  * holds every row's own k, v): out (N, NH*HD) bf16 = softmax(q k^T / sqrt(HD))
  * v over positions 0..pos of the row's slot; q (N, NH*HD) f32. HD <= 128,
- * even. Flash-style: one block per (tile, head) streams key tiles through
- * shared memory with an online softmax. */
+ * a multiple of 4; NH / NKV <= ATT_TQ. Flash-style: one block per (tile, KV
+ * head) streams key tiles through shared memory with an online softmax for
+ * the tile's rows and the query heads sharing that KV head. */
 void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
                  int ntiles, int NH, int NKV, int HD, int Tmax, void *stream);
 

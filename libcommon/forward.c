@@ -141,21 +141,26 @@ static void layer_forward(fwd *f, int l, int N) {
     residual_forward(x_next, la->x_mid, la->down, (long)N * C);
 }
 
+int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq) {
+    int *extra = xcalloc((size_t)B, sizeof(int));
+    int rc = LR_OK;
+    for (int i = 0; i < N && !rc; i++) {
+        if (seq[i] < 0 || seq[i] >= B) rc = lr_err(LR_EUSAGE, "%s: row %d: slot %d outside [0, %d)", who, i, seq[i], B);
+        else if (tokens[i] < 0 || tokens[i] >= V)
+            rc = lr_err(LR_EINPUT, "%s: row %d: token id %d outside the vocabulary [0, %d)", who, i, tokens[i], V);
+        else if (len[seq[i]] + ++extra[seq[i]] > Tmax)
+            rc = lr_err(LR_EINPUT, "%s: slot %d: more than %d positions (KV cache full)", who, seq[i], Tmax);
+    }
+    free(extra);
+    return rc;
+}
+
 int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned char *want, float *logits) {
     const mcfg *c = &f->m->cfg;
     const model_weights *w = &f->m->w;
     if (f->keep_acts && N > f->max_tokens)
         return lr_err(LR_EUSAGE, "forward: %d tokens in one call with kept activations, at most %d", N, f->max_tokens);
-    int *extra = xcalloc((size_t)f->B, sizeof(int));
-    int rc = LR_OK;
-    for (int i = 0; i < N && !rc; i++) {
-        if (seq[i] < 0 || seq[i] >= f->B) rc = lr_err(LR_EUSAGE, "forward: row %d: slot %d outside [0, %d)", i, seq[i], f->B);
-        else if (tokens[i] < 0 || tokens[i] >= c->V)
-            rc = lr_err(LR_EINPUT, "forward: row %d: token id %d outside the vocabulary [0, %d)", i, tokens[i], c->V);
-        else if (f->len[seq[i]] + ++extra[seq[i]] > f->Tmax)
-            rc = lr_err(LR_EINPUT, "forward: slot %d: more than %d positions (KV cache full)", seq[i], f->Tmax);
-    }
-    free(extra);
+    int rc = fwd_check_rows("forward", f->len, f->B, f->Tmax, c->V, N, tokens, seq);
     if (rc) return rc;
     fwd_acts *a = &f->a;
     int C = c->C;

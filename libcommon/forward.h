@@ -81,6 +81,10 @@ void fwd_free(fwd *f);
 void fwd_reset(fwd *f, int b);
 
 int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned char *want, float *logits);
+/* The checks fwd_run makes before running N rows (shared with the CUDA
+ * forward): slots in [0, B), tokens in [0, V), no slot past Tmax given the
+ * len[] it already holds. `who` prefixes the message. */
+int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq);
 int fwd_prefill(fwd *f, int B, const int *const *tokens, const int *lens, float *logits);
 int fwd_decode(fwd *f, int B, const int *tokens, float *logits);
 int fwd_teacher(fwd *f, int B, const int *const *tokens, const int *lens, float *logits);
