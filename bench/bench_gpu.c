@@ -262,8 +262,8 @@ static int check_one(const char *dir, const opts *o, int *failed) {
     }
     engine er, ed;
     int Tmax = ck_len[CK_S - 1] + 8;
-    if ((rc = eng_init(&er, &mr, ENG_CPU, CK_S, Tmax, CK_CHUNK, CK_KMAX, CK_NGID, o->threads))) goto out0;
-    if ((rc = eng_init(&ed, &md, o->dev, CK_S, Tmax, CK_CHUNK, CK_KMAX, CK_NGID, o->threads))) {
+    if ((rc = eng_init(&er, &mr, ENG_CPU, CK_S, Tmax, CK_CHUNK, CK_KMAX, o->threads))) goto out0;
+    if ((rc = eng_init(&ed, &md, o->dev, CK_S, Tmax, CK_CHUNK, CK_KMAX, o->threads))) {
         lr_err_prefix(rc, "%s: device engine", dir);
         goto out1;
     }
@@ -406,7 +406,7 @@ static int cmd_logits(int argc, char **argv, const opts *o) {
     for (int i = 0; i < nt && !rc; i++)
         if (tok[i] >= V) rc = lr_err(LR_EINPUT, "%s: token %d outside the vocabulary (%d)", argv[1], tok[i], V);
     engine e;
-    if (!rc) rc = eng_init(&e, &m, o->dev, ns, Tmax, nt < 4096 ? nt : 4096, 0, 0, o->threads);
+    if (!rc) rc = eng_init(&e, &m, o->dev, ns, Tmax, nt < 4096 ? nt : 4096, 0, o->threads);
     if (rc) {
         model_free(&m);
         return rc;
@@ -480,7 +480,7 @@ static int cmd_teacher(int argc, char **argv, const opts *o) {
     int V = m.cfg.V, Vt = V < 151643 ? V : 151643;
     engine e;
     double ti = lr_now();
-    if ((rc = eng_init(&e, &m, o->dev, S, len, chunk, KMAX, NGID, o->threads))) {
+    if ((rc = eng_init(&e, &m, o->dev, S, len, chunk, KMAX, o->threads))) {
         model_free(&m);
         return rc;
     }

@@ -33,7 +33,7 @@ typedef struct {
 struct gpu_fwd {
     const model *m;
     mcfg c;
-    int B, Tmax, M, LM, kmax, gmax;
+    int B, Tmax, M, LM, kmax;
     cudaStream_t st;
     cublasHandle_t cb;
     bf16 *embed, *lm_head;   // (V, C); lm_head == embed when tied
@@ -198,7 +198,7 @@ static int upload(gpu_fwd *g) {
 /* ---------------------------------------------------------------- */
 /* init / free                                                       */
 
-extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, int gmax) {
+extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax) {
     *out = NULL;
     const mcfg *c = &m->cfg;
     if (B < 1 || Tmax < 1 || max_tokens < 1) return lr_err(LR_EUSAGE, "cuda forward: need B, Tmax and max_tokens >= 1");
@@ -213,7 +213,7 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     g->m = m;
     g->c = *c;
     g->B = B, g->Tmax = Tmax, g->M = max_tokens, g->LM = max_tokens < 1024 ? max_tokens : 1024;
-    g->kmax = kmax > 0 ? kmax : 0, g->gmax = gmax > 0 ? gmax : 0;
+    g->kmax = kmax > 0 ? kmax : 0;
     CK(cudaStreamCreate(&g->st));
     CB(cublasCreate(&g->cb));
     CB(cublasSetStream(g->cb, g->st));

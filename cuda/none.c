@@ -13,8 +13,8 @@ int gpu_device_count(char *name, size_t n) {
     return 0;
 }
 
-int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax, int gmax) {
-    (void)m, (void)B, (void)Tmax, (void)max_tokens, (void)kmax, (void)gmax;
+int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax) {
+    (void)m, (void)B, (void)Tmax, (void)max_tokens, (void)kmax;
     *g = NULL;
     return lr_err(LR_EUSAGE, "--device cuda: this build has no CUDA backend (rebuild where nvcc is installed)");
 }

@@ -18,8 +18,7 @@ int eng_parse_device(const char *name, eng_device *dev) {
 
 const char *eng_device_name(eng_device d) { return d == ENG_CUDA ? "cuda" : "cpu"; }
 
-int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int gmax,
-             int nthreads) {
+int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads) {
     memset(e, 0, sizeof *e);
     e->dev = dev;
     e->m = m;
@@ -28,9 +27,8 @@ int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max
         char why[256];
         if (gpu_device_count(why, sizeof why) < 1)
             return lr_err(LR_EGPU, "--device cuda: no usable CUDA device (%s)", why);
-        return gpu_fwd_init(&e->gpu, m, B, Tmax, max_tokens, kmax, gmax);
+        return gpu_fwd_init(&e->gpu, m, B, Tmax, max_tokens, kmax);
     }
-    (void)gmax;
     if (!m->mem) return lr_err(LR_EUSAGE, "engine: the cpu backend needs the model's weights loaded (model_load)");
     e->heap_cap = kmax > 0 ? kmax : 1;
     e->heap = xmalloc((size_t)e->heap_cap * sizeof *e->heap);

@@ -62,10 +62,8 @@ int eng_parse_device(const char *name, eng_device *dev);
 const char *eng_device_name(eng_device d);
 
 /* As fwd_init (B slots of Tmax positions, chunks of max_tokens rows);
- * kmax and gmax bound co.kmax and the gathered ids per row of later calls
- * (the device sizes its buffers by them). */
-int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int gmax,
-             int nthreads);
+ * kmax bounds co.kmax of later calls (the list buffers are sized by it). */
+int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads);
 int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
             eng_res *r);
 void eng_reset(engine *e, int b);

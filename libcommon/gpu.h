@@ -24,7 +24,7 @@ typedef struct gpu_fwd gpu_fwd;
 /* Uploads the model as bf16 (from m's float32 weights when loaded, else
  * straight from its safetensors mmap, see model_open) and sizes a bf16 KV
  * cache of B slots x Tmax positions and activations for max_tokens rows. */
-int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax, int gmax);
+int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax);
 /* eng_run's contract (engine.h). */
 int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
                 eng_res *r);

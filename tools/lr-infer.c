@@ -877,7 +877,7 @@ int main(int argc, char **argv) {
         c.eos[c.neos++] = id;
     }
     int ctxlen = o.max_context ? o.max_context : (c.m.cfg.max_pos < 2048 ? c.m.cfg.max_pos : 2048);
-    if ((rc = eng_init(&c.e, &c.m, dev, o.batch, ctxlen, dev == ENG_CUDA ? 4096 : 512, c.co.kmax, 0, o.threads)))
+    if ((rc = eng_init(&c.e, &c.m, dev, o.batch, ctxlen, dev == ENG_CUDA ? 4096 : 512, c.co.kmax, o.threads)))
         goto out;
     if (dev == ENG_CUDA) {
         char name[256];

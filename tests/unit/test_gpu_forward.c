@@ -37,8 +37,8 @@ static double compare(const char *dir, int open_only, int max_tokens) {
     if (rc) return INFINITY;
     int V = mc.cfg.V, kmax = 16, B = 3;
     engine ec, eg;
-    rc = eng_init(&ec, &mc, ENG_CPU, B, 64, max_tokens, kmax, 0, 1);
-    if (!rc) rc = eng_init(&eg, &mg, ENG_CUDA, B, 64, max_tokens, kmax, 0, 1);
+    rc = eng_init(&ec, &mc, ENG_CPU, B, 64, max_tokens, kmax, 1);
+    if (!rc) rc = eng_init(&eg, &mg, ENG_CUDA, B, 64, max_tokens, kmax, 1);
     CHECKF(rc == 0, "%s", lr_errmsg());
     if (rc) return INFINITY;
     /* call 1: three prompts packed (lengths 40, 9, 1), every row wanted but
