@@ -59,7 +59,7 @@ struct gpu_fwd {
     /* host staging for weight conversion */
     uint16_t *stage16;
     float *stage32;
-    size_t stage_n;
+    size_t stage16_n, stage32_n;
 };
 
 #define CK(call)                                                                                              \
@@ -100,14 +100,24 @@ extern "C" int gpu_device_count(char *name, size_t n) {
 /* ---------------------------------------------------------------- */
 /* weights                                                           */
 
-static void *stage(gpu_fwd *g, size_t n) {
-    if (n > g->stage_n) {
-        free(g->stage16), free(g->stage32);
+/* Host staging, each kind grown only when used: a bf16 checkpoint needs
+ * float32 staging for norms and biases alone, a float32-loaded model bf16
+ * staging alone. */
+static uint16_t *stage16(gpu_fwd *g, size_t n) {
+    if (n > g->stage16_n) {
+        free(g->stage16);
         g->stage16 = (uint16_t *)xmalloc(n * sizeof(uint16_t));
-        g->stage32 = (float *)xmalloc(n * sizeof(float));
-        g->stage_n = n;
+        g->stage16_n = n;
     }
     return g->stage16;
+}
+static float *stage32(gpu_fwd *g, size_t n) {
+    if (n > g->stage32_n) {
+        free(g->stage32);
+        g->stage32 = (float *)xmalloc(n * sizeof(float));
+        g->stage32_n = n;
+    }
+    return g->stage32;
 }
 
 /* The n values of one weight as float32 on the host: the loaded float32
@@ -116,9 +126,9 @@ static void *stage(gpu_fwd *g, size_t n) {
 static const float *host_f32(gpu_fwd *g, const float *loaded, const char *suffix, int layer, size_t n) {
     if (loaded) return loaded;
     const st_tensor *t = model_tensor(g->m, suffix, layer);
-    stage(g, n);
-    st_to_f32(g->stage32, t->data, t->dtype, n);
-    return g->stage32;
+    float *s32 = stage32(g, n);
+    st_to_f32(s32, t->data, t->dtype, n);
+    return s32;
 }
 
 static int up_bf16(gpu_fwd *g, bf16 *dst, const float *loaded, const char *suffix, int layer, size_t n) {
@@ -130,7 +140,7 @@ static int up_bf16(gpu_fwd *g, bf16 *dst, const float *loaded, const char *suffi
         }
     }
     const float *src = host_f32(g, loaded, suffix, layer, n);
-    uint16_t *s16 = (uint16_t *)stage(g, n);
+    uint16_t *s16 = stage16(g, n);
     for (size_t i = 0; i < n; i++) s16[i] = st_f32_to_bf16(src[i]);
     CK(cudaMemcpy(dst, s16, n * sizeof(uint16_t), cudaMemcpyHostToDevice));
     return LR_OK;
@@ -233,7 +243,7 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     g->h_rows = (int *)xmalloc(M * sizeof(int));
     g->h_tiles = (att_tile *)xmalloc(M * sizeof(att_tile));
     free(g->stage16), free(g->stage32);
-    g->stage16 = NULL, g->stage32 = NULL, g->stage_n = 0;
+    g->stage16 = NULL, g->stage32 = NULL, g->stage16_n = g->stage32_n = 0;
     return LR_OK;
 }
 

@@ -374,11 +374,14 @@ static void fail(ctx *c, problem *p, const char *fmt, const char *detail) {
     c->failed++;
 }
 
+/* The logits rows themselves are needed on the host only to sample and for
+ * --full; otherwise the engine's per-row results are all lr-infer uses. */
+static int need_logits(const opts *o) { return o->temperature > 0 || o->full; }
+
 /* Room for `rows` wanted rows (and their logits when the run needs them:
  * sampling or --full) and `ng` gathered ids. */
 static void ensure_res(ctx *c, size_t rows, size_t ng) {
     size_t K = (size_t)c->co.kmax, V = (size_t)c->m.cfg.V;
-    int need_logits = c->o->temperature > 0 || c->o->full;
     eng_res *r = &c->res;
     if (rows > c->res_rows) {
         r->k = xrealloc(r->k, rows * sizeof *r->k);
@@ -388,7 +391,7 @@ static void ensure_res(ctx *c, size_t rows, size_t ng) {
         r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
         r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
         r->bad = xrealloc(r->bad, rows);
-        if (need_logits) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
+        if (need_logits(c->o)) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
         c->goff = xrealloc(c->goff, (rows + 1) * sizeof *c->goff);
         c->res_rows = rows;
     }
@@ -401,7 +404,7 @@ static void ensure_res(ctx *c, size_t rows, size_t ng) {
 
 static eng_req make_req(const ctx *c, int gather) {
     return (eng_req){.co = c->co, .gids = gather ? c->gids : NULL, .goff = gather ? c->goff : NULL,
-                     .logits = c->o->temperature > 0 || c->o->full};
+                     .logits = need_logits(c->o)};
 }
 
 /* Generates for n problems at once (slots 0..n-1). */
