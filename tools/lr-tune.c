@@ -18,6 +18,7 @@
 #include "model.h"
 #include "safetensors.h"
 #include "stream.h"
+#include "tokenizer.h"
 #include "tune.h"
 #include "util.h"
 
@@ -37,7 +38,10 @@ static void usage(FILE *f) {
             "objective) or `dist` records (lr-infer: SFT on the response tokens).\n"
             "Writes a PEFT adapter (adapter_config.json, adapter_model.safetensors) to --out.\n"
             "\n"
-            "  --objective soft-kl|sft  default: from the input kind\n"
+            "  --objective soft-kl|sft|lm  default: from the input kind; lm: the inputs are\n"
+            "                           JSON lines {\"text\": ...}, tokenized with the model's\n"
+            "                           tokenizer, every token after the first predicted\n"
+            "                           (language-model pretraining, e.g. with --full)\n"
             "  --targets LIST           LoRA modules: q,k,v,o,gate,up,down or all [q,v]\n"
             "  --r N [8]  --alpha X [16]  --dropout P [0.05]\n"
             "  --init-adapter DIR       start from this PEFT adapter instead of a fresh one\n"
@@ -163,6 +167,49 @@ static int read_input(dataset *ds, const char *path, int max_len) {
     free(a), free(b), free(f);
     lrs_close_read(r);
     return rc == 0 ? LR_OK : rc;
+}
+
+/* Reads a JSON-lines file of {"text": "..."} records (--objective lm): each
+ * text tokenized (special tokens recognised) becomes one SFT example whose
+ * response is every token after the first, i.e. the plain next-token
+ * language-model loss. */
+static int read_text(dataset *ds, const char *path, const tok_t *tok, int max_len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    long lineno = 0;
+    int rc = LR_OK;
+    while (!rc && (len = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        if (strspn(line, " \t\r\n") == (size_t)len) continue;
+        json_error_t je;
+        json_t *j = json_loadb(line, (size_t)len, 0, &je);
+        json_t *t = j ? json_object_get(j, "text") : NULL;
+        if (!j) rc = lr_err(LR_EINPUT, "%s: line %ld: %s", path, lineno, je.text);
+        else if (!json_is_string(t)) rc = lr_err(LR_EINPUT, "%s: line %ld: field \"text\": missing or not a string", path, lineno);
+        int32_t *ids = NULL;
+        size_t n = 0;
+        if (!rc && (rc = tok_encode(tok, json_string_value(t), json_string_length(t), &ids, &n)))
+            lr_err_prefix(rc, "%s: line %ld: field \"text\"", path, lineno);
+        json_decref(j);
+        if (!rc && n < 2) rc = lr_err(LR_EINPUT, "%s: line %ld: field \"text\": fewer than 2 tokens", path, lineno);
+        if (!rc) {
+            tune_example e = {.problem = ds->n, .nprompt = 1};
+            if ((int)n > max_len) n = (size_t)max_len, ds->truncated++;
+            e.tokens = dup_i32(ids, n);
+            e.ntok = (int)n;
+            if (ds->n == ds->cap) ds->ex = xrealloc(ds->ex, (size_t)(ds->cap = ds->cap ? 2 * ds->cap : 64) * sizeof *ds->ex);
+            ds->ex[ds->n++] = e;
+        }
+        free(ids);
+    }
+    if (!rc && ferror(f)) rc = lr_err(LR_EIO, "%s: read error", path);
+    free(line);
+    if (f != stdin) fclose(f);
+    ds->objective = TUNE_SFT;
+    return rc;
 }
 
 /* ---------- data order ---------- */
@@ -408,13 +455,19 @@ int main(int argc, char **argv) {
     if (lora_parse_targets(o.targets_s, &targets)) return lr_fail(LR_EUSAGE);
 
     dataset ds = {0};
-    int rc = LR_OK;
-    for (int i = optind; i < argc && !rc; i++) rc = read_input(&ds, argv[i], o.max_len);
+    int rc = LR_OK, lm = o.objective_s && !strcmp(o.objective_s, "lm");
+    if (lm) {
+        tok_t *tok;
+        if ((rc = tok_load(&tok, o.model_dir))) exit(lr_fail(rc));
+        for (int i = optind; i < argc && !rc; i++) rc = read_text(&ds, argv[i], tok, o.max_len);
+        tok_free(tok);
+    } else
+        for (int i = optind; i < argc && !rc; i++) rc = read_input(&ds, argv[i], o.max_len);
     if (rc) exit(lr_fail(rc)); /* exit, not return: LeakSanitizer still sees the buffers */
     if (!ds.n) lr_die(LR_EINPUT, "no training examples in the input");
-    if (o.objective_s) {
+    if (o.objective_s && !lm) {
         int want = !strcmp(o.objective_s, "soft-kl") ? TUNE_SOFTKL : !strcmp(o.objective_s, "sft") ? TUNE_SFT : -1;
-        if (want < 0) lr_die(LR_EUSAGE, "--objective: \"%s\" (soft-kl or sft)", o.objective_s);
+        if (want < 0) lr_die(LR_EUSAGE, "--objective: \"%s\" (soft-kl, sft or lm)", o.objective_s);
         if (want != ds.objective)
             lr_die(LR_EUSAGE, "--objective %s needs %s records", o.objective_s, want == TUNE_SFT ? "`dist`" : "`example`");
     }
@@ -461,7 +514,7 @@ int main(int argc, char **argv) {
         exit(lr_fail(LR_EIO)); /* exit, not return: LeakSanitizer still sees the buffers */
     }
     fprintf(stderr, "lr-tune: %d examples (%s), %ld steps of %d x %d, %zu trainable parameters\n", ds.n,
-            ds.objective == TUNE_SFT ? "sft" : "soft-kl", total, o.batch, o.accum, tu.n);
+            lm ? "lm" : ds.objective == TUNE_SFT ? "sft" : "soft-kl", total, o.batch, o.accum, tu.n);
 
     int *ord = xmalloc((size_t)ds.n * sizeof(int)), cur_epoch = -1;
     tune_example *mb = xmalloc((size_t)o.batch * sizeof *mb);
