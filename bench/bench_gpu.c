@@ -15,11 +15,11 @@
  * "bench_gpu: skipped: <reason>" and exits 0, so `make bench` passes on
  * machines without one. --device cpu makes the cpu engine stand in for the
  * device (check then compares two cpu engines): the dry run of the script. */
-#include "compact.h"
-#include "engine.h"
-#include "gpu.h"
-#include "model.h"
-#include "util.h"
+#include "infer/compact.h"
+#include "infer/engine.h"
+#include "infer/gpu.h"
+#include "model/model.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdio.h>

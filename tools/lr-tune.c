@@ -12,14 +12,14 @@
  * latest and ends with the same weights as an uninterrupted run.
  * Per step: loss, gradient norm, learning rate and tokens/s to stderr and,
  * with --log, to a JSON-lines file. */
-#include "adamw.h"
-#include "lora.h"
-#include "merge.h"
-#include "model.h"
-#include "safetensors.h"
-#include "stream.h"
-#include "tune.h"
-#include "util.h"
+#include "method/adamw.h"
+#include "model/lora.h"
+#include "model/merge.h"
+#include "model/model.h"
+#include "io/safetensors.h"
+#include "io/stream.h"
+#include "method/tune.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -115,7 +115,7 @@ relink() {
     if ls cuda/*.cu > /dev/null 2>&1; then
         local pids=() p
         for s in cuda/*.cu; do
-            "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilibcommon -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" &
+            "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilib -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" &
             pids+=($!)
         done
         for p in "${pids[@]}"; do wait "$p" || return 1; done
@@ -127,7 +127,7 @@ relink() {
     fi
     for t in bench_gpu lr-mkmodel lr-infer lr-kl lr-dump; do
         # shellcheck disable=SC2086
-        gcc -pthread "$BUNDLE/obj/$t.o" -Wl,--start-group "$BUNDLE/obj/libcommon.a" $gl -Wl,--end-group \
+        gcc -pthread "$BUNDLE/obj/$t.o" -Wl,--start-group "$BUNDLE/obj/liblr.a" $gl -Wl,--end-group \
             "$WORK"/lib/*.so.* -lm -Wl,-rpath-link,"$WORK/lib" -o "$r/bin/$t" || return 1
     done
     BIN=$r/bin

@@ -2,9 +2,9 @@
  * ops_cpu: loss = sum_i R_i out_i (accumulated in double, R random), the
  * analytic gradient from x_backward against central differences, per
  * tensor: max |fd - an| / max |an| < 1e-3. */
-#include "backward.h"
+#include "nn/backward.h"
 #include "check.h"
-#include "ops_cpu.h"
+#include "nn/ops_cpu.h"
 
 #include <stdint.h>
 #include <string.h>

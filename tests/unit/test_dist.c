@@ -1,12 +1,12 @@
-/* test_dist: the method's maths (libcommon/dist) against the NumPy
+/* test_dist: the method's maths (lib/method/dist) against the NumPy
  * transcription of METHOD.md in tests/ref/dist_ref.py, through the golden
  * cases it wrote to tests/golden/dist_cases.txt (random, ties at the alpha
  * threshold, zero probabilities, one-token masks, very peaked and very flat
  * distributions, different vocabulary sizes), to 1e-6; then seeded property
  * tests of the compact form's documented bounds. */
 #include "check.h"
-#include "dist.h"
-#include "util.h"
+#include "method/dist.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <string.h>
