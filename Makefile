@@ -3,7 +3,7 @@
 # and under AddressSanitizer + UBSan; `make bench` runs the benchmarks;
 # `make deps` installs the Debian packages the project needs.
 #
-# New files need no Makefile edit: libcommon/*.c form the library,
+# New files need no Makefile edit: lib/*/*.c form the library,
 # tools/lr-*.c become bin/lr-*, tests/unit/test_*.c become unit tests,
 # bench/bench_*.c become benchmarks, cuda/*.cu the CUDA backend.
 
@@ -26,14 +26,14 @@ BIN     := bin
 SANFLAGS :=
 endif
 
-CPPFLAGS += -Ilibcommon -I/usr/include/x86_64-linux-gnu/openblas-pthread -D_GNU_SOURCE
+CPPFLAGS += -Ilib -I/usr/include/x86_64-linux-gnu/openblas-pthread -D_GNU_SOURCE
 CFLAGS  += -std=c11 $(OPT) -g -Wall -Wextra -Werror -MMD -MP -pthread $(SANFLAGS)
 LDFLAGS += $(SANFLAGS) -pthread
 LDLIBS  += -lmsgpackc -lzstd -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm
 
-LIB_SRC   := $(wildcard libcommon/*.c)
+LIB_SRC   := $(wildcard lib/*/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
-LIB       := $(BUILD)/libcommon.a
+LIB       := $(BUILD)/liblr.a
 TOOL_SRC  := $(wildcard tools/lr-*.c)
 TOOLS     := $(TOOL_SRC:tools/%.c=$(BIN)/%)
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
@@ -44,7 +44,7 @@ CUDA_SRC  := $(wildcard cuda/*.cu)
 CXX     ?= g++
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
-# The CUDA backend (libcommon/gpu.h) comes in three builds:
+# The CUDA backend (lib/infer/gpu.h) comes in three builds:
 #   real      cuda/*.cu by nvcc, for bin/ when nvcc exists (plain build only);
 #   emulated  the same cuda/*.cu by g++ against cuda/emu.h: kernels run as CPU
 #             fibers, so tests exercise them here, under ASan too. Linked

@@ -7,9 +7,9 @@
  * Prints one line: "c blas=... prefill_tok_s=X decode_tok_s=Y tokens=..."
  * (tokens: the greedy continuation of sequence 0, to compare with torch).
  * Without arguments it only says how it is meant to be run. */
-#include "forward.h"
-#include "model.h"
-#include "util.h"
+#include "nn/forward.h"
+#include "model/model.h"
+#include "base/util.h"
 
 #include <cblas.h>
 #include <stdlib.h>

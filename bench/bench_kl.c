@@ -11,8 +11,8 @@
  * Size: BENCH_KL_PROBLEMS (default 4000; the short stream has a quarter).
  * Files go to BENCH_DIR (default build/bench-tmp) and are removed after.
  */
-#include "stream.h"
-#include "util.h"
+#include "io/stream.h"
+#include "base/util.h"
 
 #include <fcntl.h>
 #include <math.h>

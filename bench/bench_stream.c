@@ -8,8 +8,8 @@
  * Size: BENCH_STREAM_MB (default 1024). Files go to BENCH_DIR (default
  * build/bench-tmp) and are removed afterwards.
  */
-#include "stream.h"
-#include "util.h"
+#include "io/stream.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,4 @@
-/* bench_tokenizer: single-thread encode speed of libcommon/tokenizer.c on
+/* bench_tokenizer: single-thread encode speed of lib/model/tokenizer.c on
  * the gsm8k (train+test question/answer) and math500 (problem/solution/
  * answer) texts, best of 3 passes, with the word cache on and off (the
  * baseline of this program; bench/tokenizer.sh adds Hugging Face's).
@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer.h"
-#include "util.h"
+#include "model/tokenizer.h"
+#include "base/util.h"
 
 int main(int argc, char **argv) {
     lr_progname = "bench_tokenizer";

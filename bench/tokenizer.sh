@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tokenizer speed, one thread: libcommon/tokenizer.c (build/rel/bench/
+# Tokenizer speed, one thread: lib/model/tokenizer.c (build/rel/bench/
 # bench_tokenizer) against Hugging Face `tokenizers` (RAYON_NUM_THREADS=1)
 # on the same texts (gsm8k train+test question/answer, math500 problem/
 # solution/answer) in the same run, best of 3 passes each. HF is timed two

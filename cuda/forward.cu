@@ -16,10 +16,11 @@
 #include "kernels.h"
 
 extern "C" {
-#include "gpu.h"
-#include "ops_cpu.h"
-#include "safetensors.h"
-#include "util.h"
+#include "infer/gpu.h"
+#include "nn/forward.h"
+#include "nn/ops_cpu.h"
+#include "io/safetensors.h"
+#include "base/util.h"
 }
 
 #include <stdlib.h>

@@ -1,8 +1,8 @@
 /* none: the gpu.h interface of a build without the CUDA backend (no nvcc
  * when it was built, or a sanitizer build): no device, and every other
  * entry point refuses with a message saying why. */
-#include "gpu.h"
-#include "util.h"
+#include "infer/gpu.h"
+#include "base/util.h"
 
 #include <stdio.h>
 

@@ -4,7 +4,7 @@
  *   contrast (default): softmax over A_t of log(pE + eps) - log(pA + eps),
  *   expert:             pE renormalised on A_t         (ablation w/o Contrast),
  *   onehot:             the expert's argmax, weight 1  (ablation w/o Contrast),
- * with the full context (prompt + expert prefix). The maths is libcommon/dist.
+ * with the full context (prompt + expert prefix). The maths is lib/method/dist.
  *
  *   lr-contrast [options] [IN]     IN defaults to stdin; output to stdout
  *
@@ -21,12 +21,12 @@
  * by the prefix text, encoded as ONE string; prompt_len is the length of the
  * encoded prompt alone (the common prefix of the two encodings).
  */
-#include "dist.h"
-#include "mpjson.h"
-#include "prompt.h"
-#include "stream.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "method/dist.h"
+#include "io/mpjson.h"
+#include "model/prompt.h"
+#include "io/stream.h"
+#include "model/tokenizer.h"
+#include "base/util.h"
 
 #include <jansson.h>
 

@@ -8,10 +8,10 @@
  * stream. Concatenated streams are shown as one logical stream (first header,
  * all records, total count).
  */
-#include "mpjson.h"
-#include "schema.h"
-#include "stream.h"
-#include "util.h"
+#include "io/mpjson.h"
+#include "io/schema.h"
+#include "io/stream.h"
+#include "base/util.h"
 
 #include <getopt.h>
 #include <inttypes.h>

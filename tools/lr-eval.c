@@ -1,5 +1,5 @@
 /* lr-eval: scores model outputs on the seven benchmarks the way the
- * Qwen2.5-Math evaluation toolkit does (libcommon/answer.h, mathequal.h),
+ * Qwen2.5-Math evaluation toolkit does (lib/eval/answer.h, mathequal.h),
  * from generations given as JSON lines, so generation and scoring can run
  * on different machines.
  *
@@ -7,10 +7,11 @@
  *   lr-eval score --pred P.jsonl (--data FILE ... | --data-dir DIR) [--layout NAME] [--out-dir D] [--label L]
  *   lr-eval compare A.json B.json     (also: lr-eval --compare A B)
  */
-#include "answer.h"
-#include "benchdata.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "eval/answer.h"
+#include "eval/judge.h"
+#include "eval/benchdata.h"
+#include "model/tokenizer.h"
+#include "base/util.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -10,19 +10,19 @@
  * Output: a `dist` stream (docs/FORMATS.md), one record per problem, written
  * in input order; with -o FILE an interrupted run resumes where it stopped.
  */
-#include "benchdata.h"
-#include "compact.h"
-#include "engine.h"
-#include "forward.h"
-#include "gpu.h"
-#include "lora.h"
-#include "merge.h"
-#include "model.h"
-#include "progress.h"
-#include "prompt.h"
-#include "stream.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "eval/benchdata.h"
+#include "infer/compact.h"
+#include "infer/engine.h"
+#include "nn/forward.h"
+#include "infer/gpu.h"
+#include "model/lora.h"
+#include "model/merge.h"
+#include "model/model.h"
+#include "io/progress.h"
+#include "model/prompt.h"
+#include "io/stream.h"
+#include "model/tokenizer.h"
+#include "base/util.h"
 
 #include <cblas.h>
 #include <getopt.h>

@@ -14,9 +14,9 @@
  * (problem, step, KL) kept between the two passes those modes need. Those
  * two modes re-read their inputs and therefore need files, not pipes.
  */
-#include "dist.h"
-#include "stream.h"
-#include "util.h"
+#include "method/dist.h"
+#include "io/stream.h"
+#include "base/util.h"
 
 #include <fcntl.h>
 #include <getopt.h>

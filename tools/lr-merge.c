@@ -1,10 +1,10 @@
 /* lr-merge: base model + PEFT LoRA adapter -> merged Hugging Face model
  * folder (bf16 by default) that this project and transformers load. */
-#include "lora.h"
-#include "merge.h"
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "model/lora.h"
+#include "model/merge.h"
+#include "model/model.h"
+#include "io/safetensors.h"
+#include "base/util.h"
 
 #include <getopt.h>
 #include <string.h>

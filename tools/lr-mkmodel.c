@@ -1,9 +1,9 @@
 /* lr-mkmodel: writes a tiny random Qwen2/Llama model folder in Hugging Face
  * format (for tests and benchmarks), or checks an existing one (--check). */
-#include "mkmodel.h"
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "model/mkmodel.h"
+#include "model/model.h"
+#include "io/safetensors.h"
+#include "base/util.h"
 
 #include <stdlib.h>
 #include <string.h>

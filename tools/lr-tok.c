@@ -1,15 +1,15 @@
 /* lr-tok: encodes JSON strings to token ids (one JSON string per input line,
  * one JSON array per output line) or, with --decode, ids back to text, with
  * the tokenizer.json of a model folder. A check and debugging tool: its
- * output is what every other tool gets from libcommon/tokenizer.c. */
+ * output is what every other tool gets from lib/model/tokenizer.c. */
 #include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "prompt.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "model/prompt.h"
+#include "model/tokenizer.h"
+#include "base/util.h"
 
 static void usage(FILE *f) {
     fprintf(f,

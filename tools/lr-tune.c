@@ -12,15 +12,16 @@
  * latest and ends with the same weights as an uninterrupted run.
  * Per step: loss, gradient norm, learning rate and tokens/s to stderr and,
  * with --log, to a JSON-lines file. */
-#include "adamw.h"
-#include "lora.h"
-#include "merge.h"
-#include "model.h"
-#include "safetensors.h"
-#include "stream.h"
-#include "tokenizer.h"
-#include "tune.h"
-#include "util.h"
+#include "method/adamw.h"
+#include "model/lora.h"
+#include "model/merge.h"
+#include "model/model.h"
+#include "io/safetensors.h"
+#include "io/jsonl.h"
+#include "io/stream.h"
+#include "model/tokenizer.h"
+#include "method/tune.h"
+#include "base/util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -174,27 +175,19 @@ static int read_input(dataset *ds, const char *path, int max_len) {
  * response is every token after the first, i.e. the plain next-token
  * language-model loss. */
 static int read_text(dataset *ds, const char *path, const tok_t *tok, int max_len) {
-    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long lineno = 0;
-    int rc = LR_OK;
-    while (!rc && (len = getline(&line, &cap, f)) > 0) {
-        lineno++;
-        if (strspn(line, " \t\r\n") == (size_t)len) continue;
-        json_error_t je;
-        json_t *j = json_loadb(line, (size_t)len, 0, &je);
-        json_t *t = j ? json_object_get(j, "text") : NULL;
-        if (!j) rc = lr_err(LR_EINPUT, "%s: line %ld: %s", path, lineno, je.text);
-        else if (!json_is_string(t)) rc = lr_err(LR_EINPUT, "%s: line %ld: field \"text\": missing or not a string", path, lineno);
+    jsonl r;
+    int rc = jsonl_open(&r, path);
+    if (rc) return rc;
+    json_t *j;
+    while ((rc = jsonl_next(&r, JSONL_OBJECT, &j)) == 0) {
+        json_t *t = json_object_get(j, "text");
         int32_t *ids = NULL;
         size_t n = 0;
-        if (!rc && (rc = tok_encode(tok, json_string_value(t), json_string_length(t), &ids, &n)))
-            lr_err_prefix(rc, "%s: line %ld: field \"text\"", path, lineno);
+        if (!json_is_string(t)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"text\": missing or not a string", r.name, r.lineno);
+        else if ((rc = tok_encode(tok, json_string_value(t), json_string_length(t), &ids, &n)))
+            lr_err_prefix(rc, "%s: line %zu: field \"text\"", r.name, r.lineno);
+        else if (n < 2) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"text\": fewer than 2 tokens", r.name, r.lineno);
         json_decref(j);
-        if (!rc && n < 2) rc = lr_err(LR_EINPUT, "%s: line %ld: field \"text\": fewer than 2 tokens", path, lineno);
         if (!rc) {
             tune_example e = {.problem = ds->n, .nprompt = 1};
             if ((int)n > max_len) n = (size_t)max_len, ds->truncated++;
@@ -204,12 +197,11 @@ static int read_text(dataset *ds, const char *path, const tok_t *tok, int max_le
             ds->ex[ds->n++] = e;
         }
         free(ids);
+        if (rc) break;
     }
-    if (!rc && ferror(f)) rc = lr_err(LR_EIO, "%s: read error", path);
-    free(line);
-    if (f != stdin) fclose(f);
+    jsonl_close(&r);
     ds->objective = TUNE_SFT;
-    return rc;
+    return rc < 0 ? LR_OK : rc;
 }
 
 /* ---------- data order ---------- */

@@ -1,11 +1,12 @@
 /* libFuzzer target for answer extraction, normalisation and equivalence
- * (libcommon/answer.c, mathequal.c, mathexpr.c). Input bytes: first byte
+ * (lib/eval/answer.c, mathequal.c, mathexpr.c). Input bytes: first byte
  * picks the benchmark kind, the rest is split at the first NUL into model
  * output and gold. Build and run with tests/fuzz/run.sh (clang; not part of
  * `make`). */
-#include "answer.h"
-#include "mathequal.h"
-#include "mathexpr.h"
+#include "eval/answer.h"
+#include "eval/judge.h"
+#include "eval/mathequal.h"
+#include "eval/mathexpr.h"
 
 #include <stdint.h>
 #include <stdlib.h>

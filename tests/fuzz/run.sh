@@ -7,8 +7,8 @@ cd "$(dirname "$0")/../.."
 secs=${1:-60}
 out=build/fuzz
 mkdir -p "$out/corpus_answer"
-src=$(ls libcommon/*.c)
-clang -std=c11 -g -O1 -D_GNU_SOURCE -Ilibcommon -I/usr/include/x86_64-linux-gnu/openblas-pthread \
+src=$(ls lib/*/*.c)
+clang -std=c11 -g -O1 -D_GNU_SOURCE -Ilib -I/usr/include/x86_64-linux-gnu/openblas-pthread \
     -fsanitize=fuzzer,address,undefined tests/fuzz/fuzz_answer.c $src \
     -lmsgpackc -lzstd -ljansson -lpcre2-8 -lutf8proc -lopenblas -lm -lpthread -o "$out/fuzz_answer"
 # seeds: the regression corpus' predictions and golds

@@ -10,7 +10,7 @@
 #                                when nvcc and cuda/*.cu existed at build time)
 #   build/gpu-bundle/bin-emu/    bench_gpu lr-infer on the emulated device, when
 #                                built (for run.sh --dry only)
-#   build/gpu-bundle/obj/        libcommon.a and the mains' objects, so run.sh
+#   build/gpu-bundle/obj/        liblr.a and the mains' objects, so run.sh
 #                                can relink against the machine's own CUDA if
 #                                the prebuilt binaries cannot start there
 #   build/gpu-bundle/lib.tar.gz  the non-glibc shared libraries the binaries
@@ -36,7 +36,7 @@ mkdir -p "$OUT/bin" "$OUT/bin-emu" "$OUT/obj" "$OUT/lib"
 TOOLS="lr-mkmodel lr-infer lr-kl lr-dump"
 for t in $TOOLS; do cp bin/$t "$OUT/bin/"; cp build/rel/tools/$t.o "$OUT/obj/"; done
 cp build/rel/bench/bench_gpu "$OUT/bin/"
-cp build/rel/bench/bench_gpu.o build/rel/libcommon.a build/rel/cuda/none.o "$OUT/obj/"
+cp build/rel/bench/bench_gpu.o build/rel/liblr.a build/rel/cuda/none.o "$OUT/obj/"
 for t in bench_gpu lr-infer; do [ -x build/rel/emu/$t ] && cp build/rel/emu/$t "$OUT/bin-emu/"; done
 strip -g "$OUT"/bin/* "$OUT"/obj/*.o "$OUT"/obj/*.a $(ls "$OUT"/bin-emu/* 2> /dev/null) 2> /dev/null || true
 

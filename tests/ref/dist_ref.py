@@ -6,7 +6,7 @@ Rerun:  $(tests/ref/venv.sh) tests/ref/dist_ref.py   (writes tests/golden/dist_c
 
 The transcription follows METHOD.md and the reference sampling script
 (HKUDS/LightReasoner LightR_sampling.py) in float32 probability space for the
-mask and float64 for sums, exactly as documented in libcommon/dist.c:
+mask and float64 for sums, exactly as documented in lib/method/dist.c:
   p32  = float32(exp(float64(lp)))                 (the softmax output)
   mask = p32 >= float32(alpha) * max(p32)          (float32 product, >=)
   KL   = sum_{a<V} (pE+eps) * log((pE+eps)/(pA+eps)),  eps = 1e-12, V = min(VE, VA)

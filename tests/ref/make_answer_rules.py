@@ -3,7 +3,7 @@
 normalisation or equivalence rule of the Qwen2.5-Math toolkit, with the
 result the toolkit's own code gives (tests/ref/grader_ref.py, a
 transcription of parser.py / grader.py). tests/unit/test_answer.c checks
-libcommon's answer/mathequal against every line.
+the library's answer/mathequal against every line.
 
 Run: build/venv-eval/bin/python tests/ref/make_answer_rules.py > tests/golden/answer_rules.jsonl
 """

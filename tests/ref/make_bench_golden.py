@@ -3,7 +3,7 @@
 the Qwen2.5-Math toolkit makes of the seven benchmark files in
 $LR_SHARED/data (parse_question, parse_ground_truth, construct_prompt with
 prompt_type qwen25-math-cot; 5 shots for mmlu_stem), transcribed here.
-tests/unit/test_benchdata.c checks libcommon/benchdata against them.
+tests/unit/test_benchdata.c checks lib/eval/benchdata against them.
 
 digest: per benchmark, the row count and FNV-1a 64 over every row's
 "question\\tgold\\n" (gold after the toolkit's normalisation), so every row is

@@ -5,11 +5,12 @@
  * megabyte outputs, 10,000 nested braces and brackets, invalid UTF-8. Those
  * must not crash, recurse deeply (ASan would see the stack) or go
  * quadratic (the suite's time budget would). */
-#include "answer.h"
+#include "eval/answer.h"
+#include "eval/judge.h"
 #include "check.h"
-#include "mathequal.h"
-#include "mathexpr.h"
-#include "util.h"
+#include "eval/mathequal.h"
+#include "eval/mathexpr.h"
+#include "base/util.h"
 
 #include <jansson.h>
 #include <string.h>

@@ -2,9 +2,9 @@
  * parse_ground_truth / construct_prompt make of every row of the seven
  * benchmark files (tests/golden/bench_digest.json and prompt_*_0.txt from
  * tests/ref/make_bench_golden.py), plus layouts and bad rows. */
-#include "benchdata.h"
+#include "eval/benchdata.h"
 #include "check.h"
-#include "util.h"
+#include "base/util.h"
 
 #include <jansson.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 /* compact: top-mass selection against a plain full sort, tails, gather. */
 #include "check.h"
-#include "compact.h"
+#include "infer/compact.h"
 
 #include <stdlib.h>
 #include <string.h>

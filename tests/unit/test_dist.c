@@ -1,12 +1,14 @@
-/* test_dist: the method's maths (libcommon/dist) against the NumPy
+/* test_dist: the method's maths (lib/method/dist) against the NumPy
  * transcription of METHOD.md in tests/ref/dist_ref.py, through the golden
  * cases it wrote to tests/golden/dist_cases.txt (random, ties at the alpha
  * threshold, zero probabilities, one-token masks, very peaked and very flat
  * distributions, different vocabulary sizes), to 1e-6; then seeded property
  * tests of the compact form's documented bounds. */
 #include "check.h"
-#include "dist.h"
-#include "util.h"
+
+#include "base/rng.h"
+#include "method/dist.h"
+#include "base/util.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -149,14 +151,9 @@ static void run_select(void) {
     free(kls);
 }
 
-/* splitmix64: seeded, reproducible */
+/* seeded, reproducible (base/rng.h) */
 static uint64_t rng_state;
-static double urand(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return rng_unit(&rng_state); }
 static double nrand(void) { return sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()); }
 
 static void log_softmax(float *lp, const double *z, int V) {

@@ -7,11 +7,11 @@
  * (the issue's bound: 1e-2), lists by their leading tokens. */
 #include "check.h"
 
-#include "engine.h"
-#include "gpu.h"
-#include "mkmodel.h"
-#include "model.h"
-#include "util.h"
+#include "infer/engine.h"
+#include "infer/gpu.h"
+#include "model/mkmodel.h"
+#include "model/model.h"
+#include "base/util.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -7,9 +7,9 @@
 #include "check.h"
 
 #include "../../cuda/kernels.h"
-#include "compact.h"
-#include "ops_cpu.h"
-#include "safetensors.h"
+#include "infer/compact.h"
+#include "nn/ops_cpu.h"
+#include "io/safetensors.h"
 
 #include <math.h>
 #include <stdint.h>

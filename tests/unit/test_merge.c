@@ -4,14 +4,14 @@
  * (trainer.c) of base + adapter: f32 to 1e-5 relative, bf16 within bf16
  * rounding. Tied and untied, with and without biases. */
 #include "check.h"
-#include "forward.h"
-#include "lora.h"
-#include "merge.h"
-#include "mkmodel.h"
-#include "model.h"
-#include "safetensors.h"
-#include "trainer.h"
-#include "util.h"
+#include "nn/forward.h"
+#include "model/lora.h"
+#include "model/merge.h"
+#include "model/mkmodel.h"
+#include "model/model.h"
+#include "io/safetensors.h"
+#include "nn/trainer.h"
+#include "base/util.h"
 
 #include <string.h>
 

@@ -8,12 +8,12 @@
  * Error norm vs transformers: max|c - ref| / max|ref| over the kept rows of a
  * config, must be < 1e-4. Self-consistency: the same norm < 1e-5. */
 #include "check.h"
-#include "forward.h"
-#include "mkmodel.h"
-#include "ops_cpu.h"
-#include "model.h"
-#include "safetensors.h"
-#include "util.h"
+#include "nn/forward.h"
+#include "model/mkmodel.h"
+#include "nn/ops_cpu.h"
+#include "model/model.h"
+#include "io/safetensors.h"
+#include "base/util.h"
 
 #include <cblas.h>
 #include <jansson.h>

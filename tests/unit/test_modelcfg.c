@@ -2,8 +2,8 @@
  * Instruct, transformers 4.x; a transformers-5 rope_parameters config;
  * Llama 3.2 with llama3 RoPE scaling, which must be refused). */
 #include "check.h"
-#include "modelcfg.h"
-#include "util.h"
+#include "model/modelcfg.h"
+#include "base/util.h"
 
 #include <string.h>
 #include <sys/stat.h>

@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "prompt.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "model/prompt.h"
+#include "model/tokenizer.h"
+#include "base/util.h"
 
 /* Copied from METHOD.md (stage 1 and "qwen25-math-cot"), {question} kept. */
 static const char METHOD_LR[] =

@@ -2,8 +2,8 @@
  * F32/F16/BF16/I32 tensors, st_read_f32 shape and dtype errors. The
  * malformed-file cases are in tests/cli/mkmodel.sh. */
 #include "check.h"
-#include "safetensors.h"
-#include "util.h"
+#include "io/safetensors.h"
+#include "base/util.h"
 
 #include <string.h>
 

@@ -2,9 +2,9 @@
  * and every kind of bad input named in issue 2 (except byte-level truncation
  * and flips, which tests/cli/stream.sh drives through lr-dump). */
 #include "check.h"
-#include "schema.h"
-#include "stream.h"
-#include "util.h"
+#include "io/schema.h"
+#include "io/stream.h"
+#include "base/util.h"
 
 #include <string.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-/* test_tokenizer: libcommon/tokenizer.c against the golden files that
+/* test_tokenizer: lib/model/tokenizer.c against the golden files that
  * tests/ref/tokenizer_ref.py wrote with Hugging Face `tokenizers`:
  *   - every gsm8k (train+test) question/answer and math500 problem/
  *     solution/answer through the real Qwen tokenizer (ids length + hash;
@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "check.h"
-#include "tokenizer.h"
-#include "util.h"
+#include "model/tokenizer.h"
+#include "base/util.h"
 
 static char root[4096], shared[4200];
 static int san;

@@ -9,12 +9,12 @@
  * them < 1e-3, with Richardson-extrapolated central differences (h = 1e-2
  * and 5e-3) so the truncation error is O(h^4) and float32 roundoff rules. */
 #include "check.h"
-#include "lora.h"
-#include "mkmodel.h"
-#include "model.h"
-#include "objective.h"
-#include "trainer.h"
-#include "util.h"
+#include "model/lora.h"
+#include "model/mkmodel.h"
+#include "model/model.h"
+#include "method/objective.h"
+#include "nn/trainer.h"
+#include "base/util.h"
 
 #include <string.h>
 

@@ -8,12 +8,12 @@
  * training give the same gradients and loss, and lora_save + lora_load
  * round-trips exactly. */
 #include "check.h"
-#include "lora.h"
-#include "mkmodel.h"
-#include "model.h"
-#include "safetensors.h"
-#include "tune.h"
-#include "util.h"
+#include "model/lora.h"
+#include "model/mkmodel.h"
+#include "model/model.h"
+#include "io/safetensors.h"
+#include "method/tune.h"
+#include "base/util.h"
 
 #include <jansson.h>
 #include <string.h>

@@ -1,0 +1,94 @@
+/* engine: see engine.h. */
+#include "infer/engine.h"
+
+#include "infer/gpu.h"
+#include "base/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int eng_parse_device(const char *name, eng_device *dev) {
+    if (!strcmp(name, "cpu")) *dev = ENG_CPU;
+    else if (!strcmp(name, "cuda")) *dev = ENG_CUDA;
+    else if (!strcmp(name, "auto")) *dev = gpu_device_count(NULL, 0) > 0 ? ENG_CUDA : ENG_CPU;
+    else return lr_err(LR_EUSAGE, "--device %s: expected cpu, cuda or auto", name);
+    return LR_OK;
+}
+
+const char *eng_device_name(eng_device d) { return d == ENG_CUDA ? "cuda" : "cpu"; }
+
+int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads) {
+    memset(e, 0, sizeof *e);
+    e->dev = dev;
+    e->m = m;
+    e->tmax = Tmax;
+    if (dev == ENG_CUDA) {
+        char why[256];
+        if (gpu_device_count(why, sizeof why) < 1)
+            return lr_err(LR_EGPU, "--device cuda: no usable CUDA device (%s)", why);
+        return gpu_fwd_init(&e->gpu, m, B, Tmax, max_tokens, kmax);
+    }
+    if (!m->mem) return lr_err(LR_EUSAGE, "engine: the cpu backend needs the model's weights loaded (model_load)");
+    e->heap_cap = kmax > 0 ? kmax : 1;
+    e->heap = xmalloc((size_t)e->heap_cap * sizeof *e->heap);
+    return fwd_init(&e->cpu, m, B, Tmax, max_tokens, 0, nthreads);
+}
+
+/* The CPU twin of the device's per-row reductions (cuda/compact.cu). */
+static void cpu_row(engine *e, const float *row, int V, size_t g, const eng_req *q, eng_res *r) {
+    int bad = 0;
+    for (int i = 0; i < V && !bad; i++) bad = !isfinite(row[i]);
+    if (r->bad) r->bad[g] = (unsigned char)bad;
+    if (bad) return;
+    if (q->co.kmax > 0) {
+        int k = cd_select(row, V, &q->co, r->ids + g * (size_t)q->co.kmax, r->lps + g * (size_t)q->co.kmax,
+                          &r->tail[g], e->heap);
+        r->k[g] = k;
+    }
+    if (q->gids)
+        cd_gather(row, V, q->gids + q->goff[g], (int)(q->goff[g + 1] - q->goff[g]), r->glps + q->goff[g],
+                  &r->gtail[g]);
+    if (r->argmax) {
+        int best = 0;
+        for (int i = 1; i < V; i++)
+            if (row[i] > row[best]) best = i;
+        r->argmax[g] = best;
+    }
+}
+
+int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
+            eng_res *r) {
+    if (e->dev == ENG_CPU && q->co.kmax > e->heap_cap)
+        return lr_err(LR_EUSAGE, "engine: kmax %d above the %d it was sized for", q->co.kmax, e->heap_cap);
+    if (e->dev == ENG_CUDA) return gpu_fwd_run(e->gpu, N, tokens, seq, want, q, r);
+    size_t G = 0;
+    for (int i = 0; i < N; i++) G += !want || want[i];
+    int V = e->m->cfg.V;
+    float *dst = r->logits;
+    if (!q->logits) {
+        if (G > e->logit_rows) {
+            e->logits = xrealloc(e->logits, G * (size_t)V * sizeof *e->logits);
+            e->logit_rows = G;
+        }
+        dst = e->logits;
+    }
+    int rc = fwd_run(&e->cpu, N, tokens, seq, want, dst);
+    for (size_t g = 0; !rc && g < G; g++) cpu_row(e, dst + g * (size_t)V, V, g, q, r);
+    return rc;
+}
+
+void eng_reset(engine *e, int b) {
+    if (e->dev == ENG_CUDA) gpu_fwd_reset(e->gpu, b);
+    else fwd_reset(&e->cpu, b);
+}
+
+int eng_tmax(const engine *e) { return e->tmax; }
+
+void eng_free(engine *e) {
+    if (e->gpu) gpu_fwd_free(e->gpu);
+    if (e->cpu.m) fwd_free(&e->cpu);
+    free(e->logits);
+    free(e->heap);
+    memset(e, 0, sizeof *e);
+}

@@ -1,0 +1,53 @@
+/* engine: one model on one backend, cpu or cuda, run like fwd_run (packed
+ * rows, each for a KV-cache slot), returning for every wanted row what
+ * lr-infer records instead of the logits themselves:
+ *   - the compact distribution (compact.h cd_select: most probable tokens
+ *     until `mass` is covered, at most kmax, their log-probs, the tail);
+ *   - optionally this model's log-probs of given ids (cd_gather), per row;
+ *   - the argmax (ties: lowest id), and a flag for NaN/inf logits;
+ *   - optionally the whole logits row (sampling, --full, checks).
+ * On cpu this is fwd_run + compact.c row by row; on cuda every reduction
+ * runs on the device and only these small results cross the bus (the
+ * logits rows only when asked). compact.c is the CPU twin the device
+ * kernels are tested against. */
+#ifndef LR_ENGINE_H
+#define LR_ENGINE_H
+
+#include "infer/rows.h"
+#include "nn/forward.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { ENG_CPU = 0, ENG_CUDA = 1 } eng_device;
+
+
+struct gpu_fwd;
+
+typedef struct {
+    eng_device dev;
+    const model *m;
+    fwd cpu;               /* ENG_CPU */
+    struct gpu_fwd *gpu;   /* ENG_CUDA */
+    float *logits;         /* ENG_CPU: scratch rows */
+    size_t logit_rows;
+    int32_t *heap;
+    int heap_cap;
+    int tmax;              /* positions per slot */
+} engine;
+
+/* "cpu", "cuda" or "auto" (cuda when a GPU is present, else cpu). */
+int eng_parse_device(const char *name, eng_device *dev);
+const char *eng_device_name(eng_device d);
+
+/* As fwd_init (B slots of Tmax positions, chunks of max_tokens rows);
+ * kmax bounds co.kmax of later calls (the list buffers are sized by it). */
+int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads);
+int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
+            eng_res *r);
+void eng_reset(engine *e, int b);
+void eng_free(engine *e);
+/* Positions per slot (the cache length). */
+int eng_tmax(const engine *e);
+
+#endif

@@ -1,0 +1,190 @@
+/* tune: see tune.h. */
+#include "method/tune.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "method/objective.h"
+#include "base/util.h"
+
+int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack, int max_rows, int max_len, int max_seqs,
+               float lr, float beta1, float beta2, float eps, float wd, float clip) {
+    memset(tu, 0, sizeof *tu);
+    if (max_rows < max_len) max_rows = max_len;
+    tu->m = m, tu->lo = lo, tu->objective = objective, tu->vlim = vlim, tu->pack = pack;
+    tu->max_rows = max_rows, tu->clip = clip;
+    tu->chunk_floats = 32u << 20;
+    int rc = trn_init(&tu->t, m, lo, max_seqs, max_len, max_rows);
+    if (rc) return rc;
+    if (lo) {
+        lora_alloc_like(&tu->glo, lo);
+        tu->params = lo->mem, tu->grads = tu->glo.mem, tu->n = lo->n;
+    } else {
+        tu->gmem = trn_grads(m, &tu->gw);
+        tu->params = m->mem, tu->grads = tu->gmem, tu->n = m->nparams;
+    }
+    adamw_init(&tu->opt, tu->n, lr, beta1, beta2, eps, wd);
+    size_t V = (size_t)m->cfg.V;
+    tu->dz = xmalloc(V * sizeof(float)); /* logits: grown to the loss rows of a call */
+    return LR_OK;
+}
+
+void tuner_free(tuner *tu) {
+    trn_free(&tu->t);
+    if (tu->lo) lora_free(&tu->glo);
+    free(tu->gmem);
+    adamw_free(&tu->opt);
+    free(tu->logits);
+    free(tu->dlogits);
+    free(tu->dz);
+    memset(tu, 0, sizeof *tu);
+}
+
+void tuner_zero_grad(tuner *tu) { memset(tu->grads, 0, tu->n * sizeof(float)); }
+
+double tuner_update(tuner *tu, float lr) {
+    double norm = grad_clip(tu->grads, tu->n, tu->clip);
+    adamw_step(&tu->opt, tu->params, tu->grads, lr);
+    return norm;
+}
+
+/* a loss row: trainer row `row` carries example `ex` (SFT: its token `tok`) */
+typedef struct {
+    int row, ex, tok;
+} loss_row;
+
+static int cmp_row(const void *a, const void *b) {
+    const loss_row *x = a, *y = b;
+    return x->row != y->row ? (x->row > y->row) - (x->row < y->row) : (x->ex > y->ex) - (x->ex < y->ex);
+}
+
+/* is a[0..na) a prefix of b[0..nb) or the other way round? */
+static int prefix_related(const int *a, int na, const int *b, int nb) {
+    int n = na < nb ? na : nb;
+    return !memcmp(a, b, (size_t)n * sizeof(int));
+}
+
+/* Runs one trainer call over groups g0..g1 (rows laid out group after
+ * group), then the objective and the backward. */
+static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const int *ex_grp, int n, int g0, int g1,
+                    double scale, double *loss) {
+    const mcfg *c = &tu->m->cfg;
+    size_t V = (size_t)c->V;
+    int N = 0;
+    int *off = xmalloc((size_t)(g1 - g0) * sizeof(int));
+    for (int g = g0; g < g1; g++) off[g - g0] = N, N += ex[grp_rep[g]].ntok;
+    int *tok = xmalloc((size_t)N * sizeof(int)), *seq = xmalloc((size_t)N * sizeof(int));
+    for (int g = g0; g < g1; g++) {
+        const tune_example *e = &ex[grp_rep[g]];
+        memcpy(tok + off[g - g0], e->tokens, (size_t)e->ntok * sizeof(int));
+        for (int i = 0; i < e->ntok; i++) seq[off[g - g0] + i] = g - g0;
+    }
+    /* the loss rows of every example of these groups */
+    int nl = 0, cap = 16;
+    loss_row *lr = xmalloc((size_t)cap * sizeof *lr);
+    for (int i = 0; i < n; i++) {
+        if (ex_grp[i] < g0 || ex_grp[i] >= g1) continue;
+        int o = off[ex_grp[i] - g0];
+        int first = tu->objective == TUNE_SFT ? ex[i].nprompt - 1 : ex[i].ntok - 1;
+        for (int r = first; r <= ex[i].ntok - 1; r++) {
+            if (tu->objective == TUNE_SFT && r == ex[i].ntok - 1) break; /* nothing after the last token */
+            if (nl == cap) lr = xrealloc(lr, (size_t)(cap *= 2) * sizeof *lr);
+            lr[nl++] = (loss_row){o + r, i, tu->objective == TUNE_SFT ? ex[i].tokens[r + 1] : -1};
+        }
+    }
+    qsort(lr, (size_t)nl, sizeof *lr, cmp_row);
+    int *want = xmalloc((size_t)(nl ? nl : 1) * sizeof(int)), nw = 0;
+    for (int k = 0; k < nl; k++)
+        if (!nw || want[nw - 1] != lr[k].row) want[nw++] = lr[k].row;
+    int rc = LR_OK;
+    if (nw > tu->max_rows) rc = lr_err(LR_EUSAGE, "tune: %d loss rows in one call, at most %d (--max-rows)", nw, tu->max_rows);
+    /* logits in chunks of at most ~32M floats (SFT: hundreds of rows of a
+     * 151,936-wide vocabulary) */
+    int chunk = (int)(tu->chunk_floats / V);
+    if (chunk < 1) chunk = 1;
+    if (chunk > nw) chunk = nw;
+    if (!rc && chunk > tu->logits_rows) {
+        tu->logits_rows = chunk;
+        tu->logits = xrealloc(tu->logits, (size_t)chunk * V * sizeof(float));
+        tu->dlogits = xrealloc(tu->dlogits, (size_t)chunk * V * sizeof(float));
+    }
+    if (!rc) {
+        tu->t.training = tu->dropout_on && tu->lo && tu->lo->dropout > 0.0f;
+        tu->t.drop_seed = tu->seed * 0x100000001b3ULL + (uint64_t)tu->calls++;
+        rc = trn_forward(&tu->t, N, tok, seq, nw, want, NULL);
+    }
+    const model_weights *gw = tu->lo ? NULL : &tu->gw;
+    if (!rc) tu->rows_fwd += N;
+    for (int r0 = 0, k = 0, w = -1; r0 < nw && !rc; r0 += chunk) {
+        int r1 = r0 + chunk < nw ? r0 + chunk : nw;
+        trn_logits(&tu->t, r0, r1, tu->logits);
+        memset(tu->dlogits, 0, (size_t)(r1 - r0) * V * sizeof(float));
+        /* the loss rows of want[r0..r1): lr is sorted by row, w tracks want */
+        for (; k < nl && !rc; k++) {
+            if (w < 0 || want[w] != lr[k].row) w++;
+            if (w >= r1) {
+                w--; /* the next chunk's row: step back and leave */
+                break;
+            }
+            const tune_example *e = &ex[lr[k].ex];
+            const float *z = tu->logits + (size_t)(w - r0) * V;
+            double l = 0.0;
+            if (tu->objective == TUNE_SFT) rc = obj_ce(z, (int)V, tu->vlim, lr[k].tok, (float)scale, tu->dz, &l);
+            else rc = obj_softkl(z, (int)V, tu->vlim, e->ids, e->w, e->nt, (float)scale, tu->dz, &l);
+            if (rc) {
+                lr_err_prefix(rc, "example (problem %lld, step %d)", (long long)e->problem, e->step);
+                break;
+            }
+            *loss += scale * l;
+            float *d = tu->dlogits + (size_t)(w - r0) * V;
+            for (size_t a = 0; a < V; a++) d[a] += tu->dz[a];
+        }
+        if (!rc) trn_logits_backward(&tu->t, r0, r1, tu->dlogits, gw);
+    }
+    if (!rc) trn_backward(&tu->t, NULL, gw, tu->lo ? &tu->glo : NULL);
+    free(off);
+    free(tok);
+    free(seq);
+    free(lr);
+    free(want);
+    return rc;
+}
+
+int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, double *loss) {
+    /* groups: one sequence each; with packing, prefix-related soft-KL
+     * contexts of one problem share the longest one */
+    int *grp_rep = xmalloc((size_t)(n ? n : 1) * sizeof(int)), *ex_grp = xmalloc((size_t)(n ? n : 1) * sizeof(int));
+    int ng = 0, rc = LR_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        if (ex[i].ntok < 1 || ex[i].ntok > tu->t.Tmax)
+            rc = lr_err(LR_EINPUT, "example (problem %lld, step %d): %d tokens, need 1..%d (--max-len)",
+                        (long long)ex[i].problem, ex[i].step, ex[i].ntok, tu->t.Tmax);
+        else if (tu->objective == TUNE_SFT && (ex[i].nprompt < 1 || ex[i].nprompt >= ex[i].ntok))
+            rc = lr_err(LR_EINPUT, "example (problem %lld): empty prompt or response", (long long)ex[i].problem);
+        for (int j = 0; j < ex[i].ntok && !rc; j++)
+            if (ex[i].tokens[j] < 0 || ex[i].tokens[j] >= tu->m->cfg.V)
+                rc = lr_err(LR_EINPUT, "example (problem %lld, step %d): token %d at position %d is outside the model's vocabulary [0, %d)",
+                            (long long)ex[i].problem, ex[i].step, ex[i].tokens[j], j, tu->m->cfg.V);
+        if (rc) break;
+        int g = -1;
+        if (tu->pack && tu->objective == TUNE_SOFTKL)
+            for (int k = 0; k < ng && g < 0; k++) {
+                const tune_example *r = &ex[grp_rep[k]];
+                if (r->problem == ex[i].problem && prefix_related(r->tokens, r->ntok, ex[i].tokens, ex[i].ntok)) g = k;
+            }
+        if (g < 0) grp_rep[g = ng++] = i;
+        else if (ex[i].ntok > ex[grp_rep[g]].ntok) grp_rep[g] = i;
+        ex_grp[i] = g;
+    }
+    /* calls: consecutive groups while rows and slots fit */
+    for (int g0 = 0; g0 < ng && !rc;) {
+        int g1 = g0, rows = 0;
+        while (g1 < ng && g1 - g0 < tu->t.B && rows + ex[grp_rep[g1]].ntok <= tu->max_rows) rows += ex[grp_rep[g1++]].ntok;
+        rc = run_call(tu, ex, grp_rep, ex_grp, n, g0, g1, scale, loss);
+        g0 = g1;
+    }
+    if (!rc) tu->examples += n;
+    free(grp_rep);
+    free(ex_grp);
+    return rc;
+}

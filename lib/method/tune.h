@@ -1,0 +1,79 @@
+/* tune: one optimizer step of LoRA (or full-parameter) training on top of
+ * trainer.h: examples -> packed trainer calls -> objective -> gradients ->
+ * clipping -> AdamW. lr-tune and the golden test both go through here.
+ *
+ * Objectives (METHOD.md stage 2 and the SFT baseline):
+ *   TUNE_SOFTKL  KL(v || softmax(z)) at the example's last context
+ *                position; each example weighted by `scale` (lr-tune passes
+ *                1 / (micro-batch size * accumulation), the Trainer's
+ *                batchmean divided by the accumulation steps).
+ *   TUNE_SFT     cross-entropy of every response token (tokens[nprompt..]
+ *                predicted from the rows before them); each token weighted
+ *                by `scale` (1 / response tokens in the optimizer step, as
+ *                transformers' num_items_in_batch).
+ *
+ * Packing (pack = 1, soft-KL): examples whose contexts are prefixes of one
+ * another (the method's steps of one problem) run as ONE sequence, the
+ * longest, with the loss at each example's last position. Causal attention
+ * makes every loss row's logits exactly those of the separate forward, so
+ * the gradient is the same sum. Identical contexts share a row (their
+ * logit gradients add). */
+#ifndef LR_TUNE_H
+#define LR_TUNE_H
+
+#include <stdint.h>
+
+#include "method/adamw.h"
+#include "model/lora.h"
+#include "model/model.h"
+#include "nn/trainer.h"
+
+enum { TUNE_SOFTKL, TUNE_SFT };
+
+typedef struct {
+    int64_t problem;
+    int step;
+    int *tokens;   // (ntok) soft-KL: the context; SFT: prompt + response
+    int ntok;
+    int nprompt;   /* SFT: the response starts at tokens[nprompt] (>= 1) */
+    int *ids;      // (nt) soft-KL target ids
+    float *w;      // (nt) and their weights
+    int nt;
+} tune_example;
+
+typedef struct {
+    model *m;
+    lora *lo;          /* trained adapters, or NULL for full-parameter training */
+    int objective, vlim, pack;
+    int max_rows;      /* rows per trainer call */
+    float clip;        /* max gradient norm (<= 0: none) */
+    trn t;
+    lora glo;          /* LoRA gradients */
+    model_weights gw;  /* full-parameter gradients (into gmem) */
+    float *gmem;
+    float *params, *grads; /* the flat vectors the optimizer sees */
+    size_t n;
+    adamw opt;
+    float *logits, *dlogits, *dz; // (logits_rows, V) twice, (V)
+    int logits_rows;   /* loss rows the logit buffers hold (grown on demand) */
+    size_t chunk_floats; /* logits computed at most this many floats at a time (32M) */
+    int dropout_on;    /* LoRA dropout in the forward (0: eval-mode, for goldens) */
+    uint64_t seed;     /* dropout masks derive from (seed, call number) */
+    long calls;        /* trainer calls so far */
+    long rows_fwd;     /* rows run through the forward so far */
+    long examples;     /* examples accumulated so far */
+} tuner;
+
+/* max_len: longest sequence (context) in rows; max_rows >= max_len. */
+int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack, int max_rows, int max_len, int max_seqs,
+               float lr, float beta1, float beta2, float eps, float wd, float clip);
+void tuner_free(tuner *tu);
+void tuner_zero_grad(tuner *tu);
+/* Forward + backward of ex[0..n), gradients accumulated (+=); *loss +=
+ * scale * (each example's KL, or each token's CE). */
+int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, double *loss);
+/* Clips the accumulated gradient, applies AdamW at lr, returns the norm
+ * before clipping. */
+double tuner_update(tuner *tu, float lr);
+
+#endif

@@ -1,0 +1,228 @@
+/* forward: see forward.h. */
+#include "nn/forward.h"
+
+#include "nn/ops_cpu.h"
+#include "base/util.h"
+
+#include <cblas.h>
+#undef I /* complex.h (via cblas.h) defines I; we use it as the MLP width */
+#include <stdlib.h>
+#include <string.h>
+
+int fwd_init(fwd *f, const model *m, int B, int Tmax, int max_tokens, int keep_acts, int nthreads) {
+    memset(f, 0, sizeof *f);
+    const mcfg *c = &m->cfg;
+    if (B < 1 || Tmax < 1 || max_tokens < 1) return lr_err(LR_EUSAGE, "forward: need B, Tmax and max_tokens >= 1");
+    f->m = m;
+    f->B = B;
+    f->Tmax = Tmax;
+    f->max_tokens = max_tokens;
+    f->keep_acts = keep_acts;
+    f->nthreads = nthreads > 0 ? nthreads : openblas_get_num_threads();
+    size_t kvn = (size_t)c->L * B * c->NKV * Tmax * c->HD;
+    f->kc = xcalloc(kvn, sizeof(float));
+    f->vc = xcalloc(kvn, sizeof(float));
+    f->len = xcalloc((size_t)B, sizeof(int));
+    /* Size table: one layer's buffers (x_in apart: it is the residual
+     * stream, one buffer per layer + x_out with keep_acts, one in all
+     * without), then the final norm and the gather buffer. */
+    size_t M = (size_t)max_tokens, C = (size_t)c->C, I = (size_t)c->I;
+    size_t QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD;
+    size_t sizes[] = {C, 1, QD, KD, KD, QD, C, C, C, 1, I, I, I, C}; /* per row, in fwd_layer_acts order from ln1 */
+    size_t nsz = sizeof sizes / sizeof sizes[0], per_layer = 0;
+    for (size_t i = 0; i < nsz; i++) per_layer += sizes[i] * M;
+    size_t nsets = keep_acts ? (size_t)c->L : 1, nresid = keep_acts ? (size_t)c->L + 1 : 1;
+    size_t total = nsets * per_layer + nresid * M * C + M * C + M + M * C;
+    f->act_mem = xmalloc(total * sizeof(float));
+    float *at = f->act_mem;
+    fwd_acts *a = &f->a;
+    a->layer = xcalloc((size_t)c->L, sizeof *a->layer);
+    float *resid0 = at;
+    at += nresid * M * C;
+    for (int l = 0; l < c->L; l++) {
+        fwd_layer_acts *la = &a->layer[l];
+        la->x_in = keep_acts ? resid0 + (size_t)l * M * C : resid0;
+        if (l == 0 || keep_acts) {
+            float **dst[] = {&la->ln1, &la->ln1_rstd, &la->q, &la->k, &la->v, &la->att, &la->o, &la->x_mid,
+                             &la->ln2, &la->ln2_rstd, &la->gate, &la->up, &la->h, &la->down};
+            for (size_t i = 0; i < nsz; i++) {
+                *dst[i] = at;
+                at += sizes[i] * M;
+            }
+        } else { /* share layer 0's buffers */
+            float *x_in = la->x_in;
+            *la = a->layer[0];
+            la->x_in = x_in;
+        }
+    }
+    a->x_out = keep_acts ? resid0 + (size_t)c->L * M * C : resid0;
+    a->lnf = at, at += M * C;
+    a->lnf_rstd = at, at += M;
+    f->gather = at, at += M * C;
+    a->tokens = xmalloc(M * sizeof(int));
+    a->seq = xmalloc(M * sizeof(int));
+    a->pos = xmalloc(M * sizeof(int));
+    return LR_OK;
+}
+
+void fwd_free(fwd *f) {
+    free(f->kc);
+    free(f->vc);
+    free(f->len);
+    free(f->act_mem);
+    free(f->a.layer);
+    free(f->a.tokens);
+    free(f->a.seq);
+    free(f->a.pos);
+    memset(f, 0, sizeof *f);
+}
+
+void fwd_reset(fwd *f, int b) {
+    if (b < 0) memset(f->len, 0, (size_t)f->B * sizeof(int));
+    else if (b < f->B) f->len[b] = 0;
+}
+
+/* Copies this chunk's k, v rows into the layer's cache at (slot, pos). */
+static void kv_store(float *kc, float *vc, const float *k, const float *v, const int *seq, const int *pos, int N, int NKV,
+                     int HD, int Tmax) {
+    for (int n = 0; n < N; n++)
+        for (int h = 0; h < NKV; h++) {
+            size_t dst = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD, src = ((size_t)n * NKV + h) * HD;
+            memcpy(kc + dst, k + src, (size_t)HD * sizeof(float));
+            memcpy(vc + dst, v + src, (size_t)HD * sizeof(float));
+        }
+}
+
+/* A projection: the bf16 copy for decode-sized N when the model has one
+ * (identical results, half the memory traffic), else float32. */
+static void proj(float *out, const float *inp, const float *w, const uint16_t *w16, int N, int IC, int OC) {
+    if (w16 && N <= MATMUL_SMALL_N) matmul_bf16_forward(out, inp, w16, N, IC, OC);
+    else matmul_forward(out, inp, w, N, IC, OC);
+}
+
+/* layer l's slice of a stacked bf16 copy, or NULL when there is none */
+#define AT16(p, off) ((p) ? (p) + (off) : NULL)
+
+/* One decoder layer over the chunk's N rows: pre-norm attention block then
+ * pre-norm SwiGLU MLP, each added to the residual stream. */
+static void layer_forward(fwd *f, int l, int N) {
+    const mcfg *c = &f->m->cfg;
+    const model_weights *w = &f->m->w;
+    const model_bf16 *h = &f->m->w16;
+    fwd_acts *a = &f->a;
+    fwd_layer_acts *la = &a->layer[l];
+    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
+    float *x_next = l + 1 < c->L ? a->layer[l + 1].x_in : a->x_out;
+    size_t kvl = (size_t)f->B * NKV * f->Tmax * HD;
+    float *kc = f->kc + l * kvl, *vc = f->vc + l * kvl; // (B, NKV, Tmax, HD)
+
+    rmsnorm_forward(la->ln1, la->ln1_rstd, la->x_in, w->ln1 + (size_t)l * C, N, C, (float)c->rms_eps);
+    proj(la->q, la->ln1, w->wq + (size_t)l * QD * C, AT16(h->wq, (size_t)l * QD * C), N, C, QD);
+    proj(la->k, la->ln1, w->wk + (size_t)l * KD * C, AT16(h->wk, (size_t)l * KD * C), N, C, KD);
+    proj(la->v, la->ln1, w->wv + (size_t)l * KD * C, AT16(h->wv, (size_t)l * KD * C), N, C, KD);
+    if (w->bq) {
+        bias_forward(la->q, w->bq + (size_t)l * QD, N, QD);
+        bias_forward(la->k, w->bk + (size_t)l * KD, N, KD);
+        bias_forward(la->v, w->bv + (size_t)l * KD, N, KD);
+    }
+    rope_forward(la->q, la->q, a->pos, N, NH, HD, (float)c->rope_theta);
+    rope_forward(la->k, la->k, a->pos, N, NKV, HD, (float)c->rope_theta);
+    kv_store(kc, vc, la->k, la->v, a->seq, a->pos, N, NKV, HD, f->Tmax);
+    attention_forward(la->att, la->q, kc, vc, a->seq, a->pos, N, NH, NKV, HD, f->Tmax, f->nthreads);
+    proj(la->o, la->att, w->wo + (size_t)l * C * QD, AT16(h->wo, (size_t)l * C * QD), N, QD, C);
+    if (w->bo) bias_forward(la->o, w->bo + (size_t)l * C, N, C);
+    residual_forward(la->x_mid, la->x_in, la->o, (long)N * C);
+
+    rmsnorm_forward(la->ln2, la->ln2_rstd, la->x_mid, w->ln2 + (size_t)l * C, N, C, (float)c->rms_eps);
+    proj(la->gate, la->ln2, w->wgate + (size_t)l * I * C, AT16(h->wgate, (size_t)l * I * C), N, C, I);
+    proj(la->up, la->ln2, w->wup + (size_t)l * I * C, AT16(h->wup, (size_t)l * I * C), N, C, I);
+    swiglu_forward(la->h, la->gate, la->up, (long)N * I);
+    proj(la->down, la->h, w->wdown + (size_t)l * C * I, AT16(h->wdown, (size_t)l * C * I), N, I, C);
+    residual_forward(x_next, la->x_mid, la->down, (long)N * C);
+}
+
+int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq) {
+    int *extra = xcalloc((size_t)B, sizeof(int));
+    int rc = LR_OK;
+    for (int i = 0; i < N && !rc; i++) {
+        if (seq[i] < 0 || seq[i] >= B) rc = lr_err(LR_EUSAGE, "%s: row %d: slot %d outside [0, %d)", who, i, seq[i], B);
+        else if (tokens[i] < 0 || tokens[i] >= V)
+            rc = lr_err(LR_EINPUT, "%s: row %d: token id %d outside the vocabulary [0, %d)", who, i, tokens[i], V);
+        else if (len[seq[i]] + ++extra[seq[i]] > Tmax)
+            rc = lr_err(LR_EINPUT, "%s: slot %d: more than %d positions (KV cache full)", who, seq[i], Tmax);
+    }
+    free(extra);
+    return rc;
+}
+
+int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned char *want, float *logits) {
+    const mcfg *c = &f->m->cfg;
+    const model_weights *w = &f->m->w;
+    if (f->keep_acts && N > f->max_tokens)
+        return lr_err(LR_EUSAGE, "forward: %d tokens in one call with kept activations, at most %d", N, f->max_tokens);
+    int rc = fwd_check_rows("forward", f->len, f->B, f->Tmax, c->V, N, tokens, seq);
+    if (rc) return rc;
+    fwd_acts *a = &f->a;
+    int C = c->C;
+    size_t out_row = 0;
+    for (int start = 0; start < N; start += f->max_tokens) {
+        int n = N - start < f->max_tokens ? N - start : f->max_tokens;
+        for (int i = 0; i < n; i++) {
+            a->tokens[i] = tokens[start + i];
+            a->seq[i] = seq[start + i];
+            a->pos[i] = f->len[a->seq[i]]++;
+        }
+        a->N = n;
+        embedding_forward(a->layer[0].x_in, a->tokens, w->embed, n, C);
+        for (int l = 0; l < c->L; l++) layer_forward(f, l, n);
+        rmsnorm_forward(a->lnf, a->lnf_rstd, a->x_out, w->norm, n, C, (float)c->rms_eps);
+        int g = 0;
+        for (int i = 0; i < n; i++)
+            if (!want || want[start + i]) memcpy(f->gather + (size_t)g++ * C, a->lnf + (size_t)i * C, (size_t)C * sizeof(float));
+        if (g && logits) proj(logits + out_row * c->V, f->gather, w->lm_head, f->m->w16.lm_head, g, C, c->V);
+        out_row += (size_t)g;
+    }
+    return LR_OK;
+}
+
+/* Packs B sequences into rows for fresh slots 0..B-1; want marks the last
+ * row of each sequence (last_only) or every row. */
+static int run_packed(fwd *f, int B, const int *const *tokens, const int *lens, float *logits, int last_only) {
+    if (B > f->B) return lr_err(LR_EUSAGE, "forward: %d sequences, the cache has %d slots", B, f->B);
+    long N = 0;
+    for (int b = 0; b < B; b++) {
+        if (lens[b] < 1) return lr_err(LR_EINPUT, "forward: sequence %d is empty", b);
+        N += lens[b];
+    }
+    int *tok = xmalloc((size_t)N * sizeof(int)), *seq = xmalloc((size_t)N * sizeof(int));
+    unsigned char *want = xmalloc((size_t)N);
+    long r = 0;
+    for (int b = 0; b < B; b++) {
+        fwd_reset(f, b);
+        for (int t = 0; t < lens[b]; t++, r++) {
+            tok[r] = tokens[b][t];
+            seq[r] = b;
+            want[r] = !last_only || t == lens[b] - 1;
+        }
+    }
+    int rc = fwd_run(f, (int)N, tok, seq, want, logits);
+    free(tok);
+    free(seq);
+    free(want);
+    return rc;
+}
+
+int fwd_prefill(fwd *f, int B, const int *const *tokens, const int *lens, float *logits) {
+    return run_packed(f, B, tokens, lens, logits, 1);
+}
+
+int fwd_teacher(fwd *f, int B, const int *const *tokens, const int *lens, float *logits) {
+    return run_packed(f, B, tokens, lens, logits, 0);
+}
+
+int fwd_decode(fwd *f, int B, const int *tokens, float *logits) {
+    if (B > f->B) return lr_err(LR_EUSAGE, "forward: %d sequences, the cache has %d slots", B, f->B);
+    int seq[B];
+    for (int b = 0; b < B; b++) seq[b] = b;
+    return fwd_run(f, B, tokens, seq, NULL, logits);
+}

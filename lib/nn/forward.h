@@ -1,0 +1,92 @@
+/* forward: the CPU forward engine of a loaded model: a KV cache with B
+ * sequence slots, and three ways to run tokens through it.
+ *
+ *   fwd_prefill  starts B fresh sequences (slots 0..B-1) of different
+ *                lengths; logits of each sequence's LAST position:
+ *                (B, V) rows, row b for slot b.
+ *   fwd_decode   appends one token to each of slots 0..B-1; logits (B, V).
+ *   fwd_teacher  starts B fresh sequences and returns logits for EVERY
+ *                position: (sum(lens), V) rows, sequence 0's T0 rows first,
+ *                then sequence 1's, ... (packed, no padding).
+ *   fwd_run      the general step all three use: N tokens, each for a slot,
+ *                appended after what the slot already holds; logits for the
+ *                rows flagged in want, in row order.
+ * Logits are float32, V = cfg.V columns (padding rows of the vocabulary
+ * included). Tokens are packed into N rows with no padding; a row's
+ * position is its slot's length when it is processed.
+ *
+ * Activations (fwd_acts) are addressable per layer for a later backward
+ * pass and LoRA hooks: q/k/v/o/gate/up/down are separate matmuls whose
+ * inputs and outputs are all kept. With keep_acts every layer has its own
+ * buffers (for training: N <= max_tokens in one call); without it, layers
+ * share one set and long inputs are processed in chunks of max_tokens.
+ * Attention probabilities are not stored (backward can recompute them from
+ * q and the cached k, v).
+ *
+ * Results are deterministic for a given thread count (attention rows are
+ * split over pthreads without changing any sum order; OpenBLAS threads come
+ * from OPENBLAS_NUM_THREADS). */
+#ifndef LR_FORWARD_H
+#define LR_FORWARD_H
+
+#include "model/model.h"
+
+typedef struct {
+    float *x_in;     // (N, C) residual stream entering the layer
+    float *ln1;      // (N, C) input_layernorm output
+    float *ln1_rstd; // (N)
+    float *q;        // (N, NH*HD) after bias and RoPE
+    float *k;        // (N, NKV*HD) after bias and RoPE (copied into the cache)
+    float *v;        // (N, NKV*HD) after bias
+    float *att;      // (N, NH*HD) attention output, o_proj input
+    float *o;        // (N, C) o_proj output
+    float *x_mid;    // (N, C) residual after attention
+    float *ln2;      // (N, C) post_attention_layernorm output
+    float *ln2_rstd; // (N)
+    float *gate;     // (N, I)
+    float *up;       // (N, I)
+    float *h;        // (N, I) silu(gate) * up, down_proj input
+    float *down;     // (N, C)
+} fwd_layer_acts;
+
+typedef struct {
+    fwd_layer_acts *layer; // (L)
+    float *x_out;          // (N, C) residual after the last layer
+    float *lnf;            // (N, C) final norm output
+    float *lnf_rstd;       // (N)
+    int *tokens;           // (N)
+    int *seq;              // (N) slot of each row
+    int *pos;              // (N) position of each row
+    int N;                 // rows of the last chunk run
+} fwd_acts;
+
+typedef struct {
+    const model *m;
+    int B, Tmax;    /* cache slots and positions per slot */
+    int max_tokens; /* rows per chunk */
+    int keep_acts;
+    int nthreads;   /* attention threads */
+    float *kc, *vc; // (L, B, NKV, Tmax, HD)
+    int *len;       // (B) tokens held per slot
+    fwd_acts a;
+    float *act_mem;
+    float *gather;  // (max_tokens, C) final-norm rows whose logits are wanted
+} fwd;
+
+/* B slots of Tmax positions; chunks of max_tokens rows. nthreads <= 0: use
+ * openblas_get_num_threads(). */
+int fwd_init(fwd *f, const model *m, int B, int Tmax, int max_tokens, int keep_acts, int nthreads);
+void fwd_free(fwd *f);
+/* Empties slot b (or every slot when b < 0). */
+void fwd_reset(fwd *f, int b);
+
+int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned char *want, float *logits);
+/* The checks fwd_run makes before running N rows (shared with the CUDA
+ * forward): slots in [0, B), tokens in [0, V), no slot past Tmax given the
+ * len[] it already holds. `who` prefixes the message. */
+int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq);
+int fwd_prefill(fwd *f, int B, const int *const *tokens, const int *lens, float *logits);
+int fwd_decode(fwd *f, int B, const int *tokens, float *logits);
+int fwd_teacher(fwd *f, int B, const int *const *tokens, const int *lens, float *logits);
+
+#endif
