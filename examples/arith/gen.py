@@ -6,8 +6,10 @@ Deterministic from --seed (Python's random.Random, stdlib only).
   gen.py problems --seed S --n N [--exclude F...] --out FILE  problems in the gsm8k layout:
                                               {"question", "answer"} with the
                                               answer's steps ending "#### N"
-  gen.py corpus --seed S --n N --exclude F... --out FILE
-                                              pretraining documents {"text"}
+  gen.py corpus --seed S --n N [--drill P] --exclude F... --out FILE
+                                              pretraining documents {"text"}:
+                                              problems in mixed forms, and a
+                                              share P of practice sheets
                                               (see README.md: the mix of forms)
 
 Every problem has 2-4 arithmetic steps over small integers (two-digit
@@ -194,12 +196,41 @@ def document(rng, si, q, lines, ans):
     return text + "<|im_end|>\n<|endoftext|>"
 
 
+def drill_line(rng):
+    """One worked equation of the kinds the problems use."""
+    k = rng.random()
+    if k < 0.35:
+        a, b = rng.randint(12, 899), rng.randint(11, 69)
+        return f"{a}+{b}={a + b}"
+    if k < 0.7:
+        a = rng.randint(20, 999)
+        b = rng.randint(8, min(a - 5, 79))
+        return f"{a}-{b}={a - b}"
+    if k < 0.85:
+        b, c = rng.randint(2, 9), rng.randint(2, 9)
+        return f"{b}*{c}={b * c}"
+    m = rng.choice([2, 3])
+    x = rng.randint(12, 999 // m)
+    return f"{x}*{m}={x * m}"
+
+
+def drill(rng):
+    """A practice sheet: a title and 12-20 worked equations, one a line."""
+    title = rng.choice(["Practice sheet", "Warm-up", "Mental maths", "Drill", "Homework check"])
+    n = rng.randint(12, 20)
+    return title + "\n" + "\n".join(drill_line(rng) for _ in range(n)) + "<|endoftext|>"
+
+
 def cmd_corpus(a):
     rng = random.Random(a.seed)
     banned = read_questions(a.exclude)
     with open(a.out, "w") as f:
         n = 0
         while n < a.n:
+            if rng.random() < a.drill:
+                f.write(json.dumps({"text": drill(rng)}) + "\n")
+                n += 1
+                continue
             si, q, lines, ans = make_problem(rng)
             if q in banned:
                 continue
@@ -218,6 +249,7 @@ def main():
     pc = sub.add_parser("corpus")
     pc.add_argument("--seed", type=int, required=True)
     pc.add_argument("--n", type=int, required=True)
+    pc.add_argument("--drill", type=float, default=0.25, help="share of practice sheets")
     pc.add_argument("--exclude", nargs="*", default=[])
     pc.add_argument("--out", required=True)
     a = p.parse_args()
