@@ -35,6 +35,10 @@ typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
     int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context;
     const char *device;
+    const char *chat_family;   /* the model's chat template renders the prompt */
+    tok_sig sig;               /* this model's tokenizer, for the header */
+    const char *followed_tok;  /* follow mode: the followed stream's tokenizer hash */
+    int64_t added_differ;      /* ... and the ids whose added token differs from ours */
     double temperature, top_p, mass;
     uint64_t seed;
     int extra_eos[16], n_extra_eos;
@@ -82,10 +86,16 @@ static void usage(FILE *f) {
         "  --id-field NAME        ... and the problem id this one (default: file stem:line),\n"
         "                         e.g. `lr-eval prompts` output: --field prompt --id-field id\n"
         "                         --preset raw\n"
-        "  --preset NAME          prompt preset: lightreasoner (default), qwen25-math-cot, raw,\n"
+        "  (default prompt)       the model's own chat template (tokenizer_config.json or\n"
+        "                         chat_template.jinja) with the system turn \"Please reason\n"
+        "                         step by step.\", as the authors' apply_chat_template:\n"
+        "                         ChatML/Qwen, DeepSeek-R1-Distill and Llama 3 are known,\n"
+        "                         others are refused; a folder without a template gets\n"
+        "                         --preset lightreasoner (docs/TOKENIZER.md)\n"
+        "  --preset NAME          prompt preset instead: lightreasoner, qwen25-math-cot, raw,\n"
         "                         or toolkit: the Qwen2.5-Math toolkit's prompt for the\n"
         "                         benchmark read (5-shot for mmlu_stem), for evaluation\n"
-        "  --prompt-file F        a template file with {question} instead of a preset\n"
+        "  --prompt-file F        a template file with {question} instead\n"
         "  --max-new-tokens N     default 128\n"
         "  --temperature X        0 (default) = greedy; > 0 samples\n"
         "  --top-p X              nucleus sampling mass (default 1)\n"
@@ -347,6 +357,7 @@ typedef struct {
     long failed, written;
     lr_progress prog;
     bd_layout layout;       /* of a benchmark input, for --preset toolkit */
+    prompt_chat *chat;      /* the model's own prompt (no --preset / --prompt-file) */
 } ctx;
 
 static int is_done(const ctx *c, long idx) { return idx >= 0 && (size_t)idx < c->ndone_cap && c->done[idx]; }
@@ -533,11 +544,16 @@ static void pack_params(msgpack_packer *pk, void *arg) {
     const opts *o = arg;
     char shard[32];
     snprintf(shard, sizeof shard, "%d/%d", o->shard_k, o->shard_n);
-    msgpack_pack_map(pk, 11);
+    msgpack_pack_map(pk, 15);
+    lrs_pack_cstr(pk, "tokenizer_compat"); tok_sig_pack(pk, &o->sig);
+    lrs_pack_cstr(pk, "followed_tokenizer"); lrs_pack_cstr(pk, o->followed_tok ? o->followed_tok : "");
+    lrs_pack_cstr(pk, "added_ids_differ"); msgpack_pack_int64(pk, o->added_differ);
     lrs_pack_cstr(pk, "device"); lrs_pack_cstr(pk, o->device);
     lrs_pack_cstr(pk, "mode"); lrs_pack_cstr(pk, o->follow ? "follow" : "generate");
     lrs_pack_cstr(pk, "input"); lrs_pack_cstr(pk, o->follow ? o->follow : o->data ? o->data : "-");
-    lrs_pack_cstr(pk, "preset"); lrs_pack_cstr(pk, o->prompt_file ? o->prompt_file : o->preset);
+    lrs_pack_cstr(pk, "preset");
+    lrs_pack_cstr(pk, o->prompt_file ? o->prompt_file : o->chat_family ? "chat_template" : o->preset ? o->preset : "");
+    lrs_pack_cstr(pk, "chat_template"); lrs_pack_cstr(pk, o->chat_family ? o->chat_family : "");
     lrs_pack_cstr(pk, "max_new_tokens"); msgpack_pack_int(pk, o->max_new);
     lrs_pack_cstr(pk, "temperature"); msgpack_pack_double(pk, o->temperature);
     lrs_pack_cstr(pk, "top_p"); msgpack_pack_double(pk, o->top_p);
@@ -560,7 +576,12 @@ static int prepare_prompt(ctx *c, problem *p) {
     const opts *o = c->o;
     char *text;
     size_t n;
-    if (!o->prompt_file && !strcmp(o->preset, "toolkit")) {
+    if (c->chat) {
+        if (prompt_chat_render(c->chat, PROMPT_CHAT_SYSTEM, p->question, &text)) {
+            fail(c, p, "%s", lr_errmsg());
+            return 1;
+        }
+    } else if (!o->prompt_file && !strcmp(o->preset, "toolkit")) {
         text = bd_prompt(c->layout, p->question);
     } else if (prompt_render(o->prompt_file ? NULL : o->preset, o->prompt_file, p->question, &text)) {
         fail(c, p, "%s", lr_errmsg());
@@ -610,7 +631,7 @@ static int run_generate(ctx *c, lrs_writer *w) {
     source s;
     int rc = source_open(&s, o);
     if (rc) return rc;
-    if (!o->prompt_file && !strcmp(o->preset, "toolkit")) {
+    if (!o->prompt_file && o->preset && !strcmp(o->preset, "toolkit")) {
         if (!s.bd) {
             source_close(&s);
             return lr_err(LR_EUSAGE, "--preset toolkit needs a benchmark file of a known layout (not --field)");
@@ -778,6 +799,40 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, int *out
     return 0;
 }
 
+/* Follow mode: this model reads the followed stream's ids as they are.
+ * Refused unless the two tokenizers are compatible (tokenizer.h: the same
+ * regular vocabulary and merges); when only added tokens differ, as with
+ * DeepSeek-R1-Distill-Qwen and Qwen2.5, says so once and records how many
+ * ids mean different tokens to the two. */
+static int follow_tokenizer(opts *o, lrs_reader *fr, const lrs_header *h) {
+    const lrs_header *fh = lrs_header_of(fr);
+    if (!strcmp(fh->tokenizer.hash, h->tokenizer.hash) && fh->tokenizer.vocab == h->tokenizer.vocab) return 0;
+    const msgpack_object *fs = fh->params ? lrs_get(fh->params, "tokenizer_compat") : NULL;
+    tok_sig theirs;
+    tok_compat_res r;
+    if (!fs)
+        return lr_err(LR_EINPUT, "%s: tokenizers differ: the followed stream was made with tokenizer %s (%s, %lld ids), "
+                      "this model's is %s (%s, %lld ids), and its header has no tokenizer_compat to compare them by",
+                      lrs_path(fr), fh->tokenizer.hash, fh->tokenizer.name, (long long)fh->tokenizer.vocab,
+                      h->tokenizer.hash, h->tokenizer.name, (long long)h->tokenizer.vocab);
+    if (tok_sig_read(fs, &theirs)) return lr_err_prefix(LR_EINPUT, "%s: header: params", lrs_path(fr));
+    tok_sig_compat(&theirs, &o->sig, &r);
+    tok_sig_free(&theirs);
+    char ids[160] = "";
+    tok_compat_ids(&r, ids, sizeof ids);
+    if (!r.compatible)
+        return lr_err(LR_EINPUT, "%s: tokenizers differ: %s (the followed stream's tokenizer %s of %s, this model's %s "
+                      "of %s); the two models cannot read the same ids", lrs_path(fr), r.what, fh->tokenizer.hash,
+                      fh->tokenizer.name, h->tokenizer.hash, h->tokenizer.name);
+    o->added_differ = r.ndiffer;
+    if (r.ndiffer)
+        fprintf(stderr, "%s: %s: the followed stream's tokenizer (%s) and this model's (%s) differ only in added "
+                "tokens: %lld ids (%s) name different tokens in the two; this model reads the followed ids as they "
+                "are, as the reference implementation does\n", lr_progname, lrs_path(fr), fh->tokenizer.name,
+                h->tokenizer.name, (long long)r.ndiffer, ids);
+    return 0;
+}
+
 static int parse_num(const char *flag, const char *s, double lo, double hi, double *out) {
     char *end;
     double v = strtod(s, &end);
@@ -801,7 +856,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    *o = (opts){.preset = "lightreasoner", .max_new = 128, .limit = -1, .shard_n = 1, .batch = 0, .device = "auto",
+    *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .batch = 0, .device = "auto",
                 .top_p = 1, .mass = CD_DEFAULT_MASS, .kmax = 0, .argc = argc, .argv = argv};
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
@@ -871,6 +926,17 @@ int main(int argc, char **argv) {
     else rc = model_load(&c.m, o.model_dir);
     if (rc || (rc = tok_load(&c.tok, o.model_dir))) goto out;
     if (o.adapter && (rc = apply_adapter(&c.m, o.adapter))) goto out;
+    if (!o.follow && !o.preset && !o.prompt_file) {
+        /* the model's own prompt, as the authors' apply_chat_template */
+        if ((rc = prompt_chat_load(&c.chat, o.model_dir))) goto out;
+        if (c.chat) {
+            o.chat_family = prompt_chat_family(c.chat);
+        } else {
+            o.preset = "lightreasoner";
+            fprintf(stderr, "%s: %s has no chat template; prompting with --preset lightreasoner (ChatML)\n",
+                    lr_progname, o.model_dir);
+        }
+    }
     if (!o.kmax) o.kmax = o.follow ? CD_FOLLOW_KMAX : CD_DEFAULT_KMAX;
     c.co = (cd_opts){.mass = o.mass, .kmax = o.kmax < c.m.cfg.V ? o.kmax : c.m.cfg.V, .kmin = 1};
     for (int e = 0; e < c.m.cfg.neos; e++) c.eos[c.neos++] = c.m.cfg.eos[e];
@@ -887,6 +953,7 @@ int main(int argc, char **argv) {
         gpu_device_count(name, sizeof name);
         fprintf(stderr, "%s: device cuda (%s, %s backend)\n", lr_progname, name, gpu_backend());
     }
+    tok_sig_of(c.tok, &o.sig);
     c.order = xmalloc((size_t)c.m.cfg.V * sizeof *c.order);
     c.pr = xmalloc((size_t)c.m.cfg.V * sizeof *c.pr);
 
@@ -897,13 +964,8 @@ int main(int argc, char **argv) {
     if (o.follow) {
         if ((rc = lrs_open_read(&fr, o.follow, "dist"))) goto out;
         const lrs_header *fh = lrs_header_of(fr);
-        if (strcmp(fh->tokenizer.hash, h.tokenizer.hash) || fh->tokenizer.vocab != h.tokenizer.vocab) {
-            rc = lr_err(LR_EINPUT, "%s: tokenizers differ: the followed stream was made with tokenizer %s (%s, "
-                        "%lld ids), this model's is %s (%s, %lld ids)", lrs_path(fr), fh->tokenizer.hash,
-                        fh->tokenizer.name, (long long)fh->tokenizer.vocab, h.tokenizer.hash, h.tokenizer.name,
-                        (long long)h.tokenizer.vocab);
-            goto out;
-        }
+        o.followed_tok = fh->tokenizer.hash;
+        if ((rc = follow_tokenizer(&o, fr, &h))) goto out;
     }
     if (o.out) rc = lrs_resume(&w, o.out, &h, pack_params, &o, note_done, &c);
     else rc = lrs_open_write(&w, "-", &h, pack_params, &o);
@@ -929,6 +991,8 @@ out:
     lrs_close_read(fr);
     eng_free(&c.e);
     if (c.tok) tok_free(c.tok);
+    prompt_chat_free(c.chat);
+    tok_sig_free(&o.sig);
     model_free(&c.m);
     free(c.order), free(c.pr), free(c.done), free(c.goff), free(c.gids);
     free(c.res.k), free(c.res.ids), free(c.res.lps), free(c.res.tail), free(c.res.gtail), free(c.res.argmax);
