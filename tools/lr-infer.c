@@ -33,7 +33,8 @@
 
 typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
-    int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context;
+    int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, top_k;
+    const char *sampling;      /* where temperature / top_p / top_k came from */
     const char *device;
     const char *chat_family;   /* the model's chat template renders the prompt */
     tok_sig sig;               /* this model's tokenizer, for the header */
@@ -97,8 +98,14 @@ static void usage(FILE *f) {
         "                         benchmark read (5-shot for mmlu_stem), for evaluation\n"
         "  --prompt-file F        a template file with {question} instead\n"
         "  --max-new-tokens N     default 128\n"
-        "  --temperature X        0 (default) = greedy; > 0 samples\n"
-        "  --top-p X              nucleus sampling mass (default 1)\n"
+        "  --temperature X        0 = greedy; > 0 samples. Default: what the model's\n"
+        "                         generation_config.json says (do_sample, temperature,\n"
+        "                         top_p, top_k, transformers' defaults for absent fields),\n"
+        "                         as the authors' generate() call; greedy without one\n"
+        "  --top-p X              nucleus sampling mass (default: the file's, else 1)\n"
+        "  --top-k N              keep the N most probable tokens, 0 = all (default: the\n"
+        "                         file's when it samples, transformers' 50 when it samples\n"
+        "                         without top_k, else 0)\n"
         "  --seed N               sampling seed (default 0); each problem's draw depends\n"
         "                         only on the seed and its index, not on batching\n"
         "  --eos TOKEN            also stop at this token (repeatable), e.g. '<|im_end|>'\n"
@@ -308,29 +315,40 @@ static int by_logit_desc(const void *a, const void *b) {
     return i - j;
 }
 
-/* Temperature + nucleus sampling, as transformers' generate does it:
- * logits / T, then keep the smallest set of top tokens whose mass reaches
- * top_p, renormalise, draw. */
-static int sample(const float *row, int V, double temp, double top_p, uint64_t *rng, int *order, double *pr) {
+/* Temperature, top-k and nucleus sampling, in the order transformers'
+ * generate applies them: logits / T; keep the top_k most probable (and
+ * any tied with the k-th, as its `<` comparison does; 0 = all); of those
+ * keep the smallest set of top tokens whose mass reaches top_p;
+ * renormalise, draw. */
+static int sample(const float *row, int V, double temp, double top_p, int top_k, uint64_t *rng, int *order,
+                  double *pr) {
     double mx = -INFINITY, z = 0;
     for (int i = 0; i < V; i++) mx = fmax(mx, row[i] / temp);
     for (int i = 0; i < V; i++) z += pr[i] = exp(row[i] / temp - mx);
-    int n = V;
-    if (top_p < 1) {
+    int n = V, sorted = top_p < 1 || (top_k > 0 && top_k < V);
+    if (sorted) {
         for (int i = 0; i < V; i++) order[i] = i;
         cmp_row = row;
         qsort(order, V, sizeof *order, by_logit_desc);
-        double c = 0;
-        for (n = 0; n < V && c < top_p * z;) c += pr[order[n++]];
-        z = c;
+        if (top_k > 0 && top_k < V) {
+            for (n = top_k; n < V && row[order[n]] == row[order[top_k - 1]];) n++;
+            z = 0;
+            for (int j = 0; j < n; j++) z += pr[order[j]];
+        }
+        if (top_p < 1) {
+            double c = 0;
+            int m = 0;
+            while (m < n && c < top_p * z) c += pr[order[m++]];
+            n = m, z = c;
+        }
     }
     double u = (double)(splitmix(rng) >> 11) / 9007199254740992.0 * z, c = 0;
     for (int j = 0; j < n; j++) {
-        int i = top_p < 1 ? order[j] : j;
+        int i = sorted ? order[j] : j;
         c += pr[i];
         if (u < c) return i;
     }
-    return top_p < 1 ? order[n - 1] : V - 1;
+    return sorted ? order[n - 1] : V - 1;
 }
 
 /* ---------------------------------------------------------------- */
@@ -454,7 +472,7 @@ static int generate_batch(ctx *c, problem *ps, int n) {
                 continue;
             }
             int next = o->temperature > 0 ? sample(c->res.logits + (size_t)a * V, V, o->temperature, o->top_p,
-                                                   &p->rng, c->order, c->pr)
+                                                   o->top_k, &p->rng, c->order, c->pr)
                                           : c->res.argmax[a];
             p->tokens[p->T++] = next;
             c->prog.tokens++;
@@ -544,7 +562,9 @@ static void pack_params(msgpack_packer *pk, void *arg) {
     const opts *o = arg;
     char shard[32];
     snprintf(shard, sizeof shard, "%d/%d", o->shard_k, o->shard_n);
-    msgpack_pack_map(pk, 15);
+    msgpack_pack_map(pk, 17);
+    lrs_pack_cstr(pk, "top_k"); msgpack_pack_int(pk, o->top_k);
+    lrs_pack_cstr(pk, "sampling"); lrs_pack_cstr(pk, o->sampling ? o->sampling : "");
     lrs_pack_cstr(pk, "tokenizer_compat"); tok_sig_pack(pk, &o->sig);
     lrs_pack_cstr(pk, "followed_tokenizer"); lrs_pack_cstr(pk, o->followed_tok ? o->followed_tok : "");
     lrs_pack_cstr(pk, "added_ids_differ"); msgpack_pack_int64(pk, o->added_differ);
@@ -799,6 +819,26 @@ static int parse_int(const char *flag, const char *s, long lo, long hi, int *out
     return 0;
 }
 
+/* Generation settings: what generation_config.json says (the authors'
+ * "greedy" is whatever it says: generate() is called without sampling
+ * arguments), each flag given overriding its field. A greedy file leaves
+ * sampling off (top_p 1, top_k 0) unless flags ask. Follow mode samples
+ * nothing. */
+static void resolve_sampling(opts *o, const mcfg *g) {
+    int cs = !o->follow && g->do_sample, flags = o->temperature >= 0 || o->top_p >= 0 || o->top_k >= 0;
+    if (o->temperature < 0) o->temperature = cs ? g->temperature : 0;
+    if (o->top_p < 0) o->top_p = cs ? g->top_p : 1;
+    if (o->top_k < 0) o->top_k = cs ? g->top_k : 0;
+    o->sampling = o->follow ? "none (follow mode)"
+                  : cs      ? (flags ? "generation_config.json, flags override" : "generation_config.json")
+                  : flags   ? "flags"
+                  : g->gen_file ? "generation_config.json (greedy)" : "default (greedy)";
+    if (cs && o->temperature > 0)
+        fprintf(stderr, "%s: %s/generation_config.json samples: temperature %g, top_p %g, top_k %d%s (--temperature 0 "
+                "for greedy)\n", lr_progname, o->model_dir, o->temperature, o->top_p, o->top_k,
+                flags ? ", with the flags given" : "");
+}
+
 /* Follow mode: this model reads the followed stream's ids as they are.
  * Refused unless the two tokenizers are compatible (tokenizer.h: the same
  * regular vocabulary and merges); when only added tokens differ, as with
@@ -851,13 +891,13 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"shard", required_argument, 0, 's'}, {"batch", required_argument, 0, 'b'},
         {"full", no_argument, 0, 'u'}, {"progress", no_argument, 0, 'p'},
         {"threads", required_argument, 0, 't'}, {"temperature", required_argument, 0, 'e'},
-        {"top-p", required_argument, 0, 'r'}, {"seed", required_argument, 0, 'S'},
+        {"top-p", required_argument, 0, 'r'}, {"top-k", required_argument, 0, 'k'}, {"seed", required_argument, 0, 'S'},
         {"top-mass", required_argument, 0, 'M'}, {"top-k-max", required_argument, 0, 'K'},
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
     *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .batch = 0, .device = "auto",
-                .top_p = 1, .mass = CD_DEFAULT_MASS, .kmax = 0, .argc = argc, .argv = argv};
+                .temperature = -1, .top_p = -1, .top_k = -1, .mass = CD_DEFAULT_MASS, .kmax = 0, .argc = argc, .argv = argv};
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         switch (c) {
@@ -879,6 +919,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'C': rc = parse_int("--max-context", optarg, 1, 1 << 22, &o->max_context); break;
         case 'e': rc = parse_num("--temperature", optarg, 0, 100, &o->temperature); break;
         case 'r': rc = parse_num("--top-p", optarg, 1e-9, 1, &o->top_p); break;
+        case 'k': rc = parse_int("--top-k", optarg, 0, 1 << 30, &o->top_k); break;
         case 'M': rc = parse_num("--top-mass", optarg, 0, 1, &o->mass); break;
         case 'S': o->seed = strtoull(optarg, NULL, 10); break;
         case 'u': o->full = 1; break;
@@ -937,6 +978,7 @@ int main(int argc, char **argv) {
                     lr_progname, o.model_dir);
         }
     }
+    resolve_sampling(&o, &c.m.cfg);
     if (!o.kmax) o.kmax = o.follow ? CD_FOLLOW_KMAX : CD_DEFAULT_KMAX;
     c.co = (cd_opts){.mass = o.mass, .kmax = o.kmax < c.m.cfg.V ? o.kmax : c.m.cfg.V, .kmin = 1};
     for (int e = 0; e < c.m.cfg.neos; e++) c.eos[c.neos++] = c.m.cfg.eos[e];

@@ -89,4 +89,36 @@ expect_fail 2 "$B/lr-kl" "$T/b.lrs" "$T/a0.lrs"
 set +e; out=$("$B/lr-tok" --compare "$T/bad" "$T/ama" 2> "$T/err"); rc=$?; set -e
 [ $rc = 2 ] || die "--compare mismatch: exit $rc"
 echo "$out" | jq -e '(.compatible | not) and (.difference | test("first at id 97"))' > /dev/null || die "--compare ids: $out"
+# --- generation_config.json ---------------------------------------------------
+# The authors' "greedy" is whatever the file says; flags override.
+rm -rf "$T/g"; cp -r "$T/ama" "$T/g"
+"$B/lr-infer" --model "$T/g" --data "$T/q.jsonl" --field question --max-new-tokens 8 -o "$T/g0.lrs" 2> /dev/null
+greedy=$("$B/lr-dump" "$T/g0.lrs" | sed '1d;$d' | jq -c .tokens)
+echo '{"do_sample": true, "temperature": 0.7, "top_p": 0.9, "top_k": 5, "eos_token_id": [271, 269]}' > "$T/g/generation_config.json"
+"$B/lr-infer" --model "$T/g" --data "$T/q.jsonl" --field question --max-new-tokens 8 -o "$T/g1.lrs" 2> "$T/err"
+grep -q "generation_config.json samples: temperature 0.7, top_p 0.9, top_k 5" "$T/err" || { cat "$T/err"; die "no sampling note"; }
+"$B/lr-dump" --header "$T/g1.lrs" | jq -e '.params | .temperature == 0.7 and .top_p == 0.9 and .top_k == 5
+    and .sampling == "generation_config.json"' > /dev/null || die "sampling settings not in the header"
+rm -f "$T/g2.lrs"
+"$B/lr-infer" --model "$T/g" --data "$T/q.jsonl" --field question --max-new-tokens 8 --temperature 0 -o "$T/g2.lrs" 2> /dev/null
+"$B/lr-dump" --header "$T/g2.lrs" | jq -e '.params | .temperature == 0 and .top_k == 5
+    and .sampling == "generation_config.json, flags override"' > /dev/null || die "--temperature 0 does not override"
+[ "$("$B/lr-dump" "$T/g2.lrs" | sed '1d;$d' | jq -c .tokens)" = "$greedy" ] || die "--temperature 0 is not greedy"
+# top_k 1 keeps only the argmax: sampling then gives the greedy tokens, while
+# a hot temperature without top_k does not.
+echo '{"do_sample": true, "temperature": 1.0, "top_k": 1, "eos_token_id": [271, 269]}' > "$T/g/generation_config.json"
+"$B/lr-infer" --model "$T/g" --data "$T/q.jsonl" --field question --max-new-tokens 8 --seed 5 -o "$T/g3.lrs" 2> /dev/null
+[ "$("$B/lr-dump" "$T/g3.lrs" | sed '1d;$d' | jq -c .tokens)" = "$greedy" ] || die "top_k 1 is not greedy"
+"$B/lr-infer" --model "$T/g" --data "$T/q.jsonl" --field question --max-new-tokens 8 --seed 5 --top-k 0 \
+    --temperature 5 -o "$T/g4.lrs" 2> /dev/null
+[ "$("$B/lr-dump" "$T/g4.lrs" | sed '1d;$d' | jq -c .tokens)" != "$greedy" ] || die "sampling at T=5 gave the greedy tokens"
+# A generation_config.json that cannot be read: one line naming file and field.
+echo '{"do_sample": true, "top_p": 2}' > "$T/g/generation_config.json"
+expect_fail 2 "$B/lr-infer" --model "$T/g" --data "$T/q.jsonl" --field question -o "$T/g5.lrs"
+[[ $LAST_ERR == *'generation_config.json: field "top_p"'* ]] || die "bad top_p message: $LAST_ERR"
+[ ! -e "$T/g5.lrs" ] || die "bad generation config: output written"
+echo '{"do_sample": ' > "$T/g/generation_config.json"
+expect_fail 2 "$B/lr-infer" --model "$T/g" --data "$T/q.jsonl" --field question -o "$T/g5.lrs"
+[[ $LAST_ERR == *'generation_config.json: line'* ]] || die "unparsable generation config message: $LAST_ERR"
+[ ! -e "$T/g5.lrs" ] || die "unparsable generation config: output written"
 exit 0
