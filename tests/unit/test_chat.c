@@ -1,7 +1,7 @@
 /* test_chat: the model's own prompt. Every chat template of
  * tests/golden/chat_templates.json (the real template texts of Qwen2.5,
  * Qwen2.5-Math, plain ChatML, DeepSeek-R1-Distill old and new, Llama 3 and
- * 3.1, rendered there by transformers' apply_chat_template) renders byte
+ * 3.1, Qwen3, a <think> variant of Qwen2.5-Math, rendered there by transformers' apply_chat_template) renders byte
  * for byte the same here; the unknown ones are refused naming --preset and
  * --prompt-file; tokenizer_config.json reading (bos_token forms, named
  * templates, chat_template.jinja, bad fields) gives one message naming the
@@ -32,6 +32,14 @@ static int load_cfg(const char *dir, const char *cfg_json, prompt_chat **c) {
     return prompt_chat_load(c, dir);
 }
 
+static json_t *known_case(json_t *known, const char *name) {
+    size_t i;
+    json_t *k;
+    json_array_foreach(known, i, k) if (!strcmp(json_string_value(json_object_get(k, "name")), name)) return k;
+    fprintf(stderr, "golden: no case %s\n", name);
+    exit(1);
+}
+
 int main(void) {
     const char *root = getenv("LR_ROOT") ? getenv("LR_ROOT") : ".";
     const char *tmp = getenv("LR_TMP") ? getenv("LR_TMP") : "/tmp";
@@ -44,7 +52,7 @@ int main(void) {
     const char *sys = json_string_value(json_object_get(g, "system"));
     CHECK(sys && !strcmp(sys, PROMPT_CHAT_SYSTEM));
     json_t *qs = json_object_get(g, "questions"), *known = json_object_get(g, "known");
-    CHECK(json_array_size(known) >= 7 && json_array_size(qs) >= 4);
+    CHECK(json_array_size(known) >= 8 && json_array_size(qs) >= 4);
 
     size_t i, j;
     json_t *k;
@@ -98,8 +106,7 @@ int main(void) {
 
     /* Reading tokenizer_config.json. The DeepSeek template with bos_token
      * as an AddedToken object, as DeepSeek ships it. */
-    json_t *ds = json_array_get(known, 3);
-    CHECK(!strcmp(json_string_value(json_object_get(ds, "name")), "deepseek-r1-distill"));
+    json_t *ds = known_case(known, "deepseek-r1-distill");
     json_t *cfg = json_pack("{s:{s:s, s:s, s:b}, s:O}", "bos_token", "__type", "AddedToken", "content",
                             "<｜begin▁of▁sentence｜>", "normalized", 1, "chat_template", json_object_get(ds, "chat_template"));
     char *cj = json_dumps(cfg, 0), dir[4300];
@@ -118,14 +125,14 @@ int main(void) {
     /* chat_template.jinja beside the config wins over the config's field. */
     char jp[4400];
     snprintf(jp, sizeof jp, "%s/chat_template.jinja", dir);
-    write_file(jp, json_string_value(json_object_get(json_array_get(known, 5), "chat_template")));
+    write_file(jp, json_string_value(json_object_get(known_case(known, "llama-3"), "chat_template")));
     CHECK(prompt_chat_load(&c, dir) == 0 && c && !strcmp(prompt_chat_family(c), "llama3"));
     prompt_chat_free(c);
 
     /* Named templates: "default" is the one. */
     snprintf(dir, sizeof dir, "%s/named", tmp);
     cfg = json_pack("{s:[{s:s, s:s}, {s:s, s:O}]}", "chat_template", "name", "tool_use", "template", "{{ nope }}",
-                    "name", "default", "template", json_object_get(json_array_get(known, 2), "chat_template"));
+                    "name", "default", "template", json_object_get(known_case(known, "chatml"), "chat_template"));
     cj = json_dumps(cfg, 0);
     json_decref(cfg);
     CHECK(load_cfg(dir, cj, &c) == 0 && c && !strcmp(prompt_chat_family(c), "chatml"));
