@@ -862,7 +862,7 @@ static int follow_tokenizer(opts *o, lrs_reader *fr, const lrs_header *h) {
     tok_compat_ids(&r, ids, sizeof ids);
     if (!r.compatible)
         return lr_err(LR_EINPUT, "%s: tokenizers differ: %s (the followed stream's tokenizer %s of %s, this model's %s "
-                      "of %s); the two models cannot read the same ids", lrs_path(fr), r.what, fh->tokenizer.hash,
+                      "of %s); the two models cannot read the same ids (lr-tok --compare on the two folders names the first id)", lrs_path(fr), r.what, fh->tokenizer.hash,
                       fh->tokenizer.name, h->tokenizer.hash, h->tokenizer.name);
     o->added_differ = r.ndiffer;
     if (r.ndiffer)

@@ -1128,8 +1128,14 @@ int tok_sig_compat(const tok_sig *a, const tok_sig *b, tok_compat_res *r) {
     r->compatible = 1;
     size_t nb = a->nblock < b->nblock ? a->nblock : b->nblock, i = 0;
     while (i < nb && a->block[i] == b->block[i]) i++;
-    if (i < nb) {
-        int64_t hi = (int64_t)(i + 1) * TOK_SIG_BLOCK - 1, top = a->regular < b->regular ? a->regular : b->regular;
+    int64_t top = a->regular < b->regular ? a->regular : b->regular;
+    if (i < nb && a->regular != b->regular && (int64_t)(i + 1) * TOK_SIG_BLOCK >= top) {
+        /* the smaller one's last block: it may differ only by the ids beyond */
+        snprintf(r->what, sizeof r->what, "regular vocabularies differ in size: %lld vs %lld ids, first within ids %lld..%lld",
+                 (long long)a->regular, (long long)b->regular, (long long)i * TOK_SIG_BLOCK, (long long)top);
+        r->compatible = 0;
+    } else if (i < nb) {
+        int64_t hi = (int64_t)(i + 1) * TOK_SIG_BLOCK - 1;
         snprintf(r->what, sizeof r->what, "regular vocabularies differ, first within ids %lld..%lld",
                  (long long)i * TOK_SIG_BLOCK, (long long)(hi < top ? hi : top - 1));
         r->compatible = 0;
