@@ -62,7 +62,8 @@ same_run "$T/s.lrs" "$T/all.lrs" || die "shards differ from one run"
 
 # resume: a run cut inside its last frame continues without loss or duplicates
 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 7 --max-new-tokens 4 --batch 2 -o "$T/r.lrs"
-sz=$(stat -c %s "$T/r.lrs"); head -c $((sz * 2 / 3)) "$T/r.lrs" > "$T/cut.lrs"; mv "$T/cut.lrs" "$T/r.lrs"
+# (an interrupted run's output is FILE.part; FILE appears only when complete)
+sz=$(stat -c %s "$T/r.lrs"); head -c $((sz * 2 / 3)) "$T/r.lrs" > "$T/r.lrs.part"; rm "$T/r.lrs"
 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 7 --max-new-tokens 4 --batch 2 -o "$T/r.lrs" 2> "$T/resume.err"
 grep -q "resuming" "$T/resume.err" || die "no resume message"
 same_run "$T/r.lrs" "$T/all.lrs" || die "resumed run differs"
