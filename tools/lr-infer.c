@@ -315,7 +315,7 @@ int main(int argc, char **argv) {
     progress_init(&run.prog, lr_progress_wanted(o.progress), "problems", total);
     rc = o.follow ? run_follow(&run, fr, w) : run_generate(&run, &src, w);
     progress_end(&run.prog);
-    if (!rc) {
+    if (!rc && !run.failed) {
         double dt = lr_now() - run.prog.t0;
         fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s)\n", lr_progname, run.written,
                 (unsigned long long)run.prog.tokens, dt, dt > 0 ? run.prog.tokens / dt : 0.0);
@@ -330,8 +330,10 @@ out:
     }
     if (o.help) usage(stdout);
     int code = rc ? lr_fail(rc) : 0;
-    if (!rc && run.failed) {
-        fprintf(stderr, "%s: %ld problems failed (reported above); %ld written\n", lr_progname, run.failed, run.written);
+    if (!rc && run.failed) { /* one bad problem: its own line is the one line */
+        if (run.failed > 1)
+            fprintf(stderr, "%s: %ld problems failed (reported above); %ld written\n", lr_progname, run.failed,
+                    run.written);
         code = LR_EINPUT;
     }
     prob_close(&src);
