@@ -328,7 +328,12 @@ out:
         if (rc && part && fresh && run.written == 0) unlink(part);
         else if (!rc && part) rc = commit_output(part, o.out);
     }
-    if (o.help) usage(stdout);
+    if (o.help) { /* one write, so `lr-infer --help | grep -q` never meets SIGPIPE */
+        static char big[1 << 14];
+        setvbuf(stdout, big, _IOFBF, sizeof big);
+        usage(stdout);
+        fflush(stdout);
+    }
     int code = rc ? lr_fail(rc) : 0;
     if (!rc && run.failed) { /* one bad problem: its own line is the one line */
         if (run.failed > 1)
