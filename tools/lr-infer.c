@@ -95,8 +95,10 @@ static void usage(FILE *f) {
         "                         rerun whose settings differ from FILE.part's header\n"
         "                         (data, limit, shard, tokens, sampling, preset, lists,\n"
         "                         mode, model, device) is refused, exit 2, naming the\n"
-        "                         setting; remove FILE.part to start over. FILE must not\n"
-        "                         be one of the inputs.\n"
+        "                         setting; remove FILE.part to start over. A complete\n"
+        "                         FILE is continued by the same command (only problems\n"
+        "                         it lacks are run) and replaced by another one. FILE\n"
+        "                         must not be one of the inputs.\n"
         "  --max-context N        positions per sequence: prompt + new tokens (default:\n"
         "                         the model's max_position_embeddings, at most 2048)\n"
         "  --batch N              problems per forward pass (default 8 on cpu, 64 on cuda)\n"
@@ -196,21 +198,52 @@ static int check_output(const opts *o, const char *part) {
     return rc ? rc : out_check_inputs(part, in, 6);
 }
 
-/* Opens the output: stdout, or FILE.part resumed when it holds the same run. */
-static int open_output(lrs_writer **w, const char *part, const lrs_header *h, inf_settings *s, inf_run *run,
-                       int *fresh) {
+/* 1 when the stream at path has our kind, identities and settings. */
+static int same_run(const char *path, const lrs_header *h, const inf_settings *s, int *rc) {
+    lrs_reader *r;
+    *rc = 0;
+    if (lrs_open_read(&r, path, NULL)) return 0; /* no complete header */
+    const lrs_header *fh = lrs_header_of(r);
+    int same = !strcmp(fh->kind, h->kind) && lrs_ident_same(&fh->model, &h->model) &&
+               lrs_ident_same(&fh->tokenizer, &h->tokenizer);
+    *rc = settings_check(path, fh->params, s);
+    lrs_close_read(r);
+    return same && !*rc;
+}
+
+static int copy_file(const char *from, const char *to) {
+    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
+    static char buf[1 << 20];
+    size_t n;
+    int rc = a && b ? 0 : lr_err(LR_EIO, "%s: cannot copy to %s", from, to);
+    while (!rc && (n = fread(buf, 1, sizeof buf, a)) > 0)
+        if (fwrite(buf, 1, n, b) != n) rc = lr_err(LR_EIO, "%s: write failed", to);
+    if (!rc && ferror(a)) rc = lr_err(LR_EIO, "%s: read error", from);
+    if (a) fclose(a);
+    if (b && fclose(b) && !rc) rc = lr_err(LR_EIO, "%s: write failed", to);
+    return rc;
+}
+
+/* Opens the output: stdout, or FILE.part. An interrupted FILE.part resumes
+ * only with the same settings (else refused); a complete FILE of the same
+ * run is continued through a copy (problems it lacks are added), one of
+ * another run is replaced once the new one is complete. */
+static int open_output(lrs_writer **w, const char *out, const char *part, const lrs_header *h, inf_settings *s,
+                       inf_run *run, int *fresh) {
     struct stat st;
+    int rc;
     *fresh = 1;
     if (!part) return lrs_open_write(w, "-", h, settings_pack, s);
     if (stat(part, &st) == 0 && st.st_size > 0) {
-        lrs_reader *r;
-        /* an unreadable header means no complete frame: lrs_resume starts over */
-        if (lrs_open_read(&r, part, NULL) == 0) {
-            *fresh = 0;
-            int rc = settings_check(part, lrs_header_of(r)->params, s);
-            lrs_close_read(r);
-            if (rc) return rc;
-        }
+        int same = same_run(part, h, s, &rc);
+        if (rc) return rc;
+        *fresh = !same; /* no complete header: lrs_resume starts over; another model: it refuses */
+    } else if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && same_run(out, h, s, &rc)) {
+        if ((rc = copy_file(out, part))) return rc;
+        fprintf(stderr, "%s: %s: holds this run: continuing it\n", lr_progname, out);
+        *fresh = 0;
+    } else {
+        unlink(part); /* an empty FILE.part */
     }
     return lrs_resume(w, part, h, settings_pack, s, run_note_done, run);
 }
@@ -306,7 +339,7 @@ int main(int argc, char **argv) {
             goto out;
         }
     }
-    if ((rc = open_output(&w, part, &h, &s, &run, &fresh))) goto out;
+    if ((rc = open_output(&w, o.out, part, &h, &s, &run, &fresh))) goto out;
     uint64_t total = 0;
     if (!o.follow && (total = prob_count_lines(o.data))) {
         if (o.limit >= 0 && (uint64_t)o.limit < total) total = (uint64_t)o.limit;

@@ -53,6 +53,17 @@ grep -q "resuming" "$T/resume.err" || die "no resume message: $(cat "$T/resume.e
 cmp <(records "$T/full.lrs") <(records "$T/r.lrs") || die "resumed run differs from the uninterrupted one"
 [ ! -e "$T/r.lrs.part" ] || die "FILE.part left after completion"
 
+# a complete FILE: the same command continues it (nothing to redo), another
+# run replaces it once complete
+"$B/lr-infer" "${RUN[@]}" -o "$T/r.lrs" 2> "$T/again.err"
+grep -q "holds this run" "$T/again.err" && grep -q ": 0 problems written" "$T/again.err" \
+    || die "rerun of a complete output: $(cat "$T/again.err")"
+[ "$("$B/lr-dump" --count "$T/r.lrs")" = 6 ] || die "rerun of a complete output added records"
+"$B/lr-infer" "${RUN[@]}" --max-new-tokens 3 -o "$T/r.lrs" 2> /dev/null
+"$B/lr-dump" "$T/r.lrs" | sed '1d;$d' | jq -se 'all(.tokens|length <= 3)' > /dev/null || die "another run did not replace FILE"
+[ "$("$B/lr-dump" --header "$T/r.lrs" | jq .params.max_new_tokens)" = 3 ] || die "replaced FILE: header"
+[ "$("$B/lr-dump" --count "$T/r.lrs")" = 6 ] || die "replaced FILE: records"
+
 # signals mid-run: exit 130, FILE.part kept, no FILE; reruns resume
 BIG=(--model "$T/m" --data "$T/gsm8k/train.jsonl" --max-new-tokens 24 --batch 1)
 "$B/lr-infer" "${BIG[@]}" -o "$T/u.lrs" 2> /dev/null
