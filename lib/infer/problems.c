@@ -13,8 +13,9 @@ int prob_open(prob_source *s, const char *path, const char *layout, const char *
     s->field = field;
     s->id_field = id_field;
     if (field) {
-        s->f = strcmp(s->path, "-") ? fopen(s->path, "rb") : stdin;
-        if (!s->f) return lr_err(LR_EIO, "%s: cannot open", s->path);
+        int rc = jsonl_open(&s->jl, s->path);
+        if (rc) return rc;
+        s->is_jl = 1;
         const char *b = strrchr(s->path, '/');
         s->stem = xstrdup(b ? b + 1 : s->path);
         char *dot = strrchr(s->stem, '.');
@@ -43,41 +44,35 @@ int prob_next(prob_source *s, char **id, char **question, long *idx, int *bad) {
         bd_item_free(&it);
         return 1;
     }
-    char *line = NULL;
-    size_t cap = 0;
-    for (;;) {
-        ssize_t n = getline(&line, &cap, s->f);
-        if (n < 0) {
-            free(line);
-            return ferror(s->f) ? lr_err(LR_EIO, "%s: read error", s->path) : 0;
-        }
-        long ln = s->line++;
-        if (n <= 1) continue;
-        json_error_t je;
-        json_t *v = json_loadb(line, n, 0, &je);
-        const json_t *q = v ? json_object_get(v, s->field) : NULL;
-        *idx = ln;
-        if (!v) lr_err(LR_EINPUT, "%s: line %ld: malformed JSON: %s", s->path, ln + 1, je.text);
-        else if (!json_is_string(q))
-            lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->field);
-        else if (s->id_field && !json_is_string(json_object_get(v, s->id_field)))
-            lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->id_field);
-        else {
-            char buf[600];
-            snprintf(buf, sizeof buf, "%s:%ld", s->stem, ln);
-            *id = xstrdup(s->id_field ? json_string_value(json_object_get(v, s->id_field)) : buf);
-            *question = xstrdup(json_string_value(q));
-        }
-        *bad = !*question;
-        json_decref(v);
-        free(line);
+    json_t *v;
+    int rc = jsonl_next(&s->jl, JSONL_OBJECT, &v);
+    if (rc == -1) return 0;
+    if (rc == LR_EIO) return rc;
+    long ln = (long)s->jl.lineno - 1;
+    *idx = ln;
+    if (rc) { /* not JSON: the message names file and line */
+        *bad = 1;
         return 1;
     }
+    const json_t *q = json_object_get(v, s->field);
+    if (!json_is_string(q))
+        lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->field);
+    else if (s->id_field && !json_is_string(json_object_get(v, s->id_field)))
+        lr_err(LR_EINPUT, "%s: line %ld: field \"%s\": missing or not a string", s->path, ln + 1, s->id_field);
+    else {
+        char buf[600];
+        snprintf(buf, sizeof buf, "%s:%ld", s->stem, ln);
+        *id = xstrdup(s->id_field ? json_string_value(json_object_get(v, s->id_field)) : buf);
+        *question = xstrdup(json_string_value(q));
+    }
+    *bad = !*question;
+    json_decref(v);
+    return 1;
 }
 
 void prob_close(prob_source *s) {
     if (s->bd) bd_close(s->bd);
-    if (s->f && s->f != stdin) fclose(s->f);
+    if (s->is_jl) jsonl_close(&s->jl);
     free(s->stem);
     memset(s, 0, sizeof *s);
 }

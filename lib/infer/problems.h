@@ -6,16 +6,16 @@
 #define LR_PROBLEMS_H
 
 #include "eval/benchdata.h"
+#include "io/jsonl.h"
 
 #include <stdint.h>
-#include <stdio.h>
 
 typedef struct {
     bd_reader *bd;            /* a known benchmark layout */
-    FILE *f;                  /* field: any JSON lines */
+    jsonl jl;                 /* field: any JSON lines */
+    int is_jl;
     const char *path, *field, *id_field;
     char *stem;
-    long line;
 } prob_source;
 
 /* Opens path ("-": stdin). field NULL: a benchmark file, layout NULL
