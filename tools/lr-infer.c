@@ -194,6 +194,9 @@ static int check_output(const opts *o, const char *part) {
     snprintf(tj, sizeof tj, "%s/tokenizer.json", o->model_dir);
     snprintf(st, sizeof st, "%s/model.safetensors", o->model_dir);
     const char *in[] = {o->data, o->follow, o->prompt_file, cfg, tj, st};
+    struct stat sb;
+    if (stat(o->out, &sb) == 0 && !S_ISREG(sb.st_mode))
+        return lr_err(LR_EUSAGE, "%s: exists and is not a regular file: choose another output", o->out);
     int rc = out_check_inputs(o->out, in, 6);
     return rc ? rc : out_check_inputs(part, in, 6);
 }

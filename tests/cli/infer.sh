@@ -75,6 +75,10 @@ same_run "$T/r.lrs" "$T/all.lrs" || die "resumed run differs"
 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 3 --max-new-tokens 6 --temperature 1 --top-p 0.9 --seed 5 --batch 1 -o "$T/p1.lrs"
 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 3 --max-new-tokens 6 --temperature 1 --top-p 0.9 --seed 5 --batch 3 -o "$T/p3.lrs"
 same_run "$T/p1.lrs" "$T/p3.lrs" || die "sampling depends on batching"
+# top-k 1 keeps only the most probable token: sampling at any temperature is greedy
+"$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 3 --max-new-tokens 6 --batch 3 -o "$T/g1.lrs" 2> /dev/null
+"$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 3 --max-new-tokens 6 --batch 3 --temperature 2 --top-k 1 --seed 9 -o "$T/k1.lrs" 2> /dev/null
+same_run "$T/g1.lrs" "$T/k1.lrs" || die "--top-k 1 differs from greedy"
 
 # evaluation prompts: the toolkit's per-benchmark prompt, decoded text kept
 "$B/lr-infer" --model "$T/exp" --data "$LR_SHARED/data/math500/test.jsonl" --limit 2 --preset toolkit --max-new-tokens 3 -o "$T/tk.lrs"

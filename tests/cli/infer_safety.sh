@@ -21,6 +21,7 @@ cp "$T/e.lrs" "$T/e.saved"
 expect_fail 1 "$B/lr-infer" --model "$T/m" --follow "$T/e.lrs" -o "$T/e.lrs"
 cmp -s "$T/e.lrs" "$T/e.saved" || die "the followed stream was changed"
 expect_fail 1 "$B/lr-infer" "${RUN[@]}" --data "$T/p.jsonl" -o "$T/m/config.json"
+expect_fail 1 "$B/lr-infer" "${RUN[@]}" --data "$T/p.jsonl" -o "$T/m"   # a folder: refused before the run
 
 # checked numbers
 for bad in "--seed abc" "--seed -1" "--seed 1x" "--temperature nan" "--top-p 2" "--limit -3" "--top-k -1" \
