@@ -246,6 +246,8 @@ static int open_output(lrs_writer **w, const char *out, const char *part, const 
         fprintf(stderr, "%s: %s: holds this run: continuing it\n", lr_progname, out);
         *fresh = 0;
     } else {
+        if (stat(out, &st) == 0)
+            fprintf(stderr, "%s: %s: made by another run: replaced when this one is complete\n", lr_progname, out);
         unlink(part); /* an empty FILE.part */
     }
     return lrs_resume(w, part, h, settings_pack, s, run_note_done, run);
