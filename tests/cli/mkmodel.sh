@@ -99,7 +99,9 @@ expect_fail 2 "$mk" --check "$T/mt"
 echo '{"metadata": {}}' > "$T/a/model.safetensors.index.json"
 expect_fail 2 "$mk" --check "$T/a"
 [[ $LAST_ERR == *'field "weight_map": missing'* ]] || die "index msg: $LAST_ERR"
-"$mk" "$T/a" --seed 7 # regenerating removes the stale index
+expect_fail 1 "$mk" "$T/a" --seed 7 # an existing model folder is never replaced silently
+[[ $LAST_ERR == *"exists: give --force"* ]] || die "existing folder msg: $LAST_ERR"
+"$mk" "$T/a" --seed 7 --force # regenerating removes the stale index
 [ "$("$mk" --check "$T/a" | sed -n 's/^hash //p')" = "$hash_a" ] || die "regenerated model differs"
 rm "$T/mt/config.json"
 expect_fail 3 "$mk" --check "$T/mt"

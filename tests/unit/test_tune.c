@@ -192,7 +192,8 @@ static void run_config(json_t *cfg, double lr0, int steps) {
             CHECK(ge < 1e-4);
         }
         float lr = lr_linear((float)lr0, s, steps, 0);
-        double norm = tuner_update(&tu, lr);
+        double norm = 0;
+        CHECK(tuner_update(&tu, lr, &norm) == 0);
         double rl = json_number_value(json_array_get(jl, (size_t)s)), rn = json_number_value(json_array_get(jn, (size_t)s));
         fprintf(stderr, "%s: step %d loss %.9g (ref %.9g, rel %.1e) grad norm %.7g (ref %.7g) lr %.3g\n", name, s + 1, loss,
                 rl, fabs(loss - rl) / rl, norm, rn, lr);
