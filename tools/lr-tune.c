@@ -403,7 +403,7 @@ done:
         int n;
         long *v = ckpt_list(tmp, &n);
         if (keep && !n) rmdir(tmp); /* nothing there to resume from */
-        else if (rc && n) {
+        else if (rc == LR_EINPUT && n) {
             char *msg = xstrdup(lr_errmsg());
             lr_err(rc, "%s (checkpoint-%ld, the newest of %s, is kept for --resume)", msg, v[0], tmp);
             free(msg);
