@@ -156,4 +156,7 @@ expect_fail 2 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --no-shuffle "$LR_TMP/b
 echo "$LAST_ERR" | grep -q 'badtok.lrs: record [0-9]*: field "context": token 5000 at position 3 is outside' || die "bad token message: $LAST_ERR"
 head -c 100 "$LR_TMP/ex.lrs" > "$LR_TMP/cut.lrs"
 expect_fail 2 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" "$LR_TMP/cut.lrs"
+# the pipeline trains as the paper: 1000 steps of 8 x 2, the schedule over those steps
+make -n -C "$LR_ROOT" -f pipelines/lightreasoner.mk EXPERT=e AMATEUR=a OUT="$LR_TMP/run" "$LR_TMP/run/adapter/adapter_config.json" \
+    2> /dev/null | grep -q -- "--max-steps 1000 --batch 8 --accum 2" || die "pipeline training defaults"
 echo ok
