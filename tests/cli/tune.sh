@@ -159,4 +159,18 @@ expect_fail 2 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" "$LR_TMP/cut.lrs"
 # the pipeline trains as the paper: 1000 steps of 8 x 2, the schedule over those steps
 make -n -C "$LR_ROOT" -f pipelines/lightreasoner.mk EXPERT=e AMATEUR=a OUT="$LR_TMP/run" "$LR_TMP/run/adapter/adapter_config.json" \
     2> /dev/null | grep -q -- "--max-steps 1000 --batch 8 --accum 2" || die "pipeline training defaults"
+# --reference-quirks: the authors' padded collate, their loss on that batch
+# (tests/ref/quirks_ref.py), from the stream through lr-tune
+Q=$LR_ROOT/tests/golden/quirks_ref.json
+jq -c '.stream[]' "$Q" | "$LR_BIN/lr-dump" --from-json > "$LR_TMP/q.lrs"
+"$LR_BIN/lr-mkmodel" "$LR_TMP/qm" $(jq -r '.args[]' "$Q")
+qargs=(--model "$LR_TMP/qm" --init-adapter "$LR_ROOT/tests/golden/quirks_init" --no-shuffle --batch 4 --accum 1 --max-steps 1)
+"$T" "${qargs[@]}" --reference-quirks --out "$LR_TMP/qa" --log "$LR_TMP/q.jsonl" "$LR_TMP/q.lrs" 2> "$LR_TMP/q.err"
+grep -q "1 sequences cut to --max-len 512 tokens" "$LR_TMP/q.err" || die "quirks: no truncation to 512"
+jq -se --slurpfile r "$Q" '(.[0].loss / $r[0].loss - 1 | fabs) < 1e-5 and (.[0].grad_norm / $r[0].grad_norm - 1 | fabs) < 1e-4' \
+    "$LR_TMP/q.jsonl" > /dev/null || die "quirks loss $(jq -c '[.loss, .grad_norm]' "$LR_TMP/q.jsonl") vs $(jq -c '[.loss, .grad_norm]' "$Q")"
+# without the switch (same vocabulary limit and length): the unpadded loss
+"$T" "${qargs[@]}" --vocab-limit 269 --max-len 512 --out "$LR_TMP/qb" --log "$LR_TMP/q2.jsonl" "$LR_TMP/q.lrs" 2> /dev/null
+jq -se --slurpfile r "$Q" '(.[0].loss / $r[0].loss_unpadded - 1 | fabs) < 1e-5' "$LR_TMP/q2.jsonl" > /dev/null || die "unpadded loss"
+expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --reference-quirks "$LR_TMP/d.lrs"
 echo ok
