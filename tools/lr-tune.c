@@ -19,14 +19,13 @@
 #include "model/lora.h"
 #include "model/merge.h"
 #include "model/model.h"
-#include "model/tokenizer.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+#include <unistd.h> /* rmdir */
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -219,22 +218,6 @@ static json_t *settings(const opts *o, const model *m, unsigned targets, long to
     return s;
 }
 
-/* The tokenizer identity of the model, for the inputs' headers: none when
- * the folder has no tokenizer.json. */
-static int model_tokenizer(const char *dir, char hash[32], int64_t *vocab) {
-    char p[4200];
-    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
-    hash[0] = 0, *vocab = 0;
-    if (access(p, F_OK)) return LR_OK;
-    tok_t *t;
-    int rc = tok_load(&t, p);
-    if (rc) return rc;
-    snprintf(hash, 32, "%s", tok_hash(t));
-    *vocab = tok_vocab_size(t);
-    tok_free(t);
-    return LR_OK;
-}
-
 int main(int argc, char **argv) {
     lr_progname = "lr-tune";
     opts o = {.targets_s = "q,v", .r = 8, .alpha = 16, .dropout = 0.05, .lr = 5e-5, .clip = 1.0, .beta1 = 0.9, .beta2 = 0.999,
@@ -261,7 +244,7 @@ int main(int argc, char **argv) {
     FILE *logf = NULL;
     int *ord = NULL, *padbuf = NULL, tu_live = 0, pad_id = -1, keep = 0;
     tune_example *mb = NULL, *mbp = NULL;
-    char *tmp = NULL, tok_hash_s[32];
+    char *tmp = NULL;
     long start = 0, s = 0;
 
     const char **ins = xcalloc((size_t)nin + 2, sizeof *ins);
@@ -271,9 +254,8 @@ int main(int argc, char **argv) {
     free(ins);
     if (rc) goto done;
     if ((rc = model_load(&m, o.model_dir))) goto done;
-    tune_read_opts ro = {.V = m.cfg.V};
-    if ((rc = model_tokenizer(o.model_dir, tok_hash_s, &ro.tok_vocab))) goto done;
-    ro.tok_hash = tok_hash_s;
+    tune_read_opts ro;
+    if ((rc = tdata_read_opts(&ro, o.model_dir, m.cfg.V, o.max_len))) goto done;
     if (o.quirks) {
         int rv;
         if ((rc = tdata_reference_tokens(o.model_dir, &rv, &pad_id))) goto done;

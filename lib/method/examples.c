@@ -6,10 +6,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/rng.h"
 #include "base/util.h"
 #include "io/stream.h"
+#include "model/tokenizer.h"
+
+int tdata_read_opts(tune_read_opts *o, const char *dir, int V, int max_len) {
+    char p[4200];
+    memset(o, 0, sizeof *o);
+    o->V = V, o->max_len = max_len;
+    snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+    if (access(p, F_OK)) return LR_OK;
+    tok_t *t;
+    int rc = tok_load(&t, p);
+    if (rc) return rc;
+    snprintf(o->tok_hash, sizeof o->tok_hash, "%s", tok_hash(t));
+    o->tok_vocab = tok_vocab_size(t);
+    tok_free(t);
+    return LR_OK;
+}
 
 static int *dup_i32(const int32_t *v, size_t n) {
     int *p = xmalloc((n ? n : 1) * sizeof(int));
@@ -29,11 +46,11 @@ static int check_ids(const lrs_reader *r, const char *f, const int32_t *v, size_
  * have one, else the size. */
 static int check_tokenizer(const char *path, const lrs_header *h, const tune_read_opts *o) {
     const lrs_ident *t = &h->tokenizer;
-    int hashes = t->hash && *t->hash && o->tok_hash && *o->tok_hash;
+    int hashes = t->hash && *t->hash && *o->tok_hash;
     if ((hashes && strcmp(t->hash, o->tok_hash)) || (!hashes && t->vocab > 0 && o->tok_vocab > 0 && t->vocab != o->tok_vocab))
         return lr_err(LR_EINPUT, "%s: header: field \"tokenizer\": the examples were made with tokenizer %s (%s, %lld ids), "
                       "--model's is %s (%lld ids): not the same tokenizer", path, t->hash && *t->hash ? t->hash : "-",
-                      t->name && *t->name ? t->name : "?", (long long)t->vocab, o->tok_hash && *o->tok_hash ? o->tok_hash : "-",
+                      t->name && *t->name ? t->name : "?", (long long)t->vocab, *o->tok_hash ? o->tok_hash : "-",
                       (long long)o->tok_vocab);
     return LR_OK;
 }

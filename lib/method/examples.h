@@ -35,9 +35,14 @@ typedef struct {
 typedef struct {
     int V;                /* the model's vocabulary (rows of lm_head) */
     int max_len;          /* longer sequences are cut to their first max_len tokens */
-    const char *tok_hash; /* the model's tokenizer identity */
+    char tok_hash[32];    /* the model's tokenizer identity ("" and 0: unknown) */
     int64_t tok_vocab;
 } tune_read_opts;
+
+/* o for the model folder dir: V, max_len, and the identity of
+ * dir/tokenizer.json (none when the folder has no tokenizer). Returns 0,
+ * or the tokenizer's load error. */
+int tdata_read_opts(tune_read_opts *o, const char *dir, int V, int max_len);
 
 /* Appends every record of path to d. Returns 0, LR_EIO or LR_EINPUT (the
  * message names file, record and field). */
