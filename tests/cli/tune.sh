@@ -173,4 +173,17 @@ jq -se --slurpfile r "$Q" '(.[0].loss / $r[0].loss - 1 | fabs) < 1e-5 and (.[0].
 "$T" "${qargs[@]}" --vocab-limit 269 --max-len 512 --out "$LR_TMP/qb" --log "$LR_TMP/q2.jsonl" "$LR_TMP/q.lrs" 2> /dev/null
 jq -se --slurpfile r "$Q" '(.[0].loss / $r[0].loss_unpadded - 1 | fabs) < 1e-5' "$LR_TMP/q2.jsonl" > /dev/null || die "unpadded loss"
 expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --reference-quirks "$LR_TMP/d.lrs"
+# SIGINT mid-run (after the first step is logged): exit 130 and no output
+# left; SIGTERM with --save-every: exit 130, the checkpoints stay in OUT.part
+started() { for _ in $(seq 600); do [ -s "$1" ] && return 0; sleep 0.1; done; die "no step logged in 60 s"; }
+"$T" --model "$LR_TMP/m" --out "$LR_TMP/int" --max-steps 1000000 --log "$LR_TMP/int.jsonl" "$LR_TMP/ex.lrs" 2> /dev/null & pid=$!
+started "$LR_TMP/int.jsonl"; kill -INT $pid; set +e; wait $pid; rc=$?; set -e
+[ $rc = 130 ] || die "SIGINT: exit $rc"
+[ ! -e "$LR_TMP/int" ] && [ -z "$(ls -d "$LR_TMP"/int.part* 2> /dev/null)" ] || die "SIGINT left $(ls -d "$LR_TMP"/int*)"
+rm "$LR_TMP/int.jsonl"
+"$T" --model "$LR_TMP/m" --out "$LR_TMP/int" --max-steps 1000000 --save-every 1 --log "$LR_TMP/int.jsonl" "$LR_TMP/ex.lrs" \
+    2> /dev/null & pid=$!
+started "$LR_TMP/int.jsonl"; sleep 0.2; kill -TERM $pid; set +e; wait $pid; rc=$?; set -e
+[ $rc = 130 ] && [ -n "$(ls -d "$LR_TMP"/int.part/checkpoint-* 2> /dev/null)" ] || die "SIGTERM with checkpoints: exit $rc"
+[ -z "$(ls -d "$LR_TMP"/int.part/*.part-* 2> /dev/null)" ] || die "SIGTERM left a partial checkpoint"
 echo ok
