@@ -289,6 +289,11 @@ static int parse_int(const char *flag, const char *v, int *out, int min) { retur
 int mk_save(const char *dir, const mk_opts *o) {
     lr_out *out;
     const char *tmp;
+    char *parent = xstrdup(dir), *slash = strrchr(parent, '/');
+    if (slash && slash != parent) *slash = 0; /* its folder, created as mkdir -p */
+    int bad = slash && slash != parent && mkdir_p(parent);
+    free(parent);
+    if (bad) return lr_err(LR_EIO, "%s: cannot create its folder: %s", dir, strerror(errno));
     int rc = out_open_dir(&out, dir, o->force ? OUT_FORCE : 0, &tmp);
     if (rc) return rc;
     if ((rc = mk_write_model(tmp, o))) {

@@ -102,6 +102,7 @@ expect_fail 2 "$mk" --check "$T/a"
 expect_fail 1 "$mk" "$T/a" --seed 7 # an existing model folder is never replaced silently
 [[ $LAST_ERR == *"exists: give --force"* ]] || die "existing folder msg: $LAST_ERR"
 "$mk" "$T/a" --seed 7 --force # regenerating removes the stale index
+"$mk" "$T/deep/er/m" --layers 1 && [ -f "$T/deep/er/m/model.safetensors" ] || die "folders above OUT_DIR are created"
 [ "$("$mk" --check "$T/a" | sed -n 's/^hash //p')" = "$hash_a" ] || die "regenerated model differs"
 # a full disk (a file-size limit: writes fail with EFBIG): exit 3, no model
 # folder and no temporary left behind
