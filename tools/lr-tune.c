@@ -254,8 +254,6 @@ int main(int argc, char **argv) {
     free(ins);
     if (rc) goto done;
     if ((rc = model_load(&m, o.model_dir))) goto done;
-    tune_read_opts ro;
-    if ((rc = tdata_read_opts(&ro, o.model_dir, m.cfg.V, o.max_len))) goto done;
     if (o.quirks) {
         int rv;
         if ((rc = tdata_reference_tokens(o.model_dir, &rv, &pad_id))) goto done;
@@ -263,7 +261,8 @@ int main(int argc, char **argv) {
         if (!o.max_len_set) o.max_len = 512;
         o.pack = 0;
     }
-    ro.max_len = o.max_len;
+    tune_read_opts ro;
+    if ((rc = tdata_read_opts(&ro, o.model_dir, m.cfg.V, o.max_len))) goto done;
     for (int i = 0; i < nin && !rc; i++) rc = tdata_read(&ds, inputs[i], &ro);
     if (rc) goto done;
     if (!ds.n) {
