@@ -29,6 +29,7 @@ int main(int argc, char **argv) {
     lr_progname = "lr-merge";
     static const struct option opts[] = {{"dtype", 1, 0, 'd'}, {"force", 0, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c, dtype = ST_BF16, force = 0;
+    opterr = 0; /* one line of our own instead */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
@@ -38,15 +39,10 @@ int main(int argc, char **argv) {
             if (!strcmp(optarg, "bf16")) dtype = ST_BF16;
             else if (!strcmp(optarg, "f32")) dtype = ST_F32;
             else lr_die(LR_EUSAGE, "--dtype: \"%s\" (bf16 or f32)", optarg);
-        } else {
-            usage(stderr);
-            return LR_EUSAGE;
-        }
+        } else return lr_fail(lr_err(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]));
     }
-    if (argc - optind != 3) {
-        usage(stderr);
-        return LR_EUSAGE;
-    }
+    if (argc - optind != 3)
+        return lr_fail(lr_err(LR_EUSAGE, "expected BASE_DIR ADAPTER_DIR OUT_DIR, got %d arguments (see --help)", argc - optind));
     const char *base = argv[optind], *adapter = argv[optind + 1], *out = argv[optind + 2];
     const char *inputs[] = {base, adapter};
     int rc = out_check_inputs(out, inputs, 2);
