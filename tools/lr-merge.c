@@ -38,7 +38,7 @@ int main(int argc, char **argv) {
         else if (c == 'd') {
             if (!strcmp(optarg, "bf16")) dtype = ST_BF16;
             else if (!strcmp(optarg, "f32")) dtype = ST_F32;
-            else lr_die(LR_EUSAGE, "--dtype: \"%s\" (bf16 or f32)", optarg);
+            else return lr_fail(lr_err(LR_EUSAGE, "--dtype: \"%s\" (bf16 or f32)", optarg));
         } else return lr_fail(lr_err(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]));
     }
     if (argc - optind != 3)
