@@ -1,6 +1,9 @@
 # lr-merge: a trained adapter folded into the base gives a valid HF folder
-# (bf16 by default, f32 on request) that lr-mkmodel --check accepts; usage
-# and input errors. (Logit equality: test_merge and tests/ref/tune_ref.py.)
+# (bf16 by default, f32 on request) that lr-mkmodel --check accepts; the
+# output never replaces the base or an existing folder (without --force);
+# adapters that cannot be merged and NaN weights exit 2 with nothing
+# written; usage and input errors. (Logit equality: test_merge and
+# tests/ref/tune_ref.py.)
 source "$LR_ROOT/tests/lib.sh"
 M=$LR_BIN/lr-merge
 "$LR_BIN/lr-mkmodel" "$LR_TMP/m" --seed 4 --arch llama --tied

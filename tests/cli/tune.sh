@@ -1,7 +1,11 @@
 # lr-tune end to end on a tiny model: soft-KL on `example` records and SFT
 # on `dist` records, the loss falls; the JSON-lines log has one line per
 # step; a run stopped after a checkpoint and resumed ends byte-identical to
-# an uninterrupted one; the PEFT layout; usage and input errors.
+# an uninterrupted one, also from the checkpoint before a damaged one, and
+# a resume with other settings or inputs is refused; NaN stops training;
+# outputs never replace an input or an existing folder; --max-steps cycles
+# the data; --reference-quirks gives the authors' loss; signals; the PEFT
+# layout; usage and input errors (file, record and field named).
 source "$LR_ROOT/tests/lib.sh"
 T=$LR_BIN/lr-tune
 "$LR_BIN/lr-mkmodel" "$LR_TMP/m" --seed 3
