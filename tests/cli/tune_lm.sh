@@ -53,3 +53,20 @@ printf '{"text": "ok ok"}\n{"text": \n' > "$LR_TMP/bad2.jsonl"
 expect_fail 2 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --full --objective lm "$LR_TMP/bad2.jsonl"
 [[ $LAST_ERR == *"bad2.jsonl: line 2:"* ]] || die "message: $LAST_ERR"
 expect_fail 3 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --full --objective lm "$LR_TMP/none.jsonl"
+
+# --resume --reschedule: a run planned for 6 steps, stopped at its step-2
+# checkpoint, continues under a 4-step schedule: step 3 has the loss of the
+# uninterrupted run's step 3 (same weights) and the new schedule's rate,
+# lr * (4 - 2) / 4; without --reschedule the new total is refused
+rs=(--model "$LR_TMP/m" --full --objective lm --lr 1e-3 --batch 1 --accum 1 --no-shuffle --save-every 2 "$LR_TMP/c.jsonl")
+"$T" "${rs[@]}" --out "$LR_TMP/r6" --max-steps 6 --log "$LR_TMP/r6.log" 2> /dev/null
+"$T" "${rs[@]}" --out "$LR_TMP/r" --max-steps 6 --stop-after 2 --log "$LR_TMP/r.log" 2> /dev/null
+expect_fail 1 "$T" "${rs[@]}" --out "$LR_TMP/r" --max-steps 4 --resume
+[[ $LAST_ERR == *"--max-steps"* ]] || die "message: $LAST_ERR"
+expect_fail 1 "$T" "${rs[@]}" --out "$LR_TMP/x" --max-steps 4 --reschedule
+"$T" "${rs[@]}" --out "$LR_TMP/r" --max-steps 4 --resume --reschedule --log "$LR_TMP/r.log" 2> "$LR_TMP/r.err"
+grep -q "resuming from .*checkpoint-2" "$LR_TMP/r.err" || die "did not resume: $(cat "$LR_TMP/r.err")"
+[ "$(wc -l < "$LR_TMP/r.log")" = 4 ] || die "rescheduled log: $(cat "$LR_TMP/r.log")"
+jq -se --slurpfile u "$LR_TMP/r6.log" '(.[2].loss == $u[2].loss) and ((.[2].lr - 0.0005) | fabs) < 1e-9 and (.[3].lr - 0.00025 | fabs) < 1e-9' \
+    "$LR_TMP/r.log" > /dev/null || die "rescheduled steps: $(jq -c '[.step, .loss, .lr]' "$LR_TMP/r.log") vs $(jq -c '[.step, .loss, .lr]' "$LR_TMP/r6.log")"
+[ -f "$LR_TMP/r/model.safetensors" ] || die "rescheduled run wrote no model"
