@@ -67,7 +67,18 @@ GPU_LIBS  ?= $(NONE_LIBS)
 GPU_DEP   ?= $(NONE_LIBS)
 GPU_UNITS := $(filter $(BUILD)/tests/test_gpu_%,$(UNITS))
 
-all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH)
+# The Qwen tokenizer the tests and benchmarks read, kept compressed in the
+# repository (tests/fixtures/qwen/README.md) and unpacked here.
+QWEN_TOK := build/tokenizers/qwen/tokenizer.json build/tokenizers/qwen/tokenizer_config.json
+build/tokenizers/qwen/tokenizer.json: tests/fixtures/qwen/tokenizer.json.zst
+	@mkdir -p $(dir $@)
+	zstd -q -d -f $< -o $@.tmp && mv $@.tmp $@
+build/tokenizers/qwen/tokenizer_config.json: tests/fixtures/qwen/tokenizer_config.json
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH) $(QWEN_TOK)
+
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
