@@ -74,7 +74,7 @@ static void usage(FILE *f) {
         "                         weights at load time; the header's model identity\n"
         "                         then covers base + adapter\n"
         "Generate mode (default): problems are JSON lines (FILE or stdin).\n"
-        "  --data FILE            problems file (default stdin); layouts of ../shared/data are\n"
+        "  --data FILE            problems file (default stdin); the layouts of data/ are\n"
         "                         known (gsm8k, math500, svamp, asdiv, minerva_math,\n"
         "                         olympiadbench, mmlu_stem), guessed from the path\n"
         "  --layout NAME          force a known layout\n"

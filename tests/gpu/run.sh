@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/gpu/run.sh: THE script to run on a machine with an NVIDIA GPU (issue 8;
-# later GPU issues extend it). Within 8 minutes on an H100 it:
+# tests/gpu/run.sh: THE script to run on a machine with an NVIDIA GPU.
+# Within 8 minutes on an H100 it:
 #   1. prints the card (nvidia-smi);
 #   2. `bench_gpu check`: cuda against cpu on tiny models (GQA, head dims 64 and
 #      128, qwen2 biases / llama without, tied / untied, the real Qwen vocabulary):
@@ -20,14 +20,15 @@
 # Each stage has its own time limit, cut to what is left of the whole budget
 # (LR_GPU_BUDGET, default 450 s) so one hang cannot eat the session's minutes.
 #
-# HOW A SESSION RUNS IT (the GPU machine has nvcc, CUDA, python3 + torch +
-# transformers, but not our Debian -dev libraries and not ../shared):
-#   here:   make gpu-bundle      (tests/gpu/bundle.sh: builds, packs
-#                                 build/gpu-bundle, prints its size; < 64 MiB)
-#           tests/gpu/run.sh --dry   (the same script on this CPU first)
-#   device: run(command="bash tests/gpu/run.sh", carry=["build/gpu-bundle"], timeout_s=540)
-#   then:   commit docs/PERF.md from the files the call brought back
-#           ($OUT/PERF.md; $OUT/run.log has everything the stages printed).
+# HOW TO RUN IT (the GPU machine needs nvcc, CUDA, python3 + torch +
+# transformers, but not our Debian -dev libraries):
+#   build machine: make gpu-bundle      (tests/gpu/bundle.sh: builds, packs
+#                                        build/gpu-bundle, prints its size)
+#                  tests/gpu/run.sh --dry   (the same script on this CPU first)
+#   GPU machine:   copy the tree with build/gpu-bundle, then
+#                  OUT=results bash tests/gpu/run.sh
+#   then:          take docs/PERF.md's new table from $OUT/PERF.md ($OUT/run.log
+#                  has everything the stages printed).
 #
 # --dry: runs here, on the CPU, every line of the above: the bundle (binaries
 # and libraries unpacked, LD_LIBRARY_PATH), bench_gpu/lr-infer of the emulated
@@ -145,8 +146,8 @@ echo "bench_gpu: $(probe)"
 # cpu engine standing in (then 'cuda' lines compare cpu with cpu)
 GBIN=$BIN DEV=cuda
 if ((DRY)); then
-    PY=${LR_PY:-/work/main/build/venv/bin/python}
-    [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
+    PY=${LR_PY:-}
+    [ -n "$PY" ] && [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
     HFDEV=cpu
     SHAPES="tiny-0.5b tiny-1.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
     if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
