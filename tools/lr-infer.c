@@ -33,7 +33,7 @@
 
 typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
-    int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context;
+    int max_new, limit, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, zstd_level;
     const char *device;
     double temperature, top_p, mass;
     uint64_t seed;
@@ -115,6 +115,7 @@ static void usage(FILE *f) {
         "                         On cuda the weights are bf16 on the device (from the\n"
         "                         checkpoint, or rounded from float32 after --adapter),\n"
         "                         and the lists are extracted there; --top-k-max <= 1024\n"
+        "  --zstd-level N         compression level of the output stream, 1..19 (default 3)\n"
         "  --progress             progress bar on stderr even when it is not a terminal\n"
         "  -h, --help             this help\n"
         "Exit codes: 0 ok, 1 usage, 2 bad input (a bad problem is reported, skipped, and\n"
@@ -799,7 +800,8 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"top-p", required_argument, 0, 'r'}, {"seed", required_argument, 0, 'S'},
         {"top-mass", required_argument, 0, 'M'}, {"top-k-max", required_argument, 0, 'K'},
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
-        {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'}, {0, 0, 0, 0},
     };
     *o = (opts){.preset = "lightreasoner", .max_new = 128, .limit = -1, .shard_n = 1, .batch = 0, .device = "auto",
                 .top_p = 1, .mass = CD_DEFAULT_MASS, .kmax = 0, .argc = argc, .argv = argv};
@@ -822,6 +824,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 't': rc = parse_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'K': rc = parse_int("--top-k-max", optarg, 1, 1 << 20, &o->kmax); break;
         case 'C': rc = parse_int("--max-context", optarg, 1, 1 << 22, &o->max_context); break;
+        case 'Z': rc = parse_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &o->zstd_level); break;
         case 'e': rc = parse_num("--temperature", optarg, 0, 100, &o->temperature); break;
         case 'r': rc = parse_num("--top-p", optarg, 1e-9, 1, &o->top_p); break;
         case 'M': rc = parse_num("--top-mass", optarg, 0, 1, &o->mass); break;
@@ -894,6 +897,7 @@ int main(int argc, char **argv) {
     lrs_header_init(&h, "dist", 1, "lr-infer", argc, argv);
     h.model = (lrs_ident){.name = c.m.name, .hash = c.m.hash_hex, .vocab = c.m.cfg.V};
     h.tokenizer = (lrs_ident){.name = c.m.name, .hash = (char *)tok_hash(c.tok), .vocab = tok_vocab_size(c.tok)};
+    h.zstd_level = o.zstd_level;
     if (o.follow) {
         if ((rc = lrs_open_read(&fr, o.follow, "dist"))) goto out;
         const lrs_header *fh = lrs_header_of(fr);

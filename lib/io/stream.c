@@ -273,8 +273,11 @@ static void pack_header(lrs_writer *w, const lrs_header *h, lrs_pack_fn params, 
     else msgpack_pack_map(pk, 0);
 }
 
-static int w_create(lrs_writer **wp, const char *path, const char *mode) {
+static int w_create(lrs_writer **wp, const char *path, const char *mode, int level) {
     *wp = NULL;
+    if (!level) level = LRS_ZSTD_DEFAULT;
+    if (level < LRS_ZSTD_MIN || level > LRS_ZSTD_MAX)
+        return lr_err(LR_EUSAGE, "zstd level %d: expected %d to %d", level, LRS_ZSTD_MIN, LRS_ZSTD_MAX);
     lrs_writer *w = xcalloc(1, sizeof *w);
     w->path = xstrdup(strcmp(path, "-") ? path : "<stdout>");
     if (!strcmp(path, "-")) {
@@ -295,8 +298,7 @@ static int w_create(lrs_writer **wp, const char *path, const char *mode) {
         w->own_file = 1;
     }
     w->cctx = ZSTD_createCCtx();
-    const char *lvl = getenv("LRS_ZSTD_LEVEL");
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, lvl ? atoi(lvl) : 3);
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
     msgpack_sbuffer_init(&w->sbuf);
     msgpack_packer_init(&w->pk, &w->sbuf, msgpack_sbuffer_write);
@@ -318,7 +320,7 @@ static void w_free(lrs_writer *w) {
 
 int lrs_open_write(lrs_writer **wp, const char *path, const lrs_header *h, lrs_pack_fn params,
                    void *ctx) {
-    int rc = w_create(wp, path, "wb");
+    int rc = w_create(wp, path, "wb", h->zstd_level);
     if (rc) return rc;
     pack_header(*wp, h, params, ctx);
     return LR_OK;
@@ -832,7 +834,7 @@ int lrs_resume(lrs_writer **wp, const char *path, const lrs_header *h, lrs_pack_
     lrs_close_read(r);
     if (cb) return cb;
     if (rc != 0 && !(state == 1 && clean)) return rc; /* damaged before the resume point */
-    rc = w_create(wp, path, "ab");
+    rc = w_create(wp, path, "ab", h->zstd_level);
     if (rc) return rc;
     if (state == 2) pack_header(*wp, h, params, ctx); /* complete: start a new segment */
     else (*wp)->nrec = seg;                           /* continue the open segment */
