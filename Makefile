@@ -137,12 +137,13 @@ build/cuda/%.o: %.cu
 build/cuda/libgpu_cuda.a: $(CUDA_SRC:%.cu=build/cuda/%.o)
 	$(AR) rcs $@ $^
 
-# `make test`: the whole suite plainly, then under ASan + UBSan.
+# `make test`: the whole suite plainly, then under ASan + UBSan
+# (FILTER=x: only the tests whose names contain x).
 test:
 	tests/ensure-deps.sh
 	$(MAKE) -j$(JOBS) all
 	$(MAKE) -j$(JOBS) SAN=1 all
-	tests/run-all.sh
+	tests/run-all.sh $(FILTER)
 
 # The method end to end on the built-in toy default (no downloads).
 demo:
