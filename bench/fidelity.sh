@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fidelity of lr-infer's compact distributions (issue 4): lr-kl's KL from the
+# Fidelity of lr-infer's compact distributions: lr-kl's KL from the
 # compact lists vs the whole-vocabulary KL (eps 1e-12) from --full rows, per
 # step, and the compact streams' bytes per step. Models: the demo's tiny
 # expert/amateur pair with the final-norm weights scaled by 1, 4 and 8 (the

@@ -390,7 +390,7 @@ int main(int argc, char **argv) {
         case O_STOP: NUM(o.stop_after, (int)strtol(optarg, &end, 10), o.stop_after >= 1); break;
         case O_LOG: o.log_path = optarg; break;
         case O_DEVICE:
-            /* the CUDA backend has the forward pass only (issue 8, part 1):
+            /* the CUDA backend has the forward pass only:
              * training stays on the CPU until its backward exists */
             if (!strcmp(optarg, "cuda"))
                 lr_die(LR_EUSAGE, "--device cuda: training on the GPU is not implemented yet (the CUDA backend has "

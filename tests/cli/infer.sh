@@ -1,7 +1,7 @@
 # lr-infer against transformers (tests/golden/infer_ref.json from
 # tests/ref/infer_ref.py): the prompt ids, the greedy tokens, the expert's
 # top log-probs and the amateur's teacher-forced log-probs of them; then
-# sharding, resume after a crash, and every bad input of issue 4.
+# sharding, resume after a crash, and every kind of bad input.
 source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN G=$LR_ROOT/tests/golden/infer_ref.json T=$LR_TMP
 DATA=$LR_ROOT/data/gsm8k/train.jsonl

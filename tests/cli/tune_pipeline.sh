@@ -1,4 +1,3 @@
-# PENDING: move to tests/cli/ once branch `dist` (lr-kl, lr-contrast) is merged.
 # The method end to end on two tiny random models: lr-infer (expert samples,
 # amateur follows) -> lr-kl -> lr-contrast -> lr-tune: the soft-KL training
 # loss falls over epochs, and packing runs far fewer token rows per example

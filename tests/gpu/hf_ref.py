@@ -50,7 +50,7 @@ SHAPES = {
                       sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False),
 }
 VTOK = 151643                 # ids above are special tokens / padding rows
-REL_BOUND = 1e-2              # the bf16 bound
+REL_BOUND = 1e-2              # the bf16 bound (docs/CUDA.md)
 
 
 def log(msg):

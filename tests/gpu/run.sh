@@ -18,7 +18,7 @@
 #      "### <card>, <date>" (replacing that card's earlier table), copied with
 #      the log to $OUT.
 # Each stage has its own time limit, cut to what is left of the whole budget
-# (LR_GPU_BUDGET, default 450 s) so one hang cannot eat the session's minutes.
+# (LR_GPU_BUDGET, default 450 s) so one hang cannot eat the whole run.
 #
 # HOW TO RUN IT (the GPU machine needs nvcc, CUDA, python3 + torch +
 # transformers, but not our Debian -dev libraries):
