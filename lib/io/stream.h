@@ -49,7 +49,8 @@ typedef struct {
      * side `params` points into the reader's memory. */
     const msgpack_object *params;
     /* Writing only, not stored in the stream: the zstd level of the records
-     * (LRS_ZSTD_MIN..LRS_ZSTD_MAX; 0 = LRS_ZSTD_DEFAULT). Levels change only
+     * (LRS_ZSTD_MIN..LRS_ZSTD_MAX; 0 = LRS_ZSTD_DEFAULT), also when resuming
+     * (lrs_resume). Levels change only
      * the size and the writing speed: readers see the same records. */
     int zstd_level;
 } lrs_header;
@@ -63,8 +64,9 @@ typedef void (*lrs_pack_fn)(msgpack_packer *pk, void *ctx);
 
 enum { LRS_APPEND = 1 };
 
-/* Opens path ("-" = stdout) for writing and writes the header, compressed
- * at h->zstd_level (LR_EUSAGE when outside LRS_ZSTD_MIN..MAX). With
+/* Opens path ("-" = stdout) for writing and writes the header; records are
+ * compressed at h->zstd_level (clamped to LRS_ZSTD_MIN..MAX: tools refuse
+ * other values as usage errors). With
  * LRS_APPEND an existing file is resumed instead: see lrs_resume(). A
  * terminal as stdout is refused (binary output). */
 int lrs_open_write(lrs_writer **w, const char *path, const lrs_header *h,
