@@ -62,13 +62,10 @@ typedef struct lrs_writer lrs_writer;
 /* Packs the producer's params map (called once while writing the header). */
 typedef void (*lrs_pack_fn)(msgpack_packer *pk, void *ctx);
 
-enum { LRS_APPEND = 1 };
-
 /* Opens path ("-" = stdout) for writing and writes the header; records are
  * compressed at h->zstd_level (clamped to LRS_ZSTD_MIN..MAX: tools refuse
- * other values as usage errors). With
- * LRS_APPEND an existing file is resumed instead: see lrs_resume(). A
- * terminal as stdout is refused (binary output). */
+ * other values as usage errors). An existing file is replaced (to continue
+ * one, see lrs_resume()). A terminal as stdout is refused (binary output). */
 int lrs_open_write(lrs_writer **w, const char *path, const lrs_header *h,
                    lrs_pack_fn params, void *params_ctx);
 /* The packer for the next record: pack exactly one map, then call
