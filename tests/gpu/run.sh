@@ -124,7 +124,7 @@ stage() {
 }
 
 # ---- the bundle ----
-[ -f "$BUNDLE/MANIFEST" ] || { echo "run.sh: $BUNDLE/MANIFEST missing: run 'make gpu-bundle' first (and carry build/gpu-bundle)"; exit 1; }
+[ -f "$BUNDLE/MANIFEST" ] || { echo "run.sh: $BUNDLE/MANIFEST missing: run 'make gpu-bundle' first (and copy build/gpu-bundle with the tree)"; exit 1; }
 cat "$BUNDLE/MANIFEST"
 mkdir -p "$WORK/lib" "$WORK/tok"
 tar xzf "$BUNDLE/lib.tar.gz" -C "$WORK/lib" && tar xzf "$BUNDLE/tokenizer.tar.gz" -C "$WORK/tok" || { echo "run.sh: cannot unpack the bundle"; exit 1; }
