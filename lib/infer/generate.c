@@ -290,7 +290,7 @@ void gen_admit(gen_sched *s, gen_problem *p) {
 int gen_done(const gen_problem *p) { return p->failed || p->finish != NULL; }
 
 size_t gen_problem_bytes(const gen_problem *p, int full_V) {
-    return sizeof *p + p->nprompt * sizeof *p->prompt + p->cap_T * (3 * sizeof(int32_t) + 2 * sizeof(float)) +
+    return sizeof *p + p->nprompt * sizeof *p->prompt + p->cap_T * (2 * sizeof(int32_t) + 2 * sizeof(float)) +
            p->cap_ids * (sizeof *p->ids + sizeof *p->lp) + (p->full ? p->cap_T * (size_t)full_V * sizeof(float) : 0) +
            (p->text ? strlen(p->text) : 0);
 }
