@@ -173,13 +173,14 @@ static int generate_static(inf_run *r, prob_source *s, lrs_writer *w, int layout
 static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int layout) {
     const run_opts *o = &r->o;
     gen_ctx *g = r->g;
-    int W = o->batch + RUN_AHEAD_MAX, head = 0, nwin = 0, end = 0, rc = 0, unflushed = 0;
+    int W = o->batch + (o->ahead_max > 0 ? o->ahead_max : RUN_AHEAD_MAX);
+    int head = 0, nwin = 0, end = 0, rc = 0, unflushed = 0;
     int full_V = g->o.full ? g->o.V : 0;
     gen_problem **win = xcalloc((size_t)W, sizeof *win), *next = NULL;
     gen_sched sc;
     gen_sched_init(&sc, g, o->batch, 0);
     long seen = 0;
-    size_t held = 0;
+    size_t held = 0, held_max = o->ahead_bytes ? o->ahead_bytes : RUN_AHEAD_BYTES;
     uint64_t tokens0 = g->tokens;
     while (!rc) {
         while (!rc) { /* admit while a slot, the budget and the window allow */
@@ -189,10 +190,11 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
                 rc = next_problem(r, s, layout, &seen, next, &got, &end);
                 if (!got) { gen_problem_clear(next), free(next), next = NULL; }
             }
-            if (rc || !next || nwin >= W || held >= RUN_AHEAD_BYTES || !gen_can_admit(&sc, next)) break;
+            if (rc || !next || nwin >= W || held >= held_max || !gen_can_admit(&sc, next)) break;
             win[(head + nwin++) % W] = next;
             gen_admit(&sc, next);
             next = NULL;
+            if (nwin > r->peak) r->peak = nwin;
         }
         if (rc || (!sc.nlive && !next && end)) break;
         rc = gen_step(g, &sc);

@@ -40,6 +40,8 @@ typedef struct {
     int shard_k, shard_n;      /* only problems with idx % shard_n == shard_k */
     int batch;                 /* problems per engine pass (the engine's slots) */
     int static_batches;        /* generate: 1 static batches, 0 continuous */
+    int ahead_max;             /* continuous: finished problems held (0: RUN_AHEAD_MAX) */
+    size_t ahead_bytes;        /*   ... and their bytes (0: RUN_AHEAD_BYTES) */
     uint64_t seed;
     int max_failures;          /* stop once this many problems failed (0: never) */
 } run_opts;
@@ -51,6 +53,7 @@ typedef struct {
     unsigned char *done;       /* resume: done[idx] for records already in the output */
     size_t ndone_cap;
     long failed, written;
+    int peak;                  /* continuous: most problems held at once (live + finished) */
     lr_progress prog;
 } inf_run;
 
