@@ -26,6 +26,7 @@
 #include "model/prompt.h"
 #include "io/stream.h"
 #include "model/tokenizer.h"
+#include "base/opt.h"
 #include "base/util.h"
 
 #include <jansson.h>
@@ -55,6 +56,8 @@ static void usage(FILE *f) {
             "  --tokenizer T    tokenizer.json or model folder (for --to-ref, --from-ref)\n"
             "  --prompt P       prompt preset for --from-ref (default lightreasoner)\n"
             "  -o, --output F   output stream (default stdout)\n"
+            "  --zstd-level N   compression level of the output, 1..19 (default 1: speed\n"
+            "                   first, the examples are small)\n"
             "  -q, --quiet      no summary on stderr\n"
             "  -h, --help       this help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
@@ -62,7 +65,7 @@ static void usage(FILE *f) {
 
 typedef struct {
     double alpha;
-    int target, strict, quiet, to_ref;
+    int target, strict, quiet, to_ref, zstd_level;
     int64_t V;
     const lrs_header *in;
     tok_t *tok;
@@ -139,7 +142,7 @@ static const char *paths_in;
 typedef struct {
     const char *prompt, *tok_path;
     tok_t *tok;
-    int quiet;
+    int quiet, zstd_level;
 } ref_ctx;
 
 static void pack_ref_params(msgpack_packer *pk, void *p) {
@@ -170,6 +173,7 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
     lrs_header h;
     lrs_header_init(&h, "example", 1, "lr-contrast", argc, argv);
     h.tokenizer = (lrs_ident){(char *)c->tok_path, (char *)tok_hash(c->tok), tok_vocab_size(c->tok)};
+    h.zstd_level = c->zstd_level;
     lrs_writer *w;
     int rc = lrs_open_write(&w, out, &h, pack_ref_params, c);
     if (rc) {
@@ -300,6 +304,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
     lrs_header_init(&h, "example", 1, "lr-contrast", argc, argv);
     h.model = c->in->model;
     h.tokenizer = c->in->tokenizer;
+    h.zstd_level = c->zstd_level;
     lrs_writer *w = NULL;
     if (c->to_ref) {
         const char *th = c->in->tokenizer.hash;
@@ -399,8 +404,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
 
 int main(int argc, char **argv) {
     lr_progname = "lr-contrast";
-    setenv("LRS_ZSTD_LEVEL", "1", 0); /* small output; speed first (see lr-kl.c) */
-    ct_ctx c = {.alpha = DIST_ALPHA, .target = DIST_CONTRAST};
+    ct_ctx c = {.alpha = DIST_ALPHA, .target = DIST_CONTRAST, .zstd_level = 1};
     const char *out = "-", *prompt = "lightreasoner";
     int from = 0;
     static const struct option opts[] = {
@@ -409,6 +413,7 @@ int main(int argc, char **argv) {
         {"to-ref", no_argument, 0, 'R'},      {"from-ref", no_argument, 0, 'F'},
         {"tokenizer", required_argument, 0, 'T'}, {"prompt", required_argument, 0, 'P'},
         {"quiet", no_argument, 0, 'q'},       {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'},
         {0, 0, 0, 0},
     };
     int o;
@@ -430,6 +435,9 @@ int main(int argc, char **argv) {
         case 'P': prompt = optarg; break;
         case 'o': out = optarg; break;
         case 'q': c.quiet = 1; break;
+        case 'Z':
+            if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &c.zstd_level)) return lr_fail(LR_EUSAGE);
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return LR_EUSAGE;
         }
@@ -445,7 +453,7 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (c.tok_path) rc = tok_load(&c.tok, c.tok_path);
     if (!rc && from) {
-        ref_ctx rcx = {prompt, c.tok_path, c.tok, c.quiet};
+        ref_ctx rcx = {prompt, c.tok_path, c.tok, c.quiet, c.zstd_level};
         rc = from_ref(&rcx, paths_in, out, argc, argv);
     } else if (!rc) {
         rc = run(&c, paths_in, out, argc, argv);
