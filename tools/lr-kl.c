@@ -16,6 +16,9 @@
  */
 #include "method/dist.h"
 #include "io/stream.h"
+#include "base/opt.h"
+#include "base/outfile.h"
+#include "base/rng.h"
 #include "base/util.h"
 
 #include <fcntl.h>
@@ -351,7 +354,7 @@ static int run_pass(kl_ctx *c, int pass) {
         lrs_header_init(&h, "kl", 1, "lr-kl", c->argc, c->argv);
         h.model = c->he->model;
         h.tokenizer = c->he->tokenizer;
-        rc = lrs_open_write(&c->w, c->out, &h, pack_params, c);
+        rc = lrs_create(&c->w, c->out, &h, pack_params, c);
     }
     int have[2] = {0, 0};
     for (int i = 0; i < 2 && !rc; i++) {
@@ -406,13 +409,6 @@ static int run_pass(kl_ctx *c, int pass) {
     return rc;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static int by_pos(const void *a, const void *b) {
     const step_kl *x = a, *y = b;
     if (x->prob != y->prob) return x->prob < y->prob ? -1 : 1;
@@ -429,7 +425,7 @@ static void choose(kl_ctx *c, uint64_t n) {
     if (c->select == SEL_RANDOM) {
         uint64_t st = c->seed;
         for (size_t i = 0; i < n; i++) { /* partial Fisher-Yates */
-            size_t j = i + (size_t)(splitmix(&st) % (c->nall - i));
+            size_t j = i + (size_t)(rng_next(&st) % (c->nall - i));
             step_kl tmp = c->all[i];
             c->all[i] = c->all[j];
             c->all[j] = tmp;
@@ -451,8 +447,10 @@ static double quantile(const kl_ctx *c, double p) {
 }
 
 static int write_stats(const kl_ctx *c) {
-    FILE *f = fopen(c->stats, "w");
-    if (!f) return lr_err(LR_EIO, "%s: cannot open for writing", c->stats);
+    lr_out *o;
+    FILE *f;
+    int rc = out_open(&o, c->stats, 0, &f);
+    if (rc) return rc;
     fprintf(f, "kl_lo\tkl_hi\tsteps\tkept\n");
     int last = 0;
     for (int b = 0; b < HN; b++)
@@ -463,8 +461,7 @@ static int write_stats(const kl_ctx *c) {
         for (int b = g * group; b < (g + 1) * group && b < HN; b++) s += c->hist_seen[b], k += c->hist_kept[b];
         fprintf(f, "%.3f\t%.3f\t%" PRIu64 "\t%" PRIu64 "\n", g * group * HBIN, (g + 1) * group * HBIN, s, k);
     }
-    if (fclose(f)) return lr_err(LR_EIO, "%s: write error", c->stats);
-    return LR_OK;
+    return out_commit(&o);
 }
 
 int main(int argc, char **argv) {
@@ -487,12 +484,11 @@ int main(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     int o;
-    char *end;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((o = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (o) {
         case 'b':
-            c.beta = strtod(optarg, &end);
-            if (*end || !(c.beta >= 0) || !isfinite(c.beta)) lr_die(LR_EUSAGE, "--beta: expected a number >= 0, got \"%s\"", optarg);
+            if (opt_double("--beta", optarg, 0, 1e300, &c.beta)) return lr_fail(LR_EUSAGE);
             break;
         case 's':
             if (!strcmp(optarg, "kl")) c.select = SEL_KL;
@@ -501,24 +497,25 @@ int main(int argc, char **argv) {
             else lr_die(LR_EUSAGE, "--select: expected kl, random or lowest, got \"%s\"", optarg);
             break;
         case 'S':
-            c.seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) lr_die(LR_EUSAGE, "--seed: expected an integer, got \"%s\"", optarg);
+            if (opt_u64("--seed", optarg, &c.seed)) return lr_fail(LR_EUSAGE);
             break;
         case 'm': c.allow_missing = 1; break;
         case 't': c.stats = optarg; break;
         case 'o': c.out = optarg; break;
         case 'q': c.quiet = 1; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LR_EUSAGE;
+        default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
     if (argc - optind != 2) {
-        usage(stderr);
-        return LR_EUSAGE;
+        lr_die(LR_EUSAGE, "expected two inputs, EXPERT and AMATEUR (see --help)");
     }
     c.paths[0] = argv[optind];
     c.paths[1] = argv[optind + 1];
     if (!strcmp(c.paths[0], "-") && !strcmp(c.paths[1], "-")) lr_die(LR_EUSAGE, "EXPERT and AMATEUR cannot both be stdin");
+    if (out_check_inputs(c.out, c.paths, 2) || (c.stats && out_check_inputs(c.stats, c.paths, 2)))
+        return lr_fail(LR_EUSAGE);
+    if (c.stats && !strcmp(c.stats, c.out)) lr_die(LR_EUSAGE, "--stats and -o name the same file");
     if (c.select != SEL_KL && (!is_file(c.paths[0]) || !is_file(c.paths[1])))
         lr_die(LR_EUSAGE, "--select %s reads the inputs twice: give files, not pipes or stdin",
                c.select == SEL_RANDOM ? "random" : "lowest");
