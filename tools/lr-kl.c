@@ -223,15 +223,19 @@ static int emit(kl_ctx *c, const side *e, const int32_t *ctx, size_t t, const di
     return lrs_record_done(c->w);
 }
 
+/* memcmp of n elements; n == 0 is equal even when a buffer is still NULL
+ * (an empty array read first leaves it so; memcmp(NULL, ...) is undefined). */
+static int same_i32(const int32_t *a, const int32_t *b, size_t n) { return !n || !memcmp(a, b, n * sizeof *a); }
+
 /* Checks that the two records describe the same problem and trace. */
 static int check_pair(const kl_ctx *c, const side *e, const side *a) {
     if (e->idlen != a->idlen || memcmp(e->id, a->id, e->idlen))
         return lrs_field_err(a->r, "id", "\"%.*s\" where %s has \"%.*s\" for problem %" PRId64, (int)a->idlen, a->id,
                              c->paths[0], (int)e->idlen, e->id, e->idx);
-    if (e->nprompt != a->nprompt || memcmp(e->prompt, a->prompt, e->nprompt * sizeof(int32_t)))
+    if (e->nprompt != a->nprompt || !same_i32(e->prompt, a->prompt, e->nprompt))
         return lrs_field_err(a->r, "prompt", "differs from %s's prompt tokens for problem \"%.*s\"", c->paths[0],
                              (int)e->idlen, e->id);
-    if (e->ntokens != a->ntokens || memcmp(e->tokens, a->tokens, e->ntokens * sizeof(int32_t))) {
+    if (e->ntokens != a->ntokens || !same_i32(e->tokens, a->tokens, e->ntokens)) {
         size_t t = 0;
         while (t < e->ntokens && t < a->ntokens && e->tokens[t] == a->tokens[t]) t++;
         return lrs_field_err(a->r, "tokens", "differ from %s's tokens for problem \"%.*s\" at step %zu (the amateur "
@@ -276,8 +280,8 @@ static int do_problem(kl_ctx *c, const side *e, const side *a, int pass, int32_t
             *ctxcap = e->nprompt + T;
             *ctxbuf = xrealloc(*ctxbuf, *ctxcap * sizeof(int32_t));
         }
-        memcpy(*ctxbuf, e->prompt, e->nprompt * sizeof(int32_t));
-        memcpy(*ctxbuf + e->nprompt, e->tokens, T * sizeof(int32_t));
+        if (e->nprompt) memcpy(*ctxbuf, e->prompt, e->nprompt * sizeof(int32_t));
+        if (T) memcpy(*ctxbuf + e->nprompt, e->tokens, T * sizeof(int32_t));
     }
     size_t off = T ? (size_t)e->k[0] : 0;
     for (size_t t = 1; t < T; off += (size_t)e->k[t], t++) { /* step 0 skipped, as the reference does */

@@ -338,6 +338,18 @@ static void test_bad_inputs(void) {
     for (int i = 0; i < 100; i++) msgpack_sbuffer_write(&sb, "\x91", 1);
     msgpack_sbuffer_write(&sb, "\x01", 1);
     read_raw_case("deep.lrs", &sb, "nested deeper");
+    /* the limit docs/FORMATS.md states: 32 nested containers unpack (and
+     * then fail only as "not a map"), 33 are refused before msgpack-c */
+    msgpack_sbuffer_clear(&sb);
+    pack_raw_header(&pk, "dist", 1);
+    for (int i = 0; i < 32; i++) msgpack_sbuffer_write(&sb, "\x91", 1);
+    msgpack_sbuffer_write(&sb, "\x01", 1);
+    read_raw_case("deep32.lrs", &sb, "record 1: corrupt record (not a map)");
+    msgpack_sbuffer_clear(&sb);
+    pack_raw_header(&pk, "dist", 1);
+    for (int i = 0; i < 33; i++) msgpack_sbuffer_write(&sb, "\x91", 1);
+    msgpack_sbuffer_write(&sb, "\x01", 1);
+    read_raw_case("deep33.lrs", &sb, "nested deeper than 32");
     /* an invalid msgpack byte */
     msgpack_sbuffer_clear(&sb);
     pack_raw_header(&pk, "dist", 1);
