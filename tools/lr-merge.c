@@ -23,6 +23,7 @@ int main(int argc, char **argv) {
     lr_progname = "lr-merge";
     static const struct option opts[] = {{"dtype", 1, 0, 'd'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     int c, dtype = ST_BF16;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'h') {
             usage(stdout);
@@ -32,14 +33,10 @@ int main(int argc, char **argv) {
             else if (!strcmp(optarg, "f32")) dtype = ST_F32;
             else lr_die(LR_EUSAGE, "--dtype: \"%s\" (bf16 or f32)", optarg);
         } else {
-            usage(stderr);
-            return LR_EUSAGE;
+            lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
-    if (argc - optind != 3) {
-        usage(stderr);
-        return LR_EUSAGE;
-    }
+    if (argc - optind != 3) lr_die(LR_EUSAGE, "expected BASE_DIR ADAPTER_DIR OUT_DIR (see --help)");
     const char *base = argv[optind], *adapter = argv[optind + 1], *out = argv[optind + 2];
     model m;
     lora lo;
