@@ -106,6 +106,8 @@ EXTRACT = [
     ("ki tags", "gsm8k", "step \u043a\u0438 The answer is 9 \u043a\u0438"),
     ("chinese trigger", "gsm8k", "\u6240\u4ee5\u7b54\u6848\u662f 8\n\n\u7b54\u6848\u662f 9"),
     ("stop string cut", "gsm8k", "The answer is 4.<|im_end|>The answer is 5."),
+    ("stop string </s>", "math500", "So \\boxed{4}.</s>Next: \\boxed{5}"),
+    ("stop string <|endoftext|>", "gsm8k", "The answer is 6.<|endoftext|>The answer is 7."),
     ("minerva no unit strip", "minerva_math", "\\boxed{5 m}"),
     ("text space before brace", "math500", "So $\\boxed{\\text {Evelyn}}$ wins."),
     ("text space unit", "math500", "$\\boxed{5 \\text { cm}}$"),
