@@ -68,7 +68,18 @@ GPU_LIBS  ?= $(NONE_LIBS)
 GPU_DEP   ?= $(NONE_LIBS)
 GPU_UNITS := $(filter $(BUILD)/tests/test_gpu_%,$(UNITS))
 
-all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH)
+# The Qwen tokenizer the tests and benchmarks read, kept compressed in the
+# repository (tests/fixtures/qwen/README.md) and unpacked here.
+QWEN_TOK := build/tokenizers/qwen/tokenizer.json build/tokenizers/qwen/tokenizer_config.json
+build/tokenizers/qwen/tokenizer.json: tests/fixtures/qwen/tokenizer.json.zst
+	@mkdir -p $(dir $@)
+	zstd -q -d -f $< -o $@.tmp && mv $@.tmp $@
+build/tokenizers/qwen/tokenizer_config.json: tests/fixtures/qwen/tokenizer_config.json
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH) $(QWEN_TOK)
+
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -127,12 +138,13 @@ build/cuda/%.o: %.cu
 build/cuda/libgpu_cuda.a: $(CUDA_SRC:%.cu=build/cuda/%.o)
 	$(AR) rcs $@ $^
 
-# `make test`: the whole suite plainly, then under ASan + UBSan.
+# `make test`: the whole suite plainly, then under ASan + UBSan
+# (FILTER=x: only the tests whose names contain x).
 test:
 	tests/ensure-deps.sh
 	$(MAKE) -j$(JOBS) all
 	$(MAKE) -j$(JOBS) SAN=1 all
-	tests/run-all.sh
+	tests/run-all.sh $(FILTER)
 
 # The method end to end on the built-in toy default (no downloads).
 demo:

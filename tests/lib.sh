@@ -1,4 +1,4 @@
-# Sourced by the CLI tests. LR_BIN, LR_ROOT, LR_SHARED and LR_TMP come from
+# Sourced by the CLI tests. LR_BIN, LR_ROOT and LR_TMP come from
 # tests/run.sh. Each helper dies (nonzero exit) on the first broken expectation.
 set -euo pipefail
 die() { echo "FAIL: $*" >&2; exit 1; }

@@ -60,6 +60,8 @@ static void usage(FILE *f) {
             "                   default the tokenizer's size; --to-ref writes ids up to the\n"
             "                   stream's common vocabulary, decoded as \"\" past the tokenizer)\n"
             "  -o, --output F   output stream (default stdout)\n"
+            "  --zstd-level N   compression level of the output, 1..19 (default 1: speed\n"
+            "                   first, the examples are small)\n"
             "  -q, --quiet      no summary on stderr\n"
             "  -h, --help       this help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
@@ -67,7 +69,7 @@ static void usage(FILE *f) {
 
 typedef struct {
     double alpha;
-    int target, strict, quiet, to_ref;
+    int target, strict, quiet, to_ref, zstd_level;
     int64_t V;
     const lrs_header *in;
     tok_t *tok;
@@ -145,7 +147,7 @@ static const char *paths_in;
 typedef struct {
     const char *prompt, *tok_path;
     tok_t *tok;
-    int quiet;
+    int quiet, zstd_level;
     int64_t vocab; /* ids below this are valid targets */
 } ref_ctx;
 
@@ -177,6 +179,7 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
     lrs_header h;
     lrs_header_init(&h, "example", 1, "lr-contrast", argc, argv);
     h.tokenizer = (lrs_ident){(char *)c->tok_path, (char *)tok_hash(c->tok), tok_vocab_size(c->tok)};
+    h.zstd_level = c->zstd_level;
     lrs_writer *w;
     int rc = lrs_create(&w, out, &h, pack_ref_params, c);
     if (rc) {
@@ -313,6 +316,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
     lrs_header_init(&h, "example", 1, "lr-contrast", argc, argv);
     h.model = c->in->model;
     h.tokenizer = c->in->tokenizer;
+    h.zstd_level = c->zstd_level;
     lrs_writer *w = NULL;
     if (c->to_ref) {
         const char *th = c->in->tokenizer.hash;
@@ -423,8 +427,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
 
 int main(int argc, char **argv) {
     lr_progname = "lr-contrast";
-    setenv("LRS_ZSTD_LEVEL", "1", 0); /* small output; speed first (see lr-kl.c) */
-    ct_ctx c = {.alpha = DIST_ALPHA, .target = DIST_CONTRAST};
+    ct_ctx c = {.alpha = DIST_ALPHA, .target = DIST_CONTRAST, .zstd_level = 1};
     const char *out = "-", *prompt = "lightreasoner";
     int from = 0;
     static const struct option opts[] = {
@@ -434,6 +437,7 @@ int main(int argc, char **argv) {
         {"tokenizer", required_argument, 0, 'T'}, {"prompt", required_argument, 0, 'P'},
         {"vocab", required_argument, 0, 'V'},
         {"quiet", no_argument, 0, 'q'},       {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'},
         {0, 0, 0, 0},
     };
     int o;
@@ -457,6 +461,9 @@ int main(int argc, char **argv) {
         case 'P': prompt = optarg; break;
         case 'o': out = optarg; break;
         case 'q': c.quiet = 1; break;
+        case 'Z':
+            if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &c.zstd_level)) return lr_fail(LR_EUSAGE);
+            break;
         case 'h': usage(stdout); return 0;
         default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
@@ -475,7 +482,7 @@ int main(int argc, char **argv) {
     if (c.tok_path) rc = tok_load(&c.tok, c.tok_path);
     if (!rc && from) {
         int64_t nv = tok_vocab_size(c.tok);
-        ref_ctx rcx = {prompt, c.tok_path, c.tok, c.quiet, vocab > nv ? vocab : nv};
+        ref_ctx rcx = {prompt, c.tok_path, c.tok, c.quiet, c.zstd_level, vocab > nv ? vocab : nv};
         rc = from_ref(&rcx, paths_in, out, argc, argv);
     } else if (!rc) {
         rc = run(&c, paths_in, out, argc, argv);

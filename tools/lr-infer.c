@@ -37,7 +37,7 @@
 
 typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
-    int max_new, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, top_k, help, static_batches;
+    int max_new, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, top_k, help, static_batches, zstd_level;
     long limit;
     const char *device;
     double temperature, top_p, mass;
@@ -118,6 +118,7 @@ static void usage(FILE *f) {
         "                         On cuda the weights are bf16 on the device (from the\n"
         "                         checkpoint, or rounded from float32 after --adapter),\n"
         "                         and the lists are extracted there; --top-k-max <= 1024\n"
+        "  --zstd-level N         compression level of the output stream, 1..19 (default 3)\n"
         "  --progress             progress bar on stderr even when it is not a terminal\n"
         "  -h, --help             this help\n"
         "Exit codes: 0 ok, 1 usage, 2 bad input (a bad problem is reported, skipped, and\n"
@@ -141,7 +142,8 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"top-p", required_argument, 0, 'r'}, {"top-k", required_argument, 0, 'k'}, {"seed", required_argument, 0, 'S'},
         {"top-mass", required_argument, 0, 'M'}, {"top-k-max", required_argument, 0, 'K'},
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
-        {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'}, {0, 0, 0, 0},
     };
     /* preset NULL: the model's chat template; sampling -1: generation_config.json */
     *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .temperature = -1,
@@ -171,6 +173,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'K': rc = opt_int("--top-k-max", optarg, 1, 1 << 20, &o->kmax); break;
         case 'k': rc = opt_int("--top-k", optarg, 0, 1 << 30, &o->top_k); break;
         case 'C': rc = opt_int("--max-context", optarg, 1, 1 << 22, &o->max_context); break;
+        case 'Z': rc = opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &o->zstd_level); break;
         case 'e': rc = opt_double("--temperature", optarg, 0, 100, &o->temperature); break;
         case 'r': rc = opt_double("--top-p", optarg, 1e-9, 1, &o->top_p); break;
         case 'M': rc = opt_double("--top-mass", optarg, 0, 1, &o->mass); break;
@@ -421,6 +424,7 @@ int main(int argc, char **argv) {
     lrs_header_init(&h, "dist", 1, "lr-infer", argc, argv);
     h.model = (lrs_ident){.name = m.name, .hash = m.hash_hex, .vocab = m.cfg.V};
     h.tokenizer = (lrs_ident){.name = m.name, .hash = (char *)tok_hash(tok), .vocab = tok_vocab_size(tok)};
+    h.zstd_level = o.zstd_level;
     inf_settings s = {.mode = o.follow ? "follow" : "generate", .device = eng_device_name(dev),
                       .input = o.follow ? o.follow : o.data ? o.data : "-", .layout = "", .field = o.field,
                       .id_field = o.id_field, .preset = o.prompt_file ? o.prompt_file : o.preset,

@@ -47,6 +47,9 @@ static void usage(FILE *f) {
             "  --allow-missing   skip problems present in one stream only (and count them)\n"
             "  --stats FILE      write the KL histogram as TSV (kl_lo kl_hi steps kept)\n"
             "  -o, --output F    output stream (default stdout)\n"
+            "  --zstd-level N    compression level of the output, 1..19 (default 1: the kl\n"
+            "                    stream is an intermediate; 1 costs a third of level 3's\n"
+            "                    time for a few %% more bytes)\n"
             "  -q, --quiet       no summary on stderr\n"
             "  -h, --help        this help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
@@ -68,7 +71,7 @@ typedef struct {
 typedef struct {
     const char *out, *stats, *paths[2];
     double beta;
-    int select, allow_missing, quiet;
+    int select, allow_missing, quiet, zstd_level;
     uint64_t seed;
     int argc;
     char **argv;
@@ -389,6 +392,7 @@ static int run_pass(kl_ctx *c, int pass) {
         lrs_header_init(&h, "kl", 1, "lr-kl", c->argc, c->argv);
         h.model = c->he->model;
         h.tokenizer = c->he->tokenizer;
+        h.zstd_level = c->zstd_level;
         rc = lrs_create(&c->w, c->out, &h, pack_params, c);
     }
     int have[2] = {0, 0};
@@ -501,21 +505,18 @@ static int write_stats(const kl_ctx *c) {
 
 int main(int argc, char **argv) {
     lr_progname = "lr-kl";
-    /* The kl stream is an intermediate, usually piped into lr-contrast:
-     * zstd level 1 costs a third of level 3 for a few % more bytes (the
-     * LRS_ZSTD_LEVEL environment variable still decides when set). */
-    setenv("LRS_ZSTD_LEVEL", "1", 0);
     /* Into a pipe (lr-kl | lr-contrast): a pipe buffer that holds a whole
      * ~1 MiB frame lets lr-kl run on instead of waiting for each 64 KiB to
      * drain (best effort: the kernel may refuse the size). */
     struct stat st;
     if (fstat(1, &st) == 0 && S_ISFIFO(st.st_mode)) (void)fcntl(1, F_SETPIPE_SZ, 1 << 20);
-    kl_ctx c = {.out = "-", .beta = DIST_BETA, .seed = 1, .argc = argc, .argv = argv};
+    kl_ctx c = {.out = "-", .beta = DIST_BETA, .seed = 1, .zstd_level = 1, .argc = argc, .argv = argv};
     static const struct option opts[] = {
         {"beta", required_argument, 0, 'b'}, {"select", required_argument, 0, 's'},
         {"seed", required_argument, 0, 'S'}, {"allow-missing", no_argument, 0, 'm'},
         {"stats", required_argument, 0, 't'}, {"output", required_argument, 0, 'o'},
         {"quiet", no_argument, 0, 'q'},       {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'},
         {0, 0, 0, 0},
     };
     int o;
@@ -538,6 +539,9 @@ int main(int argc, char **argv) {
         case 't': c.stats = optarg; break;
         case 'o': c.out = optarg; break;
         case 'q': c.quiet = 1; break;
+        case 'Z':
+            if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &c.zstd_level)) return lr_fail(LR_EUSAGE);
+            break;
         case 'h': usage(stdout); return 0;
         default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }

@@ -1,5 +1,5 @@
 /* benchdata: the seven evaluation benchmarks (JSON lines under
- * shared/data, field layouts in METHOD.md) read one row at a time as
+ * data/, field layouts in data/README.md) read one row at a time as
  * (id, question, gold answer), and the prompts the Qwen2.5-Math toolkit
  * builds from them (evaluation/parser.py parse_question and
  * parse_ground_truth, utils.py construct_prompt).

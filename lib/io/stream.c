@@ -251,7 +251,16 @@ static void pack_ident(msgpack_packer *pk, const lrs_ident *id) {
     msgpack_pack_int64(pk, id->vocab);
 }
 
+/* The zstd level for what the writer compresses next (set before the
+ * header, so before any frame): 0 is the default, others are clamped. */
+static void w_level(lrs_writer *w, int level) {
+    if (!level) level = LRS_ZSTD_DEFAULT;
+    level = level < LRS_ZSTD_MIN ? LRS_ZSTD_MIN : level > LRS_ZSTD_MAX ? LRS_ZSTD_MAX : level;
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
+}
+
 static void pack_header(lrs_writer *w, const lrs_header *h, lrs_pack_fn params, void *ctx) {
+    w_level(w, h->zstd_level);
     msgpack_packer *pk = &w->pk;
     msgpack_pack_map(pk, 10);
     lrs_pack_cstr(pk, "lrs");
@@ -303,8 +312,7 @@ static int w_create(lrs_writer **wp, const char *path, const char *mode, FILE *g
         w->own_file = 1;
     }
     w->cctx = ZSTD_createCCtx();
-    const char *lvl = getenv("LRS_ZSTD_LEVEL");
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, lvl ? atoi(lvl) : 3);
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, LRS_ZSTD_DEFAULT);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
     msgpack_sbuffer_init(&w->sbuf);
     msgpack_packer_init(&w->pk, &w->sbuf, msgpack_sbuffer_write);
@@ -866,5 +874,6 @@ int lrs_resume(lrs_writer **wp, const char *path, const lrs_header *h, lrs_pack_
     if (rc) return rc;
     if (state == 2) pack_header(*wp, h, params, ctx); /* complete: start a new segment */
     else (*wp)->nrec = seg;                           /* continue the open segment */
+    w_level(*wp, h->zstd_level);
     return LR_OK;
 }

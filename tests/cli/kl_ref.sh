@@ -5,7 +5,7 @@
 source "$LR_ROOT/tests/lib.sh"
 D=$LR_BIN/lr-dump K=$LR_BIN/lr-kl C=$LR_BIN/lr-contrast
 G=$LR_ROOT/tests/golden
-Q=$LR_SHARED/tokenizers/qwen
+Q=$LR_ROOT/build/tokenizers/qwen
 [ -f "$Q/tokenizer.json" ] || die "no Qwen tokenizer at $Q"
 
 # --from-ref: context ids and prompt_len as transformers computes them

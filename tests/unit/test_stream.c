@@ -1,5 +1,5 @@
 /* Stream writer/reader: round trips, concatenation, resume after a crash,
- * and every kind of bad input named in issue 2 (except byte-level truncation
+ * and every kind of bad input the format defines (except byte-level truncation
  * and flips, which tests/cli/stream.sh drives through lr-dump). */
 #include "check.h"
 #include "io/schema.h"
