@@ -1,7 +1,8 @@
 # lightreasoner-c: `make` builds every tool into bin/ (CPU backend, plus the
 # CUDA backend when nvcc is found); `make test` runs the suite twice, plainly
 # and under AddressSanitizer + UBSan; `make bench` runs the benchmarks;
-# `make deps` installs the Debian packages the project needs.
+# `make deps` installs the Debian packages the project needs; `make fuzz
+# FUZZ_SECONDS=N` runs each libFuzzer target N seconds (clang).
 #
 # New files need no Makefile edit: lib/*/*.c form the library,
 # tools/lr-*.c become bin/lr-*, tests/unit/test_*.c become unit tests,
@@ -154,6 +155,12 @@ demo:
 bench: all
 	bench/run.sh
 
+# libFuzzer targets (tests/fuzz, clang): each runs FUZZ_SECONDS from its
+# committed seeds; CI runs tests/fuzz/run.sh 60.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 # What tests/gpu/run.sh needs on a GPU machine without our -dev libraries
 # (binaries, their shared libraries, the tokenizer) into build/gpu-bundle.
 gpu-bundle:
@@ -167,7 +174,7 @@ deps:
 clean:
 	rm -rf build/rel build/san build/cuda bin
 
-.PHONY: all test bench deps clean demo gpu-bundle
+.PHONY: all test bench deps clean demo gpu-bundle fuzz
 .SECONDARY:
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_SRC:%.cu=build/cuda/%.d)

@@ -20,6 +20,8 @@
 #   OUT               work folder (build/run)
 #   DEVICE            lr-infer's backend: auto (cuda when a GPU is present), cpu, cuda
 #   BATCH             problems per forward (empty: lr-infer's default, 8 cpu / 64 cuda)
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c # a failing lr-dump in `lr-dump | lr-eval` fails the target
 BIN      ?= bin
 OUT      ?= build/run
 EXPERT   ?= $(error set EXPERT=model folder)

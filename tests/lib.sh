@@ -8,6 +8,8 @@ expect_fail() {
     local err=$LR_TMP/stderr.$$
     set +e; "$@" > "$LR_TMP/stdout.$$" 2> "$err"; local rc=$?; set -e
     [ "$rc" = "$code" ] || { cat "$err" >&2; die "exit $rc (wanted $code): $*"; }
-    [ "$(wc -l < "$err")" -ge 1 ] || die "no message on stderr: $*"
+    # ASan/UBSan reports are more than one line and must fail the case anyway
+    local lines; lines=$(wc -l < "$err")
+    [ "$lines" = 1 ] || { cat "$err" >&2; die "$lines lines on stderr (wanted exactly one): $*"; }
     LAST_ERR=$(cat "$err")
 }

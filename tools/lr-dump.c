@@ -12,10 +12,12 @@
 #include "io/schema.h"
 #include "io/stream.h"
 #include "base/opt.h"
+#include "base/outfile.h"
 #include "base/util.h"
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,7 +160,7 @@ static int from_json(const char *in, const char *out, int zstd_level) {
                 json_t *params = json_object_get(v, "params");
                 if (!rc && params && !json_is_object(params))
                     rc = lr_err(LR_EINPUT, "%s: line %ld: header field \"params\": expected object", name, lineno);
-                if (!rc) rc = lrs_open_write(&w, out, &h, pack_params, params);
+                if (!rc) rc = lrs_create(&w, out, &h, pack_params, params);
                 free(h.argv);
                 hdr = v;
                 v = NULL;
@@ -224,14 +226,12 @@ int main(int argc, char **argv) {
     long head = -1;
     int count = 0, header = 0, fromjson = 0, c, zstd_level = LRS_ZSTD_DEFAULT;
     const char *out = "-";
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (c) {
-        case 'n': {
-            char *end;
-            head = strtol(optarg, &end, 10);
-            if (*end || head < 0) lr_die(LR_EUSAGE, "--head: expected a count, got \"%s\"", optarg);
+        case 'n':
+            if (opt_long("--head", optarg, 0, LONG_MAX, &head)) return lr_fail(LR_EUSAGE);
             break;
-        }
         case 'c': count = 1; break;
         case 'H': header = 1; break;
         case 'j': fromjson = 1; break;
@@ -240,14 +240,15 @@ int main(int argc, char **argv) {
             if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &zstd_level)) return lr_fail(LR_EUSAGE);
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LR_EUSAGE;
+        default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
     if (argc - optind > 1) {
-        usage(stderr);
-        return LR_EUSAGE;
+        lr_die(LR_EUSAGE, "expected at most one input (FILE) (see --help)");
     }
     const char *in = optind < argc ? argv[optind] : "-";
+    if (strcmp(out, "-") && !fromjson) lr_die(LR_EUSAGE, "-o is for --from-json (the JSON goes to stdout)");
+    if (out_check_inputs(out, &in, 1)) return lr_fail(LR_EUSAGE);
     int rc = fromjson ? from_json(in, out, zstd_level) : dump(in, head, count, header);
     return rc ? lr_fail(rc) : 0;
 }

@@ -18,6 +18,8 @@
 #include "model/tokenizer.h"
 #include "io/stream.h"
 #include "base/opt.h"
+#include "base/outfile.h"
+#include "base/rng.h"
 #include "base/util.h"
 
 #include <fcntl.h>
@@ -255,15 +257,19 @@ static int emit(kl_ctx *c, const side *e, const int32_t *ctx, size_t t, const di
     return lrs_record_done(c->w);
 }
 
+/* memcmp of n elements; n == 0 is equal even when a buffer is still NULL
+ * (an empty array read first leaves it so; memcmp(NULL, ...) is undefined). */
+static int same_i32(const int32_t *a, const int32_t *b, size_t n) { return !n || !memcmp(a, b, n * sizeof *a); }
+
 /* Checks that the two records describe the same problem and trace. */
 static int check_pair(const kl_ctx *c, const side *e, const side *a) {
     if (e->idlen != a->idlen || memcmp(e->id, a->id, e->idlen))
         return lrs_field_err(a->r, "id", "\"%.*s\" where %s has \"%.*s\" for problem %" PRId64, (int)a->idlen, a->id,
                              c->paths[0], (int)e->idlen, e->id, e->idx);
-    if (e->nprompt != a->nprompt || memcmp(e->prompt, a->prompt, e->nprompt * sizeof(int32_t)))
+    if (e->nprompt != a->nprompt || !same_i32(e->prompt, a->prompt, e->nprompt))
         return lrs_field_err(a->r, "prompt", "differs from %s's prompt tokens for problem \"%.*s\"", c->paths[0],
                              (int)e->idlen, e->id);
-    if (e->ntokens != a->ntokens || memcmp(e->tokens, a->tokens, e->ntokens * sizeof(int32_t))) {
+    if (e->ntokens != a->ntokens || !same_i32(e->tokens, a->tokens, e->ntokens)) {
         size_t t = 0;
         while (t < e->ntokens && t < a->ntokens && e->tokens[t] == a->tokens[t]) t++;
         return lrs_field_err(a->r, "tokens", "differ from %s's tokens for problem \"%.*s\" at step %zu (the amateur "
@@ -308,8 +314,8 @@ static int do_problem(kl_ctx *c, const side *e, const side *a, int pass, int32_t
             *ctxcap = e->nprompt + T;
             *ctxbuf = xrealloc(*ctxbuf, *ctxcap * sizeof(int32_t));
         }
-        memcpy(*ctxbuf, e->prompt, e->nprompt * sizeof(int32_t));
-        memcpy(*ctxbuf + e->nprompt, e->tokens, T * sizeof(int32_t));
+        if (e->nprompt) memcpy(*ctxbuf, e->prompt, e->nprompt * sizeof(int32_t));
+        if (T) memcpy(*ctxbuf + e->nprompt, e->tokens, T * sizeof(int32_t));
     }
     size_t off = T ? (size_t)e->k[0] : 0;
     for (size_t t = 1; t < T; off += (size_t)e->k[t], t++) { /* step 0 skipped, as the reference does */
@@ -387,7 +393,7 @@ static int run_pass(kl_ctx *c, int pass) {
         h.model = c->he->model;
         h.tokenizer = c->he->tokenizer;
         h.zstd_level = c->zstd_level;
-        rc = lrs_open_write(&c->w, c->out, &h, pack_params, c);
+        rc = lrs_create(&c->w, c->out, &h, pack_params, c);
     }
     int have[2] = {0, 0};
     for (int i = 0; i < 2 && !rc; i++) {
@@ -442,13 +448,6 @@ static int run_pass(kl_ctx *c, int pass) {
     return rc;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static int by_pos(const void *a, const void *b) {
     const step_kl *x = a, *y = b;
     if (x->prob != y->prob) return x->prob < y->prob ? -1 : 1;
@@ -465,7 +464,7 @@ static void choose(kl_ctx *c, uint64_t n) {
     if (c->select == SEL_RANDOM) {
         uint64_t st = c->seed;
         for (size_t i = 0; i < n; i++) { /* partial Fisher-Yates */
-            size_t j = i + (size_t)(splitmix(&st) % (c->nall - i));
+            size_t j = i + (size_t)(rng_next(&st) % (c->nall - i));
             step_kl tmp = c->all[i];
             c->all[i] = c->all[j];
             c->all[j] = tmp;
@@ -487,8 +486,10 @@ static double quantile(const kl_ctx *c, double p) {
 }
 
 static int write_stats(const kl_ctx *c) {
-    FILE *f = fopen(c->stats, "w");
-    if (!f) return lr_err(LR_EIO, "%s: cannot open for writing", c->stats);
+    lr_out *o;
+    FILE *f;
+    int rc = out_open(&o, c->stats, 0, &f);
+    if (rc) return rc;
     fprintf(f, "kl_lo\tkl_hi\tsteps\tkept\n");
     int last = 0;
     for (int b = 0; b < HN; b++)
@@ -499,8 +500,7 @@ static int write_stats(const kl_ctx *c) {
         for (int b = g * group; b < (g + 1) * group && b < HN; b++) s += c->hist_seen[b], k += c->hist_kept[b];
         fprintf(f, "%.3f\t%.3f\t%" PRIu64 "\t%" PRIu64 "\n", g * group * HBIN, (g + 1) * group * HBIN, s, k);
     }
-    if (fclose(f)) return lr_err(LR_EIO, "%s: write error", c->stats);
-    return LR_OK;
+    return out_commit(&o);
 }
 
 int main(int argc, char **argv) {
@@ -520,12 +520,11 @@ int main(int argc, char **argv) {
         {0, 0, 0, 0},
     };
     int o;
-    char *end;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((o = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (o) {
         case 'b':
-            c.beta = strtod(optarg, &end);
-            if (*end || !(c.beta >= 0) || !isfinite(c.beta)) lr_die(LR_EUSAGE, "--beta: expected a number >= 0, got \"%s\"", optarg);
+            if (opt_double("--beta", optarg, 0, 1e300, &c.beta)) return lr_fail(LR_EUSAGE);
             break;
         case 's':
             if (!strcmp(optarg, "kl")) c.select = SEL_KL;
@@ -534,8 +533,7 @@ int main(int argc, char **argv) {
             else lr_die(LR_EUSAGE, "--select: expected kl, random or lowest, got \"%s\"", optarg);
             break;
         case 'S':
-            c.seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) lr_die(LR_EUSAGE, "--seed: expected an integer, got \"%s\"", optarg);
+            if (opt_u64("--seed", optarg, &c.seed)) return lr_fail(LR_EUSAGE);
             break;
         case 'm': c.allow_missing = 1; break;
         case 't': c.stats = optarg; break;
@@ -545,16 +543,18 @@ int main(int argc, char **argv) {
             if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &c.zstd_level)) return lr_fail(LR_EUSAGE);
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LR_EUSAGE;
+        default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
     if (argc - optind != 2) {
-        usage(stderr);
-        return LR_EUSAGE;
+        lr_die(LR_EUSAGE, "expected two inputs, EXPERT and AMATEUR (see --help)");
     }
     c.paths[0] = argv[optind];
     c.paths[1] = argv[optind + 1];
     if (!strcmp(c.paths[0], "-") && !strcmp(c.paths[1], "-")) lr_die(LR_EUSAGE, "EXPERT and AMATEUR cannot both be stdin");
+    if (out_check_inputs(c.out, c.paths, 2) || (c.stats && out_check_inputs(c.stats, c.paths, 2)))
+        return lr_fail(LR_EUSAGE);
+    if (c.stats && !strcmp(c.stats, c.out)) lr_die(LR_EUSAGE, "--stats and -o name the same file");
     if (c.select != SEL_KL && (!is_file(c.paths[0]) || !is_file(c.paths[1])))
         lr_die(LR_EUSAGE, "--select %s reads the inputs twice: give files, not pipes or stdin",
                c.select == SEL_RANDOM ? "random" : "lowest");

@@ -20,6 +20,7 @@
 
 #include <msgpack.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define LRS_FORMAT "lightreasoner-stream"
 #define LRS_FORMAT_VERSION 1
@@ -68,6 +69,12 @@ typedef void (*lrs_pack_fn)(msgpack_packer *pk, void *ctx);
  * one, see lrs_resume()). A terminal as stdout is refused (binary output). */
 int lrs_open_write(lrs_writer **w, const char *path, const lrs_header *h,
                    lrs_pack_fn params, void *params_ctx);
+/* A new output stream that no reader sees half-written (base/outfile.h):
+ * path is written under a temporary name that lrs_close renames onto path;
+ * lrs_abort, an exit without lrs_close and SIGINT/SIGTERM (exit 130)
+ * remove it. "-" is stdout, as for lrs_open_write. */
+int lrs_create(lrs_writer **w, const char *path, const lrs_header *h, lrs_pack_fn params,
+               void *params_ctx);
 /* The packer for the next record: pack exactly one map, then call
  * lrs_record_done(). */
 msgpack_packer *lrs_pk(lrs_writer *w);
@@ -80,7 +87,8 @@ int lrs_flush(lrs_writer *w);
  * if any write failed, in which case the stream has no end marker. */
 int lrs_close(lrs_writer *w);
 /* Error path: flushes what was written WITHOUT an end marker (so a consumer
- * sees the stream is incomplete) and frees the writer. */
+ * sees the stream is incomplete) and frees the writer; an lrs_create file
+ * is removed instead. */
 void lrs_abort(lrs_writer *w);
 uint64_t lrs_written(const lrs_writer *w);
 
