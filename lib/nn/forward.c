@@ -109,9 +109,18 @@ void fwd_set_lora(fwd *f, const lora *lo) {
         for (int k = 0; k < LORA_NMOD; k++)
             if (lo->A[k]) la->u[k] = p, p += M * r;
     }
-    int maxic = c->C > c->NH * c->HD ? c->C : c->NH * c->HD;
-    if (c->I > maxic) maxic = c->I;
-    if (lo->dropout > 0.0f) f->xdrop = xmalloc(M * (size_t)maxic * sizeof(float));
+}
+
+/* The buffer of a dropped-out module input, made on first use (only
+ * training with dropout needs it). */
+static float *xdrop_buf(fwd *f) {
+    if (!f->xdrop) {
+        const mcfg *c = &f->m->cfg;
+        int maxic = c->C > c->NH * c->HD ? c->C : c->NH * c->HD;
+        if (c->I > maxic) maxic = c->I;
+        f->xdrop = xmalloc((size_t)f->max_tokens * maxic * sizeof(float));
+    }
+    return f->xdrop;
 }
 
 /* Copies this chunk's k, v rows into the layer's cache at (slot, pos). */
@@ -146,8 +155,9 @@ static void lin_forward(fwd *f, int l, int k, float *out, const float *inp, cons
     const float *A = lo->A[k] + (size_t)l * r * IC, *Bm = lo->B[k] + (size_t)l * OC * r; // A (r, IC), B (OC, r)
     const float *x = inp;
     if (f->training && lo->dropout > 0.0f) {
-        dropout_forward(f->xdrop, inp, (long)N * IC, lo->dropout, fwd_lora_drop_key(f->drop_seed, l, k));
-        x = f->xdrop;
+        float *xd = xdrop_buf(f);
+        dropout_forward(xd, inp, (long)N * IC, lo->dropout, fwd_lora_drop_key(f->drop_seed, l, k));
+        x = xd;
     }
     float *u = f->a.layer[l].u[k]; // (N, r)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, IC, 1.0f, x, IC, A, IC, 0.0f, u, r);

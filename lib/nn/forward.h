@@ -89,7 +89,7 @@ typedef struct {
     float *act_mem;
     float *gather;  // (max_tokens, C) final-norm rows whose logits are wanted
     float *u_mem;   /* the u buffers of every layer */
-    float *xdrop;   // (max_tokens, max(C, NH*HD, I)) a dropped-out module input
+    float *xdrop;   // (max_tokens, max(C, NH*HD, I)) a dropped-out module input, made on first use
 } fwd;
 
 /* B slots of Tmax positions; chunks of max_tokens rows. nthreads <= 0: use
