@@ -6,11 +6,13 @@
  *
  * pool_for(p, n, fn, ctx) splits [0, n) into k = min(n, pool_size(p))
  * static chunks, chunk c = [n*c/k, n*(c+1)/k), and calls fn(ctx, begin,
- * end, c) once per chunk; the caller runs chunk 0 itself and returns when
- * every chunk is done. The split depends only on n and k, never on timing,
- * so a fn whose outputs are each computed inside one chunk in a fixed order
- * gives the same bits for any k (and pool_size() bounds c for per-chunk
- * scratch). n <= 0 calls nothing.
+ * end, c) once per chunk; the caller works too (it takes chunks that no
+ * worker has started, so a worker the scheduler runs late does not hold it
+ * up) and returns when every chunk is done. The split depends only on n
+ * and k, never on timing or on which thread runs a chunk, so a fn whose
+ * outputs are each computed inside one chunk in a fixed order gives the
+ * same bits for any k (and c < pool_size() indexes per-chunk scratch).
+ * n <= 0 calls nothing.
  *
  * A pool runs one parallel-for at a time: a call made while it is busy (a
  * nested call from inside fn, or a call from another thread) runs its whole
