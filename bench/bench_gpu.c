@@ -330,10 +330,10 @@ static int check_one(const char *dir, const opts *o, int *failed) {
         char card[256];
         printf("check %s: dev=%s card=\"%s\" rows=%zu rel_err_max=%.3g rel_err_med=%.3g maxabs_err=%.3g top1=%.2f%% "
                "list_overlap=%.2f%% lp_diff_max=%.3g gather_diff_max=%.3g tail_diff_max=%.3g self_ids=%.2f%% "
-               "self_lp=%.3g self_gather=%.3g self_argmax=%.2f%% result=%s%s\n",
+               "self_lp=%.3g self_gather=%.3g self_argmax=%.2f%% bound=%.3g result=%s%s\n",
                dir, eng_device_name(o->dev), card_name(o, card, sizeof card), s.n, mx, med, s.maxabs,
                100 * s.top1_same / n, 100 * s.overlap_sum / n, s.lp_max, s.glp_max, s.tail_max,
-               100 * s.self_ids_same / n, s.self_lp, s.self_glp, 100 * s.self_argmax_same / n,
+               100 * s.self_ids_same / n, s.self_lp, s.self_glp, 100 * s.self_argmax_same / n, o->bound,
                w ? "FAIL" : "ok", why);
         fflush(stdout);
         *failed |= w > 0;

@@ -45,14 +45,18 @@ def name(path):
 def build_table(rows):
     out = ["| item | ours | reference | goal | result |", "| --- | --- | --- | --- | --- |"]
     stages = {kv.get("name"): kv for k, kv in rows if k == "stage"}
+    floors = {kv.get("model"): kv for k, kv in rows if k == "bf16_floor"}
     for k, kv in rows:
-        if k == "check":
+        if k == "probe":
+            out.append(f"| GPU probe | no usable GPU: {kv.get('why', '?')} | | a usable CUDA device | FAIL |")
+        elif k == "check":
             if kv.get("result") == "ERROR":
                 out.append(f"| cpu vs {kv.get('dev', '?')}, tiny `{name(kv.get('what'))}` | error | | | ERROR |")
                 continue
             out.append(f"| cpu vs {kv.get('dev', '?')}, tiny `{name(kv.get('what'))}`: logits rel err max (median), "
                        f"top-1, list overlap | {f(kv.get('rel_err_max'))} ({f(kv.get('rel_err_med'))}), "
-                       f"{kv.get('top1', '?')}, {kv.get('list_overlap', '?')} | cpu float32 | <= 1e-2 | "
+                       f"{kv.get('top1', '?')}, {kv.get('list_overlap', '?')} | cpu float32; transformers bf16 "
+                       f"{f(floors.get(name(kv.get('what')), {}).get('rel_max'))} | <= {f(kv.get('bound', 1e-2))} | "
                        f"{kv.get('result', '?')} |")
         elif k == "check_negative":
             out.append(f"| check catches a 5% logits error (--inject-error) | exit {kv.get('rc', '?')} | | exit 5 | "
