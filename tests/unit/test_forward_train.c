@@ -29,16 +29,6 @@
 static const int tokens[N] = {5, 17, 250, 3, 99, 42, 7, 270, 11, 12, 13, 200, 1, 64, 33, 101, 8, 9, 150};
 static const int seqs[N] = {0, 0, 0, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 1, 0};
 
-static double rel_err(const float *a, const float *ref, size_t n) {
-    double md = 0, mr = 0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - ref[i]);
-        if (d > md || d != d) md = d != d ? INFINITY : d;
-        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
-    }
-    return mr > 0 ? md / mr : md;
-}
-
 /* training-forward logits of every row: (N, V) */
 static float *train_logits(const model *m, const lora *lo) {
     int want[N];
@@ -106,7 +96,7 @@ static void run(const char *tmp, const char *name, const char *arch, int tied, i
         const char *what = with ? "LoRA" : "no adapter";
         float *tr = train_logits(&m, l), *one = infer_logits(&m, l, 32), *ch = infer_logits(&m, l, 5),
               *dec = decode_logits(&m, l);
-        double e1 = rel_err(one, tr, n), ec = rel_err(ch, tr, n), ed = rel_err(dec, tr, n);
+        double e1 = check_rel_err(one, tr, n), ec = check_rel_err(ch, tr, n), ed = check_rel_err(dec, tr, n);
         fprintf(stderr, "%s, %s: training vs inference: one call %.2e, chunks of 5 %.2e, decode %.2e\n", name, what, e1,
                 ec, ed);
         CHECKF(!memcmp(one, tr, n * sizeof(float)), "%s, %s: inference in one call differs from the training forward (%.3g)",
@@ -115,7 +105,7 @@ static void run(const char *tmp, const char *name, const char *arch, int tied, i
         CHECKF(ed < 1e-5, "%s, %s: decode vs training: %.3g", name, what, ed);
         if (with) { /* the adapter changes the logits: the comparison above saw it */
             float *base = train_logits(&m, NULL);
-            double eb = rel_err(base, tr, n);
+            double eb = check_rel_err(base, tr, n);
             CHECKF(eb > 1e-3, "%s: LoRA changed the logits by only %.3g", name, eb);
             free(base);
         }
@@ -141,7 +131,7 @@ static void run(const char *tmp, const char *name, const char *arch, int tied, i
     model mm;
     if (model_load(&mm, out) == 0) {
         float *mg = infer_logits(&mm, NULL, 32);
-        double em = rel_err(mg, tr, n);
+        double em = check_rel_err(mg, tr, n);
         fprintf(stderr, "%s: LoRA training forward vs merged f32 inference: %.2e\n", name, em);
         CHECKF(em < 1e-4, "%s: merged f32 inference vs LoRA training forward: %.3g", name, em);
         free(mg);
