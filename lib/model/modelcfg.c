@@ -76,6 +76,9 @@ static int parse(mcfg *c, json_t *r) {
         return rc;
     if (c->NH % c->NKV) return lr_err(LR_EINPUT, CF ": field \"num_key_value_heads\": %d does not divide num_attention_heads %d", c->NKV, c->NH);
     if (c->HD % 2) return lr_err(LR_EINPUT, CF ": field \"head_dim\": %d is odd (RoPE needs pairs)", c->HD);
+    /* bounded here so an absurd value is bad input, not an allocation of terabytes */
+    if (c->HD > 4096 || (long long)c->HD * c->NH > 1LL << 20)
+        return lr_err(LR_EINPUT, CF ": field \"head_dim\": %d (x %d heads) is beyond any supported model", c->HD, c->NH);
     if ((rc = get_num(r, "rms_norm_eps", &c->rms_eps, 1e-6)) || (rc = get_num(r, "rope_theta", &c->rope_theta, 10000.0)) ||
         (rc = get_bool(r, "tie_word_embeddings", &c->tied, 0)))
         return rc;

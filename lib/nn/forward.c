@@ -62,6 +62,8 @@ int fwd_init(fwd *f, const model *m, int B, int Tmax, int max_tokens, int keep_a
     a->tokens = xmalloc(M * sizeof(int));
     a->seq = xmalloc(M * sizeof(int));
     a->pos = xmalloc(M * sizeof(int));
+    a->rpos = xmalloc(M * sizeof(int));
+    a->apos = xmalloc(M * sizeof(int));
     return LR_OK;
 }
 
@@ -74,6 +76,8 @@ void fwd_free(fwd *f) {
     free(f->a.tokens);
     free(f->a.seq);
     free(f->a.pos);
+    free(f->a.rpos);
+    free(f->a.apos);
     free(f->u_mem);
     free(f->xdrop);
     memset(f, 0, sizeof *f);
@@ -123,11 +127,12 @@ static float *xdrop_buf(fwd *f) {
     return f->xdrop;
 }
 
-/* Copies this chunk's k, v rows into the layer's cache at (slot, pos). */
-static void kv_store(float *kc, float *vc, const float *k, const float *v, const int *seq, const int *pos, int N, int NKV,
-                     int HD, int Tmax) {
+/* Copies this chunk's k, v rows into the layer's cache at (slot, pos),
+ * but for query-only rows (qonly[n] >= 0; qonly NULL: none). */
+static void kv_store(float *kc, float *vc, const float *k, const float *v, const int *seq, const int *pos, const int *qonly,
+                     int N, int NKV, int HD, int Tmax) {
     for (int n = 0; n < N; n++)
-        for (int h = 0; h < NKV; h++) {
+        for (int h = 0; h < NKV && !(qonly && qonly[n] >= 0); h++) {
             size_t dst = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD, src = ((size_t)n * NKV + h) * HD;
             memcpy(kc + dst, k + src, (size_t)HD * sizeof(float));
             memcpy(vc + dst, v + src, (size_t)HD * sizeof(float));
@@ -186,10 +191,10 @@ static void layer_forward(fwd *f, int l, int N) {
     lin_forward(f, l, LORA_Q, la->q, la->ln1, w->wq + lQC, AT(h->wq, lQC), AT(w->bq, (size_t)l * QD), N, C, QD);
     lin_forward(f, l, LORA_K, la->k, la->ln1, w->wk + lKC, AT(h->wk, lKC), AT(w->bk, (size_t)l * KD), N, C, KD);
     lin_forward(f, l, LORA_V, la->v, la->ln1, w->wv + lKC, AT(h->wv, lKC), AT(w->bv, (size_t)l * KD), N, C, KD);
-    rope_forward(la->q, la->q, a->pos, N, NH, HD, (float)c->rope_theta);
-    rope_forward(la->k, la->k, a->pos, N, NKV, HD, (float)c->rope_theta);
-    kv_store(kc, vc, la->k, la->v, a->seq, a->pos, N, NKV, HD, f->Tmax);
-    attention_forward(la->att, la->q, kc, vc, a->seq, a->pos, N, NH, NKV, HD, f->Tmax, f->nthreads);
+    rope_forward(la->q, la->q, a->rpos, N, NH, HD, (float)c->rope_theta);
+    rope_forward(la->k, la->k, a->rpos, N, NKV, HD, (float)c->rope_theta);
+    kv_store(kc, vc, la->k, la->v, a->seq, a->pos, a->qonly, N, NKV, HD, f->Tmax);
+    attention_forward(la->att, la->q, kc, vc, a->seq, a->apos, N, NH, NKV, HD, f->Tmax, f->nthreads);
     lin_forward(f, l, LORA_O, la->o, la->att, w->wo + lQC, AT(h->wo, lQC), AT(w->bo, lC), N, QD, C);
     residual_forward(la->x_mid, la->x_in, la->o, (long)N * C);
 
@@ -201,18 +206,29 @@ static void layer_forward(fwd *f, int l, int N) {
     residual_forward(x_next, la->x_mid, la->down, (long)N * C);
 }
 
-int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq) {
+/* fwd_check_rows, with query-only rows (qpos[i] >= 0; qpos NULL: none):
+ * they take no position but need an earlier row in their slot. */
+static int check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq,
+                      const int *qpos) {
     int *extra = xcalloc((size_t)B, sizeof(int));
     int rc = LR_OK;
     for (int i = 0; i < N && !rc; i++) {
+        int q = qpos && qpos[i] >= 0;
         if (seq[i] < 0 || seq[i] >= B) rc = lr_err(LR_EUSAGE, "%s: row %d: slot %d outside [0, %d)", who, i, seq[i], B);
         else if (tokens[i] < 0 || tokens[i] >= V)
             rc = lr_err(LR_EINPUT, "%s: row %d: token id %d outside the vocabulary [0, %d)", who, i, tokens[i], V);
-        else if (len[seq[i]] + ++extra[seq[i]] > Tmax)
+        else if (len[seq[i]] + extra[seq[i]] >= Tmax)
             rc = lr_err(LR_EINPUT, "%s: slot %d: more than %d positions (KV cache full)", who, seq[i], Tmax);
+        else if (q && len[seq[i]] + extra[seq[i]] == 0)
+            rc = lr_err(LR_EUSAGE, "%s: row %d: a query-only row needs earlier rows in its slot", who, i);
+        else if (!q) extra[seq[i]]++;
     }
     free(extra);
     return rc;
+}
+
+int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq) {
+    return check_rows(who, len, B, Tmax, V, N, tokens, seq, NULL);
 }
 
 int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned char *want, float *logits) {
@@ -220,7 +236,8 @@ int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned cha
     const model_weights *w = &f->m->w;
     if (f->keep_acts && N > f->max_tokens)
         return lr_err(LR_EUSAGE, "forward: %d tokens in one call with kept activations, at most %d", N, f->max_tokens);
-    int rc = fwd_check_rows("forward", f->len, f->B, f->Tmax, c->V, N, tokens, seq);
+    const int *qp = f->query_pos;
+    int rc = check_rows("forward", f->len, f->B, f->Tmax, c->V, N, tokens, seq, qp);
     if (rc) return rc;
     fwd_acts *a = &f->a;
     int C = c->C;
@@ -228,10 +245,16 @@ int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned cha
     for (int start = 0; start < N; start += f->max_tokens) {
         int n = N - start < f->max_tokens ? N - start : f->max_tokens;
         for (int i = 0; i < n; i++) {
-            a->tokens[i] = tokens[start + i];
-            a->seq[i] = seq[start + i];
-            a->pos[i] = f->len[a->seq[i]]++;
+            int r = start + i, *len = &f->len[seq[r]];
+            a->tokens[i] = tokens[r];
+            a->seq[i] = seq[r];
+            if (qp && qp[r] >= 0) { /* after its slot's rows, adding no position */
+                a->pos[i] = *len;
+                a->apos[i] = *len - 1;
+                a->rpos[i] = qp[r];
+            } else a->rpos[i] = a->apos[i] = a->pos[i] = (*len)++;
         }
+        a->qonly = qp ? qp + start : NULL;
         a->N = n;
         embedding_forward(a->layer[0].x_in, a->tokens, w->embed, n, C);
         for (int l = 0; l < c->L; l++) layer_forward(f, l, n);

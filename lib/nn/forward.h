@@ -70,7 +70,10 @@ typedef struct {
     float *lnf_rstd;       // (N)
     int *tokens;           // (N)
     int *seq;              // (N) slot of each row
-    int *pos;              // (N) position of each row
+    int *pos;              // (N) position of each row (where its key and value go in the cache)
+    int *rpos;             // (N) its RoPE position (== pos but for query-only rows)
+    int *apos;             // (N) the last cache position it attends to (== pos but for query-only rows)
+    const int *qonly;      // (N) the chunk's slice of fwd.query_pos, or NULL
     int N;                 // rows of the last chunk run
 } fwd_acts;
 
@@ -83,6 +86,13 @@ typedef struct {
     int nthreads;   /* attention threads */
     int training;   /* LoRA dropout on (lo->dropout > 0) */
     uint64_t drop_seed; /* the dropout mask's seed (see fwd_lora_drop_key) */
+    /* NULL, or (N) for the next fwd_run: a row with query_pos[n] >= 0 is
+     * query-only: RoPE at position query_pos[n], it attends the earlier
+     * rows of its slot but not itself, and adds no key/value (nor a
+     * position) for later rows. It is a right-padded row of the reference's
+     * collate, whose attention_mask hides the padding (tune.h, reference
+     * quirks). */
+    const int *query_pos;
     float *kc, *vc; // (L, B, NKV, Tmax, HD)
     int *len;       // (B) tokens held per slot
     fwd_acts a;

@@ -98,12 +98,19 @@ static void lin_backward(trn *t, const bwd_bufs *s, int l, int k, float *dinp, c
     }
 }
 
-/* backward of forward.c's kv_store: the cache gradients of each row's (slot, pos). */
-static void kv_gather(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq, const int *pos, int N,
-                      int NKV, int HD, int Tmax) {
+/* backward of forward.c's kv_store: the cache gradients of each row's
+ * (slot, pos); zero for query-only rows (qonly[n] >= 0), whose key and
+ * value were never stored. */
+static void kv_gather(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq, const int *pos,
+                      const int *qonly, int N, int NKV, int HD, int Tmax) {
     for (int n = 0; n < N; n++)
         for (int h = 0; h < NKV; h++) {
             size_t src = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD, dst = ((size_t)n * NKV + h) * HD;
+            if (qonly && qonly[n] >= 0) {
+                memset(dk + dst, 0, (size_t)HD * sizeof(float));
+                memset(dv + dst, 0, (size_t)HD * sizeof(float));
+                continue;
+            }
             memcpy(dk + dst, dkc + src, (size_t)HD * sizeof(float));
             memcpy(dv + dst, dvc + src, (size_t)HD * sizeof(float));
         }
@@ -117,8 +124,9 @@ int trn_forward(trn *t, int N, const int *tokens, const int *seq, int nwant, con
             return lr_err(LR_EUSAGE, "trainer: loss rows must be increasing rows in [0, %d)", N);
     fwd *f = &t->f;
     fwd_reset(f, -1);
-    f->training = t->training, f->drop_seed = t->drop_seed;
+    f->training = t->training, f->drop_seed = t->drop_seed, f->query_pos = t->query_pos;
     int rc = fwd_run(f, N, tokens, seq, NULL, NULL);
+    f->query_pos = NULL;
     if (rc) return rc;
     int C = c->C;
     t->N = N;
@@ -174,11 +182,11 @@ static void layer_backward(trn *t, const bwd_bufs *s, int l, const model_weights
     memset(s->dq, 0, M * QD * sizeof(float));
     memset(s->dkc, 0, kvl * sizeof(float));
     memset(s->dvc, 0, kvl * sizeof(float));
-    attention_backward(s->dq, s->dkc, s->dvc, s->datt, la->q, kc, vc, a->seq, a->pos, N, NH, NKV, HD, t->Tmax,
+    attention_backward(s->dq, s->dkc, s->dvc, s->datt, la->q, kc, vc, a->seq, a->apos, N, NH, NKV, HD, t->Tmax,
                        t->f.nthreads);
-    kv_gather(s->dk, s->dv, s->dkc, s->dvc, a->seq, a->pos, N, NKV, HD, t->Tmax);
-    rope_backward(s->dq, s->dq, a->pos, N, NH, HD, (float)c->rope_theta);
-    rope_backward(s->dk, s->dk, a->pos, N, NKV, HD, (float)c->rope_theta);
+    kv_gather(s->dk, s->dv, s->dkc, s->dvc, a->seq, a->pos, a->qonly, N, NKV, HD, t->Tmax);
+    rope_backward(s->dq, s->dq, a->rpos, N, NH, HD, (float)c->rope_theta);
+    rope_backward(s->dk, s->dk, a->rpos, N, NKV, HD, (float)c->rope_theta);
     memset(s->dln, 0, M * C * sizeof(float));
     lin_backward(t, s, l, LORA_Q, s->dln, s->dq, la->ln1, w->wq + lQC, LW(wq, lQC), LW(bq, (size_t)l * QD), N, C, QD, glo);
     lin_backward(t, s, l, LORA_K, s->dln, s->dk, la->ln1, w->wk + lKC, LW(wk, lKC), LW(bk, (size_t)l * KD), N, C, KD, glo);

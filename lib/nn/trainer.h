@@ -34,6 +34,10 @@ typedef struct {
     int B, Tmax, maxN; /* slots, positions per slot, rows per call */
     int training;      /* LoRA dropout on (copied into f by trn_forward) */
     uint64_t drop_seed;
+    /* NULL, or (N) set before trn_forward: query-only rows, as fwd's
+     * query_pos (forward.h): a right-padded row of the reference's collate
+     * (tune.h, reference quirks). */
+    const int *query_pos;
     float *lnf_g;      // (maxN, C) final-norm rows of the want rows
     float *dlnf_g;     // (maxN, C) their gradient, accumulated by trn_logits_backward
     int *want;         // (maxN)

@@ -17,6 +17,8 @@
 #      max(1e-2, 1.5 x transformers' own bf16 error on that model) (hf_ref.py
 #      floor), compact lists and gathered log-probs; then once with
 #      --inject-error 0.05, which must fail (the check can fail);
+#      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
+#      memory-bandwidth roofline (`bench_gpu decode`);
 #   4. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu
 #      and on cuda, lr-kl selects the same steps on >= 99% of them;
 #   5. ONE markdown table, rewritten after every stage and by a trap on any
@@ -116,7 +118,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|hf_logits|hf_teacher|kl_agree|bf16_floor) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|hf_logits|hf_teacher|kl_agree|bf16_floor) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -193,18 +195,20 @@ if ((DRY)); then
     [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
     HFDEV=cpu
     SHAPES="tiny-1.5b tiny-0.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
+    DECODE_B="1 4" DECODE="--prompt 16 --steps 8"
     if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
         GBIN=$BUNDLE/bin-emu
         CARD="dry run (emulated device)"
         # kernels emulated on the CPU are slow: fewer rows of the 151936-wide vocabulary
-        TEACH="--seqs 2 --len 32 --batch 2" LENS=5,17,40
+        TEACH="--seqs 2 --len 32 --batch 2" LENS=5,17,40 DECODE_B="1 4" DECODE="--prompt 8 --steps 4"
     else
         DEV=cpu
         CARD="dry run (cpu stand-in)"
     fi
 else
     PY=python3 HFDEV=cuda
-    SHAPES="qwen2.5-math-1.5b qwen2.5-0.5b" TEACH="--seqs 256 --len 400 --batch 32" KLN=32 KLT=48 LENS=13,100,257
+    SHAPES="qwen2.5-math-1.5b qwen2.5-0.5b" TEACH="--seqs 256 --len 400 --batch 32"
+    DECODE_B="1 64 256" DECODE="--prompt 128 --steps 64" KLN=32 KLT=48 LENS=13,100,257
     CARD=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
     [ -n "$CARD" ] || CARD=$("$BIN/bench_gpu" 2>&1 | sed -n 's/.*(\(.*\); backend.*/\1/p')
 fi
@@ -225,6 +229,15 @@ declare -A MKSHAPE=(
     [qwen2.5-math-1.5b]="--hidden 1536 --inter 8960 --layers 28 --heads 12 --kv-heads 2 --tied --rope-theta 1e4"
     [tiny-0.5b]="--hidden 128 --inter 256 --layers 2 --heads 2 --kv-heads 1 --tied --rope-theta 1e6"
     [tiny-1.5b]="--hidden 256 --inter 384 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4")
+# greedy decode at batch 1, 64 and 256 (generate mode's compact list per
+# step): tok/s and % of the memory-bandwidth roofline
+decode_stages() {
+    local b
+    for b in $DECODE_B; do
+        # shellcheck disable=SC2086
+        stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$1" --batch "$b" $DECODE
+    done
+}
 for s in $SHAPES; do
     d=$WORK/hf/$s
     # LR_GPU_NO_TORCH=1: take the fallback (to try it in a dry run)
@@ -238,10 +251,12 @@ for s in $SHAPES; do
         stage "mkmodel_$s" 60 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 --tokenizer "$WORK/tok/tokenizer.json" || continue
         # shellcheck disable=SC2086
         stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+        decode_stages "$d" "$s"
         continue
     fi
     # shellcheck disable=SC2086
     stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+    decode_stages "$d" "$s"
     ours=()
     [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")
     # shellcheck disable=SC2086
