@@ -40,7 +40,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
 }
 
 /* Small N (decode): one pass over the weights computing all N rows' dots
- * per weight row, rows split over pthreads. Memory bound, so it runs as
+ * per weight row, rows split over the pool. Memory bound, so it runs as
  * fast for N = 8 as for N = 1, where sgemm repacks the whole weight matrix
  * on every call. Each output is one fixed-order sum: results do not depend
  * on the thread count or on N. */
