@@ -48,9 +48,9 @@ typedef struct {
     float *x_in;     // (N, C) residual stream entering the layer
     float *ln1;      // (N, C) input_layernorm output
     float *ln1_rstd; // (N)
-    float *q;        // (N, NH*HD) after bias and RoPE
-    float *k;        // (N, NKV*HD) after bias and RoPE (copied into the cache)
-    float *v;        // (N, NKV*HD) after bias
+    float *q;        // (N, NH*HD) after bias, LoRA and RoPE
+    float *k;        // (N, NKV*HD) after bias, LoRA and RoPE (copied into the cache)
+    float *v;        // (N, NKV*HD) after bias and LoRA
     float *att;      // (N, NH*HD) attention output, o_proj input
     float *o;        // (N, C) o_proj output
     float *x_mid;    // (N, C) residual after attention
@@ -121,6 +121,9 @@ static inline uint64_t fwd_lora_drop_key(uint64_t drop_seed, int l, int k) {
     return drop_seed ^ ((uint64_t)(l * LORA_NMOD + k) << 40);
 }
 
+/* want NULL: every row's logits. logits NULL: the layers and the final
+ * norm only (a.lnf), which is how the trainer runs it. Returns 0 or
+ * LR_EINPUT/LR_EUSAGE, before running anything. */
 int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned char *want, float *logits);
 /* The checks fwd_run makes before running N rows (shared with the CUDA
  * forward): slots in [0, B), tokens in [0, V), no slot past Tmax given the
