@@ -73,7 +73,9 @@ $(OUT)/merged/config.json: $(OUT)/adapter/adapter_config.json
 # of the benchmark.
 EVAL_LAYOUT = $(notdir $(patsubst %/,%,$(dir $(EVAL_DATA))))
 EVAL_SUBSET = $(OUT)/eval-data/$(EVAL_LAYOUT)/$(notdir $(EVAL_DATA))
-EVAL_INFER = --preset toolkit --max-new-tokens $(EVAL_MAX_NEW) --max-context $(EVAL_CONTEXT) \
+# (greedy whatever the model's generation_config.json says: the toolkit
+# passes temperature 0, top_p 1)
+EVAL_INFER = --preset toolkit --temperature 0 --top-p 1 --max-new-tokens $(EVAL_MAX_NEW) --max-context $(EVAL_CONTEXT) \
              --eos '<|im_end|>' --eos '<|endoftext|>' $(INFER_RUN) $(INFER_FLAGS)
 EVAL_CONTEXT ?= 4096
 $(EVAL_SUBSET):

@@ -46,7 +46,7 @@ jq -e '(.k|length) == (.tokens|length) and (.k|add) == (.top_ids|length) and (.t
 # same problems, same tokens, log-probs equal up to float noise (batch
 # composition changes BLAS blocking, so bit-equality is not expected)
 same_run() {
-    jq -sn --slurpfile a <("$B/lr-dump" "$1" | sed '1d;$d') --slurpfile b <("$B/lr-dump" "$2" | sed '1d;$d') '
+    jq -e -sn --slurpfile a <("$B/lr-dump" "$1" | sed '1d;$d') --slurpfile b <("$B/lr-dump" "$2" | sed '1d;$d') '
       ($a | sort_by(.idx)) as $x | ($b | sort_by(.idx)) as $y
       | ($x|length) == ($y|length) and
         all(range(0; $x|length); . as $i | $x[$i].idx == $y[$i].idx and $x[$i].tokens == $y[$i].tokens
