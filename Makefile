@@ -14,7 +14,7 @@ SAN     ?=
 OPT     ?= -O2
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 DEPS_PKGS = build-essential pkg-config libmsgpack-dev libzstd-dev zstd libjansson-dev \
-            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv
+            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv clang
 
 ifeq ($(SAN),1)
 BUILD   := build/san
