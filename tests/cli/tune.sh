@@ -161,8 +161,11 @@ echo "$LAST_ERR" | grep -q 'badtok.lrs: record [0-9]*: field "context": token 50
 head -c 100 "$LR_TMP/ex.lrs" > "$LR_TMP/cut.lrs"
 expect_fail 2 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" "$LR_TMP/cut.lrs"
 # the pipeline trains as the paper: 1000 steps of 8 x 2, the schedule over those steps
-make -n -C "$LR_ROOT" -f pipelines/lightreasoner.mk EXPERT=e AMATEUR=a OUT="$LR_TMP/run" "$LR_TMP/run/adapter/adapter_config.json" \
-    2> /dev/null | grep -q -- "--max-steps 1000 --batch 8 --accum 2" || die "pipeline training defaults"
+# (the plan is captured first: `make -n | grep -q` under pipefail fails
+# whenever grep exits before make has written everything)
+plan=$(make -n -C "$LR_ROOT" -f pipelines/lightreasoner.mk EXPERT=e AMATEUR=a OUT="$LR_TMP/run" \
+    "$LR_TMP/run/adapter/adapter_config.json" 2> /dev/null || true)
+grep -q -- "--max-steps 1000 --batch 8 --accum 2" <<< "$plan" || die "pipeline training defaults"
 # --reference-quirks: the authors' padded collate, their loss on that batch
 # (tests/ref/quirks_ref.py), from the stream through lr-tune
 Q=$LR_ROOT/tests/golden/quirks_ref.json
