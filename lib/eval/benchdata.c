@@ -3,11 +3,12 @@
  * toolkit's evaluation/parser.py, data set by data set. */
 #include "eval/benchdata.h"
 
+#include "io/jsonl.h"
+
 #include "eval/answer.h"
 #include "model/prompt.h"
 #include "base/util.h"
 
-#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,11 +48,9 @@ int bd_layout_guess(const char *path, bd_layout *out) {
 }
 
 struct bd_reader {
-    FILE *f;
+    jsonl in;
     char *path, *stem;
     bd_layout layout;
-    char *line;
-    size_t cap, lineno; /* lineno: 0-based index of the next line */
 };
 
 int bd_open(const char *path, const char *layout, bd_reader **out) {
@@ -63,11 +62,14 @@ int bd_open(const char *path, const char *layout, bd_reader **out) {
         return lr_err(LR_EUSAGE, "%s: cannot tell the benchmark layout from the path (name one of: %s)", path,
                       bd_layout_list());
     int std = !strcmp(path, "-");
-    FILE *f = std ? stdin : fopen(path, "rb");
-    if (!f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
     bd_reader *r = xcalloc(1, sizeof *r);
-    r->f = f;
     r->path = xstrdup(path);
+    int rc = jsonl_open(&r->in, r->path);
+    if (rc) {
+        free(r->path);
+        free(r);
+        return rc;
+    }
     const char *base = strrchr(path, '/');
     r->stem = xstrdup(std ? "stdin" : base ? base + 1 : path);
     char *dot = strchr(r->stem, '.');
@@ -81,10 +83,9 @@ bd_layout bd_reader_layout(const bd_reader *r) { return r->layout; }
 
 void bd_close(bd_reader *r) {
     if (!r) return;
-    if (r->f != stdin) fclose(r->f);
+    jsonl_close(&r->in);
     free(r->path);
     free(r->stem);
-    free(r->line);
     free(r);
 }
 
@@ -130,7 +131,7 @@ static char *drop_parens(const char *s) {
 }
 
 static int bad(bd_reader *r, const char *what) {
-    return lr_err(LR_EINPUT, "%s: line %zu: %s", r->path, r->lineno, what);
+    return lr_err(LR_EINPUT, "%s: line %zu: %s", r->path, r->in.lineno, what);
 }
 
 /* question and raw gold of one parsed row, per layout */
@@ -266,39 +267,23 @@ static int fill(bd_reader *r, json_t *o, bd_item *it) {
 
 int bd_next(bd_reader *r, bd_item *it) {
     memset(it, 0, sizeof *it);
-    for (;;) {
-        errno = 0;
-        ssize_t n = getline(&r->line, &r->cap, r->f);
-        if (n < 0) {
-            if (ferror(r->f)) return lr_err(LR_EIO, "%s: read error: %s", r->path, strerror(errno));
-            return -1;
-        }
-        size_t lineno = r->lineno++; /* r->lineno is now the 1-based number of this line, for messages */
-        int blank = 1;
-        for (ssize_t i = 0; i < n; i++)
-            if (r->line[i] != ' ' && r->line[i] != '\t' && r->line[i] != '\r' && r->line[i] != '\n') blank = 0;
-        if (blank) continue;
-        json_error_t e;
-        json_t *o = json_loadb(r->line, (size_t)n, 0, &e);
-        if (!o || !json_is_object(o)) {
-            json_decref(o);
-            return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object%s%s", r->path, lineno + 1, o ? "" : ": ",
-                          o ? "" : e.text);
-        }
-        int rc = fill(r, o, it);
-        json_t *sj = json_object_get(o, "subject"), *lj = json_object_get(o, "level");
-        it->level = -1;
-        if (!rc && json_is_string(sj)) it->subject = xstrdup(json_string_value(sj));
-        if (json_is_integer(lj)) it->level = (int)json_integer_value(lj);
-        else if (json_is_string(lj) && sscanf(json_string_value(lj), "Level %d", &it->level) != 1) it->level = -1;
-        json_decref(o);
-        if (rc) return rc;
-        char id[512];
-        snprintf(id, sizeof id, "%s/%s:%zu", NAMES[r->layout], r->stem, lineno);
-        it->id = xstrdup(id);
-        it->line = lineno;
-        return LR_OK;
-    }
+    json_t *o;
+    int rc = jsonl_next(&r->in, JSONL_OBJECT, &o);
+    if (rc) return rc;
+    size_t lineno = r->in.lineno - 1; /* 0-based: the row's place in the file, for ids */
+    rc = fill(r, o, it);
+    json_t *sj = json_object_get(o, "subject"), *lj = json_object_get(o, "level");
+    it->level = -1;
+    if (!rc && json_is_string(sj)) it->subject = xstrdup(json_string_value(sj));
+    if (json_is_integer(lj)) it->level = (int)json_integer_value(lj);
+    else if (json_is_string(lj) && sscanf(json_string_value(lj), "Level %d", &it->level) != 1) it->level = -1;
+    json_decref(o);
+    if (rc) return rc;
+    char id[512];
+    snprintf(id, sizeof id, "%s/%s:%zu", NAMES[r->layout], r->stem, lineno);
+    it->id = xstrdup(id);
+    it->line = lineno;
+    return LR_OK;
 }
 
 /* examples.py get_examples()["mmlu_stem"] (the toolkit's five MMLU-STEM

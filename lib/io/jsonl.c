@@ -49,7 +49,9 @@ int jsonl_next(jsonl *r, int flags, json_t **out) {
     if (rc) return rc;
     json_error_t e;
     json_t *v = json_loadb(r->line, r->len, (flags & JSONL_ANY) ? JSON_DECODE_ANY | JSON_ALLOW_NUL : 0, &e);
-    if (!v) return lr_err(LR_EINPUT, "%s: line %zu: not JSON: %s", r->name, r->lineno, e.text);
+    if (!v)
+        return lr_err(LR_EINPUT, "%s: line %zu: %s: %s", r->name, r->lineno,
+                      (flags & JSONL_OBJECT) ? "not a JSON object" : "not JSON", e.text);
     if ((flags & JSONL_OBJECT) && !json_is_object(v)) {
         json_decref(v);
         return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object", r->name, r->lineno);

@@ -2,7 +2,8 @@
  * reference formats): a line at a time in memory bounded by the longest
  * line, blank lines skipped, every message naming the file and the 1-based
  * line number:
- *   "data/test.jsonl: line 12: not JSON: '[' or '{' expected near 'x'". */
+ *   "data/test.jsonl: line 12: not JSON: '[' or '{' expected near 'x'"
+ * ("not a JSON object" where objects are asked for). */
 #ifndef LR_JSONL_H
 #define LR_JSONL_H
 
