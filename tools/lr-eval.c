@@ -10,6 +10,7 @@
 #include "eval/answer.h"
 #include "eval/judge.h"
 #include "eval/benchdata.h"
+#include "io/jsonl.h"
 #include "io/stream.h"
 #include "model/tokenizer.h"
 #include "base/outfile.h"
@@ -99,41 +100,27 @@ static json_t *jstr(const char *s) {
 }
 
 typedef struct {
-    FILE *f;
-    const char *name;
-    char *buf;
-    size_t cap, lineno;
-    size_t repaired;
+    jsonl in;
+    size_t repaired; /* lines whose invalid UTF-8 was replaced */
 } lines;
 
 /* Next non-blank line parsed as a JSON object: 0, -1 at EOF, or an error. */
 static int next_object(lines *L, json_t **out) {
-    for (;;) {
-        errno = 0;
-        ssize_t n = getline(&L->buf, &L->cap, L->f);
-        if (n < 0) {
-            if (ferror(L->f)) return lr_err(LR_EIO, "%s: read error: %s", L->name, strerror(errno));
-            return -1;
-        }
-        L->lineno++;
-        int blank = 1;
-        for (ssize_t i = 0; i < n && blank; i++)
-            if (L->buf[i] != ' ' && L->buf[i] != '\t' && L->buf[i] != '\r' && L->buf[i] != '\n') blank = 0;
-        if (blank) continue;
-        int bad;
-        char *fixed = repair_utf8(L->buf, (size_t)n, &bad);
-        L->repaired += bad;
-        json_error_t e;
-        json_t *o = json_loads(fixed, 0, &e);
-        free(fixed);
-        if (!o) return lr_err(LR_EINPUT, "%s: line %zu: not JSON: %s", L->name, L->lineno, e.text);
-        if (!json_is_object(o)) {
-            json_decref(o);
-            return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object", L->name, L->lineno);
-        }
-        *out = o;
-        return 0;
+    int rc = jsonl_line(&L->in);
+    if (rc) return rc;
+    int bad;
+    char *fixed = repair_utf8(L->in.line, L->in.len, &bad);
+    L->repaired += bad;
+    json_error_t e;
+    json_t *o = json_loads(fixed, 0, &e);
+    free(fixed);
+    if (!o) return lr_err(LR_EINPUT, "%s: line %zu: not JSON: %s", L->in.name, L->in.lineno, e.text);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object", L->in.name, L->in.lineno);
     }
+    *out = o;
+    return 0;
 }
 
 /* The gold field as text: strings as they are, numbers as Python's str(). */
@@ -159,13 +146,11 @@ static int judge_bench_kind(const char *b, ans_kind *k) {
 }
 
 static int cmd_judge(int argc, char **argv) {
-    lines L = {.f = stdin, .name = "<stdin>"};
+    lines L = {0};
     if (argc > 1) return lr_err(LR_EUSAGE, "judge: one input file at most (see --help)");
     if (argc == 1 && strcmp(argv[0], "-")) {
-        L.f = fopen(argv[0], "rb");
-        L.name = argv[0];
-        if (!L.f) return lr_err(LR_EIO, "%s: %s", argv[0], strerror(errno));
-    }
+        if (jsonl_open(&L.in, argv[0])) return LR_EIO;
+    } else jsonl_from(&L.in, stdin, "<stdin>");
     int rc = 0;
     size_t n = 0, correct = 0;
     json_t *o;
@@ -174,14 +159,14 @@ static int cmd_judge(int argc, char **argv) {
         ans_kind kind = ANS_MATH;
         const char *gold = NULL;
         char gbuf[64];
-        if (!json_is_string(b)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": missing or not a string", L.name, L.lineno);
+        if (!json_is_string(b)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": missing or not a string", L.in.name, L.in.lineno);
         else if (judge_bench_kind(json_string_value(b), &kind))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": unknown benchmark \"%s\" (known: %s, math)", L.name,
-                        L.lineno, json_string_value(b), bd_layout_list());
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": unknown benchmark \"%s\" (known: %s, math)", L.in.name,
+                        L.in.lineno, json_string_value(b), bd_layout_list());
         else if (!json_is_string(p))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"prediction\": missing or not a string", L.name, L.lineno);
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"prediction\": missing or not a string", L.in.name, L.in.lineno);
         else if (!g || gold_text(g, kind, gbuf, sizeof gbuf, &gold))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"gold\": missing or not a string or number", L.name, L.lineno);
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"gold\": missing or not a string or number", L.in.name, L.in.lineno);
         if (rc) {
             json_decref(o);
             break;
@@ -203,10 +188,9 @@ static int cmd_judge(int argc, char **argv) {
         free(s);
     }
     if (rc == -1) rc = 0;
-    if (L.f != stdin) fclose(L.f);
-    free(L.buf);
     if (L.repaired)
-        fprintf(stderr, "%s: %s: %zu line(s) had invalid UTF-8 (replaced by U+FFFD)\n", lr_progname, L.name, L.repaired);
+        fprintf(stderr, "%s: %s: %zu line(s) had invalid UTF-8 (replaced by U+FFFD)\n", lr_progname, L.in.name, L.repaired);
+    jsonl_close(&L.in);
     if (!rc) fprintf(stderr, "%s: judged %zu, correct %zu\n", lr_progname, n, correct);
     if (!rc && fflush(stdout)) rc = lr_err(LR_EIO, "stdout: write error");
     return rc;
@@ -295,13 +279,14 @@ static int load_stream(const char *path, const tok_t *tok, pred_set *P) {
  * that has a header must end with its lrs_end line: without it the dump
  * was cut short). "-" is stdin. A zstd stream (.lrs) is read directly. */
 static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *repaired) {
-    lines L = {.name = path};
-    L.f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-    if (!L.f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
-    int first = getc(L.f), rc;
-    if (first != EOF) ungetc(first, L.f);
+    lines L = {0};
+    if (strcmp(path, "-")) {
+        if (jsonl_open(&L.in, path)) return LR_EIO;
+    } else jsonl_from(&L.in, stdin, path);
+    int first = getc(L.in.f), rc;
+    if (first != EOF) ungetc(first, L.in.f);
     if (first == 0x28) { /* the first byte of a zstd frame, never of a JSON line */
-        if (L.f != stdin) fclose(L.f);
+        jsonl_close(&L.in);
         rc = load_stream(path, tok, P);
         goto index;
     }
@@ -311,8 +296,8 @@ static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *r
         if (json_object_get(o, "lrs")) {
             if (hdr_line && !end_line)
                 rc = lr_err(LR_EINPUT, "%s: line %zu: a stream header before the {\"lrs_end\"} line of the one on line %zu",
-                            path, L.lineno, hdr_line);
-            hdr_line = L.lineno;
+                            path, L.in.lineno, hdr_line);
+            hdr_line = L.in.lineno;
             end_line = 0;
             since_hdr = 0;
             json_decref(o);
@@ -322,11 +307,11 @@ static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *r
         if (json_object_get(o, "lrs_end")) {
             json_t *e = json_object_get(o, "lrs_end");
             if (!hdr_line || end_line)
-                rc = lr_err(LR_EINPUT, "%s: line %zu: field \"lrs_end\": no stream header before it", path, L.lineno);
+                rc = lr_err(LR_EINPUT, "%s: line %zu: field \"lrs_end\": no stream header before it", path, L.in.lineno);
             else if (!json_is_integer(e) || json_integer_value(e) < 0 || (size_t)json_integer_value(e) != since_hdr)
                 rc = lr_err(LR_EINPUT, "%s: line %zu: field \"lrs_end\": counts %lld records, %zu lines were given",
-                            path, L.lineno, json_is_integer(e) ? (long long)json_integer_value(e) : -1LL, since_hdr);
-            end_line = L.lineno;
+                            path, L.in.lineno, json_is_integer(e) ? (long long)json_integer_value(e) : -1LL, since_hdr);
+            end_line = L.in.lineno;
             json_decref(o);
             if (rc) break;
             continue;
@@ -345,15 +330,15 @@ static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *r
             for (size_t k = 0; k < n; k++) ids[k] = (int32_t)json_integer_value(json_array_get(t, k));
             rc = tok_decode(tok, ids, n, &decoded, &len);
             free(ids);
-            if (rc) rc = lr_err_prefix(rc, "%s: line %zu: field \"tokens\"", path, L.lineno);
+            if (rc) rc = lr_err_prefix(rc, "%s: line %zu: field \"tokens\"", path, L.in.lineno);
         }
         if (rc) {
-        } else if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.lineno);
+        } else if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.in.lineno);
         else if (!json_is_string(p) && !decoded)
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"%s\": missing or not a string%s", path, L.lineno, pf,
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"%s\": missing or not a string%s", path, L.in.lineno, pf,
                         json_is_array(t) && !tok ? " (give --tokenizer to decode \"tokens\")" : "");
         else if (t && !json_is_null(t) && !json_is_integer(t) && !json_is_array(t))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not a count or a list of token ids", path, L.lineno);
+            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not a count or a list of token ids", path, L.in.lineno);
         if (rc) {
             free(decoded);
             json_decref(o);
@@ -361,15 +346,14 @@ static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *r
         }
         add_pred(P, json_string_value(id), decoded ? decoded : xstrdup(json_string_value(p)),
                  json_is_integer(t) ? json_integer_value(t) : json_is_array(t) ? (long long)json_array_size(t) : -1,
-                 L.lineno);
+                 L.in.lineno);
         json_decref(o);
     }
     if (rc == -1) rc = 0;
     if (!rc && hdr_line && !end_line)
         rc = lr_err(LR_EINPUT, "%s: line %zu: input ends without the {\"lrs_end\"} line of the stream header on line %zu: "
-                    "the dump was cut short", path, L.lineno, hdr_line);
-    if (L.f != stdin) fclose(L.f);
-    free(L.buf);
+                    "the dump was cut short", path, L.in.lineno, hdr_line);
+    jsonl_close(&L.in);
     *repaired += L.repaired;
 index:
     if (rc) return rc;
