@@ -8,6 +8,7 @@
  * stream. Concatenated streams are shown as one logical stream (first header,
  * all records, total count).
  */
+#include "io/jsonl.h"
 #include "io/mpjson.h"
 #include "io/schema.h"
 #include "io/stream.h"
@@ -109,21 +110,20 @@ static void pack_params(msgpack_packer *pk, void *ctx) {
 }
 
 static int from_json(const char *in, const char *out, int zstd_level) {
-    FILE *f = strcmp(in, "-") ? fopen(in, "rb") : stdin;
     const char *name = strcmp(in, "-") ? in : "<stdin>";
-    if (!f) return lr_err(LR_EIO, "%s: cannot open", in);
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    long lineno = 0;
-    int rc = LR_OK, ended = 0;
+    jsonl r;
+    if (strcmp(in, "-")) {
+        if (jsonl_open(&r, in)) return LR_EIO;
+    } else jsonl_from(&r, stdin, name);
+    int rc = LR_OK, ended = 0, got;
     lrs_writer *w = NULL;
     const lr_kind *kind = NULL;
     json_t *hdr = NULL;
     uint64_t nrec = 0;
-    while (!rc && (len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        if (len <= 1 && (len == 0 || line[0] == '\n')) continue;
+    while (!rc && (got = jsonl_line(&r)) == 0) { /* blank lines are skipped */
+        const char *line = r.line;
+        size_t len = r.len;
+        long lineno = (long)r.lineno;
         json_error_t je;
         json_t *v = json_loadb(line, len, 0, &je);
         if (!v) { rc = lr_err(LR_EINPUT, "%s: line %ld: malformed JSON: %s", name, lineno, je.text); break; }
@@ -201,11 +201,10 @@ static int from_json(const char *in, const char *out, int zstd_level) {
         }
         json_decref(v);
     }
-    if (!rc && ferror(f)) rc = lr_err(LR_EIO, "%s: read error", name);
+    if (!rc && got > 0) rc = got; /* a read error (jsonl_line named the file) */
     if (!rc && !w) rc = lr_err(LR_EINPUT, "%s: empty input (no header line)", name);
     if (!rc && !ended) rc = lr_err(LR_EINPUT, "%s: no {\"lrs_end\": N} line: input incomplete", name);
-    free(line);
-    if (f != stdin) fclose(f);
+    jsonl_close(&r);
     if (w) {
         if (rc) lrs_abort(w);
         else rc = lrs_close(w);
