@@ -24,6 +24,7 @@
 #include "method/dist.h"
 #include "io/mpjson.h"
 #include "model/prompt.h"
+#include "io/jsonl.h"
 #include "io/stream.h"
 #include "model/tokenizer.h"
 #include "base/opt.h"
@@ -174,8 +175,10 @@ static void sort_pairs(int32_t *ids, float *w, size_t n) {
 }
 
 static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char **argv) {
-    FILE *f = strcmp(in, "-") ? fopen(in, "r") : stdin;
-    if (!f) return lr_err(LR_EIO, "%s: cannot open: %s", in, strerror(errno));
+    jsonl f;
+    if (strcmp(in, "-")) {
+        if (jsonl_open(&f, in)) return LR_EIO;
+    } else jsonl_from(&f, stdin, in);
     lrs_header h;
     lrs_header_init(&h, "example", 1, "lr-contrast", argc, argv);
     h.tokenizer = (lrs_ident){(char *)c->tok_path, (char *)tok_hash(c->tok), tok_vocab_size(c->tok)};
@@ -183,19 +186,20 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
     lrs_writer *w;
     int rc = lrs_create(&w, out, &h, pack_ref_params, c);
     if (rc) {
-        if (f != stdin) fclose(f);
+        jsonl_close(&f);
         return rc;
     }
-    char *buf = NULL, *last_q = NULL, *rendered = NULL;
-    size_t bcap = 0, np = 0, tcap = 0;
+    char *last_q = NULL, *rendered = NULL;
+    size_t np = 0, tcap = 0;
     int32_t *pids = NULL, *tids = NULL;
     float *tw = NULL;
     long line = 0, idx = -1;
     uint64_t n = 0;
-    ssize_t len;
-    while (!rc && (len = getline(&buf, &bcap, f)) >= 0) {
-        line++;
-        if (len == 0 || (len == 1 && buf[0] == '\n')) continue;
+    int got;
+    while (!rc && (got = jsonl_line(&f)) == 0) { /* blank lines are skipped */
+        const char *buf = f.line;
+        size_t len = f.len;
+        line = (long)f.lineno;
         json_error_t je;
         /* JSON_ALLOW_NUL: --to-ref writes a token that decodes to byte 0 as "\u0000" */
         json_t *o = json_loadb(buf, (size_t)len, JSON_ALLOW_NUL, &je);
@@ -292,12 +296,13 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
         free(ids);
         json_decref(o);
     }
-    if (!rc && ferror(f)) rc = lr_err(LR_EIO, "%s: read error", in);
+    if (!rc && got > 0) rc = got; /* a read error (named by jsonl_line) */
+    line = (long)f.lineno;
     if (rc) lrs_abort(w);
     else rc = lrs_close(w);
     if (!rc && !c->quiet) fprintf(stderr, "lr-contrast: %" PRIu64 " examples from %ld lines of reference JSON\n", n, line);
-    if (f != stdin) fclose(f);
-    free(buf); free(last_q); free(rendered); free(pids); free(tids); free(tw);
+    jsonl_close(&f);
+    free(last_q); free(rendered); free(pids); free(tids); free(tw);
     return rc;
 }
 
