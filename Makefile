@@ -13,7 +13,7 @@ SAN     ?=
 OPT     ?= -O2
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 DEPS_PKGS = build-essential pkg-config libmsgpack-dev libzstd-dev zstd libjansson-dev \
-            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv
+            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv gnuplot-nox
 
 ifeq ($(SAN),1)
 BUILD   := build/san
@@ -139,6 +139,11 @@ demo:
 	$(MAKE) -j$(JOBS) all
 	pipelines/demo.sh
 
+demo-full:
+	tests/ensure-deps.sh
+	$(MAKE) -j$(JOBS) all
+	DEMO_FULL=1 pipelines/demo.sh
+
 bench: all
 	bench/run.sh
 
@@ -155,7 +160,7 @@ deps:
 clean:
 	rm -rf build/rel build/san build/cuda bin
 
-.PHONY: all test bench deps clean demo gpu-bundle
+.PHONY: all test bench deps clean demo demo-full gpu-bundle
 .SECONDARY:
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_SRC:%.cu=build/cuda/%.d)

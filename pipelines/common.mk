@@ -63,7 +63,9 @@ stage_end = _s=$$(awk -v a=$$_t0 -v b=$$EPOCHREALTIME 'BEGIN { printf "%.1f", b 
 EVAL_LAYOUT = $(notdir $(patsubst %/,%,$(dir $(EVAL_DATA))))
 EVAL_SUBSET = $(OUT)/eval-data/$(EVAL_LAYOUT)/$(notdir $(EVAL_DATA))
 EVAL_INFER = --preset toolkit --max-new-tokens $(EVAL_MAX_NEW) --eos '<|im_end|>' --eos '<|endoftext|>' \
-             $(INFER_RUN) $(INFER_FLAGS)
+             $(EVAL_FLAGS) $(INFER_RUN) $(INFER_FLAGS)
+# scoring needs only the chosen tokens, not the distributions
+EVAL_FLAGS ?= --top-k-max 1
 
 $(EVAL_SUBSET): $(EVAL_DATA)
 	mkdir -p $(dir $@)
