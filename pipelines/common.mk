@@ -24,7 +24,6 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c
 .ONESHELL:
 .DELETE_ON_ERROR:
-.SECONDARY:
 
 BIN      ?= bin
 OUT      ?= build/report

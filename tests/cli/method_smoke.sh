@@ -5,19 +5,31 @@
 # statistics sane, every row of the table present; a failing stage stops
 # naming itself and leaves nothing under its final name; a rerun redoes
 # only what is missing.
+#
+# Without the shipped models (a checkout of the tools alone) it runs on two
+# tiny random models (lr-mkmodel) and the problems of
+# tests/fixtures/arith-mini instead: beta is then the median KL of stage 1
+# (random models disagree everywhere), and since a random model solves
+# nothing, SFT is checked up to its filtered samples and left out of the
+# table.
 source "$LR_ROOT/tests/lib.sh"
 W=${LR_WORLD:-$LR_ROOT/examples/arith}
-for f in expert/config.json amateur/config.json data/gsm8k/train.jsonl data/gsm8k/test.jsonl; do
-    [ -f "$W/$f" ] || die "$W/$f missing"
-done
 O=$LR_TMP/run
-ROWS="lightreasoner sft no-select no-contrast no-contrast-onehot no-both random lowest"
-args=(--no-print-directory -C "$LR_ROOT" OUT="$O" BIN="$LR_BIN" EXPERT="$W/expert" AMATEUR="$W/amateur"
-      DATA="$W/data/gsm8k/train.jsonl" EVAL_DATA="$W/data/gsm8k/test.jsonl" N=24 MAX_NEW=64 EVAL_N=24 EVAL_MAX_NEW=96
+count() { "$LR_BIN/lr-dump" --count "$1"; }
+ALL="lightreasoner sft no-select no-contrast no-contrast-onehot no-both random lowest"
+if [ -f "$W/expert/config.json" ] && [ -f "$W/amateur/config.json" ]; then
+    world=1 E=$W/expert A=$W/amateur D=$W/data/gsm8k ROWS=$ALL
+else
+    echo "method_smoke: no models in $W: tiny random models and tests/fixtures/arith-mini"
+    world=0 E=$LR_TMP/expert A=$LR_TMP/amateur D=$LR_ROOT/tests/fixtures/arith-mini/gsm8k ROWS=${ALL/sft /}
+    "$LR_BIN/lr-mkmodel" "$E" --layers 2 --hidden 64 --seed 21 > /dev/null
+    "$LR_BIN/lr-mkmodel" "$A" --arch llama --layers 1 --hidden 32 --heads 2 --kv-heads 1 --inter 64 --seed 22 > /dev/null
+fi
+args=(--no-print-directory -C "$LR_ROOT" OUT="$O" BIN="$LR_BIN" EXPERT="$E" AMATEUR="$A"
+      DATA="$D/train.jsonl" EVAL_DATA="$D/test.jsonl" N=24 MAX_NEW=64 EVAL_N=24 EVAL_MAX_NEW=96
       SFT_N=24 SFT_SAMPLES=2 SFT_MAX_NEW=96 SEEDS="1 2" ROWS="$ROWS" THREADS=1 DEVICE=cpu
       TUNE_FLAGS="--lr 1e-3 --batch 4 --accum 1 --max-steps 8")
 export OPENBLAS_NUM_THREADS=1
-count() { "$LR_BIN/lr-dump" --count "$1"; }
 
 # a failing stage names itself, leaves no file a rerun would take as made
 mkdir -p "$LR_TMP/nomodel"
@@ -28,9 +40,16 @@ grep -q '^pipeline: stage sample amateur failed' "$LR_TMP/f.err" || die "failure
 [ ! -e "$O/stage1/amateur.lrs" ] || die "a failed stage left its output"
 [ "$(count "$O/stage1/expert.lrs")" = 24 ] || die "expert.lrs"
 touch -d '2001-01-01' "$O/stage1/expert.lrs"   # kept as made: a rerun must not redo it
+if [ $world = 0 ]; then
+    make "${args[@]}" -f pipelines/ablations.mk "$O/stage1/amateur.lrs" 2> /dev/null
+    "$LR_BIN/lr-kl" --beta 0 "$O/stage1/expert.lrs" "$O/stage1/amateur.lrs" 2> "$LR_TMP/kl0" > /dev/null
+    args+=(BETA="$(sed -n 's/.* KL p50 \([0-9.]*\) .*/\1/p' "$LR_TMP/kl0")")
+    make -j2 "${args[@]}" -f pipelines/sft.mk "$O/sft/samples/k1.kept.lrs" "$O/sft/samples/k2.kept.lrs" 2> /dev/null
+fi
 
 make -j2 "${args[@]}" -f pipelines/report.mk > "$LR_TMP/r.out" 2> "$LR_TMP/r.err" || { tail -n 20 "$LR_TMP/r.err" >&2; die "report.mk failed"; }
 grep -q 'stage sample expert' "$LR_TMP/r.err" && die "stage 1 made again"
+[ "$(stat -c %Y "$O/stage1/expert.lrs")" = "$(date -d 2001-01-01 +%s)" ] || die "expert.lrs rewritten"
 [ "$(count "$O/stage1/amateur.lrs")" = 24 ] || die "amateur.lrs"
 
 # selection: the share kept in (0, 1); the controls keep as many steps; w/o
@@ -55,6 +74,7 @@ for kk in 1 2; do
     n=$("$LR_BIN/lr-dump" "$O/sft/samples/k$kk.kept.lrs" | jq -r 'select(.id) | .id' | sort | tee "$LR_TMP/kept$kk" | wc -l)
     jq -r 'select(.correct) | .id' "$O/sft/samples/k$kk.score/results.jsonl" | sort | cmp - "$LR_TMP/kept$kk" || die "sft kept $kk"
     [ "$n" -le 24 ] || die "sft kept $n"
+    [ $world = 0 ] || [ "$n" -gt 0 ] || die "the expert solved none of 24 problems in sample $kk"
 done
 
 # training: a log line per step, and the loss fell (first two steps vs last two, mean over seeds)
@@ -65,18 +85,19 @@ for r in $ROWS; do
         [ -f "$O/$r/s$sd/adapter/adapter_config.json" ] || die "$r: adapter"
     done
 done
-jq -s -e '(.[0:2] | map(.loss) | add) > (.[-2:] | map(.loss) | add)' <(cat "$O"/sft/s{1,2}/tune-log.jsonl | jq -c 'select(.step <= 2 or .step >= 7)') \
-    > /dev/null || die "sft loss did not fall"
+[ $world = 0 ] || jq -s -e '(.[0:2] | map(.loss) | add) > (.[-2:] | map(.loss) | add)' \
+    <(cat "$O"/sft/s{1,2}/tune-log.jsonl | jq -c 'select(.step <= 2 or .step >= 7)') > /dev/null || die "sft loss did not fall"
 jq -s -e '(.[0:2] | map(.loss) | add) > (.[-2:] | map(.loss) | add)' <(cat "$O"/lightreasoner/s{1,2}/tune-log.jsonl | jq -c 'select(.step <= 2 or .step >= 7)') \
     > /dev/null || die "lightreasoner loss did not fall"
 
 # the table: every row, accuracies in range, intervals around the deltas
 R=$O/report.md
-for l in base LightReasoner "SFT (rejection sampling)" "w/o Select (beta 0)" "w/o Contrast (expert dist.)" "w/o Contrast (one-hot)" \
+sft_label="SFT (rejection sampling)"; [ $world = 1 ] || sft_label=base
+for l in base LightReasoner "$sft_label" "w/o Select (beta 0)" "w/o Contrast (expert dist.)" "w/o Contrast (one-hot)" \
          "w/o Select and Contrast" "control: random steps" "control: lowest-KL steps"; do
     grep -qF "| $l |" "$R" || die "row \"$l\" missing"
 done
-jq -s -e 'length == 9 and all(.acc >= 0 and .acc <= 100) and
+jq -s -e --argjson n $((8 + world)) 'length == $n and all(.acc >= 0 and .acc <= 100) and
     all(.[1:][]; .runs == 2 and .ci_lo <= .delta + 1e-9 and .delta <= .ci_hi + 1e-9 and .p > 0 and .p <= 1)' \
     "$O/report/compare.jsonl" > /dev/null || die "compare numbers"
 for p in kl-hist kl-trace loss; do
@@ -91,4 +112,15 @@ rm -rf "$O/random/s2/eval"
 make "${args[@]}" -f pipelines/report.mk > /dev/null 2> "$LR_TMP/again.err"
 [ "$(grep -c 'stage .* \.\.\.$' "$LR_TMP/again.err")" = 1 ] && grep -q 'stage eval control: random steps seed 2 \.\.\.' "$LR_TMP/again.err" \
     || die "rerun: $(grep stage "$LR_TMP/again.err")"
+
+# pipelines/lightreasoner.mk on its own: every stage timed, the efficiency lines
+make --no-print-directory -C "$LR_ROOT" -f pipelines/lightreasoner.mk OUT="$LR_TMP/lr" BIN="$LR_BIN" EXPERT="$E" AMATEUR="$A" \
+    DATA="$D/train.jsonl" EVAL_DATA="$D/test.jsonl" N=12 MAX_NEW=48 EVAL_N=12 EVAL_MAX_NEW=64 \
+    DEVICE=cpu TUNE_FLAGS="--lr 1e-3 --batch 4 --accum 1 --max-steps 3" > "$LR_TMP/lr.out" 2> "$LR_TMP/lr.err" \
+    || { tail -n 20 "$LR_TMP/lr.err" >&2; die "lightreasoner.mk failed"; }
+for st in sample-expert sample-amateur select tune; do
+    grep -q "^wall time $st: [0-9.]* s$" "$LR_TMP/lr/summary.md" || die "no wall time of $st: $(cat "$LR_TMP/lr/summary.md")"
+done
+grep -q '^pipeline: problems used [0-9]* of 12; tokens tuned (selected steps) [0-9]*$' "$LR_TMP/lr/summary.md" || die "efficiency line"
+grep -q '^| tuned | 1 | ' "$LR_TMP/lr/summary.md" || die "lightreasoner.mk table"
 exit 0
