@@ -10,6 +10,9 @@
 #   random               control: as many steps as KL keeps, drawn at random
 #                        (lr-kl --select random --seed SEED, one draw per seed)
 #   lowest               control: as many steps, those of lowest KL
+#   lightreasoner-r2     two rounds: each seed's tuned expert (merged, f32)
+#                        becomes the expert of a second round (its own stage 1,
+#                        selection and LoRA); only when listed in VARIANTS
 #
 #   make -f pipelines/ablations.mk EXPERT=... AMATEUR=... [VARIANTS="..."] [SEEDS="1 2 3"]
 #
@@ -38,6 +41,7 @@ SPEC_no-contrast-onehot  = $(BETA) kl      onehot
 SPEC_no-both             = 0       kl      expert
 SPEC_random              = $(BETA) random  contrast
 SPEC_lowest              = $(BETA) lowest  contrast
+SPEC_lightreasoner-r2    = $(BETA) kl      contrast
 LABEL_lightreasoner      = LightReasoner
 LABEL_no-select          = w/o Select (beta 0)
 LABEL_no-contrast        = w/o Contrast (expert dist.)
@@ -45,6 +49,7 @@ LABEL_no-contrast-onehot = w/o Contrast (one-hot)
 LABEL_no-both            = w/o Select and Contrast
 LABEL_random             = control: random steps
 LABEL_lowest             = control: lowest-KL steps
+LABEL_lightreasoner-r2   = LightReasoner (2 rounds)
 
 S1 = $(OUT)/stage1
 ablations: $(OUT)/ablations.md
@@ -64,24 +69,53 @@ $(S1)/amateur.lrs: $(S1)/expert.lrs
 	mv $@.part $@
 	$(call stage_end,sample amateur,$(S1)/times/amateur)
 
-# $(call examples_rule,DIR,VARIANT,SEED): DIR/examples.lrs, lr-kl's summary
-# in DIR/kl.log (steps seen and kept) and its histogram in DIR/kl-stats.tsv.
+# $(call examples_rule,DIR,VARIANT,SEED[,STAGE1]): DIR/examples.lrs from the
+# stage-1 pair in STAGE1 (S1), lr-kl's summary in DIR/kl.log (steps seen and
+# kept) and its histogram in DIR/kl-stats.tsv.
 define examples_rule
-$(1)/examples.lrs: $(S1)/expert.lrs $(S1)/amateur.lrs
+$(1)/examples.lrs: $(or $(4),$(S1))/expert.lrs $(or $(4),$(S1))/amateur.lrs
 	$$(call stage_begin,select $(2))
 	mkdir -p $(1)
 	$(BIN)/lr-kl --beta $(word 1,$(SPEC_$(2))) --select $(word 2,$(SPEC_$(2))) $(if $(3),--seed $(3)) \
-	    --stats $(1)/kl-stats.tsv $(S1)/expert.lrs $(S1)/amateur.lrs 2> $(1)/kl.log \
+	    --stats $(1)/kl-stats.tsv $(or $(4),$(S1))/expert.lrs $(or $(4),$(S1))/amateur.lrs 2> $(1)/kl.log \
 	  | $(BIN)/lr-contrast --alpha $(ALPHA) --target $(word 3,$(SPEC_$(2))) 2> $(1)/contrast.log > $$@.part \
 	  || { cat $(1)/kl.log $(1)/contrast.log >&2; false; }
 	mv $$@.part $$@
 	$$(call stage_end,select $(2),$(1)/times/select)
 endef
 
+# $(call round2_rules,SEED): round 2 of seed SEED: the round-1 expert with
+# its adapter merged (f32) samples again; select, tune and evaluate on it.
+define round2_rules
+$(OUT)/lightreasoner-r2/s$(1)/expert/config.json: $(OUT)/lightreasoner/s$(1)/adapter/adapter_config.json
+	$$(call stage_begin,merge round 1 seed $(1))
+	rm -rf $$(@D) $$(@D).part
+	mkdir -p $(OUT)/lightreasoner-r2/s$(1)/stage1
+	$(BIN)/lr-merge --dtype f32 $(EXPERT) $(OUT)/lightreasoner/s$(1)/adapter $$(@D).part
+	mv $$(@D).part $$(@D)
+	$$(call stage_end,merge round 1 seed $(1),$(OUT)/lightreasoner-r2/s$(1)/times/merge)
+$(OUT)/lightreasoner-r2/s$(1)/stage1/expert.lrs: $(OUT)/lightreasoner-r2/s$(1)/expert/config.json
+	$$(call stage_begin,sample expert round 2 seed $(1))
+	$(BIN)/lr-infer --model $(OUT)/lightreasoner-r2/s$(1)/expert --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
+	    $(INFER_RUN) $(INFER_FLAGS) $(SAMPLE_FLAGS) -o $$@.part
+	mv $$@.part $$@
+	$$(call stage_end,sample expert round 2 seed $(1),$(OUT)/lightreasoner-r2/s$(1)/stage1/times/expert)
+$(OUT)/lightreasoner-r2/s$(1)/stage1/amateur.lrs: $(OUT)/lightreasoner-r2/s$(1)/stage1/expert.lrs
+	$$(call stage_begin,sample amateur round 2 seed $(1))
+	$(BIN)/lr-infer --model $(AMATEUR) --follow $$< $(INFER_RUN) $(INFER_FLAGS) -o $$@.part
+	mv $$@.part $$@
+	$$(call stage_end,sample amateur round 2 seed $(1),$(OUT)/lightreasoner-r2/s$(1)/stage1/times/amateur)
+$(call examples_rule,$(OUT)/lightreasoner-r2/s$(1),lightreasoner-r2,,$(OUT)/lightreasoner-r2/s$(1)/stage1)
+$(call tune_rule,$(OUT)/lightreasoner-r2/s$(1),$(LABEL_lightreasoner-r2) seed $(1),$(OUT)/lightreasoner-r2/s$(1)/examples.lrs,$(TUNE_FLAGS) --seed $(1),$(OUT)/lightreasoner-r2/s$(1)/expert)
+endef
+
 # $(call variant_rules,VARIANT): examples (one set, or one per seed for
 # random), then per seed an adapter and its evaluation.
 define variant_rules
-ifeq ($(word 2,$(SPEC_$(1))),random)
+ifeq ($(1),lightreasoner-r2)
+$(foreach s,$(SEEDS),$(call round2_rules,$(s))
+)
+else ifeq ($(word 2,$(SPEC_$(1))),random)
 $(foreach s,$(SEEDS),$(call examples_rule,$(OUT)/$(1)/s$(s),$(1),$(s))
 $(call tune_rule,$(OUT)/$(1)/s$(s),$(LABEL_$(1)) seed $(s),$(OUT)/$(1)/s$(s)/examples.lrs,$(TUNE_FLAGS) --seed $(s))
 )

@@ -89,18 +89,19 @@ endef
 
 $(eval $(call eval_rule,$(OUT)/base,base,--model $(EXPERT)))
 
-# $(call tune_rule,DIR,LABEL,INPUTS,FLAGS): DIR/adapter from lr-tune on
-# INPUTS; its per-step log in DIR/tune-log.jsonl and its wall time in
-# DIR/times/tune. A half-made adapter (the run stopped) is removed first.
+# $(call tune_rule,DIR,LABEL,INPUTS,FLAGS[,MODEL]): DIR/adapter from lr-tune
+# of MODEL (EXPERT) on INPUTS; its per-step log in DIR/tune-log.jsonl and
+# its wall time in DIR/times/tune. A half-made adapter (the run stopped) is
+# removed first, and with it the evaluation it would have fed.
 define tune_rule
-$(1)/adapter/adapter_config.json: $(3)
+$(1)/adapter/adapter_config.json: $(3) $(if $(5),$(5)/config.json)
 	$$(call stage_begin,tune $(2))
 	rm -rf $(1)/adapter $(1)/adapter.part $(1)/eval.lrs
 	mkdir -p $(1)
-	$(BIN)/lr-tune --model $(EXPERT) --out $(1)/adapter.part --log $(1)/tune-log.jsonl.part $(4) $(3) \
+	$(BIN)/lr-tune --model $(or $(5),$(EXPERT)) --out $(1)/adapter.part --log $(1)/tune-log.jsonl.part $(4) $(3) \
 	    2> $(1)/tune.log || { tail -n 3 $(1)/tune.log >&2; false; }
 	mv $(1)/tune-log.jsonl.part $(1)/tune-log.jsonl
 	mv $(1)/adapter.part $(1)/adapter
 	$$(call stage_end,tune $(2),$(1)/times/tune)
-$(call eval_rule,$(1),$(2),--model $(EXPERT) --adapter $(1)/adapter,$(1)/adapter/adapter_config.json)
+$(call eval_rule,$(1),$(2),--model $(or $(5),$(EXPERT)) --adapter $(1)/adapter,$(1)/adapter/adapter_config.json)
 endef

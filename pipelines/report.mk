@@ -9,12 +9,16 @@
 #
 # Rows (ROWS, in this order by default): lightreasoner sft no-select
 # no-contrast no-contrast-onehot no-both random lowest (ablations.mk and
-# sft.mk describe each). Every knob of common.mk, ablations.mk and sft.mk is
+# sft.mk describe each); ROUNDS=2 adds lightreasoner-r2. Every knob of common.mk, ablations.mk and sft.mk is
 # a variable here too; an interrupted run, rerun, continues.
 .DEFAULT_GOAL := report
 ROWS ?= lightreasoner sft no-select no-contrast no-contrast-onehot no-both random lowest
+# ROUNDS=2: one more row, each seed's tuned expert tuned again as the expert
+# of a second round (ablations.mk: lightreasoner-r2)
+ROUNDS ?= 1
+ALL_ROWS = $(ROWS) $(if $(filter 2,$(ROUNDS)),lightreasoner-r2)
 # the method rows among ROWS are the variants ablations.mk builds
-VARIANTS := $(filter-out sft,$(ROWS))
+VARIANTS := $(filter-out sft,$(ALL_ROWS))
 LR_PIPELINE_COMMON := 1
 include $(dir $(lastword $(MAKEFILE_LIST)))common.mk
 include $(dir $(lastword $(MAKEFILE_LIST)))ablations.mk
@@ -24,8 +28,8 @@ include $(dir $(lastword $(MAKEFILE_LIST)))sft.mk
 TRACE ?= 0
 PIPELINES := $(dir $(lastword $(MAKEFILE_LIST)))
 
-row_evals = $(foreach r,$(ROWS),$(foreach s,$(SEEDS),$(OUT)/$(r)/s$(s)/eval/summary.json))
-row_args = $(foreach r,$(ROWS),'$(r)=$(LABEL_$(r))')
+row_evals = $(foreach r,$(ALL_ROWS),$(foreach s,$(SEEDS),$(OUT)/$(r)/s$(s)/eval/summary.json))
+row_args = $(foreach r,$(ALL_ROWS),'$(r)=$(LABEL_$(r))')
 
 report: $(OUT)/report.md
 $(OUT)/report.md: $(OUT)/base/eval/summary.json $(row_evals)

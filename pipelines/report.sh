@@ -52,6 +52,13 @@ row_efficiency() { # KEY -> "sampling_s tuning_s problems tokens kept_share loss
         share=$(for d in "${ex_dirs[@]}"; do sed -n 's/.* kept (\([0-9.]*\)%.*/\1/p' "$d/kl.log"; done | mean)
     fi
     tune=$(for s in $SEEDS; do t "$out/$k/s$s/times/tune"; done | mean)
+    if [ "$k" = lightreasoner-r2 ]; then # both rounds: round 1's sampling and tuning, then round 2's
+        samp=$(for s in $SEEDS; do cat "$out/lightreasoner/times/select" "$out/$k/s$s/stage1/times/"* "$out/$k/s$s/times/select" \
+               | awk '{ x += $1 } END { print x }'; done | awk -v s1="$s1" '{ s += $1; n++ } END { printf "%.1f", s1 + s / n }')
+        tune=$(for s in $SEEDS; do cat "$out/lightreasoner/s$s/times/tune" "$out/$k/s$s/times/"{merge,tune} \
+               | awk '{ x += $1 } END { print x }'; done | mean)
+        toks=$(echo "$toks + $("$BIN/lr-dump" --count "$out/lightreasoner/examples.lrs")" | bc)
+    fi
     l0=$(for s in $SEEDS; do head -n 1 "$out/$k/s$s/tune-log.jsonl" | jq .loss; done | awk '{ s += $1; n++ } END { printf "%.4g", s / n }')
     l1=$(for s in $SEEDS; do tail -n 1 "$out/$k/s$s/tune-log.jsonl" | jq .loss; done | awk '{ s += $1; n++ } END { printf "%.4g", s / n }')
     echo "$samp $tune $probs $toks $share $l0 $l1"
