@@ -61,10 +61,12 @@ row_efficiency() { # KEY -> "sampling_s tuning_s problems tokens kept_share loss
     fi
     l0=$(for s in $SEEDS; do head -n 1 "$out/$k/s$s/tune-log.jsonl" | jq .loss; done | awk '{ s += $1; n++ } END { printf "%.4g", s / n }')
     l1=$(for s in $SEEDS; do tail -n 1 "$out/$k/s$s/tune-log.jsonl" | jq .loss; done | awk '{ s += $1; n++ } END { printf "%.4g", s / n }')
-    echo "$samp $tune $probs $toks $share $l0 $l1"
+    seen=$(for s in $SEEDS; do tail -n 1 "$out/$k/s$s/tune-log.jsonl" | jq .examples; done | mean)
+    [ "$k" != lightreasoner-r2 ] || seen=$(echo "$seen * 2" | bc)
+    echo "$samp $tune $probs $toks $seen $share $l0 $l1"
 }
 : > "$rep/efficiency.tsv.part"
-printf 'key\tsampling_s\ttuning_s\tproblems\ttokens_tuned\tkept_pct\tloss_first\tloss_last\n' > "$rep/efficiency.tsv.part"
+printf 'key\tsampling_s\ttuning_s\tproblems\ttokens_tuned\texamples_seen\tkept_pct\tloss_first\tloss_last\n' > "$rep/efficiency.tsv.part"
 for k in "${keys[@]}"; do
     [ -f "$out/$k/s${SEEDS%% *}/tune-log.jsonl" ] || die "$out/$k: no tuned run (run the pipeline first)"
     printf '%s\t%s\n' "$k" "$(row_efficiency "$k" | tr ' ' '\t')" >> "$rep/efficiency.tsv.part"
@@ -75,10 +77,10 @@ mv "$rep/efficiency.tsv.part" "$rep/efficiency.tsv"
 bench=$(jq -r -s '.[0].bench' "$rep/compare.jsonl")
 pfmt='function pv(p) { return p < 0.001 ? sprintf("%.1e", p) : sprintf("%.3f", p) }'
 {
-    echo "| run | seeds | accuracy (%) | delta vs base [95% CI] | McNemar p | sampling (s) | tuning (s, per seed) | problems used | tokens tuned | steps kept (%) | loss first -> last |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| run | seeds | accuracy (%) | delta vs base [95% CI] | McNemar p | sampling (s) | tuning (s, per seed) | problems used | tokens tuned | examples seen | steps kept (%) | loss first -> last |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
     jq -r --arg b "$bench" 'select(.bench == $b and .label == "base") | .acc' "$rep/compare.jsonl" \
-        | awk '{ printf "| base | - | %.1f | | | | | | | | |\n", $1 }'
+        | awk '{ printf "| base | - | %.1f | | | | | | | | | |\n", $1 }'
     for i in "${!keys[@]}"; do
         k=${keys[$i]} l=${labels[$i]}
         jq -r --arg b "$bench" --arg l "$l" 'select(.bench == $b and .label == $l) |
@@ -86,8 +88,8 @@ pfmt='function pv(p) { return p < 0.001 ? sprintf("%.1e", p) : sprintf("%.3f", p
           | paste - <(awk -v k="$k" -F'\t' '$1 == k' "$rep/efficiency.tsv" | cut -f 2-) \
           | awk -F'\t' "$pfmt"'{
                 p = pv($8); if ($2 > 1) p = p " (" pv($9) "-" pv($10) ")"
-                printf "| %s | %d | %.1f ± %.1f | %+.1f [%+.1f, %+.1f] | %s | %.0f | %.0f | %.0f | %.0f | %s | %.3g -> %.3g |\n",
-                    $1, $2, $3, $4, $5, $6, $7, p, $11, $12, $13, $14, ($15 == "-" ? "-" : sprintf("%.1f", $15)), $16, $17 }'
+                printf "| %s | %d | %.1f ± %.1f | %+.1f [%+.1f, %+.1f] | %s | %.0f | %.0f | %.0f | %.0f | %.0f | %s | %.3g -> %.3g |\n",
+                    $1, $2, $3, $4, $5, $6, $7, p, $11, $12, $13, $14, $15, ($16 == "-" ? "-" : sprintf("%.1f", $16)), $17, $18 }'
     done
 } > "$rep/table.md"
 
@@ -172,7 +174,9 @@ fi
     echo "sample and its scoring); tuning: wall seconds of lr-tune per seed. Problems"
     echo "used: training problems that contributed at least one example; tokens tuned:"
     echo "supervised positions in the training data (method: selected steps; SFT: every"
-    echo "response token of the kept samples)."
+    echo "response token of the kept samples); examples seen: training examples the"
+    echo "optimizer steps consumed (method: steps; SFT: whole sequences). Wall times"
+    echo "were measured with two stages running at once."
     echo
     cat "$rep/table.md"
     echo

@@ -104,7 +104,8 @@ for p in kl-hist kl-trace loss; do
     [ "$(head -c 4 "$O/$p.png" | od -An -tx1 | tr -d ' ')" = 89504e47 ] || die "$p.png is not a PNG"
     grep -q "($p.png)" "$R" || die "$p.png not in the report"
 done
-grep -q '^| LightReasoner | 2 | .* | [0-9]* | [0-9]* | [0-9]* | [0-9]* | [0-9.]* | .* -> .* |$' "$R" || die "efficiency columns: $(grep LightReasoner "$R")"
+grep -q '^| LightReasoner | 2 | .* | [0-9]* | [0-9]* | [0-9]* | [0-9]* | 32 | [0-9.]* | .* -> .* |$' "$R" \
+    || die "efficiency columns: $(grep LightReasoner "$R")"
 
 # complete: a rerun does nothing; a lost evaluation is redone alone
 make "${args[@]}" -f pipelines/report.mk 2>&1 | grep -q 'stage ' && die "a complete run redid a stage"
