@@ -30,6 +30,7 @@ static const char USAGE[] =
     "usage: bench_gpu check [options] DIR [DIR...]\n"
     "       bench_gpu logits [options] DIR TOKENS_FILE OUT_FILE\n"
     "       bench_gpu teacher [options] DIR [--seqs N] [--len T] [--batch S] [--chunk R] [--peak TFLOPS]\n"
+    "       bench_gpu decode [options] DIR [--batch B] [--prompt P] [--steps N] [--bw GBPS]\n"
     "check: cpu (reference) vs the device on packed rows of several slots, a\n"
     "  prompt chunk then appended rows (the KV-cache path) and a slot reset;\n"
     "  one line per model; exit 5 when a bound is broken:\n"
@@ -45,6 +46,12 @@ static const char USAGE[] =
     "  one warm-up call first. Prints tok_s and GEMM TFLOP/s =\n"
     "  2 * (matmul parameters incl. lm_head) * tokens / time, and % of --peak\n"
     "  (default: 989 for an H100/H200 SXM, by the device name).\n"
+    "decode: B sequences (default 1) of P random prompt tokens (default 128)\n"
+    "  prefilled, then N greedy decode steps (default 64) of B rows, each\n"
+    "  recording the generate mode's compact list (256 tokens), the argmax fed\n"
+    "  back. Prints tok_s and the memory-bandwidth roofline: bytes a step must\n"
+    "  read (bf16 weights incl. lm_head, plus the KV cache at its mean length)\n"
+    "  / step time, as % of --bw (default: 4800 GB/s H200, 3350 H100 SXM).\n"
     "options: --device cuda|cpu (default cuda; cpu: the cpu engine stands in,\n"
     "  for dry runs)   --threads N (cpu threads, default all)\n"
     "  --inject-error X (check: scale the device's logits by 1+X, to see check fail)\n"
@@ -330,10 +337,10 @@ static int check_one(const char *dir, const opts *o, int *failed) {
         char card[256];
         printf("check %s: dev=%s card=\"%s\" rows=%zu rel_err_max=%.3g rel_err_med=%.3g maxabs_err=%.3g top1=%.2f%% "
                "list_overlap=%.2f%% lp_diff_max=%.3g gather_diff_max=%.3g tail_diff_max=%.3g self_ids=%.2f%% "
-               "self_lp=%.3g self_gather=%.3g self_argmax=%.2f%% result=%s%s\n",
+               "self_lp=%.3g self_gather=%.3g self_argmax=%.2f%% bound=%.3g result=%s%s\n",
                dir, eng_device_name(o->dev), card_name(o, card, sizeof card), s.n, mx, med, s.maxabs,
                100 * s.top1_same / n, 100 * s.overlap_sum / n, s.lp_max, s.glp_max, s.tail_max,
-               100 * s.self_ids_same / n, s.self_lp, s.self_glp, 100 * s.self_argmax_same / n,
+               100 * s.self_ids_same / n, s.self_lp, s.self_glp, 100 * s.self_argmax_same / n, o->bound,
                w ? "FAIL" : "ok", why);
         fflush(stdout);
         *failed |= w > 0;
@@ -529,6 +536,93 @@ static int cmd_teacher(int argc, char **argv, const opts *o) {
     return rc;
 }
 
+/* ---- decode ---- */
+
+static double card_bw(const char *name) {
+    if (strstr(name, "H200") || strstr(name, "GH200")) return 4800;
+    if (strstr(name, "H100") && strstr(name, "PCIe")) return 2000;
+    if (strstr(name, "H100") && strstr(name, "NVL")) return 3900;
+    if (strstr(name, "H100")) return 3350;
+    return 0;
+}
+
+static int cmd_decode(int argc, char **argv, const opts *o) {
+    const char *dir = NULL;
+    int B = 1, P = 128, steps = 64;
+    double bw = -1;
+    for (int i = 0; i < argc; i++) {
+        int *iv = !strcmp(argv[i], "--batch") ? &B : !strcmp(argv[i], "--prompt") ? &P
+                  : !strcmp(argv[i], "--steps") ? &steps : NULL;
+        if ((iv || !strcmp(argv[i], "--bw")) && i + 1 < argc) {
+            if (iv) *iv = atoi(argv[++i]);
+            else bw = atof(argv[++i]);
+        } else if (argv[i][0] == '-') return lr_err(LR_EUSAGE, "decode: unknown or incomplete option %s", argv[i]);
+        else if (dir) return lr_err(LR_EUSAGE, "decode takes one DIR");
+        else dir = argv[i];
+    }
+    if (!dir) return lr_err(LR_EUSAGE, "decode needs DIR (see --help)");
+    if (B < 1 || P < 1 || steps < 2) return lr_err(LR_EUSAGE, "decode: --batch, --prompt >= 1, --steps >= 2");
+    if (skip_without_gpu(o)) return LR_OK;
+    model m;
+    int rc = load_dev(&m, dir, o->dev);
+    if (rc) return rc;
+    const mcfg *c = &m.cfg;
+    int V = c->V, Vt = V < 151643 ? V : 151643, Tmax = P + steps + 1;
+    engine e;
+    if ((rc = eng_init(&e, &m, o->dev, B, Tmax, B * P, CD_DEFAULT_KMAX, o->threads))) {
+        model_free(&m);
+        return rc;
+    }
+    size_t N = (size_t)B * P;
+    int *tok = xmalloc(N * sizeof *tok), *seq = xmalloc(N * sizeof *seq);
+    unsigned char *want = xcalloc(N, 1);
+    eng_req q = {.co = {.mass = CD_DEFAULT_MASS, .kmax = CD_DEFAULT_KMAX, .kmin = CD_DEFAULT_KMIN}};
+    resbuf R;
+    res_alloc(&R, (size_t)B, CD_DEFAULT_KMAX, 0, V, 0);
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    for (size_t j = 0; j < N; j++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        tok[j] = (int)(x % (uint64_t)Vt), seq[j] = (int)(j / (size_t)P);
+        want[j] = (j % (size_t)P) == (size_t)P - 1;
+    }
+    double t0 = lr_now();
+    rc = eng_run(&e, (int)N, tok, seq, want, &q, &R.r); /* prefill: the last row of each slot */
+    double t_prefill = lr_now() - t0, t_run = 0;
+    size_t nbad = 0;
+    for (int b = 0; b < B; b++) seq[b] = b, want[b] = 1;
+    /* step 0 is a warm-up (first decode-shaped call), not timed */
+    for (int st = 0; st < steps && !rc; st++) {
+        for (int b = 0; b < B; b++) tok[b] = R.r.argmax[b];
+        t0 = lr_now();
+        rc = eng_run(&e, B, tok, seq, want, &q, &R.r);
+        if (st > 0) t_run += lr_now() - t0;
+        for (int b = 0; b < B && !rc; b++) nbad += R.r.bad[b];
+    }
+    if (!rc) {
+        char card[256];
+        card_name(o, card, sizeof card);
+        if (bw < 0) bw = o->dev == ENG_CUDA ? card_bw(card) : 0;
+        int timed = steps - 1;
+        double step_s = t_run / timed;
+        /* what a step must read: every bf16 weight matrix once (embedding
+         * rows are gathered, so only the lm_head counts for the vocabulary,
+         * once even when tied), and each slot's K and V at its mean length */
+        double wbytes = 2 * matmul_params(c);
+        double ctx = P + 1 + timed / 2.0;
+        double kvbytes = (double)B * ctx * c->L * 2.0 * c->NKV * c->HD * 2;
+        double gbps = (wbytes + kvbytes) / step_s / 1e9;
+        printf("decode %s: dev=%s card=\"%s\" batch=%d prompt=%d steps=%d prefill_s=%.3f step_ms=%.3f tok_s=%.0f "
+               "bytes_per_step=%.4g gbps=%.1f bw_peak=%.0f roofline_pct=%.1f nan_rows=%zu\n",
+               dir, eng_device_name(o->dev), card, B, P, steps, t_prefill, 1e3 * step_s, B / step_s,
+               wbytes + kvbytes, gbps, bw, bw > 0 ? 100 * gbps / bw : 0, nbad);
+    }
+    res_free(&R);
+    free(tok), free(seq), free(want);
+    eng_free(&e);
+    model_free(&m);
+    return rc;
+}
+
 static int cmd_check(int argc, char **argv, const opts *o) {
     if (argc < 1) return lr_err(LR_EUSAGE, "check needs at least one DIR (see --help)");
     if (skip_without_gpu(o)) return LR_OK;
@@ -576,6 +670,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "check")) rc = cmd_check(argc - 2, argv + 2, &o);
     else if (!strcmp(cmd, "logits")) rc = cmd_logits(argc - 2, argv + 2, &o);
     else if (!strcmp(cmd, "teacher")) rc = cmd_teacher(argc - 2, argv + 2, &o);
+    else if (!strcmp(cmd, "decode")) rc = cmd_decode(argc - 2, argv + 2, &o);
     else rc = lr_err(LR_EUSAGE, "unknown subcommand %s (see --help)", cmd);
     if (rc == 5) return 5;
     return rc ? lr_fail(rc) : 0;

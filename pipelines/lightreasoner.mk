@@ -1,5 +1,6 @@
 # The LightReasoner method end to end, as Make targets over files, so an
-# interrupted run continues where it stopped (lr-infer resumes its outputs).
+# interrupted run continues where it stopped (lr-infer -o F writes F.part,
+# resumes it, and renames it onto F only when complete).
 #
 #   make -f pipelines/lightreasoner.mk EXPERT=path/to/Qwen2.5-Math-1.5B \
 #        AMATEUR=path/to/Qwen2.5-0.5B DATA=../shared/data/gsm8k/train.jsonl
@@ -48,11 +49,11 @@ all: $(OUT)/summary.md
 # Stage 1: the expert generates and records its distributions ...
 $(OUT)/expert.lrs: | $(OUT)
 	$(call begin,sample-expert) $(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
-	    $(INFER_RUN) $(INFER_FLAGS) -o $@.part && mv $@.part $@ $(call end,sample-expert)
+	    $(INFER_RUN) $(INFER_FLAGS) -o $@ $(call end,sample-expert)
 # ... the amateur reads the same tokens ...
 $(OUT)/amateur.lrs: $(OUT)/expert.lrs
-	$(call begin,sample-amateur) $(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) -o $@.part \
-	    && mv $@.part $@ $(call end,sample-amateur)
+	$(call begin,sample-amateur) $(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) -o $@ \
+	    $(call end,sample-amateur)
 # ... the steps where they disagree become soft-label examples.
 $(OUT)/examples.lrs: $(OUT)/expert.lrs $(OUT)/amateur.lrs
 	$(call begin,select) $(BIN)/lr-kl --beta $(BETA) --select $(SELECT) --stats $(OUT)/kl-stats.tsv $^ \

@@ -17,8 +17,16 @@ transformers, no internet; --device cpu for the dry run here).
       of --batch sequences) followed by what bench_gpu teacher computes per row:
       log_softmax, topk(32), gather of 256 ids, results to the host;
       CUDA-synchronised, one warm-up batch first. --seqs 0: no timing.
-Prints key=value lines starting "hf_logits" and "hf_teacher" (parsed by
-tests/gpu/table.py); exit 5 when our logits are off (see REL_BOUND)."""
+  hf_ref.py floor  --model DIR [--model DIR2 ...] [--device cuda]
+      transformers' own bf16 error on each model DIR (any HF folder, e.g. one of
+      lr-mkmodel's): a few seeded random sequences through the model in bf16
+      and in float32 (the same weights upcast); per row ||bf16 - f32|| / ||f32||
+      (bench_gpu check's measure), max over rows. bench_gpu check's bound for
+      that model is then max(1e-2, 1.5 x this floor): bf16 itself cannot do
+      better on random unit-gain weights, so a fixed 1e-2 would fail them.
+Prints key=value lines starting "hf_logits", "hf_teacher" and "bf16_floor"
+(parsed by tests/gpu/table.py and run.sh); exit 5 when our logits are off
+(see REL_BOUND)."""
 import argparse, json, os, shutil, sys, time
 
 import numpy as np
@@ -178,6 +186,24 @@ def ref(a):
     return rc
 
 
+def floor(a):
+    dev = a.device
+    for path in a.model:
+        m = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16, attn_implementation="sdpa").to(dev).eval()
+        V = m.config.vocab_size
+        g = torch.Generator().manual_seed(7)
+        seqs = [torch.randint(0, min(V, VTOK), (1, n), generator=g).to(dev) for n in (5, 17, 64)]
+        with torch.no_grad():
+            hb = torch.cat([m(input_ids=s).logits[0].float() for s in seqs])
+            m.float()
+            hf = torch.cat([m(input_ids=s).logits[0].float() for s in seqs])
+        rel = ((hb - hf).norm(dim=-1) / hf.norm(dim=-1).clamp_min(1e-30)).cpu().numpy()
+        print(f"bf16_floor model={os.path.basename(path.rstrip('/'))} rows={len(rel)} rel_max={rel.max():.4g} "
+              f"rel_med={np.median(rel):.4g} bound={max(REL_BOUND, 1.5 * float(rel.max())):.4g}", flush=True)
+        del m, hb, hf
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -195,13 +221,16 @@ def main():
     r.add_argument("--seqs", type=int, default=256)
     r.add_argument("--len", type=int, default=400)
     r.add_argument("--batch", type=int, default=32)
+    fl = sub.add_parser("floor")
+    fl.add_argument("--model", required=True, action="append")
+    fl.add_argument("--device", default="cuda")
     a = p.parse_args()
     if a.device == "cpu":
         torch.set_num_threads(os.cpu_count() or 1)
     if a.cmd == "build":
         build(a)
         return 0
-    return ref(a)
+    return floor(a) if a.cmd == "floor" else ref(a)
 
 
 if __name__ == "__main__":

@@ -1,33 +1,42 @@
 #!/usr/bin/env bash
-# tests/gpu/run.sh: THE script to run on a machine with an NVIDIA GPU (issue 8;
-# later GPU issues extend it). Within 8 minutes on an H100 it:
-#   1. prints the card (nvidia-smi);
-#   2. `bench_gpu check`: cuda against cpu on tiny models (GQA, head dims 64 and
-#      128, qwen2 biases / llama without, tied / untied, the real Qwen vocabulary):
-#      logits relative error <= 1e-2, compact lists and gathered log-probs;
-#      then once with --inject-error 0.05, which must fail (the check can fail);
-#   3. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu and
-#      on cuda, lr-kl selects the same steps on >= 99% of them (kl_agree.py);
-#   4. for random-weight models of the real Qwen2.5-0.5B and Qwen2.5-Math-1.5B
-#      shapes built there with transformers (hf_ref.py build): our logits vs
-#      transformers' (float32 reference), then teacher forcing of 256 x 400
-#      tokens, ours (`bench_gpu teacher`) vs transformers (hf_ref.py ref);
-#      if transformers cannot build a shape, lr-mkmodel makes it for our
-#      timing alone (LR_GPU_NO_TORCH=1 takes that path on purpose);
-#   5. prints ONE markdown table and writes it into docs/PERF.md under
-#      "### <card>, <date>" (replacing that card's earlier table), copied with
-#      the log to $OUT.
+# tests/gpu/run.sh: the one script to run on a machine with an NVIDIA GPU.
+# Within one 10-minute call it:
+#   1. probes the card (nvidia-smi, bench_gpu; relinks with the machine's nvcc
+#      when the prebuilt binaries cannot use it); no usable GPU gives a
+#      "no usable GPU" row in the table and exit 4, never a silent pass;
+#   2. for random-weight models of the real Qwen2.5-Math-1.5B (the expert,
+#      first) and Qwen2.5-0.5B shapes built there with transformers
+#      (hf_ref.py build): our logits vs transformers' (float32 reference),
+#      then teacher forcing of 256 x 400 tokens, ours (`bench_gpu teacher`)
+#      vs transformers (hf_ref.py ref); if transformers cannot build a shape,
+#      lr-mkmodel makes it for our timing alone (LR_GPU_NO_TORCH=1 takes that
+#      path on purpose);
+#   3. `bench_gpu check`: cuda against cpu on tiny models (GQA, head dims 64
+#      and 128, qwen2 biases / llama without, tied / untied, the real Qwen
+#      vocabulary): logits relative error within each model's bound, which is
+#      max(1e-2, 1.5 x transformers' own bf16 error on that model) (hf_ref.py
+#      floor), compact lists and gathered log-probs; then once with
+#      --inject-error 0.05, which must fail (the check can fail);
+#      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
+#      memory-bandwidth roofline (`bench_gpu decode`);
+#   4. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu
+#      and on cuda, lr-kl selects the same steps on >= 99% of them;
+#   5. ONE markdown table, rewritten after every stage and by a trap on any
+#      exit (so a call cut short still leaves what it measured), into
+#      docs/PERF.md under "### <card>, <date>" (replacing that card's earlier
+#      table), copied with the log and the raw results to $OUT.
 # Each stage has its own time limit, cut to what is left of the whole budget
 # (LR_GPU_BUDGET, default 450 s) so one hang cannot eat the session's minutes.
 #
-# HOW A SESSION RUNS IT (the GPU machine has nvcc, CUDA, python3 + torch +
-# transformers, but not our Debian -dev libraries and not ../shared):
-#   here:   make gpu-bundle      (tests/gpu/bundle.sh: builds, packs
-#                                 build/gpu-bundle, prints its size; < 64 MiB)
-#           tests/gpu/run.sh --dry   (the same script on this CPU first)
-#   device: run(command="bash tests/gpu/run.sh", carry=["build/gpu-bundle"], timeout_s=540)
-#   then:   commit docs/PERF.md from the files the call brought back
-#           ($OUT/PERF.md; $OUT/run.log has everything the stages printed).
+# HOW TO RUN IT on a GPU machine that has nvcc, CUDA, python3 + torch +
+# transformers but not the Debian -dev libraries the build needs:
+#   on the build machine:  make gpu-bundle   (tests/gpu/bundle.sh: builds and
+#                          packs build/gpu-bundle, prints its size, < 64 MiB)
+#                          tests/gpu/run.sh --dry   (this script on the CPU)
+#   copy the repository with build/gpu-bundle to the GPU machine, there:
+#                          OUT=some/folder bash tests/gpu/run.sh
+#   then commit docs/PERF.md from $OUT/PERF.md ($OUT/run.log has everything
+#   the stages printed, $OUT/results.txt the raw key=value lines).
 #
 # --dry: runs here, on the CPU, every line of the above: the bundle (binaries
 # and libraries unpacked, LD_LIBRARY_PATH), bench_gpu/lr-infer of the emulated
@@ -61,6 +70,32 @@ exec > >(tee "$OUTDIR/run.log") 2>&1
 echo "run.sh: $( ((DRY)) && echo DRY RUN, ) work dir $WORK, budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2> /dev/null || echo ?)"
 
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
+CARD="(not probed yet)"
+PY=python3 PROBED=0
+# the table from what the stages printed so far (cheap: rewritten after
+# every stage, and by the EXIT trap however the script ends)
+write_table() {
+    local date note
+    date=$(date -u +%Y-%m-%d)
+    note="\`tests/gpu/run.sh\` at commit $(git rev-parse --short HEAD 2> /dev/null || echo ?), $(date -u +%H:%M) UTC; $(sed -n 's/^backend /bench_gpu backend /p' "$BUNDLE/MANIFEST" 2> /dev/null); $(timeout 30 "$PY" -c 'import torch, transformers; print("torch", torch.__version__ + ", transformers", transformers.__version__)' 2> /dev/null)."
+    cp "$RES" "$OUTDIR/results.txt"
+    timeout 30 python3 "$ROOT/tests/gpu/table.py" "$RES" "$ROOT/docs/PERF.md" "$OUTDIR/PERF.md" --card "$CARD" \
+        --date "$date" --note "$note" > "$OUTDIR/table.md" 2> "$OUTDIR/table.err" || cat "$OUTDIR/table.err"
+}
+finish() {
+    local rc=$?
+    trap - EXIT
+    write_table
+    echo "== table ($CARD)"
+    cat "$OUTDIR/table.md" 2> /dev/null
+    # docs/PERF.md itself only from a real card that answered; otherwise
+    # $OUT/PERF.md alone says what happened
+    ((DRY || !PROBED)) || cp "$OUTDIR/PERF.md" "$ROOT/docs/PERF.md" 2> /dev/null
+    rm -rf "$WORK/hf" "$WORK/models" "$WORK/kl" "$WORK/relink" "$WORK/lib" "$WORK/tok" # GBs of model folders
+    echo "run.sh: done in $(($(date +%s) - T0))s (exit $rc); $OUTDIR/PERF.md, $OUTDIR/run.log, $OUTDIR/results.txt"
+    exit $rc
+}
+trap finish EXIT
 # stage NAME LIMIT CMD...: runs CMD with min(LIMIT, what is left) seconds,
 # prints its stdout and the end of its stderr, keeps its result lines.
 stage() {
@@ -83,9 +118,10 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|hf_logits|hf_teacher|kl_agree) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|hf_logits|hf_teacher|kl_agree|bf16_floor) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
+    write_table
     return $rc
 }
 
@@ -115,7 +151,7 @@ relink() {
     if ls cuda/*.cu > /dev/null 2>&1; then
         local pids=() p
         for s in cuda/*.cu; do
-            "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilib -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" &
+            timeout -k 5 240 "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilib -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" &
             pids+=($!)
         done
         for p in "${pids[@]}"; do wait "$p" || return 1; done
@@ -127,53 +163,108 @@ relink() {
     fi
     for t in bench_gpu lr-mkmodel lr-infer lr-kl lr-dump; do
         # shellcheck disable=SC2086
-        gcc -pthread "$BUNDLE/obj/$t.o" -Wl,--start-group "$BUNDLE/obj/liblr.a" $gl -Wl,--end-group \
+        timeout -k 5 60 gcc -pthread "$BUNDLE/obj/$t.o" -Wl,--start-group "$BUNDLE/obj/liblr.a" $gl -Wl,--end-group \
             "$WORK"/lib/*.so.* -lm -Wl,-rpath-link,"$WORK/lib" -o "$r/bin/$t" || return 1
     done
     BIN=$r/bin
 }
-probe() { "$BIN/bench_gpu" 2>&1; }
+probe() { timeout -k 5 60 "$BIN/bench_gpu" 2>&1; }
+usable() { out=$(probe) && { ((DRY)) || [[ $out != *skipped* ]]; }; }
 if ((RELINK)); then
     relink || { echo "run.sh: relink failed"; exit 1; }
-elif ! out=$(probe) || { ((!DRY)) && [[ $out == *skipped* ]]; }; then
+elif ! usable; then
     echo "the prebuilt bench_gpu cannot use the GPU here: $out"
     [ -n "$NVCC" ] && relink || echo "run.sh: no way to relink (no nvcc); going on"
 fi
-echo "bench_gpu: $(probe)"
+if ! usable; then
+    CARD=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
+    CARD=${CARD:-no usable GPU}
+    why=$(tr '\n"' '  ' <<< "${out:-bench_gpu did not answer}")
+    echo "probe result=NO_GPU why=\"$why\"" >> "$RES"
+    echo "run.sh: no usable GPU: $why"
+    exit 4
+fi
+PROBED=1
+echo "bench_gpu: $out"
 
 # which device is under test: cuda; in the dry run the emulated one, or the
 # cpu engine standing in (then 'cuda' lines compare cpu with cpu)
 GBIN=$BIN DEV=cuda
 if ((DRY)); then
-    PY=${LR_PY:-/work/main/build/venv/bin/python}
+    PY=${LR_PY:-$ROOT/build/venv/bin/python}
     [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
     HFDEV=cpu
-    SHAPES="tiny-0.5b tiny-1.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
+    SHAPES="tiny-1.5b tiny-0.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
+    DECODE_B="1 4" DECODE="--prompt 16 --steps 8"
     if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
         GBIN=$BUNDLE/bin-emu
         CARD="dry run (emulated device)"
         # kernels emulated on the CPU are slow: fewer rows of the 151936-wide vocabulary
-        TEACH="--seqs 2 --len 32 --batch 2" LENS=5,17,40
+        TEACH="--seqs 2 --len 32 --batch 2" LENS=5,17,40 DECODE_B="1 4" DECODE="--prompt 8 --steps 4"
     else
         DEV=cpu
         CARD="dry run (cpu stand-in)"
     fi
 else
     PY=python3 HFDEV=cuda
-    SHAPES="qwen2.5-0.5b qwen2.5-math-1.5b" TEACH="--seqs 256 --len 400 --batch 32" KLN=32 KLT=48 LENS=13,100,257
-    CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
+    SHAPES="qwen2.5-math-1.5b qwen2.5-0.5b" TEACH="--seqs 256 --len 400 --batch 32"
+    DECODE_B="1 64 256" DECODE="--prompt 128 --steps 64" KLN=32 KLT=48 LENS=13,100,257
+    CARD=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
     [ -n "$CARD" ] || CARD=$("$BIN/bench_gpu" 2>&1 | sed -n 's/.*(\(.*\); backend.*/\1/p')
 fi
 echo "== card: $CARD"
-((DRY)) || nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -n 3
-echo "device under test: $DEV via $GBIN; python: $PY ($("$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -n 1))"
+((DRY)) || timeout 20 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -n 3
+echo "device under test: $DEV via $GBIN; python: $PY ($(timeout 60 "$PY" -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' 2>&1 | tail -n 1))"
 
 GINFER=$GBIN/lr-infer
 [ -x "$GINFER" ] || GINFER=$BIN/lr-infer
 M=$WORK/models
 export ROOT WORK BIN GBIN GINFER DEV M KLN KLT # for the stages that are functions
 
-# ---- 2. tiny models: cuda vs cpu ----
+mkdir -p "$M"
+# ---- 2. real shapes vs transformers, the expert first ----
+# the same shapes by lr-mkmodel, for our timing when transformers cannot build them
+declare -A MKSHAPE=(
+    [qwen2.5-0.5b]="--hidden 896 --inter 4864 --layers 24 --heads 14 --kv-heads 2 --tied --rope-theta 1e6"
+    [qwen2.5-math-1.5b]="--hidden 1536 --inter 8960 --layers 28 --heads 12 --kv-heads 2 --tied --rope-theta 1e4"
+    [tiny-0.5b]="--hidden 128 --inter 256 --layers 2 --heads 2 --kv-heads 1 --tied --rope-theta 1e6"
+    [tiny-1.5b]="--hidden 256 --inter 384 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4")
+# greedy decode at batch 1, 64 and 256 (generate mode's compact list per
+# step): tok/s and % of the memory-bandwidth roofline
+decode_stages() {
+    local b
+    for b in $DECODE_B; do
+        # shellcheck disable=SC2086
+        stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$1" --batch "$b" $DECODE
+    done
+}
+for s in $SHAPES; do
+    d=$WORK/hf/$s
+    # LR_GPU_NO_TORCH=1: take the fallback (to try it in a dry run)
+    if [ -z "${LR_GPU_NO_TORCH:-}" ] &&
+        stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" --tokenizer "$WORK/tok" --lens "$LENS"; then
+        stage "logits_$s" 90 "$GBIN/bench_gpu" logits --device "$DEV" "$d" "$d/tokens.txt" "$WORK/ours_$s.bin"
+    else
+        echo "run.sh: no transformers model of shape $s: lr-mkmodel makes one for our timing alone"
+        rm -rf "$d"
+        # shellcheck disable=SC2086
+        stage "mkmodel_$s" 60 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 --tokenizer "$WORK/tok/tokenizer.json" || continue
+        # shellcheck disable=SC2086
+        stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+        decode_stages "$d" "$s"
+        continue
+    fi
+    # shellcheck disable=SC2086
+    stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+    decode_stages "$d" "$s"
+    ours=()
+    [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")
+    # shellcheck disable=SC2086
+    stage "torch_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" ref --model "$d" "${ours[@]}" --device "$HFDEV" $TEACH
+    rm -f "$WORK/ours_$s.bin"
+done
+
+# ---- 3. tiny models: cuda vs cpu, each within its bf16 bound ----
 mkdir -p "$M"
 mk() { "$BIN/lr-mkmodel" "$M/$1" --dtype bf16 "${@:2}" > /dev/null; }
 mk gqa64 --hidden 256 --heads 4 --kv-heads 1 --inter 512 --layers 2 --seed 1 &&
@@ -181,7 +272,14 @@ mk gqa64 --hidden 256 --heads 4 --kv-heads 1 --inter 512 --layers 2 --seed 1 &&
     mk llama-nobias --arch llama --hidden 128 --heads 4 --kv-heads 2 --layers 3 --seed 3 &&
     mk qwenvocab --hidden 128 --heads 2 --kv-heads 1 --tied --layers 2 --seed 4 --tokenizer "$WORK/tok/tokenizer.json" ||
     echo "run.sh: lr-mkmodel failed"
-stage check 90 "$GBIN/bench_gpu" check --device "$DEV" "$M/gqa64" "$M/mha128-tied" "$M/llama-nobias" "$M/qwenvocab"
+TINY="gqa64 mha128-tied llama-nobias qwenvocab"
+# transformers' own bf16 error on each (one python start for all four)
+# shellcheck disable=SC2046
+stage floors 90 "$PY" "$ROOT/tests/gpu/hf_ref.py" floor $(printf -- "--model $M/%s " $TINY) --device "$HFDEV"
+for m in $TINY; do
+    b=$(sed -n "s/^bf16_floor model=$m .* bound=\([0-9.e+-]*\).*/\1/p" "$WORK/floors.out" 2> /dev/null)
+    stage "check_$m" 60 "$GBIN/bench_gpu" check --device "$DEV" --bound "${b:-0.01}" "$M/$m"
+done
 # the same check with the device's logits scaled by 1.05 must fail (exit 5)
 neg_check() {
     "$GBIN/bench_gpu" check --device "$DEV" --inject-error 0.05 "$M/gqa64" >&2
@@ -191,7 +289,7 @@ neg_check() {
 }
 stage check_negative 30 neg_check
 
-# ---- 3. lr-kl agreement ----
+# ---- 4. lr-kl agreement ----
 kl_stage() {
     local d=$WORK/kl
     mkdir -p "$d"
@@ -208,47 +306,7 @@ for i in range($KLN): print('{\"id\": \"q%d\", \"question\": \"A shop has %d box
 }
 stage kl 90 kl_stage
 
-# ---- 4. real shapes vs transformers ----
-# the same shapes by lr-mkmodel, for our timing when transformers cannot build them
-declare -A MKSHAPE=(
-    [qwen2.5-0.5b]="--hidden 896 --inter 4864 --layers 24 --heads 14 --kv-heads 2 --tied --rope-theta 1e6"
-    [qwen2.5-math-1.5b]="--hidden 1536 --inter 8960 --layers 28 --heads 12 --kv-heads 2 --tied --rope-theta 1e4"
-    [tiny-0.5b]="--hidden 128 --inter 256 --layers 2 --heads 2 --kv-heads 1 --tied --rope-theta 1e6"
-    [tiny-1.5b]="--hidden 256 --inter 384 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4")
-for s in $SHAPES; do
-    d=$WORK/hf/$s
-    # LR_GPU_NO_TORCH=1: take the fallback (to try it in a dry run)
-    if [ -z "${LR_GPU_NO_TORCH:-}" ] &&
-        stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" --tokenizer "$WORK/tok" --lens "$LENS"; then
-        stage "logits_$s" 90 "$GBIN/bench_gpu" logits --device "$DEV" "$d" "$d/tokens.txt" "$WORK/ours_$s.bin"
-    else
-        echo "run.sh: no transformers model of shape $s: lr-mkmodel makes one for our timing alone"
-        rm -rf "$d"
-        # shellcheck disable=SC2086
-        stage "mkmodel_$s" 60 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 --tokenizer "$WORK/tok/tokenizer.json" || continue
-        # shellcheck disable=SC2086
-        stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
-        continue
-    fi
-    # shellcheck disable=SC2086
-    stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
-    ours=()
-    [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")
-    # shellcheck disable=SC2086
-    stage "torch_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" ref --model "$d" "${ours[@]}" --device "$HFDEV" $TEACH
-    rm -f "$WORK/ours_$s.bin"
-done
-
-# ---- 5. the table ----
-DATE=$(date -u +%Y-%m-%d)
-NOTE="\`tests/gpu/run.sh\` at commit $(git rev-parse --short HEAD 2> /dev/null || echo ?), $(date -u +%H:%M) UTC; $(sed -n 's/^backend /bench_gpu backend /p' "$BUNDLE/MANIFEST"); $("$PY" -c 'import torch, transformers; print("torch", torch.__version__ + ", transformers", transformers.__version__)' 2> /dev/null)."
-echo "== table ($CARD, $DATE)"
-PERF_OUT=$OUTDIR/PERF.md
-python3 "$ROOT/tests/gpu/table.py" "$RES" "$ROOT/docs/PERF.md" "$PERF_OUT" --card "$CARD" --date "$DATE" --note "$NOTE"
-((DRY)) || cp "$PERF_OUT" "$ROOT/docs/PERF.md"
-cp "$RES" "$OUTDIR/results.txt"
-rm -rf "$WORK/hf" "$WORK/models" "$WORK/kl" "$WORK/relink" "$WORK/lib" "$WORK/tok" # GBs of model folders
-echo "run.sh: done in $(($(date +%s) - T0))s; $PERF_OUT, $OUTDIR/run.log, $OUTDIR/results.txt"
-fails=$(grep -cE 'result=(FAIL|ERROR)|^stage .* rc=[1-9]' "$RES")
+# ---- 5. the table: written by the EXIT trap (finish) ----
+fails=$(grep -cE 'result=(FAIL|ERROR|NO_GPU)|^stage .* rc=[1-9]' "$RES")
 echo "run.sh: $fails failing lines in the results"
 [ "$fails" = 0 ]

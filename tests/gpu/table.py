@@ -45,14 +45,18 @@ def name(path):
 def build_table(rows):
     out = ["| item | ours | reference | goal | result |", "| --- | --- | --- | --- | --- |"]
     stages = {kv.get("name"): kv for k, kv in rows if k == "stage"}
+    floors = {kv.get("model"): kv for k, kv in rows if k == "bf16_floor"}
     for k, kv in rows:
-        if k == "check":
+        if k == "probe":
+            out.append(f"| GPU probe | no usable GPU: {kv.get('why', '?')} | | a usable CUDA device | FAIL |")
+        elif k == "check":
             if kv.get("result") == "ERROR":
                 out.append(f"| cpu vs {kv.get('dev', '?')}, tiny `{name(kv.get('what'))}` | error | | | ERROR |")
                 continue
             out.append(f"| cpu vs {kv.get('dev', '?')}, tiny `{name(kv.get('what'))}`: logits rel err max (median), "
                        f"top-1, list overlap | {f(kv.get('rel_err_max'))} ({f(kv.get('rel_err_med'))}), "
-                       f"{kv.get('top1', '?')}, {kv.get('list_overlap', '?')} | cpu float32 | <= 1e-2 | "
+                       f"{kv.get('top1', '?')}, {kv.get('list_overlap', '?')} | cpu float32; transformers bf16 "
+                       f"{f(floors.get(name(kv.get('what')), {}).get('rel_max'))} | <= {f(kv.get('bound', 1e-2))} | "
                        f"{kv.get('result', '?')} |")
         elif k == "check_negative":
             out.append(f"| check catches a 5% logits error (--inject-error) | exit {kv.get('rc', '?')} | | exit 5 | "
@@ -85,6 +89,16 @@ def build_table(rows):
         out.append(f"| GEMM TFLOP/s `{model}` (2 x matmul params x tokens / time) | {f(o.get('gemm_tflops'), '{:.1f}')}"
                    f" ({f(pct, '{:.1f}')}% of {f(o.get('peak_tflops'), '{:.0f}')}) | transformers "
                    f"{f(h.get('gemm_tflops'), '{:.1f}')} | > 50% of peak | {good} |")
+    for k, kv in rows:
+        if k == "decode":
+            b = kv.get("batch", "?")
+            pct = kv.get("roofline_pct")
+            good = "n/a" if float(kv.get("bw_peak", 0) or 0) == 0 else (
+                ("ok" if float(pct) >= 60 else "below goal") if b == "1" else "")
+            out.append(f"| greedy decode `{name(kv.get('what'))}`, batch {b}, prompt {kv.get('prompt', '?')}: tok/s, "
+                       f"step ms, % of memory-bandwidth roofline | {f(kv.get('tok_s'), '{:.0f}')}, "
+                       f"{f(kv.get('step_ms'))} ms, {f(pct, '{:.1f}')}% of {f(kv.get('bw_peak'), '{:.0f}')} GB/s | | "
+                       f"{'>= 60% (batch 1)' if b == '1' else ''} | {good} |")
     for n, kv in stages.items():
         if kv.get("result") == "SKIPPED_BUDGET" or kv.get("rc") not in (None, "0"):
             why = "skipped: time budget spent" if kv.get("result") == "SKIPPED_BUDGET" else (

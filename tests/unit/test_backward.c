@@ -4,20 +4,15 @@
  * tensor: max |fd - an| / max |an| < 1e-3. */
 #include "nn/backward.h"
 #include "check.h"
+
+#include "base/rng.h"
 #include "nn/ops_cpu.h"
 
 #include <stdint.h>
 #include <string.h>
 
 static uint64_t rng = 12345;
-static float urand(void) { /* [-1, 1) */
-    rng += 0x9e3779b97f4a7c15ULL;
-    uint64_t z = rng;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    z ^= z >> 31;
-    return (float)((z >> 40) * (2.0 / 16777216.0) - 1.0);
-}
+static float urand(void) { return (float)((rng_next(&rng) >> 40) * (2.0 / 16777216.0) - 1.0); } /* [-1, 1) */
 static float *rnd(long n, float scale) {
     float *p = malloc(n * sizeof(float));
     for (long i = 0; i < n; i++) p[i] = urand() * scale;

@@ -5,6 +5,8 @@
  * distributions, different vocabulary sizes), to 1e-6; then seeded property
  * tests of the compact form's documented bounds. */
 #include "check.h"
+
+#include "base/rng.h"
 #include "method/dist.h"
 #include "base/util.h"
 
@@ -149,14 +151,9 @@ static void run_select(void) {
     free(kls);
 }
 
-/* splitmix64: seeded, reproducible */
+/* seeded, reproducible (base/rng.h) */
 static uint64_t rng_state;
-static double urand(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return (double)((z ^ (z >> 31)) >> 11) / 9007199254740992.0;
-}
+static double urand(void) { return rng_unit(&rng_state); }
 static double nrand(void) { return sqrt(-2 * log(urand() + 1e-300)) * cos(6.283185307179586 * urand()); }
 
 static void log_softmax(float *lp, const double *z, int V) {

@@ -1,0 +1,313 @@
+/* generate: see generate.h. */
+#include "infer/generate.h"
+
+#include "base/rng.h"
+#include "base/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void gen_init(gen_ctx *g, engine *e, const gen_opts *o) {
+    memset(g, 0, sizeof *g);
+    g->e = e;
+    g->o = *o;
+    if (o->sample) smp_init(&g->smp, o->V);
+}
+
+void gen_free(gen_ctx *g) {
+    eng_res *r = &g->res;
+    smp_free(&g->smp);
+    free(g->goff), free(g->gids);
+    free(r->k), free(r->ids), free(r->lps), free(r->tail), free(r->gtail), free(r->argmax);
+    free(r->bad), free(r->logits), free(r->glps);
+    memset(g, 0, sizeof *g);
+}
+
+void gen_seed(gen_problem *p, uint64_t seed) {
+    /* the formula every earlier stream was sampled with (kept for their goldens) */
+    p->rng = seed ^ (RNG_GAMMA * (uint64_t)(p->idx + 1));
+}
+
+void gen_fail(gen_problem *p, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    free(p->err);
+    p->err = xstrdup(msg);
+    p->failed = 1;
+}
+
+int gen_fits(gen_ctx *g, gen_problem *p, size_t new_tokens) {
+    int tmax = eng_tmax(g->e);
+    if (p->nprompt + new_tokens <= (size_t)tmax) return 1;
+    gen_fail(p, "prompt of %zu tokens + %zu new exceeds the context of %d positions; problem skipped", p->nprompt,
+             new_tokens, tmax);
+    return 0;
+}
+
+static void grow_steps(gen_problem *p, size_t need_T, size_t need_ids, int full_V) {
+    if (need_T > p->cap_T) {
+        size_t c = p->cap_T ? p->cap_T * 2 : 64;
+        while (c < need_T) c *= 2;
+        p->tokens = xrealloc(p->tokens, c * sizeof *p->tokens);
+        p->k = xrealloc(p->k, c * sizeof *p->k);
+        p->tail = xrealloc(p->tail, c * sizeof *p->tail);
+        p->ref_tail = xrealloc(p->ref_tail, c * sizeof *p->ref_tail);
+        if (full_V) p->full = xrealloc(p->full, c * (size_t)full_V * sizeof *p->full);
+        p->cap_T = c;
+    }
+    if (need_ids > p->cap_ids) {
+        size_t c = p->cap_ids ? p->cap_ids * 2 : 1024;
+        while (c < need_ids) c *= 2;
+        p->ids = xrealloc(p->ids, c * sizeof *p->ids);
+        p->lp = xrealloc(p->lp, c * sizeof *p->lp);
+        p->cap_ids = c;
+    }
+}
+
+void gen_problem_clear(gen_problem *p) {
+    free(p->id), free(p->question), free(p->prompt), free(p->tokens), free(p->k), free(p->ids);
+    free(p->lp), free(p->tail), free(p->fk), free(p->fids), free(p->foff), free(p->ref_lp), free(p->ref_tail);
+    free(p->full), free(p->text), free(p->err);
+    memset(p, 0, sizeof *p);
+}
+
+/* Records step t of p from wanted row g of an engine call: this model's
+ * own list (appended to p->ids), in follow mode its log-probs of the
+ * followed list of step t (gathered by the engine into res->glps at
+ * goff[g]), and with full the whole log-softmax from the logits row.
+ * Returns nonzero for NaN/inf logits (the problem fails). */
+static int record_step(const gen_ctx *c, gen_problem *p, size_t t, size_t g) {
+    const eng_res *res = &c->res;
+    int V = c->o.V, kmax = c->o.co.kmax, full = c->o.full;
+    if (res->bad[g]) return 1;
+    int k = res->k[g];
+    grow_steps(p, t + 1, p->nids + (size_t)k, full ? V : 0);
+    memcpy(p->ids + p->nids, res->ids + g * (size_t)kmax, (size_t)k * sizeof *p->ids);
+    memcpy(p->lp + p->nids, res->lps + g * (size_t)kmax, (size_t)k * sizeof *p->lp);
+    p->tail[t] = res->tail[g];
+    p->k[t] = k;
+    p->nids += (size_t)k;
+    if (p->fk) {
+        if (p->fk[t] > 0) memcpy(p->ref_lp + p->foff[t], res->glps + c->goff[g], (size_t)p->fk[t] * sizeof *p->ref_lp);
+        p->ref_tail[t] = res->gtail[g];
+    }
+    if (full) cd_log_softmax(p->full + t * (size_t)V, res->logits + g * (size_t)V, V);
+    return 0;
+}
+
+/* The logits rows themselves are needed on the host only to sample and for
+ * full; otherwise the engine's per-row results are all that is recorded. */
+static int need_logits(const gen_opts *o) { return o->sample || o->full; }
+
+/* Room for `rows` wanted rows (and their logits when needed) and `ng`
+ * gathered ids. */
+static void ensure_res(gen_ctx *c, size_t rows, size_t ng) {
+    size_t K = (size_t)c->o.co.kmax, V = (size_t)c->o.V;
+    eng_res *r = &c->res;
+    if (rows > c->res_rows) {
+        r->k = xrealloc(r->k, rows * sizeof *r->k);
+        r->ids = xrealloc(r->ids, rows * K * sizeof *r->ids);
+        r->lps = xrealloc(r->lps, rows * K * sizeof *r->lps);
+        r->tail = xrealloc(r->tail, rows * sizeof *r->tail);
+        r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
+        r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
+        r->bad = xrealloc(r->bad, rows);
+        if (need_logits(&c->o)) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
+        c->goff = xrealloc(c->goff, (rows + 1) * sizeof *c->goff);
+        c->res_rows = rows;
+    }
+    if (ng > c->glps_cap) {
+        r->glps = xrealloc(r->glps, ng * sizeof *r->glps);
+        c->gids = xrealloc(c->gids, ng * sizeof *c->gids);
+        c->glps_cap = ng;
+    }
+}
+
+static eng_req make_req(const gen_ctx *c, int gather) {
+    return (eng_req){.co = c->o.co, .gids = gather ? c->gids : NULL, .goff = gather ? c->goff : NULL,
+                     .logits = need_logits(&c->o)};
+}
+
+int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
+    const gen_opts *o = &c->o;
+    int V = o->V;
+    eng_reset(c->e, -1);
+    int *slot = xmalloc(n * sizeof *slot), *tok = xmalloc(n * sizeof *tok);
+    size_t total = 0;
+    int na = 0;
+    for (int b = 0; b < n; b++)
+        if (!ps[b].failed) total += ps[b].nprompt, slot[na++] = b;
+    /* prefill: every prompt, logits of each prompt's last row */
+    int *rows_tok = xmalloc((total ? total : 1) * sizeof *rows_tok);
+    int *rows_seq = xmalloc((total ? total : 1) * sizeof *rows_seq);
+    unsigned char *want = xmalloc(total ? total : 1);
+    size_t r = 0;
+    for (int a = 0; a < na; a++) {
+        gen_problem *p = &ps[slot[a]];
+        for (size_t i = 0; i < p->nprompt; i++, r++) {
+            rows_tok[r] = p->prompt[i];
+            rows_seq[r] = slot[a];
+            want[r] = i + 1 == p->nprompt;
+        }
+    }
+    ensure_res(c, (size_t)n, 0);
+    eng_req q = make_req(c, 0);
+    int rc = na ? eng_run(c->e, (int)total, rows_tok, rows_seq, want, &q, &c->res) : 0;
+    free(rows_tok), free(rows_seq), free(want);
+    for (int t = 0; !rc && na > 0; t++) {
+        /* logits row a belongs to problem slot[a] */
+        int keep = 0;
+        for (int a = 0; a < na; a++) {
+            gen_problem *p = &ps[slot[a]];
+            if (record_step(c, p, p->T, (size_t)a)) {
+                gen_fail(p, "NaN or infinite logits; problem skipped");
+                continue;
+            }
+            int next = o->sample ? smp_draw(c->res.logits + (size_t)a * V, &o->smp, &p->rng, &c->smp)
+                                 : c->res.argmax[a];
+            p->tokens[p->T++] = next;
+            c->tokens++;
+            int stop = 0;
+            for (int e = 0; e < o->neos; e++) stop |= next == o->eos[e];
+            if (stop) { p->finish = "eos"; continue; }
+            if ((int)p->T >= o->max_new) { p->finish = "length"; continue; }
+            slot[keep] = slot[a];
+            tok[keep++] = next;
+        }
+        na = keep;
+        if (na) rc = eng_run(c->e, na, tok, slot, NULL, &q, &c->res);
+    }
+    free(slot), free(tok);
+    return rc;
+}
+
+/* The rows predicting tokens[t] are the last prompt row (t = 0) and token
+ * rows 0..T-2; they are fed as a prompt chunk, then chunks of CH tokens per
+ * problem, so that at most n * CH rows are wanted at once. Each wanted row
+ * gathers this model's log-probs of the followed list of its step. */
+int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
+    enum { CH = 64 };
+    eng_reset(c->e, -1);
+    size_t total = 0, maxT = 0;
+    for (int b = 0; b < n; b++) {
+        if (ps[b].failed) continue;
+        total += ps[b].nprompt;
+        if (ps[b].T > maxT) maxT = ps[b].T;
+    }
+    size_t cap = total > (size_t)n * CH ? total : (size_t)n * CH;
+    int *rt = xmalloc(cap * sizeof *rt), *rs = xmalloc(cap * sizeof *rs);
+    size_t *rstep = xmalloc(cap * sizeof *rstep); /* the step a wanted row predicts */
+    unsigned char *want = xmalloc(cap);
+    int rc = 0;
+    /* lo = -1: the prompt chunk; then tokens lo .. lo+CH-1 (only < T-1) */
+    for (long lo = -1; !rc && (lo < 0 || (size_t)lo + 1 < maxT); lo = lo < 0 ? 0 : lo + CH) {
+        size_t r = 0, G = 0, ng = 0;
+        for (int b = 0; b < n; b++) {
+            gen_problem *p = &ps[b];
+            if (p->failed) continue;
+            if (lo < 0)
+                for (size_t i = 0; i < p->nprompt; i++, r++)
+                    rt[r] = p->prompt[i], rs[r] = b, rstep[r] = 0, want[r] = i + 1 == p->nprompt && p->T > 0;
+            else
+                for (size_t i = (size_t)lo; i < (size_t)lo + CH && i + 1 < p->T; i++, r++)
+                    rt[r] = p->tokens[i], rs[r] = b, rstep[r] = i + 1, want[r] = 1;
+        }
+        if (r == 0) continue;
+        for (size_t i = 0; i < r; i++)
+            if (want[i]) G++, ng += (size_t)ps[rs[i]].fk[rstep[i]];
+        ensure_res(c, G, ng);
+        G = 0, c->goff[0] = 0;
+        for (size_t i = 0; i < r; i++) {
+            if (!want[i]) continue;
+            const gen_problem *p = &ps[rs[i]];
+            size_t k = (size_t)p->fk[rstep[i]];
+            if (k) memcpy(c->gids + c->goff[G], p->fids + p->foff[rstep[i]], k * sizeof *c->gids);
+            c->goff[G + 1] = c->goff[G] + k;
+            G++;
+        }
+        eng_req q = make_req(c, 1);
+        rc = eng_run(c->e, (int)r, rt, rs, want, &q, &c->res);
+        size_t g = 0;
+        for (size_t i = 0; !rc && i < r; i++) {
+            if (!want[i]) continue;
+            gen_problem *p = &ps[rs[i]];
+            size_t gi = g++;
+            if (p->failed) continue;
+            if (record_step(c, p, rstep[i], gi)) gen_fail(p, "NaN or infinite logits; problem skipped");
+            else c->tokens++;
+        }
+    }
+    free(rt), free(rs), free(rstep), free(want);
+    return rc;
+}
+
+int gen_load_followed(gen_ctx *c, lrs_reader *r, const msgpack_object *rec, gen_problem *p) {
+    const char *str;
+    size_t len, nk, nt, nids;
+    int64_t idx;
+    int rc = lrs_get_str(r, rec, "id", &str, &len);
+    if (!rc) rc = lrs_get_int(r, rec, "idx", &idx);
+    if (rc) return rc;
+    p->id = strndup(str, len);
+    p->idx = (long)idx;
+    const msgpack_object *q = lrs_get(rec, "question");
+    if (q && q->type == MSGPACK_OBJECT_STR) p->question = strndup(q->via.str.ptr, q->via.str.size);
+    size_t cap = 0;
+    rc = lrs_get_i32s(r, rec, "prompt", &p->prompt, &cap, &p->nprompt);
+    cap = 0;
+    if (!rc) rc = lrs_get_i32s(r, rec, "tokens", &p->tokens, &cap, &nt);
+    cap = 0;
+    if (!rc) rc = lrs_get_i32s(r, rec, "k", &p->fk, &cap, &nk);
+    cap = 0;
+    if (!rc) rc = lrs_get_i32s(r, rec, "top_ids", &p->fids, &cap, &nids);
+    if (rc) return rc;
+    if (nk != nt) return lrs_field_err(r, "k", "%zu entries for %zu tokens", nk, nt);
+    p->foff = xmalloc((nt + 1) * sizeof *p->foff);
+    p->foff[0] = 0;
+    for (size_t t = 0; t < nt; t++) {
+        if (p->fk[t] < 0) return lrs_field_err(r, "k", "negative count at step %zu", t);
+        p->foff[t + 1] = p->foff[t] + (size_t)p->fk[t];
+    }
+    if (p->foff[nt] != nids) return lrs_field_err(r, "top_ids", "%zu ids, k sums to %zu", nids, p->foff[nt]);
+    int V = c->o.V;
+    for (size_t i = 0; i < p->nprompt; i++)
+        if (p->prompt[i] < 0 || p->prompt[i] >= V)
+            return lrs_field_err(r, "prompt", "token id %d outside this model's vocabulary of %d", p->prompt[i], V);
+    for (size_t i = 0; i < nt; i++)
+        if (p->tokens[i] < 0 || p->tokens[i] >= V)
+            return lrs_field_err(r, "tokens", "token id %d outside this model's vocabulary of %d", p->tokens[i], V);
+    /* the per-step arrays; realloc keeps the followed tokens already read */
+    grow_steps(p, nt ? nt : 1, 1, c->o.full ? V : 0);
+    p->T = nt;
+    p->nf = nids;
+    p->ref_lp = xmalloc((nids ? nids : 1) * sizeof *p->ref_lp);
+    p->finish = "follow";
+    return 0;
+}
+
+void gen_write(lrs_writer *w, const gen_problem *p, int V, int full) {
+    msgpack_packer *pk = lrs_pk(w);
+    int n = 9 + (p->question != NULL) + (p->text != NULL) + (p->fk ? 2 : 0) + (full ? 1 : 0);
+    msgpack_pack_map(pk, n);
+    lrs_pack_cstr(pk, "id"); lrs_pack_cstr(pk, p->id);
+    lrs_pack_cstr(pk, "idx"); msgpack_pack_int64(pk, p->idx);
+    lrs_pack_cstr(pk, "prompt"); lrs_pack_i32s(pk, p->prompt, p->nprompt);
+    lrs_pack_cstr(pk, "tokens"); lrs_pack_i32s(pk, p->tokens, p->T);
+    lrs_pack_cstr(pk, "finish"); lrs_pack_cstr(pk, p->finish);
+    lrs_pack_cstr(pk, "k"); lrs_pack_i32s(pk, p->k, p->T);
+    lrs_pack_cstr(pk, "top_ids"); lrs_pack_i32s(pk, p->ids, p->nids);
+    lrs_pack_cstr(pk, "top_lp"); lrs_pack_f32s(pk, p->lp, p->nids);
+    lrs_pack_cstr(pk, "tail"); lrs_pack_f32s(pk, p->tail, p->T);
+    if (p->question) { lrs_pack_cstr(pk, "question"); lrs_pack_cstr(pk, p->question); }
+    if (p->text) { lrs_pack_cstr(pk, "text"); lrs_pack_cstr(pk, p->text); }
+    if (p->fk) {
+        lrs_pack_cstr(pk, "ref_lp"); lrs_pack_f32s(pk, p->ref_lp, p->nf);
+        lrs_pack_cstr(pk, "ref_tail"); lrs_pack_f32s(pk, p->ref_tail, p->T);
+    }
+    if (full) { lrs_pack_cstr(pk, "full"); lrs_pack_f32s(pk, p->full, p->T * (size_t)V); }
+}

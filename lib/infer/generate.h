@@ -1,0 +1,98 @@
+/* generate: the batched loops of lr-infer (METHOD.md stage 1, steps 1-3)
+ * over an engine (engine.h), and the `dist` records they fill
+ * (docs/FORMATS.md).
+ *
+ *   gen_generate: prefill n prompts at once, then decode every live problem
+ *     one token per engine call (greedy, or sample.h with temperature > 0)
+ *     until an EOS id or max_new tokens; each step's compact distribution
+ *     (compact.h) is recorded;
+ *   gen_follow: teacher-force the prompt + tokens of n followed records and
+ *     record, per step, this model's own list and its log-probs of the
+ *     followed record's list (gathered on the engine).
+ *
+ * A problem that fails (NaN/inf logits, too long for the context) gets
+ * p->err set and p->failed = 1 and is left out of later steps; the caller
+ * reports it and does not write it. Engine errors return an LR_E* code. */
+#ifndef LR_GENERATE_H
+#define LR_GENERATE_H
+
+#include "infer/engine.h"
+#include "infer/sample.h"
+#include "io/stream.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* One problem in flight and the record being built for it. */
+typedef struct {
+    char *id, *question;
+    long idx;
+    int32_t *prompt;           // (nprompt)
+    size_t nprompt;
+    /* generated / followed tokens and per-step compact lists */
+    int32_t *tokens, *k;       // (T) each
+    int32_t *ids;              // (nids) the lists of all steps, concatenated
+    float *lp, *tail;          // (nids), (T)
+    size_t T, nids, cap_T, cap_ids;
+    /* follow mode: the followed stream's lists, and our log-probs of them */
+    int32_t *fk, *fids;        // (T), (nf)
+    size_t nf, *foff;          // foff (T + 1): start of step t's list in fids
+    float *ref_lp, *ref_tail;  // (nf), (T)
+    float *full;               // (T, V) with full
+    char *text;                /* decoded tokens (generate mode) */
+    const char *finish;        /* "eos", "length" or "follow" */
+    uint64_t rng;              /* sampling stream (gen_seed) */
+    int failed;
+    char *err;                 /* why it failed (malloc'd) */
+} gen_problem;
+
+typedef struct {
+    int V;                     /* the model's vocabulary (logits per row) */
+    cd_opts co;                /* the recorded lists */
+    int sample;                /* 1: draw with smp; 0: greedy (argmax, lowest id on ties) */
+    smp_opts smp;
+    int max_new;               /* generate: stop after this many tokens */
+    int full;                  /* also record whole-vocabulary log-probs */
+    const int32_t *eos;        /* generate: stop at any of these ids */
+    int neos;
+} gen_opts;
+
+typedef struct {
+    engine *e;
+    gen_opts o;
+    smp_scratch smp;
+    /* one engine call's results, for up to res_rows wanted rows */
+    eng_res res;
+    size_t res_rows, glps_cap;
+    size_t *goff;              // (res_rows + 1) follow mode's gather offsets
+    int32_t *gids;             // (glps_cap)
+    uint64_t tokens;           /* steps recorded so far (throughput) */
+} gen_ctx;
+
+void gen_init(gen_ctx *g, engine *e, const gen_opts *o);
+void gen_free(gen_ctx *g);
+
+/* The sampling stream of problem idx under seed; it depends only on the
+ * two, so a problem draws the same tokens in any batch or shard. */
+void gen_seed(gen_problem *p, uint64_t seed);
+/* 1 when prompt + new_tokens fit the engine's context; else 0 with p failed. */
+int gen_fits(gen_ctx *g, gen_problem *p, size_t new_tokens);
+/* Marks p failed with a printf-style reason. */
+void gen_fail(gen_problem *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Generates for ps[0..n) (prompts set, failed ones skipped). */
+int gen_generate(gen_ctx *g, gen_problem *ps, int n);
+/* Teacher-forces ps[0..n), each loaded by gen_load_followed. */
+int gen_follow(gen_ctx *g, gen_problem *ps, int n);
+
+/* Loads one record of a followed `dist` stream into p (cleared). A
+ * malformed record returns LR_EINPUT naming stream, record and field (the
+ * followed stream is corrupt); ids outside [0, V) likewise. */
+int gen_load_followed(gen_ctx *g, lrs_reader *r, const msgpack_object *rec, gen_problem *p);
+
+/* Packs p as one `dist` record (then call lrs_record_done). */
+void gen_write(lrs_writer *w, const gen_problem *p, int V, int full);
+/* Frees everything p holds and zeroes it. */
+void gen_problem_clear(gen_problem *p);
+
+#endif

@@ -1,0 +1,187 @@
+/* run: see run.h. */
+#include "infer/run.h"
+
+#include "base/util.h"
+#include "model/prompt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void run_init(inf_run *r, const run_opts *o, gen_ctx *g, const tok_t *tok) {
+    memset(r, 0, sizeof *r);
+    r->o = *o;
+    r->g = g;
+    r->tok = tok;
+}
+
+void run_free(inf_run *r) {
+    free(r->done);
+    r->done = NULL;
+    r->ndone_cap = 0;
+}
+
+static int is_done(const inf_run *r, long idx) { return idx >= 0 && (size_t)idx < r->ndone_cap && r->done[idx]; }
+
+int run_note_done(const msgpack_object *rec, void *arg) {
+    inf_run *r = arg;
+    const msgpack_object *v = lrs_get(rec, "idx");
+    long idx = v && v->type == MSGPACK_OBJECT_POSITIVE_INTEGER ? (long)v->via.u64 : -1;
+    if (idx < 0) return lr_err(LR_EINPUT, "resume: a record without a valid idx");
+    if ((size_t)idx >= r->ndone_cap) {
+        size_t n = (size_t)idx * 2 + 64;
+        r->done = xrealloc(r->done, n);
+        memset(r->done + r->ndone_cap, 0, n - r->ndone_cap);
+        r->ndone_cap = n;
+    }
+    r->done[idx] = 1;
+    return 0;
+}
+
+static int want_problem(const inf_run *r, long idx) {
+    if (r->o.shard_n > 1 && idx % r->o.shard_n != r->o.shard_k) return 0;
+    return !is_done(r, idx);
+}
+
+/* Reports one failed problem (id NULL: the message names file and line)
+ * and stops the run once max_failures are reached. */
+static int report(inf_run *r, const char *id, const char *why) {
+    if (id) fprintf(stderr, "%s: %s: %s\n", lr_progname, id, why);
+    else fprintf(stderr, "%s: %s\n", lr_progname, why);
+    r->failed++;
+    if (r->o.max_failures > 0 && r->failed >= r->o.max_failures)
+        return lr_err(LR_EINPUT, "stopped after %ld failed problems (reported above), %ld written", r->failed,
+                      r->written);
+    return 0;
+}
+
+/* Tokenizes the prompt of p. Returns 0 (p may have failed: bad template)
+ * or a fatal code: a token id past the model's embedding rows means the
+ * tokenizer and the model disagree, for every problem alike.
+ * Preset "toolkit": the Qwen2.5-Math toolkit's prompt for the benchmark
+ * layout being read (qwen25-math-cot; 5-shot for mmlu_stem). */
+static int prepare_prompt(inf_run *r, int layout, gen_problem *p) {
+    char *text;
+    size_t n;
+    if (!r->o.prompt_file && !strcmp(r->o.preset, "toolkit")) {
+        text = bd_prompt((bd_layout)layout, p->question);
+    } else if (prompt_render(r->o.prompt_file ? NULL : r->o.preset, r->o.prompt_file, p->question, &text)) {
+        gen_fail(p, "%s", lr_errmsg());
+        return 0;
+    }
+    int rc = tok_encode(r->tok, text, strlen(text), &p->prompt, &n);
+    free(text);
+    if (rc) {
+        gen_fail(p, "%s", lr_errmsg());
+        return 0;
+    }
+    p->nprompt = n;
+    int V = r->g->o.V;
+    for (size_t i = 0; i < n; i++)
+        if (p->prompt[i] < 0 || p->prompt[i] >= V) {
+            const char *s = tok_token(r->tok, p->prompt[i]);
+            return lr_err(LR_EINPUT, "%s/tokenizer.json: token id %d (\"%s\") is past the %d embedding rows of "
+                          "%s/config.json (vocab_size); problem %s", r->o.model_dir, p->prompt[i], s ? s : "?", V,
+                          r->o.model_dir, p->id);
+        }
+    return 0;
+}
+
+/* Writes the batch's good problems in order and reports the failed ones. */
+static int flush_batch(inf_run *r, lrs_writer *w, gen_problem *ps, int n, int follow, uint64_t tokens0) {
+    int rc = 0;
+    const gen_opts *go = &r->g->o;
+    for (int b = 0; b < n && !rc; b++) {
+        gen_problem *p = &ps[b];
+        if (p->failed) {
+            rc = report(r, p->id, p->err ? p->err : "failed");
+            continue;
+        }
+        if (!follow && !p->text) {
+            size_t len;
+            /* special tokens dropped, as the toolkit's decode does */
+            if (tok_decode_ex(r->tok, p->tokens, p->T, TOK_SKIP_SPECIAL, &p->text, &len)) p->text = NULL;
+        }
+        gen_write(w, p, go->V, go->full);
+        rc = lrs_record_done(w);
+        r->written++;
+    }
+    if (!rc) rc = lrs_flush(w); /* a resume point after every batch */
+    for (int b = 0; b < n; b++) gen_problem_clear(&ps[b]);
+    progress_add(&r->prog, (uint64_t)n, r->g->tokens - tokens0);
+    return rc;
+}
+
+int run_generate(inf_run *r, prob_source *s, lrs_writer *w) {
+    const run_opts *o = &r->o;
+    int layout = prob_layout(s);
+    if (!o->prompt_file && !strcmp(o->preset, "toolkit") && layout < 0)
+        return lr_err(LR_EUSAGE, "--preset toolkit needs a benchmark file of a known layout (not --field)");
+    gen_problem *ps = xcalloc(o->batch, sizeof *ps);
+    long seen = 0;
+    int rc = 0;
+    for (int end = 0; !rc && !end;) {
+        int n = 0;
+        uint64_t tokens0 = r->g->tokens;
+        while (n < o->batch && !rc) {
+            gen_problem *p = &ps[n];
+            int bad;
+            if (o->limit >= 0 && seen >= o->limit) { end = 1; break; }
+            rc = prob_next(s, &p->id, &p->question, &p->idx, &bad);
+            if (rc != 1) { end = 1; break; }
+            rc = 0;
+            seen++;
+            if (o->limit >= 0 && p->idx >= o->limit) { gen_problem_clear(p); end = 1; break; }
+            if (bad) {
+                rc = report(r, NULL, lr_errmsg());
+                gen_problem_clear(p);
+                continue;
+            }
+            if (!want_problem(r, p->idx)) { gen_problem_clear(p); continue; }
+            gen_seed(p, o->seed);
+            if (!(rc = prepare_prompt(r, layout, p)) && !p->failed) gen_fits(r->g, p, (size_t)r->g->o.max_new);
+            if (!rc && p->failed) rc = report(r, p->id, p->err);
+            if (rc || p->failed) { gen_problem_clear(p); continue; }
+            n++;
+        }
+        if (!rc && n) rc = gen_generate(r->g, ps, n);
+        if (!rc && n) rc = flush_batch(r, w, ps, n, 0, tokens0);
+    }
+    for (int b = 0; b < o->batch; b++) gen_problem_clear(&ps[b]);
+    free(ps);
+    return rc;
+}
+
+int run_follow(inf_run *r, lrs_reader *fr, lrs_writer *w) {
+    const run_opts *o = &r->o;
+    gen_problem *ps = xcalloc(o->batch, sizeof *ps);
+    int rc = 0, end = 0;
+    const msgpack_object *rec;
+    long seen = 0;
+    while (!rc && !end) {
+        int n = 0;
+        uint64_t tokens0 = r->g->tokens;
+        while (n < o->batch && !rc) {
+            if (o->limit >= 0 && seen >= o->limit) { end = 1; break; }
+            int got = lrs_next(fr, &rec);
+            if (got == 0) { end = 1; break; }
+            if (got != 1) { rc = got; break; }
+            seen++;
+            gen_problem *p = &ps[n];
+            rc = gen_load_followed(r->g, fr, rec, p);
+            if (rc) break;
+            if (!want_problem(r, p->idx)) { gen_problem_clear(p); continue; }
+            if (!gen_fits(r->g, p, p->T)) {
+                rc = report(r, p->id, p->err);
+                gen_problem_clear(p);
+                continue;
+            }
+            n++;
+        }
+        if (!rc && n) rc = gen_follow(r->g, ps, n);
+        if (!rc && n) rc = flush_batch(r, w, ps, n, 1, tokens0);
+    }
+    for (int b = 0; b < o->batch; b++) gen_problem_clear(&ps[b]);
+    free(ps);
+    return rc;
+}

@@ -1,0 +1,55 @@
+/* run: lr-infer's driver. Reads problems (problems.h) or a followed stream
+ * in batches, skips those an interrupted output already holds and those of
+ * other shards, runs each batch through generate.h, and writes the records
+ * in input order with a resume point (lrs_flush) after every batch.
+ *
+ * A problem that fails (a bad input row, a prompt too long, NaN logits) is
+ * reported on stderr as "lr-infer: ID: why", skipped, and counted; after
+ * max_failures of them the run stops (LR_EINPUT with a summary), so a wrong
+ * --layout prints a few lines, not one per row. Fatal errors (a corrupt
+ * followed stream, a prompt token the model has no row for, I/O, the
+ * engine) return their LR_E* code at once. */
+#ifndef LR_RUN_H
+#define LR_RUN_H
+
+#include "infer/generate.h"
+#include "infer/problems.h"
+#include "io/progress.h"
+#include "io/stream.h"
+#include "model/tokenizer.h"
+
+#include <stdint.h>
+
+#define RUN_MAX_FAILURES 10
+
+typedef struct {
+    const char *model_dir;     /* names tokenizer.json / config.json in messages */
+    const char *preset;        /* prompt preset; "toolkit": the benchmark's own prompt */
+    const char *prompt_file;   /* a template instead of the preset */
+    long limit;                /* only the first `limit` problems (-1: all) */
+    int shard_k, shard_n;      /* only problems with idx % shard_n == shard_k */
+    int batch;                 /* problems per engine pass */
+    uint64_t seed;
+    int max_failures;          /* stop once this many problems failed (0: never) */
+} run_opts;
+
+typedef struct {
+    run_opts o;
+    gen_ctx *g;
+    const tok_t *tok;
+    unsigned char *done;       /* resume: done[idx] for records already in the output */
+    size_t ndone_cap;
+    long failed, written;
+    lr_progress prog;
+} inf_run;
+
+void run_init(inf_run *r, const run_opts *o, gen_ctx *g, const tok_t *tok);
+void run_free(inf_run *r);
+/* lrs_resume's on_record: notes the idx of every record already written. */
+int run_note_done(const msgpack_object *rec, void *r);
+/* Generate mode over every problem of s. */
+int run_generate(inf_run *r, prob_source *s, lrs_writer *w);
+/* Follow mode over every record of fr. */
+int run_follow(inf_run *r, lrs_reader *fr, lrs_writer *w);
+
+#endif
