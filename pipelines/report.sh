@@ -194,6 +194,10 @@ fi
     echo "## lr-eval compare"
     echo
     cat "$rep/compare.md"
+    echo
+    echo "Accuracy of each seed (%, in the order of SEEDS):"
+    echo
+    jq -r 'select(.runs > 1) | "- \(.bench), \(.label): \(.acc_runs | map(. * 10 | round / 10 | tostring) | join(", "))"' "$rep/compare.jsonl"
 } > "$out/report.md.part"
 mv "$out/report.md.part" "$out/report.md"
 cat "$rep/table.md"
