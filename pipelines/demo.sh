@@ -30,8 +30,8 @@ make --no-print-directory -j "${JOBS:-2}" -f pipelines/report.mk OUT="$OUT" \
     EXPERT="$WORLD/expert" AMATEUR="$WORLD/amateur" \
     DATA="$WORLD/data/gsm8k/train.jsonl" EVAL_DATA="$WORLD/data/gsm8k/test.jsonl" \
     ROWS="$ROWS" SEEDS="${SEEDS:-1 2 3}" \
-    N="${N:-200}" MAX_NEW="${MAX_NEW:-128}" EVAL_N="${EVAL_N:-300}" EVAL_MAX_NEW="${EVAL_MAX_NEW:-160}" \
-    SFT_N="${SFT_N:-200}" SFT_SAMPLES="${SFT_SAMPLES:-2}" SFT_MAX_NEW="${SFT_MAX_NEW:-160}" \
+    N="${N:-200}" MAX_NEW="${MAX_NEW:-128}" EVAL_N="${EVAL_N:-300}" EVAL_MAX_NEW="${EVAL_MAX_NEW:-256}" \
+    SFT_N="${SFT_N:-200}" SFT_SAMPLES="${SFT_SAMPLES:-2}" SFT_MAX_NEW="${SFT_MAX_NEW:-256}" \
     TUNE_FLAGS="${TUNE_FLAGS:---lr ${LR:-1e-3} --batch 8 --accum 1 --max-steps ${STEPS:-60}}" \
     THREADS=1 DEVICE="${DEVICE:-cpu}"
 echo "demo: $((SECONDS - t0)) s wall on $(nproc) cores (rows: $ROWS)"
