@@ -31,7 +31,7 @@ bin/lr-mkmodel "$tmp/tiny" --seed 1 > /dev/null
 bin/lr-mkmodel "$tmp/w05" --layers 2 --hidden 896 --heads 14 --kv-heads 2 --inter 4864 --vocab 151936 --tied \
     --rope-theta 1000000 --seed 1 > /dev/null
 ours() { # model steps pack-flag -> "median-step-seconds tokens-per-step"
-    bin/lr-tune --model "$1" --out "$tmp/out" --batch 8 --accum 1 --max-steps "$2" $3 --group-by-problem \
+    bin/lr-tune --model "$1" --out "$tmp/out" --force --batch 8 --accum 1 --max-steps "$2" $3 --group-by-problem \
         --log "$tmp/log.jsonl" "$tmp/ex.lrs" 2> /dev/null
     jq -rs '[.[1:][].step_s] | sort | "\(.[length/2|floor]) \(1)"' "$tmp/log.jsonl" | cut -d' ' -f1
 }

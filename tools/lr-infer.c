@@ -1,8 +1,9 @@
 /* lr-infer: run one model over problems and record its next-token
  * distribution at every step (METHOD.md stage 1, steps 1-3).
  *
- *   generate mode (the expert): prompt each problem with a preset, generate
- *     (greedy by default), record the compact distribution of every step;
+ *   generate mode (the expert): prompt each problem with the model's chat
+ *     template (or a preset), generate as its generation_config.json says
+ *     (or the flags), record the compact distribution of every step;
  *   follow mode (the amateur, --follow STREAM): teacher-force the exact
  *     prompt + generated ids of another lr-infer stream and record this
  *     model's log-probs of the tokens that stream listed, plus its own list.
@@ -22,6 +23,7 @@
 #include "infer/run.h"
 #include "infer/settings.h"
 #include "io/stream.h"
+#include "model/prompt.h"
 #include "model/tokenizer.h"
 
 #include <cblas.h>
@@ -62,14 +64,17 @@ static void usage(FILE *f) {
         "  --id-field NAME        ... and the problem id this one (default: file stem:line),\n"
         "                         e.g. `lr-eval prompts` output: --field prompt --id-field id\n"
         "                         --preset raw\n"
-        "  --preset NAME          prompt preset: lightreasoner (default), qwen25-math-cot, raw,\n"
+        "  (default prompt)       the model's chat template, system \"Please reason step by\n"
+        "                         step.\" (ChatML/Qwen, DeepSeek-R1, Llama 3; docs/TOKENIZER.md)\n"
+        "  --preset NAME          prompt preset instead: lightreasoner, qwen25-math-cot, raw,\n"
         "                         or toolkit: the Qwen2.5-Math toolkit's prompt for the\n"
         "                         benchmark read (5-shot for mmlu_stem), for evaluation\n"
-        "  --prompt-file F        a template file with {question} instead of a preset\n"
+        "  --prompt-file F        a template file with {question} instead\n"
         "  --max-new-tokens N     default 128\n"
-        "  --temperature X        0 (default) = greedy; > 0 samples\n"
-        "  --top-p X              nucleus sampling mass (default 1: off)\n"
-        "  --top-k N              sample among the N most probable tokens only (default 0: off)\n"
+        "  --temperature X        0 = greedy; > 0 samples. Defaults for these three: what\n"
+        "                         generation_config.json says (docs/MODEL.md)\n"
+        "  --top-p X              nucleus sampling mass\n"
+        "  --top-k N              sample among the N most probable tokens only, 0 = all\n"
         "  --seed N               sampling seed (default 0); each problem's draw depends\n"
         "                         only on the seed and its index, not on batching\n"
         "  --eos TOKEN            also stop at this token (repeatable), e.g. '<|im_end|>'\n"
@@ -131,8 +136,9 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
     };
-    *o = (opts){.preset = "lightreasoner", .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .top_p = 1,
-                .mass = CD_DEFAULT_MASS};
+    /* preset NULL: the model's chat template; sampling -1: generation_config.json */
+    *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .temperature = -1,
+                .top_p = -1, .top_k = -1, .mass = CD_DEFAULT_MASS};
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         switch (c) {
@@ -253,6 +259,84 @@ static int open_output(lrs_writer **w, const char *out, const char *part, const 
     return lrs_resume(w, part, h, settings_pack, s, run_note_done, run);
 }
 
+/* Generation settings: what generation_config.json says (the authors'
+ * "greedy" is whatever it says: generate() is called without sampling
+ * arguments), each flag given overriding its field. A greedy file leaves
+ * sampling off (top_p 1, top_k 0) unless flags ask. Follow mode samples
+ * nothing. Returns where the settings came from, for the header. */
+static const char *resolve_sampling(opts *o, const mcfg *g) {
+    int cs = !o->follow && g->do_sample, flags = o->temperature >= 0 || o->top_p >= 0 || o->top_k >= 0;
+    if (o->temperature < 0) o->temperature = cs ? g->temperature : 0;
+    if (o->top_p < 0) o->top_p = cs ? g->top_p : 1;
+    if (o->top_k < 0) o->top_k = cs ? g->top_k : 0;
+    if (cs && o->temperature > 0)
+        fprintf(stderr, "%s: %s/generation_config.json samples: temperature %g, top_p %g, top_k %d%s (--temperature 0 "
+                "for greedy)\n", lr_progname, o->model_dir, o->temperature, o->top_p, o->top_k,
+                flags ? ", with the flags given" : "");
+    return o->follow ? "none (follow mode)"
+           : cs      ? (flags ? "generation_config.json, flags override" : "generation_config.json")
+           : flags   ? "flags"
+           : g->gen_file ? "generation_config.json (greedy)" : "default (greedy)";
+}
+
+/* The prompt: the model's own chat template unless --preset or
+ * --prompt-file (generate mode), as the authors' apply_chat_template; a
+ * folder without one gets the lightreasoner preset. Sets o->preset to what
+ * the header records. */
+static int choose_prompt(opts *o, prompt_chat **chat) {
+    *chat = NULL;
+    if (o->follow || o->preset || o->prompt_file) {
+        if (!o->preset) o->preset = "lightreasoner";
+        return 0;
+    }
+    int rc = prompt_chat_load(chat, o->model_dir);
+    if (rc) return rc;
+    if (*chat) {
+        o->preset = "chat_template";
+    } else {
+        o->preset = "lightreasoner";
+        fprintf(stderr, "%s: %s has no chat template; prompting with --preset lightreasoner (ChatML)\n", lr_progname,
+                o->model_dir);
+    }
+    return 0;
+}
+
+/* Follow mode: this model reads the followed stream's ids as they are.
+ * Refused unless the two tokenizers are compatible (tokenizer.h: the same
+ * regular vocabulary and merges); when only added tokens differ, as with
+ * DeepSeek-R1-Distill-Qwen and Qwen2.5, says so once and counts the ids
+ * that name different tokens in the two (*ndiffer, for the header). */
+static int follow_tokenizer(lrs_reader *fr, const lrs_header *h, const tok_sig *ours, int64_t *ndiffer) {
+    const lrs_header *fh = lrs_header_of(fr);
+    *ndiffer = 0;
+    if (!strcmp(fh->tokenizer.hash, h->tokenizer.hash) && fh->tokenizer.vocab == h->tokenizer.vocab) return 0;
+    const msgpack_object *fs = fh->params ? lrs_get(fh->params, "tokenizer_compat") : NULL;
+    tok_sig theirs;
+    tok_compat_res r;
+    if (!fs)
+        return lr_err(LR_EINPUT, "%s: tokenizers differ: the followed stream was made with tokenizer %s (%s, %lld ids), "
+                      "this model's is %s (%s, %lld ids), and its header has no tokenizer_compat to compare them by",
+                      lrs_path(fr), fh->tokenizer.hash, fh->tokenizer.name, (long long)fh->tokenizer.vocab,
+                      h->tokenizer.hash, h->tokenizer.name, (long long)h->tokenizer.vocab);
+    if (tok_sig_read(fs, &theirs)) return lr_err_prefix(LR_EINPUT, "%s: header: params", lrs_path(fr));
+    tok_sig_compat(&theirs, ours, &r);
+    tok_sig_free(&theirs);
+    char ids[160] = "";
+    tok_compat_ids(&r, ids, sizeof ids);
+    if (!r.compatible)
+        return lr_err(LR_EINPUT, "%s: tokenizers differ: %s (the followed stream's tokenizer %s of %s, this model's %s "
+                      "of %s); the two models cannot read the same ids (lr-tok --compare on the two folders names the "
+                      "first id)", lrs_path(fr), r.what, fh->tokenizer.hash, fh->tokenizer.name, h->tokenizer.hash,
+                      h->tokenizer.name);
+    *ndiffer = r.ndiffer;
+    if (r.ndiffer)
+        fprintf(stderr, "%s: %s: the followed stream's tokenizer (%s) and this model's (%s) differ only in added "
+                "tokens: %lld ids (%s) name different tokens in the two; this model reads the followed ids as they "
+                "are, as the reference implementation does\n", lr_progname, lrs_path(fr), fh->tokenizer.name,
+                h->tokenizer.name, (long long)r.ndiffer, ids);
+    return 0;
+}
+
 /* Makes FILE.part durable, then FILE. */
 static int commit_output(const char *part, const char *out) {
     int fd = open(part, O_RDONLY);
@@ -272,6 +356,8 @@ int main(int argc, char **argv) {
     prob_source src = {0};
     lrs_reader *fr = NULL;
     lrs_writer *w = NULL;
+    prompt_chat *chat = NULL;
+    tok_sig sig = {0};
     char *part = NULL;
     int32_t eos[MCFG_MAX_EOS + 16];
     int neos = 0, fresh = 1, engine_up = 0;
@@ -290,6 +376,9 @@ int main(int argc, char **argv) {
     /* The cuda backend uploads bf16 straight from the checkpoint. */
     if ((rc = inf_load_model(&m, o.model_dir, o.adapter, dev == ENG_CUDA))) goto out;
     if ((rc = tok_load(&tok, o.model_dir))) goto out;
+    if ((rc = choose_prompt(&o, &chat))) goto out;
+    const char *sampling = resolve_sampling(&o, &m.cfg);
+    tok_sig_of(tok, &sig);
     if (!o.kmax) o.kmax = o.follow ? CD_FOLLOW_KMAX : CD_DEFAULT_KMAX;
     for (int i = 0; i < m.cfg.neos; i++) eos[neos++] = m.cfg.eos[i];
     for (int i = 0; i < o.n_extra_eos; i++) {
@@ -309,7 +398,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: device cuda (%s, %s backend)\n", lr_progname, name, gpu_backend());
     }
     gen_init(&g, &e, &go);
-    run_opts ro = {.model_dir = o.model_dir, .preset = o.preset, .prompt_file = o.prompt_file, .limit = o.limit,
+    run_opts ro = {.model_dir = o.model_dir, .preset = o.preset, .chat = chat, .prompt_file = o.prompt_file, .limit = o.limit,
                    .shard_k = o.shard_k, .shard_n = o.shard_n, .batch = o.batch, .seed = o.seed,
                    .max_failures = RUN_MAX_FAILURES};
     run_init(&run, &ro, &g, tok);
@@ -324,18 +413,13 @@ int main(int argc, char **argv) {
                       .adapter = o.adapter, .max_new = o.max_new, .max_context = ctxlen, .limit = o.limit,
                       .shard_k = o.shard_k, .shard_n = o.shard_n, .temperature = o.temperature, .top_p = o.top_p,
                       .top_k = o.top_k, .seed = o.seed, .mass = o.mass, .kmax = o.kmax, .full = o.full, .eos = eos,
-                      .neos = neos};
+                      .neos = neos, .chat_template = chat ? prompt_chat_family(chat) : "", .sampling = sampling,
+                      .sig = &sig, .followed_tokenizer = ""};
     if ((rc = settings_fileid(s.input, &s.input_id)) || (rc = settings_fileid(o.prompt_file, &s.prompt_id))) goto out;
     if (o.follow) {
         if ((rc = lrs_open_read(&fr, o.follow, "dist"))) goto out;
-        const lrs_header *fh = lrs_header_of(fr);
-        if (strcmp(fh->tokenizer.hash, h.tokenizer.hash) || fh->tokenizer.vocab != h.tokenizer.vocab) {
-            rc = lr_err(LR_EINPUT, "%s: tokenizers differ: the followed stream was made with tokenizer %s (%s, "
-                        "%lld ids), this model's is %s (%s, %lld ids)", lrs_path(fr), fh->tokenizer.hash,
-                        fh->tokenizer.name, (long long)fh->tokenizer.vocab, h.tokenizer.hash, h.tokenizer.name,
-                        (long long)h.tokenizer.vocab);
-            goto out;
-        }
+        s.followed_tokenizer = lrs_header_of(fr)->tokenizer.hash;
+        if ((rc = follow_tokenizer(fr, &h, &sig, &s.added_ids_differ))) goto out;
     } else {
         if ((rc = prob_open(&src, o.data, o.layout, o.field, o.id_field))) goto out;
         if (prob_layout(&src) >= 0) s.layout = bd_layout_name((bd_layout)prob_layout(&src));
@@ -385,6 +469,8 @@ out:
     gen_free(&g);
     if (engine_up) eng_free(&e);
     if (tok) tok_free(tok);
+    prompt_chat_free(chat);
+    tok_sig_free(&sig);
     model_free(&m);
     free(part);
     return code;

@@ -15,6 +15,7 @@
  * two modes re-read their inputs and therefore need files, not pipes.
  */
 #include "method/dist.h"
+#include "model/tokenizer.h"
 #include "io/stream.h"
 #include "base/util.h"
 
@@ -158,15 +159,45 @@ static void free_side(side *s) {
 
 static int64_t vocab_of(const lrs_header *h) { return h->model.vocab > 0 ? h->model.vocab : h->tokenizer.vocab; }
 
+/* Two tokenizers that differ only in added tokens (tokenizer.h) read the
+ * same ids, as the reference implementation lets DeepSeek-R1-Distill-Qwen
+ * and Qwen2.5 do: said once, then accepted. Anything else is refused. */
+static int compatible_tokenizers(kl_ctx *c) {
+    const lrs_header *he = c->he, *ha = c->ha;
+    const msgpack_object *se = he->params ? lrs_get(he->params, "tokenizer_compat") : NULL;
+    const msgpack_object *sa = ha->params ? lrs_get(ha->params, "tokenizer_compat") : NULL;
+    tok_sig ge, ga;
+    tok_compat_res r = {.compatible = 0};
+    int have = se && sa && !tok_sig_read(se, &ge);
+    if (have && tok_sig_read(sa, &ga)) tok_sig_free(&ge), have = 0;
+    if (have) {
+        tok_sig_compat(&ge, &ga, &r);
+        tok_sig_free(&ge), tok_sig_free(&ga);
+    } else {
+        snprintf(r.what, sizeof r.what, "a header without tokenizer_compat to compare them by");
+    }
+    if (!r.compatible)
+        return lr_err(LR_EINPUT, "%s and %s: tokenizers differ: %s (expert \"%s\" hash %s vocab %" PRId64
+                      ", amateur \"%s\" hash %s vocab %" PRId64 "): expert and amateur must read the same ids",
+                      c->paths[0], c->paths[1], r.what, he->tokenizer.name, he->tokenizer.hash, he->tokenizer.vocab,
+                      ha->tokenizer.name, ha->tokenizer.hash, ha->tokenizer.vocab);
+    char ids[160] = "";
+    tok_compat_ids(&r, ids, sizeof ids);
+    if (r.ndiffer)
+        fprintf(stderr, "%s: %s and %s: the tokenizers differ only in added tokens: %" PRId64 " ids (%s) name different "
+                "tokens in the two; both streams hold the expert's ids\n", lr_progname, c->paths[0], c->paths[1],
+                r.ndiffer, ids);
+    return LR_OK;
+}
+
 /* The header checks: one tokenizer, known vocabularies, none smaller than
  * the tokenizer's. Sets V = min of the two models' vocabularies. */
 static int check_headers(kl_ctx *c) {
     const lrs_header *he = c->he, *ha = c->ha;
-    if (!lrs_ident_same(&he->tokenizer, &ha->tokenizer))
-        return lr_err(LR_EINPUT, "%s and %s: tokenizers differ (expert \"%s\" hash %s vocab %" PRId64
-                      ", amateur \"%s\" hash %s vocab %" PRId64 "): expert and amateur must share one tokenizer",
-                      c->paths[0], c->paths[1], he->tokenizer.name, he->tokenizer.hash, he->tokenizer.vocab,
-                      ha->tokenizer.name, ha->tokenizer.hash, ha->tokenizer.vocab);
+    if (!lrs_ident_same(&he->tokenizer, &ha->tokenizer)) {
+        int rc = compatible_tokenizers(c);
+        if (rc) return rc;
+    }
     c->VE = vocab_of(he);
     c->VA = vocab_of(ha);
     if (c->VE <= 0 || c->VA <= 0)

@@ -5,6 +5,7 @@
 #include "io/safetensors.h"
 #include "base/util.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -22,15 +23,45 @@ static const char USAGE[] =
     "  --dtype f32|bf16 [f32]            --seed S [1]        --max-pos N [4096]\n"
     "  --tokenizer PATH  copy this tokenizer.json (and its tokenizer_config.json)\n"
     "                    instead of writing the built-in byte-level BPE one\n"
+    "  --force           replace an existing OUT_DIR (else refused); the folder is\n"
+    "                    written under a temporary name and renamed into place\n"
+    "--check fails (exit 2) on a tensor holding NaN or inf.\n"
     "exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O\n";
+
+/* Every float tensor of s finite? (st_read_f32 refuses integer tensors,
+ * which hold no NaN.) Names the first bad tensor and element. */
+static int check_finite(const st_set *s, const char *path) {
+    int rc = LR_OK;
+    for (int i = 0; i < s->ntensors && !rc; i++) {
+        const st_tensor *t = &s->tensors[i];
+        size_t n = 1;
+        for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+        float *x = xmalloc((n ? n : 1) * sizeof(float));
+        if (!st_read_f32(s, t->name, t->ndim, t->shape, x))
+            for (size_t k = 0; k < n && !rc; k++)
+                if (!isfinite(x[k]))
+                    rc = lr_err(LR_EINPUT, "%s: tensor %s: element %zu is %g: not finite", path, t->name, k, (double)x[k]);
+        free(x);
+    }
+    return rc;
+}
 
 static int check(const char *path) {
     struct stat sb;
     if (stat(path, &sb)) return lr_err(LR_EIO, "%s: cannot stat", path);
+    st_set s;
     if (S_ISDIR(sb.st_mode)) {
         model m;
         int rc = model_load(&m, path);
         if (rc) return rc;
+        if (!(rc = st_open_dir(&s, path))) {
+            rc = check_finite(&s, path);
+            st_close(&s);
+        }
+        if (rc) {
+            model_free(&m);
+            return rc;
+        }
         const mcfg *c = &m.cfg;
         printf("name %s\nhash %s\nmodel_type %s\nlayers %d\nhidden %d\nheads %d\nkv_heads %d\nhead_dim %d\n"
                "inter %d\nvocab %d\nrope_theta %g\ntied %d\nqkv_bias %d\nparams %zu\neos",
@@ -41,17 +72,17 @@ static int check(const char *path) {
         model_free(&m);
         return LR_OK;
     }
-    st_set s;
     int rc = st_open_file(&s, path);
     if (rc) return rc;
-    for (int i = 0; i < s.ntensors; i++) {
+    rc = check_finite(&s, path);
+    for (int i = 0; i < s.ntensors && !rc; i++) {
         const st_tensor *t = &s.tensors[i];
         printf("%s %s [", t->name, st_dtype_name(t->dtype));
         for (int d = 0; d < t->ndim; d++) printf("%s%lld", d ? ", " : "", (long long)t->shape[d]);
         printf("]\n");
     }
     st_close(&s);
-    return LR_OK;
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -71,6 +102,6 @@ int main(int argc, char **argv) {
     const char *out = NULL;
     int rc = mk_parse_args(&o, argc - 1, argv + 1, &out);
     if (!rc && !out) rc = lr_err(LR_EUSAGE, "missing OUT_DIR (see --help)");
-    if (!rc) rc = mk_write_model(out, &o);
+    if (!rc) rc = mk_save(out, &o);
     return rc ? lr_fail(rc) : 0;
 }

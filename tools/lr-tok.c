@@ -23,8 +23,17 @@ static void usage(FILE *f) {
             "  --prompt PRESET    wrap each string in a prompt preset first\n"
             "  --prompt-file F    wrap each string in the template of file F ({question}\n"
             "                     is the string, {{ and }} are literal braces)\n"
+            "  --chat             wrap each string in the folder's own chat template (as the\n"
+            "                     user turn, system \"Please reason step by step.\", generation\n"
+            "                     prompt appended), as lr-infer does without --preset\n"
+            "  --system TEXT      with --chat: this system turn instead\n"
             "  --list-prompts     print the preset names and exit\n"
-            "  --info             print vocab_size and hash as JSON and exit\n"
+            "  --info             print vocab_size, hash, the regular vocabulary's size and\n"
+            "                     hash (base) and the added tokens' count as JSON and exit\n"
+            "  --compare OTHER    compare with the tokenizer OTHER and print the verdict as\n"
+            "                     JSON: compatible (same regular vocabulary and merges), the\n"
+            "                     count and first ids of differing added tokens, or the first\n"
+            "                     id that differs; exit 0 when compatible, 2 when not\n"
             "  --help             this text\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input (malformed line: message names the\n"
             "line number), 3 I/O.\n");
@@ -32,15 +41,17 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     lr_progname = "lr-tok";
-    enum { O_DECODE = 256, O_SKIP, O_PROMPT, O_PFILE, O_LIST, O_INFO, O_HELP };
+    enum { O_DECODE = 256, O_SKIP, O_PROMPT, O_PFILE, O_LIST, O_INFO, O_HELP, O_CHAT, O_SYSTEM, O_COMPARE };
     static const struct option opts[] = {
         {"decode", no_argument, 0, O_DECODE},     {"skip-special", no_argument, 0, O_SKIP},
         {"prompt", required_argument, 0, O_PROMPT}, {"prompt-file", required_argument, 0, O_PFILE},
         {"list-prompts", no_argument, 0, O_LIST}, {"info", no_argument, 0, O_INFO},
-        {"help", no_argument, 0, O_HELP},         {0, 0, 0, 0},
+        {"help", no_argument, 0, O_HELP},         {"chat", no_argument, 0, O_CHAT},
+        {"system", required_argument, 0, O_SYSTEM}, {"compare", required_argument, 0, O_COMPARE},
+        {0, 0, 0, 0},
     };
-    int decode = 0, skip = 0, info = 0, c;
-    const char *preset = NULL, *pfile = NULL;
+    int decode = 0, skip = 0, info = 0, chat = 0, c;
+    const char *preset = NULL, *pfile = NULL, *system = NULL, *other = NULL;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_DECODE: decode = 1; break;
@@ -48,6 +59,9 @@ int main(int argc, char **argv) {
         case O_PROMPT: preset = optarg; break;
         case O_PFILE: pfile = optarg; break;
         case O_INFO: info = 1; break;
+        case O_CHAT: chat = 1; break;
+        case O_SYSTEM: system = optarg; break;
+        case O_COMPARE: other = optarg; break;
         case O_LIST:
             for (const char *const *p = prompt_presets(); *p; p++) printf("%s\n", *p);
             return 0;
@@ -62,6 +76,8 @@ int main(int argc, char **argv) {
     if (decode && (preset || pfile)) lr_die(LR_EUSAGE, "--prompt/--prompt-file apply to encoding, not --decode");
     if (skip && !decode) lr_die(LR_EUSAGE, "--skip-special applies to --decode");
     if (preset && pfile) lr_die(LR_EUSAGE, "give --prompt or --prompt-file, not both");
+    if (chat && (preset || pfile || decode)) lr_die(LR_EUSAGE, "--chat goes with encoding, without --prompt/--prompt-file");
+    if (system && !chat) lr_die(LR_EUSAGE, "--system goes with --chat");
     if (preset && !prompt_preset_template(preset)) {
         int rc = prompt_render(preset, NULL, "", &(char *){0});
         return lr_fail(rc);
@@ -70,9 +86,45 @@ int main(int argc, char **argv) {
     int rc = tok_load(&t, argv[optind]);
     if (rc) return lr_fail(rc);
     if (info) {
-        printf("{\"vocab_size\": %lld, \"hash\": \"%s\"}\n", (long long)tok_vocab_size(t), tok_hash(t));
+        tok_sig s;
+        tok_sig_of(t, &s);
+        printf("{\"vocab_size\": %lld, \"hash\": \"%s\", \"regular\": %lld, \"base\": \"%s\", \"added\": %zu}\n",
+               (long long)tok_vocab_size(t), tok_hash(t), (long long)s.regular, s.base, s.nadded);
+        tok_sig_free(&s);
         tok_free(t);
         return 0;
+    }
+    if (other) {
+        tok_t *u;
+        if ((rc = tok_load(&u, other))) {
+            tok_free(t);
+            return lr_fail(rc);
+        }
+        tok_compat_res r;
+        tok_compat(t, u, &r);
+        json_t *ids = json_array();
+        for (int i = 0; i < r.nfirst; i++) json_array_append_new(ids, json_integer(r.first[i]));
+        json_t *o = json_pack("{s:b, s:I, s:o, s:s}", "compatible", r.compatible, "added_ids_differ",
+                              (json_int_t)r.ndiffer, "first_ids", ids, "difference", r.what);
+        char *js = json_dumps(o, JSON_COMPACT);
+        puts(js);
+        free(js);
+        json_decref(o);
+        tok_free(u), tok_free(t);
+        if (!r.compatible) {
+            fprintf(stderr, "lr-tok: %s and %s: %s\n", argv[optind], other, r.what);
+            return LR_EINPUT;
+        }
+        return 0;
+    }
+    prompt_chat *pc = NULL;
+    if (chat) {
+        rc = prompt_chat_load(&pc, argv[optind]);
+        if (!rc && !pc) rc = lr_err(LR_EINPUT, "%s: no chat template (tokenizer_config.json or chat_template.jinja)", argv[optind]);
+        if (rc) {
+            tok_free(t);
+            return lr_fail(rc);
+        }
     }
     char *line = NULL;
     size_t cap = 0, lineno = 0;
@@ -120,10 +172,11 @@ int main(int argc, char **argv) {
             const char *s = json_string_value(v);
             size_t len = json_string_length(v);
             char *rendered = NULL;
-            if (preset || pfile) {
+            if (preset || pfile || pc) {
                 if (strlen(s) != len) {
                     rc = lr_err(LR_EINPUT, "stdin: line %zu: string contains U+0000, cannot fill a prompt", lineno);
-                } else if ((rc = prompt_render(preset, pfile, s, &rendered)) == 0) {
+                } else if ((rc = pc ? prompt_chat_render(pc, system ? system : PROMPT_CHAT_SYSTEM, s, &rendered)
+                                    : prompt_render(preset, pfile, s, &rendered)) == 0) {
                     s = rendered, len = strlen(rendered);
                 }
             }
@@ -142,6 +195,7 @@ int main(int argc, char **argv) {
     }
     free(line);
     free(idbuf);
+    prompt_chat_free(pc);
     tok_free(t);
     if (!rc && (ferror(stdin) || fflush(stdout) || ferror(stdout)))
         rc = lr_err(LR_EIO, "%s", ferror(stdin) ? "stdin: read error" : "stdout: write error");

@@ -63,7 +63,12 @@ static int report(inf_run *r, const char *id, const char *why) {
 static int prepare_prompt(inf_run *r, int layout, gen_problem *p) {
     char *text;
     size_t n;
-    if (!r->o.prompt_file && !strcmp(r->o.preset, "toolkit")) {
+    if (r->o.chat) {
+        if (prompt_chat_render(r->o.chat, PROMPT_CHAT_SYSTEM, p->question, &text)) {
+            gen_fail(p, "%s", lr_errmsg());
+            return 0;
+        }
+    } else if (!r->o.prompt_file && !strcmp(r->o.preset, "toolkit")) {
         text = bd_prompt((bd_layout)layout, p->question);
     } else if (prompt_render(r->o.prompt_file ? NULL : r->o.preset, r->o.prompt_file, p->question, &text)) {
         gen_fail(p, "%s", lr_errmsg());

@@ -16,6 +16,7 @@
 #include "infer/problems.h"
 #include "io/progress.h"
 #include "io/stream.h"
+#include "model/prompt.h"
 #include "model/tokenizer.h"
 
 #include <stdint.h>
@@ -25,6 +26,7 @@
 typedef struct {
     const char *model_dir;     /* names tokenizer.json / config.json in messages */
     const char *preset;        /* prompt preset; "toolkit": the benchmark's own prompt */
+    const prompt_chat *chat;   /* the model's chat template instead (NULL: none) */
     const char *prompt_file;   /* a template instead of the preset */
     long limit;                /* only the first `limit` problems (-1: all) */
     int shard_k, shard_n;      /* only problems with idx % shard_n == shard_k */

@@ -81,6 +81,11 @@ void settings_pack(msgpack_packer *pk, void *arg) {
     put_int(&e, "top_k_max", s->kmax);
     put_int(&e, "full", s->full);
     put_ids(&e, "eos", s->eos, s->neos);
+    put_str(&e, "chat_template", s->chat_template);
+    put_str(&e, "sampling", s->sampling);
+    if (s->sig) tok_sig_pack(key(&e, "tokenizer_compat"), s->sig);
+    put_str(&e, "followed_tokenizer", s->followed_tokenizer);
+    put_int(&e, "added_ids_differ", s->added_ids_differ);
     msgpack_pack_map(pk, (size_t)e.n);
     pk->callback(pk->data, e.sb.data, e.sb.size);
     msgpack_sbuffer_destroy(&e.sb);

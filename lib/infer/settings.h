@@ -14,6 +14,8 @@
 #include <msgpack.h>
 #include <stdint.h>
 
+#include "model/tokenizer.h"
+
 /* A file's identity: hex FNV-1a 64 of its bytes ("" for stdin) and size
  * (-1 for stdin). */
 typedef struct {
@@ -42,6 +44,11 @@ typedef struct {
     int full;
     const int32_t *eos;          /* every id generation stops at (the model's and --eos) */
     int neos;
+    const char *chat_template;   /* the chat template family of the prompt ("" for a preset) */
+    const char *sampling;        /* where temperature/top_p/top_k came from (generation_config.json, flags) */
+    const tok_sig *sig;          /* this model's tokenizer signature (tokenizer.h) */
+    const char *followed_tokenizer; /* follow mode: the followed stream's tokenizer hash ("" otherwise) */
+    int64_t added_ids_differ;    /* follow mode: ids whose added token differs between the two */
 } inf_settings;
 
 /* The identity of the file at path; 0 or LR_EIO. */

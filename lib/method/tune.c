@@ -1,6 +1,7 @@
 /* tune: see tune.h. */
 #include "method/tune.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,10 +43,15 @@ void tuner_free(tuner *tu) {
 
 void tuner_zero_grad(tuner *tu) { memset(tu->grads, 0, tu->n * sizeof(float)); }
 
-double tuner_update(tuner *tu, float lr) {
-    double norm = grad_clip(tu->grads, tu->n, tu->clip);
+int tuner_update(tuner *tu, float lr, double *norm) {
+    *norm = grad_clip(tu->grads, tu->n, tu->clip);
+    if (!isfinite(*norm)) return lr_err(LR_EINPUT, "gradient norm %g: not finite", *norm);
     adamw_step(&tu->opt, tu->params, tu->grads, lr);
-    return norm;
+    for (size_t i = 0; i < tu->n; i++)
+        if (!isfinite(tu->params[i]))
+            return lr_err(LR_EINPUT, "parameter %zu is %g after the AdamW update (lr %g, eps %g)", i, (double)tu->params[i],
+                          (double)lr, (double)tu->opt.eps);
+    return LR_OK;
 }
 
 /* a loss row: trainer row `row` carries example `ex` (SFT: its token `tok`) */
@@ -73,11 +79,15 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
     int N = 0;
     int *off = xmalloc((size_t)(g1 - g0) * sizeof(int));
     for (int g = g0; g < g1; g++) off[g - g0] = N, N += ex[grp_rep[g]].ntok;
-    int *tok = xmalloc((size_t)N * sizeof(int)), *seq = xmalloc((size_t)N * sizeof(int));
+    int *tok = xmalloc((size_t)N * sizeof(int)), *seq = xmalloc((size_t)N * sizeof(int)), *qpos = NULL;
     for (int g = g0; g < g1; g++) {
         const tune_example *e = &ex[grp_rep[g]];
         memcpy(tok + off[g - g0], e->tokens, (size_t)e->ntok * sizeof(int));
         for (int i = 0; i < e->ntok; i++) seq[off[g - g0] + i] = g - g0;
+        if (e->query_pos > 0) {
+            if (!qpos) memset(qpos = xmalloc((size_t)N * sizeof(int)), -1, (size_t)N * sizeof(int));
+            qpos[off[g - g0] + e->ntok - 1] = e->query_pos;
+        }
     }
     /* the loss rows of every example of these groups */
     int nl = 0, cap = 16;
@@ -111,6 +121,7 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
     if (!rc) {
         tu->t.training = tu->dropout_on && tu->lo && tu->lo->dropout > 0.0f;
         tu->t.drop_seed = tu->seed * 0x100000001b3ULL + (uint64_t)tu->calls++;
+        tu->t.query_pos = qpos;
         rc = trn_forward(&tu->t, N, tok, seq, nw, want, NULL);
     }
     const model_weights *gw = tu->lo ? NULL : &tu->gw;
@@ -142,6 +153,8 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
         if (!rc) trn_logits_backward(&tu->t, r0, r1, tu->dlogits, gw);
     }
     if (!rc) trn_backward(&tu->t, NULL, gw, tu->lo ? &tu->glo : NULL);
+    tu->t.query_pos = NULL;
+    free(qpos);
     free(off);
     free(tok);
     free(seq);
@@ -167,10 +180,10 @@ int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, dou
                             (long long)ex[i].problem, ex[i].step, ex[i].tokens[j], j, tu->m->cfg.V);
         if (rc) break;
         int g = -1;
-        if (tu->pack && tu->objective == TUNE_SOFTKL)
+        if (tu->pack && tu->objective == TUNE_SOFTKL && ex[i].query_pos <= 0)
             for (int k = 0; k < ng && g < 0; k++) {
                 const tune_example *r = &ex[grp_rep[k]];
-                if (r->problem == ex[i].problem && prefix_related(r->tokens, r->ntok, ex[i].tokens, ex[i].ntok)) g = k;
+                if (r->query_pos <= 0 && r->problem == ex[i].problem && prefix_related(r->tokens, r->ntok, ex[i].tokens, ex[i].ntok)) g = k;
             }
         if (g < 0) grp_rep[g = ng++] = i;
         else if (ex[i].ntok > ex[grp_rep[g]].ntok) grp_rep[g] = i;

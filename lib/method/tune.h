@@ -39,6 +39,8 @@ typedef struct {
     int *ids;      // (nt) soft-KL target ids
     float *w;      // (nt) and their weights
     int nt;
+    int query_pos; /* > 0: tokens[ntok-1] is a query-only row at RoPE position query_pos
+                    * (trainer.h): the reference's trailing pad, see tdata_pad_batch */
 } tune_example;
 
 typedef struct {
@@ -72,8 +74,10 @@ void tuner_zero_grad(tuner *tu);
 /* Forward + backward of ex[0..n), gradients accumulated (+=); *loss +=
  * scale * (each example's KL, or each token's CE). */
 int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, double *loss);
-/* Clips the accumulated gradient, applies AdamW at lr, returns the norm
- * before clipping. */
-double tuner_update(tuner *tu, float lr);
+/* Clips the accumulated gradient, applies AdamW at lr; *norm = the norm
+ * before clipping. A non-finite gradient norm skips the update; either it
+ * or parameters that the update left non-finite return LR_EINPUT (the
+ * run cannot go on: its last checkpoint is the last good state). */
+int tuner_update(tuner *tu, float lr, double *norm);
 
 #endif

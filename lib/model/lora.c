@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "io/safetensors.h"
+#include "base/rng.h"
 #include "base/util.h"
 
 static const char *mod_names[LORA_NMOD] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
@@ -81,20 +82,13 @@ void lora_free(lora *lo) {
     memset(lo, 0, sizeof *lo);
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 void lora_init(lora *lo, uint64_t seed) {
     uint64_t s = seed;
     for (int m = 0; m < LORA_NMOD; m++) {
         if (!lo->A[m]) continue;
         float bound = 1.0f / sqrtf((float)lo->in[m]);
         size_t na = (size_t)lo->L * lo->r * lo->in[m];
-        for (size_t i = 0; i < na; i++) lo->A[m][i] = (float)((splitmix(&s) >> 40) * (2.0 / 16777216.0) - 1.0) * bound;
+        for (size_t i = 0; i < na; i++) lo->A[m][i] = (float)((rng_next(&s) >> 40) * (2.0 / 16777216.0) - 1.0) * bound;
         memset(lo->B[m], 0, (size_t)lo->L * lo->out[m] * lo->r * sizeof(float));
     }
 }
@@ -103,17 +97,17 @@ static void tensor_name(char *buf, size_t n, int l, int m, char ab) {
     snprintf(buf, n, "base_model.model.model.layers.%d.%s.%s.lora_%c.weight", l, mod_parent(m), mod_names[m], ab);
 }
 
-/* Writes path via path.tmp + rename so a reader never sees half a file. */
-static int write_json_atomic(const char *path, json_t *j) {
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    if (json_dump_file(j, tmp, JSON_INDENT(2) | JSON_SORT_KEYS)) return lr_err(LR_EIO, "%s: cannot write", tmp);
-    if (rename(tmp, path)) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
-    return LR_OK;
-}
+static int write_weights(const lora *lo, const char *dir);
 
 int lora_save(const lora *lo, const char *dir, const char *base) {
     char path[4096], tmp[4200];
+    for (size_t i = 0; i < lo->n; i++)
+        if (!isfinite(lo->mem[i]))
+            return lr_err(LR_EINPUT, "%s: adapter parameter %zu is %g: not writing an adapter with non-finite weights", dir, i,
+                          (double)lo->mem[i]);
+    /* the weights first: adapter_config.json marks a complete adapter */
+    int rc = write_weights(lo, dir);
+    if (rc) return rc;
     json_t *tm = json_array();
     for (int m = 0; m < LORA_NMOD; m++)
         if (lo->targets >> m & 1) json_array_append_new(tm, json_string(mod_names[m]));
@@ -125,11 +119,16 @@ int lora_save(const lora *lo, const char *dir, const char *base) {
                           "lora_dropout", (double)lo->dropout, "target_modules", tm, "task_type", "CAUSAL_LM", "use_dora",
                           0, "use_rslora", 0, "lora_bias", 0, "rank_pattern", json_object(), "alpha_pattern", json_object());
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
-    int rc = write_json_atomic(path, j);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    if (json_dump_file(j, tmp, JSON_INDENT(2) | JSON_SORT_KEYS)) rc = lr_err(LR_EIO, "%s: cannot write", tmp);
+    else if (rename(tmp, path)) rc = lr_err(LR_EIO, "%s: %s", path, strerror(errno));
     json_decref(j);
-    if (rc) return rc;
+    return rc;
+}
 
-    int nt = 0;
+static int write_weights(const lora *lo, const char *dir) {
+    char path[4096], tmp[4200];
+    int rc, nt = 0;
     st_wtensor *t = xcalloc((size_t)2 * LORA_NMOD * lo->L, sizeof *t);
     char(*names)[160] = xcalloc((size_t)2 * LORA_NMOD * lo->L, sizeof *names);
     for (int l = 0; l < lo->L; l++)
@@ -157,14 +156,23 @@ int lora_load(lora *lo, const mcfg *cfg, const char *dir) {
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);
     json_error_t je;
     json_t *j = json_load_file(path, 0, &je);
-    if (!j) return lr_err(LR_EIO, "%s: %s", path, je.text);
+    if (!j) /* a file that cannot be read is I/O; one that does not parse is bad input */
+        return json_error_code(&je) == json_error_cannot_open_file ? lr_err(LR_EIO, "%s: %s", path, je.text)
+                                                                   : lr_err(LR_EINPUT, "%s: line %d: %s", path, je.line, je.text);
     int rc = LR_OK;
     json_t *r = json_object_get(j, "r"), *al = json_object_get(j, "lora_alpha"), *dr = json_object_get(j, "lora_dropout");
     json_t *tm = json_object_get(j, "target_modules");
     const char *bias = json_string_value(json_object_get(j, "bias"));
     unsigned mask = 0;
-    if (!json_is_integer(r) || json_integer_value(r) < 1) rc = lr_err(LR_EINPUT, "%s: field \"r\": expected a positive integer", path);
-    else if (!json_is_number(al)) rc = lr_err(LR_EINPUT, "%s: field \"lora_alpha\": expected a number", path);
+    if (!json_is_integer(r) || json_integer_value(r) < 1 || json_integer_value(r) > 65536) rc = lr_err(LR_EINPUT, "%s: field \"r\": expected an integer in [1, 65536]", path);
+    else if (!json_is_object(j)) rc = lr_err(LR_EINPUT, "%s: expected a JSON object", path);
+    else if (!json_is_number(al) || !(json_number_value(al) > 0) ||
+             !isfinite((float)json_number_value(al) / (float)json_integer_value(r)))
+        rc = lr_err(LR_EINPUT, "%s: field \"lora_alpha\": expected a positive number whose alpha / r is finite in float32", path);
+    else if (dr && !json_is_null(dr) && (!json_is_number(dr) || !(json_number_value(dr) >= 0) || json_number_value(dr) >= 1))
+        rc = lr_err(LR_EINPUT, "%s: field \"lora_dropout\": expected a number in [0, 1)", path);
+    else if (json_is_true(json_object_get(j, "fan_in_fan_out")))
+        rc = lr_err(LR_EINPUT, "%s: field \"fan_in_fan_out\": true (Conv1D-style transposed weights) is not supported", path);
     else if (!json_is_array(tm)) rc = lr_err(LR_EINPUT, "%s: field \"target_modules\": expected a list of module names", path);
     else if (json_is_true(json_object_get(j, "use_dora")) || json_is_true(json_object_get(j, "use_rslora")) ||
              json_is_true(json_object_get(j, "lora_bias")) || (bias && strcmp(bias, "none")) ||

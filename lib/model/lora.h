@@ -52,12 +52,17 @@ void lora_free(lora *lo);
 void lora_init(lora *lo, uint64_t seed);
 static inline float lora_scale(const lora *lo) { return lo->alpha / (float)lo->r; }
 
-/* Writes DIR/adapter_config.json and DIR/adapter_model.safetensors (each
- * through a temp file + rename). base: base_model_name_or_path. */
+/* Writes DIR/adapter_model.safetensors, then DIR/adapter_config.json (each
+ * through a temp file + rename: the config marks a complete adapter).
+ * base: base_model_name_or_path. Returns 0, LR_EIO, or LR_EINPUT when a
+ * parameter is NaN or inf (nothing written). */
 int lora_save(const lora *lo, const char *dir, const char *base);
 /* Reads a PEFT adapter folder for a model of config cfg (r, alpha, dropout,
- * targets from adapter_config.json; refuses DoRA, rsLoRA, biases, patterns).
- * Returns 0, LR_EIO or LR_EINPUT naming file and tensor. */
+ * targets from adapter_config.json; refuses DoRA, rsLoRA, biases, patterns,
+ * fan_in_fan_out, an alpha / r that is not finite). Returns 0, LR_EIO (a
+ * file cannot be read) or LR_EINPUT (malformed JSON, a bad field, a
+ * missing or misshapen tensor: the message names file and field or
+ * tensor). */
 int lora_load(lora *lo, const mcfg *cfg, const char *dir);
 
 #endif

@@ -5,6 +5,7 @@
 #undef I /* complex.h (via cblas.h) defines I; we use it as the MLP width */
 #include <errno.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,19 @@ int model_save(const model *m, const char *src_dir, const char *out_dir, int dty
         {c->tied ? NULL : w->lm_head, "lm_head.weight", 0, V, C},
     };
     int ns = (int)(sizeof spec / sizeof spec[0]), nt = 0;
+    /* a NaN or inf weight (a diverged run, an absurd lora_alpha) is never written */
+    for (int i = 0; i < ns; i++) {
+        if (!spec[i].p) continue;
+        size_t cnt = (size_t)spec[i].rows * (size_t)(spec[i].cols ? spec[i].cols : 1) * (spec[i].per_layer ? c->L : 1);
+        for (size_t k = 0; k < cnt; k++)
+            if (!isfinite(spec[i].p[k])) {
+                char nm[160];
+                if (spec[i].per_layer) model_tensor_name(nm, sizeof nm, (int)(k / (cnt / c->L)), spec[i].name);
+                else snprintf(nm, sizeof nm, "%s", spec[i].name);
+                return lr_err(LR_EINPUT, "%s: tensor %s: element %zu is %g: not writing non-finite weights", out_dir, nm,
+                              spec[i].per_layer ? k % (cnt / c->L) : k, (double)spec[i].p[k]);
+            }
+    }
     st_wtensor *t = xcalloc((size_t)ns * c->L, sizeof *t);
     char(*names)[160] = xcalloc((size_t)ns * c->L, sizeof *names);
     uint16_t *bf = dtype == ST_BF16 ? xmalloc(m->nparams * sizeof(uint16_t)) : NULL;

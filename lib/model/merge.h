@@ -16,8 +16,11 @@ void lora_merge(model *m, const lora *lo);
 /* Writes OUT/model.safetensors (tensor names and layout as the HF
  * checkpoint, dtype ST_BF16 or ST_F32) through a temp file + rename, and
  * copies config.json (torch_dtype set accordingly), generation_config.json
- * and the tokenizer files that exist in src_dir. Creates OUT if needed.
- * Returns 0 or LR_EIO. */
+ * and the tokenizer files that exist in src_dir. Creates OUT if needed;
+ * the files are written into it in place, so a tool makes the folder
+ * appear whole by passing out_open_dir's temporary folder (outfile.h).
+ * Returns 0, LR_EINPUT (a weight is NaN or inf: nothing written, the
+ * message names the tensor) or LR_EIO. */
 int model_save(const model *m, const char *src_dir, const char *out_dir, int dtype);
 
 #endif

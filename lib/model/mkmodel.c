@@ -3,6 +3,9 @@
 
 #include "model/model.h"
 #include "io/safetensors.h"
+#include "base/opt.h"
+#include "base/outfile.h"
+#include "base/rng.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -33,14 +36,8 @@ void mk_defaults(mk_opts *o) {
                    .rope_theta = 10000.0, .tied = 0, .bias = -1, .bf16 = 0, .seed = 1, .tokenizer = NULL};
 }
 
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 /* uniform in [-1, 1) with 24 random bits: exact in float32 */
-static float urand(uint64_t *s) { return (float)((double)(splitmix64(s) >> 40) / (double)(1 << 23) - 1.0); }
+static float urand(uint64_t *s) { return (float)((double)(rng_next(s) >> 40) / (double)(1 << 23) - 1.0); }
 
 /* GPT-2 bytes_to_unicode: printable bytes map to themselves, the others to
  * 256 + k in byte order. Writes the UTF-8 of byte b's symbol into out. */
@@ -287,12 +284,23 @@ int mk_write_model(const char *dir, const mk_opts *o) {
     return rc;
 }
 
-static int parse_int(const char *flag, const char *v, int *out, int min) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < min || x > (1L << 30)) return lr_err(LR_EUSAGE, "%s: expected an integer >= %d", flag, min);
-    *out = (int)x;
-    return LR_OK;
+static int parse_int(const char *flag, const char *v, int *out, int min) { return opt_int(flag, v, min, 1 << 30, out); }
+
+int mk_save(const char *dir, const mk_opts *o) {
+    lr_out *out;
+    const char *tmp;
+    char *parent = xstrdup(dir), *slash = strrchr(parent, '/');
+    if (slash && slash != parent) *slash = 0; /* its folder, created as mkdir -p */
+    int bad = slash && slash != parent && mkdir_p(parent);
+    free(parent);
+    if (bad) return lr_err(LR_EIO, "%s: cannot create its folder: %s", dir, strerror(errno));
+    int rc = out_open_dir(&out, dir, o->force ? OUT_FORCE : 0, &tmp);
+    if (rc) return rc;
+    if ((rc = mk_write_model(tmp, o))) {
+        out_abort(&out);
+        return rc;
+    }
+    return out_commit(&out);
 }
 
 int mk_parse_args(mk_opts *o, int argc, char **argv, const char **out) {
@@ -305,6 +313,7 @@ int mk_parse_args(mk_opts *o, int argc, char **argv, const char **out) {
         else if (!strcmp(a, "--untied")) o->tied = 0;
         else if (!strcmp(a, "--bias")) o->bias = 1;
         else if (!strcmp(a, "--no-bias")) o->bias = 0;
+        else if (!strcmp(a, "--force")) o->force = 1;
         else if (a[0] == '-' && a[1] == '-') {
             i++;
             if (!v) rc = lr_err(LR_EUSAGE, "%s: unknown option or missing value (see --help)", a);
@@ -318,13 +327,9 @@ int mk_parse_args(mk_opts *o, int argc, char **argv, const char **out) {
             else if (!strcmp(a, "--max-pos")) rc = parse_int(a, v, &o->max_pos, 1);
             else if (!strcmp(a, "--tokenizer")) o->tokenizer = v;
             else if (!strcmp(a, "--rope-theta")) {
-                char *end;
-                o->rope_theta = strtod(v, &end);
-                if (*end || !(o->rope_theta > 0)) rc = lr_err(LR_EUSAGE, "--rope-theta: expected a positive number");
+                rc = opt_double(a, v, 1e-6, 1e12, &o->rope_theta);
             } else if (!strcmp(a, "--seed")) {
-                char *end;
-                o->seed = strtoull(v, &end, 10);
-                if (*end || !*v) rc = lr_err(LR_EUSAGE, "--seed: expected an unsigned integer");
+                rc = opt_u64(a, v, &o->seed);
             } else if (!strcmp(a, "--dtype")) {
                 if (!strcmp(v, "f32")) o->bf16 = 0;
                 else if (!strcmp(v, "bf16")) o->bf16 = 1;

@@ -28,14 +28,21 @@ typedef struct {
     int bf16;              /* weights stored as BF16 instead of F32 */
     uint64_t seed;
     const char *tokenizer; /* tokenizer.json to copy, NULL: built-in */
+    int force;             /* mk_save: replace an existing folder */
 } mk_opts;
 
 /* Fills o with the defaults (qwen2, 2 layers, hidden 64, 4/2 heads, MLP
  * 128, theta 1e4, untied, f32, seed 1). */
 void mk_defaults(mk_opts *o);
-/* Creates dir (if needed) and writes the model. Returns 0, LR_EUSAGE for
- * inconsistent options, LR_EIO or LR_EINPUT (bad --tokenizer file). */
+/* Creates dir (if needed) and writes the model into it, in place. Returns
+ * 0, LR_EUSAGE for inconsistent options, LR_EIO or LR_EINPUT (bad
+ * --tokenizer file). */
 int mk_write_model(const char *dir, const mk_opts *o);
+/* lr-mkmodel's output: the model written under a temporary name and
+ * renamed onto dir once complete (outfile.h), so a failure (a full disk)
+ * or a signal leaves no partial folder. An existing dir is refused
+ * (LR_EUSAGE) unless o->force, and then replaced only at the end. */
+int mk_save(const char *dir, const mk_opts *o);
 /* Parses lr-mkmodel's options (argv without the program name) into o,
  * starting from the defaults; the one positional argument goes to *out
  * (NULL out: none allowed). Returns 0 or LR_EUSAGE. */

@@ -76,6 +76,9 @@ static int parse(mcfg *c, json_t *r) {
         return rc;
     if (c->NH % c->NKV) return lr_err(LR_EINPUT, CF ": field \"num_key_value_heads\": %d does not divide num_attention_heads %d", c->NKV, c->NH);
     if (c->HD % 2) return lr_err(LR_EINPUT, CF ": field \"head_dim\": %d is odd (RoPE needs pairs)", c->HD);
+    /* bounded here so an absurd value is bad input, not an allocation of terabytes */
+    if (c->HD > 4096 || (long long)c->HD * c->NH > 1LL << 20)
+        return lr_err(LR_EINPUT, CF ": field \"head_dim\": %d (x %d heads) is beyond any supported model", c->HD, c->NH);
     if ((rc = get_num(r, "rms_norm_eps", &c->rms_eps, 1e-6)) || (rc = get_num(r, "rope_theta", &c->rope_theta, 10000.0)) ||
         (rc = get_bool(r, "tie_word_embeddings", &c->tied, 0)))
         return rc;
@@ -113,6 +116,38 @@ static int parse(mcfg *c, json_t *r) {
     return add_eos(c, json_object_get(r, "eos_token_id"), CF);
 }
 
+/* The sampling fields of generation_config.json, checked as transformers'
+ * GenerationConfig and logits warpers check them. */
+static int gen_fields(mcfg *c, json_t *g, const char *file) {
+    c->do_sample = 0, c->temperature = 1.0, c->top_p = 1.0, c->top_k = 50;
+    json_t *v = json_object_get(g, "do_sample");
+    if (v && !json_is_null(v)) {
+        if (!json_is_boolean(v)) return lr_err(LR_EINPUT, "%s: field \"do_sample\": expected true or false", file);
+        c->do_sample = json_is_true(v);
+    }
+    v = json_object_get(g, "temperature");
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || !(json_number_value(v) >= 0) || json_number_value(v) > 1e6)
+            return lr_err(LR_EINPUT, "%s: field \"temperature\": expected a number >= 0", file);
+        c->temperature = json_number_value(v);
+    }
+    if (c->do_sample && !(c->temperature > 0))
+        return lr_err(LR_EINPUT, "%s: field \"temperature\": must be > 0 when do_sample is true", file);
+    v = json_object_get(g, "top_p");
+    if (v && !json_is_null(v)) {
+        if (!json_is_number(v) || !(json_number_value(v) > 0 && json_number_value(v) <= 1))
+            return lr_err(LR_EINPUT, "%s: field \"top_p\": expected a number in (0, 1]", file);
+        c->top_p = json_number_value(v);
+    }
+    v = json_object_get(g, "top_k");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > (1 << 30))
+            return lr_err(LR_EINPUT, "%s: field \"top_k\": expected an integer >= 0", file);
+        c->top_k = (int)json_integer_value(v);
+    }
+    return LR_OK;
+}
+
 int mcfg_load(mcfg *c, const char *dir) {
     memset(c, 0, sizeof *c);
     size_t len = strlen(dir) + 40;
@@ -127,10 +162,14 @@ int mcfg_load(mcfg *c, const char *dir) {
     json_decref(r);
     if (!rc) {
         snprintf(p, len, "%s/generation_config.json", dir);
+        c->temperature = 1.0, c->top_p = 1.0, c->top_k = 50;
         if (access(p, F_OK) == 0) {
             json_t *g = json_load_file(p, 0, &jerr);
-            if (!g) rc = lr_err(LR_EINPUT, "%s: line %d: %s", p, jerr.line, jerr.text);
-            else rc = add_eos(c, json_object_get(g, "eos_token_id"), "generation_config.json");
+            if (!g) rc = access(p, R_OK) ? lr_err(LR_EIO, "%s: cannot read", p)
+                                         : lr_err(LR_EINPUT, "%s: line %d: %s", p, jerr.line, jerr.text);
+            else if (!json_is_object(g)) rc = lr_err(LR_EINPUT, "%s: not a JSON object", p);
+            else if (!(rc = add_eos(c, json_object_get(g, "eos_token_id"), p))) rc = gen_fields(c, g, p);
+            c->gen_file = g != NULL;
             json_decref(g);
         }
     }

@@ -1,5 +1,6 @@
 /* modelcfg: the architecture of a Hugging Face decoder-only model, read from
- * config.json (+ generation_config.json for eos ids). Supported: model_type
+ * config.json, and its generation settings, read from generation_config.json
+ * (eos ids, do_sample, temperature, top_p, top_k). Supported: model_type
  * "qwen2" and "llama" with SiLU MLP, default RoPE (rope_scaling null or
  * rope_type "default"), no sliding window. Anything else is refused with a
  * message naming the field, so we never compute wrong numbers silently. */
@@ -26,10 +27,21 @@ typedef struct {
     int bos;               /* bos_token_id, -1 when absent */
     int eos[MCFG_MAX_EOS]; /* union of eos_token_id from both files */
     int neos;
+    /* generation_config.json: what transformers' generate() does when called
+     * without sampling arguments, as the authors' scripts call it. Absent
+     * fields (or no file) take GenerationConfig's defaults: do_sample
+     * false, temperature 1, top_p 1, top_k 50. */
+    int gen_file;          /* 1 when generation_config.json was read */
+    int do_sample;
+    double temperature;    /* > 0 when do_sample */
+    double top_p;          /* (0, 1] */
+    int top_k;             /* 0 = off */
 } mcfg;
 
 /* Reads DIR/config.json and, when present, DIR/generation_config.json.
- * Returns 0, LR_EIO or LR_EINPUT ("config.json: field \"rope_scaling\": ..."). */
+ * Returns 0, LR_EIO or LR_EINPUT naming the file and field
+ * ("DIR/config.json: field \"rope_scaling\": ...",
+ * "DIR/generation_config.json: field \"top_p\": ..."). */
 int mcfg_load(mcfg *c, const char *dir);
 
 #endif

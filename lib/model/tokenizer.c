@@ -12,6 +12,7 @@
 #include <utf8proc.h>
 
 #include "base/util.h"
+#include "io/stream.h"
 
 #define MAX_RE 4
 #define CACHE_SLOTS (1u << 17)   /* open addressing, at most half full */
@@ -74,6 +75,14 @@ struct tok {
     int nre;
     char hash[17];
     cache_t *cache;
+    /* compatibility signature (tok_sig): the regular vocabulary (model.vocab,
+     * before added tokens overlay it) and the merges */
+    int64_t nregular;          /* largest model.vocab id + 1 */
+    char **rstr;               /* [nregular] model.vocab strings, NULL for holes */
+    uint32_t *block;           /* [nblock] hash of each TOK_SIG_BLOCK regular ids */
+    size_t nblock, nmerges;
+    uint64_t merges_hash;      /* the merges' id pairs in rank order */
+    char base[17];             /* hash of nregular, blocks and merges */
 };
 
 /* ---- small hash tables ---- */
@@ -428,6 +437,24 @@ static int load_json(tok_t *t, json_t *root) {
         vocab_put(t, w, len, id);
         w += len + 1;
     }
+    /* The regular vocabulary as model.vocab gives it, kept apart from the
+     * added tokens overlaying it: what two compatible tokenizers share. */
+    int64_t nreg = 0;
+    json_object_foreach(vocab, key, v) if (json_integer_value(v) + 1 > nreg) nreg = json_integer_value(v) + 1;
+    t->nregular = nreg;
+    t->rstr = xcalloc((size_t)nreg + 1, sizeof *t->rstr);
+    memcpy(t->rstr, t->str, (size_t)nreg * sizeof *t->rstr);
+    t->nblock = (size_t)((nreg + TOK_SIG_BLOCK - 1) / TOK_SIG_BLOCK);
+    t->block = xcalloc(t->nblock + 1, sizeof *t->block);
+    for (size_t b = 0; b < t->nblock; b++) {
+        uint64_t h = LR_FNV_INIT;
+        for (int64_t id = (int64_t)b * TOK_SIG_BLOCK; id < nreg && id < (int64_t)(b + 1) * TOK_SIG_BLOCK; id++) {
+            const char *w = t->rstr[id] ? t->rstr[id] : "";
+            h = lr_fnv1a64(h, w, strlen(w) + (t->rstr[id] != NULL)); /* a hole hashes apart from "" */
+            h = lr_fnv1a64(h, "\xff", 1);
+        }
+        t->block[b] = (uint32_t)(h ^ (h >> 32));
+    }
     for (size_t i = 0; i < t->nadded; i++) {
         t->str[t->added[i].id] = t->added[i].orig;
         t->special[t->added[i].id] = t->added[i].special;
@@ -440,6 +467,7 @@ static int load_json(tok_t *t, json_t *root) {
     for (size_t i = 0; i <= t->pmask; i++) t->ptab[i].new_id = -1;
     size_t cat_cap = 256;
     char *cat = xmalloc(cat_cap);
+    uint64_t mh = LR_FNV_INIT;
     for (size_t i = 0; i < nm; i++) {
         json_t *m = json_array_get(merges, i);
         const char *a, *b;
@@ -465,8 +493,17 @@ static int load_json(tok_t *t, json_t *root) {
                           ia < 0 ? "left" : ib < 0 ? "right" : "merged");
         }
         pair_put(t, ia, ib, (uint32_t)i, inew);
+        int32_t pr[2] = {ia, ib};
+        mh = lr_fnv1a64(mh, pr, sizeof pr);
     }
     free(cat);
+    t->merges_hash = mh, t->nmerges = nm;
+    {
+        uint64_t h = lr_fnv1a64(LR_FNV_INIT, &t->nregular, sizeof t->nregular);
+        h = lr_fnv1a64(h, t->block, t->nblock * sizeof *t->block);
+        h = lr_fnv1a64(h, &mh, sizeof mh);
+        snprintf(t->base, sizeof t->base, "%016llx", (unsigned long long)h);
+    }
 
     t->unk_id = -1;
     const char *unk = jstr(model, "unk_token");
@@ -578,6 +615,8 @@ void tok_free(tok_t *t) {
     free(t->blob);
     free(t->vtab);
     free(t->ptab);
+    free(t->rstr);
+    free(t->block);
     free(t);
 }
 
@@ -961,3 +1000,180 @@ int tok_is_special(const tok_t *t, int32_t id) {
 int64_t tok_vocab_size(const tok_t *t) { return t->nvocab; }
 
 const char *tok_hash(const tok_t *t) { return t->hash; }
+
+/* ---- compatibility ---- */
+
+void tok_sig_of(const tok_t *t, tok_sig *s) {
+    memset(s, 0, sizeof *s);
+    s->regular = t->nregular;
+    memcpy(s->base, t->base, sizeof s->base);
+    s->nblock = t->nblock;
+    s->block = xmalloc((t->nblock + 1) * sizeof *s->block);
+    memcpy(s->block, t->block, t->nblock * sizeof *s->block);
+    s->nmerges = (int64_t)t->nmerges;
+    snprintf(s->merges, sizeof s->merges, "%016llx", (unsigned long long)t->merges_hash);
+    s->nadded = t->nadded;
+    s->added_id = xmalloc((t->nadded + 1) * sizeof *s->added_id);
+    s->added = xmalloc((t->nadded + 1) * sizeof *s->added);
+    for (size_t i = 0; i < t->nadded; i++) s->added_id[i] = t->added[i].id, s->added[i] = xstrdup(t->added[i].orig);
+}
+
+void tok_sig_free(tok_sig *s) {
+    if (!s) return;
+    for (size_t i = 0; i < s->nadded; i++) free(s->added[i]);
+    free(s->added), free(s->added_id), free(s->block);
+    memset(s, 0, sizeof *s);
+}
+
+void tok_sig_pack(msgpack_packer *pk, const tok_sig *s) {
+    msgpack_pack_map(pk, 6);
+    lrs_pack_cstr(pk, "regular"); msgpack_pack_int64(pk, s->regular);
+    lrs_pack_cstr(pk, "base"); lrs_pack_cstr(pk, s->base);
+    lrs_pack_cstr(pk, "blocks"); lrs_pack_i32s(pk, (const int32_t *)s->block, s->nblock);
+    lrs_pack_cstr(pk, "nmerges"); msgpack_pack_int64(pk, s->nmerges);
+    lrs_pack_cstr(pk, "merges"); lrs_pack_cstr(pk, s->merges);
+    lrs_pack_cstr(pk, "added");
+    msgpack_pack_array(pk, s->nadded);
+    for (size_t i = 0; i < s->nadded; i++) {
+        msgpack_pack_array(pk, 2);
+        msgpack_pack_int32(pk, s->added_id[i]);
+        lrs_pack_cstr(pk, s->added[i]);
+    }
+}
+
+static int sig_str(const msgpack_object *o, const char *key, char *out) {
+    const msgpack_object *v = lrs_get(o, key);
+    if (!v || v->type != MSGPACK_OBJECT_STR || v->via.str.size != 16) return -1;
+    memcpy(out, v->via.str.ptr, 16);
+    out[16] = 0;
+    return 0;
+}
+
+static int sig_int(const msgpack_object *o, const char *key, int64_t *out) {
+    const msgpack_object *v = lrs_get(o, key);
+    if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER || v->via.u64 > (uint64_t)MAX_ID * 64) return -1;
+    *out = (int64_t)v->via.u64;
+    return 0;
+}
+
+int tok_sig_read(const msgpack_object *o, tok_sig *s) {
+    memset(s, 0, sizeof *s);
+    const char *bad = NULL;
+    if (!o || o->type != MSGPACK_OBJECT_MAP) return lr_err(LR_EINPUT, "field \"tokenizer_compat\": expected a map");
+    size_t cap = 0, n = 0;
+    int32_t *blocks = NULL;
+    const msgpack_object *bl = lrs_get(o, "blocks"), *ad = lrs_get(o, "added");
+    if (sig_int(o, "regular", &s->regular)) bad = "regular";
+    else if (sig_str(o, "base", s->base)) bad = "base";
+    else if (sig_int(o, "nmerges", &s->nmerges)) bad = "nmerges";
+    else if (sig_str(o, "merges", s->merges)) bad = "merges";
+    else if (!bl || lrs_obj_i32s(bl, &blocks, &cap, &n) ||
+             n != (size_t)((s->regular + TOK_SIG_BLOCK - 1) / TOK_SIG_BLOCK)) bad = "blocks";
+    else if (!ad || ad->type != MSGPACK_OBJECT_ARRAY) bad = "added";
+    if (!bad) {
+        s->block = (uint32_t *)blocks, s->nblock = n, blocks = NULL;
+        s->added_id = xmalloc((ad->via.array.size + 1) * sizeof *s->added_id);
+        s->added = xcalloc(ad->via.array.size + 1, sizeof *s->added);
+        for (uint32_t i = 0; i < ad->via.array.size && !bad; i++) {
+            const msgpack_object *e = &ad->via.array.ptr[i];
+            if (e->type != MSGPACK_OBJECT_ARRAY || e->via.array.size != 2 ||
+                e->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || e->via.array.ptr[0].via.u64 > MAX_ID ||
+                e->via.array.ptr[1].type != MSGPACK_OBJECT_STR) {
+                bad = "added";
+                break;
+            }
+            s->added_id[i] = (int32_t)e->via.array.ptr[0].via.u64;
+            const msgpack_object_str *st = &e->via.array.ptr[1].via.str;
+            s->added[i] = xmalloc(st->size + 1);
+            memcpy(s->added[i], st->ptr, st->size);
+            s->added[i][st->size] = 0;
+            s->nadded = i + 1;
+        }
+    }
+    free(blocks);
+    if (bad) {
+        tok_sig_free(s);
+        return lr_err(LR_EINPUT, "field \"tokenizer_compat.%s\": missing or malformed", bad);
+    }
+    return LR_OK;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The added tokens of both sides by id: counts the ids whose content
+ * differs or exists on one side only, keeping the first few. */
+static void added_diff(const tok_sig *a, const tok_sig *b, tok_compat_res *r) {
+    size_t n = a->nadded + b->nadded, k = 0;
+    int32_t *ids = xmalloc((n + 1) * sizeof *ids);
+    for (size_t i = 0; i < a->nadded; i++) ids[k++] = a->added_id[i];
+    for (size_t i = 0; i < b->nadded; i++) ids[k++] = b->added_id[i];
+    qsort(ids, k, sizeof *ids, cmp_i32);
+    for (size_t i = 0; i < k; i++) {
+        if (i && ids[i] == ids[i - 1]) continue;
+        const char *ca = NULL, *cb = NULL;
+        for (size_t j = 0; j < a->nadded; j++) if (a->added_id[j] == ids[i]) ca = a->added[j];
+        for (size_t j = 0; j < b->nadded; j++) if (b->added_id[j] == ids[i]) cb = b->added[j];
+        if (ca && cb && !strcmp(ca, cb)) continue;
+        if (r->nfirst < (int)(sizeof r->first / sizeof r->first[0])) r->first[r->nfirst++] = ids[i];
+        r->ndiffer++;
+    }
+    free(ids);
+}
+
+int tok_sig_compat(const tok_sig *a, const tok_sig *b, tok_compat_res *r) {
+    memset(r, 0, sizeof *r);
+    r->compatible = 1;
+    size_t nb = a->nblock < b->nblock ? a->nblock : b->nblock, i = 0;
+    while (i < nb && a->block[i] == b->block[i]) i++;
+    int64_t top = a->regular < b->regular ? a->regular : b->regular;
+    if (i < nb && a->regular != b->regular && (int64_t)(i + 1) * TOK_SIG_BLOCK >= top) {
+        /* the smaller one's last block: it may differ only by the ids beyond */
+        snprintf(r->what, sizeof r->what, "regular vocabularies differ in size: %lld vs %lld ids, first within ids %lld..%lld",
+                 (long long)a->regular, (long long)b->regular, (long long)i * TOK_SIG_BLOCK, (long long)top);
+        r->compatible = 0;
+    } else if (i < nb) {
+        int64_t hi = (int64_t)(i + 1) * TOK_SIG_BLOCK - 1;
+        snprintf(r->what, sizeof r->what, "regular vocabularies differ, first within ids %lld..%lld",
+                 (long long)i * TOK_SIG_BLOCK, (long long)(hi < top ? hi : top - 1));
+        r->compatible = 0;
+    } else if (a->regular != b->regular) {
+        snprintf(r->what, sizeof r->what, "regular vocabularies differ in size: %lld vs %lld ids (first differing id %lld)",
+                 (long long)a->regular, (long long)b->regular,
+                 (long long)(a->regular < b->regular ? a->regular : b->regular));
+        r->compatible = 0;
+    } else if (a->nmerges != b->nmerges || strcmp(a->merges, b->merges)) {
+        snprintf(r->what, sizeof r->what, "merges differ (%lld vs %lld merges)", (long long)a->nmerges,
+                 (long long)b->nmerges);
+        r->compatible = 0;
+    }
+    added_diff(a, b, r);
+    return r->compatible;
+}
+
+/* Same comparison with both vocabularies at hand: the first id that
+ * disagrees, with both tokens. */
+int tok_compat(const tok_t *a, const tok_t *b, tok_compat_res *r) {
+    tok_sig sa, sb;
+    tok_sig_of(a, &sa), tok_sig_of(b, &sb);
+    tok_sig_compat(&sa, &sb, r);
+    tok_sig_free(&sa), tok_sig_free(&sb);
+    int64_t top = a->nregular < b->nregular ? a->nregular : b->nregular;
+    for (int64_t id = 0; id < top; id++) {
+        const char *x = a->rstr[id], *y = b->rstr[id];
+        if (x == y || (x && y && !strcmp(x, y))) continue;
+        snprintf(r->what, sizeof r->what, "regular vocabularies differ, first at id %lld: \"%.60s\" vs \"%.60s\"",
+                 (long long)id, x ? x : "(none)", y ? y : "(none)");
+        r->compatible = 0;
+        break;
+    }
+    return r->compatible;
+}
+
+void tok_compat_ids(const tok_compat_res *r, char *buf, size_t n) {
+    size_t o = strlen(buf);
+    for (int i = 0; i < r->nfirst && o + 16 < n; i++) o += (size_t)snprintf(buf + o, n - o, i ? ", %d" : "%d", r->first[i]);
+    if (r->ndiffer > r->nfirst && o + 8 < n) snprintf(buf + o, n - o, ", ...");
+}

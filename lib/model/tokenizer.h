@@ -82,4 +82,57 @@ const char *tok_hash(const tok_t *t);
  * called while other threads encode. */
 void tok_set_cache(tok_t *t, int on);
 
+/* ---- compatibility ----
+ * Two tokenizers are compatible when their regular vocabularies (model.vocab:
+ * id -> token string) and merges agree; their added tokens may differ. Then
+ * one model can read the other's ids as they are, as the reference
+ * implementation does with DeepSeek-R1-Distill-Qwen (expert) and Qwen2.5
+ * (amateur): their tokenizer.json files differ only in added tokens, so an id
+ * such as 151644 is <｜User｜> to one and <|im_start|> to the other.
+ *
+ * A signature (tok_sig) carries what the check needs, small enough for a
+ * stream header: the regular vocabulary's size, a 32-bit hash of every
+ * TOK_SIG_BLOCK of its ids, a hash of the merges, and the added tokens. From
+ * two signatures a mismatch is named to the block (ids 512..767); from two
+ * loaded tokenizers (tok_compat) to the id. */
+#define TOK_SIG_BLOCK 256
+
+typedef struct {
+    int64_t regular;       /* ids 0..regular-1 come from model.vocab */
+    char base[17];         /* hash of regular, blocks and merges (hex) */
+    uint32_t *block;       /* [nblock] */
+    size_t nblock;
+    int64_t nmerges;
+    char merges[17];       /* hash of the merges (hex) */
+    int32_t *added_id;     /* [nadded] the added tokens: id and content */
+    char **added;
+    size_t nadded;
+} tok_sig;
+
+typedef struct {
+    int compatible;        /* regular vocabularies and merges agree */
+    int64_t ndiffer;       /* ids whose added token differs (or exists on one side only) */
+    int32_t first[8];      /* the first of those ids, ascending */
+    int nfirst;
+    char what[320];        /* when not compatible: the first difference, in words */
+} tok_compat_res;
+
+/* The signature of t (malloc'd parts; tok_sig_free). */
+void tok_sig_of(const tok_t *t, tok_sig *s);
+void tok_sig_free(tok_sig *s);
+/* As a msgpack map {regular, base, blocks, merges, nmerges, added: [[id, content]...]}
+ * (msgpack_packer: io/stream.h's packer type). */
+struct msgpack_packer;
+void tok_sig_pack(struct msgpack_packer *pk, const tok_sig *s);
+/* Reads a packed signature; LR_EINPUT (message names the field) when o is
+ * not one. */
+struct msgpack_object;
+int tok_sig_read(const struct msgpack_object *o, tok_sig *s);
+/* Compares two signatures (a mismatch named to the block). Returns r->compatible. */
+int tok_sig_compat(const tok_sig *a, const tok_sig *b, tok_compat_res *r);
+/* Compares two tokenizers (a mismatch named to the id). Returns r->compatible. */
+int tok_compat(const tok_t *a, const tok_t *b, tok_compat_res *r);
+/* Appends the ids of r->first (", "-separated, "..." when more) to buf. */
+void tok_compat_ids(const tok_compat_res *r, char *buf, size_t n);
+
 #endif

@@ -65,6 +65,8 @@ int trn_init(trn *t, const model *m, const lora *lo, int B, int Tmax, int maxN) 
     t->tokens = xmalloc(M * sizeof(int));
     t->seq = xmalloc(M * sizeof(int));
     t->pos = xmalloc(M * sizeof(int));
+    t->rpos = xmalloc(M * sizeof(int));
+    t->apos = xmalloc(M * sizeof(int));
     t->want = xmalloc(M * sizeof(int));
     return LR_OK;
 }
@@ -76,6 +78,8 @@ void trn_free(trn *t) {
     free(t->tokens);
     free(t->seq);
     free(t->pos);
+    free(t->rpos);
+    free(t->apos);
     free(t->want);
     memset(t, 0, sizeof *t);
 }
@@ -150,10 +154,11 @@ static void lin_backward(trn *t, const bwd_bufs *s, int l, int k, float *dinp, c
     }
 }
 
-static void kv_store(float *kc, float *vc, const float *k, const float *v, const int *seq, const int *pos, int N, int NKV,
-                     int HD, int Tmax) {
+/* qonly (NULL: none): rows that add no key/value (trn.query_pos) */
+static void kv_store(float *kc, float *vc, const float *k, const float *v, const int *seq, const int *pos, const int *qonly,
+                     int N, int NKV, int HD, int Tmax) {
     for (int n = 0; n < N; n++)
-        for (int h = 0; h < NKV; h++) {
+        for (int h = 0; h < NKV && !(qonly && qonly[n] >= 0); h++) {
             size_t dst = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD, src = ((size_t)n * NKV + h) * HD;
             memcpy(kc + dst, k + src, (size_t)HD * sizeof(float));
             memcpy(vc + dst, v + src, (size_t)HD * sizeof(float));
@@ -161,11 +166,16 @@ static void kv_store(float *kc, float *vc, const float *k, const float *v, const
 }
 
 /* backward of kv_store: the cache gradients of each row's (slot, pos). */
-static void kv_gather(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq, const int *pos, int N,
-                      int NKV, int HD, int Tmax) {
+static void kv_gather(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq, const int *pos,
+                      const int *qonly, int N, int NKV, int HD, int Tmax) {
     for (int n = 0; n < N; n++)
         for (int h = 0; h < NKV; h++) {
             size_t src = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD, dst = ((size_t)n * NKV + h) * HD;
+            if (qonly && qonly[n] >= 0) { /* its key and value were never used */
+                memset(dk + dst, 0, (size_t)HD * sizeof(float));
+                memset(dv + dst, 0, (size_t)HD * sizeof(float));
+                continue;
+            }
             memcpy(dk + dst, dkc + src, (size_t)HD * sizeof(float));
             memcpy(dv + dst, dvc + src, (size_t)HD * sizeof(float));
         }
@@ -186,10 +196,10 @@ static void layer_forward(trn *t, int l, int N) {
     lin_forward(t, l, LORA_Q, la->q, la->ln1, w->wq + (size_t)l * QD * C, bias ? w->bq + (size_t)l * QD : NULL, N, C, QD);
     lin_forward(t, l, LORA_K, la->k, la->ln1, w->wk + (size_t)l * KD * C, bias ? w->bk + (size_t)l * KD : NULL, N, C, KD);
     lin_forward(t, l, LORA_V, la->v, la->ln1, w->wv + (size_t)l * KD * C, bias ? w->bv + (size_t)l * KD : NULL, N, C, KD);
-    rope_forward(la->q, la->q, t->pos, N, NH, HD, (float)c->rope_theta);
-    rope_forward(la->k, la->k, t->pos, N, NKV, HD, (float)c->rope_theta);
-    kv_store(kc, vc, la->k, la->v, t->seq, t->pos, N, NKV, HD, t->Tmax);
-    attention_forward(la->att, la->q, kc, vc, t->seq, t->pos, N, NH, NKV, HD, t->Tmax, t->nthreads);
+    rope_forward(la->q, la->q, t->rpos, N, NH, HD, (float)c->rope_theta);
+    rope_forward(la->k, la->k, t->rpos, N, NKV, HD, (float)c->rope_theta);
+    kv_store(kc, vc, la->k, la->v, t->seq, t->pos, t->query_pos, N, NKV, HD, t->Tmax);
+    attention_forward(la->att, la->q, kc, vc, t->seq, t->apos, N, NH, NKV, HD, t->Tmax, t->nthreads);
     lin_forward(t, l, LORA_O, la->o, la->att, w->wo + (size_t)l * C * QD, w->bo ? w->bo + (size_t)l * C : NULL, N, QD, C);
     residual_forward(la->x_mid, la->x_in, la->o, (long)N * C);
 
@@ -212,10 +222,17 @@ int trn_forward(trn *t, int N, const int *tokens, const int *seq, int nwant, con
             rc = lr_err(LR_EINPUT, "trainer: row %d: token id %d outside the vocabulary [0, %d)", i, tokens[i], c->V);
         else if (len[seq[i]] >= t->Tmax)
             rc = lr_err(LR_EINPUT, "trainer: slot %d: more than %d positions", seq[i], t->Tmax);
-        else {
+        else if (t->query_pos && t->query_pos[i] >= 0) { /* after its slot's rows, adding no position */
+            if (!len[seq[i]]) rc = lr_err(LR_EUSAGE, "trainer: row %d: a query-only row needs earlier rows in its slot", i);
             t->tokens[i] = tokens[i];
             t->seq[i] = seq[i];
-            t->pos[i] = len[seq[i]]++;
+            t->pos[i] = len[seq[i]];
+            t->apos[i] = len[seq[i]] - 1;
+            t->rpos[i] = t->query_pos[i];
+        } else {
+            t->tokens[i] = tokens[i];
+            t->seq[i] = seq[i];
+            t->rpos[i] = t->apos[i] = t->pos[i] = len[seq[i]]++;
         }
     }
     for (int i = 0; i < nwant && !rc; i++)
@@ -306,11 +323,11 @@ void trn_backward(trn *t, const float *dlogits, const model_weights *gw, lora *g
         memset(s.dq, 0, M * QD * sizeof(float));
         memset(s.dkc, 0, kvl * sizeof(float));
         memset(s.dvc, 0, kvl * sizeof(float));
-        attention_backward(s.dq, s.dkc, s.dvc, s.datt, la->q, kc, vc, t->seq, t->pos, N, NH, NKV, HD, t->Tmax,
+        attention_backward(s.dq, s.dkc, s.dvc, s.datt, la->q, kc, vc, t->seq, t->apos, N, NH, NKV, HD, t->Tmax,
                            t->nthreads);
-        kv_gather(s.dk, s.dv, s.dkc, s.dvc, t->seq, t->pos, N, NKV, HD, t->Tmax);
-        rope_backward(s.dq, s.dq, t->pos, N, NH, HD, (float)c->rope_theta);
-        rope_backward(s.dk, s.dk, t->pos, N, NKV, HD, (float)c->rope_theta);
+        kv_gather(s.dk, s.dv, s.dkc, s.dvc, t->seq, t->pos, t->query_pos, N, NKV, HD, t->Tmax);
+        rope_backward(s.dq, s.dq, t->rpos, N, NH, HD, (float)c->rope_theta);
+        rope_backward(s.dk, s.dk, t->rpos, N, NKV, HD, (float)c->rope_theta);
         memset(s.dln, 0, M * C * sizeof(float));
         lin_backward(t, &s, l, LORA_Q, s.dln, s.dq, la->ln1, w->wq + (size_t)l * QD * C, LW(wq, (size_t)QD * C), LW(bq, QD),
                      N, C, QD, glo);

@@ -57,6 +57,13 @@ typedef struct {
     float *lnf_g;      // (maxN, C) final-norm rows of the want rows
     float *dlnf_g;     // (maxN, C) their gradient, accumulated by trn_logits_backward
     int *tokens, *seq, *pos, *want;
+    int *rpos, *apos;  /* each row's RoPE position and last visible cache position (== pos but for query-only rows) */
+    /* NULL, or (N) set before trn_forward: a row with query_pos[n] >= 0 is
+     * query-only: RoPE at position query_pos[n], it attends the earlier
+     * rows of its slot but not itself, and adds no key/value for later
+     * rows. It is a right-padded row of the reference's collate, whose
+     * attention_mask hides the padding (tune.h, reference quirks). */
+    const int *query_pos;
     int N, nwant;
     float *mem, *scratch;
     size_t nscratch;

@@ -99,8 +99,23 @@ expect_fail 2 "$mk" --check "$T/mt"
 echo '{"metadata": {}}' > "$T/a/model.safetensors.index.json"
 expect_fail 2 "$mk" --check "$T/a"
 [[ $LAST_ERR == *'field "weight_map": missing'* ]] || die "index msg: $LAST_ERR"
-"$mk" "$T/a" --seed 7 # regenerating removes the stale index
+expect_fail 1 "$mk" "$T/a" --seed 7 # an existing model folder is never replaced silently
+[[ $LAST_ERR == *"exists: give --force"* ]] || die "existing folder msg: $LAST_ERR"
+"$mk" "$T/a" --seed 7 --force # regenerating removes the stale index
+"$mk" "$T/deep/er/m" --layers 1 && [ -f "$T/deep/er/m/model.safetensors" ] || die "folders above OUT_DIR are created"
 [ "$("$mk" --check "$T/a" | sed -n 's/^hash //p')" = "$hash_a" ] || die "regenerated model differs"
+# a full disk (a file-size limit: writes fail with EFBIG): exit 3, no model
+# folder and no temporary left behind
+set +e; (trap '' XFSZ; ulimit -f 64; exec "$mk" "$T/full" --hidden 256 --inter 512) 2> "$T/full.err"; rc=$?; set -e
+[ $rc = 3 ] || die "full disk: exit $rc: $(cat "$T/full.err")"
+[ ! -e "$T/full" ] && [ -z "$(ls -d "$T"/full.part* 2> /dev/null)" ] || die "full disk left $(ls -d "$T"/full*)"
+# option values and absurd configs
+expect_fail 1 "$mk" "$T/x" --seed -1
+expect_fail 1 "$mk" "$T/x" --seed x
+expect_fail 1 "$mk" "$T/x" --rope-theta nan
+cp -r "$T/b" "$T/hd" && jq '.head_dim = 1000000000' "$T/b/config.json" > "$T/hd/config.json"
+expect_fail 2 "$mk" --check "$T/hd"
+[[ $LAST_ERR == *'field "head_dim": 1000000000'* ]] || die "head_dim msg: $LAST_ERR"
 rm "$T/mt/config.json"
 expect_fail 3 "$mk" --check "$T/mt"
 echo ok

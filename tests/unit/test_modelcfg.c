@@ -1,6 +1,10 @@
 /* test_modelcfg: config.json as real checkpoints write it (Qwen2.5-0.5B-
  * Instruct, transformers 4.x; a transformers-5 rope_parameters config;
- * Llama 3.2 with llama3 RoPE scaling, which must be refused). */
+ * Llama 3.2 with llama3 RoPE scaling, which must be refused), and
+ * generation_config.json's sampling fields as Qwen2.5-Instruct,
+ * Qwen2.5-Math and DeepSeek-R1-Distill-Qwen ship them (transformers'
+ * defaults for absent fields: do_sample false, temperature 1, top_p 1,
+ * top_k 50), bad fields named. */
 #include "check.h"
 #include "model/modelcfg.h"
 #include "base/util.h"
@@ -40,6 +44,39 @@ int main(void) {
     CHECK(c.HD == 64 && c.V == 151936 && c.tied == 1 && c.qkv_bias == 1 && c.o_bias == 0);
     CHECK(c.rope_theta == 1e6 && c.rms_eps == 1e-6 && c.bos == 151643 && c.max_pos == 32768);
     CHECK(c.neos == 2 && c.eos[0] == 151645 && c.eos[1] == 151643);
+    CHECK(c.gen_file && c.do_sample == 1 && c.temperature == 0.7 && c.top_p == 0.8 && c.top_k == 20);
+    /* DeepSeek-R1-Distill-Qwen-1.5B's file: sampling, top_k left to the default. */
+    put("generation_config.json", "{\"_from_model_config\": true, \"bos_token_id\": 151646, \"eos_token_id\": 151643,"
+        " \"do_sample\": true, \"temperature\": 0.6, \"top_p\": 0.95, \"transformers_version\": \"4.39.3\"}");
+    CHECKF(mcfg_load(&c, dir) == 0, "%s", lr_errmsg());
+    CHECK(c.do_sample == 1 && c.temperature == 0.6 && c.top_p == 0.95 && c.top_k == 50);
+    /* Qwen2.5-Math-1.5B's: greedy. */
+    put("generation_config.json", "{\"bos_token_id\": 151643, \"do_sample\": false, \"eos_token_id\": 151643,"
+        " \"max_new_tokens\": 2048, \"transformers_version\": \"4.37.0\"}");
+    CHECKF(mcfg_load(&c, dir) == 0, "%s", lr_errmsg());
+    CHECK(c.gen_file && c.do_sample == 0 && c.temperature == 1.0 && c.top_p == 1.0 && c.top_k == 50);
+    /* Bad sampling fields: one message naming the file and the field. */
+    static const struct { const char *gen, *msg; } badgen[] = {
+        {"{\"do_sample\": 1}", "field \"do_sample\""},
+        {"{\"temperature\": \"0.6\"}", "field \"temperature\""},
+        {"{\"do_sample\": true, \"temperature\": 0}", "field \"temperature\": must be > 0"},
+        {"{\"top_p\": 1.5}", "field \"top_p\""},
+        {"{\"top_p\": 0}", "field \"top_p\""},
+        {"{\"top_k\": -1}", "field \"top_k\""},
+        {"{\"top_k\": 2.5}", "field \"top_k\""},
+        {"[]", "generation_config.json: not a JSON object"},
+        {"{\"top_k\": ", "generation_config.json: line 1"},
+    };
+    for (size_t i = 0; i < sizeof badgen / sizeof badgen[0]; i++) {
+        put("generation_config.json", badgen[i].gen);
+        rc = mcfg_load(&c, dir);
+        CHECKF(rc == LR_EINPUT && strstr(lr_errmsg(), "generation_config.json") && strstr(lr_errmsg(), badgen[i].msg) &&
+               !strchr(lr_errmsg(), '\n'), "gen case %zu: rc %d, %s", i, rc, lr_errmsg());
+    }
+    /* Nulls are absent fields. */
+    put("generation_config.json", "{\"do_sample\": null, \"temperature\": null, \"top_p\": null, \"top_k\": null}");
+    CHECK(mcfg_load(&c, dir) == 0 && c.do_sample == 0 && c.top_k == 50);
+    put("generation_config.json", QWEN25_GEN);
 
     /* transformers 5 layout: rope_parameters instead of rope_theta */
     put("config.json", "{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 128, \"num_hidden_layers\": 2,"
