@@ -1,7 +1,8 @@
 # lightreasoner-c: `make` builds every tool into bin/ (CPU backend, plus the
 # CUDA backend when nvcc is found); `make test` runs the suite twice, plainly
 # and under AddressSanitizer + UBSan; `make bench` runs the benchmarks;
-# `make deps` installs the Debian packages the project needs.
+# `make deps` installs the Debian packages the project needs; `make fuzz
+# FUZZ_SECONDS=N` runs each libFuzzer target N seconds (clang).
 #
 # New files need no Makefile edit: lib/*/*.c form the library,
 # tools/lr-*.c become bin/lr-*, tests/unit/test_*.c become unit tests,
@@ -13,7 +14,7 @@ SAN     ?=
 OPT     ?= -O2
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 DEPS_PKGS = build-essential pkg-config libmsgpack-dev libzstd-dev zstd libjansson-dev \
-            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv gnuplot-nox
+            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv clang gnuplot-nox
 
 ifeq ($(SAN),1)
 BUILD   := build/san
@@ -67,7 +68,18 @@ GPU_LIBS  ?= $(NONE_LIBS)
 GPU_DEP   ?= $(NONE_LIBS)
 GPU_UNITS := $(filter $(BUILD)/tests/test_gpu_%,$(UNITS))
 
-all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH)
+# The Qwen tokenizer the tests and benchmarks read, kept compressed in the
+# repository (tests/fixtures/qwen/README.md) and unpacked here.
+QWEN_TOK := build/tokenizers/qwen/tokenizer.json build/tokenizers/qwen/tokenizer_config.json
+build/tokenizers/qwen/tokenizer.json: tests/fixtures/qwen/tokenizer.json.zst
+	@mkdir -p $(dir $@)
+	zstd -q -d -f $< -o $@.tmp && mv $@.tmp $@
+build/tokenizers/qwen/tokenizer_config.json: tests/fixtures/qwen/tokenizer_config.json
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH) $(QWEN_TOK)
+
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -126,12 +138,13 @@ build/cuda/%.o: %.cu
 build/cuda/libgpu_cuda.a: $(CUDA_SRC:%.cu=build/cuda/%.o)
 	$(AR) rcs $@ $^
 
-# `make test`: the whole suite plainly, then under ASan + UBSan.
+# `make test`: the whole suite plainly, then under ASan + UBSan
+# (FILTER=x: only the tests whose names contain x).
 test:
 	tests/ensure-deps.sh
 	$(MAKE) -j$(JOBS) all
 	$(MAKE) -j$(JOBS) SAN=1 all
-	tests/run-all.sh
+	tests/run-all.sh $(FILTER)
 
 # The method end to end on the built-in toy default (no downloads).
 demo:
@@ -147,6 +160,12 @@ demo-full:
 bench: all
 	bench/run.sh
 
+# libFuzzer targets (tests/fuzz, clang): each runs FUZZ_SECONDS from its
+# committed seeds; CI runs tests/fuzz/run.sh 60.
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 # What tests/gpu/run.sh needs on a GPU machine without our -dev libraries
 # (binaries, their shared libraries, the tokenizer) into build/gpu-bundle.
 gpu-bundle:
@@ -160,7 +179,7 @@ deps:
 clean:
 	rm -rf build/rel build/san build/cuda bin
 
-.PHONY: all test bench deps clean demo demo-full gpu-bundle
+.PHONY: all test bench deps clean demo demo-full gpu-bundle fuzz
 .SECONDARY:
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_SRC:%.cu=build/cuda/%.d)

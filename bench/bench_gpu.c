@@ -1,5 +1,5 @@
-/* bench_gpu: the C driver of tests/gpu/run.sh, the one script a session with
- * a lent GPU runs. Three subcommands (see USAGE):
+/* bench_gpu: the C driver of tests/gpu/run.sh, the one script to run on a
+ * machine with a GPU. Three subcommands (see USAGE):
  *
  *   check    runs the same calls through a cpu engine (the reference) and a
  *            cuda engine (the device under test) and compares what eng_run
@@ -62,7 +62,7 @@ typedef struct {
     eng_device dev;
     int dev_set, threads;
     double inject; /* check: scale the device's logits by 1 + inject (tests that check can fail) */
-    double bound;  /* check: the logits relative error allowed (the bf16 bound, 1e-2) */
+    double bound;  /* check: the logits relative error allowed (the bf16 bound, 1e-2) */
 } opts;
 
 /* ---- per-call request and result buffers ---- */

@@ -2,7 +2,7 @@
  * the gsm8k (train+test question/answer) and math500 (problem/solution/
  * answer) texts, best of 3 passes, with the word cache on and off (the
  * baseline of this program; bench/tokenizer.sh adds Hugging Face's).
- * usage: bench_tokenizer [TOKENIZER] [SHARED_DIR]
+ * usage: bench_tokenizer [TOKENIZER] [REPO_DIR]   (defaults: build/tokenizers/qwen, .)
  * Last line: "mbps <cache on> <cache off> <first pass> bytes <n> texts <n> ids <n>". */
 #include <jansson.h>
 #include <stdlib.h>
@@ -13,9 +13,9 @@
 
 int main(int argc, char **argv) {
     lr_progname = "bench_tokenizer";
-    const char *shared = argc > 2 ? argv[2] : getenv("LR_SHARED") ? getenv("LR_SHARED") : "../shared";
+    const char *root = argc > 2 ? argv[2] : ".";
     char tp[4096];
-    snprintf(tp, sizeof tp, "%s/tokenizers/qwen", shared);
+    snprintf(tp, sizeof tp, "%s/build/tokenizers/qwen", root);
     const char *tpath = argc > 1 ? argv[1] : tp;
     static const struct { const char *file; const char *fields[3]; } spec[] = {
         {"data/gsm8k/train.jsonl", {"question", "answer", NULL}},
@@ -26,7 +26,7 @@ int main(int argc, char **argv) {
     size_t *lens = NULL, n = 0, cap = 0, bytes = 0;
     for (int f = 0; f < 3; f++) {
         char p[4200];
-        snprintf(p, sizeof p, "%s/%s", shared, spec[f].file);
+        snprintf(p, sizeof p, "%s/%s", root, spec[f].file);
         FILE *fp = fopen(p, "r");
         if (!fp) lr_die(LR_EIO, "%s: cannot open", p);
         char *line = NULL;

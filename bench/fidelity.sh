@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fidelity of lr-infer's compact distributions (issue 4): lr-kl's KL from the
+# Fidelity of lr-infer's compact distributions: lr-kl's KL from the
 # compact lists vs the whole-vocabulary KL (eps 1e-12) from --full rows, per
 # step, and the compact streams' bytes per step. Models: the demo's tiny
 # expert/amateur pair with the final-norm weights scaled by 1, 4 and 8 (the
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-$(tests/ref/venv.sh)} B=bin T=build/bench/fidelity N=${N:-40} NEW=${NEW:-64}
-DATA=${LR_SHARED:-../shared}/data/gsm8k/train.jsonl
+DATA=data/gsm8k/train.jsonl
 mkdir -p $T
 [ -f $T/expert/config.json ] || $B/lr-mkmodel $T/expert --layers 2 --hidden 64 --seed 21 > /dev/null
 [ -f $T/amateur/config.json ] || $B/lr-mkmodel $T/amateur --arch llama --layers 1 --hidden 32 --heads 2 --kv-heads 1 --inter 64 --seed 22 > /dev/null

@@ -9,13 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TH=${THREADS:-2} N=${N:-8} NEW=${NEW:-32} BATCH=${BATCH:-8}
 PY=${PYTHON:-$(tests/ref/venv.sh)}
-DATA=${LR_SHARED:-../shared}/data/gsm8k/train.jsonl
+DATA=data/gsm8k/train.jsonl
+make -s build/tokenizers/qwen/tokenizer.json
 mkdir -p build/bench
 tiny=build/bench/infer-tiny q05=build/bench/qwen05-l4-qtok
 [ -f $tiny/model.safetensors ] || bin/lr-mkmodel $tiny --seed 3 > /dev/null
 [ -f $q05/model.safetensors ] || bin/lr-mkmodel $q05 --arch qwen2 --layers 4 --hidden 896 --heads 14 --kv-heads 2 \
     --inter 4864 --vocab 151936 --rope-theta 1000000 --tied --dtype bf16 --seed 5 \
-    --tokenizer "${LR_SHARED:-../shared}/tokenizers/qwen/tokenizer.json" > /dev/null
+    --tokenizer build/tokenizers/qwen/tokenizer.json > /dev/null
 echo "system libblas.so.3: $(update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null | sed -n 's/^Value: //p'); torch: its own bundled BLAS"
 printf '| model | mode | lr-infer tok/s | transformers tok/s | ratio |\n|---|---|---|---|---|\n'
 for m in $tiny $q05; do

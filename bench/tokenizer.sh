@@ -7,26 +7,25 @@
 # call (one thread); the ratios are lr / HF (> 1: lr faster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${LR_SHARED:-$PWD/../shared}
 py=${LR_PYTHON:-}
-[ -z "$py" ] && for c in build/venv/bin/python /work/main/build/venv/bin/python; do [ -x "$c" ] && { py=$c; break; }; done
+[ -z "$py" ] && for c in build/venv/bin/python; do [ -x "$c" ] && { py=$c; break; }; done
 [ -z "$py" ] && py=$(tests/ref/venv.sh)
-[ -x build/rel/bench/bench_tokenizer ] || make -s build/rel/bench/bench_tokenizer
-out=$(build/rel/bench/bench_tokenizer "$shared/tokenizers/qwen" "$shared")
+make -s build/rel/bench/bench_tokenizer build/tokenizers/qwen/tokenizer.json
+out=$(build/rel/bench/bench_tokenizer build/tokenizers/qwen .)
 echo "$out" | head -n -1
 read -r _ lr_on lr_off lr_cold _ lr_bytes _ _ _ lr_ids <<< "$(echo "$out" | tail -1)"
-hf=$(RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false "$py" - "$shared" <<'PY'
+hf=$(RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false "$py" - . <<'PY'
 import json, os, sys, time
 from tokenizers import Tokenizer
-shared = sys.argv[1]
+root = sys.argv[1]
 texts = []
 for rel, fields in [("gsm8k/train.jsonl", ["question", "answer"]), ("gsm8k/test.jsonl", ["question", "answer"]),
                     ("math500/test.jsonl", ["problem", "solution", "answer"])]:
-    for line in open(os.path.join(shared, "data", rel), encoding="utf-8"):
+    for line in open(os.path.join(root, "data", rel), encoding="utf-8"):
         rec = json.loads(line)
         texts += [str(rec[k]) for k in fields]
 nbytes = sum(len(s.encode("utf-8")) for s in texts)
-t = Tokenizer.from_file(os.path.join(shared, "tokenizers", "qwen", "tokenizer.json"))
+t = Tokenizer.from_file(os.path.join(root, "build", "tokenizers", "qwen", "tokenizer.json"))
 best_loop = best_batch = 0.0
 for rep in range(3):
     t0 = time.perf_counter(); nids = sum(len(t.encode(s).ids) for s in texts)

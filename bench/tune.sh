@@ -8,8 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-$(nproc)}
 export OPENBLAS_NUM_THREADS=$THREADS
-PY=${LR_PYTHON:-/work/main/build/venv/bin/python}
-[ -x "$PY" ] || PY=build/venv/bin/python
+PY=${LR_PYTHON:-$(tests/ref/venv.sh)}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 # 32 examples: 8 problems x 4 steps, contexts of 80..176 tokens sharing each problem's prefix

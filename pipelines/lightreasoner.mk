@@ -3,9 +3,9 @@
 # resumes it, and renames it onto F only when complete).
 #
 #   make -f pipelines/lightreasoner.mk EXPERT=path/to/Qwen2.5-Math-1.5B \
-#        AMATEUR=path/to/Qwen2.5-0.5B DATA=../shared/data/gsm8k/train.jsonl
+#        AMATEUR=path/to/Qwen2.5-0.5B DATA=data/gsm8k/train.jsonl
 #
-# Variables (defaults follow METHOD.md):
+# Variables (defaults follow docs/METHOD.md):
 #   EXPERT, AMATEUR   Hugging Face model folders sharing one tokenizer
 #   DATA              training problems (JSON lines); N = how many (1000)
 #   MAX_NEW           expert tokens per problem (128)
@@ -20,11 +20,13 @@
 #   OUT               work folder (build/run)
 #   DEVICE            lr-infer's backend: auto (cuda when a GPU is present), cpu, cuda
 #   BATCH             problems per forward (empty: lr-infer's default, 8 cpu / 64 cuda)
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c # a failing lr-dump in `lr-dump | lr-eval` fails the target
 BIN      ?= bin
 OUT      ?= build/run
 EXPERT   ?= $(error set EXPERT=model folder)
 AMATEUR  ?= $(error set AMATEUR=model folder)
-DATA     ?= ../shared/data/gsm8k/train.jsonl
+DATA     ?= data/gsm8k/train.jsonl
 N        ?= 1000
 MAX_NEW  ?= 128
 BETA     ?= 0.4
@@ -39,7 +41,7 @@ TUNE_BATCH ?= 8
 ACCUM    ?= 2
 SAVE_EVERY ?= 200
 TUNE_FLAGS ?=
-EVAL_DATA ?= ../shared/data/gsm8k/test.jsonl
+EVAL_DATA ?= data/gsm8k/test.jsonl
 EVAL_N   ?= 1319
 #   EVAL_N: rows of EVAL_DATA scored (all by default)
 EVAL_MAX_NEW ?= 2048

@@ -1,4 +1,4 @@
-# Sourced by the CLI tests. LR_BIN, LR_ROOT, LR_SHARED and LR_TMP come from
+# Sourced by the CLI tests. LR_BIN, LR_ROOT and LR_TMP come from
 # tests/run.sh. Each helper dies (nonzero exit) on the first broken expectation.
 set -euo pipefail
 die() { echo "FAIL: $*" >&2; exit 1; }
@@ -8,6 +8,8 @@ expect_fail() {
     local err=$LR_TMP/stderr.$$
     set +e; "$@" > "$LR_TMP/stdout.$$" 2> "$err"; local rc=$?; set -e
     [ "$rc" = "$code" ] || { cat "$err" >&2; die "exit $rc (wanted $code): $*"; }
-    [ "$(wc -l < "$err")" -ge 1 ] || die "no message on stderr: $*"
+    # ASan/UBSan reports are more than one line and must fail the case anyway
+    local lines; lines=$(wc -l < "$err")
+    [ "$lines" = 1 ] || { cat "$err" >&2; die "$lines lines on stderr (wanted exactly one): $*"; }
     LAST_ERR=$(cat "$err")
 }

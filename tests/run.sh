@@ -6,7 +6,10 @@ set -u
 bin=$1 units=$2 label=$3 filter=${4:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 export LR_BIN=$(cd "$bin" && pwd) LR_ROOT=$root
-export LR_SHARED=${LR_SHARED:-$root/../shared}
+# Everything the tests read lies inside the repository: data/, tests/golden/,
+# and the Qwen tokenizer, unpacked from tests/fixtures/qwen into build/.
+make -s -C "$root" build/tokenizers/qwen/tokenizer.json build/tokenizers/qwen/tokenizer_config.json > /dev/null ||
+    { echo "[$label] cannot unpack the Qwen tokenizer (tests/fixtures/qwen)" >&2; exit 1; }
 [ "$label" = san ] && export LR_SAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 pass=0 fail=0 failed=()
 run_one() { # name, command...

@@ -26,6 +26,8 @@
 #include "model/prompt.h"
 #include "io/stream.h"
 #include "model/tokenizer.h"
+#include "base/opt.h"
+#include "base/outfile.h"
 #include "base/util.h"
 
 #include <jansson.h>
@@ -54,7 +56,12 @@ static void usage(FILE *f) {
             "                   stream: question and prefix tokenized as its training does\n"
             "  --tokenizer T    tokenizer.json or model folder (for --to-ref, --from-ref)\n"
             "  --prompt P       prompt preset for --from-ref (default lightreasoner)\n"
+            "  --vocab N        --from-ref: token ids below N are valid (the model's rows;\n"
+            "                   default the tokenizer's size; --to-ref writes ids up to the\n"
+            "                   stream's common vocabulary, decoded as \"\" past the tokenizer)\n"
             "  -o, --output F   output stream (default stdout)\n"
+            "  --zstd-level N   compression level of the output, 1..19 (default 1: speed\n"
+            "                   first, the examples are small)\n"
             "  -q, --quiet      no summary on stderr\n"
             "  -h, --help       this help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
@@ -62,12 +69,13 @@ static void usage(FILE *f) {
 
 typedef struct {
     double alpha;
-    int target, strict, quiet, to_ref;
+    int target, strict, quiet, to_ref, zstd_level;
     int64_t V;
     const lrs_header *in;
     tok_t *tok;
     const char *tok_path;
     FILE *json_out; /* --to-ref */
+    lr_out *json_o;
     lr_buf line;
     int32_t *ctxbuf;
     size_t ctxcap;
@@ -139,7 +147,8 @@ static const char *paths_in;
 typedef struct {
     const char *prompt, *tok_path;
     tok_t *tok;
-    int quiet;
+    int quiet, zstd_level;
+    int64_t vocab; /* ids below this are valid targets */
 } ref_ctx;
 
 static void pack_ref_params(msgpack_packer *pk, void *p) {
@@ -147,7 +156,7 @@ static void pack_ref_params(msgpack_packer *pk, void *p) {
     msgpack_pack_map(pk, 3);
     lrs_pack_cstr(pk, "source"); lrs_pack_cstr(pk, "reference-jsonl");
     lrs_pack_cstr(pk, "prompt"); lrs_pack_cstr(pk, c->prompt);
-    lrs_pack_cstr(pk, "vocab"); msgpack_pack_int64(pk, tok_vocab_size(c->tok));
+    lrs_pack_cstr(pk, "vocab"); msgpack_pack_int64(pk, c->vocab);
 }
 
 static int ref_err(const char *path, long line, const char *field, const char *msg) {
@@ -170,8 +179,9 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
     lrs_header h;
     lrs_header_init(&h, "example", 1, "lr-contrast", argc, argv);
     h.tokenizer = (lrs_ident){(char *)c->tok_path, (char *)tok_hash(c->tok), tok_vocab_size(c->tok)};
+    h.zstd_level = c->zstd_level;
     lrs_writer *w;
-    int rc = lrs_open_write(&w, out, &h, pack_ref_params, c);
+    int rc = lrs_create(&w, out, &h, pack_ref_params, c);
     if (rc) {
         if (f != stdin) fclose(f);
         return rc;
@@ -187,7 +197,8 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
         line++;
         if (len == 0 || (len == 1 && buf[0] == '\n')) continue;
         json_error_t je;
-        json_t *o = json_loadb(buf, (size_t)len, 0, &je);
+        /* JSON_ALLOW_NUL: --to-ref writes a token that decodes to byte 0 as "\u0000" */
+        json_t *o = json_loadb(buf, (size_t)len, JSON_ALLOW_NUL, &je);
         if (!o || !json_is_object(o)) {
             rc = lr_err(LR_EINPUT, "%s: line %ld: not a JSON object%s%s", in, line, o ? "" : ": ", o ? "" : je.text);
             json_decref(o);
@@ -218,8 +229,9 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
         for (size_t j = 0; j < m && !rc; j++) {
             json_t *a = json_array_get(ti, j), *b = json_array_get(wt, j);
             double x = json_number_value(b);
-            if (!json_is_integer(a) || json_integer_value(a) < 0 || json_integer_value(a) >= tok_vocab_size(c->tok))
-                rc = ref_err(in, line, "token_ids", "not a token id of the tokenizer");
+            if (!json_is_integer(a) || json_integer_value(a) < 0 || json_integer_value(a) >= c->vocab)
+                rc = ref_err(in, line, "token_ids", c->vocab > tok_vocab_size(c->tok) ? "not a token id below --vocab"
+                             : "not a token id of the tokenizer (--vocab allows the model's further rows)");
             else if (!json_is_number(b) || !isfinite(x) || x < 0)
                 rc = ref_err(in, line, "weights", "not a finite number >= 0");
             else {
@@ -227,10 +239,14 @@ static int from_ref(ref_ctx *c, const char *in, const char *out, int argc, char 
                 tw[j] = (float)x;
             }
         }
+        double wsum = 0;
+        for (size_t j = 0; j < m && !rc; j++) wsum += tw[j];
+        if (!rc && !(wsum > 0)) rc = ref_err(in, line, "weights", "all zero: no target");
         sort_pairs(tids, tw, m);
         for (size_t j = 1; j < m && !rc; j++)
             if (tids[j] == tids[j - 1]) rc = ref_err(in, line, "token_ids", "repeated id");
         const char *qs = json_string_value(q);
+        if (!rc && strlen(qs) != json_string_length(q)) rc = ref_err(in, line, "prompt_id", "contains a NUL character");
         if (!rc && (!last_q || strcmp(qs, last_q))) { /* a new problem: render and encode its prompt once */
             free(last_q);
             free(rendered);
@@ -300,6 +316,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
     lrs_header_init(&h, "example", 1, "lr-contrast", argc, argv);
     h.model = c->in->model;
     h.tokenizer = c->in->tokenizer;
+    h.zstd_level = c->zstd_level;
     lrs_writer *w = NULL;
     if (c->to_ref) {
         const char *th = c->in->tokenizer.hash;
@@ -309,12 +326,11 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
             lrs_close_read(r); /* frees th: after the message */
             return rc;
         }
-        c->json_out = strcmp(out, "-") ? fopen(out, "w") : stdout;
-        if (!c->json_out) {
+        if ((rc = out_open(&c->json_o, out, 0, &c->json_out))) {
             lrs_close_read(r);
-            return lr_err(LR_EIO, "%s: cannot open for writing: %s", out, strerror(errno));
+            return rc;
         }
-    } else if ((rc = lrs_open_write(&w, out, &h, pack_params, c))) {
+    } else if ((rc = lrs_create(&w, out, &h, pack_params, c))) {
         lrs_close_read(r);
         return rc;
     }
@@ -324,6 +340,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
     size_t cids = 0, cle = 0, cla = 0, nids, nle, nla, cap = 0;
     uint64_t n = 0, incomplete = 0, masksum = 0;
     const msgpack_object *rec;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((rc = lrs_next(r, &rec)) == 1) {
         double te, ta, kl;
         if ((rc = lrs_get_i32s(r, rec, "ids", &ids, &cids, &nids)) ||
@@ -363,6 +380,17 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
         }
         const msgpack_object *q = lrs_get(rec, "question");
         msgpack_packer *pk = lrs_pk(w);
+        /* prompt_len and context pass through undecoded: check them first */
+        int64_t plen, step;
+        size_t nctx;
+        if ((rc = lrs_get_int(r, rec, "prompt_len", &plen)) || (rc = lrs_get_int(r, rec, "step", &step)) ||
+            (rc = lrs_get_i32s(r, rec, "context", &c->ctxbuf, &c->ctxcap, &nctx)))
+            break;
+        if (plen < 0 || (uint64_t)plen > nctx) {
+            rc = lrs_field_err(r, "prompt_len", "%" PRId64 " outside the context of %zu tokens", plen, nctx);
+            break;
+        }
+        if (step < 0) { rc = lrs_field_err(r, "step", "%" PRId64 " is negative", step); break; }
         msgpack_pack_map(pk, 8 + (q != NULL));
         static const char *copy[] = {"id", "idx", "step", "prompt_len", "context"};
         for (int i = 0; i < 5; i++) { /* passed through without decoding */
@@ -377,8 +405,8 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
         n++;
     }
     if (c->to_ref) {
-        if (c->json_out != stdout ? fclose(c->json_out) : fflush(stdout))
-            rc = rc ? rc : lr_err(LR_EIO, "%s: write error", out);
+        if (rc) out_abort(&c->json_o);
+        else rc = out_commit(&c->json_o);
     } else if (rc == 0) {
         rc = lrs_close(w);
     } else {
@@ -399,8 +427,7 @@ static int run(ct_ctx *c, const char *in, const char *out, int argc, char **argv
 
 int main(int argc, char **argv) {
     lr_progname = "lr-contrast";
-    setenv("LRS_ZSTD_LEVEL", "1", 0); /* small output; speed first (see lr-kl.c) */
-    ct_ctx c = {.alpha = DIST_ALPHA, .target = DIST_CONTRAST};
+    ct_ctx c = {.alpha = DIST_ALPHA, .target = DIST_CONTRAST, .zstd_level = 1};
     const char *out = "-", *prompt = "lightreasoner";
     int from = 0;
     static const struct option opts[] = {
@@ -408,16 +435,20 @@ int main(int argc, char **argv) {
         {"strict-mask", no_argument, 0, 's'}, {"output", required_argument, 0, 'o'},
         {"to-ref", no_argument, 0, 'R'},      {"from-ref", no_argument, 0, 'F'},
         {"tokenizer", required_argument, 0, 'T'}, {"prompt", required_argument, 0, 'P'},
+        {"vocab", required_argument, 0, 'V'},
         {"quiet", no_argument, 0, 'q'},       {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'},
         {0, 0, 0, 0},
     };
     int o;
-    char *end;
+    long vocab = 0;
     while ((o = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (o) {
         case 'a':
-            c.alpha = strtod(optarg, &end);
-            if (*end || !(c.alpha >= 0 && c.alpha <= 1)) lr_die(LR_EUSAGE, "--alpha: expected a number in [0, 1], got \"%s\"", optarg);
+            if (opt_double("--alpha", optarg, 0, 1, &c.alpha)) return lr_fail(LR_EUSAGE);
+            break;
+        case 'V':
+            if (opt_long("--vocab", optarg, 1, INT32_MAX, &vocab)) return lr_fail(LR_EUSAGE);
             break;
         case 't':
             if ((c.target = dist_target_parse(optarg)) < 0)
@@ -430,22 +461,28 @@ int main(int argc, char **argv) {
         case 'P': prompt = optarg; break;
         case 'o': out = optarg; break;
         case 'q': c.quiet = 1; break;
+        case 'Z':
+            if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &c.zstd_level)) return lr_fail(LR_EUSAGE);
+            break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LR_EUSAGE;
+        default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
     if (argc - optind > 1) {
-        usage(stderr);
-        return LR_EUSAGE;
+        lr_die(LR_EUSAGE, "expected at most one input (IN) (see --help)");
     }
     paths_in = optind < argc ? argv[optind] : "-";
     if ((c.to_ref || from) && !c.tok_path) lr_die(LR_EUSAGE, "--to-ref and --from-ref need --tokenizer");
     if (c.to_ref && from) lr_die(LR_EUSAGE, "--to-ref and --from-ref exclude each other");
     if (from && !prompt_preset_template(prompt)) lr_die(LR_EUSAGE, "--prompt: unknown preset \"%s\"", prompt);
+    if (vocab && !from) lr_die(LR_EUSAGE, "--vocab is for --from-ref");
+    const char *ins[] = {paths_in, c.tok_path};
+    if (out_check_inputs(out, ins, c.tok_path ? 2 : 1)) return lr_fail(LR_EUSAGE);
     int rc = 0;
     if (c.tok_path) rc = tok_load(&c.tok, c.tok_path);
     if (!rc && from) {
-        ref_ctx rcx = {prompt, c.tok_path, c.tok, c.quiet};
+        int64_t nv = tok_vocab_size(c.tok);
+        ref_ctx rcx = {prompt, c.tok_path, c.tok, c.quiet, c.zstd_level, vocab > nv ? vocab : nv};
         rc = from_ref(&rcx, paths_in, out, argc, argv);
     } else if (!rc) {
         rc = run(&c, paths_in, out, argc, argv);

@@ -11,10 +11,13 @@
 #include "io/mpjson.h"
 #include "io/schema.h"
 #include "io/stream.h"
+#include "base/opt.h"
+#include "base/outfile.h"
 #include "base/util.h"
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,6 +33,7 @@ static void usage(FILE *f) {
             "  --from-json    reverse: read JSON lines (header, records, {\"lrs_end\": N})\n"
             "                 and write a stream to stdout (or -o FILE)\n"
             "  -o, --output F output file for --from-json (default stdout)\n"
+            "  --zstd-level N compression level for --from-json, 1..19 (default 3)\n"
             "  -h, --help     this help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
 }
@@ -104,7 +108,7 @@ static void pack_params(msgpack_packer *pk, void *ctx) {
     else msgpack_pack_map(pk, 0);
 }
 
-static int from_json(const char *in, const char *out) {
+static int from_json(const char *in, const char *out, int zstd_level) {
     FILE *f = strcmp(in, "-") ? fopen(in, "rb") : stdin;
     const char *name = strcmp(in, "-") ? in : "<stdin>";
     if (!f) return lr_err(LR_EIO, "%s: cannot open", in);
@@ -128,7 +132,7 @@ static int from_json(const char *in, const char *out) {
         } else if (ended) {
             rc = lr_err(LR_EINPUT, "%s: line %ld: data after the {\"lrs_end\"} line", name, lineno);
         } else if (!w) {
-            lrs_header h = {0};
+            lrs_header h = {.zstd_level = zstd_level};
             const char *fmt;
             json_t *av = json_object_get(v, "argv");
             if (!get_str(v, "lrs", &fmt) || strcmp(fmt, LRS_FORMAT))
@@ -156,7 +160,7 @@ static int from_json(const char *in, const char *out) {
                 json_t *params = json_object_get(v, "params");
                 if (!rc && params && !json_is_object(params))
                     rc = lr_err(LR_EINPUT, "%s: line %ld: header field \"params\": expected object", name, lineno);
-                if (!rc) rc = lrs_open_write(&w, out, &h, pack_params, params);
+                if (!rc) rc = lrs_create(&w, out, &h, pack_params, params);
                 free(h.argv);
                 hdr = v;
                 v = NULL;
@@ -216,32 +220,35 @@ int main(int argc, char **argv) {
         {"head", required_argument, 0, 'n'}, {"count", no_argument, 0, 'c'},
         {"header", no_argument, 0, 'H'},     {"from-json", no_argument, 0, 'j'},
         {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'},
         {0, 0, 0, 0},
     };
     long head = -1;
-    int count = 0, header = 0, fromjson = 0, c;
+    int count = 0, header = 0, fromjson = 0, c, zstd_level = LRS_ZSTD_DEFAULT;
     const char *out = "-";
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (c) {
-        case 'n': {
-            char *end;
-            head = strtol(optarg, &end, 10);
-            if (*end || head < 0) lr_die(LR_EUSAGE, "--head: expected a count, got \"%s\"", optarg);
+        case 'n':
+            if (opt_long("--head", optarg, 0, LONG_MAX, &head)) return lr_fail(LR_EUSAGE);
             break;
-        }
         case 'c': count = 1; break;
         case 'H': header = 1; break;
         case 'j': fromjson = 1; break;
         case 'o': out = optarg; break;
+        case 'Z':
+            if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &zstd_level)) return lr_fail(LR_EUSAGE);
+            break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LR_EUSAGE;
+        default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
     if (argc - optind > 1) {
-        usage(stderr);
-        return LR_EUSAGE;
+        lr_die(LR_EUSAGE, "expected at most one input (FILE) (see --help)");
     }
     const char *in = optind < argc ? argv[optind] : "-";
-    int rc = fromjson ? from_json(in, out) : dump(in, head, count, header);
+    if (strcmp(out, "-") && !fromjson) lr_die(LR_EUSAGE, "-o is for --from-json (the JSON goes to stdout)");
+    if (out_check_inputs(out, &in, 1)) return lr_fail(LR_EUSAGE);
+    int rc = fromjson ? from_json(in, out, zstd_level) : dump(in, head, count, header);
     return rc ? lr_fail(rc) : 0;
 }

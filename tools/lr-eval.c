@@ -11,8 +11,10 @@
 #include "eval/judge.h"
 #include "eval/benchdata.h"
 #include "eval/compare.h"
+#include "io/stream.h"
 #include "base/opt.h"
 #include "model/tokenizer.h"
+#include "base/outfile.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -39,8 +41,9 @@ static void usage(FILE *f) {
           "         one of gsm8k, math500, svamp, asdiv, minerva_math, olympiadbench,\n"
           "         mmlu_stem (or the toolkit's \"math\"); gold is the gold answer (string or\n"
           "         number; for mmlu_stem a letter or the index 0-3).\n"
-          "score    joins predictions {\"id\", \"prediction\"[, \"tokens\"]} (or lr-dump's JSON of\n"
-          "         an lr-infer stream: \"text\", or \"tokens\" ids decoded with --tokenizer;\n"
+          "score    joins predictions {\"id\", \"prediction\"[, \"tokens\"]} (or an lr-infer stream,\n"
+          "         .lrs as it is or lr-dump's JSON of it: \"text\", or \"tokens\" ids decoded\n"
+          "         with --tokenizer; a dump must end with its {\"lrs_end\"} line;\n"
           "         --pred - reads stdin) with the benchmark\n"
           "         rows by id (\"gsm8k/test:17\" = layout/file stem:0-based line). With\n"
           "         --data-dir the files are DIR/<layout>/<stem>.jsonl for the ids seen.\n"
@@ -48,7 +51,8 @@ static void usage(FILE *f) {
           "         predictions without a row are reported as unmatched. Writes per-problem\n"
           "         JSON lines and a summary (markdown and JSON): into --out-dir as\n"
           "         results.jsonl, summary.md, summary.json, else lines to stdout and the\n"
-          "         markdown summary to stderr.\n"
+          "         markdown summary to stderr. Rows with a subject or level (MATH-500)\n"
+          "         also get accuracy by subject and by level.\n"
           "prompts  writes {\"id\", \"bench\", \"prompt\", \"gold\"} per benchmark row: the\n"
           "         toolkit's prompt (qwen25-math-cot; 5-shot for mmlu_stem), for generating\n"
           "         with any engine and scoring the result with score.\n"
@@ -245,20 +249,99 @@ static pred_row *pred_find(pred_set *P, const char *id) {
     }
 }
 
+static void add_pred(pred_set *P, const char *id, char *pred, long long tokens, size_t line) {
+    if (P->n == P->cap) P->rows = xrealloc(P->rows, sizeof(pred_row) * (P->cap = P->cap * 2 + 64));
+    pred_row *r = &P->rows[P->n++];
+    r->id = xstrdup(id);
+    r->pred = pred;
+    r->tokens = tokens;
+    r->line = line;
+    r->used = 0;
+}
+
+/* An lr-infer `dist` stream read as it is: "id", "text" (or "tokens"
+ * decoded with --tokenizer), the count of generated tokens. A stream that
+ * is cut short or damaged is refused like any reader refuses it. */
+static int load_stream(const char *path, const tok_t *tok, pred_set *P) {
+    lrs_reader *r;
+    int rc = lrs_open_read(&r, path, "dist");
+    if (rc) return rc;
+    const msgpack_object *rec;
+    int32_t *ids = NULL;
+    size_t cap = 0, n;
+    while ((rc = lrs_next(r, &rec)) == 1) {
+        const char *id, *text = NULL;
+        size_t idlen, tlen = 0;
+        if ((rc = lrs_get_str(r, rec, "id", &id, &idlen)) ||
+            (rc = lrs_get_i32s(r, rec, "tokens", &ids, &cap, &n)))
+            break;
+        if (lrs_get(rec, "text") && (rc = lrs_get_str(r, rec, "text", &text, &tlen))) break;
+        char *pred;
+        if (text) {
+            pred = xmalloc(tlen + 1);
+            memcpy(pred, text, tlen);
+            pred[tlen] = 0;
+        } else if (!tok) {
+            rc = lrs_field_err(r, "text", "missing (give --tokenizer to decode \"tokens\")");
+            break;
+        } else if ((rc = tok_decode(tok, ids, n, &pred, NULL))) {
+            lr_err_prefix(rc, "%s: record %llu: field \"tokens\"", lrs_path(r), (unsigned long long)lrs_recno(r));
+            break;
+        }
+        char *idz = xmalloc(idlen + 1);
+        memcpy(idz, id, idlen);
+        idz[idlen] = 0;
+        add_pred(P, idz, pred, (long long)n, (size_t)lrs_recno(r));
+        free(idz);
+    }
+    free(ids);
+    lrs_close_read(r);
+    return rc == 1 ? 0 : rc;
+}
+
 /* Prediction lines: {"id", "prediction"[, "tokens": N]}, or the records of
  * an lr-infer dist stream as lr-dump prints them ({"id", "text", "tokens":
- * [ids]}; the header and {"lrs_end"} lines are passed over). "-" is stdin. */
+ * [ids]}; the header and {"lrs_end"} lines are passed over, but a dump
+ * that has a header must end with its lrs_end line: without it the dump
+ * was cut short). "-" is stdin. A zstd stream (.lrs) is read directly. */
 static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *repaired) {
     lines L = {.name = path};
     L.f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!L.f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
-    int rc;
+    int first = getc(L.f), rc;
+    if (first != EOF) ungetc(first, L.f);
+    if (first == 0x28) { /* the first byte of a zstd frame, never of a JSON line */
+        if (L.f != stdin) fclose(L.f);
+        rc = load_stream(path, tok, P);
+        goto index;
+    }
     json_t *o;
+    size_t hdr_line = 0, end_line = 0, since_hdr = 0;
     while ((rc = next_object(&L, &o)) == 0) {
-        if (json_object_get(o, "lrs") || json_object_get(o, "lrs_end")) {
+        if (json_object_get(o, "lrs")) {
+            if (hdr_line && !end_line)
+                rc = lr_err(LR_EINPUT, "%s: line %zu: a stream header before the {\"lrs_end\"} line of the one on line %zu",
+                            path, L.lineno, hdr_line);
+            hdr_line = L.lineno;
+            end_line = 0;
+            since_hdr = 0;
             json_decref(o);
+            if (rc) break;
             continue;
         }
+        if (json_object_get(o, "lrs_end")) {
+            json_t *e = json_object_get(o, "lrs_end");
+            if (!hdr_line || end_line)
+                rc = lr_err(LR_EINPUT, "%s: line %zu: field \"lrs_end\": no stream header before it", path, L.lineno);
+            else if (!json_is_integer(e) || json_integer_value(e) < 0 || (size_t)json_integer_value(e) != since_hdr)
+                rc = lr_err(LR_EINPUT, "%s: line %zu: field \"lrs_end\": counts %lld records, %zu lines were given",
+                            path, L.lineno, json_is_integer(e) ? (long long)json_integer_value(e) : -1LL, since_hdr);
+            end_line = L.lineno;
+            json_decref(o);
+            if (rc) break;
+            continue;
+        }
+        since_hdr++;
         json_t *id = json_object_get(o, "id"), *p = json_object_get(o, "prediction"), *t = json_object_get(o, "tokens");
         const char *pf = "prediction";
         if (!p && json_object_get(o, "text")) {
@@ -286,29 +369,30 @@ static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *r
             json_decref(o);
             break;
         }
-        if (P->n == P->cap) P->rows = xrealloc(P->rows, sizeof(pred_row) * (P->cap = P->cap * 2 + 64));
-        pred_row *r = &P->rows[P->n++];
-        r->id = xstrdup(json_string_value(id));
-        r->pred = decoded ? decoded : xstrdup(json_string_value(p));
-        r->tokens = json_is_integer(t) ? json_integer_value(t) : json_is_array(t) ? (long long)json_array_size(t) : -1;
-        r->line = L.lineno;
-        r->used = 0;
+        add_pred(P, json_string_value(id), decoded ? decoded : xstrdup(json_string_value(p)),
+                 json_is_integer(t) ? json_integer_value(t) : json_is_array(t) ? (long long)json_array_size(t) : -1,
+                 L.lineno);
         json_decref(o);
     }
     if (rc == -1) rc = 0;
+    if (!rc && hdr_line && !end_line)
+        rc = lr_err(LR_EINPUT, "%s: line %zu: input ends without the {\"lrs_end\"} line of the stream header on line %zu: "
+                    "the dump was cut short", path, L.lineno, hdr_line);
     if (L.f != stdin) fclose(L.f);
     free(L.buf);
     *repaired += L.repaired;
+index:
     if (rc) return rc;
     P->nslot = 16;
     while (P->nslot < 2 * P->n) P->nslot *= 2;
     P->slot = xcalloc(P->nslot, sizeof(size_t));
+    const char *unit = first == 0x28 ? "record" : "line";
     for (size_t i = 0; i < P->n; i++) {
         size_t h = hash_id(P->rows[i].id) & (P->nslot - 1);
         for (; P->slot[h]; h = (h + 1) & (P->nslot - 1))
             if (!strcmp(P->rows[P->slot[h] - 1].id, P->rows[i].id))
-                return lr_err(LR_EINPUT, "%s: line %zu: field \"id\": duplicate id \"%s\" (first on line %zu)", path,
-                              P->rows[i].line, P->rows[i].id, P->rows[P->slot[h] - 1].line);
+                return lr_err(LR_EINPUT, "%s: %s %zu: field \"id\": duplicate id \"%s\" (first on %s %zu)", path, unit,
+                              P->rows[i].line, P->rows[i].id, unit, P->rows[P->slot[h] - 1].line);
         P->slot[h] = i + 1;
     }
     return 0;
@@ -323,12 +407,49 @@ static void free_preds(pred_set *P) {
     free(P->slot);
 }
 
+/* Accuracy of one group of rows (a subject, a level). */
+typedef struct {
+    char *key;
+    size_t total, correct;
+} group_stats;
+
+typedef struct {
+    group_stats *g;
+    size_t n;
+} groups;
+
 typedef struct {
     char *bench, *file;
     size_t total, scored, correct, missing, skipped;
     double tok_sum;
     size_t tok_n;
+    groups by_subject, by_level; /* rows that carry a subject / level (MATH-500) */
 } bench_stats;
+
+/* Counts a row in its group (few groups: a linear search). */
+static void group_add(groups *G, const char *key, int correct) {
+    size_t i = 0;
+    while (i < G->n && strcmp(G->g[i].key, key)) i++;
+    if (i == G->n) {
+        G->g = xrealloc(G->g, (G->n + 1) * sizeof *G->g);
+        G->g[G->n++] = (group_stats){xstrdup(key), 0, 0};
+    }
+    G->g[i].total++;
+    G->g[i].correct += (size_t)(correct != 0);
+}
+
+static int by_key(const void *a, const void *b) {
+    const group_stats *x = a, *y = b;
+    size_t lx = strlen(x->key), ly = strlen(y->key); /* levels: "2" before "10" */
+    int numeric = x->key[0] >= '0' && x->key[0] <= '9' && y->key[0] >= '0' && y->key[0] <= '9';
+    if (numeric && lx != ly) return lx < ly ? -1 : 1;
+    return strcmp(x->key, y->key);
+}
+
+static void groups_free(groups *G) {
+    for (size_t i = 0; i < G->n; i++) free(G->g[i].key);
+    free(G->g);
+}
 
 static int write_line(FILE *f, json_t *o) {
     char *s = json_dumps(o, JSON_COMPACT);
@@ -387,17 +508,47 @@ static int score_file(const char *path, const char *layout, pred_set *P, FILE *o
             if (p->tokens >= 0) json_object_set_new(o, "tokens", json_integer(p->tokens));
             ans_verdict_free(&v);
         }
+        int ok = json_is_true(json_object_get(o, "correct"));
+        if (it.subject) group_add(&st->by_subject, it.subject, ok);
+        if (it.level >= 0) {
+            char lv[16];
+            snprintf(lv, sizeof lv, "%d", it.level);
+            group_add(&st->by_level, lv, ok);
+        }
         bd_item_free(&it);
         rc = write_line(out, o);
         json_decref(o);
         if (rc) break;
     }
     if (st->skipped > 5) fprintf(stderr, "%s: %s: ... %zu rows skipped in all\n", lr_progname, path, st->skipped);
+    if (st->by_subject.n) qsort(st->by_subject.g, st->by_subject.n, sizeof *st->by_subject.g, by_key);
+    if (st->by_level.n) qsort(st->by_level.g, st->by_level.n, sizeof *st->by_level.g, by_key);
     bd_close(r);
     return rc;
 }
 
 static double acc_of(const bench_stats *s) { return s->total ? 100.0 * (double)s->correct / (double)s->total : 0; }
+
+static double gacc(const group_stats *g) { return g->total ? 100.0 * (double)g->correct / (double)g->total : 0; }
+
+static json_t *groups_json(const groups *G) {
+    json_t *o = json_object();
+    for (size_t i = 0; i < G->n; i++) {
+        json_t *g = json_object();
+        json_object_set_new(g, "total", json_integer((json_int_t)G->g[i].total));
+        json_object_set_new(g, "correct", json_integer((json_int_t)G->g[i].correct));
+        json_object_set_new(g, "acc", json_real(gacc(&G->g[i])));
+        json_object_set_new(o, G->g[i].key, g);
+    }
+    return o;
+}
+
+static void groups_md(FILE *f, const char *bench, const char *what, const groups *G) {
+    if (!G->n) return;
+    fprintf(f, "\n%s by %s\n\n| %s | problems | correct | accuracy (%%) |\n|---|---|---|---|\n", bench, what, what);
+    for (size_t i = 0; i < G->n; i++)
+        fprintf(f, "| %s | %zu | %zu | %.1f |\n", G->g[i].key, G->g[i].total, G->g[i].correct, gacc(&G->g[i]));
+}
 
 static json_t *summary_json(bench_stats *S, int nb, const char *label, size_t unmatched, size_t repaired) {
     json_t *root = json_object(), *bs = json_object();
@@ -413,6 +564,8 @@ static json_t *summary_json(bench_stats *S, int nb, const char *label, size_t un
         json_object_set_new(b, "skipped_rows", json_integer((json_int_t)S[i].skipped));
         json_object_set_new(b, "acc", json_real(acc_of(&S[i])));
         json_object_set_new(b, "mean_tokens", S[i].tok_n ? json_real(S[i].tok_sum / (double)S[i].tok_n) : json_null());
+        if (S[i].by_subject.n) json_object_set_new(b, "by_subject", groups_json(&S[i].by_subject));
+        if (S[i].by_level.n) json_object_set_new(b, "by_level", groups_json(&S[i].by_level));
         json_object_set_new(bs, S[i].bench, b);
         sum += acc_of(&S[i]);
     }
@@ -435,6 +588,10 @@ static void summary_md(FILE *f, bench_stats *S, int nb, const char *label) {
         sum += acc_of(&S[i]);
     }
     if (nb) fprintf(f, "| avg | | | | %.1f | | | |\n", sum / nb);
+    for (int i = 0; i < nb; i++) {
+        groups_md(f, S[i].bench, "subject", &S[i].by_subject);
+        groups_md(f, S[i].bench, "level", &S[i].by_level);
+    }
 }
 
 static int cmd_score(int argc, char **argv) {
@@ -469,6 +626,7 @@ static int cmd_score(int argc, char **argv) {
         }
     }
     pred_set P = {0};
+    lr_out *ores = NULL, *osj = NULL, *omd = NULL;
     size_t repaired = 0;
     char **owned = NULL;
     int nowned = 0;
@@ -496,18 +654,23 @@ static int cmd_score(int argc, char **argv) {
             goto out;
         }
     }
-    FILE *out = stdout;
+    /* --out-dir: the three files are written under temporary names and
+     * renamed into place together once all are complete (base/outfile.h),
+     * so a failed or interrupted run leaves no empty or partial summary. */
+    FILE *out = stdout, *fsj = NULL, *fmd = NULL;
     char path[4096];
     if (out_dir) {
         if (mkdir(out_dir, 0777) && errno != EEXIST) {
             rc = lr_err(LR_EIO, "%s: %s", out_dir, strerror(errno));
             goto out;
         }
+        const char *ins[] = {pred};
         snprintf(path, sizeof path, "%s/results.jsonl", out_dir);
-        if (!(out = fopen(path, "wb"))) {
-            rc = lr_err(LR_EIO, "%s: %s", path, strerror(errno));
-            goto out;
-        }
+        if ((rc = out_check_inputs(path, ins, 1)) || (rc = out_open(&ores, path, 0, &out))) goto out;
+        snprintf(path, sizeof path, "%s/summary.json", out_dir);
+        if ((rc = out_check_inputs(path, ins, 1)) || (rc = out_open(&osj, path, 0, &fsj))) goto out;
+        snprintf(path, sizeof path, "%s/summary.md", out_dir);
+        if ((rc = out_check_inputs(path, ins, 1)) || (rc = out_open(&omd, path, 0, &fmd))) goto out;
     }
     bench_stats *S = xcalloc((size_t)nd, sizeof *S);
     int nb = 0;
@@ -516,9 +679,8 @@ static int cmd_score(int argc, char **argv) {
         if (S[nb].bench) nb++;
         if (rc) lr_err_prefix(rc, "%s", data[k]);
     }
-    if (out != stdout && fclose(out) && !rc) rc = lr_err(LR_EIO, "%s: write error", path);
     size_t unmatched = 0;
-    for (size_t i = 0; i < P.n; i++)
+    for (size_t i = 0; i < P.n && !rc; i++) /* after an error, only its line */
         if (!P.rows[i].used) {
             if (unmatched < 5) fprintf(stderr, "%s: prediction with no benchmark row: id \"%s\"\n", lr_progname, P.rows[i].id);
             unmatched++;
@@ -527,15 +689,12 @@ static int cmd_score(int argc, char **argv) {
     if (!rc) {
         json_t *sj = summary_json(S, nb, label, unmatched, repaired);
         if (out_dir) {
-            snprintf(path, sizeof path, "%s/summary.json", out_dir);
-            if (json_dump_file(sj, path, JSON_INDENT(2))) rc = lr_err(LR_EIO, "%s: write error", path);
-            snprintf(path, sizeof path, "%s/summary.md", out_dir);
-            FILE *f = fopen(path, "wb");
-            if (!f) rc = lr_err(LR_EIO, "%s: %s", path, strerror(errno));
-            else {
-                summary_md(f, S, nb, label);
-                if (fclose(f)) rc = lr_err(LR_EIO, "%s: write error", path);
-            }
+            if (json_dumpf(sj, fsj, JSON_INDENT(2)) || fputc('\n', fsj) == EOF)
+                rc = lr_err(LR_EIO, "%s/summary.json: write error", out_dir);
+            summary_md(fmd, S, nb, label);
+            if (!rc) rc = out_commit(&ores);
+            if (!rc) rc = out_commit(&osj);
+            if (!rc) rc = out_commit(&omd);
         }
         json_decref(sj);
         summary_md(stderr, S, nb, label);
@@ -550,9 +709,14 @@ static int cmd_score(int argc, char **argv) {
     for (int i = 0; i < nb; i++) {
         free(S[i].bench);
         free(S[i].file);
+        groups_free(&S[i].by_subject);
+        groups_free(&S[i].by_level);
     }
     free(S);
 out:
+    out_abort(&ores); /* after a failure: nothing reaches the final names */
+    out_abort(&osj);
+    out_abort(&omd);
     for (int k = 0; k < nowned; k++) free(owned[k]);
     free(owned);
     free(data);
@@ -641,10 +805,7 @@ static int cmd_prompts(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     lr_progname = "lr-eval";
-    if (argc < 2) {
-        usage(stderr);
-        return LR_EUSAGE;
-    }
+    if (argc < 2) lr_die(LR_EUSAGE, "expected a command: judge, score, compare or prompts (see --help)");
     const char *cmd = argv[1];
     int rc;
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {

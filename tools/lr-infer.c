@@ -37,7 +37,7 @@
 
 typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
-    int max_new, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, top_k, help;
+    int max_new, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, top_k, help, static_batches, zstd_level;
     long limit;
     const char *device;
     double temperature, top_p, mass;
@@ -96,7 +96,8 @@ static void usage(FILE *f) {
         "  -o, --output FILE      write FILE (default stdout), through FILE.part: an\n"
         "                         interrupted run (Ctrl-C, a crash) leaves FILE.part, and\n"
         "                         rerunning the same command resumes it after the last\n"
-        "                         complete batch; FILE appears only when complete. A\n"
+        "                         resume point (one every --batch records); FILE\n"
+        "                         appears only when complete. A\n"
         "                         rerun whose settings differ from FILE.part's header\n"
         "                         (data, limit, shard, tokens, sampling, preset, lists,\n"
         "                         mode, model, device) is refused, exit 2, naming the\n"
@@ -106,12 +107,18 @@ static void usage(FILE *f) {
         "                         must not be one of the inputs.\n"
         "  --max-context N        positions per sequence: prompt + new tokens (default:\n"
         "                         the model's max_position_embeddings, at most 2048)\n"
-        "  --batch N              problems per forward pass (default 8 on cpu, 64 on cuda)\n"
+        "  --batch N              problems run at once (default 8 on cpu; on cuda 256 to\n"
+        "                         generate, 64 to follow)\n"
+        "  --batching MODE        generate: continuous (default): a finished problem's\n"
+        "                         place goes to the next one at the next forward pass;\n"
+        "                         static: --batch problems at a time, each batch running\n"
+        "                         to its longest answer. Same records either way\n"
         "  --threads N            CPU threads (default: all cores)\n"
         "  --device D             cpu, cuda or auto (default): cuda when a GPU is present.\n"
         "                         On cuda the weights are bf16 on the device (from the\n"
         "                         checkpoint, or rounded from float32 after --adapter),\n"
         "                         and the lists are extracted there; --top-k-max <= 1024\n"
+        "  --zstd-level N         compression level of the output stream, 1..19 (default 3)\n"
         "  --progress             progress bar on stderr even when it is not a terminal\n"
         "  -h, --help             this help\n"
         "Exit codes: 0 ok, 1 usage, 2 bad input (a bad problem is reported, skipped, and\n"
@@ -129,12 +136,14 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"follow", required_argument, 0, 'f'}, {"output", required_argument, 0, 'o'},
         {"max-new-tokens", required_argument, 0, 'n'}, {"limit", required_argument, 0, 'l'},
         {"shard", required_argument, 0, 's'}, {"batch", required_argument, 0, 'b'},
+        {"batching", required_argument, 0, 'B'},
         {"full", no_argument, 0, 'u'}, {"progress", no_argument, 0, 'p'},
         {"threads", required_argument, 0, 't'}, {"temperature", required_argument, 0, 'e'},
         {"top-p", required_argument, 0, 'r'}, {"top-k", required_argument, 0, 'k'}, {"seed", required_argument, 0, 'S'},
         {"top-mass", required_argument, 0, 'M'}, {"top-k-max", required_argument, 0, 'K'},
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
-        {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0},
+        {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'}, {0, 0, 0, 0},
     };
     /* preset NULL: the model's chat template; sampling -1: generation_config.json */
     *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .temperature = -1,
@@ -155,10 +164,16 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'n': rc = opt_int("--max-new-tokens", optarg, 1, 1 << 20, &o->max_new); break;
         case 'l': rc = opt_long("--limit", optarg, 0, 1L << 40, &o->limit); break;
         case 'b': rc = opt_int("--batch", optarg, 1, 4096, &o->batch); break;
+        case 'B':
+            if (!strcmp(optarg, "static")) o->static_batches = 1;
+            else if (!strcmp(optarg, "continuous")) o->static_batches = 0;
+            else rc = lr_err(LR_EUSAGE, "--batching %s: expected static or continuous", optarg);
+            break;
         case 't': rc = opt_int("--threads", optarg, 1, 1024, &o->threads); break;
         case 'K': rc = opt_int("--top-k-max", optarg, 1, 1 << 20, &o->kmax); break;
         case 'k': rc = opt_int("--top-k", optarg, 0, 1 << 30, &o->top_k); break;
         case 'C': rc = opt_int("--max-context", optarg, 1, 1 << 22, &o->max_context); break;
+        case 'Z': rc = opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &o->zstd_level); break;
         case 'e': rc = opt_double("--temperature", optarg, 0, 100, &o->temperature); break;
         case 'r': rc = opt_double("--top-p", optarg, 1e-9, 1, &o->top_p); break;
         case 'M': rc = opt_double("--top-mass", optarg, 0, 1, &o->mass); break;
@@ -372,7 +387,8 @@ int main(int argc, char **argv) {
     out_signals(); /* SIGINT/SIGTERM exit 130; FILE.part stays for the rerun */
     if (o.threads) openblas_set_num_threads(o.threads);
     if ((rc = eng_parse_device(o.device, &dev))) goto out;
-    if (!o.batch) o.batch = dev == ENG_CUDA ? 64 : 8;
+    /* continuous batching keeps every slot busy, so a GPU takes many */
+    if (!o.batch) o.batch = dev != ENG_CUDA ? 8 : o.follow ? 64 : 256;
     /* The cuda backend uploads bf16 straight from the checkpoint. */
     if ((rc = inf_load_model(&m, o.model_dir, o.adapter, dev == ENG_CUDA))) goto out;
     if ((rc = tok_load(&tok, o.model_dir))) goto out;
@@ -400,6 +416,7 @@ int main(int argc, char **argv) {
     gen_init(&g, &e, &go);
     run_opts ro = {.model_dir = o.model_dir, .preset = o.preset, .chat = chat, .prompt_file = o.prompt_file, .limit = o.limit,
                    .shard_k = o.shard_k, .shard_n = o.shard_n, .batch = o.batch, .seed = o.seed,
+                   .static_batches = o.static_batches,
                    .max_failures = RUN_MAX_FAILURES};
     run_init(&run, &ro, &g, tok);
 
@@ -407,6 +424,7 @@ int main(int argc, char **argv) {
     lrs_header_init(&h, "dist", 1, "lr-infer", argc, argv);
     h.model = (lrs_ident){.name = m.name, .hash = m.hash_hex, .vocab = m.cfg.V};
     h.tokenizer = (lrs_ident){.name = m.name, .hash = (char *)tok_hash(tok), .vocab = tok_vocab_size(tok)};
+    h.zstd_level = o.zstd_level;
     inf_settings s = {.mode = o.follow ? "follow" : "generate", .device = eng_device_name(dev),
                       .input = o.follow ? o.follow : o.data ? o.data : "-", .layout = "", .field = o.field,
                       .id_field = o.id_field, .preset = o.prompt_file ? o.prompt_file : o.preset,
@@ -439,8 +457,9 @@ int main(int argc, char **argv) {
     progress_end(&run.prog);
     if (!rc && !run.failed) {
         double dt = lr_now() - run.prog.t0;
-        fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s)\n", lr_progname, run.written,
-                (unsigned long long)run.prog.tokens, dt, dt > 0 ? run.prog.tokens / dt : 0.0);
+        fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s), %llu forward passes\n",
+                lr_progname, run.written, (unsigned long long)run.prog.tokens, dt, dt > 0 ? run.prog.tokens / dt : 0.0,
+                (unsigned long long)g.calls);
     }
 out:
     if (w) {

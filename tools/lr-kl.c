@@ -17,6 +17,9 @@
 #include "method/dist.h"
 #include "model/tokenizer.h"
 #include "io/stream.h"
+#include "base/opt.h"
+#include "base/outfile.h"
+#include "base/rng.h"
 #include "base/util.h"
 
 #include <fcntl.h>
@@ -44,6 +47,9 @@ static void usage(FILE *f) {
             "  --allow-missing   skip problems present in one stream only (and count them)\n"
             "  --stats FILE      write the KL histogram as TSV (kl_lo kl_hi steps kept)\n"
             "  -o, --output F    output stream (default stdout)\n"
+            "  --zstd-level N    compression level of the output, 1..19 (default 1: the kl\n"
+            "                    stream is an intermediate; 1 costs a third of level 3's\n"
+            "                    time for a few %% more bytes)\n"
             "  -q, --quiet       no summary on stderr\n"
             "  -h, --help        this help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
@@ -65,7 +71,7 @@ typedef struct {
 typedef struct {
     const char *out, *stats, *paths[2];
     double beta;
-    int select, allow_missing, quiet;
+    int select, allow_missing, quiet, zstd_level;
     uint64_t seed;
     int argc;
     char **argv;
@@ -251,15 +257,19 @@ static int emit(kl_ctx *c, const side *e, const int32_t *ctx, size_t t, const di
     return lrs_record_done(c->w);
 }
 
+/* memcmp of n elements; n == 0 is equal even when a buffer is still NULL
+ * (an empty array read first leaves it so; memcmp(NULL, ...) is undefined). */
+static int same_i32(const int32_t *a, const int32_t *b, size_t n) { return !n || !memcmp(a, b, n * sizeof *a); }
+
 /* Checks that the two records describe the same problem and trace. */
 static int check_pair(const kl_ctx *c, const side *e, const side *a) {
     if (e->idlen != a->idlen || memcmp(e->id, a->id, e->idlen))
         return lrs_field_err(a->r, "id", "\"%.*s\" where %s has \"%.*s\" for problem %" PRId64, (int)a->idlen, a->id,
                              c->paths[0], (int)e->idlen, e->id, e->idx);
-    if (e->nprompt != a->nprompt || memcmp(e->prompt, a->prompt, e->nprompt * sizeof(int32_t)))
+    if (e->nprompt != a->nprompt || !same_i32(e->prompt, a->prompt, e->nprompt))
         return lrs_field_err(a->r, "prompt", "differs from %s's prompt tokens for problem \"%.*s\"", c->paths[0],
                              (int)e->idlen, e->id);
-    if (e->ntokens != a->ntokens || memcmp(e->tokens, a->tokens, e->ntokens * sizeof(int32_t))) {
+    if (e->ntokens != a->ntokens || !same_i32(e->tokens, a->tokens, e->ntokens)) {
         size_t t = 0;
         while (t < e->ntokens && t < a->ntokens && e->tokens[t] == a->tokens[t]) t++;
         return lrs_field_err(a->r, "tokens", "differ from %s's tokens for problem \"%.*s\" at step %zu (the amateur "
@@ -304,8 +314,8 @@ static int do_problem(kl_ctx *c, const side *e, const side *a, int pass, int32_t
             *ctxcap = e->nprompt + T;
             *ctxbuf = xrealloc(*ctxbuf, *ctxcap * sizeof(int32_t));
         }
-        memcpy(*ctxbuf, e->prompt, e->nprompt * sizeof(int32_t));
-        memcpy(*ctxbuf + e->nprompt, e->tokens, T * sizeof(int32_t));
+        if (e->nprompt) memcpy(*ctxbuf, e->prompt, e->nprompt * sizeof(int32_t));
+        if (T) memcpy(*ctxbuf + e->nprompt, e->tokens, T * sizeof(int32_t));
     }
     size_t off = T ? (size_t)e->k[0] : 0;
     for (size_t t = 1; t < T; off += (size_t)e->k[t], t++) { /* step 0 skipped, as the reference does */
@@ -382,7 +392,8 @@ static int run_pass(kl_ctx *c, int pass) {
         lrs_header_init(&h, "kl", 1, "lr-kl", c->argc, c->argv);
         h.model = c->he->model;
         h.tokenizer = c->he->tokenizer;
-        rc = lrs_open_write(&c->w, c->out, &h, pack_params, c);
+        h.zstd_level = c->zstd_level;
+        rc = lrs_create(&c->w, c->out, &h, pack_params, c);
     }
     int have[2] = {0, 0};
     for (int i = 0; i < 2 && !rc; i++) {
@@ -437,13 +448,6 @@ static int run_pass(kl_ctx *c, int pass) {
     return rc;
 }
 
-static uint64_t splitmix(uint64_t *s) {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static int by_pos(const void *a, const void *b) {
     const step_kl *x = a, *y = b;
     if (x->prob != y->prob) return x->prob < y->prob ? -1 : 1;
@@ -460,7 +464,7 @@ static void choose(kl_ctx *c, uint64_t n) {
     if (c->select == SEL_RANDOM) {
         uint64_t st = c->seed;
         for (size_t i = 0; i < n; i++) { /* partial Fisher-Yates */
-            size_t j = i + (size_t)(splitmix(&st) % (c->nall - i));
+            size_t j = i + (size_t)(rng_next(&st) % (c->nall - i));
             step_kl tmp = c->all[i];
             c->all[i] = c->all[j];
             c->all[j] = tmp;
@@ -482,8 +486,10 @@ static double quantile(const kl_ctx *c, double p) {
 }
 
 static int write_stats(const kl_ctx *c) {
-    FILE *f = fopen(c->stats, "w");
-    if (!f) return lr_err(LR_EIO, "%s: cannot open for writing", c->stats);
+    lr_out *o;
+    FILE *f;
+    int rc = out_open(&o, c->stats, 0, &f);
+    if (rc) return rc;
     fprintf(f, "kl_lo\tkl_hi\tsteps\tkept\n");
     int last = 0;
     for (int b = 0; b < HN; b++)
@@ -494,36 +500,31 @@ static int write_stats(const kl_ctx *c) {
         for (int b = g * group; b < (g + 1) * group && b < HN; b++) s += c->hist_seen[b], k += c->hist_kept[b];
         fprintf(f, "%.3f\t%.3f\t%" PRIu64 "\t%" PRIu64 "\n", g * group * HBIN, (g + 1) * group * HBIN, s, k);
     }
-    if (fclose(f)) return lr_err(LR_EIO, "%s: write error", c->stats);
-    return LR_OK;
+    return out_commit(&o);
 }
 
 int main(int argc, char **argv) {
     lr_progname = "lr-kl";
-    /* The kl stream is an intermediate, usually piped into lr-contrast:
-     * zstd level 1 costs a third of level 3 for a few % more bytes (the
-     * LRS_ZSTD_LEVEL environment variable still decides when set). */
-    setenv("LRS_ZSTD_LEVEL", "1", 0);
     /* Into a pipe (lr-kl | lr-contrast): a pipe buffer that holds a whole
      * ~1 MiB frame lets lr-kl run on instead of waiting for each 64 KiB to
      * drain (best effort: the kernel may refuse the size). */
     struct stat st;
     if (fstat(1, &st) == 0 && S_ISFIFO(st.st_mode)) (void)fcntl(1, F_SETPIPE_SZ, 1 << 20);
-    kl_ctx c = {.out = "-", .beta = DIST_BETA, .seed = 1, .argc = argc, .argv = argv};
+    kl_ctx c = {.out = "-", .beta = DIST_BETA, .seed = 1, .zstd_level = 1, .argc = argc, .argv = argv};
     static const struct option opts[] = {
         {"beta", required_argument, 0, 'b'}, {"select", required_argument, 0, 's'},
         {"seed", required_argument, 0, 'S'}, {"allow-missing", no_argument, 0, 'm'},
         {"stats", required_argument, 0, 't'}, {"output", required_argument, 0, 'o'},
         {"quiet", no_argument, 0, 'q'},       {"help", no_argument, 0, 'h'},
+        {"zstd-level", required_argument, 0, 'Z'},
         {0, 0, 0, 0},
     };
     int o;
-    char *end;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((o = getopt_long(argc, argv, "o:qh", opts, NULL)) != -1) {
         switch (o) {
         case 'b':
-            c.beta = strtod(optarg, &end);
-            if (*end || !(c.beta >= 0) || !isfinite(c.beta)) lr_die(LR_EUSAGE, "--beta: expected a number >= 0, got \"%s\"", optarg);
+            if (opt_double("--beta", optarg, 0, 1e300, &c.beta)) return lr_fail(LR_EUSAGE);
             break;
         case 's':
             if (!strcmp(optarg, "kl")) c.select = SEL_KL;
@@ -532,24 +533,28 @@ int main(int argc, char **argv) {
             else lr_die(LR_EUSAGE, "--select: expected kl, random or lowest, got \"%s\"", optarg);
             break;
         case 'S':
-            c.seed = strtoull(optarg, &end, 10);
-            if (*end || !*optarg) lr_die(LR_EUSAGE, "--seed: expected an integer, got \"%s\"", optarg);
+            if (opt_u64("--seed", optarg, &c.seed)) return lr_fail(LR_EUSAGE);
             break;
         case 'm': c.allow_missing = 1; break;
         case 't': c.stats = optarg; break;
         case 'o': c.out = optarg; break;
         case 'q': c.quiet = 1; break;
+        case 'Z':
+            if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &c.zstd_level)) return lr_fail(LR_EUSAGE);
+            break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return LR_EUSAGE;
+        default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
     if (argc - optind != 2) {
-        usage(stderr);
-        return LR_EUSAGE;
+        lr_die(LR_EUSAGE, "expected two inputs, EXPERT and AMATEUR (see --help)");
     }
     c.paths[0] = argv[optind];
     c.paths[1] = argv[optind + 1];
     if (!strcmp(c.paths[0], "-") && !strcmp(c.paths[1], "-")) lr_die(LR_EUSAGE, "EXPERT and AMATEUR cannot both be stdin");
+    if (out_check_inputs(c.out, c.paths, 2) || (c.stats && out_check_inputs(c.stats, c.paths, 2)))
+        return lr_fail(LR_EUSAGE);
+    if (c.stats && !strcmp(c.stats, c.out)) lr_die(LR_EUSAGE, "--stats and -o name the same file");
     if (c.select != SEL_KL && (!is_file(c.paths[0]) || !is_file(c.paths[1])))
         lr_die(LR_EUSAGE, "--select %s reads the inputs twice: give files, not pipes or stdin",
                c.select == SEL_RANDOM ? "random" : "lowest");

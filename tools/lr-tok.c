@@ -52,6 +52,7 @@ int main(int argc, char **argv) {
     };
     int decode = 0, skip = 0, info = 0, chat = 0, c;
     const char *preset = NULL, *pfile = NULL, *system = NULL, *other = NULL;
+    opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_DECODE: decode = 1; break;
@@ -66,13 +67,10 @@ int main(int argc, char **argv) {
             for (const char *const *p = prompt_presets(); *p; p++) printf("%s\n", *p);
             return 0;
         case O_HELP: usage(stdout); return 0;
-        default: usage(stderr); return LR_EUSAGE;
+        default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
-    if (optind != argc - 1) {
-        usage(stderr);
-        return LR_EUSAGE;
-    }
+    if (optind != argc - 1) lr_die(LR_EUSAGE, "expected one MODEL_OR_TOKENIZER (see --help)");
     if (decode && (preset || pfile)) lr_die(LR_EUSAGE, "--prompt/--prompt-file apply to encoding, not --decode");
     if (skip && !decode) lr_die(LR_EUSAGE, "--skip-special applies to --decode");
     if (preset && pfile) lr_die(LR_EUSAGE, "give --prompt or --prompt-file, not both");

@@ -333,6 +333,14 @@ int main(int argc, char **argv) {
         rc = lr_err(LR_EIO, "%s: %s", o.log_path, strerror(errno));
         goto done;
     }
+    /* token ids checked before the summary line, so bad input is one line */
+    for (int i = 0; i < ds.n; i++)
+        for (int j = 0; j < ds.ex[i].ntok; j++)
+            if (ds.ex[i].tokens[j] < 0 || ds.ex[i].tokens[j] >= m.cfg.V) {
+                lr_err(LR_EINPUT, "example (problem %lld, step %d): token %d at position %d is outside the model's vocabulary [0, %d)",
+                       (long long)ds.ex[i].problem, ds.ex[i].step, ds.ex[i].tokens[j], j, m.cfg.V);
+                exit(lr_fail(LR_EINPUT)); /* exit, not return: LeakSanitizer still sees the buffers */
+            }
     fprintf(stderr, "lr-tune: %d examples (%s), %ld steps of %d x %d, %zu trainable parameters\n", ds.n,
             o.lm ? "lm" : ds.objective == TUNE_SFT ? "sft" : "soft-kl", total, o.batch, o.accum, tu.n);
 

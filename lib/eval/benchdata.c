@@ -93,6 +93,7 @@ void bd_item_free(bd_item *it) {
     free(it->question);
     free(it->gold);
     free(it->gold_norm);
+    free(it->subject);
     memset(it, 0, sizeof *it);
 }
 
@@ -285,6 +286,11 @@ int bd_next(bd_reader *r, bd_item *it) {
                           o ? "" : e.text);
         }
         int rc = fill(r, o, it);
+        json_t *sj = json_object_get(o, "subject"), *lj = json_object_get(o, "level");
+        it->level = -1;
+        if (!rc && json_is_string(sj)) it->subject = xstrdup(json_string_value(sj));
+        if (json_is_integer(lj)) it->level = (int)json_integer_value(lj);
+        else if (json_is_string(lj) && sscanf(json_string_value(lj), "Level %d", &it->level) != 1) it->level = -1;
         json_decref(o);
         if (rc) return rc;
         char id[512];

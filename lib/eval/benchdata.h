@@ -1,5 +1,5 @@
 /* benchdata: the seven evaluation benchmarks (JSON lines under
- * shared/data, field layouts in METHOD.md) read one row at a time as
+ * data/, field layouts in data/README.md) read one row at a time as
  * (id, question, gold answer), and the prompts the Qwen2.5-Math toolkit
  * builds from them (evaluation/parser.py parse_question and
  * parse_ground_truth, utils.py construct_prompt).
@@ -30,6 +30,8 @@ typedef struct {
     char *gold;      /* gold answer as the toolkit extracts it, before normalisation */
     char *gold_norm; /* what answers are compared with (answer.h ans_gold) */
     size_t line;     /* 0-based line in the file */
+    char *subject;   /* the row's "subject" (MATH-500: "Precalculus"), NULL if none */
+    int level;       /* the row's "level" (MATH-500: 1-5; "Level 3" reads as 3), -1 if none */
 } bd_item;
 
 typedef struct bd_reader bd_reader;

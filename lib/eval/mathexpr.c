@@ -140,17 +140,36 @@ static int arg(parser *p) {
     return parse_primary(p);
 }
 
+static int isdigit_at(const parser *p, size_t j) { return j < p->n && p->s[j] >= '0' && p->s[j] <= '9'; }
+static size_t past_ws(const parser *p, size_t j) {
+    while (j < p->n && (p->s[j] == ' ' || p->s[j] == '\t' || p->s[j] == '\n')) j++;
+    return j;
+}
+
 /* sympy's LaTeX NUMBER token: DIGIT+ (',' DIGIT DIGIT DIGIT)* ['.' DIGIT+],
- * so "2,251,252" is one number and "3,5" is 3 followed by ",5". */
+ * so "2,251,252" is one number and "3,5" is 3 followed by ",5". Whitespace
+ * between the digits and around the commas is dropped, as sympy's lexer
+ * drops it: "10, 100" is 10100 and "1 0" is 10 (a raw minerva gold such as
+ * "10, 100" is therefore one number, not a list). */
 static int number(parser *p) {
     char buf[64];
     size_t j = p->i, o = 0;
-    while (j < p->n && p->s[j] >= '0' && p->s[j] <= '9' && o < 60) buf[o++] = p->s[j++];
-    while (o && j + 3 < p->n && p->s[j] == ',' && p->s[j + 1] >= '0' && p->s[j + 1] <= '9' &&
-           p->s[j + 2] >= '0' && p->s[j + 2] <= '9' && p->s[j + 3] >= '0' && p->s[j + 3] <= '9' && o < 56) {
-        memcpy(buf + o, p->s + j + 1, 3);
-        o += 3;
-        j += 4;
+    while (isdigit_at(p, j) && o < 60) {
+        buf[o++] = p->s[j++];
+        size_t k = past_ws(p, j);
+        if (isdigit_at(p, k)) j = k;
+    }
+    for (;;) {
+        size_t c = past_ws(p, j), d1, d2, d3;
+        if (!o || o >= 56 || c >= p->n || p->s[c] != ',') break;
+        d1 = past_ws(p, c + 1);
+        if (!isdigit_at(p, d1)) break;
+        d2 = past_ws(p, d1 + 1);
+        if (!isdigit_at(p, d2)) break;
+        d3 = past_ws(p, d2 + 1);
+        if (!isdigit_at(p, d3)) break;
+        buf[o++] = p->s[d1], buf[o++] = p->s[d2], buf[o++] = p->s[d3];
+        j = d3 + 1;
     }
     if (j + 1 < p->n && p->s[j] == '.' && p->s[j + 1] >= '0' && p->s[j + 1] <= '9') {
         buf[o++] = p->s[j++];
@@ -169,7 +188,11 @@ static int parse_primary(parser *p) {
     else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
         p->i++;
         p->usesvar = 1;
-        r = add(p, N_VAR, -1, -1, c >= 'a' ? c - 'a' : 26 + c - 'A');
+        /* a letter before '(' is a function call in sympy's LaTeX grammar
+         * ("I(0)", "x(x+1)" are applications of an unknown function, equal
+         * to nothing but themselves), not a product: not understood here */
+        if (peek(p) == '(') r = fail(p);
+        else r = add(p, N_VAR, -1, -1, c >= 'a' ? c - 'a' : 26 + c - 'A');
     } else if (c == '(') r = group(p, '(', ')');
     else if (c == '[') r = group(p, '[', ']');
     else if (c == '{') r = group(p, '{', '}');

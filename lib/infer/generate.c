@@ -133,9 +133,32 @@ static eng_req make_req(const gen_ctx *c, int gather) {
                      .logits = need_logits(&c->o)};
 }
 
-int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
+/* eng_run, counted (lr-infer reports calls; tests check slots refill). */
+static int run_rows(gen_ctx *c, int N, const int *tok, const int *seq, const unsigned char *want, const eng_req *q) {
+    c->calls++;
+    c->rows += (uint64_t)N;
+    return eng_run(c->e, N, tok, seq, want, q, &c->res);
+}
+
+/* Takes step p->T of p from wanted row g of the last call: records it,
+ * picks the next token (greedy or p's own sampling stream), and says
+ * whether p goes on (1) or has ended (0: finish set, or failed). */
+static int take_step(gen_ctx *c, gen_problem *p, size_t g) {
     const gen_opts *o = &c->o;
-    int V = o->V;
+    if (record_step(c, p, p->T, g)) {
+        gen_fail(p, "NaN or infinite logits; problem skipped");
+        return 0;
+    }
+    int next = o->sample ? smp_draw(c->res.logits + g * (size_t)o->V, &o->smp, &p->rng, &c->smp) : c->res.argmax[g];
+    p->tokens[p->T++] = next;
+    c->tokens++;
+    for (int e = 0; e < o->neos; e++)
+        if (next == o->eos[e]) { p->finish = "eos"; return 0; }
+    if ((int)p->T >= o->max_new) { p->finish = "length"; return 0; }
+    return 1;
+}
+
+int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
     eng_reset(c->e, -1);
     int *slot = xmalloc(n * sizeof *slot), *tok = xmalloc(n * sizeof *tok);
     size_t total = 0;
@@ -157,30 +180,19 @@ int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
     }
     ensure_res(c, (size_t)n, 0);
     eng_req q = make_req(c, 0);
-    int rc = na ? eng_run(c->e, (int)total, rows_tok, rows_seq, want, &q, &c->res) : 0;
+    int rc = na ? run_rows(c, (int)total, rows_tok, rows_seq, want, &q) : 0;
     free(rows_tok), free(rows_seq), free(want);
-    for (int t = 0; !rc && na > 0; t++) {
+    while (!rc && na > 0) {
         /* logits row a belongs to problem slot[a] */
         int keep = 0;
         for (int a = 0; a < na; a++) {
             gen_problem *p = &ps[slot[a]];
-            if (record_step(c, p, p->T, (size_t)a)) {
-                gen_fail(p, "NaN or infinite logits; problem skipped");
-                continue;
-            }
-            int next = o->sample ? smp_draw(c->res.logits + (size_t)a * V, &o->smp, &p->rng, &c->smp)
-                                 : c->res.argmax[a];
-            p->tokens[p->T++] = next;
-            c->tokens++;
-            int stop = 0;
-            for (int e = 0; e < o->neos; e++) stop |= next == o->eos[e];
-            if (stop) { p->finish = "eos"; continue; }
-            if ((int)p->T >= o->max_new) { p->finish = "length"; continue; }
+            if (!take_step(c, p, (size_t)a)) continue;
             slot[keep] = slot[a];
-            tok[keep++] = next;
+            tok[keep++] = p->tokens[p->T - 1];
         }
         na = keep;
-        if (na) rc = eng_run(c->e, na, tok, slot, NULL, &q, &c->res);
+        if (na) rc = run_rows(c, na, tok, slot, NULL, &q);
     }
     free(slot), free(tok);
     return rc;
@@ -231,7 +243,7 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
             G++;
         }
         eng_req q = make_req(c, 1);
-        rc = eng_run(c->e, (int)r, rt, rs, want, &q, &c->res);
+        rc = run_rows(c, (int)r, rt, rs, want, &q);
         size_t g = 0;
         for (size_t i = 0; !rc && i < r; i++) {
             if (!want[i]) continue;
@@ -243,6 +255,83 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
         }
     }
     free(rt), free(rs), free(rstep), free(want);
+    return rc;
+}
+
+void gen_sched_init(gen_sched *s, gen_ctx *c, int B, size_t prefill_rows) {
+    memset(s, 0, sizeof *s);
+    s->B = B;
+    s->live = xcalloc((size_t)B, sizeof *s->live);
+    s->gslot = xmalloc((size_t)B * sizeof *s->gslot);
+    s->prefill_rows = prefill_rows ? prefill_rows : 4096;
+    ensure_res(c, (size_t)B, 0);
+    eng_reset(c->e, -1);
+}
+
+void gen_sched_free(gen_sched *s) {
+    free(s->live), free(s->tok), free(s->seq), free(s->gslot), free(s->want);
+    memset(s, 0, sizeof *s);
+}
+
+int gen_can_admit(const gen_sched *s, const gen_problem *p) {
+    return s->nlive < s->B && (s->queued == 0 || s->queued + p->nprompt <= s->prefill_rows);
+}
+
+void gen_admit(gen_sched *s, gen_problem *p) {
+    int b = 0;
+    while (s->live[b]) b++;
+    s->live[b] = p;
+    s->nlive++;
+    s->queued += p->nprompt;
+    p->slot = b;
+    p->prefilled = 0;
+}
+
+int gen_done(const gen_problem *p) { return p->failed || p->finish != NULL; }
+
+size_t gen_problem_bytes(const gen_problem *p, int full_V) {
+    return sizeof *p + p->nprompt * sizeof *p->prompt + p->cap_T * (2 * sizeof(int32_t) + 2 * sizeof(float)) +
+           p->cap_ids * (sizeof *p->ids + sizeof *p->lp) + (p->full ? p->cap_T * (size_t)full_V * sizeof(float) : 0) +
+           (p->text ? strlen(p->text) : 0);
+}
+
+/* Rows in slot order: a live problem's last token, or an admitted one's
+ * whole prompt (only its last row wanted); wanted row g is slot gslot[g]'s.
+ * A slot is emptied when its problem is admitted, not when it leaves, so a
+ * slot's cache is cleared once per problem. */
+int gen_step(gen_ctx *c, gen_sched *s) {
+    if (!s->nlive) return 0;
+    size_t N = s->queued + (size_t)s->nlive;
+    if (N > s->cap) {
+        s->cap = N * 2;
+        s->tok = xrealloc(s->tok, s->cap * sizeof *s->tok);
+        s->seq = xrealloc(s->seq, s->cap * sizeof *s->seq);
+        s->want = xrealloc(s->want, s->cap);
+    }
+    size_t r = 0;
+    int G = 0;
+    for (int b = 0; b < s->B; b++) {
+        gen_problem *p = s->live[b];
+        if (!p) continue;
+        if (p->prefilled) {
+            s->tok[r] = p->tokens[p->T - 1], s->seq[r] = b, s->want[r++] = 1;
+        } else {
+            eng_reset(c->e, b);
+            for (size_t i = 0; i < p->nprompt; i++)
+                s->tok[r] = p->prompt[i], s->seq[r] = b, s->want[r++] = i + 1 == p->nprompt;
+            p->prefilled = 1;
+        }
+        s->gslot[G++] = b;
+    }
+    s->queued = 0;
+    eng_req q = make_req(c, 0);
+    int rc = run_rows(c, (int)r, s->tok, s->seq, s->want, &q);
+    for (int g = 0; !rc && g < G; g++) {
+        int b = s->gslot[g];
+        if (take_step(c, s->live[b], (size_t)g)) continue;
+        s->live[b] = NULL;
+        s->nlive--;
+    }
     return rc;
 }
 

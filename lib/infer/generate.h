@@ -5,7 +5,14 @@
  *   gen_generate: prefill n prompts at once, then decode every live problem
  *     one token per engine call (greedy, or sample.h with temperature > 0)
  *     until an EOS id or max_new tokens; each step's compact distribution
- *     (compact.h) is recorded;
+ *     (compact.h) is recorded (static batching: the batch ends with its
+ *     longest answer);
+ *   gen_sched: the same loop with continuous batching: the engine's slots
+ *     hold problems that join (gen_admit) and leave (done) between calls,
+ *     and each call (gen_step) packs the decode rows of the live problems
+ *     with the prompt rows of those just admitted. A problem's tokens and
+ *     lists are the static loop's (the same rows through the same model;
+ *     only the float rounding of a different batch may differ, ~1e-6);
  *   gen_follow: teacher-force the prompt + tokens of n followed records and
  *     record, per step, this model's own list and its log-probs of the
  *     followed record's list (gathered on the engine).
@@ -43,6 +50,8 @@ typedef struct {
     const char *finish;        /* "eos", "length" or "follow" */
     uint64_t rng;              /* sampling stream (gen_seed) */
     int failed;
+    int slot;                  /* gen_sched: the engine slot while live */
+    int prefilled;             /* gen_sched: the prompt is in the slot's cache */
     char *err;                 /* why it failed (malloc'd) */
 } gen_problem;
 
@@ -67,6 +76,7 @@ typedef struct {
     size_t *goff;              // (res_rows + 1) follow mode's gather offsets
     int32_t *gids;             // (glps_cap)
     uint64_t tokens;           /* steps recorded so far (throughput) */
+    uint64_t calls, rows;      /* engine calls and rows run so far */
 } gen_ctx;
 
 void gen_init(gen_ctx *g, engine *e, const gen_opts *o);
@@ -84,6 +94,39 @@ void gen_fail(gen_problem *p, const char *fmt, ...) __attribute__((format(printf
 int gen_generate(gen_ctx *g, gen_problem *ps, int n);
 /* Teacher-forces ps[0..n), each loaded by gen_load_followed. */
 int gen_follow(gen_ctx *g, gen_problem *ps, int n);
+
+/* Continuous batching over the engine's B slots. */
+typedef struct {
+    int B;
+    gen_problem **live;        // (B) the problem in slot b, NULL when free
+    int nlive;
+    size_t queued;             /* prompt rows admitted but not yet run */
+    size_t prefill_rows;       /* at most this many prompt rows per call (>= one prompt) */
+    int *tok, *seq, *gslot;    /* one call's rows; wanted row g's slot */
+    unsigned char *want;
+    size_t cap;
+} gen_sched;
+
+/* B: the engine's slots; prefill_rows: 0 for the default (4096). Empties
+ * every slot of the engine. */
+void gen_sched_init(gen_sched *s, gen_ctx *g, int B, size_t prefill_rows);
+void gen_sched_free(gen_sched *s);
+/* 1 when p can join now: a slot is free and its prompt fits this call's
+ * prefill budget (an empty budget takes any prompt). */
+int gen_can_admit(const gen_sched *s, const gen_problem *p);
+/* Puts p (prompt set, fitting the context, not failed) in a free slot; its
+ * prompt is prefilled by the next gen_step. p must stay put until done. */
+void gen_admit(gen_sched *s, gen_problem *p);
+/* One engine call over every live problem: one token each (the admitted
+ * ones: their prompt and first token). Problems that end (EOS, max_new,
+ * NaN logits: finish or failed set) leave their slot. Returns an LR_E*
+ * code on an engine error. */
+int gen_step(gen_ctx *g, gen_sched *s);
+/* 1 when p has finished (written or reported next), 0 while live. */
+int gen_done(const gen_problem *p);
+/* Bytes p holds (full_V: V with --full, else 0), for the bound on finished
+ * problems held back for output order. */
+size_t gen_problem_bytes(const gen_problem *p, int full_V);
 
 /* Loads one record of a followed `dist` stream into p (cleared). A
  * malformed record returns LR_EINPUT naming stream, record and field (the

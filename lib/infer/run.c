@@ -92,28 +92,140 @@ static int prepare_prompt(inf_run *r, int layout, gen_problem *p) {
     return 0;
 }
 
+/* Writes p's record, or reports it when it failed. */
+static int write_one(inf_run *r, lrs_writer *w, gen_problem *p, int follow) {
+    const gen_opts *go = &r->g->o;
+    if (p->failed) return report(r, p->id, p->err ? p->err : "failed");
+    if (!follow && !p->text) {
+        size_t len;
+        /* special tokens dropped, as the toolkit's decode does */
+        if (tok_decode_ex(r->tok, p->tokens, p->T, TOK_SKIP_SPECIAL, &p->text, &len)) p->text = NULL;
+    }
+    gen_write(w, p, go->V, go->full);
+    int rc = lrs_record_done(w);
+    r->written++;
+    return rc;
+}
+
 /* Writes the batch's good problems in order and reports the failed ones. */
 static int flush_batch(inf_run *r, lrs_writer *w, gen_problem *ps, int n, int follow, uint64_t tokens0) {
     int rc = 0;
-    const gen_opts *go = &r->g->o;
-    for (int b = 0; b < n && !rc; b++) {
-        gen_problem *p = &ps[b];
-        if (p->failed) {
-            rc = report(r, p->id, p->err ? p->err : "failed");
-            continue;
-        }
-        if (!follow && !p->text) {
-            size_t len;
-            /* special tokens dropped, as the toolkit's decode does */
-            if (tok_decode_ex(r->tok, p->tokens, p->T, TOK_SKIP_SPECIAL, &p->text, &len)) p->text = NULL;
-        }
-        gen_write(w, p, go->V, go->full);
-        rc = lrs_record_done(w);
-        r->written++;
-    }
+    for (int b = 0; b < n && !rc; b++) rc = write_one(r, w, &ps[b], follow);
     if (!rc) rc = lrs_flush(w); /* a resume point after every batch */
     for (int b = 0; b < n; b++) gen_problem_clear(&ps[b]);
     progress_add(&r->prog, (uint64_t)n, r->g->tokens - tokens0);
+    return rc;
+}
+
+/* Reads problems into p (cleared) until one is to be run: *got = 1; or the
+ * input (or --limit) ends: *got = 0 and *end = 1. Problems of other shards
+ * and those already written are skipped; bad ones are reported. */
+static int next_problem(inf_run *r, prob_source *s, int layout, long *seen, gen_problem *p, int *got, int *end) {
+    const run_opts *o = &r->o;
+    int rc = 0;
+    *got = 0;
+    while (!rc && !*end) {
+        int bad;
+        if (o->limit >= 0 && *seen >= o->limit) { *end = 1; break; }
+        rc = prob_next(s, &p->id, &p->question, &p->idx, &bad);
+        if (rc != 1) { *end = 1; break; }
+        rc = 0;
+        (*seen)++;
+        if (o->limit >= 0 && p->idx >= o->limit) { gen_problem_clear(p); *end = 1; break; }
+        if (bad) {
+            rc = report(r, NULL, lr_errmsg());
+            gen_problem_clear(p);
+            continue;
+        }
+        if (!want_problem(r, p->idx)) { gen_problem_clear(p); continue; }
+        gen_seed(p, o->seed);
+        if (!(rc = prepare_prompt(r, layout, p)) && !p->failed) gen_fits(r->g, p, (size_t)r->g->o.max_new);
+        if (!rc && p->failed) rc = report(r, p->id, p->err);
+        if (rc || p->failed) { gen_problem_clear(p); continue; }
+        *got = 1;
+        break;
+    }
+    return rc;
+}
+
+static int generate_static(inf_run *r, prob_source *s, lrs_writer *w, int layout) {
+    const run_opts *o = &r->o;
+    gen_problem *ps = xcalloc(o->batch, sizeof *ps);
+    long seen = 0;
+    int rc = 0;
+    for (int end = 0; !rc && !end;) {
+        int n = 0, got = 1;
+        uint64_t tokens0 = r->g->tokens;
+        while (n < o->batch && !rc && got) {
+            rc = next_problem(r, s, layout, &seen, &ps[n], &got, &end);
+            n += got;
+        }
+        if (!rc && n) rc = gen_generate(r->g, ps, n);
+        if (!rc && n) rc = flush_batch(r, w, ps, n, 0, tokens0);
+    }
+    for (int b = 0; b < o->batch; b++) gen_problem_clear(&ps[b]);
+    free(ps);
+    return rc;
+}
+
+/* Continuous batching: the window holds the problems read and not yet
+ * written, oldest first (a ring of W): the live ones and the finished ones
+ * held back until every earlier one is written. A new problem joins only
+ * while the finished ones hold under RUN_AHEAD_BYTES and the window has
+ * room, so one long answer costs at most that much memory, and the slots
+ * idle only once it is reached. A resume point follows every --batch
+ * records written. */
+static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int layout) {
+    const run_opts *o = &r->o;
+    gen_ctx *g = r->g;
+    int W = o->batch + (o->ahead_max > 0 ? o->ahead_max : RUN_AHEAD_MAX);
+    int head = 0, nwin = 0, end = 0, rc = 0, unflushed = 0;
+    int full_V = g->o.full ? g->o.V : 0;
+    gen_problem **win = xcalloc((size_t)W, sizeof *win), *next = NULL;
+    gen_sched sc;
+    gen_sched_init(&sc, g, o->batch, 0);
+    long seen = 0;
+    size_t held = 0, held_max = o->ahead_bytes ? o->ahead_bytes : RUN_AHEAD_BYTES;
+    uint64_t tokens0 = g->tokens;
+    while (!rc) {
+        while (!rc) { /* admit while a slot, the budget and the window allow */
+            if (!next && !end) {
+                int got;
+                next = xcalloc(1, sizeof *next);
+                rc = next_problem(r, s, layout, &seen, next, &got, &end);
+                if (!got) { gen_problem_clear(next), free(next), next = NULL; }
+            }
+            if (rc || !next || nwin >= W || held >= held_max || !gen_can_admit(&sc, next)) break;
+            win[(head + nwin++) % W] = next;
+            gen_admit(&sc, next);
+            next = NULL;
+            if (nwin > r->peak) r->peak = nwin;
+        }
+        if (rc || (!sc.nlive && !next && end)) break;
+        rc = gen_step(g, &sc);
+        long wrote = 0;
+        while (!rc && nwin && gen_done(win[head])) {
+            gen_problem *p = win[head];
+            rc = write_one(r, w, p, 0);
+            gen_problem_clear(p), free(p);
+            win[head] = NULL, head = (head + 1) % W, nwin--, wrote++;
+        }
+        if (wrote) {
+            if ((unflushed += (int)wrote) >= o->batch && !rc) rc = lrs_flush(w), unflushed = 0;
+            progress_add(&r->prog, (uint64_t)wrote, g->tokens - tokens0);
+            tokens0 = g->tokens;
+        }
+        held = 0;
+        for (int i = 0; i < nwin; i++) {
+            const gen_problem *p = win[(head + i) % W];
+            if (gen_done(p)) held += gen_problem_bytes(p, full_V);
+        }
+    }
+    if (!rc && unflushed) rc = lrs_flush(w);
+    for (int i = 0; i < nwin; i++) gen_problem_clear(win[(head + i) % W]), free(win[(head + i) % W]);
+    if (next) gen_problem_clear(next), free(next);
+    free(win);
+    gen_sched_free(&sc);
     return rc;
 }
 
@@ -122,39 +234,7 @@ int run_generate(inf_run *r, prob_source *s, lrs_writer *w) {
     int layout = prob_layout(s);
     if (!o->prompt_file && !strcmp(o->preset, "toolkit") && layout < 0)
         return lr_err(LR_EUSAGE, "--preset toolkit needs a benchmark file of a known layout (not --field)");
-    gen_problem *ps = xcalloc(o->batch, sizeof *ps);
-    long seen = 0;
-    int rc = 0;
-    for (int end = 0; !rc && !end;) {
-        int n = 0;
-        uint64_t tokens0 = r->g->tokens;
-        while (n < o->batch && !rc) {
-            gen_problem *p = &ps[n];
-            int bad;
-            if (o->limit >= 0 && seen >= o->limit) { end = 1; break; }
-            rc = prob_next(s, &p->id, &p->question, &p->idx, &bad);
-            if (rc != 1) { end = 1; break; }
-            rc = 0;
-            seen++;
-            if (o->limit >= 0 && p->idx >= o->limit) { gen_problem_clear(p); end = 1; break; }
-            if (bad) {
-                rc = report(r, NULL, lr_errmsg());
-                gen_problem_clear(p);
-                continue;
-            }
-            if (!want_problem(r, p->idx)) { gen_problem_clear(p); continue; }
-            gen_seed(p, o->seed);
-            if (!(rc = prepare_prompt(r, layout, p)) && !p->failed) gen_fits(r->g, p, (size_t)r->g->o.max_new);
-            if (!rc && p->failed) rc = report(r, p->id, p->err);
-            if (rc || p->failed) { gen_problem_clear(p); continue; }
-            n++;
-        }
-        if (!rc && n) rc = gen_generate(r->g, ps, n);
-        if (!rc && n) rc = flush_batch(r, w, ps, n, 0, tokens0);
-    }
-    for (int b = 0; b < o->batch; b++) gen_problem_clear(&ps[b]);
-    free(ps);
-    return rc;
+    return o->static_batches ? generate_static(r, s, w, layout) : generate_continuous(r, s, w, layout);
 }
 
 int run_follow(inf_run *r, lrs_reader *fr, lrs_writer *w) {

@@ -1,7 +1,13 @@
-/* run: lr-infer's driver. Reads problems (problems.h) or a followed stream
- * in batches, skips those an interrupted output already holds and those of
- * other shards, runs each batch through generate.h, and writes the records
- * in input order with a resume point (lrs_flush) after every batch.
+/* run: lr-infer's driver. Reads problems (problems.h) or a followed stream,
+ * skips those an interrupted output already holds and those of other
+ * shards, runs them through generate.h, and writes the records in input
+ * order with a resume point (lrs_flush) after every `batch` records.
+ * Generate mode batches continuously by default (gen_sched: `batch`
+ * problems live at once, a finished one's slot refilled at the next call,
+ * finished problems held back for input order up to RUN_AHEAD_BYTES /
+ * RUN_AHEAD_MAX); static_batches runs `batch` problems at a time, each
+ * batch to its longest answer. Both give the same records. Follow mode runs
+ * static batches (every problem's length is known up front).
  *
  * A problem that fails (a bad input row, a prompt too long, NaN logits) is
  * reported on stderr as "lr-infer: ID: why", skipped, and counted; after
@@ -22,6 +28,10 @@
 #include <stdint.h>
 
 #define RUN_MAX_FAILURES 10
+/* Finished problems held back for input order: at most this many bytes,
+ * and this many problems past the live ones. */
+#define RUN_AHEAD_BYTES ((size_t)256 << 20)
+#define RUN_AHEAD_MAX 4096
 
 typedef struct {
     const char *model_dir;     /* names tokenizer.json / config.json in messages */
@@ -30,7 +40,10 @@ typedef struct {
     const char *prompt_file;   /* a template instead of the preset */
     long limit;                /* only the first `limit` problems (-1: all) */
     int shard_k, shard_n;      /* only problems with idx % shard_n == shard_k */
-    int batch;                 /* problems per engine pass */
+    int batch;                 /* problems per engine pass (the engine's slots) */
+    int static_batches;        /* generate: 1 static batches, 0 continuous */
+    int ahead_max;             /* continuous: finished problems held (0: RUN_AHEAD_MAX) */
+    size_t ahead_bytes;        /*   ... and their bytes (0: RUN_AHEAD_BYTES) */
     uint64_t seed;
     int max_failures;          /* stop once this many problems failed (0: never) */
 } run_opts;
@@ -42,6 +55,7 @@ typedef struct {
     unsigned char *done;       /* resume: done[idx] for records already in the output */
     size_t ndone_cap;
     long failed, written;
+    int peak;                  /* continuous: most problems held at once (live + finished) */
     lr_progress prog;
 } inf_run;
 

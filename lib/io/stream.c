@@ -14,6 +14,7 @@
 #include "io/stream.h"
 
 #include "io/schema.h"
+#include "base/outfile.h"
 #include "base/util.h"
 
 #include <errno.h>
@@ -147,13 +148,16 @@ void lrs_pack_cstr(msgpack_packer *pk, const char *s) {
 #error "stream.c assumes a little-endian host"
 #endif
 
-void lrs_pack_f32s(msgpack_packer *pk, const float *v, size_t n) {
-    msgpack_pack_ext_with_body(pk, v, n * 4, LRS_EXT_F32);
+/* An empty array is packed without a body: msgpack-c would memcpy from v,
+ * which may be NULL then. */
+static void pack_ext(msgpack_packer *pk, const void *v, size_t bytes, int8_t type) {
+    msgpack_pack_ext(pk, bytes, type);
+    if (bytes) msgpack_pack_ext_body(pk, v, bytes);
 }
 
-void lrs_pack_i32s(msgpack_packer *pk, const int32_t *v, size_t n) {
-    msgpack_pack_ext_with_body(pk, v, n * 4, LRS_EXT_I32);
-}
+void lrs_pack_f32s(msgpack_packer *pk, const float *v, size_t n) { pack_ext(pk, v, n * 4, LRS_EXT_F32); }
+
+void lrs_pack_i32s(msgpack_packer *pk, const int32_t *v, size_t n) { pack_ext(pk, v, n * 4, LRS_EXT_I32); }
 
 static void free_ident(lrs_ident *id) {
     free(id->name);
@@ -197,6 +201,7 @@ struct lrs_writer {
     FILE *f;
     char *path;
     int own_file;
+    lr_out *of;                /* lrs_create: the temporary, renamed on close */
     ZSTD_CCtx *cctx;
     msgpack_sbuffer sbuf;      /* records not yet handed to zstd */
     msgpack_packer pk;
@@ -246,7 +251,16 @@ static void pack_ident(msgpack_packer *pk, const lrs_ident *id) {
     msgpack_pack_int64(pk, id->vocab);
 }
 
+/* The zstd level for what the writer compresses next (set before the
+ * header, so before any frame): 0 is the default, others are clamped. */
+static void w_level(lrs_writer *w, int level) {
+    if (!level) level = LRS_ZSTD_DEFAULT;
+    level = level < LRS_ZSTD_MIN ? LRS_ZSTD_MIN : level > LRS_ZSTD_MAX ? LRS_ZSTD_MAX : level;
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, level);
+}
+
 static void pack_header(lrs_writer *w, const lrs_header *h, lrs_pack_fn params, void *ctx) {
+    w_level(w, h->zstd_level);
     msgpack_packer *pk = &w->pk;
     msgpack_pack_map(pk, 10);
     lrs_pack_cstr(pk, "lrs");
@@ -273,11 +287,14 @@ static void pack_header(lrs_writer *w, const lrs_header *h, lrs_pack_fn params, 
     else msgpack_pack_map(pk, 0);
 }
 
-static int w_create(lrs_writer **wp, const char *path, const char *mode) {
+/* given: a file the caller owns (path is then only its name), else NULL. */
+static int w_create(lrs_writer **wp, const char *path, const char *mode, FILE *given) {
     *wp = NULL;
     lrs_writer *w = xcalloc(1, sizeof *w);
-    w->path = xstrdup(strcmp(path, "-") ? path : "<stdout>");
-    if (!strcmp(path, "-")) {
+    w->path = xstrdup(strcmp(path, "-") || given ? path : "<stdout>");
+    if (given) {
+        w->f = given;
+    } else if (!strcmp(path, "-")) {
         if (isatty(1)) {
             free(w->path);
             free(w);
@@ -295,8 +312,7 @@ static int w_create(lrs_writer **wp, const char *path, const char *mode) {
         w->own_file = 1;
     }
     w->cctx = ZSTD_createCCtx();
-    const char *lvl = getenv("LRS_ZSTD_LEVEL");
-    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, lvl ? atoi(lvl) : 3);
+    ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_compressionLevel, LRS_ZSTD_DEFAULT);
     ZSTD_CCtx_setParameter(w->cctx, ZSTD_c_checksumFlag, 1);
     msgpack_sbuffer_init(&w->sbuf);
     msgpack_packer_init(&w->pk, &w->sbuf, msgpack_sbuffer_write);
@@ -307,7 +323,8 @@ static int w_create(lrs_writer **wp, const char *path, const char *mode) {
 }
 
 static void w_free(lrs_writer *w) {
-    if (w->own_file) fclose(w->f);
+    if (w->of) out_abort(&w->of); /* not committed: the temporary goes */
+    else if (w->own_file) fclose(w->f);
     else if (w->f) fflush(w->f);
     ZSTD_freeCCtx(w->cctx);
     msgpack_sbuffer_destroy(&w->sbuf);
@@ -316,9 +333,25 @@ static void w_free(lrs_writer *w) {
     free(w);
 }
 
+int lrs_create(lrs_writer **wp, const char *path, const lrs_header *h, lrs_pack_fn params, void *ctx) {
+    *wp = NULL;
+    if (!strcmp(path, "-")) return lrs_open_write(wp, path, h, params, ctx);
+    lr_out *o;
+    FILE *f;
+    int rc = out_open(&o, path, 0, &f);
+    if (rc) return rc;
+    if ((rc = w_create(wp, path, "wb", f))) {
+        out_abort(&o);
+        return rc;
+    }
+    (*wp)->of = o;
+    pack_header(*wp, h, params, ctx);
+    return LR_OK;
+}
+
 int lrs_open_write(lrs_writer **wp, const char *path, const lrs_header *h, lrs_pack_fn params,
                    void *ctx) {
-    int rc = w_create(wp, path, "wb");
+    int rc = w_create(wp, path, "wb", NULL);
     if (rc) return rc;
     pack_header(*wp, h, params, ctx);
     return LR_OK;
@@ -344,7 +377,12 @@ int lrs_close(lrs_writer *w) {
     lrs_pack_cstr(&w->pk, "lrs_end");
     msgpack_pack_uint64(&w->pk, w->nrec);
     int rc = w_push(w, 1);
-    if (w->own_file) {
+    if (w->of) {
+        /* an incomplete stream never reaches the final name */
+        if (rc) out_abort(&w->of);
+        else rc = out_commit(&w->of);
+        w->f = NULL;
+    } else if (w->own_file) {
         if (fclose(w->f) && !rc) rc = w_io(w);
         w->own_file = 0;
         w->f = NULL;
@@ -355,7 +393,7 @@ int lrs_close(lrs_writer *w) {
 
 void lrs_abort(lrs_writer *w) {
     if (!w) return;
-    if (!w->failed) w_push(w, 1); /* keep what was written; no end marker */
+    if (!w->failed && !w->of) w_push(w, 1); /* keep what was written; no end marker */
     w_free(w);
 }
 
@@ -694,7 +732,7 @@ static int copy_ext(const msgpack_object *o, int type, void **buf, size_t *cap, 
     if (o->type != MSGPACK_OBJECT_EXT || o->via.ext.type != type || o->via.ext.size % 4) return 0;
     size_t m = o->via.ext.size / 4;
     if (m > *cap) *buf = xrealloc(*buf, (*cap = m) * 4);
-    memcpy(*buf, o->via.ext.ptr, m * 4);
+    if (m) memcpy(*buf, o->via.ext.ptr, m * 4); /* an empty array: *buf may still be NULL */
     *n = m;
     return 1;
 }
@@ -832,9 +870,10 @@ int lrs_resume(lrs_writer **wp, const char *path, const lrs_header *h, lrs_pack_
     lrs_close_read(r);
     if (cb) return cb;
     if (rc != 0 && !(state == 1 && clean)) return rc; /* damaged before the resume point */
-    rc = w_create(wp, path, "ab");
+    rc = w_create(wp, path, "ab", NULL);
     if (rc) return rc;
     if (state == 2) pack_header(*wp, h, params, ctx); /* complete: start a new segment */
     else (*wp)->nrec = seg;                           /* continue the open segment */
+    w_level(*wp, h->zstd_level);
     return LR_OK;
 }

@@ -20,6 +20,7 @@
 
 #include <msgpack.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #define LRS_FORMAT "lightreasoner-stream"
 #define LRS_FORMAT_VERSION 1
@@ -48,7 +49,13 @@ typedef struct {
      * msgpack map packed by the producer; NULL/0 when none. On the reading
      * side `params` points into the reader's memory. */
     const msgpack_object *params;
+    /* Writing only, not stored in the stream: the zstd level of the records
+     * (LRS_ZSTD_MIN..LRS_ZSTD_MAX; 0 = LRS_ZSTD_DEFAULT), also when resuming
+     * (lrs_resume). Levels change only
+     * the size and the writing speed: readers see the same records. */
+    int zstd_level;
 } lrs_header;
+enum { LRS_ZSTD_MIN = 1, LRS_ZSTD_MAX = 19, LRS_ZSTD_DEFAULT = 3 };
 
 /* ---------- writing ---------- */
 typedef struct lrs_writer lrs_writer;
@@ -56,13 +63,18 @@ typedef struct lrs_writer lrs_writer;
 /* Packs the producer's params map (called once while writing the header). */
 typedef void (*lrs_pack_fn)(msgpack_packer *pk, void *ctx);
 
-enum { LRS_APPEND = 1 };
-
-/* Opens path ("-" = stdout) for writing and writes the header. With
- * LRS_APPEND an existing file is resumed instead: see lrs_resume(). A
- * terminal as stdout is refused (binary output). */
+/* Opens path ("-" = stdout) for writing and writes the header; records are
+ * compressed at h->zstd_level (clamped to LRS_ZSTD_MIN..MAX: tools refuse
+ * other values as usage errors). An existing file is replaced (to continue
+ * one, see lrs_resume()). A terminal as stdout is refused (binary output). */
 int lrs_open_write(lrs_writer **w, const char *path, const lrs_header *h,
                    lrs_pack_fn params, void *params_ctx);
+/* A new output stream that no reader sees half-written (base/outfile.h):
+ * path is written under a temporary name that lrs_close renames onto path;
+ * lrs_abort, an exit without lrs_close and SIGINT/SIGTERM (exit 130)
+ * remove it. "-" is stdout, as for lrs_open_write. */
+int lrs_create(lrs_writer **w, const char *path, const lrs_header *h, lrs_pack_fn params,
+               void *params_ctx);
 /* The packer for the next record: pack exactly one map, then call
  * lrs_record_done(). */
 msgpack_packer *lrs_pk(lrs_writer *w);
@@ -75,7 +87,8 @@ int lrs_flush(lrs_writer *w);
  * if any write failed, in which case the stream has no end marker. */
 int lrs_close(lrs_writer *w);
 /* Error path: flushes what was written WITHOUT an end marker (so a consumer
- * sees the stream is incomplete) and frees the writer. */
+ * sees the stream is incomplete) and frees the writer; an lrs_create file
+ * is removed instead. */
 void lrs_abort(lrs_writer *w);
 uint64_t lrs_written(const lrs_writer *w);
 

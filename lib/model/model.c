@@ -53,23 +53,6 @@ static int read_config_bytes(const char *dir, char **buf, size_t *len) {
     return rc;
 }
 
-int model_identity(const char *dir, char **name, uint64_t *hash) {
-    char *cfg;
-    size_t clen;
-    int rc = read_config_bytes(dir, &cfg, &clen);
-    if (rc) return rc;
-    st_set s;
-    if ((rc = st_open_dir(&s, dir))) {
-        free(cfg);
-        return lr_err_prefix(rc, "%s", dir);
-    }
-    *hash = identity_of(dir, &s, cfg, clen);
-    *name = folder_name(dir);
-    st_close(&s);
-    free(cfg);
-    return LR_OK;
-}
-
 /* One row of the size table: where the tensor goes and its HF name. */
 typedef struct {
     float **dst;

@@ -6,7 +6,7 @@
  * w.wq + l * (NH*HD) * C. HF Linear layout is kept: (out_features,
  * in_features), y = x W^T + b.
  *
- * Identity hash (model_identity): FNV-1a 64 over the bytes of config.json,
+ * Identity hash (model.hash, set by model_load/model_open): FNV-1a 64 over the bytes of config.json,
  * then for each safetensors file in sorted name order: its name, its size in
  * bytes (u64 LE) and its whole JSON header. It reads a few MB at most even
  * for 15 GB checkpoints; it changes whenever the config, a tensor's
@@ -55,7 +55,7 @@ typedef struct {
     float *mem;          /* the one allocation behind w */
     size_t nparams;      /* floats in mem */
     char *name;          /* folder name */
-    uint64_t hash;       /* see model_identity */
+    uint64_t hash;       /* the identity hash above */
     st_set *st;         /* model_open: the open checkpoint (else NULL) */
     char hash_hex[17];
 } model;
@@ -80,9 +80,6 @@ void model_free(model *m);
  * The copies go stale if the float32 weights are modified afterwards (not
  * for training). */
 int model_make_bf16(model *m);
-
-/* The identity alone (no weights read): name = folder name (malloc'd). */
-int model_identity(const char *dir, char **name, uint64_t *hash);
 
 /* HF tensor name of a per-layer weight, e.g. ("self_attn.q_proj.weight", 3)
  * -> "model.layers.3.self_attn.q_proj.weight". */

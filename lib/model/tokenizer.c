@@ -515,6 +515,11 @@ static int load_json(tok_t *t, json_t *root) {
         size_t n = 0;
         put_utf8(buf, &n, t->byte_cp[b]);
         t->byte_id[b] = vocab_get(t, buf, n);
+        /* Without the byte's token (and no unk_token to stand for it) every
+         * character holding that byte would vanish from the encoding. */
+        if (t->byte_id[b] < 0 && t->unk_id < 0)
+            return lr_err(LR_EINPUT, "field \"model.vocab\": no token for byte 0x%02x (\"%.*s\") and no unk_token: "
+                          "a byte-level vocabulary needs all 256 byte tokens", b, (int)n, buf);
     }
 
     /* Normalized added tokens are matched against normalized text, so their
@@ -765,7 +770,7 @@ static void bpe_word(enc_t *e, const uint8_t *w, size_t len) {
             ce->key = xmalloc(koff + nids * sizeof(int32_t) + 1);
             memcpy(ce->key, w, len);
             ce->ids = (int32_t *)(void *)(ce->key + koff);
-            memcpy(ce->ids, e->out + start, nids * sizeof(int32_t));
+            if (nids) memcpy(ce->ids, e->out + start, nids * sizeof(int32_t)); /* e->out may be NULL */
             ce->h = h, ce->klen = (uint32_t)len, ce->nids = (uint32_t)nids;
             c->n++;
         }

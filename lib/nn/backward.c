@@ -3,7 +3,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,19 +75,19 @@ typedef struct {
     const float *dout, *q, *kc, *vc;
     const int *seq, *pos;
     int N, NH, NKV, HD, Tmax, maxlen;
-    long begin, end; /* range of (slot, kv head) work items */
 } attb_job;
 
 /* One (slot, kv head) item owns its dkc/dvc slice and the dq of its query
  * heads, so items run in parallel without sharing a write, and each sum
  * keeps the same order whatever the thread count. */
-static void *attb_run(void *arg) {
+static void attb_run(void *arg, long begin, long end, int chunk) {
     const attb_job *j = arg;
+    (void)chunk;
     int HD = j->HD, NKV = j->NKV, grp = j->NH / NKV;
     float scale = 1.0f / sqrtf((float)HD);
     float *p = xmalloc((size_t)j->maxlen * sizeof(float));  // (T) probabilities
     float *dp = xmalloc((size_t)j->maxlen * sizeof(float)); // (T)
-    for (long it = j->begin; it < j->end; it++) {
+    for (long it = begin; it < end; it++) {
         int b = (int)(it / NKV), kvh = (int)(it % NKV);
         size_t base = ((size_t)b * NKV + kvh) * j->Tmax * HD;
         const float *k = j->kc + base, *v = j->vc + base; // (Tmax, HD)
@@ -134,7 +133,6 @@ static void *attb_run(void *arg) {
     }
     free(p);
     free(dp);
-    return NULL;
 }
 
 void attention_backward(float *dq, float *dkc, float *dvc, const float *dout, const float *q, const float *kc,
@@ -147,21 +145,10 @@ void attention_backward(float *dq, float *dkc, float *dvc, const float *dout, co
     }
     long items = (long)B * NKV, work = 0;
     for (int n = 0; n < N; n++) work += (long)(pos[n] + 1) * NH * HD;
-    if (nthreads > 16) nthreads = 16;
-    if (nthreads > items) nthreads = (int)items;
     if (nthreads < 1 || work < (1L << 16)) nthreads = 1; /* threads only pay off on real work */
-    attb_job jobs[16];
-    pthread_t th[16];
-    for (int i = 0; i < nthreads; i++)
-        jobs[i] = (attb_job){dq, dkc, dvc, dout, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax, maxlen,
-                             items * i / nthreads, items * (i + 1) / nthreads};
-    int started = 0;
-    for (int i = 1; i < nthreads; i++)
-        if (pthread_create(&th[i], NULL, attb_run, &jobs[i]) == 0) started = i;
-        else break;
-    for (int i = started + 1; i < nthreads; i++) attb_run(&jobs[i]); /* could not start all: run the rest here */
-    attb_run(&jobs[0]);
-    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    attb_job job = {dq, dkc, dvc, dout, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax, maxlen};
+    if (nthreads == 1) attb_run(&job, 0, items, 0);
+    else pool_for_upto(ops_pool(), items, nthreads, attb_run, &job);
 }
 
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n) {
@@ -170,4 +157,8 @@ void swiglu_backward(float *dgate, float *dup, const float *dout, const float *g
         dup[i] += dout[i] * g * sg;
         dgate[i] += dout[i] * up[i] * sg * (1.0f + g * (1.0f - sg));
     }
+}
+
+void dropout_backward(float *dinp, const float *dout, long n, float p, uint64_t key) {
+    for (long i = 0; i < n; i++) dinp[i] += dout[i] * dropout_factor(key, i, p);
 }

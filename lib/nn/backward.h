@@ -12,6 +12,8 @@
 #ifndef LR_BACKWARD_H
 #define LR_BACKWARD_H
 
+#include <stdint.h>
+
 /* embedding_forward: dwte[tokens[n]] += dout[n]. dwte (V, C), dout (N, C). */
 void embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C);
 
@@ -34,12 +36,16 @@ void rope_backward(float *dinp, const float *dout, const int *pos, int N, int H,
  * probabilities from q and the cache, then dq (N, NH*HD) += and
  * dkc/dvc (Bslots, NKV, Tmax, HD) += (a cache row receives the gradient of
  * every query row of its slot that attends to it). nthreads > 1 splits the
- * (slot, kv head) pairs over pthreads; results do not depend on it. */
+ * (slot, kv head) pairs over up to nthreads threads of ops_pool; results do
+ * not depend on it. */
 void attention_backward(float *dq, float *dkc, float *dvc, const float *dout, const float *q, const float *kc,
                         const float *vc, const int *seq, const int *pos, int N, int NH, int NKV, int HD, int Tmax,
                         int nthreads);
 
 /* swiglu_forward: dgate, dup (n) += . */
 void swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, long n);
+
+/* dropout_forward with the same key: dinp (n) += dout * the mask's factor. */
+void dropout_backward(float *dinp, const float *dout, long n, float p, uint64_t key);
 
 #endif

@@ -62,6 +62,8 @@ int fwd_init(fwd *f, const model *m, int B, int Tmax, int max_tokens, int keep_a
     a->tokens = xmalloc(M * sizeof(int));
     a->seq = xmalloc(M * sizeof(int));
     a->pos = xmalloc(M * sizeof(int));
+    a->rpos = xmalloc(M * sizeof(int));
+    a->apos = xmalloc(M * sizeof(int));
     return LR_OK;
 }
 
@@ -74,6 +76,10 @@ void fwd_free(fwd *f) {
     free(f->a.tokens);
     free(f->a.seq);
     free(f->a.pos);
+    free(f->a.rpos);
+    free(f->a.apos);
+    free(f->u_mem);
+    free(f->xdrop);
     memset(f, 0, sizeof *f);
 }
 
@@ -82,29 +88,93 @@ void fwd_reset(fwd *f, int b) {
     else if (b < f->B) f->len[b] = 0;
 }
 
-/* Copies this chunk's k, v rows into the layer's cache at (slot, pos). */
-static void kv_store(float *kc, float *vc, const float *k, const float *v, const int *seq, const int *pos, int N, int NKV,
-                     int HD, int Tmax) {
+void fwd_set_lora(fwd *f, const lora *lo) {
+    const mcfg *c = &f->m->cfg;
+    free(f->u_mem);
+    free(f->xdrop);
+    f->u_mem = f->xdrop = NULL;
+    f->lo = lo;
+    for (int l = 0; l < c->L; l++) memset(f->a.layer[l].u, 0, sizeof f->a.layer[l].u);
+    if (!lo) return;
+    /* u (M, r) per adapted module: per layer with keep_acts (the backward
+     * reads them), else one set that every layer reuses */
+    size_t M = (size_t)f->max_tokens, r = (size_t)lo->r, nmod = 0;
+    for (int k = 0; k < LORA_NMOD; k++) nmod += lo->A[k] != NULL;
+    size_t nsets = f->keep_acts ? (size_t)c->L : 1;
+    size_t nu = nsets * nmod * M * r;
+    f->u_mem = xmalloc((nu > 0 ? nu : 1) * sizeof(float));
+    float *p = f->u_mem;
+    for (int l = 0; l < c->L; l++) {
+        fwd_layer_acts *la = &f->a.layer[l];
+        if (l > 0 && !f->keep_acts) {
+            memcpy(la->u, f->a.layer[0].u, sizeof la->u);
+            continue;
+        }
+        for (int k = 0; k < LORA_NMOD; k++)
+            if (lo->A[k]) la->u[k] = p, p += M * r;
+    }
+}
+
+/* The buffer of a dropped-out module input, made on first use (only
+ * training with dropout needs it). */
+static float *xdrop_buf(fwd *f) {
+    if (!f->xdrop) {
+        const mcfg *c = &f->m->cfg;
+        int maxic = c->C > c->NH * c->HD ? c->C : c->NH * c->HD;
+        if (c->I > maxic) maxic = c->I;
+        f->xdrop = xmalloc((size_t)f->max_tokens * maxic * sizeof(float));
+    }
+    return f->xdrop;
+}
+
+/* Copies this chunk's k, v rows into the layer's cache at (slot, pos),
+ * but for query-only rows (qonly[n] >= 0; qonly NULL: none). */
+static void kv_store(float *kc, float *vc, const float *k, const float *v, const int *seq, const int *pos, const int *qonly,
+                     int N, int NKV, int HD, int Tmax) {
     for (int n = 0; n < N; n++)
-        for (int h = 0; h < NKV; h++) {
+        for (int h = 0; h < NKV && !(qonly && qonly[n] >= 0); h++) {
             size_t dst = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD, src = ((size_t)n * NKV + h) * HD;
             memcpy(kc + dst, k + src, (size_t)HD * sizeof(float));
             memcpy(vc + dst, v + src, (size_t)HD * sizeof(float));
         }
 }
 
-/* A projection: the bf16 copy for decode-sized N when the model has one
- * (identical results, half the memory traffic), else float32. */
-static void proj(float *out, const float *inp, const float *w, const uint16_t *w16, int N, int IC, int OC) {
-    if (w16 && N <= MATMUL_SMALL_N) matmul_bf16_forward(out, inp, w16, N, IC, OC);
-    else matmul_forward(out, inp, w, N, IC, OC);
+/* out = inp W^T: the bf16 copy of W for decode-sized N when the model has
+ * one and activations are not kept (identical results, half the memory
+ * traffic), else float32. */
+static void mat_forward(const fwd *f, float *out, const float *inp, const float *W, const uint16_t *W16, int N, int IC,
+                        int OC) {
+    if (W16 && N <= MATMUL_SMALL_N && !f->keep_acts) matmul_bf16_forward(out, inp, W16, N, IC, OC);
+    else matmul_forward(out, inp, W, N, IC, OC);
 }
 
-/* layer l's slice of a stacked bf16 copy, or NULL when there is none */
-#define AT16(p, off) ((p) ? (p) + (off) : NULL)
+/* Projection k of layer l: out = inp W^T + b (+ s B A drop(inp) when k is
+ * adapted), the LoRA term added last, after the bias, as PEFT adds it. */
+static void lin_forward(fwd *f, int l, int k, float *out, const float *inp, const float *W, const uint16_t *W16,
+                        const float *b, int N, int IC, int OC) {
+    mat_forward(f, out, inp, W, W16, N, IC, OC);
+    if (b) bias_forward(out, b, N, OC);
+    const lora *lo = f->lo;
+    if (!lo || !lo->A[k]) return;
+    int r = lo->r;
+    const float *A = lo->A[k] + (size_t)l * r * IC, *Bm = lo->B[k] + (size_t)l * OC * r; // A (r, IC), B (OC, r)
+    const float *x = inp;
+    if (f->training && lo->dropout > 0.0f) {
+        float *xd = xdrop_buf(f);
+        dropout_forward(xd, inp, (long)N * IC, lo->dropout, fwd_lora_drop_key(f->drop_seed, l, k));
+        x = xd;
+    }
+    float *u = f->a.layer[l].u[k]; // (N, r)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, r, IC, 1.0f, x, IC, A, IC, 0.0f, u, r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, r, lora_scale(lo), u, r, Bm, r, 1.0f, out, OC);
+}
+
+/* layer l's slice of a stacked weight (NULL stays NULL: no bias, no bf16 copy) */
+#define AT(p, off) ((p) ? (p) + (off) : NULL)
 
 /* One decoder layer over the chunk's N rows: pre-norm attention block then
- * pre-norm SwiGLU MLP, each added to the residual stream. */
+ * pre-norm SwiGLU MLP, each added to the residual stream. The backward of
+ * exactly this sequence is trainer.c's layer_backward. */
 static void layer_forward(fwd *f, int l, int N) {
     const mcfg *c = &f->m->cfg;
     const model_weights *w = &f->m->w;
@@ -112,47 +182,53 @@ static void layer_forward(fwd *f, int l, int N) {
     fwd_acts *a = &f->a;
     fwd_layer_acts *la = &a->layer[l];
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
+    size_t lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
     float *x_next = l + 1 < c->L ? a->layer[l + 1].x_in : a->x_out;
     size_t kvl = (size_t)f->B * NKV * f->Tmax * HD;
     float *kc = f->kc + l * kvl, *vc = f->vc + l * kvl; // (B, NKV, Tmax, HD)
 
-    rmsnorm_forward(la->ln1, la->ln1_rstd, la->x_in, w->ln1 + (size_t)l * C, N, C, (float)c->rms_eps);
-    proj(la->q, la->ln1, w->wq + (size_t)l * QD * C, AT16(h->wq, (size_t)l * QD * C), N, C, QD);
-    proj(la->k, la->ln1, w->wk + (size_t)l * KD * C, AT16(h->wk, (size_t)l * KD * C), N, C, KD);
-    proj(la->v, la->ln1, w->wv + (size_t)l * KD * C, AT16(h->wv, (size_t)l * KD * C), N, C, KD);
-    if (w->bq) {
-        bias_forward(la->q, w->bq + (size_t)l * QD, N, QD);
-        bias_forward(la->k, w->bk + (size_t)l * KD, N, KD);
-        bias_forward(la->v, w->bv + (size_t)l * KD, N, KD);
-    }
-    rope_forward(la->q, la->q, a->pos, N, NH, HD, (float)c->rope_theta);
-    rope_forward(la->k, la->k, a->pos, N, NKV, HD, (float)c->rope_theta);
-    kv_store(kc, vc, la->k, la->v, a->seq, a->pos, N, NKV, HD, f->Tmax);
-    attention_forward(la->att, la->q, kc, vc, a->seq, a->pos, N, NH, NKV, HD, f->Tmax, f->nthreads);
-    proj(la->o, la->att, w->wo + (size_t)l * C * QD, AT16(h->wo, (size_t)l * C * QD), N, QD, C);
-    if (w->bo) bias_forward(la->o, w->bo + (size_t)l * C, N, C);
+    rmsnorm_forward(la->ln1, la->ln1_rstd, la->x_in, w->ln1 + lC, N, C, (float)c->rms_eps);
+    lin_forward(f, l, LORA_Q, la->q, la->ln1, w->wq + lQC, AT(h->wq, lQC), AT(w->bq, (size_t)l * QD), N, C, QD);
+    lin_forward(f, l, LORA_K, la->k, la->ln1, w->wk + lKC, AT(h->wk, lKC), AT(w->bk, (size_t)l * KD), N, C, KD);
+    lin_forward(f, l, LORA_V, la->v, la->ln1, w->wv + lKC, AT(h->wv, lKC), AT(w->bv, (size_t)l * KD), N, C, KD);
+    rope_forward(la->q, la->q, a->rpos, N, NH, HD, (float)c->rope_theta);
+    rope_forward(la->k, la->k, a->rpos, N, NKV, HD, (float)c->rope_theta);
+    kv_store(kc, vc, la->k, la->v, a->seq, a->pos, a->qonly, N, NKV, HD, f->Tmax);
+    attention_forward(la->att, la->q, kc, vc, a->seq, a->apos, N, NH, NKV, HD, f->Tmax, f->nthreads);
+    lin_forward(f, l, LORA_O, la->o, la->att, w->wo + lQC, AT(h->wo, lQC), AT(w->bo, lC), N, QD, C);
     residual_forward(la->x_mid, la->x_in, la->o, (long)N * C);
 
-    rmsnorm_forward(la->ln2, la->ln2_rstd, la->x_mid, w->ln2 + (size_t)l * C, N, C, (float)c->rms_eps);
-    proj(la->gate, la->ln2, w->wgate + (size_t)l * I * C, AT16(h->wgate, (size_t)l * I * C), N, C, I);
-    proj(la->up, la->ln2, w->wup + (size_t)l * I * C, AT16(h->wup, (size_t)l * I * C), N, C, I);
+    rmsnorm_forward(la->ln2, la->ln2_rstd, la->x_mid, w->ln2 + lC, N, C, (float)c->rms_eps);
+    lin_forward(f, l, LORA_GATE, la->gate, la->ln2, w->wgate + lIC, AT(h->wgate, lIC), NULL, N, C, I);
+    lin_forward(f, l, LORA_UP, la->up, la->ln2, w->wup + lIC, AT(h->wup, lIC), NULL, N, C, I);
     swiglu_forward(la->h, la->gate, la->up, (long)N * I);
-    proj(la->down, la->h, w->wdown + (size_t)l * C * I, AT16(h->wdown, (size_t)l * C * I), N, I, C);
+    lin_forward(f, l, LORA_DOWN, la->down, la->h, w->wdown + lIC, AT(h->wdown, lIC), NULL, N, I, C);
     residual_forward(x_next, la->x_mid, la->down, (long)N * C);
 }
 
-int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq) {
+/* fwd_check_rows, with query-only rows (qpos[i] >= 0; qpos NULL: none):
+ * they take no position but need an earlier row in their slot. */
+static int check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq,
+                      const int *qpos) {
     int *extra = xcalloc((size_t)B, sizeof(int));
     int rc = LR_OK;
     for (int i = 0; i < N && !rc; i++) {
+        int q = qpos && qpos[i] >= 0;
         if (seq[i] < 0 || seq[i] >= B) rc = lr_err(LR_EUSAGE, "%s: row %d: slot %d outside [0, %d)", who, i, seq[i], B);
         else if (tokens[i] < 0 || tokens[i] >= V)
             rc = lr_err(LR_EINPUT, "%s: row %d: token id %d outside the vocabulary [0, %d)", who, i, tokens[i], V);
-        else if (len[seq[i]] + ++extra[seq[i]] > Tmax)
+        else if (len[seq[i]] + extra[seq[i]] >= Tmax)
             rc = lr_err(LR_EINPUT, "%s: slot %d: more than %d positions (KV cache full)", who, seq[i], Tmax);
+        else if (q && len[seq[i]] + extra[seq[i]] == 0)
+            rc = lr_err(LR_EUSAGE, "%s: row %d: a query-only row needs earlier rows in its slot", who, i);
+        else if (!q) extra[seq[i]]++;
     }
     free(extra);
     return rc;
+}
+
+int fwd_check_rows(const char *who, const int *len, int B, int Tmax, int V, int N, const int *tokens, const int *seq) {
+    return check_rows(who, len, B, Tmax, V, N, tokens, seq, NULL);
 }
 
 int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned char *want, float *logits) {
@@ -160,7 +236,8 @@ int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned cha
     const model_weights *w = &f->m->w;
     if (f->keep_acts && N > f->max_tokens)
         return lr_err(LR_EUSAGE, "forward: %d tokens in one call with kept activations, at most %d", N, f->max_tokens);
-    int rc = fwd_check_rows("forward", f->len, f->B, f->Tmax, c->V, N, tokens, seq);
+    const int *qp = f->query_pos;
+    int rc = check_rows("forward", f->len, f->B, f->Tmax, c->V, N, tokens, seq, qp);
     if (rc) return rc;
     fwd_acts *a = &f->a;
     int C = c->C;
@@ -168,18 +245,25 @@ int fwd_run(fwd *f, int N, const int *tokens, const int *seq, const unsigned cha
     for (int start = 0; start < N; start += f->max_tokens) {
         int n = N - start < f->max_tokens ? N - start : f->max_tokens;
         for (int i = 0; i < n; i++) {
-            a->tokens[i] = tokens[start + i];
-            a->seq[i] = seq[start + i];
-            a->pos[i] = f->len[a->seq[i]]++;
+            int r = start + i, *len = &f->len[seq[r]];
+            a->tokens[i] = tokens[r];
+            a->seq[i] = seq[r];
+            if (qp && qp[r] >= 0) { /* after its slot's rows, adding no position */
+                a->pos[i] = *len;
+                a->apos[i] = *len - 1;
+                a->rpos[i] = qp[r];
+            } else a->rpos[i] = a->apos[i] = a->pos[i] = (*len)++;
         }
+        a->qonly = qp ? qp + start : NULL;
         a->N = n;
         embedding_forward(a->layer[0].x_in, a->tokens, w->embed, n, C);
         for (int l = 0; l < c->L; l++) layer_forward(f, l, n);
         rmsnorm_forward(a->lnf, a->lnf_rstd, a->x_out, w->norm, n, C, (float)c->rms_eps);
+        if (!logits) continue;
         int g = 0;
         for (int i = 0; i < n; i++)
             if (!want || want[start + i]) memcpy(f->gather + (size_t)g++ * C, a->lnf + (size_t)i * C, (size_t)C * sizeof(float));
-        if (g && logits) proj(logits + out_row * c->V, f->gather, w->lm_head, f->m->w16.lm_head, g, C, c->V);
+        if (g) mat_forward(f, logits + out_row * c->V, f->gather, w->lm_head, f->m->w16.lm_head, g, C, c->V);
         out_row += (size_t)g;
     }
     return LR_OK;

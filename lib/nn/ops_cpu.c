@@ -7,7 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/rng.h"
 #include "base/util.h"
+
+static pool *g_pool;
+static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
+
+static void make_pool(void) {
+    int n = openblas_get_num_threads();
+    g_pool = pool_create(n < 1 ? 1 : n > 16 ? 16 : n);
+}
+
+pool *ops_pool(void) {
+    pthread_once(&g_pool_once, make_pool);
+    return g_pool;
+}
 
 void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C) {
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
@@ -26,7 +40,7 @@ void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, 
 }
 
 /* Small N (decode): one pass over the weights computing all N rows' dots
- * per weight row, rows split over pthreads. Memory bound, so it runs as
+ * per weight row, rows split over the pool. Memory bound, so it runs as
  * fast for N = 8 as for N = 1, where sgemm repacks the whole weight matrix
  * on every call. Each output is one fixed-order sum: results do not depend
  * on the thread count or on N. */
@@ -39,7 +53,7 @@ typedef struct {
     float *out;
     const float *inp, *w;
     const uint16_t *w16; /* bf16 weights instead of w, or NULL */
-    int N, IC, OC, o0, o1;
+    int N, IC, OC;
 } mm_job;
 
 /* Weight i of row o as a float (bf16 -> f32 is exact: a shift). */
@@ -52,9 +66,9 @@ static inline __attribute__((always_inline)) float mm_w(const mm_job *j, const i
     return f;
 }
 
-static inline __attribute__((always_inline)) void mm_rows(const mm_job *j, const int N, const int bf) {
+static inline __attribute__((always_inline)) void mm_rows(const mm_job *j, int o0, int o1, const int N, const int bf) {
     int IC = j->IC, IC8 = IC / 8 * 8;
-    for (int o = j->o0; o < j->o1; o++) {
+    for (int o = o0; o < o1; o++) {
         v8 acc[SMALL_N];
 #pragma GCC unroll 8
         for (int n = 0; n < N; n++) acc[n] = (v8){0};
@@ -81,47 +95,38 @@ static inline __attribute__((always_inline)) void mm_rows(const mm_job *j, const
     }
 }
 
-/* An AVX2 clone chosen at load time where the CPU has it (same arithmetic,
- * no FMA contraction under -std=c11: identical results either way). */
-__attribute__((target_clones("avx2", "default"))) static void *mm_run(void *arg) {
+/* Output rows o0..o1 of a job (a pool chunk). An AVX2 clone chosen at load
+ * time where the CPU has it (same arithmetic, no FMA contraction under
+ * -std=c11: identical results either way). */
+__attribute__((target_clones("avx2", "default"))) static void mm_run(void *arg, long begin, long end, int chunk) {
     const mm_job *j = arg;
-    int bf = j->w16 != NULL;
+    int bf = j->w16 != NULL, o0 = (int)begin, o1 = (int)end;
+    (void)chunk;
     switch (j->N * 2 + bf) { /* constant N: accumulators stay in registers */
-    case 2: mm_rows(j, 1, 0); break;
-    case 3: mm_rows(j, 1, 1); break;
-    case 4: mm_rows(j, 2, 0); break;
-    case 5: mm_rows(j, 2, 1); break;
-    case 6: mm_rows(j, 3, 0); break;
-    case 7: mm_rows(j, 3, 1); break;
-    case 8: mm_rows(j, 4, 0); break;
-    case 9: mm_rows(j, 4, 1); break;
-    case 10: mm_rows(j, 5, 0); break;
-    case 11: mm_rows(j, 5, 1); break;
-    case 12: mm_rows(j, 6, 0); break;
-    case 13: mm_rows(j, 6, 1); break;
-    case 14: mm_rows(j, 7, 0); break;
-    case 15: mm_rows(j, 7, 1); break;
-    case 16: mm_rows(j, 8, 0); break;
-    default: mm_rows(j, 8, 1); break;
+    case 2: mm_rows(j, o0, o1, 1, 0); break;
+    case 3: mm_rows(j, o0, o1, 1, 1); break;
+    case 4: mm_rows(j, o0, o1, 2, 0); break;
+    case 5: mm_rows(j, o0, o1, 2, 1); break;
+    case 6: mm_rows(j, o0, o1, 3, 0); break;
+    case 7: mm_rows(j, o0, o1, 3, 1); break;
+    case 8: mm_rows(j, o0, o1, 4, 0); break;
+    case 9: mm_rows(j, o0, o1, 4, 1); break;
+    case 10: mm_rows(j, o0, o1, 5, 0); break;
+    case 11: mm_rows(j, o0, o1, 5, 1); break;
+    case 12: mm_rows(j, o0, o1, 6, 0); break;
+    case 13: mm_rows(j, o0, o1, 6, 1); break;
+    case 14: mm_rows(j, o0, o1, 7, 0); break;
+    case 15: mm_rows(j, o0, o1, 7, 1); break;
+    case 16: mm_rows(j, o0, o1, 8, 0); break;
+    default: mm_rows(j, o0, o1, 8, 1); break;
     }
-    return NULL;
 }
 
 static void mm_small(float *out, const float *inp, const float *w, const uint16_t *w16, int N, int IC, int OC) {
+    mm_job job = {out, inp, w, w16, N, IC, OC};
     int nt = openblas_get_num_threads();
-    if (nt > 16) nt = 16;
-    if (nt < 1 || (long)OC * IC < (1L << 18)) nt = 1;
-    mm_job jobs[16];
-    pthread_t th[16];
-    for (int i = 0; i < nt; i++)
-        jobs[i] = (mm_job){out, inp, w, w16, N, IC, OC, (int)((long)OC * i / nt), (int)((long)OC * (i + 1) / nt)};
-    int started = 0;
-    for (int i = 1; i < nt; i++)
-        if (pthread_create(&th[i], NULL, mm_run, &jobs[i]) == 0) started = i;
-        else break;
-    for (int i = started + 1; i < nt; i++) mm_run(&jobs[i]);
-    mm_run(&jobs[0]);
-    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    if (nt < 1 || (long)OC * IC < (1L << 18)) mm_run(&job, 0, OC, 0); /* too small to pay for a wake-up */
+    else pool_for_upto(ops_pool(), OC, nt, mm_run, &job);
 }
 
 void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC) {
@@ -171,9 +176,8 @@ typedef struct {
     float *out;
     const float *q, *kc, *vc;
     const int *seq, *pos;
-    int N, NH, NKV, HD, Tmax;
-    long begin, end; /* range of (row, head) work items */
-    float *att;      /* (Tmax) scratch: scores, then probabilities */
+    int N, NH, NKV, HD, Tmax, maxlen;
+    float *att; /* (chunks, maxlen) scratch: scores, then probabilities */
 } att_job;
 
 /* q.k in a fixed order: 8 lanes over d (HD % 8 == 0), then the lanes
@@ -206,11 +210,12 @@ static inline __attribute__((always_inline)) void att_axpy(float *o, float p, co
     for (; d < HD; d++) o[d] += p * v[d];
 }
 
-__attribute__((target_clones("avx2", "default"))) static void *att_run(void *arg) {
+/* (row, head) work items begin..end (a pool chunk). */
+__attribute__((target_clones("avx2", "default"))) static void att_run(void *arg, long begin, long end, int chunk) {
     const att_job *j = arg;
     int HD = j->HD, grp = j->NH / j->NKV;
-    float scale = 1.0f / sqrtf((float)HD), *att = j->att;
-    for (long it = j->begin; it < j->end; it++) {
+    float scale = 1.0f / sqrtf((float)HD), *att = j->att + (size_t)chunk * j->maxlen;
+    for (long it = begin; it < end; it++) {
         int n = (int)(it / j->NH), h = (int)(it % j->NH), kvh = h / grp, T = j->pos[n] + 1;
         const float *q = j->q + ((size_t)n * j->NH + h) * HD;
         const float *k = j->kc + ((size_t)j->seq[n] * j->NKV + kvh) * j->Tmax * HD; // (Tmax, HD)
@@ -230,7 +235,6 @@ __attribute__((target_clones("avx2", "default"))) static void *att_run(void *arg
         memset(o, 0, (size_t)HD * sizeof(float));
         for (int t = 0; t < T; t++) att_axpy(o, att[t] * inv, v + (size_t)t * HD, HD);
     }
-    return NULL;
 }
 
 void attention_forward(float *out, const float *q, const float *kc, const float *vc, const int *seq, const int *pos,
@@ -239,27 +243,17 @@ void attention_forward(float *out, const float *q, const float *kc, const float 
     /* Threads only pay off when there is real work (long contexts). */
     long work = 0;
     for (int n = 0; n < N; n++) work += (long)(pos[n] + 1) * NH * HD;
-    if (nthreads > 16) nthreads = 16;
+    pool *p = ops_pool();
+    if (nthreads > pool_size(p)) nthreads = pool_size(p);
     if (nthreads < 1 || work < (1L << 18) || items < nthreads) nthreads = 1;
-    att_job jobs[16];
-    pthread_t th[16];
     int maxlen = 1;
     for (int n = 0; n < N; n++)
         if (pos[n] + 1 > maxlen) maxlen = pos[n] + 1;
-    float *scratch = xmalloc((size_t)nthreads * maxlen * sizeof(float));
-    for (int i = 0; i < nthreads; i++)
-        jobs[i] = (att_job){out, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax, items * i / nthreads, items * (i + 1) / nthreads,
-                            scratch + (size_t)i * maxlen};
-    int started = 0;
-    for (int i = 1; i < nthreads; i++)
-        if (pthread_create(&th[i], NULL, att_run, &jobs[i]) == 0) started = i;
-        else break;
-    if (started < nthreads - 1) { /* could not start all: run the rest here */
-        for (int i = started + 1; i < nthreads; i++) att_run(&jobs[i]);
-    }
-    att_run(&jobs[0]);
-    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
-    free(scratch);
+    att_job job = {out, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax, maxlen, NULL};
+    job.att = xmalloc((size_t)nthreads * maxlen * sizeof(float));
+    if (nthreads == 1) att_run(&job, 0, items, 0);
+    else pool_for_upto(p, items, nthreads, att_run, &job);
+    free(job.att);
 }
 
 void swiglu_forward(float *out, const float *gate, const float *up, long n) {
@@ -267,4 +261,13 @@ void swiglu_forward(float *out, const float *gate, const float *up, long n) {
         float g = gate[i];
         out[i] = g / (1.0f + expf(-g)) * up[i];
     }
+}
+
+float dropout_factor(uint64_t key, long i, float p) {
+    uint64_t s = key ^ (uint64_t)i; /* one draw of the stream at key ^ i: no state to keep */
+    return rng_unit(&s) < p ? 0.0f : 1.0f / (1.0f - p);
+}
+
+void dropout_forward(float *out, const float *inp, long n, float p, uint64_t key) {
+    for (long i = 0; i < n; i++) out[i] = inp[i] * dropout_factor(key, i, p);
 }

@@ -4,13 +4,23 @@
  * sequences (each row carries its sequence slot and position where an op
  * needs them), so prefill, decode and teacher forcing share the same ops.
  * All ops are deterministic: each output element is computed by one thread
- * in a fixed order. A backward pass can be added beside each op
- * (x_backward accumulating into gradients); the forward keeps everything the
- * backward needs addressable (see forward.h). */
+ * in a fixed order. Each op's backward is backward.h's x_backward
+ * (accumulating into gradients); the forward keeps everything a backward
+ * needs addressable (see forward.h).
+ *
+ * The threaded ops (the small-N matmul, attention, attention_backward) run
+ * on one process-wide persistent pool (ops_pool), created on first use with
+ * as many threads as OpenBLAS uses then (at most 16). */
 #ifndef LR_OPS_CPU_H
 #define LR_OPS_CPU_H
 
 #include <stdint.h>
+
+#include "base/pool.h"
+
+/* The shared pool of the threaded ops (created once, never freed: its
+ * workers stay parked between calls). */
+pool *ops_pool(void);
 
 /* out[n] = wte[tokens[n]]; tokens must be in [0, V). */
 void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C);
@@ -20,9 +30,9 @@ void embedding_forward(float *out, const int *tokens, const float *wte, int N, i
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
 
 /* out = inp W^T with W in HF Linear layout (OC, IC): cblas_sgemm for
- * N > 8; for N <= 8 (decode) a weight-streaming kernel on
- * openblas_get_num_threads() pthreads whose results do not depend on N or
- * the thread count. out (N, OC), inp (N, IC), w (OC, IC). */
+ * N > 8; for N <= 8 (decode) a weight-streaming kernel on up to
+ * openblas_get_num_threads() threads of ops_pool whose results do not
+ * depend on N or the thread count. out (N, OC), inp (N, IC), w (OC, IC). */
 void matmul_forward(float *out, const float *inp, const float *w, int N, int IC, int OC);
 #define MATMUL_SMALL_N 8
 
@@ -52,11 +62,19 @@ void rope_forward(float *out, const float *inp, const int *pos, int N, int H, in
  * position pos[n]) attends to cache positions 0..pos[n] of its slot; query
  * head h uses kv head h / (NH / NKV). Scale 1/sqrt(HD), softmax in float32.
  * out (N, NH*HD), q (N, NH*HD), kc/vc (Bslots, NKV, Tmax, HD) for one layer.
- * nthreads > 1 splits rows x heads over pthreads (results identical). */
+ * nthreads > 1 splits rows x heads over up to nthreads threads of ops_pool
+ * (results identical). */
 void attention_forward(float *out, const float *q, const float *kc, const float *vc, const int *seq, const int *pos,
                        int N, int NH, int NKV, int HD, int Tmax, int nthreads);
 
 /* SwiGLU: out = silu(gate) * up = gate / (1 + exp(-gate)) * up. out, gate, up (N, I). */
 void swiglu_forward(float *out, const float *gate, const float *up, long n);
+
+/* Dropout with a counter-based mask: element i is kept with probability
+ * 1 - p and scaled by 1 / (1 - p), else zeroed, as decided by one
+ * rng_unit draw of the state key ^ i (rng.h), so the backward regenerates the mask from the key
+ * instead of storing it. out, inp (n); out may alias inp. */
+float dropout_factor(uint64_t key, long i, float p);
+void dropout_forward(float *out, const float *inp, long n, float p, uint64_t key);
 
 #endif

@@ -26,7 +26,7 @@ printf '1 x\n' > "$T/bad.txt"
 expect_fail 2 "$G" logits --device cpu "$T/m" "$T/bad.txt" "$T/l2.bin"
 "$G" teacher --device cpu "$T/m" --seqs 3 --len 20 --batch 2 | grep -q "tokens=60 .*nan_rows=0" || die "teacher"
 if [ -x "$D/emu/bench_gpu" ]; then
-    # bf16 activations on tiny random models sit right at the 1e-2
+    # bf16 activations on tiny random models sit right at the 1e-2 bound
     # (this one: 0.0103); that bound is run.sh's business on the real card,
     # here the device path and the strict self-consistency checks are
     out=$("$D/emu/bench_gpu" check --device cuda --bound 0.03 "$T/m") || die "emulated device vs cpu: $out"

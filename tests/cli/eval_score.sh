@@ -5,7 +5,7 @@
 # baseline-vs-tuned delta table.
 source "$LR_ROOT/tests/lib.sh"
 E=$LR_BIN/lr-eval
-S=$LR_SHARED/data
+S=$LR_ROOT/data
 D=$LR_TMP/data
 mkdir -p "$D/gsm8k" "$D/mmlu_stem"
 head -n 3 "$S/gsm8k/test.jsonl" > "$D/gsm8k/test.jsonl"
@@ -50,7 +50,7 @@ jq -e -s '.[0] | .correct and .tokens == 4' "$LR_TMP/dump.out" > /dev/null || di
     --max-new-tokens 4 -o "$LR_TMP/g.lrs" 2>/dev/null
 # lr-infer writes "text"; drop it to exercise decoding the token ids
 "$LR_BIN/lr-dump" "$LR_TMP/g.lrs" | jq -c 'del(.text)' > "$LR_TMP/g.jsonl"
-"$E" score --pred "$LR_TMP/g.jsonl" --data "$D/gsm8k/test.jsonl" --tokenizer "$LR_SHARED/tokenizers/qwen" \
+"$E" score --pred "$LR_TMP/g.jsonl" --data "$D/gsm8k/test.jsonl" --tokenizer "$LR_ROOT/build/tokenizers/qwen" \
     > "$LR_TMP/g.out" 2>/dev/null
 jq -e -s 'length == 3 and (map(select(.missing | not)) | length == 2 and all(.tokens > 0 and (.prediction | type) == "string"))' \
     "$LR_TMP/g.out" > /dev/null || die "lr-infer -> lr-eval"

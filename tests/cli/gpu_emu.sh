@@ -11,7 +11,7 @@ if [ "${LR_SAN:-}" = 1 ]; then E=$LR_ROOT/build/san/emu; else E=$LR_ROOT/build/r
 [ -x "$E/lr-infer" ] || die "no emulated-device lr-infer at $E"
 "$B/lr-mkmodel" "$T/exp" --seed 1 --hidden 64 --heads 4 --kv-heads 2 > /dev/null
 "$B/lr-mkmodel" "$T/ama" --seed 2 --layers 1 > /dev/null
-head -n 3 "$LR_SHARED/data/gsm8k/train.jsonl" > "$T/q.jsonl"
+head -n 3 "$LR_ROOT/data/gsm8k/train.jsonl" > "$T/q.jsonl"
 n=10
 [ "${LR_SAN:-}" = 1 ] && n=6
 # sampled (a random model's greedy trace repeats one token), on the cpu

@@ -1,10 +1,10 @@
 # lr-infer against transformers (tests/golden/infer_ref.json from
 # tests/ref/infer_ref.py): the prompt ids, the greedy tokens, the expert's
 # top log-probs and the amateur's teacher-forced log-probs of them; then
-# sharding, resume after a crash, and every bad input of issue 4.
+# sharding, resume after a crash, and every kind of bad input.
 source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN G=$LR_ROOT/tests/golden/infer_ref.json T=$LR_TMP
-DATA=$LR_SHARED/data/gsm8k/train.jsonl
+DATA=$LR_ROOT/data/gsm8k/train.jsonl
 "$B/lr-mkmodel" "$T/exp" $(jq -r '.expert|join(" ")' "$G") > /dev/null
 "$B/lr-mkmodel" "$T/ama" $(jq -r '.amateur|join(" ")' "$G") > /dev/null
 NEW=$(jq .new_tokens "$G")
@@ -46,7 +46,7 @@ jq -e '(.k|length) == (.tokens|length) and (.k|add) == (.top_ids|length) and (.t
 # same problems, same tokens, log-probs equal up to float noise (batch
 # composition changes BLAS blocking, so bit-equality is not expected)
 same_run() {
-    jq -sn --slurpfile a <("$B/lr-dump" "$1" | sed '1d;$d') --slurpfile b <("$B/lr-dump" "$2" | sed '1d;$d') '
+    jq -e -sn --slurpfile a <("$B/lr-dump" "$1" | sed '1d;$d') --slurpfile b <("$B/lr-dump" "$2" | sed '1d;$d') '
       ($a | sort_by(.idx)) as $x | ($b | sort_by(.idx)) as $y
       | ($x|length) == ($y|length) and
         all(range(0; $x|length); . as $i | $x[$i].idx == $y[$i].idx and $x[$i].tokens == $y[$i].tokens
@@ -81,7 +81,7 @@ same_run "$T/p1.lrs" "$T/p3.lrs" || die "sampling depends on batching"
 same_run "$T/g1.lrs" "$T/k1.lrs" || die "--top-k 1 differs from greedy"
 
 # evaluation prompts: the toolkit's per-benchmark prompt, decoded text kept
-"$B/lr-infer" --model "$T/exp" --data "$LR_SHARED/data/math500/test.jsonl" --limit 2 --preset toolkit --max-new-tokens 3 -o "$T/tk.lrs"
+"$B/lr-infer" --model "$T/exp" --data "$LR_ROOT/data/math500/test.jsonl" --limit 2 --preset toolkit --max-new-tokens 3 -o "$T/tk.lrs"
 "$B/lr-dump" "$T/tk.lrs" | sed -n 2p | jq -e '(.text|type) == "string" and .id == "math500/test:0"' > /dev/null || die "toolkit preset / text"
 echo '{"prompt":"x"}' > "$T/tk.jsonl"
 expect_fail 1 "$B/lr-infer" --model "$T/exp" --data "$T/tk.jsonl" --field prompt --preset toolkit -o "$T/tk2.lrs"
@@ -100,7 +100,7 @@ printf '{"id":"x/1","prompt":"hello"}\n{"id":"x/2","prompt":"bye"}\n' > "$T/pp.j
 expect_fail 2 "$B/lr-infer" --model "$T/exp" --data "$T/p.jsonl" --field q --id-field id --max-new-tokens 2 --limit 1 -o "$T/ppx.lrs"
 expect_fail 2 "$B/lr-infer" --model "$T/exp" --data "$DATA" --limit 1 --max-context 100 -o "$T/c.lrs"
 case "$LAST_ERR" in *"gsm8k/train:0"*context*) ;; *) die "context message: $LAST_ERR" ;; esac
-"$B/lr-mkmodel" "$T/qw" --tokenizer "$LR_SHARED/tokenizers/qwen/tokenizer.json" --layers 1 --hidden 32 --heads 2 --kv-heads 1 --inter 32 > /dev/null
+"$B/lr-mkmodel" "$T/qw" --tokenizer "$LR_ROOT/build/tokenizers/qwen/tokenizer.json" --layers 1 --hidden 32 --heads 2 --kv-heads 1 --inter 32 > /dev/null
 expect_fail 2 "$B/lr-infer" --model "$T/qw" --follow "$T/e.lrs" -o "$T/q.lrs"
 case "$LAST_ERR" in *"tokenizers differ"*) ;; *) die "tokenizer message: $LAST_ERR" ;; esac
 head -c 300 "$T/e.lrs" > "$T/trunc.lrs"

@@ -180,7 +180,10 @@ expect_fail 2 "$C" "$LR_TMP/klcut.lrs"
     | "$D" --from-json > "$LR_TMP/klbad.lrs"
 expect_fail 2 "$C" -o "$LR_TMP/exbad.lrs" "$LR_TMP/klbad.lrs"
 case "$LAST_ERR" in *'field "lp_a"'*) ;; *) die "lr-contrast message: $LAST_ERR" ;; esac
-set +e; "$D" "$LR_TMP/exbad.lrs" > "$LR_TMP/exbad.json" 2>/dev/null; rc=$?; set -e
+[ -e "$LR_TMP/exbad.lrs" ] && die "lr-contrast after a bad record: -o output left under its final name"
+ls "$LR_TMP" | grep -q 'exbad.lrs.part' && die "lr-contrast after a bad record: temporary left behind"
+# on stdout (a pipe) the partial stream ends without its end marker
+set +e; "$C" "$LR_TMP/klbad.lrs" 2>/dev/null | "$D" > "$LR_TMP/exbad.json" 2>/dev/null; rc=${PIPESTATUS[1]}; set -e
 [ "$rc" = 2 ] || die "lr-contrast after a bad record: output looks complete (exit $rc)"
 [ "$(grep -c target_ids "$LR_TMP/exbad.json")" -ge 1 ] || die "records before the bad one were not kept"
 echo ok

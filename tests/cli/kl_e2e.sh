@@ -7,7 +7,7 @@ source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN T=$LR_TMP
 "$B/lr-mkmodel" "$T/exp" --seed 1 > /dev/null
 "$B/lr-mkmodel" "$T/ama" --seed 2 --layers 1 > /dev/null
-head -n 4 "$LR_SHARED/data/gsm8k/train.jsonl" > "$T/q.jsonl"
+head -n 4 "$LR_ROOT/data/gsm8k/train.jsonl" > "$T/q.jsonl"
 # temperature > 0: a random model's greedy trace repeats one token
 "$B/lr-infer" --model "$T/exp" --data "$T/q.jsonl" --layout gsm8k --max-new-tokens 12 --temperature 1 --seed 3 \
     --top-k-max 40 --full -o "$T/e.lrs" 2> /dev/null

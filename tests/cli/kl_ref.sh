@@ -5,7 +5,7 @@
 source "$LR_ROOT/tests/lib.sh"
 D=$LR_BIN/lr-dump K=$LR_BIN/lr-kl C=$LR_BIN/lr-contrast
 G=$LR_ROOT/tests/golden
-Q=$LR_SHARED/tokenizers/qwen
+Q=$LR_ROOT/build/tokenizers/qwen
 [ -f "$Q/tokenizer.json" ] || die "no Qwen tokenizer at $Q"
 
 # --from-ref: context ids and prompt_len as transformers computes them
@@ -25,8 +25,10 @@ bad_ref() { # bad_ref PATTERN JQ-FILTER
     expect_fail 2 "$C" --from-ref --tokenizer "$Q" -o "$LR_TMP/bad.lrs" "$LR_TMP/bad.jsonl"
     [ "$(echo "$LAST_ERR" | wc -l)" = 1 ] || die "more than one stderr line: $LAST_ERR"
     case "$LAST_ERR" in *$1*) ;; *) die "message: $LAST_ERR" ;; esac
-    set +e; "$D" "$LR_TMP/bad.lrs" > /dev/null 2>&1; local rc=$?; set -e
-    [ "$rc" = 2 ] || die "partial output looks complete"
+    [ -e "$LR_TMP/bad.lrs" ] && die "partial output left under its final name"
+    set +e; "$C" --from-ref --tokenizer "$Q" "$LR_TMP/bad.jsonl" 2>/dev/null | "$D" > /dev/null 2>&1
+    local rc=${PIPESTATUS[1]}; set -e
+    [ "$rc" = 2 ] || die "partial output on stdout looks complete"
 }
 bad_ref 'line 2: field "weights"' 'if .step == 17 then .weights = [0.5, 0.5] else . end'
 bad_ref 'line 3: field "token_ids"' 'if .step == 40 then .token_ids[0] = 999999 else . end'

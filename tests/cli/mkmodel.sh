@@ -36,12 +36,10 @@ hash_c=$("$mk" --check "$T/c" | sed -n 's/^hash //p')
 "$mk" "$T/l3" --arch llama --layers 3 --tied --dtype bf16 --kv-heads 4
 "$mk" --check "$T/l3" | grep -qx 'layers 3' || die "llama summary"
 "$mk" --check "$T/l3/model.safetensors" | grep -qx 'model.embed_tokens.weight BF16 \[300, 64\]' || die "file listing"
-if [ -f "$LR_SHARED/tokenizers/qwen/tokenizer.json" ]; then
-    "$mk" "$T/qt" --tokenizer "$LR_SHARED/tokenizers/qwen/tokenizer.json" --hidden 8 --heads 2 --kv-heads 1 --inter 8 --tied
-    cmp -s "$T/qt/tokenizer.json" "$LR_SHARED/tokenizers/qwen/tokenizer.json" || die "tokenizer not copied"
-    "$mk" --check "$T/qt" > "$T/sum"
-    grep -qx 'vocab 1516[0-9][0-9]' "$T/sum" && grep -qx 'eos 151643 151645' "$T/sum" || { cat "$T/sum"; die "qwen tokenizer summary"; }
-fi
+"$mk" "$T/qt" --tokenizer "$LR_ROOT/build/tokenizers/qwen/tokenizer.json" --hidden 8 --heads 2 --kv-heads 1 --inter 8 --tied
+cmp -s "$T/qt/tokenizer.json" "$LR_ROOT/build/tokenizers/qwen/tokenizer.json" || die "tokenizer not copied"
+"$mk" --check "$T/qt" > "$T/sum"
+grep -qx 'vocab 1516[0-9][0-9]' "$T/sum" && grep -qx 'eos 151643 151645' "$T/sum" || { cat "$T/sum"; die "qwen tokenizer summary"; }
 
 # --- safetensors files ---
 mkst "$T/ok.st" '{"a":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16]},"__metadata__":{"format":"pt"}}' 16

@@ -3,7 +3,7 @@
 # template files, and the error exits.
 source "$LR_ROOT/tests/lib.sh"
 G=$LR_ROOT/tests/golden
-Q=$LR_SHARED/tokenizers/qwen
+Q=$LR_ROOT/build/tokenizers/qwen
 tok=$LR_BIN/lr-tok
 
 "$tok" --help | grep -q "usage: lr-tok" || die "--help"

@@ -46,7 +46,7 @@ grep -q "base_model.model.model.layers.1.mlp.down_proj.lora_B.weight" "$LR_TMP/a
 jq -se '.[19].loss < 0.5 * .[0].loss' "$LR_TMP/s.jsonl" > /dev/null || die "SFT loss did not fall"
 
 # SFT on what lr-infer generated (the SFT baseline's pipeline on a tiny model)
-"$LR_BIN/lr-infer" --model "$LR_TMP/m" --data "$LR_SHARED/data/gsm8k/train.jsonl" --limit 4 --max-new-tokens 12 \
+"$LR_BIN/lr-infer" --model "$LR_TMP/m" --data "$LR_ROOT/data/gsm8k/train.jsonl" --limit 4 --max-new-tokens 12 \
     --temperature 1 --seed 3 -o "$LR_TMP/gen.lrs" 2> /dev/null
 "$T" --model "$LR_TMP/m" --out "$LR_TMP/g" --lr 1e-2 --batch 4 --accum 1 --max-steps 30 --max-len 512 \
     --log "$LR_TMP/g.jsonl" "$LR_TMP/gen.lrs" 2> /dev/null

@@ -1,4 +1,3 @@
-# PENDING: move to tests/cli/ once branch `dist` (lr-kl, lr-contrast) is merged.
 # The method end to end on two tiny random models: lr-infer (expert samples,
 # amateur follows) -> lr-kl -> lr-contrast -> lr-tune: the soft-KL training
 # loss falls over epochs, and packing runs far fewer token rows per example
@@ -8,7 +7,7 @@ B=$LR_BIN T=$LR_TMP
 "$B/lr-mkmodel" "$T/exp" --seed 1 > /dev/null
 "$B/lr-mkmodel" "$T/ama" --seed 2 --layers 1 > /dev/null
 nq=8; [ -n "${LR_SAN:-}" ] && nq=4 # ASan: fewer problems
-head -n $nq "$LR_SHARED/data/gsm8k/train.jsonl" > "$T/q.jsonl"
+head -n $nq "$LR_ROOT/data/gsm8k/train.jsonl" > "$T/q.jsonl"
 "$B/lr-infer" --model "$T/exp" --data "$T/q.jsonl" --layout gsm8k --max-new-tokens 16 --temperature 1 --seed 3 -o "$T/e.lrs" 2> /dev/null
 "$B/lr-infer" --model "$T/ama" --follow "$T/e.lrs" -o "$T/a.lrs" 2> /dev/null
 "$B/lr-kl" -q "$T/e.lrs" "$T/a.lrs" > "$T/kl.lrs"
@@ -30,13 +29,13 @@ echo "token rows per example: packed $packed, unpacked $unpacked" >&2
 # the tuned expert: lr-infer --adapter equals lr-infer on lr-merge's f32 folder,
 # and its streams carry an identity different from the base model's
 "$B/lr-merge" --dtype f32 "$T/exp" "$T/ad" "$T/merged" 2> /dev/null
-"$B/lr-infer" --model "$T/exp" --adapter "$T/ad" --data "$LR_SHARED/data/gsm8k/test.jsonl" --limit 2 --max-new-tokens 6 -o "$T/ta.lrs" 2> /dev/null
-"$B/lr-infer" --model "$T/merged" --data "$LR_SHARED/data/gsm8k/test.jsonl" --limit 2 --max-new-tokens 6 -o "$T/tm.lrs" 2> /dev/null
+"$B/lr-infer" --model "$T/exp" --adapter "$T/ad" --data "$LR_ROOT/data/gsm8k/test.jsonl" --limit 2 --max-new-tokens 6 -o "$T/ta.lrs" 2> /dev/null
+"$B/lr-infer" --model "$T/merged" --data "$LR_ROOT/data/gsm8k/test.jsonl" --limit 2 --max-new-tokens 6 -o "$T/tm.lrs" 2> /dev/null
 jq -sne --slurpfile a <("$B/lr-dump" "$T/ta.lrs" | sed '1d;$d') --slurpfile b <("$B/lr-dump" "$T/tm.lrs" | sed '1d;$d') \
     'all(range(0; 2); . as $i | $a[$i].tokens == $b[$i].tokens and
         ([$a[$i].top_lp, $b[$i].top_lp] | transpose | map(select(length == 2 and .[0] != null and .[1] != null) | (.[0] - .[1]) | fabs) | max) < 1e-4)' \
     > /dev/null || die "--adapter differs from the merged model"
 [ "$("$B/lr-dump" --header "$T/ta.lrs" | jq -r .model.hash)" != "$("$B/lr-dump" --header "$T/e.lrs" | jq -r .model.hash)" ] ||
     die "adapter run has the base model's identity"
-expect_fail 3 "$B/lr-infer" --model "$T/exp" --adapter "$T/nonexistent" --data "$LR_SHARED/data/gsm8k/test.jsonl" --limit 1 -o "$T/x.lrs"
+expect_fail 3 "$B/lr-infer" --model "$T/exp" --adapter "$T/nonexistent" --data "$LR_ROOT/data/gsm8k/test.jsonl" --limit 1 -o "$T/x.lrs"
 echo ok

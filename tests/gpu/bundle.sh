@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# tests/gpu/bundle.sh (or `make gpu-bundle`): run HERE, before a session with
-# a lent GPU. Packs what tests/gpu/run.sh needs on the GPU machine, which
-# has nvcc, the CUDA libraries, python3 with torch/transformers, but not our
-# Debian -dev libraries (msgpack-c, zstd, jansson, pcre2, utf8proc,
-# openblas), and not ../shared:
+# tests/gpu/bundle.sh (or `make gpu-bundle`): run on the build machine, before
+# copying the tree to a GPU machine. Packs what tests/gpu/run.sh needs there,
+# where nvcc, the CUDA libraries and python3 with torch/transformers exist
+# but not our Debian -dev libraries (msgpack-c, zstd, jansson, pcre2,
+# utf8proc, openblas) nor the zstd tool:
 #
 #   build/gpu-bundle/bin/        lr-mkmodel lr-infer lr-kl lr-dump bench_gpu
 #                                (bin/ and build/rel/bench: the real CUDA backend
@@ -16,18 +16,17 @@
 #   build/gpu-bundle/lib.tar.gz  the non-glibc shared libraries the binaries
 #                                need per ldd (not libc/libm/libstdc++/libgcc/
 #                                ld-linux, not CUDA's: those exist there)
-#   build/gpu-bundle/tokenizer.tar.gz  the real Qwen tokenizer files
+#   build/gpu-bundle/tokenizer.tar.gz  the Qwen tokenizer (build/tokenizers/qwen)
 #   build/gpu-bundle/MANIFEST    commit, date, backend, sizes
-# Compressed because the device tool carries at most 64 MiB with the tree.
+# Compressed to keep the bundle small enough to copy with the tree (< 64 MiB).
 # Usage: tests/gpu/bundle.sh [--allow-no-cuda]   (builds with make first)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ALLOW_NONE=0
 [ "${1:-}" = --allow-no-cuda ] && ALLOW_NONE=1
-SHARED=${LR_SHARED:-$(cd .. && pwd)/shared}
-TOK=$SHARED/tokenizers/qwen
+TOK=build/tokenizers/qwen
 # only what the bundle holds (make all also builds every unit test)
-targets="bin/lr-mkmodel bin/lr-infer bin/lr-kl bin/lr-dump build/rel/bench/bench_gpu build/rel/cuda/none.o"
+targets="$TOK/tokenizer.json $TOK/tokenizer_config.json bin/lr-mkmodel bin/lr-infer bin/lr-kl bin/lr-dump build/rel/bench/bench_gpu build/rel/cuda/none.o"
 [ -f cuda/emu.cc ] && targets="$targets build/rel/emu/bench_gpu build/rel/emu/lr-infer"
 make -s -j"$(nproc)" $targets >&2
 OUT=build/gpu-bundle
@@ -75,5 +74,5 @@ tar czf "$OUT/tokenizer.tar.gz" -C "$TOK" tokenizer.json $(cd "$TOK" && ls token
 cat "$OUT/MANIFEST" >&2
 size=$(du -sb "$OUT" | cut -f1)
 tree=$(git ls-files -z | xargs -0 du -cb 2> /dev/null | tail -1 | cut -f1)
-echo "bundle.sh: $OUT is $((size / 1024 / 1024)) MiB; with the tracked tree $(((size + tree) / 1024 / 1024)) MiB of the 64 MiB carry limit" >&2
-[ $((size + tree)) -lt $((60 * 1024 * 1024)) ] || { echo "bundle.sh: too big to carry" >&2; exit 1; }
+echo "bundle.sh: $OUT is $((size / 1024 / 1024)) MiB; with the tracked tree $(((size + tree) / 1024 / 1024)) MiB (kept under 60 MiB so both copy to the GPU machine together)" >&2
+[ $((size + tree)) -lt $((60 * 1024 * 1024)) ] || { echo "bundle.sh: bundle and tree over 60 MiB" >&2; exit 1; }

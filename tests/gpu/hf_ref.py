@@ -37,8 +37,8 @@ from transformers import AutoModelForCausalLM, Qwen2Config
 # Qwen2.5-0.5B: checked against a copy of the published file. Qwen2.5-Math-1.5B:
 # sizes as published for Qwen2.5-1.5B (1536/8960/28 layers/12 heads/2 kv heads);
 # rope_theta 10000, a 4K context (max_position_embeddings 4096), tied
-# embeddings and vocab 151936 as ../shared/METHOD.md lists them for
-# Qwen2.5-Math-1.5B (not checked against the real config.json: no internet).
+# embeddings and vocab 151936 as docs/METHOD.md lists them for
+# Qwen2.5-Math-1.5B (not checked against the published config.json).
 COMMON = dict(architectures=["Qwen2ForCausalLM"], model_type="qwen2", hidden_act="silu", attention_dropout=0.0,
               bos_token_id=151643, eos_token_id=151643, initializer_range=0.02, rms_norm_eps=1e-06,
               use_cache=True, use_sliding_window=False, torch_dtype="bfloat16", vocab_size=151936)
@@ -58,7 +58,7 @@ SHAPES = {
                       sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False),
 }
 VTOK = 151643                 # ids above are special tokens / padding rows
-REL_BOUND = 1e-2              # the bf16 bound
+REL_BOUND = 1e-2              # the bf16 bound (docs/CUDA.md)
 
 
 def log(msg):

@@ -8,7 +8,7 @@ median KL of the reference pair (the threshold where the most steps sit near
 it, so the hardest place to agree), runs `lr-kl --beta BETA` on both pairs
 and compares the selected (problem, step) sets: agreement = steps selected by
 both or by neither / all steps. Prints one "kl_agree" key=value line; exit 5
-when agreement < 99% (the issue's bound)."""
+when agreement < 99%."""
 import json, os, statistics, subprocess, sys
 
 

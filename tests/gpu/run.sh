@@ -26,7 +26,7 @@
 #      docs/PERF.md under "### <card>, <date>" (replacing that card's earlier
 #      table), copied with the log and the raw results to $OUT.
 # Each stage has its own time limit, cut to what is left of the whole budget
-# (LR_GPU_BUDGET, default 450 s) so one hang cannot eat the session's minutes.
+# (LR_GPU_BUDGET, default 450 s) so one hang cannot eat the whole run.
 #
 # HOW TO RUN IT on a GPU machine that has nvcc, CUDA, python3 + torch +
 # transformers but not the Debian -dev libraries the build needs:
@@ -126,7 +126,7 @@ stage() {
 }
 
 # ---- the bundle ----
-[ -f "$BUNDLE/MANIFEST" ] || { echo "run.sh: $BUNDLE/MANIFEST missing: run 'make gpu-bundle' first (and carry build/gpu-bundle)"; exit 1; }
+[ -f "$BUNDLE/MANIFEST" ] || { echo "run.sh: $BUNDLE/MANIFEST missing: run 'make gpu-bundle' first (and copy build/gpu-bundle with the tree)"; exit 1; }
 cat "$BUNDLE/MANIFEST"
 mkdir -p "$WORK/lib" "$WORK/tok"
 tar xzf "$BUNDLE/lib.tar.gz" -C "$WORK/lib" && tar xzf "$BUNDLE/tokenizer.tar.gz" -C "$WORK/tok" || { echo "run.sh: cannot unpack the bundle"; exit 1; }

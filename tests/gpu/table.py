@@ -119,7 +119,7 @@ def update_perf(text, heading, body, card):
     # drop an earlier table of this card: from its heading to the next ### or the section end
     keep, skipping = [], False
     if not card.startswith("dry run"):  # the first real table ends "no GPU number yet"
-        sec = [l for l in sec if not l.startswith("No GPU has been lent")]
+        sec = [l for l in sec if not l.startswith("No GPU has run it yet")]
     for l in sec:
         if l.startswith("### "):
             skipping = l.startswith(f"### {card},")

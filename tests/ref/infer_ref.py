@@ -3,7 +3,7 @@
 on two tiny random models made by bin/lr-mkmodel (the expert: qwen2, the
 amateur: llama; both carry lr-mkmodel's built-in tokenizer).
 
-For the first 3 problems of shared/data/gsm8k/train.jsonl it writes
+For the first 3 problems of data/gsm8k/train.jsonl it writes
 tests/golden/infer_ref.json with, per problem:
   prompt       ids of the `lightreasoner` ChatML prompt (HF tokenizers)
   tokens       the expert's greedy continuation (model.generate, 12 tokens,
@@ -14,7 +14,7 @@ tests/golden/infer_ref.json with, per problem:
                prompt + tokens
   margin       per step, the expert's gap between its best and second logit
                (a tiny margin would make greedy fragile; printed)
-Rerun: /work/main/build/venv/bin/python tests/ref/infer_ref.py
+Rerun: $(tests/ref/venv.sh) tests/ref/infer_ref.py
 """
 import json, os, subprocess
 import torch
@@ -43,7 +43,7 @@ def main():
     exp = AutoModelForCausalLM.from_pretrained(dirs["expert"], torch_dtype=torch.float32, attn_implementation="eager").eval()
     ama = AutoModelForCausalLM.from_pretrained(dirs["amateur"], torch_dtype=torch.float32, attn_implementation="eager").eval()
     rows = []
-    with open(os.path.join(ROOT, "..", "shared", "data", "gsm8k", "train.jsonl")) as f:
+    with open(os.path.join(ROOT, "data", "gsm8k", "train.jsonl")) as f:
         for i, line in zip(range(3), f):
             q = json.loads(line)["question"]
             text = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n"

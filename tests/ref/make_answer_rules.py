@@ -106,7 +106,13 @@ EXTRACT = [
     ("ki tags", "gsm8k", "step \u043a\u0438 The answer is 9 \u043a\u0438"),
     ("chinese trigger", "gsm8k", "\u6240\u4ee5\u7b54\u6848\u662f 8\n\n\u7b54\u6848\u662f 9"),
     ("stop string cut", "gsm8k", "The answer is 4.<|im_end|>The answer is 5."),
+    ("stop string </s>", "math500", "So \\boxed{4}.</s>Next: \\boxed{5}"),
+    ("stop string <|endoftext|>", "gsm8k", "The answer is 6.<|endoftext|>The answer is 7."),
     ("minerva no unit strip", "minerva_math", "\\boxed{5 m}"),
+    ("text space before brace", "math500", "So $\\boxed{\\text {Evelyn}}$ wins."),
+    ("text space unit", "math500", "$\\boxed{5 \\text { cm}}$"),
+    ("text space two", "math500", "$\\boxed{\\text {A} \\text{B}}$"),
+    ("text space choice", "mmlu_stem", "The answer is $\\boxed{\\text {(B)}}$"),
 ]
 
 # (rule, pred, gold)
@@ -149,6 +155,18 @@ EQUAL = [
     ("trig", "\\sin{\\frac{\\pi}{6}}", "\\frac{1}{2}"),
     ("text answers", "Evelyn", "Evelny"),
     ("sci notation", "4.5e33", "4.5\\times10^{33}"),
+    ("call form is not its argument", "I(0)", "0"),
+    ("call form f(2)", "f(2)", "2"),
+    ("value is not a call form", "0", "I(0)"),
+    ("letter call x(x+1)", "x(x+1)", "x^2+x"),
+    ("number times group", "2(3)", "6"),
+    ("list first member", "5,15", "5"),
+    ("list second member", "5,15", "15"),
+    ("member vs list", "5", "5,15"),
+    ("list reordered", "15,5", "5,15"),
+    ("raw gold groups of three", "10100", "10, 100"),
+    ("raw gold list is one number", "10", "10, 100"),
+    ("raw gold spaced digits", "10,100", "10, 100"),
 ]
 
 

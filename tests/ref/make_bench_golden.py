@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes tests/golden/bench_digest.json and tests/golden/prompt_*.txt: what
 the Qwen2.5-Math toolkit makes of the seven benchmark files in
-$LR_SHARED/data (parse_question, parse_ground_truth, construct_prompt with
+data/ (parse_question, parse_ground_truth, construct_prompt with
 prompt_type qwen25-math-cot; 5 shots for mmlu_stem), transcribed here.
 tests/unit/test_benchdata.c checks lib/eval/benchdata against them.
 
@@ -22,7 +22,7 @@ import grader_ref as G  # noqa: E402
 from toolkit_mmlu_examples import examples as MMLU_SHOTS  # noqa: E402
 
 root = os.path.dirname(os.path.dirname(here))
-data = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "..", "shared", "data")
+data = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "data")
 BENCHES = ["gsm8k", "math500", "svamp", "asdiv", "minerva_math", "olympiadbench", "mmlu_stem"]
 
 

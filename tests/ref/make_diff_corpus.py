@@ -4,7 +4,7 @@ benchmark files: gold solutions as predictions (mostly right), neighbours'
 solutions and boxed answers (mostly wrong), formulas, multiple-choice
 phrasings. Score it with tests/ref/grader_ref.py and `lr-eval judge`, then
 tests/ref/compare_verdicts.py (docs/EVAL.md, "Regenerating goldens").
-Usage: make_diff_corpus.py [DATA_DIR] (default ../shared/data)."""
+Usage: make_diff_corpus.py [DATA_DIR] (default data/)."""
 import json
 import os
 import re
@@ -14,7 +14,7 @@ here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, here)
 import grader_ref as G  # noqa: E402
 
-D = (sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "..", "shared", "data")) + "/"
+D = (sys.argv[1] if len(sys.argv) > 1 else os.path.join(here, "..", "..", "data")) + "/"
 def rows(p):
     return [json.loads(l) for l in open(D+p) if l.strip()]
 out=[]

@@ -12,7 +12,7 @@ it generates the model folder with lr-mkmodel, loads it with transformers
                                 config after config, (rows, V) each.
 It also checks that HF `tokenizers` and transformers' AutoTokenizer load the
 built-in tokenizer and round-trip text. Rerun after changing lr-mkmodel:
-  /work/main/build/venv/bin/python tests/ref/model_ref.py
+  $(tests/ref/venv.sh) tests/ref/model_ref.py
 """
 import json, os, subprocess, sys, tempfile
 import numpy as np

@@ -4,7 +4,7 @@ implementation's JSON lines format and the token ids its training script
 (HKUDS/LightReasoner LightR_finetuning.py) would feed the model for each.
 
 Rerun:  $(tests/ref/venv.sh) tests/ref/ref_json.py [TOKENIZER_DIR]
-(default $LR_SHARED/tokenizers/qwen, i.e. ../shared/tokenizers/qwen)
+(default build/tokenizers/qwen, unpacked by `make`)
 
 Writes tests/golden/ref_samples.jsonl (input) and tests/golden/ref_expected.jsonl:
 one line per sample, {"context": ids, "prompt_len": n}, where
@@ -20,8 +20,7 @@ import sys
 from transformers import AutoTokenizer
 
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-shared = os.environ.get("LR_SHARED", os.path.join(root, "..", "..", "shared"))  # root = tests/
-tdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(shared, "tokenizers", "qwen")
+tdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(root, "..", "build", "tokenizers", "qwen")  # root = tests/
 tok = AutoTokenizer.from_pretrained(tdir)
 
 samples = [

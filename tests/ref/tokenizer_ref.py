@@ -2,7 +2,7 @@
 """Writes the tokenizer golden files from Hugging Face `tokenizers`.
 
 Run with the reference venv (tests/ref/venv.sh prints its python):
-    $(tests/ref/venv.sh) tests/ref/tokenizer_ref.py [--shared DIR]
+    $(tests/ref/venv.sh) tests/ref/tokenizer_ref.py [--root DIR]
 
 Outputs (tests/golden/, small on purpose):
   tokenizer_data.txt     one line per dataset text (gsm8k train+test
@@ -44,13 +44,13 @@ def id_hash(ids):
     return "%012x" % (h >> 16)
 
 
-def dataset_texts(shared):
+def dataset_texts(root):
     """The texts in the order the C test reads them."""
     spec = [("gsm8k/train.jsonl", ["question", "answer"]),
             ("gsm8k/test.jsonl", ["question", "answer"]),
             ("math500/test.jsonl", ["problem", "solution", "answer"])]
     for rel, fields in spec:
-        with open(os.path.join(shared, "data", rel), encoding="utf-8") as f:
+        with open(os.path.join(root, "data", rel), encoding="utf-8") as f:
             for line in f:
                 rec = json.loads(line)
                 for k in fields:
@@ -184,10 +184,10 @@ def decode_cases(t):
     return out
 
 
-def build_tiny(shared):
+def build_tiny(root):
     """A small ByteLevel BPE like a test model's, plus added tokens whose
     flags exercise the matching rules of AddedVocabulary."""
-    qwen = json.load(open(os.path.join(shared, "tokenizers", "qwen", "tokenizer.json"), encoding="utf-8"))
+    qwen = json.load(open(os.path.join(root, "build", "tokenizers", "qwen", "tokenizer.json"), encoding="utf-8"))
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
     tok.pre_tokenizer = pre_tokenizers.Sequence([
@@ -198,7 +198,7 @@ def build_tiny(shared):
     trainer = trainers.BpeTrainer(vocab_size=600, min_frequency=2, show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"])
-    texts = [t for _, t in zip(range(800), dataset_texts(shared))]
+    texts = [t for _, t in zip(range(800), dataset_texts(root))]
     tok.train_from_iterator(texts, trainer=trainer)
     tok.add_tokens([AddedToken("<mask>", lstrip=True, rstrip=True, normalized=True, special=False),
                     AddedToken("cafe\u0301", normalized=True, special=False),
@@ -223,12 +223,12 @@ def tiny_strings():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=os.path.join(ROOT, "..", "shared"))
+    ap.add_argument("--root", default=ROOT, help="repository (data/, build/tokenizers/qwen)")
     args = ap.parse_args()
     os.makedirs(GOLD, exist_ok=True)
-    t = Tokenizer.from_file(os.path.join(args.shared, "tokenizers", "qwen", "tokenizer.json"))
+    t = Tokenizer.from_file(os.path.join(args.root, "build", "tokenizers", "qwen", "tokenizer.json"))
 
-    texts = list(dataset_texts(args.shared))
+    texts = list(dataset_texts(args.root))
     encs = t.encode_batch_fast(texts) if hasattr(t, "encode_batch_fast") else t.encode_batch(texts)
     with open(os.path.join(GOLD, "tokenizer_data.txt"), "w") as f:
         f.write("# %d texts: gsm8k/train, gsm8k/test (question, answer), math500/test (problem, solution, "
@@ -250,7 +250,7 @@ def main():
             f.write(json.dumps({"ids": ids, "skip_special": skip, "text": t.decode(ids, skip_special_tokens=skip)},
                                ensure_ascii=False) + "\n")
 
-    tiny = build_tiny(args.shared)
+    tiny = build_tiny(args.root)
     tiny.save(os.path.join(GOLD, "tiny_tokenizer.json"), pretty=False)
     tiny = Tokenizer.from_file(os.path.join(GOLD, "tiny_tokenizer.json"))
     write_hard(tiny, tiny_strings() + hard, os.path.join(GOLD, "tiny_hard.jsonl"))
@@ -258,7 +258,7 @@ def main():
     # The presets against transformers' own chat template (lightreasoner =
     # system + user + generation prompt), and the METHOD.md strings.
     from transformers import AutoTokenizer
-    at = AutoTokenizer.from_pretrained(os.path.join(args.shared, "tokenizers", "qwen"))
+    at = AutoTokenizer.from_pretrained(os.path.join(args.root, "build", "tokenizers", "qwen"))
     chat = at.apply_chat_template([{"role": "system", "content": "Please reason step by step."},
                                    {"role": "user", "content": PROMPT_QUESTION}],
                                   tokenize=False, add_generation_prompt=True)

@@ -26,7 +26,7 @@ Writes tests/golden/tune_ref.json (configs, batch, per-step losses and
 gradient norms), tests/golden/tune_ref_<name>.safetensors (step-1 gradients
 "grad.<PEFT name>", parameters after 3 steps "final.<PEFT name>") and
 tests/golden/tune_ref_<name>_init/ (the PEFT adapter). Rerun:
-  /work/main/build/venv/bin/python tests/ref/tune_ref.py
+  $(tests/ref/venv.sh) tests/ref/tune_ref.py
 """
 import json, os, shutil, subprocess, sys, tempfile
 import torch

@@ -19,6 +19,17 @@ static int check_failures_ = 0, check_count_ = 0;
     if (!(fabs(a_ - b_) <= (atol) + (rtol) * fabs(b_))) { check_failures_++; \
     fprintf(stderr, "%s:%d: CHECK_CLOSE failed: %s = %.9g vs %s = %.9g\n", \
             __FILE__, __LINE__, #a, a_, #b, b_); } } while (0)
+/* max |a - ref| / max |ref| over n values (a NaN in a counts as infinite
+ * error): the tests' relative error of a whole tensor. */
+static inline double check_rel_err(const float *a, const float *ref, size_t n) {
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]);
+        if (d > md || d != d) md = d != d ? INFINITY : d;
+        if (fabs(ref[i]) > mr) mr = fabs(ref[i]);
+    }
+    return mr > 0 ? md / mr : md;
+}
 #define CHECK_SEED(seed) fprintf(stderr, "seed %llu\n", (unsigned long long)(seed))
 #define CHECK_DONE() do { fprintf(stderr, "%d checks, %d failed\n", check_count_, check_failures_); \
     return check_failures_ ? 1 : (check_count_ ? 0 : 1); } while (0)

@@ -25,7 +25,7 @@ static void every_row(void) {
     for (int l = 0; l < BD_NLAYOUTS; l++) {
         const char *name = bd_layout_name((bd_layout)l);
         char file[4096];
-        snprintf(file, sizeof file, "%s/data/%s/test.jsonl", env_or("LR_SHARED", "../shared"), name);
+        snprintf(file, sizeof file, "%s/data/%s/test.jsonl", env_or("LR_ROOT", "."), name);
         bd_reader *r;
         int rc = bd_open(file, NULL, &r); /* layout guessed from the path */
         CHECKF(rc == 0, "%s", lr_errmsg());
@@ -73,7 +73,7 @@ static void every_row(void) {
 
 static void layouts_and_bad_rows(void) {
     bd_layout l;
-    CHECK(bd_layout_guess("/x/shared/data/mmlu_stem/test.jsonl", &l) == 0 && l == BD_MMLU_STEM);
+    CHECK(bd_layout_guess("/x/data/mmlu_stem/test.jsonl", &l) == 0 && l == BD_MMLU_STEM);
     CHECK(bd_layout_guess("runs/asdiv.jsonl", &l) == 0 && l == BD_ASDIV);
     CHECK(bd_layout_guess("runs/other/test.jsonl", &l) != 0);
     bd_reader *r;

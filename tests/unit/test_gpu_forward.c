@@ -4,7 +4,7 @@
  * history (the KV-cache path), chunking (max_tokens smaller than a call),
  * and the per-row results lr-infer records. The device computes in bf16
  * with float32 accumulation, so logits are compared by relative error
- * (the issue's bound: 1e-2), lists by their leading tokens. */
+ * (bound 1e-2), lists by their leading tokens. */
 #include "check.h"
 
 #include "infer/engine.h"
@@ -114,7 +114,7 @@ static double compare(const char *dir, int open_only, int max_tokens) {
     return worst;
 }
 
-/* bound: the issue's 1e-2 on bf16 checkpoints. Float32 checkpoints are
+/* bound: 1e-2 on bf16 checkpoints. Float32 checkpoints are
  * rounded to bf16 on the device as well, which costs more: 1.2e-2 and
  * 1.3e-2 here, where transformers' own bf16 forward differs from its
  * float32 one by 1.8e-2 and 2.4e-2 on the same two models (measured with

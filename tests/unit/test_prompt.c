@@ -88,9 +88,8 @@ int main(void) {
     CHECK(prompt_render(NULL, tf, q, &out) == LR_EIO);
 
     /* The rendered prompts give Hugging Face's ids. */
-    const char *sh = getenv("LR_SHARED");
     char tp[4200];
-    snprintf(tp, sizeof tp, "%s/tokenizers/qwen", sh ? sh : "../shared");
+    snprintf(tp, sizeof tp, "%s/build/tokenizers/qwen", root); /* unpacked by the build */
     tok_t *t;
     int rc = tok_load(&t, tp);
     CHECKF(rc == 0, "%s", lr_errmsg());

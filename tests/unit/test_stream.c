@@ -1,5 +1,5 @@
 /* Stream writer/reader: round trips, concatenation, resume after a crash,
- * and every kind of bad input named in issue 2 (except byte-level truncation
+ * and every kind of bad input the format defines (except byte-level truncation
  * and flips, which tests/cli/stream.sh drives through lr-dump). */
 #include "check.h"
 #include "io/schema.h"
@@ -114,6 +114,47 @@ static void test_roundtrip(void) {
     /* wrong kind requested */
     CHECK(lrs_open_read(&r, p, "example") == LR_EINPUT);
     CHECKF(strstr(lr_errmsg(), "expected \"example\""), "%s", lr_errmsg());
+}
+
+/* Empty typed arrays (a problem with no generated tokens, an empty
+ * prompt): packed from NULL and read into a NULL buffer, the way tools
+ * start their reusable buffers. memcpy with a NULL pointer is undefined
+ * even for 0 bytes, which UBSan reports. */
+static void test_empty_arrays(void) {
+    const char *p = tpath("empty_arrays.lrs");
+    lrs_header h = make_header("h1");
+    lrs_writer *w;
+    CHECK(lrs_open_write(&w, p, &h, NULL, NULL) == 0);
+    msgpack_packer *pk = lrs_pk(w);
+    msgpack_pack_map(pk, 9);
+    lrs_pack_cstr(pk, "id"); lrs_pack_cstr(pk, "p:0");
+    lrs_pack_cstr(pk, "idx"); msgpack_pack_int(pk, 0);
+    lrs_pack_cstr(pk, "prompt"); lrs_pack_i32s(pk, NULL, 0);
+    lrs_pack_cstr(pk, "tokens"); lrs_pack_i32s(pk, NULL, 0);
+    lrs_pack_cstr(pk, "finish"); lrs_pack_cstr(pk, "length");
+    lrs_pack_cstr(pk, "k"); lrs_pack_i32s(pk, NULL, 0);
+    lrs_pack_cstr(pk, "top_ids"); lrs_pack_i32s(pk, NULL, 0);
+    lrs_pack_cstr(pk, "top_lp"); lrs_pack_f32s(pk, NULL, 0);
+    lrs_pack_cstr(pk, "tail"); lrs_pack_f32s(pk, NULL, 0);
+    CHECK(lrs_record_done(w) == 0);
+    CHECK(lrs_close(w) == 0);
+    lrs_reader *r;
+    CHECK(lrs_open_read(&r, p, "dist") == 0);
+    const msgpack_object *rec;
+    CHECK(lrs_next(r, &rec) == 1);
+    int32_t *ib = NULL;
+    float *fb = NULL;
+    size_t icap = 0, fcap = 0, n = 99;
+    CHECK(lrs_get_i32s(r, rec, "tokens", &ib, &icap, &n) == 0 && n == 0);
+    n = 99;
+    CHECK(lrs_get_f32s(r, rec, "tail", &fb, &fcap, &n) == 0 && n == 0);
+    msgpack_object empty = {.type = MSGPACK_OBJECT_ARRAY}; /* a plain empty array */
+    n = 99;
+    CHECK(lrs_obj_i32s(&empty, &ib, &icap, &n) == 0 && n == 0);
+    CHECK(lrs_next(r, &rec) == 0);
+    lrs_close_read(r);
+    free(ib);
+    free(fb);
 }
 
 static void test_big_records_and_frames(void) {
@@ -297,6 +338,18 @@ static void test_bad_inputs(void) {
     for (int i = 0; i < 100; i++) msgpack_sbuffer_write(&sb, "\x91", 1);
     msgpack_sbuffer_write(&sb, "\x01", 1);
     read_raw_case("deep.lrs", &sb, "nested deeper");
+    /* the limit docs/FORMATS.md states: 32 nested containers unpack (and
+     * then fail only as "not a map"), 33 are refused before msgpack-c */
+    msgpack_sbuffer_clear(&sb);
+    pack_raw_header(&pk, "dist", 1);
+    for (int i = 0; i < 32; i++) msgpack_sbuffer_write(&sb, "\x91", 1);
+    msgpack_sbuffer_write(&sb, "\x01", 1);
+    read_raw_case("deep32.lrs", &sb, "record 1: corrupt record (not a map)");
+    msgpack_sbuffer_clear(&sb);
+    pack_raw_header(&pk, "dist", 1);
+    for (int i = 0; i < 33; i++) msgpack_sbuffer_write(&sb, "\x91", 1);
+    msgpack_sbuffer_write(&sb, "\x01", 1);
+    read_raw_case("deep33.lrs", &sb, "nested deeper than 32");
     /* an invalid msgpack byte */
     msgpack_sbuffer_clear(&sb);
     pack_raw_header(&pk, "dist", 1);
@@ -356,6 +409,7 @@ int main(void) {
     const char *t = getenv("LR_TMP");
     snprintf(tmpdir, sizeof tmpdir, "%s", t ? t : "/tmp");
     test_roundtrip();
+    test_empty_arrays();
     test_big_records_and_frames();
     test_random_sizes();
     test_concat();

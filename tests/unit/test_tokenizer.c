@@ -17,7 +17,7 @@
 #include "model/tokenizer.h"
 #include "base/util.h"
 
-static char root[4096], shared[4200];
+static char root[4096];
 static int san;
 
 static char *path_of(const char *base, const char *rel) {
@@ -186,7 +186,7 @@ static void test_datasets(const tok_t *qwen) {
     int bad = 0;
     double t0 = lr_now();
     for (size_t f = 0; f < 3; f++) {
-        char *dp = path_of(shared, spec[f].file);
+        char *dp = path_of(root, spec[f].file);
         size_t n;
         json_t **recs = load_jsonl(dp, &n);
         CHECKF(recs && n > 0, "cannot read %s", dp);
@@ -427,12 +427,10 @@ static void test_mutations(void) {
 }
 
 int main(void) {
-    const char *r = getenv("LR_ROOT"), *s = getenv("LR_SHARED");
+    const char *r = getenv("LR_ROOT");
     snprintf(root, sizeof root, "%s", r ? r : ".");
-    if (s) snprintf(shared, sizeof shared, "%s", s);
-    else snprintf(shared, sizeof shared, "%s/../shared", root);
     san = getenv("LR_SAN") && !strcmp(getenv("LR_SAN"), "1");
-    char *qp = path_of(shared, "tokenizers/qwen");
+    char *qp = path_of(root, "build/tokenizers/qwen"); /* unpacked by the build */
     tok_t *qwen;
     double t0 = lr_now();
     int rc = tok_load(&qwen, qp);
