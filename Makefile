@@ -14,7 +14,7 @@ SAN     ?=
 OPT     ?= -O2
 JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 DEPS_PKGS = build-essential pkg-config libmsgpack-dev libzstd-dev zstd libjansson-dev \
-            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv clang
+            libpcre2-dev libopenblas-dev libutf8proc-dev jq bc python3 python3-venv clang gnuplot-nox
 
 ifeq ($(SAN),1)
 BUILD   := build/san
@@ -152,6 +152,11 @@ demo:
 	$(MAKE) -j$(JOBS) all
 	pipelines/demo.sh
 
+demo-full:
+	tests/ensure-deps.sh
+	$(MAKE) -j$(JOBS) all
+	DEMO_FULL=1 pipelines/demo.sh
+
 bench: all
 	bench/run.sh
 
@@ -174,7 +179,7 @@ deps:
 clean:
 	rm -rf build/rel build/san build/cuda bin
 
-.PHONY: all test bench deps clean demo gpu-bundle fuzz
+.PHONY: all test bench deps clean demo demo-full gpu-bundle fuzz
 .SECONDARY:
 
 -include $(EMU_OBJ:.o=.d) $(CUDA_SRC:%.cu=build/cuda/%.d)

@@ -46,26 +46,37 @@ EVAL_N   ?= 1319
 #   EVAL_N: rows of EVAL_DATA scored (all by default)
 EVAL_MAX_NEW ?= 2048
 INFER_FLAGS ?=
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# Each stage prints its wall time and keeps it in OUT/times/STAGE;
+# $(call begin,STAGE) opens a recipe line, $(call end,STAGE) closes it.
+begin = echo "pipeline: stage $(1) ..." >&2; _t0=$$EPOCHREALTIME;
+end = ; _s=$$(awk -v a=$$_t0 -v b=$$EPOCHREALTIME 'BEGIN { printf "%.1f", b - a }'); mkdir -p $(OUT)/times; \
+    echo $$_s > $(OUT)/times/$(1); echo "pipeline: stage $(1): $$_s s" >&2
 
 all: $(OUT)/summary.md
 
 # Stage 1: the expert generates and records its distributions ...
 $(OUT)/expert.lrs: | $(OUT)
-	$(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
-	    $(INFER_RUN) $(INFER_FLAGS) -o $@
+	$(call begin,sample-expert) $(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
+	    $(INFER_RUN) $(INFER_FLAGS) -o $@ $(call end,sample-expert)
 # ... the amateur reads the same tokens ...
 $(OUT)/amateur.lrs: $(OUT)/expert.lrs
-	$(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) -o $@
+	$(call begin,sample-amateur) $(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) -o $@ \
+	    $(call end,sample-amateur)
 # ... the steps where they disagree become soft-label examples.
 $(OUT)/examples.lrs: $(OUT)/expert.lrs $(OUT)/amateur.lrs
-	$(BIN)/lr-kl --beta $(BETA) --select $(SELECT) --stats $(OUT)/kl-stats.tsv $^ \
-	    | $(BIN)/lr-contrast --alpha $(ALPHA) --target $(TARGET) > $@.part && mv $@.part $@
+	$(call begin,select) $(BIN)/lr-kl --beta $(BETA) --select $(SELECT) --stats $(OUT)/kl-stats.tsv $^ \
+	    | $(BIN)/lr-contrast --alpha $(ALPHA) --target $(TARGET) > $@.part && mv $@.part $@ $(call end,select)
+	@echo "pipeline: problems used $$($(BIN)/lr-dump $@ | jq -r 'select(.id) | .id' | sort -u | wc -l) of $$($(BIN)/lr-dump --count $<);" \
+	    "tokens tuned (selected steps) $$($(BIN)/lr-dump --count $@)" | tee $(OUT)/efficiency.txt >&2
 
 # Stage 2: LoRA on the expert, merged for evaluation.
 $(OUT)/adapter/adapter_config.json: $(OUT)/examples.lrs
-	$(BIN)/lr-tune --model $(EXPERT) --objective soft-kl --out $(OUT)/adapter --force --resume \
+	$(call begin,tune) $(BIN)/lr-tune --model $(EXPERT) --objective soft-kl --out $(OUT)/adapter --force --resume \
 	    --max-steps $(STEPS) --batch $(TUNE_BATCH) --accum $(ACCUM) --save-every $(SAVE_EVERY) \
-	    --log $(OUT)/tune-log.jsonl $(TUNE_FLAGS) $<
+	    --log $(OUT)/tune-log.jsonl $(TUNE_FLAGS) $< $(call end,tune)
+	@tail -n 1 $(OUT)/tune-log.jsonl | jq -r '"pipeline: tuned \(.step) optimizer steps, \(.examples) examples seen, last loss \(.loss)"' >&2
 $(OUT)/merged/config.json: $(OUT)/adapter/adapter_config.json
 	$(BIN)/lr-merge --force $(EXPERT) $(OUT)/adapter $(OUT)/merged
 
@@ -89,7 +100,10 @@ $(OUT)/eval-tuned/summary.json: $(EVAL_SUBSET) $(OUT)/merged/config.json
 	$(BIN)/lr-infer --model $(OUT)/merged --data $< $(EVAL_INFER) -o $(OUT)/eval-tuned.lrs
 	$(BIN)/lr-dump $(OUT)/eval-tuned.lrs | $(BIN)/lr-eval score --pred - --data $< --label tuned --out-dir $(dir $@)
 $(OUT)/summary.md: $(OUT)/eval-base/summary.json $(OUT)/eval-tuned/summary.json
-	$(BIN)/lr-eval compare $^ | tee $@
+	$(BIN)/lr-eval compare $(dir $^) > $@.part
+	{ cat $(OUT)/efficiency.txt; for t in sample-expert sample-amateur select tune; do \
+	    echo "wall time $$t: $$(cat $(OUT)/times/$$t 2> /dev/null || echo -) s"; done; } >> $@.part
+	mv $@.part $@; cat $@
 
 $(OUT):
 	mkdir -p $@

@@ -5,13 +5,15 @@
  *
  *   lr-eval judge [IN.jsonl]          {"bench","prediction","gold"} lines -> + "extracted", "correct"
  *   lr-eval score --pred P.jsonl (--data FILE ... | --data-dir DIR) [--layout NAME] [--out-dir D] [--label L]
- *   lr-eval compare A.json B.json     (also: lr-eval --compare A B)
+ *   lr-eval compare [--resamples N] [--seed N] [--json F] BASE RUN|LABEL=RUN,RUN... ...
  */
 #include "eval/answer.h"
 #include "eval/judge.h"
 #include "eval/benchdata.h"
+#include "eval/compare.h"
 #include "io/jsonl.h"
 #include "io/stream.h"
+#include "base/opt.h"
 #include "model/tokenizer.h"
 #include "base/outfile.h"
 #include "base/util.h"
@@ -28,7 +30,8 @@ static void usage(FILE *f) {
     fputs("usage: lr-eval judge [IN.jsonl]\n"
           "       lr-eval score --pred PRED.jsonl (--data FILE [--data FILE ...] | --data-dir DIR)\n"
           "                     [--layout NAME] [--out-dir DIR] [--label NAME] [--tokenizer PATH]\n"
-          "       lr-eval compare A.json B.json   (or: lr-eval --compare A.json B.json)\n"
+          "       lr-eval compare [--resamples N] [--seed N] [--level X] [--json FILE]\n"
+          "                       BASE RUN|LABEL=RUN,RUN,... ...   (or: lr-eval --compare ...)\n"
           "       lr-eval prompts FILE.jsonl [--layout NAME]\n"
           "\n"
           "Scores generations with the Qwen2.5-Math toolkit's answer extraction and\n"
@@ -54,8 +57,15 @@ static void usage(FILE *f) {
           "prompts  writes {\"id\", \"bench\", \"prompt\", \"gold\"} per benchmark row: the\n"
           "         toolkit's prompt (qwen25-math-cot; 5-shot for mmlu_stem), for generating\n"
           "         with any engine and scoring the result with score.\n"
-          "compare  prints the per-benchmark accuracy table of two summary.json files\n"
-          "         (baseline A, tuned B) with the difference B - A.\n"
+          "compare  one table per benchmark, one row per argument: BASE and each RUN are\n"
+          "         score --out-dir folders (or their summary.json; results.jsonl beside it\n"
+          "         gives the per-problem verdicts, paired by id). LABEL=RUN,RUN,... is one\n"
+          "         variant under several seeds: mean accuracy and its sample sd. For each\n"
+          "         row vs BASE: the delta in points with a --level (0.95) interval from a\n"
+          "         paired bootstrap over problems (--resamples 10000, --seed 1), the exact\n"
+          "         McNemar p (two-sided binomial on the discordant problems; for a group\n"
+          "         the median and range over its runs) and the discordant counts.\n"
+          "         --json FILE also writes the numbers as JSON lines.\n"
           "\n"
           "Invalid UTF-8 in a prediction is replaced by U+FFFD and counted.\n"
           "Exit: 0 ok, 1 usage, 2 bad input, 3 I/O.\n",
@@ -700,84 +710,38 @@ out:
 
 /* ---- compare ---- */
 
-static int load_summary(const char *path, json_t **out) {
-    json_error_t e;
-    json_t *o = json_load_file(path, 0, &e);
-    if (!o) {
-        FILE *f = fopen(path, "rb");
-        if (!f) return lr_err(LR_EIO, "%s: %s", path, strerror(errno));
-        fclose(f);
-        return lr_err(LR_EINPUT, "%s: line %d: not JSON: %s", path, e.line, e.text);
-    }
-    if (!json_is_object(json_object_get(o, "benchmarks"))) {
-        json_decref(o);
-        return lr_err(LR_EINPUT, "%s: field \"benchmarks\": missing (not an lr-eval summary.json)", path);
-    }
-    *out = o;
-    return 0;
-}
-
-static int bench_acc(json_t *s, const char *bench, double *acc) {
-    json_t *b = json_object_get(json_object_get(s, "benchmarks"), bench);
-    json_t *a = json_object_get(b, "acc");
-    if (!json_is_number(a)) return -1;
-    *acc = json_number_value(a);
-    return 0;
-}
-
+/* Options, then the summaries (compare.h does the work). */
 static int cmd_compare(int argc, char **argv) {
-    if (argc != 2) return lr_err(LR_EUSAGE, "compare: needs two summary.json files (see --help)");
-    json_t *A, *B;
-    int rc = load_summary(argv[0], &A);
-    if (rc) return rc;
-    if ((rc = load_summary(argv[1], &B))) {
-        json_decref(A);
-        return rc;
+    cmp_opts o = {.resamples = 10000, .seed = 1, .level = 0.95};
+    const char *json_path = NULL;
+    const char **args = xcalloc((size_t)argc + 1, sizeof(char *));
+    int na = 0, rc = 0;
+    for (int i = 0; i < argc && !rc; i++) {
+        const char *a = argv[i];
+        int flag = !strcmp(a, "--resamples") || !strcmp(a, "--seed") || !strcmp(a, "--level") || !strcmp(a, "--json");
+        if (!flag && a[0] == '-' && a[1] == '-') rc = lr_err(LR_EUSAGE, "compare: unknown option \"%s\" (see --help)", a);
+        else if (!flag) args[na++] = a;
+        else if (i + 1 >= argc) rc = lr_err(LR_EUSAGE, "compare: %s needs a value", a);
+        else if (!strcmp(a, "--resamples")) {
+            long v;
+            rc = opt_long(a, argv[++i], 1, 10000000, &v);
+            o.resamples = (size_t)v;
+        } else if (!strcmp(a, "--seed")) rc = opt_u64(a, argv[++i], &o.seed);
+        else if (!strcmp(a, "--level")) {
+            rc = opt_double(a, argv[++i], 0.5, 0.9999, &o.level);
+        } else json_path = argv[++i];
     }
-    const char *la = json_string_value(json_object_get(A, "label")), *lb = json_string_value(json_object_get(B, "label"));
-    printf("| benchmark | %s | %s | delta |\n|---|---|---|---|\n", la ? la : argv[0], lb ? lb : argv[1]);
-    /* benchmarks in the paper's order, then any others in A's, then B's order */
-    static const char *const ORDER[] = {"gsm8k", "math500", "math", "svamp", "asdiv", "minerva_math", "olympiadbench", "mmlu_stem"};
-    json_t *seen = json_object();
-    double sa = 0, sb = 0;
-    int nboth = 0;
-    const char *key;
-    json_t *val;
-    for (int pass = 0; pass < 3; pass++) {
-        json_t *src = pass == 1 ? json_object_get(A, "benchmarks") : json_object_get(B, "benchmarks");
-        size_t nkeys = pass == 0 ? sizeof ORDER / sizeof ORDER[0] : json_object_size(src);
-        void *iter = pass ? json_object_iter(src) : NULL;
-        for (size_t k = 0; k < nkeys; k++) {
-            if (pass == 0) key = ORDER[k];
-            else {
-                key = json_object_iter_key(iter);
-                val = json_object_iter_value(iter);
-                (void)val;
-                iter = json_object_iter_next(src, iter);
-            }
-            if (json_object_get(seen, key)) continue;
-            double a, b;
-            int ha = !bench_acc(A, key, &a), hb = !bench_acc(B, key, &b);
-            if (!ha && !hb) continue;
-            json_object_set_new(seen, key, json_true());
-            char ca[32] = "-", cb[32] = "-", cd[32] = "-";
-            if (ha) snprintf(ca, sizeof ca, "%.1f", a);
-            if (hb) snprintf(cb, sizeof cb, "%.1f", b);
-            if (ha && hb) {
-                snprintf(cd, sizeof cd, "%+.1f", b - a);
-                sa += a;
-                sb += b;
-                nboth++;
-            }
-            printf("| %s | %s | %s | %s |\n", key, ca, cb, cd);
-        }
-    }
-    if (nboth) printf("| avg | %.1f | %.1f | %+.1f |\n", sa / nboth, sb / nboth, (sb - sa) / nboth);
-    json_decref(seen);
-    json_decref(A);
-    json_decref(B);
-    if (fflush(stdout)) return lr_err(LR_EIO, "stdout: write error");
-    return 0;
+    if (!rc && na < 2) rc = lr_err(LR_EUSAGE, "compare: needs a base summary and at least one other (see --help)");
+    cmp_set *s = NULL;
+    if (!rc) rc = cmp_load(args, na, &s);
+    FILE *jf = NULL;
+    if (!rc && json_path && !(jf = fopen(json_path, "wb"))) rc = lr_err(LR_EIO, "%s: %s", json_path, strerror(errno));
+    if (!rc) rc = cmp_write(s, &o, stdout, jf);
+    if (jf && fclose(jf) && !rc) rc = lr_err(LR_EIO, "%s: write error", json_path);
+    if (!rc && fflush(stdout)) rc = lr_err(LR_EIO, "stdout: write error");
+    cmp_free(s);
+    free(args);
+    return rc;
 }
 
 /* ---- prompts ---- */
