@@ -1,5 +1,7 @@
 /* compare: paired statistics of scored runs against a base (compare.h). */
 #include "eval/compare.h"
+
+#include "io/jsonl.h"
 #include "base/rng.h"
 #include "base/util.h"
 
@@ -124,10 +126,9 @@ static int find_bench(cmp_set *s, const char *name) {
 static int load_results(cmp_set *s, run_t *r, int base) {
     FILE *f = fopen(r->path, "rb");
     if (!f) return lr_err(LR_EIO, "%s: %s (lr-eval score --out-dir writes it beside summary.json)", r->path, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0, lineno = 0;
-    int rc = 0;
-    ssize_t len;
+    jsonl in;
+    jsonl_from(&in, f, r->path);
+    int rc = 0, got;
     size_t *filled = NULL;
     int nfilled = 0;
     if (!base) {
@@ -139,16 +140,11 @@ static int load_results(cmp_set *s, run_t *r, int base) {
     /* the base's verdicts grow with its lines, then move into r->ok */
     unsigned char **grow = NULL;
     size_t *gcap = NULL;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        int blank = 1;
-        for (ssize_t i = 0; i < len && blank; i++) blank = strchr(" \t\r\n", line[i]) != NULL;
-        if (blank) continue;
-        json_error_t e;
-        json_t *o = json_loads(line, 0, &e);
+    json_t *o;
+    while ((got = jsonl_next(&in, 0, &o)) == 0) { /* blank lines are skipped */
+        size_t lineno = in.lineno;
         json_t *id = json_object_get(o, "id"), *bn = json_object_get(o, "bench"), *c = json_object_get(o, "correct");
-        if (!o) rc = lr_err(LR_EINPUT, "%s: line %zu: not JSON: %s", r->path, lineno, e.text);
-        else if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", r->path, lineno);
+        if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", r->path, lineno);
         else if (!json_is_string(bn)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": missing or not a string", r->path, lineno);
         else if (!json_is_boolean(c)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"correct\": missing or not a boolean", r->path, lineno);
         if (rc) {
@@ -194,9 +190,9 @@ static int load_results(cmp_set *s, run_t *r, int base) {
         json_decref(o);
         if (rc) break;
     }
-    if (!rc && ferror(f)) rc = lr_err(LR_EIO, "%s: read error", r->path);
+    if (!rc && got > 0) rc = got; /* not JSON, or a read error: jsonl named the file and line */
+    jsonl_close(&in);
     fclose(f);
-    free(line);
     if (base) {
         r->ok = xcalloc((size_t)(s->nbench ? s->nbench : 1), sizeof *r->ok);
         for (int b = 0; b < s->nbench; b++) r->ok[b] = grow[b] ? grow[b] : xcalloc(1, 1);
