@@ -61,8 +61,10 @@ stage_end = _s=$$(awk -v a=$$_t0 -v b=$$EPOCHREALTIME 'BEGIN { printf "%.1f", b 
 # one verdict per problem, summary.json).
 EVAL_LAYOUT = $(notdir $(patsubst %/,%,$(dir $(EVAL_DATA))))
 EVAL_SUBSET = $(OUT)/eval-data/$(EVAL_LAYOUT)/$(notdir $(EVAL_DATA))
-EVAL_INFER = --preset toolkit --max-new-tokens $(EVAL_MAX_NEW) --eos '<|im_end|>' --eos '<|endoftext|>' \
-             $(EVAL_FLAGS) $(INFER_RUN) $(INFER_FLAGS)
+# (greedy whatever generation_config.json says, stopping where the toolkit
+# stops: <|im_end|>, <|endoftext|> and the text </s>)
+EVAL_INFER = --preset toolkit --temperature 0 --top-p 1 --max-new-tokens $(EVAL_MAX_NEW) \
+             --eos '<|im_end|>' --eos '<|endoftext|>' --stop '</s>' $(EVAL_FLAGS) $(INFER_RUN) $(INFER_FLAGS)
 # scoring needs only the chosen tokens, not the distributions
 EVAL_FLAGS ?= --top-k-max 1
 

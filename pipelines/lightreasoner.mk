@@ -87,9 +87,10 @@ $(OUT)/merged/config.json: $(OUT)/adapter/adapter_config.json
 EVAL_LAYOUT = $(notdir $(patsubst %/,%,$(dir $(EVAL_DATA))))
 EVAL_SUBSET = $(OUT)/eval-data/$(EVAL_LAYOUT)/$(notdir $(EVAL_DATA))
 # (greedy whatever the model's generation_config.json says: the toolkit
-# passes temperature 0, top_p 1)
+# passes temperature 0, top_p 1, and stops at <|im_end|>, <|endoftext|>
+# and the text </s>)
 EVAL_INFER = --preset toolkit --temperature 0 --top-p 1 --max-new-tokens $(EVAL_MAX_NEW) --max-context $(EVAL_CONTEXT) \
-             --eos '<|im_end|>' --eos '<|endoftext|>' $(INFER_RUN) $(INFER_FLAGS)
+             --eos '<|im_end|>' --eos '<|endoftext|>' --stop '</s>' $(INFER_RUN) $(INFER_FLAGS)
 EVAL_CONTEXT ?= 4096
 $(EVAL_SUBSET):
 	mkdir -p $(dir $@) && head -n $(EVAL_N) $(EVAL_DATA) > $@

@@ -42,8 +42,9 @@ typedef struct {
     const char *device;
     double temperature, top_p, mass;
     uint64_t seed;
-    int n_extra_eos;
+    int n_extra_eos, nstop;
     const char *extra_eos_str[16];
+    const char *stop[16];
 } opts;
 
 static void usage(FILE *f) {
@@ -78,6 +79,8 @@ static void usage(FILE *f) {
         "  --seed N               sampling seed (default 0); each problem's draw depends\n"
         "                         only on the seed and its index, not on batching\n"
         "  --eos TOKEN            also stop at this token (repeatable), e.g. '<|im_end|>'\n"
+        "  --stop TEXT            also stop once the new text contains TEXT (repeatable,\n"
+        "                         special tokens skipped), e.g. '</s>'; finish \"stop\"\n"
         "  --limit N              only the first N problems of the input\n"
         "  --shard K/N            only problems whose index is K mod N (outputs concatenate)\n"
         "Follow mode:\n"
@@ -143,7 +146,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"top-mass", required_argument, 0, 'M'}, {"top-k-max", required_argument, 0, 'K'},
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
-        {"zstd-level", required_argument, 0, 'Z'}, {0, 0, 0, 0},
+        {"zstd-level", required_argument, 0, 'Z'}, {"stop", required_argument, 0, 'X'}, {0, 0, 0, 0},
     };
     /* preset NULL: the model's chat template; sampling -1: generation_config.json */
     *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .temperature = -1,
@@ -183,6 +186,11 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'E':
             if (o->n_extra_eos == 16) rc = lr_err(LR_EUSAGE, "--eos: at most 16");
             else o->extra_eos_str[o->n_extra_eos++] = optarg;
+            break;
+        case 'X':
+            if (o->nstop == 16) rc = lr_err(LR_EUSAGE, "--stop: at most 16");
+            else if (!*optarg) rc = lr_err(LR_EUSAGE, "--stop: an empty string would stop at once");
+            else o->stop[o->nstop++] = optarg;
             break;
         case 'D': o->device = optarg; break;
         case 's': {
@@ -405,7 +413,8 @@ int main(int argc, char **argv) {
     int ctxlen = o.max_context ? o.max_context : (m.cfg.max_pos < 2048 ? m.cfg.max_pos : 2048);
     gen_opts go = {.V = m.cfg.V, .co = {.mass = o.mass, .kmax = o.kmax < m.cfg.V ? o.kmax : m.cfg.V, .kmin = 1},
                    .sample = o.temperature > 0, .smp = {.temperature = o.temperature, .top_p = o.top_p, .top_k = o.top_k},
-                   .max_new = o.max_new, .full = o.full, .eos = eos, .neos = neos};
+                   .max_new = o.max_new, .full = o.full, .eos = eos, .neos = neos, .stop = o.stop,
+                   .nstop = o.nstop, .tok = tok};
     if ((rc = eng_init(&e, &m, dev, o.batch, ctxlen, dev == ENG_CUDA ? 4096 : 512, go.co.kmax, o.threads))) goto out;
     engine_up = 1;
     if (dev == ENG_CUDA) {
@@ -431,7 +440,7 @@ int main(int argc, char **argv) {
                       .adapter = o.adapter, .max_new = o.max_new, .max_context = ctxlen, .limit = o.limit,
                       .shard_k = o.shard_k, .shard_n = o.shard_n, .temperature = o.temperature, .top_p = o.top_p,
                       .top_k = o.top_k, .seed = o.seed, .mass = o.mass, .kmax = o.kmax, .full = o.full, .eos = eos,
-                      .neos = neos, .chat_template = chat ? prompt_chat_family(chat) : "", .sampling = sampling,
+                      .neos = neos, .stop = o.stop, .nstop = o.nstop, .chat_template = chat ? prompt_chat_family(chat) : "", .sampling = sampling,
                       .sig = &sig, .followed_tokenizer = ""};
     if ((rc = settings_fileid(s.input, &s.input_id)) || (rc = settings_fileid(o.prompt_file, &s.prompt_id))) goto out;
     if (o.follow) {

@@ -140,6 +140,24 @@ static int run_rows(gen_ctx *c, int N, const int *tok, const int *seq, const uns
     return eng_run(c->e, N, tok, seq, want, q, &c->res);
 }
 
+/* Does the text of p's newest tokens now contain a stop string? Only a
+ * window as long as the longest stop string (in tokens: every token is at
+ * least one byte) is decoded, since an earlier occurrence ended an earlier
+ * step. */
+static int stop_hit(const gen_opts *o, const gen_problem *p) {
+    size_t w = 1;
+    for (int i = 0; i < o->nstop; i++)
+        if (strlen(o->stop[i]) + 1 > w) w = strlen(o->stop[i]) + 1;
+    if (w > p->T) w = p->T;
+    char *text = NULL;
+    size_t len;
+    if (tok_decode_ex(o->tok, p->tokens + (p->T - w), w, TOK_SKIP_SPECIAL, &text, &len)) return 0;
+    int hit = 0;
+    for (int i = 0; i < o->nstop && !hit; i++) hit = o->stop[i][0] && strstr(text, o->stop[i]) != NULL;
+    free(text);
+    return hit;
+}
+
 /* Takes step p->T of p from wanted row g of the last call: records it,
  * picks the next token (greedy or p's own sampling stream), and says
  * whether p goes on (1) or has ended (0: finish set, or failed). */
@@ -154,6 +172,7 @@ static int take_step(gen_ctx *c, gen_problem *p, size_t g) {
     c->tokens++;
     for (int e = 0; e < o->neos; e++)
         if (next == o->eos[e]) { p->finish = "eos"; return 0; }
+    if (o->nstop && o->tok && stop_hit(o, p)) { p->finish = "stop"; return 0; }
     if ((int)p->T >= o->max_new) { p->finish = "length"; return 0; }
     return 1;
 }

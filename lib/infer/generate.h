@@ -26,6 +26,7 @@
 #include "infer/engine.h"
 #include "infer/sample.h"
 #include "io/stream.h"
+#include "model/tokenizer.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -64,6 +65,13 @@ typedef struct {
     int full;                  /* also record whole-vocabulary log-probs */
     const int32_t *eos;        /* generate: stop at any of these ids */
     int neos;
+    /* generate: also stop once the decoded text of the new tokens (special
+     * tokens skipped) contains one of these strings, as the toolkit's
+     * stop=["</s>", ...] does; the tokens up to and including the one that
+     * completed it are kept, and finish is "stop" */
+    const char *const *stop;
+    int nstop;
+    const tok_t *tok;          /* decodes for the stop strings */
 } gen_opts;
 
 typedef struct {

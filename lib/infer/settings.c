@@ -1,6 +1,8 @@
 /* settings: see settings.h. */
 #include "infer/settings.h"
 
+#include "base/buf.h"
+
 #include "base/util.h"
 #include "io/stream.h"
 
@@ -45,6 +47,14 @@ static void put_str(entries *e, const char *k, const char *v) { lrs_pack_cstr(ke
 static void put_int(entries *e, const char *k, int64_t v) { msgpack_pack_int64(key(e, k), v); }
 static void put_u64(entries *e, const char *k, uint64_t v) { msgpack_pack_uint64(key(e, k), v); }
 static void put_dbl(entries *e, const char *k, double v) { msgpack_pack_double(key(e, k), v); }
+/* A list of strings as one string: each as "LENGTH:TEXT", so any bytes
+ * compare exactly and the check's two values print readably. */
+static void put_strs(entries *e, const char *k, const char *const *v, int n) {
+    lr_buf b = {0};
+    for (int i = 0; i < n; i++) buf_printf(&b, "%s%zu:%s", i ? "," : "", strlen(v[i]), v[i]);
+    put_str(e, k, b.p ? b.p : "");
+    buf_free(&b);
+}
 static void put_ids(entries *e, const char *k, const int32_t *v, int n) {
     msgpack_packer *pk = key(e, k);
     msgpack_pack_array(pk, (size_t)n);
@@ -81,6 +91,7 @@ void settings_pack(msgpack_packer *pk, void *arg) {
     put_int(&e, "top_k_max", s->kmax);
     put_int(&e, "full", s->full);
     put_ids(&e, "eos", s->eos, s->neos);
+    put_strs(&e, "stop", s->stop, s->nstop);
     put_str(&e, "chat_template", s->chat_template);
     put_str(&e, "sampling", s->sampling);
     if (s->sig) tok_sig_pack(key(&e, "tokenizer_compat"), s->sig);

@@ -44,6 +44,8 @@ typedef struct {
     int full;
     const int32_t *eos;          /* every id generation stops at (the model's and --eos) */
     int neos;
+    const char *const *stop;     /* --stop strings */
+    int nstop;
     const char *chat_template;   /* the chat template family of the prompt ("" for a preset) */
     const char *sampling;        /* where temperature/top_p/top_k came from (generation_config.json, flags) */
     const tok_sig *sig;          /* this model's tokenizer signature (tokenizer.h) */
