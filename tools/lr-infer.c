@@ -17,6 +17,7 @@
 #include "base/opt.h"
 #include "base/outfile.h"
 #include "base/util.h"
+#include "eval/benchdata.h"
 #include "infer/engine.h"
 #include "infer/gpu.h"
 #include "infer/load.h"
@@ -42,7 +43,7 @@ typedef struct {
     const char *device;
     double temperature, top_p, mass;
     uint64_t seed;
-    int n_extra_eos, nstop;
+    int n_extra_eos, nstop, shots;
     const char *extra_eos_str[16];
     const char *stop[16];
 } opts;
@@ -70,6 +71,8 @@ static void usage(FILE *f) {
         "  --preset NAME          prompt preset instead: lightreasoner, qwen25-math-cot, raw,\n"
         "                         or toolkit: the Qwen2.5-Math toolkit's prompt for the\n"
         "                         benchmark read (5-shot for mmlu_stem), for evaluation\n"
+        "  --shots N              with --preset toolkit: mmlu_stem's examples, 5 (default,\n"
+        "                         the toolkit's script) or 0 (the authors' command)\n"
         "  --prompt-file F        a template file with {question} instead\n"
         "  --max-new-tokens N     default 128\n"
         "  --temperature X        0 = greedy; > 0 samples. Defaults for these three: what\n"
@@ -146,11 +149,12 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"top-mass", required_argument, 0, 'M'}, {"top-k-max", required_argument, 0, 'K'},
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
-        {"zstd-level", required_argument, 0, 'Z'}, {"stop", required_argument, 0, 'X'}, {0, 0, 0, 0},
+        {"zstd-level", required_argument, 0, 'Z'}, {"stop", required_argument, 0, 'X'},
+        {"shots", required_argument, 0, 'H'}, {0, 0, 0, 0},
     };
     /* preset NULL: the model's chat template; sampling -1: generation_config.json */
     *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .temperature = -1,
-                .top_p = -1, .top_k = -1, .mass = CD_DEFAULT_MASS};
+                .top_p = -1, .top_k = -1, .mass = CD_DEFAULT_MASS, .shots = BD_MMLU_MAX_SHOTS};
     int c, rc = 0;
     while (!rc && (c = getopt_long(argc, argv, "ho:", lo, NULL)) != -1) {
         switch (c) {
@@ -186,6 +190,11 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'E':
             if (o->n_extra_eos == 16) rc = lr_err(LR_EUSAGE, "--eos: at most 16");
             else o->extra_eos_str[o->n_extra_eos++] = optarg;
+            break;
+        case 'H':
+            rc = opt_int("--shots", optarg, 0, BD_MMLU_MAX_SHOTS, &o->shots);
+            if (!rc && o->shots != 0 && o->shots != BD_MMLU_MAX_SHOTS)
+                rc = lr_err(LR_EUSAGE, "--shots: 0 or %d (the toolkit's mmlu_stem examples), got %s", BD_MMLU_MAX_SHOTS, optarg);
             break;
         case 'X':
             if (o->nstop == 16) rc = lr_err(LR_EUSAGE, "--stop: at most 16");
@@ -423,7 +432,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: device cuda (%s, %s backend)\n", lr_progname, name, gpu_backend());
     }
     gen_init(&g, &e, &go);
-    run_opts ro = {.model_dir = o.model_dir, .preset = o.preset, .chat = chat, .prompt_file = o.prompt_file, .limit = o.limit,
+    run_opts ro = {.model_dir = o.model_dir, .preset = o.preset, .chat = chat, .prompt_file = o.prompt_file,
+                   .mmlu_shots = o.shots, .limit = o.limit,
                    .shard_k = o.shard_k, .shard_n = o.shard_n, .batch = o.batch, .seed = o.seed,
                    .static_batches = o.static_batches,
                    .max_failures = RUN_MAX_FAILURES};
@@ -440,7 +450,7 @@ int main(int argc, char **argv) {
                       .adapter = o.adapter, .max_new = o.max_new, .max_context = ctxlen, .limit = o.limit,
                       .shard_k = o.shard_k, .shard_n = o.shard_n, .temperature = o.temperature, .top_p = o.top_p,
                       .top_k = o.top_k, .seed = o.seed, .mass = o.mass, .kmax = o.kmax, .full = o.full, .eos = eos,
-                      .neos = neos, .stop = o.stop, .nstop = o.nstop, .chat_template = chat ? prompt_chat_family(chat) : "", .sampling = sampling,
+                      .neos = neos, .stop = o.stop, .nstop = o.nstop, .mmlu_shots = o.shots, .chat_template = chat ? prompt_chat_family(chat) : "", .sampling = sampling,
                       .sig = &sig, .followed_tokenizer = ""};
     if ((rc = settings_fileid(s.input, &s.input_id)) || (rc = settings_fileid(o.prompt_file, &s.prompt_id))) goto out;
     if (o.follow) {

@@ -307,9 +307,11 @@ static const char *const MMLU_SHOTS[5][2] = {
  * preset of prompt.c): demo_prompt = "\n\n".join(input.format(q) + a for the
  * shots); full = demo_prompt + "\n\n" + input.format(question), then
  * .strip(" "). */
-char *bd_prompt(bd_layout l, const char *question) {
+char *bd_prompt(bd_layout l, const char *question) { return bd_prompt_shots(l, question, BD_MMLU_MAX_SHOTS); }
+
+char *bd_prompt_shots(bd_layout l, const char *question, int mmlu_shots) {
     const char *tmpl = prompt_preset_template("qwen25-math-cot");
-    int shots = l == BD_MMLU_STEM ? 5 : 0;
+    int shots = l == BD_MMLU_STEM ? (mmlu_shots < 0 ? 0 : mmlu_shots > 5 ? 5 : mmlu_shots) : 0;
     char *ctx = NULL;
     if (prompt_render_template(tmpl, "qwen25-math-cot", question, &ctx)) return NULL; /* the preset is well formed */
     size_t cap = strlen(ctx) + 1;

@@ -55,5 +55,10 @@ void bd_close(bd_reader *r);
  * New malloc'd string. Use this, not the bare preset, for benchmark
  * evaluation: only it gives mmlu_stem its shots. */
 char *bd_prompt(bd_layout l, const char *question);
+/* The same with mmlu_stem's shots chosen: 5 (the toolkit's own script) or
+ * 0 (the authors' command, which passes no --num_shots). Other layouts
+ * have no shots and ignore it. */
+#define BD_MMLU_MAX_SHOTS 5
+char *bd_prompt_shots(bd_layout l, const char *question, int mmlu_shots);
 
 #endif

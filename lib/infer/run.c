@@ -59,7 +59,7 @@ static int report(inf_run *r, const char *id, const char *why) {
  * or a fatal code: a token id past the model's embedding rows means the
  * tokenizer and the model disagree, for every problem alike.
  * Preset "toolkit": the Qwen2.5-Math toolkit's prompt for the benchmark
- * layout being read (qwen25-math-cot; 5-shot for mmlu_stem). */
+ * layout being read (qwen25-math-cot; mmlu_stem with o.mmlu_shots shots). */
 static int prepare_prompt(inf_run *r, int layout, gen_problem *p) {
     char *text;
     size_t n;
@@ -69,7 +69,7 @@ static int prepare_prompt(inf_run *r, int layout, gen_problem *p) {
             return 0;
         }
     } else if (!r->o.prompt_file && !strcmp(r->o.preset, "toolkit")) {
-        text = bd_prompt((bd_layout)layout, p->question);
+        text = bd_prompt_shots((bd_layout)layout, p->question, r->o.mmlu_shots);
     } else if (prompt_render(r->o.prompt_file ? NULL : r->o.preset, r->o.prompt_file, p->question, &text)) {
         gen_fail(p, "%s", lr_errmsg());
         return 0;

@@ -38,6 +38,7 @@ typedef struct {
     const char *preset;        /* prompt preset; "toolkit": the benchmark's own prompt */
     const prompt_chat *chat;   /* the model's chat template instead (NULL: none) */
     const char *prompt_file;   /* a template instead of the preset */
+    int mmlu_shots;            /* preset "toolkit": mmlu_stem's shots (0 or 5) */
     long limit;                /* only the first `limit` problems (-1: all) */
     int shard_k, shard_n;      /* only problems with idx % shard_n == shard_k */
     int batch;                 /* problems per engine pass (the engine's slots) */

@@ -92,6 +92,7 @@ void settings_pack(msgpack_packer *pk, void *arg) {
     put_int(&e, "full", s->full);
     put_ids(&e, "eos", s->eos, s->neos);
     put_strs(&e, "stop", s->stop, s->nstop);
+    put_int(&e, "shots", s->mmlu_shots);
     put_str(&e, "chat_template", s->chat_template);
     put_str(&e, "sampling", s->sampling);
     if (s->sig) tok_sig_pack(key(&e, "tokenizer_compat"), s->sig);

@@ -46,6 +46,7 @@ typedef struct {
     int neos;
     const char *const *stop;     /* --stop strings */
     int nstop;
+    int mmlu_shots;              /* --shots: mmlu_stem's examples under --preset toolkit */
     const char *chat_template;   /* the chat template family of the prompt ("" for a preset) */
     const char *sampling;        /* where temperature/top_p/top_k came from (generation_config.json, flags) */
     const tok_sig *sig;          /* this model's tokenizer signature (tokenizer.h) */

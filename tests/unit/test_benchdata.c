@@ -136,6 +136,14 @@ static void layouts_and_bad_rows(void) {
     char *p = bd_prompt(BD_GSM8K, "What is 1+1?");
     CHECK(!strcmp(p, "<|im_start|>system\nPlease reason step by step, and put your final answer within "
                      "\\boxed{}.<|im_end|>\n<|im_start|>user\nWhat is 1+1?<|im_end|>\n<|im_start|>assistant\n"));
+    /* mmlu_stem: 5 shots by default; 0 shots is the zero-shot prompt of any
+     * other layout; other layouts ignore the count */
+    char *m5 = bd_prompt(BD_MMLU_STEM, "What is 1+1?"), *m5b = bd_prompt_shots(BD_MMLU_STEM, "What is 1+1?", 5);
+    char *m0 = bd_prompt_shots(BD_MMLU_STEM, "What is 1+1?", 0), *g5 = bd_prompt_shots(BD_GSM8K, "What is 1+1?", 5);
+    CHECK(!strcmp(m5, m5b) && !strcmp(m0, p) && !strcmp(g5, p));
+    CHECK(strlen(m5) > strlen(m0) + 500 && strstr(m5, "The answer is (C).") && !strstr(m0, "The answer is"));
+    CHECK(!strcmp(m5 + strlen(m5) - strlen(p), p)); /* the shots come first, the question's turn last */
+    free(m5), free(m5b), free(m0), free(g5);
     free(p);
 }
 
