@@ -5,6 +5,7 @@
  * greedy/lazy choice), so run time is linear in the text length. */
 #include "eval/answer.h"
 
+#include "base/buf.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -13,27 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
-
-/* ---- growable string ---- */
-typedef struct {
-    char *p;
-    size_t n, cap;
-} sb;
-
-static void sb_putn(sb *b, const char *s, size_t n) {
-    if (b->n + n + 1 > b->cap) {
-        b->cap = (b->n + n + 1) * 2 + 16;
-        b->p = xrealloc(b->p, b->cap);
-    }
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
-}
-static void sb_puts(sb *b, const char *s) { sb_putn(b, s, strlen(s)); }
-static char *sb_take(sb *b) {
-    if (!b->p) return xstrdup("");
-    return b->p;
-}
 
 /* ---- characters ---- */
 int ans_cp(const char *s, size_t n, size_t i, int *cp) {
@@ -86,17 +66,17 @@ static char *repl(char *s, const char *from, const char *to) { /* frees s */
     size_t fl = strlen(from);
     const char *hit = strstr(s, from);
     if (!hit) return s;
-    sb b = {0};
+    lr_buf b = {0};
     const char *p = s;
     while (hit) {
-        sb_putn(&b, p, (size_t)(hit - p));
-        sb_puts(&b, to);
+        buf_put(&b, p, (size_t)(hit - p));
+        buf_puts(&b, to);
         p = hit + fl;
         hit = strstr(p, from);
     }
-    sb_puts(&b, p);
+    buf_puts(&b, p);
     free(s);
-    return sb_take(&b);
+    return buf_take(&b);
 }
 
 static char *set(char *old, char *nw) {
@@ -184,7 +164,7 @@ static int word_before(const char *s, size_t q) {
  * matched. */
 static char *remove_unit(const char *s, const char *u, int plural) {
     size_t n = strlen(s), last = 0, copied = 0;
-    sb b = {0};
+    lr_buf b = {0};
     int any = 0;
     const char *hit = s;
     while ((hit = memchr(hit, u[0], n - (size_t)(hit - s)))) {
@@ -209,15 +189,15 @@ static char *remove_unit(const char *s, const char *u, int plural) {
             mend = ue + (size_t)k;
         }
         any = 1;
-        sb_putn(&b, s + copied, q - copied); /* up to the unit, keeping \1 */
-        sb_putn(&b, s + ue, mend - ue);      /* \2 */
+        buf_put(&b, s + copied, q - copied); /* up to the unit, keeping \1 */
+        buf_put(&b, s + ue, mend - ue);      /* \2 */
         copied = last = mend;
         hit = s + mend;
         if (mend >= n) break;
     }
     if (!any) return NULL;
-    sb_putn(&b, s + copied, n - copied);
-    return sb_take(&b);
+    buf_put(&b, s + copied, n - copied);
+    return buf_take(&b);
 }
 
 /* ---- word2number.w2n.word_to_num, as convert_word_number calls it (any
@@ -371,28 +351,28 @@ void ans_py_float_repr(double x, char *buf, size_t n) {
     int ex = atoi(q + 1);
     while (nd > 1 && digits[nd - 1] == '0') nd--;
     digits[nd] = 0;
-    sb b = {0};
-    if (neg) sb_puts(&b, "-");
+    lr_buf b = {0};
+    if (neg) buf_puts(&b, "-");
     if (ex >= -5 + 1 && ex < 16) { /* repr uses fixed notation for 1e-4 <= |x| < 1e16 */
         if (ex < 0) {
-            sb_puts(&b, "0.");
-            for (int i = 0; i < -ex - 1; i++) sb_puts(&b, "0");
-            sb_puts(&b, digits);
+            buf_puts(&b, "0.");
+            for (int i = 0; i < -ex - 1; i++) buf_puts(&b, "0");
+            buf_puts(&b, digits);
         } else {
-            for (int i = 0; i <= ex; i++) sb_putn(&b, i < nd ? digits + i : "0", 1);
-            sb_puts(&b, ".");
-            if (nd > ex + 1) sb_puts(&b, digits + ex + 1);
-            else sb_puts(&b, "0");
+            for (int i = 0; i <= ex; i++) buf_put(&b, i < nd ? digits + i : "0", 1);
+            buf_puts(&b, ".");
+            if (nd > ex + 1) buf_puts(&b, digits + ex + 1);
+            else buf_puts(&b, "0");
         }
     } else {
-        sb_putn(&b, digits, 1);
+        buf_put(&b, digits, 1);
         if (nd > 1) {
-            sb_puts(&b, ".");
-            sb_puts(&b, digits + 1);
+            buf_puts(&b, ".");
+            buf_puts(&b, digits + 1);
         }
         char t[16];
         snprintf(t, sizeof t, "e%c%02d", ex < 0 ? '-' : '+', ex < 0 ? -ex : ex);
-        sb_puts(&b, t);
+        buf_puts(&b, t);
     }
     snprintf(buf, n, "%s", b.p);
     free(b.p);
@@ -417,20 +397,20 @@ static char *unwrap(char *s, const char *cmd, int keep) {
     size_t m = strlen(cmd);
     const char *hit = strstr(s, cmd);
     if (!hit) return s;
-    sb b = {0};
+    lr_buf b = {0};
     const char *p = s;
     while (hit) {
         const char *close = hit + m;
         while (*close && *close != '}') close++;
         if (*close != '}') break; /* no '}' left: no later match either */
-        sb_putn(&b, p, (size_t)(hit - p));
-        if (keep) sb_putn(&b, hit + m, (size_t)(close - hit - m));
+        buf_put(&b, p, (size_t)(hit - p));
+        if (keep) buf_put(&b, hit + m, (size_t)(close - hit - m));
         p = close + 1;
         hit = strstr(p, cmd);
     }
-    sb_puts(&b, p);
+    buf_puts(&b, p);
     free(s);
-    return sb_take(&b);
+    return buf_take(&b);
 }
 
 /* re.sub(r"\\begin\{array\}\{.*?\}", r"\\begin{pmatrix}", s) */
@@ -438,18 +418,18 @@ static char *array_to_pmatrix(char *s) {
     const char *cmd = "\\begin{array}{";
     size_t m = strlen(cmd);
     if (!strstr(s, cmd)) return s;
-    sb b = {0};
+    lr_buf b = {0};
     const char *p = s, *hit;
     while ((hit = strstr(p, cmd))) {
         const char *close = strchr(hit + m, '}');
         if (!close) break; /* (newlines are removed before this runs) */
-        sb_putn(&b, p, (size_t)(hit - p));
-        sb_puts(&b, "\\begin{pmatrix}");
+        buf_put(&b, p, (size_t)(hit - p));
+        buf_puts(&b, "\\begin{pmatrix}");
         p = close + 1;
     }
-    sb_puts(&b, p);
+    buf_puts(&b, p);
     free(s);
-    return sb_take(&b);
+    return buf_take(&b);
 }
 
 static int isdig(char c) { return c >= '0' && c <= '9'; }
@@ -457,10 +437,10 @@ static int isdig(char c) { return c >= '0' && c <= '9'; }
 /* re.sub(r"(\d+)\.0*([^\d])", r"\1\2", s) then re.sub(r"(\d+)\.0*$", r"\1", s) */
 static char *drop_zero_decimals(char *s) {
     size_t n = strlen(s), i = 0;
-    sb b = {0};
+    lr_buf b = {0};
     while (i < n) {
         if (!isdig(s[i])) {
-            sb_putn(&b, s + i, 1);
+            buf_put(&b, s + i, 1);
             i++;
             continue;
         }
@@ -471,17 +451,17 @@ static char *drop_zero_decimals(char *s) {
             while (k < n && s[k] == '0') k++;
             if (k < n && !isdig(s[k])) {
                 int cp, cl = ans_cp(s, n, k, &cp);
-                sb_putn(&b, s + i, j - i);
-                sb_putn(&b, s + k, (size_t)cl);
+                buf_put(&b, s + i, j - i);
+                buf_put(&b, s + k, (size_t)cl);
                 i = k + (size_t)cl;
                 continue;
             }
         }
-        sb_putn(&b, s + i, j - i);
+        buf_put(&b, s + i, j - i);
         i = j;
     }
     free(s);
-    s = sb_take(&b);
+    s = buf_take(&b);
     n = strlen(s);
     size_t e = n;
     while (e > 0 && s[e - 1] == '0') e--;
@@ -493,7 +473,7 @@ static char *drop_zero_decimals(char *s) {
 static char *fix_sqrt(char *s) {
     if (!strstr(s, "\\sqrt")) return s;
     size_t n = strlen(s);
-    sb b = {0};
+    lr_buf b = {0};
     const char *p = s, *hit;
     while ((hit = strstr(p, "\\sqrt"))) {
         size_t i = (size_t)(hit - s) + 5, j = i;
@@ -502,17 +482,17 @@ static char *fix_sqrt(char *s) {
             if (!ans_is_word(cp)) break;
             j += k;
         }
-        sb_putn(&b, p, (size_t)(hit - p) + 5);
+        buf_put(&b, p, (size_t)(hit - p) + 5);
         if (j > i) {
-            sb_puts(&b, "{");
-            sb_putn(&b, s + i, j - i);
-            sb_puts(&b, "}");
+            buf_puts(&b, "{");
+            buf_put(&b, s + i, j - i);
+            buf_puts(&b, "}");
         }
         p = s + j;
     }
-    sb_puts(&b, p);
+    buf_puts(&b, p);
     free(s);
-    return sb_take(&b);
+    return buf_take(&b);
 }
 
 /* _fix_fracs: \frac12 -> \frac{1}{2}, \frac1{72} -> \frac{1}{72}; a \frac
@@ -521,13 +501,13 @@ static char *fix_fracs(char *s) {
     const char *hit = strstr(s, "\\frac");
     if (!hit) return s;
     size_t n = strlen(s);
-    sb b = {0};
-    sb_putn(&b, s, (size_t)(hit - s));
+    lr_buf b = {0};
+    buf_put(&b, s, (size_t)(hit - s));
     while (hit) {
         const char *sub = hit + 5, *next = strstr(sub, "\\frac");
         size_t sl = next ? (size_t)(next - sub) : strlen(sub);
-        sb_puts(&b, "\\frac");
-        if (sl > 0 && sub[0] == '{') sb_putn(&b, sub, sl);
+        buf_puts(&b, "\\frac");
+        if (sl > 0 && sub[0] == '{') buf_put(&b, sub, sl);
         else {
             size_t off = (size_t)(sub - s);
             int cp, la = sl ? ans_cp(s, off + sl, off, &cp) : 0;
@@ -539,24 +519,24 @@ static char *fix_fracs(char *s) {
             const char *a = sub, *bb = sub + la, *post = sub + la + lb;
             size_t pl = sl - la - lb;
             if (!(lb == 1 && bb[0] == '{')) {
-                sb_puts(&b, "{");
-                sb_putn(&b, a, la);
-                sb_puts(&b, "}{");
-                sb_putn(&b, bb, lb);
-                sb_puts(&b, "}");
+                buf_puts(&b, "{");
+                buf_put(&b, a, la);
+                buf_puts(&b, "}{");
+                buf_put(&b, bb, lb);
+                buf_puts(&b, "}");
             } else {
-                sb_puts(&b, "{");
-                sb_putn(&b, a, la);
-                sb_puts(&b, "}");
-                sb_putn(&b, bb, lb);
+                buf_puts(&b, "{");
+                buf_put(&b, a, la);
+                buf_puts(&b, "}");
+                buf_put(&b, bb, lb);
             }
-            sb_putn(&b, post, pl);
+            buf_put(&b, post, pl);
         }
         hit = next;
     }
     (void)n;
     free(s);
-    return sb_take(&b);
+    return buf_take(&b);
 }
 
 /* Python int(x) followed by str() gives x back: an optional '-', then 0 or
@@ -580,14 +560,14 @@ static char *fix_a_slash_b(char *s) {
     int aok = memmem(s, al, "sqrt", 4) ? 1 : canonical_int(s, al);
     int bok = strstr(sl + 1, "sqrt") ? 1 : canonical_int(sl + 1, bl);
     if (!aok || !bok) return s;
-    sb b = {0};
-    sb_puts(&b, "\\frac{");
-    sb_putn(&b, s, al);
-    sb_puts(&b, "}{");
-    sb_puts(&b, sl + 1);
-    sb_puts(&b, "}");
+    lr_buf b = {0};
+    buf_puts(&b, "\\frac{");
+    buf_put(&b, s, al);
+    buf_puts(&b, "}{");
+    buf_puts(&b, sl + 1);
+    buf_puts(&b, "}");
     free(s);
-    return sb_take(&b);
+    return buf_take(&b);
 }
 
 static size_t cp_count(const char *s, size_t n) {
@@ -759,10 +739,10 @@ char *ans_choice_clean(const char *text) {
 /* re.findall(r"-?\d*\.?\d+", s.replace(",", ""))[-1], or "" */
 static char *last_number(const char *s) {
     size_t n = strlen(s);
-    sb b = {0};
+    lr_buf b = {0};
     for (size_t i = 0; i < n; i++)
-        if (s[i] != ',') sb_putn(&b, s + i, 1);
-    char *t = sb_take(&b);
+        if (s[i] != ',') buf_put(&b, s + i, 1);
+    char *t = buf_take(&b);
     n = strlen(t);
     size_t ls = 0, le = 0, i = 0;
     int found = 0;
@@ -845,7 +825,7 @@ char *ans_extract_answer(const char *text, ans_kind kind) {
     /* re.sub(r"\n\s*", "", pred) */
     if (strchr(pred, '\n')) {
         size_t n = strlen(pred), i = 0;
-        sb b = {0};
+        lr_buf b = {0};
         while (i < n) {
             if (pred[i] == '\n') {
                 i++;
@@ -854,9 +834,9 @@ char *ans_extract_answer(const char *text, ans_kind kind) {
                     if (!ans_is_space(cp)) break;
                     i += k;
                 }
-            } else sb_putn(&b, pred + i++, 1);
+            } else buf_put(&b, pred + i++, 1);
         }
-        pred = set(pred, sb_take(&b));
+        pred = set(pred, buf_take(&b));
     }
     if (pred[0] == ':') memmove(pred, pred + 1, strlen(pred));
     size_t n = strlen(pred);
