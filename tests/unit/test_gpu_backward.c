@@ -14,6 +14,7 @@
 #include "check.h"
 
 #include "../../cuda/backward.h"
+#include "../../cuda/dropout.h"
 #include "nn/backward.h"
 #include "nn/ops_cpu.h"
 
@@ -132,6 +133,28 @@ static void test_swiglu(int N, int I) {
     free(gate), free(up), free(go), free(dg0), free(du0), free(dg), free(du), free(dgr), free(dur), free(gu), free(dgu);
 }
 
+/* The mask is the CPU's bit for bit (the same integer hash, the same float
+ * factor, one multiply), so the forward is compared exactly; the
+ * backward's += may become one fused multiply-add on a card, hence TOL. */
+static void test_dropout(size_t n, float p, uint64_t key) {
+    float *x = frand(n, 1), *y = malloc(n * 4), *yr = malloc(n * 4);
+    k_dropout(y, x, n, p, key, NULL);
+    dropout_forward(yr, x, (long)n, p, key);
+    CHECKF(!memcmp(y, yr, n * 4), "dropout n %zu p %g: masks differ", n, p);
+    size_t zeros = 0;
+    for (size_t i = 0; i < n; i++) zeros += y[i] == 0.0f;
+    CHECKF(zeros > 0.5 * p * n && zeros < 1.5 * p * n, "dropout p %g: %zu of %zu dropped", p, zeros, n);
+    float *xi = fcopy(x, n);
+    k_dropout(xi, xi, n, p, key, NULL); /* in place */
+    CHECK(!memcmp(xi, yr, n * 4));
+    float *d0 = frand(n, 1), *d = fcopy(d0, n), *dr = fcopy(d0, n);
+    k_dropout_backward(d, x, n, p, key, NULL);
+    dropout_backward(dr, x, (long)n, p, key);
+    double e = delta_err(d, dr, d0, n);
+    CHECKF(e < TOL, "dropout backward n %zu p %g: %g", n, p, e);
+    free(x), free(y), free(yr), free(xi), free(d0), free(d), free(dr);
+}
+
 /* Rows as the trainer packs them, plus what inference-style packing adds:
  * slot 0 a sequence of 45 rows (two 32-key tiles and a half), slot 1 six
  * rows then a seventh later in the row order, slot 2 ten rows with one
@@ -209,6 +232,8 @@ int main(void) {
     test_rope(5, 3, 10);
     test_swiglu(1, 7);
     test_swiglu(13, 200);
+    test_dropout(10007, 0.05f, 0x1234567890abcdefULL);
+    test_dropout(999, 0.5f, 7);
     test_attention(4, 2, 16, 0);   /* GQA 2:1 */
     test_attention(12, 2, 64, 0);  /* 6:1, Qwen2.5-Math-1.5B's grouping */
     test_attention(12, 2, 128, 0); /* its head dim */
