@@ -6,6 +6,7 @@
  * with B and A swapped, m = N and n = M, each keeping its own transpose
  * flag. */
 #include "common.cuh"
+#include "dropout.h"
 #include "gemm_backward.h"
 
 #include <stdio.h>
@@ -53,6 +54,19 @@ int k_lora_backward(void *blas, float *dinp, float *gA, float *gB, float *du, co
     if (!rc && gB) rc = k_gemm_f32(blas, 1, 0, OC, r, N, scale, dout, OC, u, r, 1.0f, gB, r);
     if (!rc && gA) rc = k_gemm_f32(blas, 1, 0, r, IC, N, 1.0f, du, r, x, IC, 1.0f, gA, IC);
     if (!rc && dinp) rc = k_gemm_f32(blas, 0, 0, N, IC, r, 1.0f, du, r, A, IC, 1.0f, dinp, IC);
+    return rc;
+}
+
+int k_lora_backward_dropout(void *blas, float *dinp, float *gA, float *gB, float *du, float *xd, float *dxd,
+                            const float *dout, const float *inp, const float *u, const float *A, const float *B, int N,
+                            int IC, int OC, int r, float scale, float p, uint64_t key, void *stream) {
+    size_t n = (size_t)N * IC;
+    k_dropout(xd, inp, n, p, key, stream);
+    int rc = k_lora_backward(blas, NULL, gA, gB, du, dout, xd, u, A, B, N, IC, OC, r, scale);
+    if (!rc && dinp) { /* dxd = du A, then through the mask */
+        rc = k_gemm_f32(blas, 0, 0, N, IC, r, 1.0f, du, r, A, IC, 0.0f, dxd, IC);
+        if (!rc) k_dropout_backward(dinp, dxd, n, p, key, stream);
+    }
     return rc;
 }
 

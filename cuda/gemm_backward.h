@@ -13,6 +13,8 @@
 #ifndef LR_CUDA_GEMM_BACKWARD_H
 #define LR_CUDA_GEMM_BACKWARD_H
 
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -41,6 +43,14 @@ int k_matmul_backward(void *blas, float *dinp, float *dw, const float *dout, con
  * gA and gB both NULL or both set; dinp NULL skips it. */
 int k_lora_backward(void *blas, float *dinp, float *gA, float *gB, float *du, const float *dout, const float *x,
                     const float *u, const float *A, const float *B, int N, int IC, int OC, int r, float scale);
+/* The same with LoRA dropout p on the module input inp (N, IC), mask key
+ * (forward.h's fwd_lora_drop_key, dropout.h): the dropped-out input is
+ * regenerated into xd (N, IC), the input gradient made in dxd (N, IC) and
+ * passed back through the mask into dinp. stream: the one blas is bound
+ * to. */
+int k_lora_backward_dropout(void *blas, float *dinp, float *gA, float *gB, float *du, float *xd, float *dxd,
+                            const float *dout, const float *inp, const float *u, const float *A, const float *B, int N,
+                            int IC, int OC, int r, float scale, float p, uint64_t key, void *stream);
 
 /* out (n, C) = rows rows[0..n) of in (*, C). */
 void k_gather_rows(float *out, const float *in, const int *rows, int n, int C, void *stream);

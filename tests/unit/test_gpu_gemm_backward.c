@@ -18,6 +18,7 @@
 
 #include "../../cuda/backward.h"
 #include "../../cuda/devmem.h"
+#include "../../cuda/dropout.h"
 #include "../../cuda/gemm_backward.h"
 #include "model/lora.h"
 #include "model/mkmodel.h"
@@ -99,7 +100,8 @@ static const int seqs[NROWS] = {0, 0, 1, 0, 1, 0, 1, 0, 0, 1, 0, 1};
 static const int want[4] = {3, 6, 10, 11};
 #define NWANT 4
 
-static void test_trainer_path(void *blas, const char *tmp) {
+/* drop: LoRA dropout probability (0: none, the trainer not in training mode) */
+static void test_trainer_path(void *blas, const char *tmp, float drop) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/gpu_gemm_backward", tmp);
     mk_opts o;
@@ -114,11 +116,12 @@ static void test_trainer_path(void *blas, const char *tmp) {
     const mcfg *cf = &m.cfg;
     int L = cf->L, C = cf->C, I = cf->I, V = cf->V, N = NROWS, r = 4;
     lora lo, glo;
-    lora_alloc(&lo, cf, r, 8.0f, 0.0f, (1u << LORA_NMOD) - 1);
+    lora_alloc(&lo, cf, r, 8.0f, drop, (1u << LORA_NMOD) - 1);
     for (size_t i = 0; i < lo.n; i++) lo.mem[i] = 0.2f * urand(); /* B != 0 so A has a gradient */
     lora_alloc_like(&glo, &lo);
     trn t;
     CHECK(trn_init(&t, &m, &lo, 2, 16, NROWS) == 0);
+    t.training = drop > 0, t.drop_seed = 31;
     float *logits = malloc((size_t)NWANT * V * 4), *dlogits = frand((size_t)NWANT * V);
     CHECK(trn_forward(&t, N, tokens, seqs, NWANT, want, logits) == 0);
     model_weights gw;
@@ -168,19 +171,26 @@ static void test_trainer_path(void *blas, const char *tmp) {
     float *d_A = up(A, (size_t)r * I * 4), *d_B = up(Bm, (size_t)C * r * 4);
     float *s_gA, *s_gB, *s_dh, *d_gA = upr((size_t)r * I, &s_gA), *d_gB = upr((size_t)C * r, &s_gB);
     float *d_du = upr((size_t)N * r, &s_du), *d_dh = upr((size_t)N * I, &s_dh); /* du: overwritten */
-    CHECK(k_lora_backward(blas, d_dh, d_gA, d_gB, d_du, d_dres, d_h, d_u, d_A, d_B, N, I, C, r, sc) == 0);
+    uint64_t key = fwd_lora_drop_key(t.drop_seed, l, LORA_DOWN);
+    float *d_xd = upz((size_t)N * I), *d_dxd = upz((size_t)N * I);
+    if (drop > 0)
+        CHECK(k_lora_backward_dropout(blas, d_dh, d_gA, d_gB, d_du, d_xd, d_dxd, d_dres, d_h, d_u, d_A, d_B, N, I, C, r, sc,
+                                      drop, key, NULL) == 0);
+    else CHECK(k_lora_backward(blas, d_dh, d_gA, d_gB, d_du, d_dres, d_h, d_u, d_A, d_B, N, I, C, r, sc) == 0);
     float *gA = added(d_gA, s_gA, (size_t)r * I), *gB = added(d_gB, s_gB, (size_t)C * r), *dh = added(d_dh, s_dh, (size_t)N * I);
     double eA = check_rel_err(gA, glo.A[LORA_DOWN] + (size_t)l * r * I, (size_t)r * I);
     double eB = check_rel_err(gB, glo.B[LORA_DOWN] + (size_t)l * C * r, (size_t)C * r);
-    CHECKF(eA < TOL && eB < TOL, "lora down_proj layer %d: gA %g gB %g", l, eA, eB);
+    CHECKF(eA < TOL && eB < TOL, "lora down_proj layer %d dropout %g: gA %g gB %g", l, drop, eA, eB);
     /* its input gradient, against the same products by matmul_backward:
-     * du = s dout B, dinp = du A */
-    float *du = calloc((size_t)N * r, 4), *dhr = calloc((size_t)N * I, 4);
+     * du = s dout B, dinp = du A (through the dropout mask) */
+    float *du = calloc((size_t)N * r, 4), *dxr = calloc((size_t)N * I, 4), *dhr = calloc((size_t)N * I, 4);
     matmul_backward(du, NULL, dres, NULL, Bm, N, r, C);
     for (int i = 0; i < N * r; i++) du[i] *= sc;
-    matmul_backward(dhr, NULL, du, NULL, A, N, I, r);
+    matmul_backward(dxr, NULL, du, NULL, A, N, I, r);
+    if (drop > 0) dropout_backward(dhr, dxr, (long)N * I, drop, key);
+    else memcpy(dhr, dxr, (size_t)N * I * 4);
     double eh = check_rel_err(dh, dhr, (size_t)N * I);
-    CHECKF(eh < TOL, "lora down_proj layer %d: dinp %g", l, eh);
+    CHECKF(eh < TOL, "lora down_proj layer %d dropout %g: dinp %g", l, drop, eh);
     /* the checks above must have something to compare */
     double mA = 0, mh = 0;
     for (int i = 0; i < r * I; i++) mA = fmax(mA, fabs(glo.A[LORA_DOWN][(size_t)l * r * I + i]));
@@ -188,10 +198,10 @@ static void test_trainer_path(void *blas, const char *tmp) {
     CHECKF(mA > 1e-4 && mh > 1e-4, "gradients too small to test: gA %g dinp %g", mA, mh);
 
     void *dev[] = {d_lnf, d_lnfg, d_want, d_dlog, d_lm, d_dlnfg, d_glm, d_dln, d_xout, d_norm, d_rstd, d_dres,
-                   d_ws, d_h, d_u, d_A, d_B, d_gA, d_gB, d_du, d_dh};
+                   d_ws, d_h, d_u, d_A, d_B, d_gA, d_gB, d_du, d_dh, d_xd, d_dxd};
     for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) dev_free(dev[i]);
     free(logits), free(dlogits), free(gmem), free(lnfg), free(dlnfg), free(glm), free(dln), free(dlnr), free(dres), free(dres_dev);
-    free(gA), free(gB), free(dh), free(du), free(dhr), free(s_dlnfg), free(s_glm), free(s_dln), free(s_gA), free(s_gB);
+    free(gA), free(gB), free(dh), free(du), free(dxr), free(dhr), free(s_dlnfg), free(s_glm), free(s_dln), free(s_gA), free(s_gB);
     free(s_du), free(s_dh);
     trn_free(&t);
     lora_free(&lo);
@@ -207,7 +217,8 @@ int main(void) {
     if (!blas) CHECK_DONE();
     for (int tA = 0; tA < 2; tA++)
         for (int tB = 0; tB < 2; tB++) test_gemm(blas, tA, tB);
-    test_trainer_path(blas, tmp);
+    test_trainer_path(blas, tmp, 0.0f);
+    test_trainer_path(blas, tmp, 0.1f);
     blas_destroy(blas);
     CHECK_DONE();
 }
