@@ -1,7 +1,9 @@
 /* The CUDA backend's backward kernels (cuda/backward.h) against their CPU
  * twins in lib/nn/backward.c (verified against PyTorch/PEFT by
  * test_backward and test_trainer), on the emulated device, where device
- * memory is host memory. Inputs are random; every gradient buffer starts
+ * memory is host memory; buffers still go through device copies
+ * (devcopy, back), so the test is valid CUDA and links against the real
+ * backend as well (docs/CUDA.md). Inputs are random; every gradient buffer starts
  * from the same random values on both sides, so the tests also check that
  * the kernels accumulate (+=) and leave alone what they should not touch.
  *
@@ -14,6 +16,7 @@
 #include "check.h"
 
 #include "../../cuda/backward.h"
+#include "../../cuda/devmem.h"
 #include "../../cuda/dropout.h"
 #include "nn/backward.h"
 #include "nn/ops_cpu.h"
@@ -40,6 +43,35 @@ static float *fcopy(const float *x, size_t n) {
     return p;
 }
 
+/* Device copies of host buffers for one launch: devcopy(h, bytes) (DV,
+ * DI: counted in floats, ints) uploads h (the same device copy again for
+ * the same h, so in-place calls stay in place; NULL stays NULL), back()
+ * downloads every copy into its host buffer and frees them. A failing CUDA call ends the test (exit 2): every later
+ * check would be meaningless. */
+static struct {
+    void *h, *d;
+    size_t n;
+} mirror[32];
+static int nmirror;
+static void *devcopy(const void *h, size_t n) {
+    if (!h) return NULL;
+    for (int i = 0; i < nmirror; i++)
+        if (mirror[i].h == h) return mirror[i].d;
+    void *d;
+    if (nmirror == 32 || dev_upload(&d, h, n)) exit(2);
+    mirror[nmirror].h = (void *)h, mirror[nmirror].d = d, mirror[nmirror++].n = n;
+    return d;
+}
+static void back(void) {
+    for (int i = 0; i < nmirror; i++) {
+        if (dev_download(mirror[i].h, mirror[i].d, mirror[i].n)) exit(2);
+        dev_free(mirror[i].d);
+    }
+    nmirror = 0;
+}
+#define DV(p, n) ((float *)devcopy((p), (size_t)(n) * sizeof(float)))
+#define DI(p, n) ((int *)devcopy((p), (size_t)(n) * sizeof(int)))
+
 /* The relative error (check_rel_err) of what each side added to the same
  * starting values start: a gradient far smaller than those values would
  * otherwise hide in them. */
@@ -58,11 +90,13 @@ static void test_rmsnorm(int N, int C) {
     float *x = frand((size_t)N * C, 0.1), *w = frand(C, 1), *g = frand((size_t)N * C, 1);
     float *y = malloc((size_t)N * C * 4), *rstd = malloc((size_t)N * 4);
     rmsnorm_forward(y, rstd, x, w, N, C, 1e-6f);
-    float *dx0 = frand((size_t)N * C, 1), *dw0 = frand(C, 1), *ws = malloc((size_t)BWD_COLSUM_PARTS * C * 4);
+    float *dx0 = frand((size_t)N * C, 1), *dw0 = frand(C, 1), *ws = calloc((size_t)BWD_COLSUM_PARTS * C, 4);
     for (int mode = 0; mode < 3; mode++) { /* 0 both, 1 dinp only, 2 dw only */
         float *dx = fcopy(dx0, (size_t)N * C), *dxr = fcopy(dx0, (size_t)N * C);
         float *dw = fcopy(dw0, C), *dwr = fcopy(dw0, C);
-        k_rmsnorm_backward(mode == 2 ? NULL : dx, mode == 1 ? NULL : dw, g, x, w, rstd, N, C, ws, NULL);
+        k_rmsnorm_backward(mode == 2 ? NULL : DV(dx, N * C), mode == 1 ? NULL : DV(dw, C), DV(g, N * C), DV(x, N * C),
+                           DV(w, C), DV(rstd, N), N, C, DV(ws, BWD_COLSUM_PARTS * C), NULL);
+        back();
         rmsnorm_backward(mode == 2 ? NULL : dxr, mode == 1 ? NULL : dwr, g, x, w, rstd, N, C);
         double ex = delta_err(dx, dxr, dx0, (size_t)N * C), ew = delta_err(dw, dwr, dw0, C);
         CHECKF(ex < TOL && ew < TOL, "rmsnorm N %d C %d mode %d: dinp %g dw %g", N, C, mode, ex, ew);
@@ -76,12 +110,14 @@ static void test_rmsnorm(int N, int C) {
 
 static void test_bias(int N, int OC) {
     float *g = frand((size_t)N * OC, 1), *db0 = frand(OC, 1), *db = fcopy(db0, OC), *dbr = fcopy(db0, OC);
-    float *ws = malloc((size_t)BWD_COLSUM_PARTS * OC * 4);
-    k_bias_backward(db, g, N, OC, ws, NULL);
+    float *ws = calloc((size_t)BWD_COLSUM_PARTS * OC, 4);
+    k_bias_backward(DV(db, OC), DV(g, N * OC), N, OC, DV(ws, BWD_COLSUM_PARTS * OC), NULL);
+    back();
     bias_backward(dbr, g, N, OC);
     double e = delta_err(db, dbr, db0, OC);
     CHECKF(e < TOL, "bias N %d OC %d: %g", N, OC, e);
-    k_bias_backward(NULL, g, N, OC, ws, NULL); /* NULL: nothing (would crash otherwise) */
+    k_bias_backward(NULL, DV(g, N * OC), N, OC, NULL, NULL); /* NULL: nothing (would crash otherwise) */
+    back();
     free(g), free(db0), free(db), free(dbr), free(ws);
 }
 
@@ -93,12 +129,14 @@ static void test_rope(int N, int H, int HD) {
     int *pos = malloc(N * sizeof *pos);
     for (int i = 0; i < N; i++) pos[i] = i % 3 == 2 ? 4000 - i : i;
     rope_inv_freq(inv, HD, 1000000.0f);
-    k_rope_backward(d, g, inv, pos, N, H, HD, NULL);
+    k_rope_backward(DV(d, n), DV(g, n), DV(inv, HD / 2), DI(pos, N), N, H, HD, NULL);
+    back();
     rope_backward(dr, g, pos, N, H, HD, 1000000.0f);
     double e = check_rel_err(d, dr, n);
     CHECKF(e < TOL, "rope N %d H %d HD %d: %g", N, H, HD, e);
     float *gi = fcopy(g, n);
-    k_rope_backward(gi, gi, inv, pos, N, H, HD, NULL);
+    k_rope_backward(DV(gi, n), DV(gi, n), DV(inv, HD / 2), DI(pos, N), N, H, HD, NULL);
+    back();
     e = check_rel_err(gi, dr, n);
     CHECKF(e < TOL, "rope in place N %d H %d HD %d: %g", N, H, HD, e);
     free(g), free(d), free(dr), free(pos), free(gi);
@@ -110,7 +148,8 @@ static void test_swiglu(int N, int I) {
     float *gate = frand(n, 4), *up = frand(n, 2), *go = frand(n, 1);
     float *dg0 = frand(n, 1), *du0 = frand(n, 1), *dg = fcopy(dg0, n), *du = fcopy(du0, n);
     float *dgr = fcopy(dg0, n), *dur = fcopy(du0, n);
-    k_swiglu_backward(dg, du, go, gate, up, N, I, I, NULL);
+    k_swiglu_backward(DV(dg, n), DV(du, n), DV(go, n), DV(gate, n), DV(up, n), N, I, I, NULL);
+    back();
     swiglu_backward(dgr, dur, go, gate, up, (long)n);
     double eg = delta_err(dg, dgr, dg0, n), eu = delta_err(du, dur, du0, n);
     CHECKF(eg < TOL && eu < TOL, "swiglu N %d I %d: dgate %g dup %g", N, I, eg, eu);
@@ -122,7 +161,9 @@ static void test_swiglu(int N, int I) {
     }
     memset(dgr, 0, n * 4), memset(dur, 0, n * 4);
     swiglu_backward(dgr, dur, go, gate, up, (long)n);
-    k_swiglu_backward(dgu, dgu + I, go, gu, gu + I, N, I, 2 * I, NULL);
+    float *d_dgu = DV(dgu, 2 * n), *d_gu = DV(gu, 2 * n);
+    k_swiglu_backward(d_dgu, d_dgu + I, DV(go, n), d_gu, d_gu + I, N, I, 2 * I, NULL);
+    back();
     int bad = 0;
     for (int r = 0; r < N; r++)
         for (int i = 0; i < I; i++) {
@@ -138,17 +179,20 @@ static void test_swiglu(int N, int I) {
  * backward's += may become one fused multiply-add on a card, hence TOL. */
 static void test_dropout(size_t n, float p, uint64_t key) {
     float *x = frand(n, 1), *y = malloc(n * 4), *yr = malloc(n * 4);
-    k_dropout(y, x, n, p, key, NULL);
+    k_dropout(DV(y, n), DV(x, n), n, p, key, NULL);
+    back();
     dropout_forward(yr, x, (long)n, p, key);
     CHECKF(!memcmp(y, yr, n * 4), "dropout n %zu p %g: masks differ", n, p);
     size_t zeros = 0;
     for (size_t i = 0; i < n; i++) zeros += y[i] == 0.0f;
     CHECKF(zeros > 0.5 * p * n && zeros < 1.5 * p * n, "dropout p %g: %zu of %zu dropped", p, zeros, n);
     float *xi = fcopy(x, n);
-    k_dropout(xi, xi, n, p, key, NULL); /* in place */
+    k_dropout(DV(xi, n), DV(xi, n), n, p, key, NULL); /* in place */
+    back();
     CHECK(!memcmp(xi, yr, n * 4));
     float *d0 = frand(n, 1), *d = fcopy(d0, n), *dr = fcopy(d0, n);
-    k_dropout_backward(d, x, n, p, key, NULL);
+    k_dropout_backward(DV(d, n), DV(x, n), n, p, key, NULL);
+    back();
     dropout_backward(dr, x, (long)n, p, key);
     double e = delta_err(d, dr, d0, n);
     CHECKF(e < TOL, "dropout backward n %zu p %g: %g", n, p, e);
@@ -181,7 +225,10 @@ static void test_attention(int NH, int NKV, int HD, int single) {
     float *dq = fcopy(dq0, (size_t)N * QD), *dk = fcopy(dk0, csz), *dv = fcopy(dv0, csz);
     float *dqr = fcopy(dq0, (size_t)N * QD), *dkr = fcopy(dk0, csz), *dvr = fcopy(dv0, csz);
     float *stats = malloc((size_t)2 * N * NH * 4);
-    int rc = k_attention_backward(dq, dk, dv, stats, go, q, kc, vc, seqs, poss, N, NH, NKV, HD, B, Tmax, NULL);
+    int rc = k_attention_backward(DV(dq, N * QD), DV(dk, csz), DV(dv, csz), DV(stats, 2 * N * NH), DV(go, N * QD),
+                                  DV(q, N * QD), DV(kc, csz), DV(vc, csz), DI(seqs, N), DI(poss, N), N, NH, NKV, HD, B,
+                                  Tmax, NULL);
+    back();
     CHECK(rc == 0);
     attention_backward(dqr, dkr, dvr, go, q, kc, vc, seqs, poss, N, NH, NKV, HD, Tmax, 1);
     double eq = delta_err(dq, dqr, dq0, (size_t)N * QD), ek = delta_err(dk, dkr, dk0, csz), ev = delta_err(dv, dvr, dv0, csz);
