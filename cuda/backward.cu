@@ -291,3 +291,25 @@ int k_attention_backward(float *dq, float *dkc, float *dvc, float *stats, const 
            dout, q, kc, vc, seq, pos, N, NH, NKV, HD, Tmax);
     return 0;
 }
+
+/* ---- the cache rows' gradients back to the rows that stored them ---- */
+__global__ void kv_gather_kernel(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq,
+                                 const int *pos, const int *qonly, int N, int NKV, int HD, int Tmax) {
+    size_t e = (size_t)blockIdx.x * blockDim.x + threadIdx.x, KD = (size_t)NKV * HD;
+    if (e >= (size_t)N * KD) return;
+    size_t n = e / KD, h = e % KD / HD, d = e % HD;
+    if (qonly && qonly[n] >= 0) {
+        dk[e] = dv[e] = 0.0f;
+        return;
+    }
+    size_t src = (((size_t)seq[n] * NKV + h) * Tmax + pos[n]) * HD + d;
+    dk[e] = dkc[src];
+    dv[e] = dvc[src];
+}
+
+void k_kv_gather(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq, const int *pos,
+                 const int *qonly, int N, int NKV, int HD, int Tmax, void *stream) {
+    if (N > 0 && NKV > 0 && HD > 0)
+        LAUNCH(kv_gather_kernel, cdiv((size_t)N * NKV * HD, 256), 256, 0, CS(stream), dk, dv, dkc, dvc, seq, pos,
+               qonly, N, NKV, HD, Tmax);
+}

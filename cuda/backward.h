@@ -69,6 +69,13 @@ int k_attention_backward(float *dq, float *dkc, float *dvc, float *stats, const 
                          const float *kc, const float *vc, const int *seq, const int *pos, int N, int NH, int NKV,
                          int HD, int B, int Tmax, void *stream);
 
+/* The backward of storing each row's k and v into the cache: dk, dv (N,
+ * NKV*HD) = dkc, dvc (B, NKV, Tmax, HD) at (seq[n], pos[n]), OVERWRITTEN;
+ * zero for query-only rows (qonly[n] >= 0; qonly NULL: none, forward.h's
+ * query_pos), whose key and value were never stored. */
+void k_kv_gather(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq, const int *pos,
+                 const int *qonly, int N, int NKV, int HD, int Tmax, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -29,6 +29,8 @@ int dev_upload(void **p, const void *host, size_t n) {
     return 0;
 }
 
+int dev_zero(void *p, size_t n) { return n ? ck(cudaMemset(p, 0, n), "cudaMemset") : 0; }
+
 int dev_download(void *host, const void *dev, size_t n) {
     return n ? ck(cudaMemcpy(host, dev, n, cudaMemcpyDeviceToHost), "cudaMemcpy from the device") : 0;
 }

@@ -17,6 +17,8 @@ int dev_alloc(void **p, size_t n);
 void dev_free(void *p);
 /* *p = a device copy of n bytes of host memory. */
 int dev_upload(void **p, const void *host, size_t n);
+/* n bytes of device memory at p set to zero. */
+int dev_zero(void *p, size_t n);
 /* n bytes from device to host (synchronous: the device's work queued
  * before it is done when it returns). */
 int dev_download(void *host, const void *dev, size_t n);
