@@ -85,8 +85,9 @@ typedef struct {
 void k_compact(const float *logits, int G, int V, const compact_args *a, void *stream);
 
 /* ---- training ----
- * The losses of lr-tune on the device. CPU twins: lib/method/objective.c
- * (obj_softkl, obj_ce); tests/unit/test_gpu_train.c compares them.
+ * The losses and the optimizer step of lr-tune on the device. CPU twins:
+ * lib/method/objective.c (obj_softkl, obj_ce) and lib/method/adamw.c
+ * (grad_clip, adamw_step); tests/unit/test_gpu_train.c compares them.
  * vlim as in objective.h: the softmax runs over the first vlim logits,
  * targets >= vlim are dropped, the other logits get zero gradient; vlim <= 0
  * or > V means V. */
@@ -105,6 +106,23 @@ void k_softkl(float *logits, int R, int V, int vlim, const int32_t *ids, const f
  * onehot). A target in [vlim, V): loss 0, gradient 0; outside [0, V): loss
  * NaN, gradient 0. */
 void k_ce(float *logits, int R, int V, int vlim, const int32_t *target, float scale, double *loss, void *stream);
+
+/* Global gradient norm and clip factor, clip_grad_norm_ as grad_clip:
+ * norm[0] = sqrt(sum g^2) accumulated in double in a fixed order (the same
+ * bits every run for the same n), coef[0] = max_norm / (norm + 1e-6) as a
+ * float when max_norm > 0 and norm > max_norm, else 1. work holds
+ * K_NORM_BLOCKS doubles of scratch. norm, coef and work are device memory:
+ * nothing waits for the host. */
+#define K_NORM_BLOCKS 256
+void k_grad_norm(const float *g, size_t n, double max_norm, double *work, double *norm, float *coef, void *stream);
+
+/* One AdamW update of p (n) with moments m, v (n) from gradient g (n)
+ * scaled by coef[0] (coef NULL: 1), as adamw_step after grad_clip:
+ *   g *= coef; p *= 1 - lr wd; m = lerp(m, g, 1 - b1); v = b2 v + (1-b2) g^2;
+ *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+ * t the 1-based number of this update; g is left unchanged. */
+void k_adamw(float *p, float *m, float *v, const float *g, const float *coef, size_t n, float lr, float beta1,
+             float beta2, float eps, float wd, long t, void *stream);
 
 #ifdef __cplusplus
 }

@@ -17,6 +17,7 @@
 #include "check.h"
 
 #include "../../cuda/kernels.h"
+#include "method/adamw.h"
 #include "method/objective.h"
 
 #include <math.h>
@@ -160,6 +161,40 @@ static void test_ce(int V, int R, int vlim) {
     free(z), free(dev), free(dz), free(t), free(loss);
 }
 
+/* `steps` updates from random gradients, clip on both sides of the norm */
+static void test_adamw(size_t n, float wd, double max_norm, int steps) {
+    float *p = malloc(n * sizeof *p), *pd = malloc(n * sizeof *pd), *g = malloc(n * sizeof *g);
+    float *md = calloc(n, sizeof *md), *vd = calloc(n, sizeof *vd), coef;
+    double work[K_NORM_BLOCKS], norm;
+    for (size_t i = 0; i < n; i++) p[i] = pd[i] = (float)(0.1 * urand());
+    adamw o;
+    adamw_init(&o, n, 1e-3f, 0.9f, 0.999f, 1e-8f, wd);
+    double dnorm = 0, dcoef = 0;
+    int clipped = 0;
+    for (int s = 1; s <= steps; s++) {
+        double gs = s % 2 ? 1e-4 : 1.0; /* small and large norms */
+        for (size_t i = 0; i < n; i++) g[i] = (float)(gs * urand());
+        const float lr = 1e-3f * (float)(steps - s + 1) / (float)steps;
+        k_grad_norm(g, n, max_norm, work, &norm, &coef, NULL);
+        k_adamw(pd, md, vd, g, &coef, n, lr, o.beta1, o.beta2, o.eps, o.wd, s, NULL);
+        double cn = grad_clip(g, n, max_norm);
+        float cc = max_norm > 0 && cn > max_norm ? (float)(max_norm / (cn + 1e-6)) : 1.0f;
+        clipped += cc != 1.0f;
+        adamw_step(&o, p, g, lr);
+        dnorm = fmax(dnorm, fabs(norm - cn) / cn);
+        dcoef = fmax(dcoef, fabs(coef - cc) / cc);
+    }
+    CHECKF(dnorm < 1e-12 && dcoef < 1e-7, "adamw n %zu: norm rel err %g, clip factor %g", n, dnorm, dcoef);
+    CHECKF(max_norm <= 0 ? clipped == 0 : clipped > 0 && clipped < steps, "adamw n %zu: %d of %d steps clipped", n,
+           clipped, steps);
+    double ep = check_rel_err(pd, p, n), em = check_rel_err(md, o.m, n), ev = check_rel_err(vd, o.v, n);
+    fprintf(stderr, "adamw n %zu wd %g clip %g: norm %.3g coef %.3g p %.3g m %.3g v %.3g (rel err)\n", n, wd,
+            max_norm, dnorm, dcoef, ep, em, ev);
+    CHECKF(ep < 1e-6 && em < 1e-6 && ev < 1e-6, "adamw n %zu wd %g: p %g m %g v %g", n, wd, ep, em, ev);
+    adamw_free(&o);
+    free(p), free(pd), free(g), free(md), free(vd);
+}
+
 int main(void) {
     CHECK_SEED(rng);
     test_softkl(300, 1, 300, 5);
@@ -169,5 +204,8 @@ int main(void) {
     test_ce(300, 1, 300);
     test_ce(1000, 6, 950);
     test_ce(151936, 1, 151643);
+    test_adamw(1000, 0.0f, 1.0, 6);
+    test_adamw(70001, 0.01f, 1.0, 6);   /* not a multiple of the blocks' stride */
+    test_adamw(300000, 0.0f, 0.0, 3);   /* no clipping */
     CHECK_DONE();
 }
