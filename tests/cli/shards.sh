@@ -2,7 +2,8 @@
 # the unsharded run's stream (the same records, byte for byte in lr-dump's
 # JSON, in the same order; the header's params those of the unsharded run,
 # so lr-infer continues the joined file as its own output), in generate and
-# follow mode and in any order of the inputs; and every way of joining
+# follow mode, on the cpu and the (emulated) cuda backend, for lr-eval, in
+# any order of the inputs; and every way of joining
 # streams that are not the shards of one run is refused with one line,
 # exit 2, and no output.
 source "$LR_ROOT/tests/lib.sh"
@@ -40,6 +41,26 @@ for k in 0 1 2; do "$B/lr-infer" "${FOL[@]}" --shard $k/3 -o "$T/f$k.lrs" 2> /de
 "$B/lr-dump" --cat -o "$T/fj.lrs" "$T/f0.lrs" "$T/f1.lrs" "$T/f2.lrs"
 cmp <(records "$T/fj.lrs") <(records "$T/fall.lrs") || die "follow shards: records differ from the unsharded run"
 [ "$(params "$T/fj.lrs")" = "$(params "$T/fall.lrs")" ] || die "follow: joined header differs"
+
+# the cuda backend (the emulated device here) shards and joins the same way
+if [ "${LR_SAN:-}" = 1 ]; then E=$LR_ROOT/build/san/emu; else E=$LR_ROOT/build/rel/emu; fi
+CU=(--model "$T/m" --data "$T/q.jsonl" --field q --preset raw --limit 4 --max-new-tokens 3 --batch 1 --device cuda)
+"$E/lr-infer" "${CU[@]}" -o "$T/call.lrs" 2> /dev/null
+for k in 0 1; do "$E/lr-infer" "${CU[@]}" --shard $k/2 -o "$T/c$k.lrs" 2> /dev/null; done
+"$B/lr-dump" --cat -o "$T/cj.lrs" "$T/c0.lrs" "$T/c1.lrs"
+"$B/lr-dump" --header "$T/cj.lrs" | jq -e '.params.device == "cuda"' > /dev/null || die "cuda: not a cuda stream"
+cmp <(records "$T/cj.lrs") <(records "$T/call.lrs") || die "cuda shards: records differ from the unsharded run"
+
+# evaluation generation sharded over a benchmark file: lr-eval scores the
+# joined stream exactly as the unsharded one
+mkdir -p "$T/gsm8k" && head -n 5 "$LR_ROOT/data/gsm8k/test.jsonl" > "$T/gsm8k/test.jsonl"
+EV=(--model "$T/m" --data "$T/gsm8k/test.jsonl" --max-new-tokens 4 --batch 1 --threads 1)
+"$B/lr-infer" "${EV[@]}" -o "$T/eall.lrs" 2> /dev/null
+for k in 0 1; do "$B/lr-infer" "${EV[@]}" --shard $k/2 -o "$T/e$k.lrs" 2> /dev/null; done
+"$B/lr-dump" --cat -o "$T/ej.lrs" "$T/e1.lrs" "$T/e0.lrs"
+"$B/lr-eval" score --pred "$T/eall.lrs" --data "$T/gsm8k/test.jsonl" --label x --out-dir "$T/sa" > /dev/null
+"$B/lr-eval" score --pred "$T/ej.lrs" --data "$T/gsm8k/test.jsonl" --label x --out-dir "$T/sj" > /dev/null
+[ -s "$T/sa/results.jsonl" ] && diff -r "$T/sa" "$T/sj" > /dev/null || die "lr-eval: the joined stream scores differently"
 
 # a bad input row is reported by its own shard alone (4 mod 3 = 1), as once
 # by the unsharded run, and the joined records are still the same
