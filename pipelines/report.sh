@@ -123,9 +123,9 @@ if [ -f "$out/stage1/expert.lrs" ] && [ -f "$out/stage1/amateur.lrs" ]; then
     xt="set xlabel 'step t'"
     if [ -n "${EXPERT:-}" ]; then # each step's token on the x axis
         "$BIN/lr-dump" "$rep/trace-e.lrs" | jq -c 'select(.tokens) | .tokens[] | [.]' | "$BIN/lr-tok" --decode "$EXPERT" \
-            | jq -r 'gsub("\n"; "\\\\n") | gsub("[\"\\\\]"; "") | if . == " " then "_" else . end' > "$rep/trace-tokens.txt"
+            | jq -r 'gsub("\n"; "↵") | gsub("[\"\\\\]"; "") | if . == " " then "_" else . end' > "$rep/trace-tokens.txt"
         last=$(awk 'END { print ($1 < 80 ? $1 : 80) }' "$rep/trace.tsv")
-        xt="set xtics ($(awk -v m=$((last + 1)) 'NR > 1 && NR <= m { printf "%s\"%s\" %d", (n++ ? ", " : ""), $0, NR - 1 }' "$rep/trace-tokens.txt")) font ',9'
+        xt="set xtics ($(awk -v m=$((last + 1)) 'NR > 1 && NR <= m { printf "%s\"%s\" %d", (n++ ? ", " : ""), $0, NR - 1 }' "$rep/trace-tokens.txt")) font ',9' noenhanced
 set xrange [0.5:$last.5]; set xlabel 'the expert token predicted at step t (up to 80 steps)'"
     fi
     q=$("$BIN/lr-dump" "$rep/trace-e.lrs" | jq -r 'select(.id) | .id')
