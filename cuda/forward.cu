@@ -10,8 +10,9 @@
  * A call runs its N packed rows in chunks of max_tokens rows (rows of one
  * slot may span chunks: the cache carries them over). Per chunk, the final
  * norm runs only on the wanted rows, whose logits are produced LM rows at a
- * time and reduced on the device by k_compact; only the compact results (and
- * the logits rows, when asked) are copied back. */
+ * time and reduced on the device by k_compact (and, when sampling, drawn
+ * from by k_sample with the host's uniforms); only the compact results, the
+ * sampled ids (and the logits rows, when asked) are copied back. */
 #include "common.cuh"
 #include "kernels.h"
 
@@ -53,8 +54,9 @@ struct gpu_fwd {
     att_tile *h_tiles;
     /* results of one call, grown as needed */
     size_t rcap, gcap;
-    int32_t *d_k, *d_ids, *d_argmax, *d_gids;
+    int32_t *d_k, *d_ids, *d_argmax, *d_gids, *d_sampled;
     float *d_lps, *d_tail, *d_glps, *d_gtail;
+    double *d_uni;
     unsigned char *d_bad;
     int64_t *d_goff, *h_goff;
     /* host staging for weight conversion */
@@ -259,7 +261,7 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     void *p[] = {g->embed, g->lm_head != g->embed ? g->lm_head : NULL, g->norm, g->inv_freq, g->kc, g->vc, g->x,
                  g->qkv, g->q, g->gu, g->ln, g->att, g->h, g->lnf, g->logits, g->d_tok, g->d_seq, g->d_pos,
                  g->d_rows, g->d_tiles, g->d_k, g->d_ids, g->d_argmax, g->d_gids, g->d_lps, g->d_tail, g->d_glps,
-                 g->d_gtail, g->d_bad, g->d_goff};
+                 g->d_gtail, g->d_bad, g->d_goff, g->d_uni, g->d_sampled};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
     if (g->cb) cublasDestroy(g->cb);
     if (g->st) cudaStreamDestroy(g->st);
@@ -317,7 +319,8 @@ static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
         size_t K = g->kmax ? (size_t)g->kmax : 1;
         if ((rc = grow(&g->d_k, G)) || (rc = grow(&g->d_ids, G * K)) || (rc = grow(&g->d_lps, G * K)) ||
             (rc = grow(&g->d_tail, G)) || (rc = grow(&g->d_argmax, G)) || (rc = grow(&g->d_bad, G)) ||
-            (rc = grow(&g->d_gtail, G)) || (rc = grow(&g->d_goff, G + 1)))
+            (rc = grow(&g->d_gtail, G)) || (rc = grow(&g->d_goff, G + 1)) || (rc = grow(&g->d_uni, G)) ||
+            (rc = grow(&g->d_sampled, G)))
             return rc;
         g->h_goff = (int64_t *)xrealloc(g->h_goff, (G + 1) * sizeof(int64_t));
         g->rcap = G;
@@ -350,6 +353,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         CK(cudaMemcpyAsync(g->d_goff, g->h_goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
         if (ng) CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
     }
+    if (q->uniform && G) CK(cudaMemcpyAsync(g->d_uni, q->uniform, G * sizeof(double), cudaMemcpyHostToDevice, g->st));
     const int V = c->V, C = c->C;
     size_t gbase = 0;
     for (int start = 0; start < N; start += g->M) {
@@ -380,6 +384,9 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             a.argmax = g->d_argmax + gbase, a.tail = g->d_tail + gbase;
             a.glps = g->d_glps, a.gtail = g->d_gtail + gbase, a.bad = g->d_bad + gbase;
             k_compact(g->logits, cnt, V, &a, g->st);
+            if (q->uniform)
+                k_sample(g->logits, cnt, V, g->d_uni + gbase, q->smp.temperature, q->smp.top_k, q->smp.top_p,
+                         g->d_sampled + gbase, g->st);
             CK(cudaGetLastError());
             if (q->logits && r->logits)
                 CK(cudaMemcpyAsync(r->logits + gbase * (size_t)V, g->logits, (size_t)cnt * V * sizeof(float),
@@ -395,5 +402,6 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
               (rc = fetch(r->lps, g->d_lps, G * K)) || (rc = fetch(r->tail, g->d_tail, G))))
         return rc;
     if (q->gids && ((rc = fetch(r->glps, g->d_glps, ng)) || (rc = fetch(r->gtail, g->d_gtail, G)))) return rc;
+    if (q->uniform && (rc = fetch(r->sampled, g->d_sampled, G))) return rc;
     return LR_OK;
 }

@@ -83,6 +83,14 @@ typedef struct {
 } compact_args;
 void k_compact(const float *logits, int G, int V, const compact_args *a, void *stream);
 
+/* One token per row of logits (G, V) f32, sample.c smp_draw_u on the
+ * device: row g draws with uniform[g] in [0, 1) under temperature > 0,
+ * top_k (0: off) and top_p (1: off) into out[g]; -1 for a row holding a
+ * NaN/inf. The same token as the host for the same uniform except within
+ * rounding of a cumulative boundary (see cuda/sample.cu). */
+void k_sample(const float *logits, int G, int V, const double *uniform, double temperature, int top_k, double top_p,
+              int32_t *out, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -69,12 +69,20 @@ static double compare(const char *dir, int open_only, int max_tokens) {
             gids[g * 4] = 0, gids[g * 4 + 1] = 1, gids[g * 4 + 2] = 2, gids[g * 4 + 3] = V + 1;
         }
         goff[G] = (size_t)G * 4;
-        eng_req q = {.co = {.mass = 0.99999, .kmax = kmax, .kmin = 1}, .gids = gids, .goff = goff, .logits = 1};
+        /* and a draw per row, each backend from its own logits (call 1: no top-k/top-p) */
+        double *uni = malloc((size_t)G * sizeof *uni);
+        for (int g = 0; g < G; g++) uni[g] = (g + 0.5) / G;
+        smp_opts so = {.temperature = 0.8, .top_k = ci == 1 ? 0 : 7, .top_p = ci == 1 ? 1.0 : 0.9};
+        eng_req q = {.co = {.mass = 0.99999, .kmax = kmax, .kmin = 1}, .gids = gids, .goff = goff, .logits = 1,
+                     .uniform = uni, .smp = so};
+        smp_scratch ss;
+        smp_init(&ss, V);
         eng_res r[2];
         for (int e = 0; e < 2; e++) {
             r[e] = (eng_res){.k = malloc(G * 4), .ids = malloc((size_t)G * kmax * 4), .lps = malloc((size_t)G * kmax * 4),
                              .tail = malloc(G * 4), .glps = malloc((size_t)G * 4 * 4), .gtail = malloc(G * 4),
-                             .argmax = malloc(G * 4), .bad = malloc(G), .logits = malloc((size_t)G * V * 4)};
+                             .argmax = malloc(G * 4), .bad = malloc(G), .logits = malloc((size_t)G * V * 4),
+                             .sampled = malloc(G * 4)};
         }
         rc = eng_run(&ec, c->N, c->tok, c->seq, c->want, &q, &r[0]);
         if (!rc) rc = eng_run(&eg, c->N, c->tok, c->seq, c->want, &q, &r[1]);
@@ -98,13 +106,18 @@ static double compare(const char *dir, int open_only, int max_tokens) {
             for (int j = 0; j < 3; j++) CHECK_CLOSE(r[1].glps[g * 4 + j], r[0].glps[g * 4 + j], 0.05, 0.02);
             CHECK(isinf(r[1].glps[g * 4 + 3]));
             CHECK_CLOSE(r[1].tail[g], r[0].tail[g], 0.02, 0);
+            /* the draws: sample.c's on the logits each backend returned */
+            for (int e = 0; e < 2; e++)
+                CHECKF(r[e].sampled[g] == smp_draw_u(r[e].logits + (size_t)g * V, &so, uni[g], &ss),
+                       "call %d row %d: %s drew %d", ci, g, e ? "device" : "cpu", r[e].sampled[g]);
             nrows++;
         }
         for (int e = 0; e < 2; e++) {
             free(r[e].k), free(r[e].ids), free(r[e].lps), free(r[e].tail), free(r[e].glps), free(r[e].gtail);
-            free(r[e].argmax), free(r[e].bad), free(r[e].logits);
+            free(r[e].argmax), free(r[e].bad), free(r[e].logits), free(r[e].sampled);
         }
-        free(gids), free(goff);
+        free(gids), free(goff), free(uni);
+        smp_free(&ss);
     }
     /* random tiny models have near-flat distributions, where bf16 may swap
      * close leaders: allow a few, not many */
