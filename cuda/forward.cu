@@ -52,6 +52,9 @@ struct gpu_fwd {
     att_tile *d_tiles;       // (M)
     int *h_pos, *h_rows;
     att_tile *h_tiles;
+    int nsm;                 /* multiprocessors, for att_splits */
+    float *d_part;           /* split-KV attention partials, grown as needed */
+    size_t part_n;
     /* results of one call, grown as needed */
     size_t rcap, gcap;
     int32_t *d_k, *d_ids, *d_argmax, *d_gids, *d_sampled;
@@ -227,6 +230,8 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     g->c = *c;
     g->B = B, g->Tmax = Tmax, g->M = max_tokens, g->LM = max_tokens < 1024 ? max_tokens : 1024;
     g->kmax = kmax > 0 ? kmax : 0;
+    cudaDeviceProp prop;
+    g->nsm = cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
     CK(cudaStreamCreate(&g->st));
     CB(cublasCreate(&g->cb));
     CB(cublasSetStream(g->cb, g->st));
@@ -261,7 +266,7 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     void *p[] = {g->embed, g->lm_head != g->embed ? g->lm_head : NULL, g->norm, g->inv_freq, g->kc, g->vc, g->x,
                  g->qkv, g->q, g->gu, g->ln, g->att, g->h, g->lnf, g->logits, g->d_tok, g->d_seq, g->d_pos,
                  g->d_rows, g->d_tiles, g->d_k, g->d_ids, g->d_argmax, g->d_gids, g->d_lps, g->d_tail, g->d_glps,
-                 g->d_gtail, g->d_bad, g->d_goff, g->d_uni, g->d_sampled};
+                 g->d_gtail, g->d_bad, g->d_goff, g->d_uni, g->d_sampled, g->d_part};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
     if (g->cb) cublasDestroy(g->cb);
     if (g->st) cudaStreamDestroy(g->st);
@@ -287,7 +292,7 @@ static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, in
     return LR_OK;
 }
 
-static int layer_forward(gpu_fwd *g, int l, int n, int ntiles) {
+static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     const mcfg *c = &g->c;
     const gpu_layer *y = &g->layer[l];
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
@@ -298,7 +303,8 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles) {
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln1, NULL, n, C, eps, g->st);
     if ((rc = gemm(g, g->qkv, g->ln, y->wqkv, n, C, QD + 2 * KD, 0.0f))) return rc;
     k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, g->Tmax, g->st);
-    k_attention((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, g->st);
+    k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, splits, g->d_part,
+                      g->st);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
     if (y->bo) k_add_bias(g->x, y->bo, n, C, g->st);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln2, NULL, n, C, eps, g->st);
@@ -362,7 +368,16 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             g->h_pos[i] = g->len[seq[start + i]]++;
             if (!want || want[start + i]) g->h_rows[nw++] = i;
         }
-        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n, ATT_ROWS(c->NH, c->NKV));
+        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n, ATT_ROWS(c->NH, c->NKV)), maxk = 0;
+        for (int i = 0; i < nt; i++)
+            if (g->h_tiles[i].pos0 + g->h_tiles[i].n > maxk) maxk = g->h_tiles[i].pos0 + g->h_tiles[i].n;
+        /* few tiles of long contexts (decode with few live problems): split the keys */
+        int splits = att_splits(nt, c->NKV, maxk, g->nsm);
+        size_t pn = splits > 1 ? att_part_floats(nt, c->NKV, c->HD, splits) : 0;
+        if (pn > g->part_n) {
+            if ((rc = grow(&g->d_part, pn))) return rc;
+            g->part_n = pn;
+        }
         CK(cudaMemcpyAsync(g->d_tok, tokens + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_seq, seq + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_pos, g->h_pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
@@ -370,7 +385,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         CK(cudaMemcpyAsync(g->d_tiles, g->h_tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
         k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
         for (int l = 0; l < c->L; l++)
-            if ((rc = layer_forward(g, l, n, nt))) return rc;
+            if ((rc = layer_forward(g, l, n, nt, splits))) return rc;
         for (int s = 0; s < nw; s += g->LM) {
             int cnt = nw - s < g->LM ? nw - s : g->LM;
             k_rmsnorm((uint16_t *)g->lnf, g->x, g->norm, g->d_rows + s, cnt, C, (float)c->rms_eps, g->st);

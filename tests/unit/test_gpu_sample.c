@@ -85,8 +85,8 @@ static int at_boundary(const float *row, int V, const smp_opts *o, double u, int
 }
 
 static void agree_case(int V, int G, int kind, double t, int k, double p) {
-    float *x = malloc((size_t)G * V * sizeof *x);
-    double *u = malloc((size_t)G * sizeof *u);
+    float *x = calloc((size_t)G * V, sizeof *x);
+    double *u = calloc((size_t)G, sizeof *u);
     int32_t *out = malloc((size_t)G * sizeof *out);
     for (int g = 0; g < G; g++) {
         fill_row(x + (size_t)g * V, V, kind);
@@ -201,8 +201,8 @@ static double chi2_quantile(int df, double zq) {
 
 static void distribution_case(const float *x, double t, int k, double p) {
     enum { N = 20000 };
-    float *rows = malloc((size_t)N * SV * sizeof *rows);
-    double *u = malloc(N * sizeof *u);
+    float *rows = calloc((size_t)N * SV, sizeof *rows);
+    double *u = calloc(N, sizeof *u);
     int32_t *out = malloc(N * sizeof *out);
     uint64_t stream = rng_stream(7, (uint64_t)(k * 1000 + (int)(p * 100) + (int)(t * 10)));
     for (int n = 0; n < N; n++) memcpy(rows + (size_t)n * SV, x, SV * sizeof *x), u[n] = rng_unit(&stream);
