@@ -50,8 +50,9 @@ struct gpu_fwd {
     float *logits;           // (LM, V)
     int *d_tok, *d_seq, *d_pos, *d_rows; // (M)
     att_tile *d_tiles;       // (M)
-    int *h_pos, *h_rows;
-    att_tile *h_tiles;
+    /* pinned host memory for one call's uploads and downloads (pin_layout) */
+    char *pin;
+    size_t pin_n;
     int nsm;                 /* multiprocessors, for att_splits */
     float *d_part;           /* split-KV attention partials, grown as needed */
     size_t part_n;
@@ -61,7 +62,7 @@ struct gpu_fwd {
     float *d_lps, *d_tail, *d_glps, *d_gtail;
     double *d_uni;
     unsigned char *d_bad;
-    int64_t *d_goff, *h_goff;
+    int64_t *d_goff;
     /* host staging for weight conversion */
     uint16_t *stage16;
     float *stage32;
@@ -247,9 +248,6 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
         (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_tiles, M)))
         return rc;
     g->len = (int *)xcalloc((size_t)B, sizeof(int));
-    g->h_pos = (int *)xmalloc(M * sizeof(int));
-    g->h_rows = (int *)xmalloc(M * sizeof(int));
-    g->h_tiles = (att_tile *)xmalloc(M * sizeof(att_tile));
     free(g->stage16), free(g->stage32);
     g->stage16 = NULL, g->stage32 = NULL, g->stage16_n = g->stage32_n = 0;
     return LR_OK;
@@ -270,7 +268,8 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
     if (g->cb) cublasDestroy(g->cb);
     if (g->st) cudaStreamDestroy(g->st);
-    free(g->layer), free(g->len), free(g->h_pos), free(g->h_rows), free(g->h_tiles), free(g->h_goff);
+    if (g->pin) cudaFreeHost(g->pin);
+    free(g->layer), free(g->len);
     free(g->stage16), free(g->stage32);
     free(g);
 }
@@ -328,7 +327,6 @@ static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
             (rc = grow(&g->d_gtail, G)) || (rc = grow(&g->d_goff, G + 1)) || (rc = grow(&g->d_uni, G)) ||
             (rc = grow(&g->d_sampled, G)))
             return rc;
-        g->h_goff = (int64_t *)xrealloc(g->h_goff, (G + 1) * sizeof(int64_t));
         g->rcap = G;
     }
     if (ng > g->gcap) {
@@ -338,9 +336,58 @@ static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
     return LR_OK;
 }
 
-template <class T> static int fetch(T *host, const T *dev, size_t n) {
-    if (host && n) CK(cudaMemcpy(host, dev, n * sizeof(T), cudaMemcpyDeviceToHost));
+/* One call's host side of the bus, in pinned memory so that copies are
+ * asynchronous DMA: uploads (every row's token, slot, position and tile, in
+ * place per chunk, since a chunk's copy may still be pending while the next
+ * chunk is being filled; the gather offsets and ids; the uniforms) and the
+ * downloads of the per-row results, copied to the caller's arrays after the
+ * final synchronisation. The logits rows of --full go straight to the
+ * caller's (pageable) array. */
+typedef struct {
+    int *tok, *seq, *pos, *rows;
+    att_tile *tiles;
+    int64_t *goff;
+    int32_t *gids;
+    double *uni;
+    unsigned char *bad;
+    int32_t *argmax, *k, *ids, *sampled;
+    float *lps, *tail, *glps, *gtail;
+} pin_layout;
+
+/* Carves l out of base (NULL: only measures); returns the bytes used. */
+static size_t pin_carve(char *base, pin_layout *l, size_t N, size_t G, size_t K, size_t ng) {
+    size_t at = 0;
+#define PIN(field, count)                                                                                     \
+    do {                                                                                                      \
+        l->field = base ? (decltype(l->field))(base + at) : NULL;                                             \
+        at += ((count) * sizeof *l->field + 63) / 64 * 64;                                                    \
+    } while (0)
+    PIN(tok, N); PIN(seq, N); PIN(pos, N); PIN(rows, N); PIN(tiles, N); PIN(goff, G + 1); PIN(gids, ng);
+    PIN(uni, G); PIN(bad, G); PIN(argmax, G); PIN(k, G); PIN(ids, G * K); PIN(sampled, G); PIN(lps, G * K);
+    PIN(tail, G); PIN(glps, ng); PIN(gtail, G);
+#undef PIN
+    return at;
+}
+
+static int pin_grow(gpu_fwd *g, pin_layout *l, size_t N, size_t G, size_t K, size_t ng) {
+    size_t need = pin_carve(NULL, l, N, G, K, ng);
+    if (need > g->pin_n) {
+        if (g->pin) cudaFreeHost(g->pin);
+        g->pin = NULL, g->pin_n = 0;
+        size_t n = need + need / 2; /* room to grow without a new allocation each call */
+        CK(cudaMallocHost((void **)&g->pin, n));
+        g->pin_n = n;
+    }
+    pin_carve(g->pin, l, N, G, K, ng);
     return LR_OK;
+}
+
+template <class T> static int fetch_async(gpu_fwd *g, T *pinned, const T *dev, size_t n) {
+    if (n) CK(cudaMemcpyAsync(pinned, dev, n * sizeof(T), cudaMemcpyDeviceToHost, g->st));
+    return LR_OK;
+}
+template <class T> static void deliver(T *host, const T *pinned, size_t n) {
+    if (host && n) memcpy(host, pinned, n * sizeof(T));
 }
 
 extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want,
@@ -352,25 +399,35 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     if (rc) return rc;
     size_t G = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
-    size_t ng = q->gids ? q->goff[G] : 0;
-    if ((rc = ensure_results(g, G, ng))) return rc;
+    size_t ng = q->gids ? q->goff[G] : 0, K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
+    pin_layout h;
+    if ((rc = ensure_results(g, G, ng)) || (rc = pin_grow(g, &h, (size_t)N, G, K, ng))) return rc;
     if (q->gids) {
-        for (size_t j = 0; j <= G; j++) g->h_goff[j] = (int64_t)q->goff[j];
-        CK(cudaMemcpyAsync(g->d_goff, g->h_goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
-        if (ng) CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+        for (size_t j = 0; j <= G; j++) h.goff[j] = (int64_t)q->goff[j];
+        CK(cudaMemcpyAsync(g->d_goff, h.goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
+        if (ng) {
+            memcpy(h.gids, q->gids, ng * sizeof(int32_t));
+            CK(cudaMemcpyAsync(g->d_gids, h.gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+        }
     }
-    if (q->uniform && G) CK(cudaMemcpyAsync(g->d_uni, q->uniform, G * sizeof(double), cudaMemcpyHostToDevice, g->st));
+    if (q->uniform && G) {
+        memcpy(h.uni, q->uniform, G * sizeof(double));
+        CK(cudaMemcpyAsync(g->d_uni, h.uni, G * sizeof(double), cudaMemcpyHostToDevice, g->st));
+    }
     const int V = c->V, C = c->C;
     size_t gbase = 0;
     for (int start = 0; start < N; start += g->M) {
         int n = N - start < g->M ? N - start : g->M, nw = 0;
+        int *tok = h.tok + start, *sq = h.seq + start, *pos = h.pos + start, *rows = h.rows + start;
+        att_tile *tiles = h.tiles + start;
         for (int i = 0; i < n; i++) {
-            g->h_pos[i] = g->len[seq[start + i]]++;
-            if (!want || want[start + i]) g->h_rows[nw++] = i;
+            tok[i] = tokens[start + i], sq[i] = seq[start + i];
+            pos[i] = g->len[sq[i]]++;
+            if (!want || want[start + i]) rows[nw++] = i;
         }
-        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n, ATT_ROWS(c->NH, c->NKV)), maxk = 0;
+        int nt = att_tiles(tiles, sq, pos, n, ATT_ROWS(c->NH, c->NKV)), maxk = 0;
         for (int i = 0; i < nt; i++)
-            if (g->h_tiles[i].pos0 + g->h_tiles[i].n > maxk) maxk = g->h_tiles[i].pos0 + g->h_tiles[i].n;
+            if (tiles[i].pos0 + tiles[i].n > maxk) maxk = tiles[i].pos0 + tiles[i].n;
         /* few tiles of long contexts (decode with few live problems): split the keys */
         int splits = att_splits(nt, c->NKV, maxk, g->nsm);
         size_t pn = splits > 1 ? att_part_floats(nt, c->NKV, c->HD, splits) : 0;
@@ -378,11 +435,11 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             if ((rc = grow(&g->d_part, pn))) return rc;
             g->part_n = pn;
         }
-        CK(cudaMemcpyAsync(g->d_tok, tokens + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_seq, seq + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_pos, g->h_pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_rows, g->h_rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_tiles, g->h_tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_tok, tok, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_seq, sq, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_pos, pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_rows, rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_tiles, tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
         k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
         for (int l = 0; l < c->L; l++)
             if ((rc = layer_forward(g, l, n, nt, splits))) return rc;
@@ -410,13 +467,19 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         }
         CK(cudaGetLastError());
     }
-    CK(cudaStreamSynchronize(g->st));
-    size_t K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
-    if ((rc = fetch(r->bad, g->d_bad, G)) || (rc = fetch(r->argmax, g->d_argmax, G))) return rc;
-    if (K && ((rc = fetch(r->k, g->d_k, G)) || (rc = fetch(r->ids, g->d_ids, G * K)) ||
-              (rc = fetch(r->lps, g->d_lps, G * K)) || (rc = fetch(r->tail, g->d_tail, G))))
+    if ((rc = fetch_async(g, h.bad, g->d_bad, r->bad ? G : 0)) ||
+        (rc = fetch_async(g, h.argmax, g->d_argmax, r->argmax ? G : 0)))
         return rc;
-    if (q->gids && ((rc = fetch(r->glps, g->d_glps, ng)) || (rc = fetch(r->gtail, g->d_gtail, G)))) return rc;
-    if (q->uniform && (rc = fetch(r->sampled, g->d_sampled, G))) return rc;
+    if (K && ((rc = fetch_async(g, h.k, g->d_k, G)) || (rc = fetch_async(g, h.ids, g->d_ids, G * K)) ||
+              (rc = fetch_async(g, h.lps, g->d_lps, G * K)) || (rc = fetch_async(g, h.tail, g->d_tail, G))))
+        return rc;
+    if (q->gids && ((rc = fetch_async(g, h.glps, g->d_glps, ng)) || (rc = fetch_async(g, h.gtail, g->d_gtail, G))))
+        return rc;
+    if (q->uniform && (rc = fetch_async(g, h.sampled, g->d_sampled, G))) return rc;
+    CK(cudaStreamSynchronize(g->st));
+    deliver(r->bad, h.bad, G), deliver(r->argmax, h.argmax, G);
+    if (K) deliver(r->k, h.k, G), deliver(r->ids, h.ids, G * K), deliver(r->lps, h.lps, G * K), deliver(r->tail, h.tail, G);
+    if (q->gids) deliver(r->glps, h.glps, ng), deliver(r->gtail, h.gtail, G);
+    if (q->uniform) deliver(r->sampled, h.sampled, G);
     return LR_OK;
 }

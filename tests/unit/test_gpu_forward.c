@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+size_t emu_pageable_async_copies(void); /* cuda/emu.cc */
+
 static char tmpdir[] = "/tmp/lr-gpufwd-XXXXXX";
 
 typedef struct {
@@ -161,7 +163,7 @@ static void long_decode(void) {
     CHECK(att_splits(1, mc.cfg.NKV, P + 1, 132) > 1);
     engine ec, eg;
     CHECK(eng_init(&ec, &mc, ENG_CPU, 1, 1024, 1024, 0, 1) == 0);
-    CHECK(eng_init(&eg, &mg, ENG_CUDA, 1, 1024, 1024, 0, 1) == 0);
+    CHECK(eng_init(&eg, &mg, ENG_CUDA, 1, 1024, 1024, 4, 1) == 0);
     int *tok = malloc(P * sizeof *tok), *seq = calloc(P, sizeof *seq);
     unsigned char *want = calloc(P, 1);
     for (int t = 0; t < P; t++) tok[t] = (7 * t + 3) % V;
@@ -181,6 +183,20 @@ static void long_decode(void) {
         double d = 0, m = 1e-30;
         for (int i = 0; i < V; i++) d += (lg[1][i] - lg[0][i]) * (lg[1][i] - lg[0][i]), m += (double)lg[0][i] * lg[0][i];
         if (s > 0) worst = fmax(worst, sqrt(d / m));
+    }
+    /* without --full, every per-call copy goes through pinned memory */
+    {
+        double u = 0.5;
+        int32_t sm, k[4], ids[4 * 4];
+        float lps[4 * 4], tail;
+        eng_req qs = {.co = {.kmax = 4, .kmin = 1, .mass = 0.9}, .uniform = &u,
+                      .smp = {.temperature = 1, .top_p = 1, .top_k = 0}};
+        eng_res r = {.argmax = &am[1], .bad = &bad[1], .sampled = &sm, .k = k, .ids = ids, .lps = lps, .tail = &tail};
+        size_t before = emu_pageable_async_copies();
+        CHECK(eng_run(&eg, 1, &tok[steps + 1], seq, NULL, &qs, &r) == 0);
+        CHECKF(emu_pageable_async_copies() == before, "%zu pageable asynchronous copies",
+               emu_pageable_async_copies() - before);
+        CHECK(sm >= 0 && sm < V && k[0] >= 1);
     }
     fprintf(stderr, "long-decode logits rel err (L2, worst of %d decode rows after %d positions) %.2e\n", steps, P, worst);
     CHECKF(worst < 1e-2, "long decode: logits rel err %g", worst);
