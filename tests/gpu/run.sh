@@ -18,7 +18,8 @@
 #      floor), compact lists and gathered log-probs; then once with
 #      --inject-error 0.05, which must fail (the check can fail);
 #      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
-#      memory-bandwidth roofline (`bench_gpu decode`);
+#      memory-bandwidth roofline (`bench_gpu decode`), and sampled decode
+#      (temperature 0.8, top-p 0.95: the device sampler) at batch 64;
 #   4. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu
 #      and on cuda, lr-kl selects the same steps on >= 99% of them;
 #   5. ONE markdown table, rewritten after every stage and by a trap on any
@@ -195,7 +196,7 @@ if ((DRY)); then
     [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
     HFDEV=cpu
     SHAPES="tiny-1.5b tiny-0.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
-    DECODE_B="1 4" DECODE="--prompt 16 --steps 8"
+    DECODE_B="1 4" DECODE="--prompt 16 --steps 8" SAMPLE_B=4
     if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
         GBIN=$BUNDLE/bin-emu
         CARD="dry run (emulated device)"
@@ -208,7 +209,7 @@ if ((DRY)); then
 else
     PY=python3 HFDEV=cuda
     SHAPES="qwen2.5-math-1.5b qwen2.5-0.5b" TEACH="--seqs 256 --len 400 --batch 32"
-    DECODE_B="1 64 256" DECODE="--prompt 128 --steps 64" KLN=32 KLT=48 LENS=13,100,257
+    DECODE_B="1 64 256" DECODE="--prompt 128 --steps 64" SAMPLE_B=64 KLN=32 KLT=48 LENS=13,100,257
     CARD=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
     [ -n "$CARD" ] || CARD=$("$BIN/bench_gpu" 2>&1 | sed -n 's/.*(\(.*\); backend.*/\1/p')
 fi
@@ -237,6 +238,10 @@ decode_stages() {
         # shellcheck disable=SC2086
         stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$1" --batch "$b" $DECODE
     done
+    # sampled: the same steps drawn on the device (its cost next to greedy's)
+    # shellcheck disable=SC2086
+    stage "decode_${2}_b${SAMPLE_B}_t0.8" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$1" --batch "$SAMPLE_B" $DECODE \
+        --temperature 0.8 --top-p 0.95
 }
 for s in $SHAPES; do
     d=$WORK/hf/$s
