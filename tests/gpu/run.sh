@@ -18,10 +18,11 @@
 #      floor), compact lists and gathered log-probs; then once with
 #      --inject-error 0.05, which must fail (the check can fail);
 #      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
-#      memory-bandwidth roofline (`bench_gpu decode`), and sampled decode
-#      (temperature 0.8, top-p 0.95: the device sampler) at batch 64;
+#      memory-bandwidth roofline (`bench_gpu decode`);
 #   4. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu
-#      and on cuda, lr-kl selects the same steps on >= 99% of them;
+#      and on cuda, lr-kl selects the same steps on >= 99% of them; then,
+#      a timing only and so after every check, sampled decode (temperature
+#      0.8, top-p 0.95: the device sampler) at batch 64 for each shape;
 #   5. ONE markdown table, rewritten after every stage and by a trap on any
 #      exit (so a call cut short still leaves what it measured), into
 #      docs/PERF.md under "### <card>, <date>" (replacing that card's earlier
@@ -238,10 +239,6 @@ decode_stages() {
         # shellcheck disable=SC2086
         stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$1" --batch "$b" $DECODE
     done
-    # sampled: the same steps drawn on the device (its cost next to greedy's)
-    # shellcheck disable=SC2086
-    stage "decode_${2}_b${SAMPLE_B}_t0.8" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$1" --batch "$SAMPLE_B" $DECODE \
-        --temperature 0.8 --top-p 0.95
 }
 for s in $SHAPES; do
     d=$WORK/hf/$s
@@ -310,6 +307,15 @@ for i in range($KLN): print('{\"id\": \"q%d\", \"question\": \"A shop has %d box
     python3 "$ROOT/tests/gpu/kl_agree.py" "$BIN" "$d/e.lrs" "$d/a_cpu.lrs" "$d/a_dev.lrs" "$d"
 }
 stage kl 90 kl_stage
+
+# ---- 5. sampled decode: the greedy decode's steps drawn on the device, its
+# cost next to greedy's; a timing only, so it comes after every check ----
+for s in $SHAPES; do
+    [ -f "$WORK/hf/$s/config.json" ] || continue
+    # shellcheck disable=SC2086
+    stage "decode_${s}_b${SAMPLE_B}_t0.8" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$WORK/hf/$s" --batch "$SAMPLE_B" \
+        $DECODE --temperature 0.8 --top-p 0.95
+done
 
 # ---- 5. the table: written by the EXIT trap (finish) ----
 fails=$(grep -cE 'result=(FAIL|ERROR|NO_GPU)|^stage .* rc=[1-9]' "$RES")
