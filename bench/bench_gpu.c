@@ -19,6 +19,7 @@
 #include "infer/engine.h"
 #include "infer/gpu.h"
 #include "model/model.h"
+#include "base/rng.h"
 #include "base/util.h"
 
 #include <math.h>
@@ -31,6 +32,7 @@ static const char USAGE[] =
     "       bench_gpu logits [options] DIR TOKENS_FILE OUT_FILE\n"
     "       bench_gpu teacher [options] DIR [--seqs N] [--len T] [--batch S] [--chunk R] [--peak TFLOPS]\n"
     "       bench_gpu decode [options] DIR [--batch B] [--prompt P] [--steps N] [--bw GBPS]\n"
+    "                        [--temperature T [--top-p P] [--top-k K]]\n"
     "check: cpu (reference) vs the device on packed rows of several slots, a\n"
     "  prompt chunk then appended rows (the KV-cache path) and a slot reset;\n"
     "  one line per model; exit 5 when a bound is broken:\n"
@@ -52,6 +54,9 @@ static const char USAGE[] =
     "  back. Prints tok_s and the memory-bandwidth roofline: bytes a step must\n"
     "  read (bf16 weights incl. lm_head, plus the KV cache at its mean length)\n"
     "  / step time, as % of --bw (default: 4800 GB/s H200, 3350 H100 SXM).\n"
+    "  With --temperature T > 0 each step samples instead (on the device, one\n"
+    "  uniform per row sent, the id back, as lr-infer does), the drawn token fed\n"
+    "  back.\n"
     "options: --device cuda|cpu (default cuda; cpu: the cpu engine stands in,\n"
     "  for dry runs)   --threads N (cpu threads, default all)\n"
     "  --inject-error X (check: scale the device's logits by 1+X, to see check fail)\n"
@@ -548,20 +553,24 @@ static double card_bw(const char *name) {
 
 static int cmd_decode(int argc, char **argv, const opts *o) {
     const char *dir = NULL;
-    int B = 1, P = 128, steps = 64;
-    double bw = -1;
+    int B = 1, P = 128, steps = 64, top_k = 0;
+    double bw = -1, temp = 0, top_p = 1;
     for (int i = 0; i < argc; i++) {
         int *iv = !strcmp(argv[i], "--batch") ? &B : !strcmp(argv[i], "--prompt") ? &P
-                  : !strcmp(argv[i], "--steps") ? &steps : NULL;
-        if ((iv || !strcmp(argv[i], "--bw")) && i + 1 < argc) {
+                  : !strcmp(argv[i], "--steps") ? &steps : !strcmp(argv[i], "--top-k") ? &top_k : NULL;
+        double *dv = !strcmp(argv[i], "--bw") ? &bw : !strcmp(argv[i], "--temperature") ? &temp
+                     : !strcmp(argv[i], "--top-p") ? &top_p : NULL;
+        if ((iv || dv) && i + 1 < argc) {
             if (iv) *iv = atoi(argv[++i]);
-            else bw = atof(argv[++i]);
+            else *dv = atof(argv[++i]);
         } else if (argv[i][0] == '-') return lr_err(LR_EUSAGE, "decode: unknown or incomplete option %s", argv[i]);
         else if (dir) return lr_err(LR_EUSAGE, "decode takes one DIR");
         else dir = argv[i];
     }
     if (!dir) return lr_err(LR_EUSAGE, "decode needs DIR (see --help)");
     if (B < 1 || P < 1 || steps < 2) return lr_err(LR_EUSAGE, "decode: --batch, --prompt >= 1, --steps >= 2");
+    if (temp < 0 || !(top_p > 0 && top_p <= 1) || top_k < 0)
+        return lr_err(LR_EUSAGE, "decode: --temperature >= 0, --top-p in (0, 1], --top-k >= 0");
     if (skip_without_gpu(o)) return LR_OK;
     model m;
     int rc = load_dev(&m, dir, o->dev);
@@ -579,6 +588,16 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
     eng_req q = {.co = {.mass = CD_DEFAULT_MASS, .kmax = CD_DEFAULT_KMAX, .kmin = CD_DEFAULT_KMIN}};
     resbuf R;
     res_alloc(&R, (size_t)B, CD_DEFAULT_KMAX, 0, V, 0);
+    /* sampling: one stream per slot, as lr-infer keeps one per problem */
+    double *uni = xmalloc((size_t)B * sizeof *uni);
+    int32_t *drawn = xmalloc((size_t)B * sizeof *drawn);
+    uint64_t *streams = xmalloc((size_t)B * sizeof *streams);
+    for (int b = 0; b < B; b++) streams[b] = rng_stream(1, (uint64_t)b);
+    if (temp > 0) {
+        q.uniform = uni, q.smp = (smp_opts){.temperature = temp, .top_p = top_p, .top_k = top_k};
+        R.r.sampled = drawn;
+        for (int b = 0; b < B; b++) uni[b] = rng_unit(&streams[b]);
+    }
     uint64_t x = 0x9e3779b97f4a7c15ULL;
     for (size_t j = 0; j < N; j++) {
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
@@ -592,7 +611,9 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
     for (int b = 0; b < B; b++) seq[b] = b, want[b] = 1;
     /* step 0 is a warm-up (first decode-shaped call), not timed */
     for (int st = 0; st < steps && !rc; st++) {
-        for (int b = 0; b < B; b++) tok[b] = R.r.argmax[b];
+        for (int b = 0; b < B; b++) tok[b] = temp > 0 && drawn[b] >= 0 ? drawn[b] : R.r.argmax[b];
+        if (temp > 0)
+            for (int b = 0; b < B; b++) uni[b] = rng_unit(&streams[b]);
         t0 = lr_now();
         rc = eng_run(&e, B, tok, seq, want, &q, &R.r);
         if (st > 0) t_run += lr_now() - t0;
@@ -612,12 +633,14 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
         double kvbytes = (double)B * ctx * c->L * 2.0 * c->NKV * c->HD * 2;
         double gbps = (wbytes + kvbytes) / step_s / 1e9;
         printf("decode %s: dev=%s card=\"%s\" batch=%d prompt=%d steps=%d prefill_s=%.3f step_ms=%.3f tok_s=%.0f "
-               "bytes_per_step=%.4g gbps=%.1f bw_peak=%.0f roofline_pct=%.1f nan_rows=%zu\n",
+               "bytes_per_step=%.4g gbps=%.1f bw_peak=%.0f roofline_pct=%.1f nan_rows=%zu",
                dir, eng_device_name(o->dev), card, B, P, steps, t_prefill, 1e3 * step_s, B / step_s,
                wbytes + kvbytes, gbps, bw, bw > 0 ? 100 * gbps / bw : 0, nbad);
+        if (temp > 0) printf(" temperature=%g top_p=%g top_k=%d", temp, top_p, top_k);
+        printf("\n");
     }
     res_free(&R);
-    free(tok), free(seq), free(want);
+    free(tok), free(seq), free(want), free(uni), free(drawn), free(streams);
     eng_free(&e);
     model_free(&m);
     return rc;

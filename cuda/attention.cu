@@ -11,7 +11,15 @@
  * quarter of its output dims in registers; the 4 recompute the same running
  * max and sum (cheap), so no extra communication is needed. Attention is a
  * few percent of a forward's FLOPs next to the GEMMs, so plain FMAs (no
- * tensor cores) are enough here. */
+ * tensor cores) are enough here.
+ *
+ * Split-KV (flash-decoding): a decode call has one row per slot, so with
+ * few slots it has few blocks (NKV per row: 2 for Qwen2.5-Math-1.5B) and
+ * each streams the whole context alone while the rest of the GPU idles.
+ * k_attention_split then also splits each tile's keys into ranges, one
+ * block per range, and a second kernel combines the partial softmaxes
+ * (max, sum, output per query) exactly as the online softmax combines key
+ * tiles; att_splits picks how many from the rows and the context. */
 #include "common.cuh"
 #include "kernels.h"
 
@@ -29,9 +37,15 @@ int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int max_ro
     return nt;
 }
 
+/* One block: the tile's rows and the query heads of KV head blockIdx.y
+ * against keys [k_lo, k_hi) of the tile's slot. Without SPLIT that is every
+ * key the tile sees and the block writes the normalised output; with SPLIT
+ * blockIdx.z picks one of gridDim.z key ranges and the block writes its
+ * unnormalised partial (running max m, sum l, output o) for the combine. */
+template <bool SPLIT>
 __global__ void __launch_bounds__(ATT_THREADS)
-attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, const att_tile *tiles, int NH, int NKV,
-                 int HD, int Tmax) {
+attention_kernel(bf16 *out, float *part, const float *q, const bf16 *kc, const bf16 *vc, const att_tile *tiles,
+                 int NH, int NKV, int HD, int Tmax) {
     __shared__ float Qs[ATT_TQ][ATT_MAX_HD];
     /* rows padded by 2 bf16 (one 4-byte bank): the score loop has the 32
      * lanes of a warp read 32 different key rows at the same d */
@@ -45,6 +59,13 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
     const float scale = 1.0f / sqrtf((float)HD);
     const bf16 *K = kc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
     const bf16 *Vv = vc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
+    const int klen = t.pos0 + t.n;
+    int k_lo = 0, k_hi = klen;
+    if (SPLIT) { /* whole key tiles per split, the last ones possibly empty */
+        int chunk = (klen + (int)gridDim.z - 1) / (int)gridDim.z;
+        chunk = (chunk + ATT_TK - 1) / ATT_TK * ATT_TK;
+        k_lo = min(klen, (int)blockIdx.z * chunk), k_hi = min(klen, k_lo + chunk);
+    }
 
     for (int i = threadIdx.x; i < ATT_TQ * HD; i += blockDim.x) {
         int qi = i / HD, d = i % HD;
@@ -55,11 +76,10 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
     for (int j = 0; j < ATT_MAX_HD / 4; j++) o[j] = 0.0f;
     /* dims owned: qd, qd + 4, ... (adjacent threads read adjacent V columns) */
     float m = -INFINITY, l = 0.0f;
-    const int klen = t.pos0 + t.n;
-    for (int k0 = 0; k0 < klen; k0 += ATT_TK) {
+    for (int k0 = k_lo; k0 < k_hi; k0 += ATT_TK) {
         for (int i = threadIdx.x; i < ATT_TK * HD; i += blockDim.x) {
             int c = i / HD, d = i % HD;
-            bool in = k0 + c < klen;
+            bool in = k0 + c < k_hi;
             Ks[c][d] = in ? K[(size_t)(k0 + c) * HD + d] : f2bf(0.0f);
             Vs[c][d] = in ? Vv[(size_t)(k0 + c) * HD + d] : f2bf(0.0f);
         }
@@ -67,7 +87,7 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
         for (int i = threadIdx.x; i < ATT_TQ * ATT_TK; i += blockDim.x) {
             int qi = i / ATT_TK, c = i % ATT_TK;
             float s = -INFINITY;
-            if (qi < nq && k0 + c <= t.pos0 + qi / G) {
+            if (qi < nq && k0 + c < k_hi && k0 + c <= t.pos0 + qi / G) {
                 s = 0.0f;
                 for (int d = 0; d < HD; d++) s += Qs[qi][d] * bf2f(Ks[c][d]);
             }
@@ -94,16 +114,82 @@ attention_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, cons
         __syncthreads();
     }
     if (r < nq) {
-        bf16 *dst = out + (size_t)(t.row0 + r / G) * QD + (kvh * G + r % G) * HD;
+        if (SPLIT) {
+            /* part: per (tile, KV head, split, lane) HD outputs, then m, l */
+            float *pp = part + ((((size_t)blockIdx.x * NKV + kvh) * gridDim.z + blockIdx.z) * ATT_TQ + r) * (HD + 2);
+#pragma unroll
+            for (int j = 0; j < ATT_MAX_HD / 4; j++)
+                if (j < hd4) pp[qd + 4 * j] = o[j];
+            if (qd == 0) pp[HD] = m, pp[HD + 1] = l;
+        } else {
+            bf16 *dst = out + (size_t)(t.row0 + r / G) * QD + (kvh * G + r % G) * HD;
+#pragma unroll
+            for (int j = 0; j < ATT_MAX_HD / 4; j++)
+                if (j < hd4) dst[qd + 4 * j] = f2bf(o[j] / l);
+        }
+    }
+}
+
+/* The second pass of split-KV attention: per query lane, the partials of
+ * its splits rescaled to their common max and summed, as the online
+ * softmax would have combined them in one pass. */
+__global__ void __launch_bounds__(ATT_THREADS)
+attention_combine_kernel(bf16 *out, const float *part, const att_tile *tiles, int NH, int NKV, int HD, int splits) {
+    const att_tile t = tiles[blockIdx.x];
+    const int kvh = blockIdx.y, G = NH / NKV, QD = NH * HD, hd4 = HD / 4;
+    const int r = threadIdx.x / 4, qd = threadIdx.x % 4;
+    if (r >= t.n * G) return; /* no barriers below */
+    const size_t stride = (size_t)ATT_TQ * (HD + 2);
+    const float *p0 = part + (((size_t)blockIdx.x * NKV + kvh) * splits * ATT_TQ + r) * (HD + 2);
+    float M = -INFINITY, L = 0.0f;
+    for (int s = 0; s < splits; s++) M = fmaxf(M, p0[s * stride + HD]);
+    float o[ATT_MAX_HD / 4];
+#pragma unroll
+    for (int j = 0; j < ATT_MAX_HD / 4; j++) o[j] = 0.0f;
+    for (int s = 0; s < splits; s++) {
+        const float *ps = p0 + s * stride;
+        if (ps[HD] == -INFINITY) continue; /* a split with no key this row sees */
+        float w = expf(ps[HD] - M);
+        L += w * ps[HD + 1];
 #pragma unroll
         for (int j = 0; j < ATT_MAX_HD / 4; j++)
-            if (j < hd4) dst[qd + 4 * j] = f2bf(o[j] / l);
+            if (j < hd4) o[j] += w * ps[qd + 4 * j];
     }
+    bf16 *dst = out + (size_t)(t.row0 + r / G) * QD + (kvh * G + r % G) * HD;
+#pragma unroll
+    for (int j = 0; j < ATT_MAX_HD / 4; j++)
+        if (j < hd4) dst[qd + 4 * j] = f2bf(o[j] / L);
 }
 
 void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
                  int ntiles, int NH, int NKV, int HD, int Tmax, void *stream) {
     if (ntiles > 0)
-        LAUNCH(attention_kernel, dim3(ntiles, NKV), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out, q,
-               (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
+        LAUNCH(attention_kernel<false>, dim3(ntiles, NKV), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out,
+               (float *)NULL, q, (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
+}
+
+size_t att_part_floats(int ntiles, int NKV, int HD, int splits) {
+    return (size_t)ntiles * NKV * splits * ATT_TQ * (HD + 2);
+}
+
+int att_splits(int ntiles, int NKV, int max_klen, int nsm) {
+    int blocks = ntiles * NKV, target = 2 * nsm; /* two blocks an SM hide each other's loads */
+    if (blocks >= target) return 1;
+    int s = (target + blocks - 1) / blocks, most = max_klen / ATT_SPLIT_MIN_KEYS;
+    if (s > most) s = most;
+    if (s > ATT_SPLIT_MAX) s = ATT_SPLIT_MAX;
+    return s >= 2 ? s : 1;
+}
+
+void k_attention_split(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
+                       int ntiles, int NH, int NKV, int HD, int Tmax, int splits, float *part, void *stream) {
+    if (ntiles < 1) return;
+    if (splits < 2) {
+        k_attention(out, q, kc, vc, tiles, ntiles, NH, NKV, HD, Tmax, stream);
+        return;
+    }
+    LAUNCH(attention_kernel<true>, dim3(ntiles, NKV, splits), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)NULL,
+           part, q, (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
+    LAUNCH(attention_combine_kernel, dim3(ntiles, NKV), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out,
+           (const float *)part, tiles, NH, NKV, HD, splits);
 }

@@ -699,8 +699,20 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k) {
     return cudaSuccess;
 }
 
+static size_t g_pageable_async; /* asynchronous copies with a pageable host side */
+
+extern "C" size_t emu_pageable_async_copies(void) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    return g_pageable_async;
+}
+
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind k, cudaStream_t s) {
     if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    const void *host = k == cudaMemcpyHostToDevice ? src : k == cudaMemcpyDeviceToHost ? dst : nullptr;
+    if (host && n) {
+        std::lock_guard<std::mutex> lk(g_mu);
+        if (!in_registry(g_host, host, n)) g_pageable_async++;
+    }
     return cudaMemcpy(dst, src, n, k);
 }
 

@@ -42,7 +42,11 @@
  *   and a kernel may read host memory, which a GPU cannot;
  * - the 48 KiB dynamic shared memory limit without
  *   cudaFuncSetAttribute(MaxDynamicSharedMemorySize) is not checked;
- * - streams and events are synchronous (events read the wall clock);
+ * - streams and events are synchronous (events read the wall clock), so a
+ *   host buffer overwritten before its asynchronous copy has run passes
+ *   here; emu_pageable_async_copies() counts the asynchronous copies whose
+ *   host side is pageable (not from cudaMallocHost), which a GPU performs
+ *   synchronously through a staging buffer;
  * - one host thread at a time may launch (a second concurrent launch aborts);
  * - __nv_bfloat16 converts to and from float like CUDA's, but has no
  *   arithmetic operators: a + b computes in float (CUDA rounds each bf16
@@ -244,6 +248,7 @@ cudaError_t cudaMalloc(void **p, size_t n);
 template <class T> inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc((void **)p, n); }
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMallocHost(void **p, size_t n);
+extern "C" size_t emu_pageable_async_copies(void); /* see the NOT emulated list */
 template <class T> inline cudaError_t cudaMallocHost(T **p, size_t n) { return cudaMallocHost((void **)p, n); }
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);

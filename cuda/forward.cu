@@ -10,8 +10,9 @@
  * A call runs its N packed rows in chunks of max_tokens rows (rows of one
  * slot may span chunks: the cache carries them over). Per chunk, the final
  * norm runs only on the wanted rows, whose logits are produced LM rows at a
- * time and reduced on the device by k_compact; only the compact results (and
- * the logits rows, when asked) are copied back. */
+ * time and reduced on the device by k_compact (and, when sampling, drawn
+ * from by k_sample with the host's uniforms); only the compact results, the
+ * sampled ids (and the logits rows, when asked) are copied back. */
 #include "common.cuh"
 #include "kernels.h"
 
@@ -49,14 +50,19 @@ struct gpu_fwd {
     float *logits;           // (LM, V)
     int *d_tok, *d_seq, *d_pos, *d_rows; // (M)
     att_tile *d_tiles;       // (M)
-    int *h_pos, *h_rows;
-    att_tile *h_tiles;
+    /* pinned host memory for one call's uploads and downloads (pin_layout) */
+    char *pin;
+    size_t pin_n;
+    int nsm;                 /* multiprocessors, for att_splits */
+    float *d_part;           /* split-KV attention partials, grown as needed */
+    size_t part_n;
     /* results of one call, grown as needed */
     size_t rcap, gcap;
-    int32_t *d_k, *d_ids, *d_argmax, *d_gids;
+    int32_t *d_k, *d_ids, *d_argmax, *d_gids, *d_sampled;
     float *d_lps, *d_tail, *d_glps, *d_gtail;
+    double *d_uni;
     unsigned char *d_bad;
-    int64_t *d_goff, *h_goff;
+    int64_t *d_goff;
     /* host staging for weight conversion */
     uint16_t *stage16;
     float *stage32;
@@ -225,6 +231,8 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     g->c = *c;
     g->B = B, g->Tmax = Tmax, g->M = max_tokens, g->LM = max_tokens < 1024 ? max_tokens : 1024;
     g->kmax = kmax > 0 ? kmax : 0;
+    cudaDeviceProp prop;
+    g->nsm = cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
     CK(cudaStreamCreate(&g->st));
     CB(cublasCreate(&g->cb));
     CB(cublasSetStream(g->cb, g->st));
@@ -240,9 +248,6 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
         (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_tiles, M)))
         return rc;
     g->len = (int *)xcalloc((size_t)B, sizeof(int));
-    g->h_pos = (int *)xmalloc(M * sizeof(int));
-    g->h_rows = (int *)xmalloc(M * sizeof(int));
-    g->h_tiles = (att_tile *)xmalloc(M * sizeof(att_tile));
     free(g->stage16), free(g->stage32);
     g->stage16 = NULL, g->stage32 = NULL, g->stage16_n = g->stage32_n = 0;
     return LR_OK;
@@ -259,11 +264,12 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     void *p[] = {g->embed, g->lm_head != g->embed ? g->lm_head : NULL, g->norm, g->inv_freq, g->kc, g->vc, g->x,
                  g->qkv, g->q, g->gu, g->ln, g->att, g->h, g->lnf, g->logits, g->d_tok, g->d_seq, g->d_pos,
                  g->d_rows, g->d_tiles, g->d_k, g->d_ids, g->d_argmax, g->d_gids, g->d_lps, g->d_tail, g->d_glps,
-                 g->d_gtail, g->d_bad, g->d_goff};
+                 g->d_gtail, g->d_bad, g->d_goff, g->d_uni, g->d_sampled, g->d_part};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
     if (g->cb) cublasDestroy(g->cb);
     if (g->st) cudaStreamDestroy(g->st);
-    free(g->layer), free(g->len), free(g->h_pos), free(g->h_rows), free(g->h_tiles), free(g->h_goff);
+    if (g->pin) cudaFreeHost(g->pin);
+    free(g->layer), free(g->len);
     free(g->stage16), free(g->stage32);
     free(g);
 }
@@ -285,7 +291,7 @@ static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, in
     return LR_OK;
 }
 
-static int layer_forward(gpu_fwd *g, int l, int n, int ntiles) {
+static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     const mcfg *c = &g->c;
     const gpu_layer *y = &g->layer[l];
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
@@ -296,7 +302,8 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles) {
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln1, NULL, n, C, eps, g->st);
     if ((rc = gemm(g, g->qkv, g->ln, y->wqkv, n, C, QD + 2 * KD, 0.0f))) return rc;
     k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, g->Tmax, g->st);
-    k_attention((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, g->st);
+    k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, splits, g->d_part,
+                      g->st);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
     if (y->bo) k_add_bias(g->x, y->bo, n, C, g->st);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln2, NULL, n, C, eps, g->st);
@@ -317,9 +324,9 @@ static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
         size_t K = g->kmax ? (size_t)g->kmax : 1;
         if ((rc = grow(&g->d_k, G)) || (rc = grow(&g->d_ids, G * K)) || (rc = grow(&g->d_lps, G * K)) ||
             (rc = grow(&g->d_tail, G)) || (rc = grow(&g->d_argmax, G)) || (rc = grow(&g->d_bad, G)) ||
-            (rc = grow(&g->d_gtail, G)) || (rc = grow(&g->d_goff, G + 1)))
+            (rc = grow(&g->d_gtail, G)) || (rc = grow(&g->d_goff, G + 1)) || (rc = grow(&g->d_uni, G)) ||
+            (rc = grow(&g->d_sampled, G)))
             return rc;
-        g->h_goff = (int64_t *)xrealloc(g->h_goff, (G + 1) * sizeof(int64_t));
         g->rcap = G;
     }
     if (ng > g->gcap) {
@@ -329,9 +336,58 @@ static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
     return LR_OK;
 }
 
-template <class T> static int fetch(T *host, const T *dev, size_t n) {
-    if (host && n) CK(cudaMemcpy(host, dev, n * sizeof(T), cudaMemcpyDeviceToHost));
+/* One call's host side of the bus, in pinned memory so that copies are
+ * asynchronous DMA: uploads (every row's token, slot, position and tile, in
+ * place per chunk, since a chunk's copy may still be pending while the next
+ * chunk is being filled; the gather offsets and ids; the uniforms) and the
+ * downloads of the per-row results, copied to the caller's arrays after the
+ * final synchronisation. The logits rows of --full go straight to the
+ * caller's (pageable) array. */
+typedef struct {
+    int *tok, *seq, *pos, *rows;
+    att_tile *tiles;
+    int64_t *goff;
+    int32_t *gids;
+    double *uni;
+    unsigned char *bad;
+    int32_t *argmax, *k, *ids, *sampled;
+    float *lps, *tail, *glps, *gtail;
+} pin_layout;
+
+/* Carves l out of base (NULL: only measures); returns the bytes used. */
+static size_t pin_carve(char *base, pin_layout *l, size_t N, size_t G, size_t K, size_t ng) {
+    size_t at = 0;
+#define PIN(field, count)                                                                                     \
+    do {                                                                                                      \
+        l->field = base ? (decltype(l->field))(base + at) : NULL;                                             \
+        at += ((count) * sizeof *l->field + 63) / 64 * 64;                                                    \
+    } while (0)
+    PIN(tok, N); PIN(seq, N); PIN(pos, N); PIN(rows, N); PIN(tiles, N); PIN(goff, G + 1); PIN(gids, ng);
+    PIN(uni, G); PIN(bad, G); PIN(argmax, G); PIN(k, G); PIN(ids, G * K); PIN(sampled, G); PIN(lps, G * K);
+    PIN(tail, G); PIN(glps, ng); PIN(gtail, G);
+#undef PIN
+    return at;
+}
+
+static int pin_grow(gpu_fwd *g, pin_layout *l, size_t N, size_t G, size_t K, size_t ng) {
+    size_t need = pin_carve(NULL, l, N, G, K, ng);
+    if (need > g->pin_n) {
+        if (g->pin) cudaFreeHost(g->pin);
+        g->pin = NULL, g->pin_n = 0;
+        size_t n = need + need / 2; /* room to grow without a new allocation each call */
+        CK(cudaMallocHost((void **)&g->pin, n));
+        g->pin_n = n;
+    }
+    pin_carve(g->pin, l, N, G, K, ng);
     return LR_OK;
+}
+
+template <class T> static int fetch_async(gpu_fwd *g, T *pinned, const T *dev, size_t n) {
+    if (n) CK(cudaMemcpyAsync(pinned, dev, n * sizeof(T), cudaMemcpyDeviceToHost, g->st));
+    return LR_OK;
+}
+template <class T> static void deliver(T *host, const T *pinned, size_t n) {
+    if (host && n) memcpy(host, pinned, n * sizeof(T));
 }
 
 extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want,
@@ -343,30 +399,50 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     if (rc) return rc;
     size_t G = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
-    size_t ng = q->gids ? q->goff[G] : 0;
-    if ((rc = ensure_results(g, G, ng))) return rc;
+    size_t ng = q->gids ? q->goff[G] : 0, K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
+    pin_layout h;
+    if ((rc = ensure_results(g, G, ng)) || (rc = pin_grow(g, &h, (size_t)N, G, K, ng))) return rc;
     if (q->gids) {
-        for (size_t j = 0; j <= G; j++) g->h_goff[j] = (int64_t)q->goff[j];
-        CK(cudaMemcpyAsync(g->d_goff, g->h_goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
-        if (ng) CK(cudaMemcpyAsync(g->d_gids, q->gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+        for (size_t j = 0; j <= G; j++) h.goff[j] = (int64_t)q->goff[j];
+        CK(cudaMemcpyAsync(g->d_goff, h.goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
+        if (ng) {
+            memcpy(h.gids, q->gids, ng * sizeof(int32_t));
+            CK(cudaMemcpyAsync(g->d_gids, h.gids, ng * sizeof(int32_t), cudaMemcpyHostToDevice, g->st));
+        }
+    }
+    if (q->uniform && G) {
+        memcpy(h.uni, q->uniform, G * sizeof(double));
+        CK(cudaMemcpyAsync(g->d_uni, h.uni, G * sizeof(double), cudaMemcpyHostToDevice, g->st));
     }
     const int V = c->V, C = c->C;
     size_t gbase = 0;
     for (int start = 0; start < N; start += g->M) {
         int n = N - start < g->M ? N - start : g->M, nw = 0;
+        int *tok = h.tok + start, *sq = h.seq + start, *pos = h.pos + start, *rows = h.rows + start;
+        att_tile *tiles = h.tiles + start;
         for (int i = 0; i < n; i++) {
-            g->h_pos[i] = g->len[seq[start + i]]++;
-            if (!want || want[start + i]) g->h_rows[nw++] = i;
+            tok[i] = tokens[start + i], sq[i] = seq[start + i];
+            pos[i] = g->len[sq[i]]++;
+            if (!want || want[start + i]) rows[nw++] = i;
         }
-        int nt = att_tiles(g->h_tiles, seq + start, g->h_pos, n, ATT_ROWS(c->NH, c->NKV));
-        CK(cudaMemcpyAsync(g->d_tok, tokens + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_seq, seq + start, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_pos, g->h_pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_rows, g->h_rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        CK(cudaMemcpyAsync(g->d_tiles, g->h_tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
+        int nt = att_tiles(tiles, sq, pos, n, ATT_ROWS(c->NH, c->NKV)), maxk = 0;
+        for (int i = 0; i < nt; i++)
+            if (tiles[i].pos0 + tiles[i].n > maxk) maxk = tiles[i].pos0 + tiles[i].n;
+        /* few tiles of long contexts (decode with few live problems): split the keys */
+        int splits = att_splits(nt, c->NKV, maxk, g->nsm);
+        size_t pn = splits > 1 ? att_part_floats(nt, c->NKV, c->HD, splits) : 0;
+        if (pn > g->part_n) {
+            if ((rc = grow(&g->d_part, pn))) return rc;
+            g->part_n = pn;
+        }
+        CK(cudaMemcpyAsync(g->d_tok, tok, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_seq, sq, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_pos, pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_rows, rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        CK(cudaMemcpyAsync(g->d_tiles, tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
         k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
         for (int l = 0; l < c->L; l++)
-            if ((rc = layer_forward(g, l, n, nt))) return rc;
+            if ((rc = layer_forward(g, l, n, nt, splits))) return rc;
         for (int s = 0; s < nw; s += g->LM) {
             int cnt = nw - s < g->LM ? nw - s : g->LM;
             k_rmsnorm((uint16_t *)g->lnf, g->x, g->norm, g->d_rows + s, cnt, C, (float)c->rms_eps, g->st);
@@ -380,6 +456,9 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             a.argmax = g->d_argmax + gbase, a.tail = g->d_tail + gbase;
             a.glps = g->d_glps, a.gtail = g->d_gtail + gbase, a.bad = g->d_bad + gbase;
             k_compact(g->logits, cnt, V, &a, g->st);
+            if (q->uniform)
+                k_sample(g->logits, cnt, V, g->d_uni + gbase, q->smp.temperature, q->smp.top_k, q->smp.top_p,
+                         g->d_sampled + gbase, g->st);
             CK(cudaGetLastError());
             if (q->logits && r->logits)
                 CK(cudaMemcpyAsync(r->logits + gbase * (size_t)V, g->logits, (size_t)cnt * V * sizeof(float),
@@ -388,12 +467,19 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         }
         CK(cudaGetLastError());
     }
-    CK(cudaStreamSynchronize(g->st));
-    size_t K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
-    if ((rc = fetch(r->bad, g->d_bad, G)) || (rc = fetch(r->argmax, g->d_argmax, G))) return rc;
-    if (K && ((rc = fetch(r->k, g->d_k, G)) || (rc = fetch(r->ids, g->d_ids, G * K)) ||
-              (rc = fetch(r->lps, g->d_lps, G * K)) || (rc = fetch(r->tail, g->d_tail, G))))
+    if ((rc = fetch_async(g, h.bad, g->d_bad, r->bad ? G : 0)) ||
+        (rc = fetch_async(g, h.argmax, g->d_argmax, r->argmax ? G : 0)))
         return rc;
-    if (q->gids && ((rc = fetch(r->glps, g->d_glps, ng)) || (rc = fetch(r->gtail, g->d_gtail, G)))) return rc;
+    if (K && ((rc = fetch_async(g, h.k, g->d_k, G)) || (rc = fetch_async(g, h.ids, g->d_ids, G * K)) ||
+              (rc = fetch_async(g, h.lps, g->d_lps, G * K)) || (rc = fetch_async(g, h.tail, g->d_tail, G))))
+        return rc;
+    if (q->gids && ((rc = fetch_async(g, h.glps, g->d_glps, ng)) || (rc = fetch_async(g, h.gtail, g->d_gtail, G))))
+        return rc;
+    if (q->uniform && (rc = fetch_async(g, h.sampled, g->d_sampled, G))) return rc;
+    CK(cudaStreamSynchronize(g->st));
+    deliver(r->bad, h.bad, G), deliver(r->argmax, h.argmax, G);
+    if (K) deliver(r->k, h.k, G), deliver(r->ids, h.ids, G * K), deliver(r->lps, h.lps, G * K), deliver(r->tail, h.tail, G);
+    if (q->gids) deliver(r->glps, h.glps, ng), deliver(r->gtail, h.gtail, G);
+    if (q->uniform) deliver(r->sampled, h.sampled, G);
     return LR_OK;
 }

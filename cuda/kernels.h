@@ -54,6 +54,22 @@ int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int max_ro
 void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
                  int ntiles, int NH, int NKV, int HD, int Tmax, void *stream);
 
+/* The same attention with each tile's keys split into `splits` ranges of
+ * whole key tiles, one block per (tile, KV head, range) writing an
+ * unnormalised partial into part (att_part_floats floats), then combined
+ * per query by a second kernel: for calls with few tiles and long contexts
+ * (decode), where k_attention would run ntiles * NKV blocks. splits < 2 is
+ * k_attention. Equal to it up to float rounding. */
+void k_attention_split(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
+                       int ntiles, int NH, int NKV, int HD, int Tmax, int splits, float *part, void *stream);
+size_t att_part_floats(int ntiles, int NKV, int HD, int splits);
+/* Splits for a call of ntiles tiles whose longest sees max_klen keys, on a
+ * device of nsm multiprocessors: enough blocks for two per SM, at least
+ * ATT_SPLIT_MIN_KEYS keys a split, at most ATT_SPLIT_MAX; 1 = no split. */
+#define ATT_SPLIT_MIN_KEYS 256
+#define ATT_SPLIT_MAX 64
+int att_splits(int ntiles, int NKV, int max_klen, int nsm);
+
 /* h (N, I) bf16 = silu(gate) * up, gu (N, 2I) f32 = [gate | up] per row. */
 void k_swiglu(uint16_t *h, const float *gu, int N, int I, void *stream);
 
@@ -83,6 +99,14 @@ typedef struct {
     unsigned char *bad;
 } compact_args;
 void k_compact(const float *logits, int G, int V, const compact_args *a, void *stream);
+
+/* One token per row of logits (G, V) f32, sample.c smp_draw_u on the
+ * device: row g draws with uniform[g] in [0, 1) under temperature > 0,
+ * top_k (0: off) and top_p (1: off) into out[g]; -1 for a row holding a
+ * NaN/inf. The same token as the host for the same uniform except within
+ * rounding of a cumulative boundary (see cuda/sample.cu). */
+void k_sample(const float *logits, int G, int V, const double *uniform, double temperature, int top_k, double top_p,
+              int32_t *out, void *stream);
 
 /* ---- training ----
  * lr-tune's losses and optimizer step on the device (lr-tune does not call

@@ -40,7 +40,10 @@ static void cpu_row(engine *e, const float *row, int V, size_t g, const eng_req 
     int bad = 0;
     for (int i = 0; i < V && !bad; i++) bad = !isfinite(row[i]);
     if (r->bad) r->bad[g] = (unsigned char)bad;
-    if (bad) return;
+    if (bad) {
+        if (q->uniform) r->sampled[g] = -1;
+        return;
+    }
     if (q->co.kmax > 0) {
         int k = cd_select(row, V, &q->co, r->ids + g * (size_t)q->co.kmax, r->lps + g * (size_t)q->co.kmax,
                           &r->tail[g], e->heap);
@@ -55,6 +58,7 @@ static void cpu_row(engine *e, const float *row, int V, size_t g, const eng_req 
             if (row[i] > row[best]) best = i;
         r->argmax[g] = best;
     }
+    if (q->uniform) r->sampled[g] = smp_draw_u(row, &q->smp, q->uniform[g], &e->smp);
 }
 
 int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
@@ -65,6 +69,7 @@ int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned 
     size_t G = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
     int V = e->m->cfg.V;
+    if (q->uniform && e->smp.V != V) smp_free(&e->smp), smp_init(&e->smp, V);
     float *dst = r->logits;
     if (!q->logits) {
         if (G > e->logit_rows) {
@@ -90,5 +95,6 @@ void eng_free(engine *e) {
     if (e->cpu.m) fwd_free(&e->cpu);
     free(e->logits);
     free(e->heap);
+    smp_free(&e->smp);
     memset(e, 0, sizeof *e);
 }

@@ -5,10 +5,11 @@
  *     until `mass` is covered, at most kmax, their log-probs, the tail);
  *   - optionally this model's log-probs of given ids (cd_gather), per row;
  *   - the argmax (ties: lowest id), and a flag for NaN/inf logits;
- *   - optionally the whole logits row (sampling, --full, checks).
+ *   - optionally a token drawn from the row (sample.h) for a given uniform;
+ *   - optionally the whole logits row (--full, checks).
  * On cpu this is fwd_run + compact.c row by row; on cuda every reduction
- * runs on the device and only these small results cross the bus (the
- * logits rows only when asked). compact.c is the CPU twin the device
+ * runs on the device, sampling included (cuda/sample.cu), and only these
+ * small results cross the bus (the logits rows only when asked). compact.c is the CPU twin the device
  * kernels are tested against. */
 #ifndef LR_ENGINE_H
 #define LR_ENGINE_H
@@ -33,6 +34,7 @@ typedef struct {
     size_t logit_rows;
     int32_t *heap;
     int heap_cap;
+    smp_scratch smp;       /* ENG_CPU: sampling scratch, made on first use */
     int tmax;              /* positions per slot */
 } engine;
 

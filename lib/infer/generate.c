@@ -13,14 +13,12 @@ void gen_init(gen_ctx *g, engine *e, const gen_opts *o) {
     memset(g, 0, sizeof *g);
     g->e = e;
     g->o = *o;
-    if (o->sample) smp_init(&g->smp, o->V);
 }
 
 void gen_free(gen_ctx *g) {
     eng_res *r = &g->res;
-    smp_free(&g->smp);
-    free(g->goff), free(g->gids);
-    free(r->k), free(r->ids), free(r->lps), free(r->tail), free(r->gtail), free(r->argmax);
+    free(g->goff), free(g->gids), free(g->uni);
+    free(r->k), free(r->ids), free(r->lps), free(r->tail), free(r->gtail), free(r->argmax), free(r->sampled);
     free(r->bad), free(r->logits), free(r->glps);
     memset(g, 0, sizeof *g);
 }
@@ -100,9 +98,9 @@ static int record_step(const gen_ctx *c, gen_problem *p, size_t t, size_t g) {
     return 0;
 }
 
-/* The logits rows themselves are needed on the host only to sample and for
- * full; otherwise the engine's per-row results are all that is recorded. */
-static int need_logits(const gen_opts *o) { return o->sample || o->full; }
+/* The logits rows themselves are needed on the host only for full; the
+ * engine samples where the logits are, from the uniforms it is sent. */
+static int need_logits(const gen_opts *o) { return o->full; }
 
 /* Room for `rows` wanted rows (and their logits when needed) and `ng`
  * gathered ids. */
@@ -117,6 +115,10 @@ static void ensure_res(gen_ctx *c, size_t rows, size_t ng) {
         r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
         r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
         r->bad = xrealloc(r->bad, rows);
+        if (c->o.sample) {
+            r->sampled = xrealloc(r->sampled, rows * sizeof *r->sampled);
+            c->uni = xrealloc(c->uni, rows * sizeof *c->uni);
+        }
         if (need_logits(&c->o)) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
         c->goff = xrealloc(c->goff, (rows + 1) * sizeof *c->goff);
         c->res_rows = rows;
@@ -130,7 +132,14 @@ static void ensure_res(gen_ctx *c, size_t rows, size_t ng) {
 
 static eng_req make_req(const gen_ctx *c, int gather) {
     return (eng_req){.co = c->o.co, .gids = gather ? c->gids : NULL, .goff = gather ? c->goff : NULL,
-                     .logits = need_logits(&c->o)};
+                     .logits = need_logits(&c->o), .uniform = c->o.sample && !gather ? c->uni : NULL,
+                     .smp = c->o.smp};
+}
+
+/* Wanted row g of the next call takes p's next draw: one value of p's
+ * stream per step, as smp_draw consumes it. */
+static void draw_uniform(gen_ctx *c, size_t g, gen_problem *p) {
+    if (c->o.sample) c->uni[g] = rng_unit(&p->rng);
 }
 
 /* eng_run, counted (lr-infer reports calls; tests check slots refill). */
@@ -167,7 +176,7 @@ static int take_step(gen_ctx *c, gen_problem *p, size_t g) {
         gen_fail(p, "NaN or infinite logits; problem skipped");
         return 0;
     }
-    int next = o->sample ? smp_draw(c->res.logits + g * (size_t)o->V, &o->smp, &p->rng, &c->smp) : c->res.argmax[g];
+    int next = o->sample ? c->res.sampled[g] : c->res.argmax[g];
     p->tokens[p->T++] = next;
     c->tokens++;
     for (int e = 0; e < o->neos; e++)
@@ -198,6 +207,7 @@ int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
         }
     }
     ensure_res(c, (size_t)n, 0);
+    for (int a = 0; a < na; a++) draw_uniform(c, (size_t)a, &ps[slot[a]]);
     eng_req q = make_req(c, 0);
     int rc = na ? run_rows(c, (int)total, rows_tok, rows_seq, want, &q) : 0;
     free(rows_tok), free(rows_seq), free(want);
@@ -210,6 +220,7 @@ int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
             slot[keep] = slot[a];
             tok[keep++] = p->tokens[p->T - 1];
         }
+        for (int a = 0; a < keep; a++) draw_uniform(c, (size_t)a, &ps[slot[a]]);
         na = keep;
         if (na) rc = run_rows(c, na, tok, slot, NULL, &q);
     }
@@ -340,6 +351,7 @@ int gen_step(gen_ctx *c, gen_sched *s) {
                 s->tok[r] = p->prompt[i], s->seq[r] = b, s->want[r++] = i + 1 == p->nprompt;
             p->prefilled = 1;
         }
+        draw_uniform(c, (size_t)G, p);
         s->gslot[G++] = b;
     }
     s->queued = 0;

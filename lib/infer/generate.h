@@ -77,7 +77,7 @@ typedef struct {
 typedef struct {
     engine *e;
     gen_opts o;
-    smp_scratch smp;
+    double *uni;               // (res_rows) with sample: the next call's uniform per wanted row
     /* one engine call's results, for up to res_rows wanted rows */
     eng_res res;
     size_t res_rows, glps_cap;

@@ -4,6 +4,7 @@
 #define LR_ROWS_H
 
 #include "infer/compact.h"
+#include "infer/sample.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -15,6 +16,12 @@ typedef struct {
     const int32_t *gids;  /* NULL: no gather; else row g gathers */
     const size_t *goff;   /*   gids[goff[g] .. goff[g+1]) (goff has G+1 entries) */
     int logits;           /* also return the logits rows */
+    /* Sampling where the logits are: row g draws smp_draw_u(row, &smp,
+     * uniform[g]) into res.sampled[g] (-1 for a NaN/inf row). The caller
+     * keeps the random streams and sends one uniform per wanted row, so a
+     * problem's tokens depend on its stream alone, on either backend. */
+    const double *uniform; /* NULL: no sampling */
+    smp_opts smp;
 } eng_req;
 
 /* Caller-allocated results for G wanted rows (NULL where not asked). */
@@ -28,6 +35,7 @@ typedef struct {
     int32_t *argmax;      // (G)
     unsigned char *bad;   // (G) 1 when the row has a NaN or infinite logit (nothing else is set)
     float *logits;        // (G, V) when req.logits
+    int32_t *sampled;     // (G) when req.uniform
 } eng_res;
 
 #endif

@@ -28,6 +28,10 @@ static int by_logit_desc(const void *a, const void *b, void *arg) {
 }
 
 int smp_draw(const float *row, const smp_opts *o, uint64_t *rng, smp_scratch *s) {
+    return smp_draw_u(row, o, rng_unit(rng), s);
+}
+
+int smp_draw_u(const float *row, const smp_opts *o, double unit, smp_scratch *s) {
     int V = s->V;
     double *pr = s->pr, t = o->temperature, mx = -INFINITY, z = 0;
     int *order = s->order;
@@ -49,7 +53,7 @@ int smp_draw(const float *row, const smp_opts *o, uint64_t *rng, smp_scratch *s)
             n = m, z = c;
         }
     }
-    double u = rng_unit(rng) * z, c = 0;
+    double u = unit * z, c = 0;
     for (int j = 0; j < n; j++) {
         int i = sorted ? order[j] : j;
         c += pr[i];

@@ -47,6 +47,33 @@ echo "selection: $diff_steps of $steps steps differ"
 "$B/lr-dump" "$T/e_gpu.lrs" | jq -se '[.[] | select(.k != null) | (.tokens | length) == 4 and (.k | all(. >= 1))] | all' \
     > /dev/null || die "generate on the device: records"
 
+# sampling on the device (the host sends one uniform per row, the device
+# draws): --top-k 1 keeps only the argmax, so it must give the greedy tokens
+# exactly; the same seed the same tokens; and against the cpu backend, whose
+# float32 logits differ from the device's bf16 ones, the same tokens until
+# a draw lands near a boundary the rounding moved (here 70 of 96 steps
+# agree before the first divergence and all 8 first tokens; at least half
+# and 6 are required)
+head -n 8 "$LR_ROOT/data/gsm8k/train.jsonl" > "$T/q8.jsonl"
+m=12
+[ "${LR_SAN:-}" = 1 ] && m=6
+toks() { "$B/lr-dump" "$1" | jq -c 'select(.tokens != null) | .tokens'; }
+smp=(--model "$T/exp" --data "$T/q8.jsonl" --layout gsm8k --max-new-tokens $m)
+"$E/lr-infer" "${smp[@]}" --device cuda -o "$T/g_gpu.lrs" 2> /dev/null
+"$E/lr-infer" "${smp[@]}" --device cuda --temperature 0.8 --top-k 1 --seed 5 -o "$T/k1_gpu.lrs" 2> /dev/null
+[ "$(toks "$T/g_gpu.lrs")" = "$(toks "$T/k1_gpu.lrs")" ] || die "device sampling with --top-k 1 is not greedy"
+for d in 1 2; do
+    "$E/lr-infer" "${smp[@]}" --device cuda --temperature 0.8 --top-p 0.9 --top-k 20 --seed 3 -o "$T/s_gpu$d.lrs"         2> /dev/null
+done
+[ "$(toks "$T/s_gpu1.lrs")" = "$(toks "$T/s_gpu2.lrs")" ] || die "device sampling: the same seed gave other tokens"
+[ "$(toks "$T/s_gpu1.lrs")" != "$(toks "$T/g_gpu.lrs")" ] || die "device sampling gave the greedy tokens"
+"$B/lr-infer" "${smp[@]}" --device cpu --temperature 0.8 --top-p 0.9 --top-k 20 --seed 3 -o "$T/s_cpu.lrs" 2> /dev/null
+agree=$(paste -d' ' <(toks "$T/s_cpu.lrs") <(toks "$T/s_gpu1.lrs") | jq -s '[range(0; length / 2) as $k | [.[2 * $k], .[2 * $k + 1]]
+    | (first(range(0; .[0] | length) as $i | select(.[0][$i] != .[1][$i]) | $i) // (.[0] | length))] | [add, (map(select(. > 0)) | length)] | @tsv' -r)
+read -r same first <<< "$agree"
+echo "sampled: $same of $((8 * m)) steps agree with the cpu before the first divergence; $first of 8 first tokens"
+[ $((same * 2)) -ge $((8 * m)) ] && [ "$first" -ge 6 ] || die "device sampling departs from the cpu's: $agree"
+
 # the device's list limit, and the real build on a machine without a GPU
 "$B/lr-mkmodel" "$T/big" --layers 1 --vocab 2100 > /dev/null
 expect_fail 1 "$E/lr-infer" --model "$T/big" --data "$T/q.jsonl" --layout gsm8k --device cuda --top-k-max 2000

@@ -20,7 +20,9 @@
 #      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
 #      memory-bandwidth roofline (`bench_gpu decode`);
 #   4. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu
-#      and on cuda, lr-kl selects the same steps on >= 99% of them;
+#      and on cuda, lr-kl selects the same steps on >= 99% of them; then,
+#      a timing only and so after every check, sampled decode (temperature
+#      0.8, top-p 0.95: the device sampler) at batch 64 for each shape;
 #   5. ONE markdown table, rewritten after every stage and by a trap on any
 #      exit (so a call cut short still leaves what it measured), into
 #      docs/PERF.md under "### <card>, <date>" (replacing that card's earlier
@@ -195,7 +197,7 @@ if ((DRY)); then
     [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
     HFDEV=cpu
     SHAPES="tiny-1.5b tiny-0.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
-    DECODE_B="1 4" DECODE="--prompt 16 --steps 8"
+    DECODE_B="1 4" DECODE="--prompt 16 --steps 8" SAMPLE_B=4
     if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
         GBIN=$BUNDLE/bin-emu
         CARD="dry run (emulated device)"
@@ -208,7 +210,7 @@ if ((DRY)); then
 else
     PY=python3 HFDEV=cuda
     SHAPES="qwen2.5-math-1.5b qwen2.5-0.5b" TEACH="--seqs 256 --len 400 --batch 32"
-    DECODE_B="1 64 256" DECODE="--prompt 128 --steps 64" KLN=32 KLT=48 LENS=13,100,257
+    DECODE_B="1 64 256" DECODE="--prompt 128 --steps 64" SAMPLE_B=64 KLN=32 KLT=48 LENS=13,100,257
     CARD=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
     [ -n "$CARD" ] || CARD=$("$BIN/bench_gpu" 2>&1 | sed -n 's/.*(\(.*\); backend.*/\1/p')
 fi
@@ -305,6 +307,15 @@ for i in range($KLN): print('{\"id\": \"q%d\", \"question\": \"A shop has %d box
     python3 "$ROOT/tests/gpu/kl_agree.py" "$BIN" "$d/e.lrs" "$d/a_cpu.lrs" "$d/a_dev.lrs" "$d"
 }
 stage kl 90 kl_stage
+
+# ---- 5. sampled decode: the greedy decode's steps drawn on the device, its
+# cost next to greedy's; a timing only, so it comes after every check ----
+for s in $SHAPES; do
+    [ -f "$WORK/hf/$s/config.json" ] || continue
+    # shellcheck disable=SC2086
+    stage "decode_${s}_b${SAMPLE_B}_t0.8" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$WORK/hf/$s" --batch "$SAMPLE_B" \
+        $DECODE --temperature 0.8 --top-p 0.95
+done
 
 # ---- 5. the table: written by the EXIT trap (finish) ----
 fails=$(grep -cE 'result=(FAIL|ERROR|NO_GPU)|^stage .* rc=[1-9]' "$RES")

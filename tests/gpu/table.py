@@ -95,7 +95,9 @@ def build_table(rows):
             pct = kv.get("roofline_pct")
             good = "n/a" if float(kv.get("bw_peak", 0) or 0) == 0 else (
                 ("ok" if float(pct) >= 60 else "below goal") if b == "1" else "")
-            out.append(f"| greedy decode `{name(kv.get('what'))}`, batch {b}, prompt {kv.get('prompt', '?')}: tok/s, "
+            how = (f"sampled decode (temperature {kv['temperature']}, top-p {kv.get('top_p', '1')})"
+                   if "temperature" in kv else "greedy decode")
+            out.append(f"| {how} `{name(kv.get('what'))}`, batch {b}, prompt {kv.get('prompt', '?')}: tok/s, "
                        f"step ms, % of memory-bandwidth roofline | {f(kv.get('tok_s'), '{:.0f}')}, "
                        f"{f(kv.get('step_ms'))} ms, {f(pct, '{:.1f}')}% of {f(kv.get('bw_peak'), '{:.0f}')} GB/s | | "
                        f"{'>= 60% (batch 1)' if b == '1' else ''} | {good} |")

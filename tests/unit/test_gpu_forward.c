@@ -7,6 +7,7 @@
  * (bound 1e-2), lists by their leading tokens. */
 #include "check.h"
 
+#include "../../cuda/kernels.h"
 #include "infer/engine.h"
 #include "infer/gpu.h"
 #include "model/mkmodel.h"
@@ -17,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+size_t emu_pageable_async_copies(void); /* cuda/emu.cc */
 
 static char tmpdir[] = "/tmp/lr-gpufwd-XXXXXX";
 
@@ -69,12 +72,20 @@ static double compare(const char *dir, int open_only, int max_tokens) {
             gids[g * 4] = 0, gids[g * 4 + 1] = 1, gids[g * 4 + 2] = 2, gids[g * 4 + 3] = V + 1;
         }
         goff[G] = (size_t)G * 4;
-        eng_req q = {.co = {.mass = 0.99999, .kmax = kmax, .kmin = 1}, .gids = gids, .goff = goff, .logits = 1};
+        /* and a draw per row, each backend from its own logits (call 1: no top-k/top-p) */
+        double *uni = malloc((size_t)G * sizeof *uni);
+        for (int g = 0; g < G; g++) uni[g] = (g + 0.5) / G;
+        smp_opts so = {.temperature = 0.8, .top_k = ci == 1 ? 0 : 7, .top_p = ci == 1 ? 1.0 : 0.9};
+        eng_req q = {.co = {.mass = 0.99999, .kmax = kmax, .kmin = 1}, .gids = gids, .goff = goff, .logits = 1,
+                     .uniform = uni, .smp = so};
+        smp_scratch ss;
+        smp_init(&ss, V);
         eng_res r[2];
         for (int e = 0; e < 2; e++) {
             r[e] = (eng_res){.k = malloc(G * 4), .ids = malloc((size_t)G * kmax * 4), .lps = malloc((size_t)G * kmax * 4),
                              .tail = malloc(G * 4), .glps = malloc((size_t)G * 4 * 4), .gtail = malloc(G * 4),
-                             .argmax = malloc(G * 4), .bad = malloc(G), .logits = malloc((size_t)G * V * 4)};
+                             .argmax = malloc(G * 4), .bad = malloc(G), .logits = malloc((size_t)G * V * 4),
+                             .sampled = malloc(G * 4)};
         }
         rc = eng_run(&ec, c->N, c->tok, c->seq, c->want, &q, &r[0]);
         if (!rc) rc = eng_run(&eg, c->N, c->tok, c->seq, c->want, &q, &r[1]);
@@ -98,13 +109,18 @@ static double compare(const char *dir, int open_only, int max_tokens) {
             for (int j = 0; j < 3; j++) CHECK_CLOSE(r[1].glps[g * 4 + j], r[0].glps[g * 4 + j], 0.05, 0.02);
             CHECK(isinf(r[1].glps[g * 4 + 3]));
             CHECK_CLOSE(r[1].tail[g], r[0].tail[g], 0.02, 0);
+            /* the draws: sample.c's on the logits each backend returned */
+            for (int e = 0; e < 2; e++)
+                CHECKF(r[e].sampled[g] == smp_draw_u(r[e].logits + (size_t)g * V, &so, uni[g], &ss),
+                       "call %d row %d: %s drew %d", ci, g, e ? "device" : "cpu", r[e].sampled[g]);
             nrows++;
         }
         for (int e = 0; e < 2; e++) {
             free(r[e].k), free(r[e].ids), free(r[e].lps), free(r[e].tail), free(r[e].glps), free(r[e].gtail);
-            free(r[e].argmax), free(r[e].bad), free(r[e].logits);
+            free(r[e].argmax), free(r[e].bad), free(r[e].logits), free(r[e].sampled);
         }
-        free(gids), free(goff);
+        free(gids), free(goff), free(uni);
+        smp_free(&ss);
     }
     /* random tiny models have near-flat distributions, where bf16 may swap
      * close leaders: allow a few, not many */
@@ -131,6 +147,64 @@ static void one(const char *name, const char *const *args, int nargs, int open_o
     CHECKF(e < bound, "%s: logits rel err %g", name, e);
 }
 
+/* Decode rows of a long context, which the device runs with split-KV
+ * attention (att_splits > 1 for one row of 800 keys on the emulated
+ * device's 132 multiprocessors), against the CPU forward. */
+static void long_decode(void) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/long", tmpdir);
+    const char *args[] = {"--hidden", "96", "--heads", "6", "--kv-heads", "1", "--dtype", "bf16"};
+    mk_opts o;
+    CHECK(mk_parse_args(&o, 8, (char **)args, NULL) == 0);
+    CHECK(mk_write_model(dir, &o) == 0);
+    model mc, mg;
+    CHECK(model_load(&mc, dir) == 0 && model_open(&mg, dir) == 0);
+    int V = mc.cfg.V, P = 800, steps = 3;
+    CHECK(att_splits(1, mc.cfg.NKV, P + 1, 132) > 1);
+    engine ec, eg;
+    CHECK(eng_init(&ec, &mc, ENG_CPU, 1, 1024, 1024, 0, 1) == 0);
+    CHECK(eng_init(&eg, &mg, ENG_CUDA, 1, 1024, 1024, 4, 1) == 0);
+    int *tok = malloc(P * sizeof *tok), *seq = calloc(P, sizeof *seq);
+    unsigned char *want = calloc(P, 1);
+    for (int t = 0; t < P; t++) tok[t] = (7 * t + 3) % V;
+    want[P - 1] = 1;
+    float *lg[2] = {malloc((size_t)V * 4), malloc((size_t)V * 4)};
+    int32_t am[2];
+    unsigned char bad[2];
+    eng_req q = {.co = {.kmax = 0}, .logits = 1};
+    double worst = 0;
+    for (int s = 0; s <= steps; s++) {
+        for (int e = 0; e < 2; e++) {
+            eng_res r = {.argmax = &am[e], .bad = &bad[e], .logits = lg[e]};
+            int rc = s == 0 ? eng_run(e ? &eg : &ec, P, tok, seq, want, &q, &r)
+                            : eng_run(e ? &eg : &ec, 1, &tok[s], seq, NULL, &q, &r);
+            CHECKF(rc == 0, "%s", lr_errmsg());
+        }
+        double d = 0, m = 1e-30;
+        for (int i = 0; i < V; i++) d += (lg[1][i] - lg[0][i]) * (lg[1][i] - lg[0][i]), m += (double)lg[0][i] * lg[0][i];
+        if (s > 0) worst = fmax(worst, sqrt(d / m));
+    }
+    /* without --full, every per-call copy goes through pinned memory */
+    {
+        double u = 0.5;
+        int32_t sm, k[4], ids[4 * 4];
+        float lps[4 * 4], tail;
+        eng_req qs = {.co = {.kmax = 4, .kmin = 1, .mass = 0.9}, .uniform = &u,
+                      .smp = {.temperature = 1, .top_p = 1, .top_k = 0}};
+        eng_res r = {.argmax = &am[1], .bad = &bad[1], .sampled = &sm, .k = k, .ids = ids, .lps = lps, .tail = &tail};
+        size_t before = emu_pageable_async_copies();
+        CHECK(eng_run(&eg, 1, &tok[steps + 1], seq, NULL, &qs, &r) == 0);
+        CHECKF(emu_pageable_async_copies() == before, "%zu pageable asynchronous copies",
+               emu_pageable_async_copies() - before);
+        CHECK(sm >= 0 && sm < V && k[0] >= 1);
+    }
+    fprintf(stderr, "long-decode logits rel err (L2, worst of %d decode rows after %d positions) %.2e\n", steps, P, worst);
+    CHECKF(worst < 1e-2, "long decode: logits rel err %g", worst);
+    eng_free(&ec), eng_free(&eg);
+    model_free(&mc), model_free(&mg);
+    free(tok), free(seq), free(want), free(lg[0]), free(lg[1]);
+}
+
 int main(void) {
     CHECK(mkdtemp(tmpdir) != NULL);
     char name[128];
@@ -144,6 +218,7 @@ int main(void) {
     one("llama-bias", a3, 9, 0, 16, 1.5e-2); /* loaded float32 path; calls split into chunks of 16 rows */
     const char *a4[] = {"--arch", "llama", "--heads", "2", "--kv-heads", "1", "--hidden", "256", "--dtype", "bf16"};
     one("hd128-bf16", a4, 10, 1, 512, 1e-2); /* head dim 128, as the real models */
+    long_decode();
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     CHECK(system(cmd) == 0);

@@ -137,6 +137,55 @@ static void test_qkv_attention(int NH, int NKV, int HD) {
     free(kcf), free(vcf), free(tiles), free(out), free(ref);
 }
 
+/* Split-KV attention (flash-decoding) on decode-like calls: one row of a
+ * long context, a run of rows deep in another slot, one short row (whose
+ * later key ranges are empty), GQA 6:1, HD 128; against the CPU attention
+ * on the same bf16 cache and against the one-pass kernel, for split counts
+ * that do and do not divide the context, up to the most att_splits picks. */
+static void test_attention_split(void) {
+    const int NH = 12, NKV = 2, HD = 128, Tmax = 3000, B = 3, QD = NH * HD;
+    int seq[] = {0, 1, 1, 1, 2}, pos[] = {2999, 1000, 1001, 1002, 10}, N = 5;
+    size_t csz = (size_t)B * NKV * Tmax * HD;
+    float *kcf = frand(csz, 1), *vcf = frand(csz, 1), *q = frand((size_t)N * QD, 1);
+    for (size_t i = 0; i < csz; i++) kcf[i] = bfr(kcf[i]), vcf[i] = bfr(vcf[i]);
+    uint16_t *kc = to_bf16(kcf, csz), *vc = to_bf16(vcf, csz);
+    att_tile tiles[5];
+    int nt = att_tiles(tiles, seq, pos, N, ATT_ROWS(NH, NKV));
+    CHECK(nt == 3);
+    float *ref = malloc((size_t)N * QD * 4);
+    attention_forward(ref, q, kcf, vcf, seq, pos, N, NH, NKV, HD, Tmax, 1);
+    uint16_t *one = malloc((size_t)N * QD * 2), *out = malloc((size_t)N * QD * 2);
+    k_attention(one, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, NULL);
+    double e1 = relerr_bf(one, ref, (size_t)N * QD);
+    CHECKF(e1 < 1e-2, "one-pass attention: rel err %g", e1);
+    const int splits[] = {2, 7, att_splits(nt, NKV, 3000, 132), ATT_SPLIT_MAX};
+    for (int si = 0; si < 4; si++) {
+        float *part = malloc(att_part_floats(nt, NKV, HD, splits[si]) * sizeof *part);
+        memset(out, 0xff, (size_t)N * QD * 2);
+        k_attention_split(out, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, splits[si], part, NULL);
+        double e = relerr_bf(out, ref, (size_t)N * QD), d = 0;
+        int far = 0;
+        for (size_t i = 0; i < (size_t)N * QD; i++) { /* against the one-pass kernel: an ulp or two of bf16 */
+            float a = st_bf16_to_f32(out[i]), b = st_bf16_to_f32(one[i]);
+            d = fmax(d, fabs(a - b));
+            far += !(fabsf(a - b) <= 1.6e-2f * fabsf(b) + 1e-4f);
+        }
+        fprintf(stderr, "split-KV %d: rel err %.2e vs cpu (one-pass %.2e), max |diff| %.2e vs one-pass\n", splits[si],
+                e, e1, d);
+        CHECKF(e < 1e-2 && far == 0, "split %d: rel err %g vs cpu, %d values off the one-pass kernel (max %g)",
+               splits[si], e, far, d);
+        free(part);
+    }
+    /* the policy: a lone decode row of a long context splits; a full batch,
+     * a short context or one split's worth of keys does not */
+    CHECK(att_splits(1, 2, 3000, 132) == 3000 / ATT_SPLIT_MIN_KEYS);
+    CHECK(att_splits(3, 2, 100000, 132) == 44);
+    CHECK(att_splits(1, 2, 1 << 20, 132) == ATT_SPLIT_MAX);
+    CHECK(att_splits(256, 2, 3000, 132) == 1);
+    CHECK(att_splits(1, 2, 300, 132) == 1);
+    free(kcf), free(vcf), free(q), free(kc), free(vc), free(ref), free(one), free(out);
+}
+
 /* k_compact against cd_select / cd_gather / argmax on the same rows. */
 static void test_compact(int V, int G, int kmax, double mass) {
     float *x = malloc((size_t)G * V * 4);
@@ -212,6 +261,7 @@ int main(void) {
     test_qkv_attention(6, 6, 12);
     test_qkv_attention(14, 2, 64); /* Qwen2.5-0.5B's grouping: 7 query heads per KV head */
     test_qkv_attention(32, 1, 8);  /* a whole tile of one row's heads */
+    test_attention_split();
     test_compact(1000, 12, 32, 0.99999);
     test_compact(1000, 8, 1024, 1.0);
     test_compact(300, 4, 1, 0.5);
