@@ -131,7 +131,7 @@ static int cmd_score(int argc, char **argv) {
     score_args A = {.data = xcalloc((size_t)argc + 1, sizeof(char *))};
     int rc = parse_score(argc, argv, &A);
     const char *pred = A.pred, *data_dir = A.data_dir, *layout = A.layout, *out_dir = A.out_dir, *label = A.label;
-    const char **data = A.data;
+    const char *const *data = A.data;
     int nd = A.nd;
     sc_preds P = {0};
     lr_out *ores = NULL, *osj = NULL, *omd = NULL;
@@ -146,7 +146,8 @@ static int cmd_score(int argc, char **argv) {
     if (!nd) { /* the files the ids name: "<layout>/<stem>:<line>" */
         owned = xcalloc(P.n + 1, sizeof(char *));
         nowned = sc_data_files(&P, data_dir, owned);
-        for (int k = 0; k < nowned; k++) data[nd++] = owned[k];
+        data = (const char *const *)owned; /* as many as the ids name: more than the arguments */
+        nd = nowned;
         if (!nd) {
             rc = lr_err(LR_EINPUT, "%s: no id of the form \"<benchmark>/<split>:<line>\"", pred);
             goto out;
@@ -212,7 +213,7 @@ out:
     out_abort(&omd);
     for (int k = 0; k < nowned; k++) free(owned[k]);
     free(owned);
-    free(data);
+    free(A.data);
     sc_preds_free(&P);
     return rc;
 }
