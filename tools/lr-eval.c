@@ -297,21 +297,25 @@ static int cmd_prompts(int argc, char **argv) {
     return rc;
 }
 
+/* --help as the command or anywhere after it. */
+static int wants_help(int argc, char **argv) {
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return 1;
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
+/* The commands, each returning 0 or an LR_E* code with the message set:
+ * the one place that reports an error and chooses the exit code. */
 int main(int argc, char **argv) {
     lr_progname = "lr-eval";
-    if (argc < 2) return lr_fail(lr_err(LR_EUSAGE, "expected a command: judge, score, compare or prompts (see --help)"));
-    const char *cmd = argv[1];
+    const char *cmd = argc > 1 ? argv[1] : "";
     int rc;
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    if (argc < 2) rc = lr_err(LR_EUSAGE, "expected a command: judge, score, compare or prompts (see --help)");
+    else if (wants_help(argc, argv)) {
         usage(stdout);
         return 0;
-    }
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        }
-    if (!strcmp(cmd, "judge")) rc = cmd_judge(argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "judge")) rc = cmd_judge(argc - 2, argv + 2);
     else if (!strcmp(cmd, "score")) rc = cmd_score(argc - 2, argv + 2);
     else if (!strcmp(cmd, "compare") || !strcmp(cmd, "--compare")) rc = cmd_compare(argc - 2, argv + 2);
     else if (!strcmp(cmd, "prompts")) rc = cmd_prompts(argc - 2, argv + 2);
