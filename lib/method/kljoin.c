@@ -23,15 +23,15 @@ typedef struct {
     const klj_opts *o;
     const char *paths[2];
     klj_stats *st;
-    /* KLJ_RANDOM, KLJ_LOWEST */
+    /* KLJ_RANDOM, KLJ_LOWEST: every step seen by the first pass, and the
+     * ones the second emits, in stream order */
     step_kl *all;
     size_t nall, capall;
     step_kl *chosen;
     size_t nchosen, next_chosen;
-    /* output */
     lrs_writer *w;
-    int64_t V, VE, VA;
-    const lrs_header *he, *ha;
+    int64_t V, VE, VA; /* V = min(VE, VA), dist.h's truncation */
+    const lrs_header *he, *ha; /* the open inputs' headers */
 } kl_ctx;
 
 static const char *const sel_names[] = {"kl", "random", "lowest"};
@@ -52,7 +52,7 @@ typedef struct {
     lrs_reader *r;
     const msgpack_object *rec;
     int64_t idx, prev_idx;
-    int ordered; /* --allow-missing: idx must increase (a merge join) */
+    int ordered; /* allow_missing: idx must increase (a merge join) */
     const char *id;
     size_t idlen;
     int32_t *prompt, *tokens, *k, *top_ids;
@@ -412,7 +412,7 @@ static int by_kl(const void *a, const void *b) {
     return by_pos(a, b);
 }
 
-/* --select random|lowest: as many steps as KL selection keeps. */
+/* KLJ_RANDOM, KLJ_LOWEST: as many steps as KL selection keeps. */
 static void choose(kl_ctx *c, uint64_t n) {
     if (c->o->select == KLJ_RANDOM) {
         uint64_t st = c->o->seed;
