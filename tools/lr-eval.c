@@ -1,20 +1,20 @@
 /* lr-eval: scores model outputs on the seven benchmarks the way the
- * Qwen2.5-Math evaluation toolkit does (lib/eval/answer.h, mathequal.h),
- * from generations given as JSON lines, so generation and scoring can run
- * on different machines.
+ * Qwen2.5-Math evaluation toolkit does, from generations given as JSON
+ * lines, so generation and scoring can run on different machines. The
+ * judging and joining are eval/score.h's, the tables eval/summary.h's and
+ * compare.h's; this file holds the commands' options, their output files
+ * and what they report on stderr.
  *
  *   lr-eval judge [IN.jsonl]          {"bench","prediction","gold"} lines -> + "extracted", "correct"
  *   lr-eval score --pred P.jsonl (--data FILE ... | --data-dir DIR) [--layout NAME] [--out-dir D] [--label L]
  *   lr-eval compare [--resamples N] [--seed N] [--json F] BASE RUN|LABEL=RUN,RUN... ...
  */
-#include "eval/answer.h"
-#include "eval/judge.h"
+#include "eval/score.h"
+#include "eval/summary.h"
 #include "eval/benchdata.h"
 #include "eval/compare.h"
-#include "io/jsonl.h"
-#include "io/stream.h"
-#include "base/opt.h"
 #include "model/tokenizer.h"
+#include "base/opt.h"
 #include "base/outfile.h"
 #include "base/util.h"
 
@@ -24,7 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <utf8proc.h>
 
 static void usage(FILE *f) {
     fputs("usage: lr-eval judge [IN.jsonl]\n"
@@ -72,130 +71,25 @@ static void usage(FILE *f) {
           f);
 }
 
-/* ---- input lines ---- */
-
-/* Replaces invalid UTF-8 by U+FFFD; returns a new string, *bad = 1 when
- * anything was replaced. */
-static char *repair_utf8(const char *s, size_t n, int *bad) {
-    char *r = xmalloc(3 * n + 1);
-    size_t o = 0;
-    *bad = 0;
-    for (size_t i = 0; i < n;) {
-        utf8proc_int32_t c;
-        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(n - i), &c);
-        if (k <= 0) {
-            memcpy(r + o, "\xef\xbf\xbd", 3);
-            o += 3;
-            i++;
-            *bad = 1;
-        } else {
-            memcpy(r + o, s + i, (size_t)k);
-            o += (size_t)k;
-            i += (size_t)k;
-        }
-    }
-    r[o] = 0;
-    return r;
-}
-
-/* A JSON string for text that should be UTF-8 (repaired if it is not). */
-static json_t *jstr(const char *s) {
-    json_t *j = json_string(s);
-    if (j) return j;
-    int bad;
-    char *r = repair_utf8(s, strlen(s), &bad);
-    j = json_string(r);
-    free(r);
-    return j ? j : json_string("");
-}
-
-typedef struct {
-    jsonl in;
-    size_t repaired; /* lines whose invalid UTF-8 was replaced */
-} lines;
-
-/* Next non-blank line parsed as a JSON object: 0, -1 at EOF, or an error. */
-static int next_object(lines *L, json_t **out) {
-    int rc = jsonl_line(&L->in);
-    if (rc) return rc;
-    int bad;
-    char *fixed = repair_utf8(L->in.line, L->in.len, &bad);
-    L->repaired += bad;
-    json_error_t e;
-    json_t *o = json_loads(fixed, 0, &e);
-    free(fixed);
-    if (!o) return lr_err(LR_EINPUT, "%s: line %zu: not JSON: %s", L->in.name, L->in.lineno, e.text);
-    if (!json_is_object(o)) {
-        json_decref(o);
-        return lr_err(LR_EINPUT, "%s: line %zu: not a JSON object", L->in.name, L->in.lineno);
-    }
-    *out = o;
-    return 0;
-}
-
-/* The gold field as text: strings as they are, numbers as Python's str(). */
-static int gold_text(json_t *g, ans_kind kind, char *buf, size_t n, const char **out) {
-    if (json_is_string(g)) *out = json_string_value(g);
-    else if (json_is_integer(g)) {
-        long long v = json_integer_value(g);
-        if (kind == ANS_CHOICE && v >= 0 && v <= 3) snprintf(buf, n, "%c", (char)('A' + v));
-        else snprintf(buf, n, "%lld", v);
-        *out = buf;
-    } else if (json_is_real(g)) {
-        ans_py_float_repr(json_real_value(g), buf, n);
-        *out = buf;
-    } else return -1;
-    return 0;
-}
-
-static int judge_bench_kind(const char *b, ans_kind *k) {
-    bd_layout l;
-    if (bd_layout_from_name(b, &l) && strcmp(b, "math")) return -1;
-    *k = ans_bench_kind(b);
-    return 0;
-}
+/* ---- judge ---- */
 
 static int cmd_judge(int argc, char **argv) {
-    lines L = {0};
+    sc_lines L = {0};
     if (argc > 1) return lr_err(LR_EUSAGE, "judge: one input file at most (see --help)");
     if (argc == 1 && strcmp(argv[0], "-")) {
         if (jsonl_open(&L.in, argv[0])) return LR_EIO;
     } else jsonl_from(&L.in, stdin, "<stdin>");
-    int rc = 0;
+    int rc = 0, ok;
     size_t n = 0, correct = 0;
     json_t *o;
-    while ((rc = next_object(&L, &o)) == 0) {
-        json_t *b = json_object_get(o, "bench"), *p = json_object_get(o, "prediction"), *g = json_object_get(o, "gold");
-        ans_kind kind = ANS_MATH;
-        const char *gold = NULL;
-        char gbuf[64];
-        if (!json_is_string(b)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": missing or not a string", L.in.name, L.in.lineno);
-        else if (judge_bench_kind(json_string_value(b), &kind))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"bench\": unknown benchmark \"%s\" (known: %s, math)", L.in.name,
-                        L.in.lineno, json_string_value(b), bd_layout_list());
-        else if (!json_is_string(p))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"prediction\": missing or not a string", L.in.name, L.in.lineno);
-        else if (!g || gold_text(g, kind, gbuf, sizeof gbuf, &gold))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"gold\": missing or not a string or number", L.in.name, L.in.lineno);
-        if (rc) {
-            json_decref(o);
-            break;
-        }
-        ans_verdict v;
-        ans_judge(kind, json_string_value(p), gold, &v);
-        json_object_set_new(o, "extracted", jstr(v.extracted));
-        json_object_set_new(o, "correct", json_boolean(v.correct));
-        n++;
-        correct += (size_t)v.correct;
-        ans_verdict_free(&v);
-        char *s = json_dumps(o, JSON_COMPACT);
+    while ((rc = sc_next_object(&L, &o)) == 0) {
+        rc = sc_judge_object(o, L.in.name, L.in.lineno, &ok);
+        if (!rc) rc = sc_write_line(stdout, o);
         json_decref(o);
-        if (!s || fputs(s, stdout) == EOF || fputc('\n', stdout) == EOF) {
-            free(s);
-            rc = lr_err(LR_EIO, "stdout: write error");
-            break;
-        }
-        free(s);
+        if (rc == LR_EIO) rc = lr_err(LR_EIO, "stdout: write error");
+        if (rc) break;
+        n++;
+        correct += (size_t)ok;
     }
     if (rc == -1) rc = 0;
     if (L.repaired)
@@ -209,430 +103,51 @@ static int cmd_judge(int argc, char **argv) {
 /* ---- score ---- */
 
 typedef struct {
-    char *id, *pred;
-    long long tokens; /* -1: not given */
-    size_t line;
-    int used;
-} pred_row;
+    const char *pred, *data_dir, *layout, *out_dir, *label, *tok;
+    const char **data; /* --data files, room for argc + 1 */
+    int nd;
+} score_args;
 
-typedef struct {
-    pred_row *rows;
-    size_t n, cap;
-    size_t *slot; /* open addressing: index + 1, 0 empty */
-    size_t nslot;
-} pred_set;
-
-static size_t hash_id(const char *s) { return (size_t)lr_fnv1a64(LR_FNV_INIT, s, strlen(s)); }
-
-static pred_row *pred_find(pred_set *P, const char *id) {
-    if (!P->nslot) return NULL;
-    for (size_t h = hash_id(id) & (P->nslot - 1);; h = (h + 1) & (P->nslot - 1)) {
-        if (!P->slot[h]) return NULL;
-        pred_row *r = &P->rows[P->slot[h] - 1];
-        if (!strcmp(r->id, id)) return r;
+static int parse_score(int argc, char **argv, score_args *o) {
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = !strcmp(a, "--pred") ? &o->pred : !strcmp(a, "--data-dir") ? &o->data_dir
+                           : !strcmp(a, "--layout") ? &o->layout : !strcmp(a, "--out-dir") ? &o->out_dir
+                           : !strcmp(a, "--label") ? &o->label : !strcmp(a, "--tokenizer") ? &o->tok : NULL;
+        if (!strcmp(a, "--data")) dst = &o->data[o->nd++];
+        if (!dst) return lr_err(LR_EUSAGE, "score: unknown argument \"%s\" (see --help)", a);
+        if (i + 1 >= argc) return lr_err(LR_EUSAGE, "score: %s needs a value", a);
+        *dst = argv[++i];
     }
-}
-
-static void add_pred(pred_set *P, const char *id, char *pred, long long tokens, size_t line) {
-    if (P->n == P->cap) P->rows = xrealloc(P->rows, sizeof(pred_row) * (P->cap = P->cap * 2 + 64));
-    pred_row *r = &P->rows[P->n++];
-    r->id = xstrdup(id);
-    r->pred = pred;
-    r->tokens = tokens;
-    r->line = line;
-    r->used = 0;
-}
-
-/* An lr-infer `dist` stream read as it is: "id", "text" (or "tokens"
- * decoded with --tokenizer), the count of generated tokens. A stream that
- * is cut short or damaged is refused like any reader refuses it. */
-static int load_stream(const char *path, const tok_t *tok, pred_set *P) {
-    lrs_reader *r;
-    int rc = lrs_open_read(&r, path, "dist");
-    if (rc) return rc;
-    const msgpack_object *rec;
-    int32_t *ids = NULL;
-    size_t cap = 0, n;
-    while ((rc = lrs_next(r, &rec)) == 1) {
-        const char *id, *text = NULL;
-        size_t idlen, tlen = 0;
-        if ((rc = lrs_get_str(r, rec, "id", &id, &idlen)) ||
-            (rc = lrs_get_i32s(r, rec, "tokens", &ids, &cap, &n)))
-            break;
-        if (lrs_get(rec, "text") && (rc = lrs_get_str(r, rec, "text", &text, &tlen))) break;
-        char *pred;
-        if (text) {
-            pred = xmalloc(tlen + 1);
-            memcpy(pred, text, tlen);
-            pred[tlen] = 0;
-        } else if (!tok) {
-            rc = lrs_field_err(r, "text", "missing (give --tokenizer to decode \"tokens\")");
-            break;
-        } else if ((rc = tok_decode(tok, ids, n, &pred, NULL))) {
-            lr_err_prefix(rc, "%s: record %llu: field \"tokens\"", lrs_path(r), (unsigned long long)lrs_recno(r));
-            break;
-        }
-        char *idz = xmalloc(idlen + 1);
-        memcpy(idz, id, idlen);
-        idz[idlen] = 0;
-        add_pred(P, idz, pred, (long long)n, (size_t)lrs_recno(r));
-        free(idz);
-    }
-    free(ids);
-    lrs_close_read(r);
-    return rc == 1 ? 0 : rc;
-}
-
-/* Prediction lines: {"id", "prediction"[, "tokens": N]}, or the records of
- * an lr-infer dist stream as lr-dump prints them ({"id", "text", "tokens":
- * [ids]}; the header and {"lrs_end"} lines are passed over, but a dump
- * that has a header must end with its lrs_end line: without it the dump
- * was cut short). "-" is stdin. A zstd stream (.lrs) is read directly. */
-static int load_preds(const char *path, const tok_t *tok, pred_set *P, size_t *repaired) {
-    lines L = {0};
-    if (strcmp(path, "-")) {
-        if (jsonl_open(&L.in, path)) return LR_EIO;
-    } else jsonl_from(&L.in, stdin, path);
-    int first = getc(L.in.f), rc;
-    if (first != EOF) ungetc(first, L.in.f);
-    if (first == 0x28) { /* the first byte of a zstd frame, never of a JSON line */
-        jsonl_close(&L.in);
-        rc = load_stream(path, tok, P);
-        goto index;
-    }
-    json_t *o;
-    size_t hdr_line = 0, end_line = 0, since_hdr = 0;
-    while ((rc = next_object(&L, &o)) == 0) {
-        if (json_object_get(o, "lrs")) {
-            if (hdr_line && !end_line)
-                rc = lr_err(LR_EINPUT, "%s: line %zu: a stream header before the {\"lrs_end\"} line of the one on line %zu",
-                            path, L.in.lineno, hdr_line);
-            hdr_line = L.in.lineno;
-            end_line = 0;
-            since_hdr = 0;
-            json_decref(o);
-            if (rc) break;
-            continue;
-        }
-        if (json_object_get(o, "lrs_end")) {
-            json_t *e = json_object_get(o, "lrs_end");
-            if (!hdr_line || end_line)
-                rc = lr_err(LR_EINPUT, "%s: line %zu: field \"lrs_end\": no stream header before it", path, L.in.lineno);
-            else if (!json_is_integer(e) || json_integer_value(e) < 0 || (size_t)json_integer_value(e) != since_hdr)
-                rc = lr_err(LR_EINPUT, "%s: line %zu: field \"lrs_end\": counts %lld records, %zu lines were given",
-                            path, L.in.lineno, json_is_integer(e) ? (long long)json_integer_value(e) : -1LL, since_hdr);
-            end_line = L.in.lineno;
-            json_decref(o);
-            if (rc) break;
-            continue;
-        }
-        since_hdr++;
-        json_t *id = json_object_get(o, "id"), *p = json_object_get(o, "prediction"), *t = json_object_get(o, "tokens");
-        const char *pf = "prediction";
-        if (!p && json_object_get(o, "text")) {
-            p = json_object_get(o, "text");
-            pf = "text";
-        }
-        char *decoded = NULL;
-        if (!p && tok && json_is_array(t)) { /* an lr-infer record without text: decode its tokens */
-            size_t n = json_array_size(t), len;
-            int32_t *ids = xmalloc(sizeof(int32_t) * (n + 1));
-            for (size_t k = 0; k < n; k++) ids[k] = (int32_t)json_integer_value(json_array_get(t, k));
-            rc = tok_decode(tok, ids, n, &decoded, &len);
-            free(ids);
-            if (rc) rc = lr_err_prefix(rc, "%s: line %zu: field \"tokens\"", path, L.in.lineno);
-        }
-        if (rc) {
-        } else if (!json_is_string(id)) rc = lr_err(LR_EINPUT, "%s: line %zu: field \"id\": missing or not a string", path, L.in.lineno);
-        else if (!json_is_string(p) && !decoded)
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"%s\": missing or not a string%s", path, L.in.lineno, pf,
-                        json_is_array(t) && !tok ? " (give --tokenizer to decode \"tokens\")" : "");
-        else if (t && !json_is_null(t) && !json_is_integer(t) && !json_is_array(t))
-            rc = lr_err(LR_EINPUT, "%s: line %zu: field \"tokens\": not a count or a list of token ids", path, L.in.lineno);
-        if (rc) {
-            free(decoded);
-            json_decref(o);
-            break;
-        }
-        add_pred(P, json_string_value(id), decoded ? decoded : xstrdup(json_string_value(p)),
-                 json_is_integer(t) ? json_integer_value(t) : json_is_array(t) ? (long long)json_array_size(t) : -1,
-                 L.in.lineno);
-        json_decref(o);
-    }
-    if (rc == -1) rc = 0;
-    if (!rc && hdr_line && !end_line)
-        rc = lr_err(LR_EINPUT, "%s: line %zu: input ends without the {\"lrs_end\"} line of the stream header on line %zu: "
-                    "the dump was cut short", path, L.in.lineno, hdr_line);
-    jsonl_close(&L.in);
-    *repaired += L.repaired;
-index:
-    if (rc) return rc;
-    P->nslot = 16;
-    while (P->nslot < 2 * P->n) P->nslot *= 2;
-    P->slot = xcalloc(P->nslot, sizeof(size_t));
-    const char *unit = first == 0x28 ? "record" : "line";
-    for (size_t i = 0; i < P->n; i++) {
-        size_t h = hash_id(P->rows[i].id) & (P->nslot - 1);
-        for (; P->slot[h]; h = (h + 1) & (P->nslot - 1))
-            if (!strcmp(P->rows[P->slot[h] - 1].id, P->rows[i].id))
-                return lr_err(LR_EINPUT, "%s: %s %zu: field \"id\": duplicate id \"%s\" (first on %s %zu)", path, unit,
-                              P->rows[i].line, P->rows[i].id, unit, P->rows[P->slot[h] - 1].line);
-        P->slot[h] = i + 1;
-    }
+    if (!o->pred || (!o->nd && !o->data_dir))
+        return lr_err(LR_EUSAGE, "score: needs --pred and --data or --data-dir (see --help)");
+    bd_layout l;
+    if (o->layout && bd_layout_from_name(o->layout, &l))
+        return lr_err(LR_EUSAGE, "unknown benchmark layout \"%s\" (known: %s)", o->layout, bd_layout_list());
     return 0;
 }
 
-static void free_preds(pred_set *P) {
-    for (size_t i = 0; i < P->n; i++) {
-        free(P->rows[i].id);
-        free(P->rows[i].pred);
-    }
-    free(P->rows);
-    free(P->slot);
-}
-
-/* Accuracy of one group of rows (a subject, a level). */
-typedef struct {
-    char *key;
-    size_t total, correct;
-} group_stats;
-
-typedef struct {
-    group_stats *g;
-    size_t n;
-} groups;
-
-typedef struct {
-    char *bench, *file;
-    size_t total, scored, correct, missing, skipped;
-    double tok_sum;
-    size_t tok_n;
-    groups by_subject, by_level; /* rows that carry a subject / level (MATH-500) */
-} bench_stats;
-
-/* Counts a row in its group (few groups: a linear search). */
-static void group_add(groups *G, const char *key, int correct) {
-    size_t i = 0;
-    while (i < G->n && strcmp(G->g[i].key, key)) i++;
-    if (i == G->n) {
-        G->g = xrealloc(G->g, (G->n + 1) * sizeof *G->g);
-        G->g[G->n++] = (group_stats){xstrdup(key), 0, 0};
-    }
-    G->g[i].total++;
-    G->g[i].correct += (size_t)(correct != 0);
-}
-
-static int by_key(const void *a, const void *b) {
-    const group_stats *x = a, *y = b;
-    size_t lx = strlen(x->key), ly = strlen(y->key); /* levels: "2" before "10" */
-    int numeric = x->key[0] >= '0' && x->key[0] <= '9' && y->key[0] >= '0' && y->key[0] <= '9';
-    if (numeric && lx != ly) return lx < ly ? -1 : 1;
-    return strcmp(x->key, y->key);
-}
-
-static void groups_free(groups *G) {
-    for (size_t i = 0; i < G->n; i++) free(G->g[i].key);
-    free(G->g);
-}
-
-static int write_line(FILE *f, json_t *o) {
-    char *s = json_dumps(o, JSON_COMPACT);
-    int bad = !s || fputs(s, f) == EOF || fputc('\n', f) == EOF;
-    free(s);
-    return bad ? lr_err(LR_EIO, "write error") : 0;
-}
-
-static int score_file(const char *path, const char *layout, pred_set *P, FILE *out, bench_stats *st) {
-    bd_reader *r;
-    int rc = bd_open(path, layout, &r);
-    if (rc) return rc;
-    memset(st, 0, sizeof *st);
-    st->bench = xstrdup(bd_layout_name(bd_reader_layout(r)));
-    st->file = xstrdup(path);
-    ans_kind kind = ans_bench_kind(st->bench);
-    bd_item it;
-    for (;;) {
-        rc = bd_next(r, &it);
-        if (rc == -1) {
-            rc = 0;
-            break;
-        }
-        if (rc == LR_EINPUT) { /* a row without question or answer: counted, reported, skipped */
-            if (st->skipped < 5) fprintf(stderr, "%s: skipped row: %s\n", lr_progname, lr_errmsg());
-            st->skipped++;
-            continue;
-        }
-        if (rc) break;
-        st->total++;
-        pred_row *p = pred_find(P, it.id);
-        json_t *o = json_object();
-        json_object_set_new(o, "id", jstr(it.id));
-        json_object_set_new(o, "bench", json_string(st->bench));
-        if (!p) {
-            st->missing++;
-            json_object_set_new(o, "prediction", json_null());
-            json_object_set_new(o, "extracted", json_null());
-            json_object_set_new(o, "gold", jstr(it.gold_norm));
-            json_object_set_new(o, "correct", json_false());
-            json_object_set_new(o, "missing", json_true());
-        } else {
-            p->used = 1;
-            ans_verdict v;
-            ans_judge(kind, p->pred, it.gold, &v);
-            st->scored++;
-            st->correct += (size_t)v.correct;
-            if (p->tokens >= 0) {
-                st->tok_sum += (double)p->tokens;
-                st->tok_n++;
-            }
-            json_object_set_new(o, "prediction", jstr(p->pred));
-            json_object_set_new(o, "extracted", jstr(v.extracted));
-            json_object_set_new(o, "gold", jstr(v.gold));
-            json_object_set_new(o, "correct", json_boolean(v.correct));
-            if (p->tokens >= 0) json_object_set_new(o, "tokens", json_integer(p->tokens));
-            ans_verdict_free(&v);
-        }
-        int ok = json_is_true(json_object_get(o, "correct"));
-        if (it.subject) group_add(&st->by_subject, it.subject, ok);
-        if (it.level >= 0) {
-            char lv[16];
-            snprintf(lv, sizeof lv, "%d", it.level);
-            group_add(&st->by_level, lv, ok);
-        }
-        bd_item_free(&it);
-        rc = write_line(out, o);
-        json_decref(o);
-        if (rc) break;
-    }
-    if (st->skipped > 5) fprintf(stderr, "%s: %s: ... %zu rows skipped in all\n", lr_progname, path, st->skipped);
-    if (st->by_subject.n) qsort(st->by_subject.g, st->by_subject.n, sizeof *st->by_subject.g, by_key);
-    if (st->by_level.n) qsort(st->by_level.g, st->by_level.n, sizeof *st->by_level.g, by_key);
-    bd_close(r);
-    return rc;
-}
-
-static double acc_of(const bench_stats *s) { return s->total ? 100.0 * (double)s->correct / (double)s->total : 0; }
-
-static double gacc(const group_stats *g) { return g->total ? 100.0 * (double)g->correct / (double)g->total : 0; }
-
-static json_t *groups_json(const groups *G) {
-    json_t *o = json_object();
-    for (size_t i = 0; i < G->n; i++) {
-        json_t *g = json_object();
-        json_object_set_new(g, "total", json_integer((json_int_t)G->g[i].total));
-        json_object_set_new(g, "correct", json_integer((json_int_t)G->g[i].correct));
-        json_object_set_new(g, "acc", json_real(gacc(&G->g[i])));
-        json_object_set_new(o, G->g[i].key, g);
-    }
-    return o;
-}
-
-static void groups_md(FILE *f, const char *bench, const char *what, const groups *G) {
-    if (!G->n) return;
-    fprintf(f, "\n%s by %s\n\n| %s | problems | correct | accuracy (%%) |\n|---|---|---|---|\n", bench, what, what);
-    for (size_t i = 0; i < G->n; i++)
-        fprintf(f, "| %s | %zu | %zu | %.1f |\n", G->g[i].key, G->g[i].total, G->g[i].correct, gacc(&G->g[i]));
-}
-
-static json_t *summary_json(bench_stats *S, int nb, const char *label, size_t unmatched, size_t repaired) {
-    json_t *root = json_object(), *bs = json_object();
-    json_object_set_new(root, "label", json_string(label));
-    double sum = 0;
-    for (int i = 0; i < nb; i++) {
-        json_t *b = json_object();
-        json_object_set_new(b, "file", json_string(S[i].file));
-        json_object_set_new(b, "total", json_integer((json_int_t)S[i].total));
-        json_object_set_new(b, "scored", json_integer((json_int_t)S[i].scored));
-        json_object_set_new(b, "correct", json_integer((json_int_t)S[i].correct));
-        json_object_set_new(b, "missing", json_integer((json_int_t)S[i].missing));
-        json_object_set_new(b, "skipped_rows", json_integer((json_int_t)S[i].skipped));
-        json_object_set_new(b, "acc", json_real(acc_of(&S[i])));
-        json_object_set_new(b, "mean_tokens", S[i].tok_n ? json_real(S[i].tok_sum / (double)S[i].tok_n) : json_null());
-        if (S[i].by_subject.n) json_object_set_new(b, "by_subject", groups_json(&S[i].by_subject));
-        if (S[i].by_level.n) json_object_set_new(b, "by_level", groups_json(&S[i].by_level));
-        json_object_set_new(bs, S[i].bench, b);
-        sum += acc_of(&S[i]);
-    }
-    json_object_set_new(root, "benchmarks", bs);
-    json_object_set_new(root, "avg", nb ? json_real(sum / nb) : json_null());
-    json_object_set_new(root, "unmatched_predictions", json_integer((json_int_t)unmatched));
-    json_object_set_new(root, "invalid_utf8_lines", json_integer((json_int_t)repaired));
-    return root;
-}
-
-static void summary_md(FILE *f, bench_stats *S, int nb, const char *label) {
-    fprintf(f, "%s\n\n| benchmark | problems | scored | correct | accuracy (%%) | missing | skipped rows | mean tokens |\n"
-               "|---|---|---|---|---|---|---|---|\n", label);
-    double sum = 0;
-    for (int i = 0; i < nb; i++) {
-        char tok[32] = "-";
-        if (S[i].tok_n) snprintf(tok, sizeof tok, "%.1f", S[i].tok_sum / (double)S[i].tok_n);
-        fprintf(f, "| %s | %zu | %zu | %zu | %.1f | %zu | %zu | %s |\n", S[i].bench, S[i].total, S[i].scored, S[i].correct,
-                acc_of(&S[i]), S[i].missing, S[i].skipped, tok);
-        sum += acc_of(&S[i]);
-    }
-    if (nb) fprintf(f, "| avg | | | | %.1f | | | |\n", sum / nb);
-    for (int i = 0; i < nb; i++) {
-        groups_md(f, S[i].bench, "subject", &S[i].by_subject);
-        groups_md(f, S[i].bench, "level", &S[i].by_level);
-    }
-}
-
 static int cmd_score(int argc, char **argv) {
-    const char *pred = NULL, *data_dir = NULL, *layout = NULL, *out_dir = NULL, *label = NULL, *tokp = NULL;
-    const char **data = xcalloc((size_t)argc + 1, sizeof(char *));
-    int nd = 0, rc = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        const char **dst = !strcmp(a, "--pred") ? &pred : !strcmp(a, "--data-dir") ? &data_dir
-                           : !strcmp(a, "--layout") ? &layout : !strcmp(a, "--out-dir") ? &out_dir
-                           : !strcmp(a, "--label") ? &label : !strcmp(a, "--tokenizer") ? &tokp : NULL;
-        if (!strcmp(a, "--data")) dst = &data[nd++];
-        if (!dst) {
-            free(data);
-            return lr_err(LR_EUSAGE, "score: unknown argument \"%s\" (see --help)", a);
-        }
-        if (i + 1 >= argc) {
-            free(data);
-            return lr_err(LR_EUSAGE, "score: %s needs a value", a);
-        }
-        *dst = argv[++i];
-    }
-    if (!pred || (!nd && !data_dir)) {
-        free(data);
-        return lr_err(LR_EUSAGE, "score: needs --pred and --data or --data-dir (see --help)");
-    }
-    if (layout) {
-        bd_layout l;
-        if (bd_layout_from_name(layout, &l)) {
-            free(data);
-            return lr_err(LR_EUSAGE, "unknown benchmark layout \"%s\" (known: %s)", layout, bd_layout_list());
-        }
-    }
-    pred_set P = {0};
+    score_args A = {.data = xcalloc((size_t)argc + 1, sizeof(char *))};
+    int rc = parse_score(argc, argv, &A);
+    const char *pred = A.pred, *data_dir = A.data_dir, *layout = A.layout, *out_dir = A.out_dir, *label = A.label;
+    const char *const *data = A.data;
+    int nd = A.nd;
+    sc_preds P = {0};
     lr_out *ores = NULL, *osj = NULL, *omd = NULL;
     size_t repaired = 0;
     char **owned = NULL;
     int nowned = 0;
     tok_t *tok = NULL;
-    if (tokp && (rc = tok_load(&tok, tokp))) goto out;
-    rc = load_preds(pred, tok, &P, &repaired);
+    if (rc || (A.tok && (rc = tok_load(&tok, A.tok)))) goto out;
+    rc = sc_load_preds(pred, tok, &P, &repaired);
     tok_free(tok);
     if (rc) goto out;
     if (!nd) { /* the files the ids name: "<layout>/<stem>:<line>" */
         owned = xcalloc(P.n + 1, sizeof(char *));
-        for (size_t i = 0; i < P.n; i++) {
-            const char *id = P.rows[i].id, *colon = strrchr(id, ':');
-            if (!colon || !strchr(id, '/')) continue;
-            size_t n = strlen(data_dir) + (size_t)(colon - id) + 16;
-            char *f = xmalloc(n);
-            snprintf(f, n, "%s/%.*s.jsonl", data_dir, (int)(colon - id), id);
-            int seen = 0;
-            for (int k = 0; k < nowned && !seen; k++) seen = !strcmp(owned[k], f);
-            if (seen) free(f);
-            else owned[nowned++] = f;
-        }
-        for (int k = 0; k < nowned; k++) data[nd++] = owned[k];
+        nowned = sc_data_files(&P, data_dir, owned);
+        data = (const char *const *)owned; /* as many as the ids name: more than the arguments */
+        nd = nowned;
         if (!nd) {
             rc = lr_err(LR_EINPUT, "%s: no id of the form \"<benchmark>/<split>:<line>\"", pred);
             goto out;
@@ -656,10 +171,10 @@ static int cmd_score(int argc, char **argv) {
         snprintf(path, sizeof path, "%s/summary.md", out_dir);
         if ((rc = out_check_inputs(path, ins, 1)) || (rc = out_open(&omd, path, 0, &fmd))) goto out;
     }
-    bench_stats *S = xcalloc((size_t)nd, sizeof *S);
+    sum_bench *S = xcalloc((size_t)nd, sizeof *S);
     int nb = 0;
     for (int k = 0; k < nd && !rc; k++) {
-        rc = score_file(data[k], layout, &P, out, &S[nb]);
+        rc = sc_score_file(data[k], layout, &P, out, &S[nb]);
         if (S[nb].bench) nb++;
         if (rc) lr_err_prefix(rc, "%s", data[k]);
     }
@@ -671,17 +186,17 @@ static int cmd_score(int argc, char **argv) {
         }
     if (!label) label = pred;
     if (!rc) {
-        json_t *sj = summary_json(S, nb, label, unmatched, repaired);
+        json_t *sj = sum_json(S, nb, label, unmatched, repaired);
         if (out_dir) {
             if (json_dumpf(sj, fsj, JSON_INDENT(2)) || fputc('\n', fsj) == EOF)
                 rc = lr_err(LR_EIO, "%s/summary.json: write error", out_dir);
-            summary_md(fmd, S, nb, label);
+            sum_md(fmd, S, nb, label);
             if (!rc) rc = out_commit(&ores);
             if (!rc) rc = out_commit(&osj);
             if (!rc) rc = out_commit(&omd);
         }
         json_decref(sj);
-        summary_md(stderr, S, nb, label);
+        sum_md(stderr, S, nb, label);
         for (int i = 0; i < nb; i++)
             if (S[i].missing)
                 fprintf(stderr, "%s: %s: %zu of %zu problems have no prediction (counted as wrong)\n", lr_progname,
@@ -690,12 +205,7 @@ static int cmd_score(int argc, char **argv) {
         if (repaired) fprintf(stderr, "%s: %zu prediction line(s) had invalid UTF-8 (replaced by U+FFFD)\n", lr_progname, repaired);
     }
     if (!rc && !out_dir && fflush(stdout)) rc = lr_err(LR_EIO, "stdout: write error");
-    for (int i = 0; i < nb; i++) {
-        free(S[i].bench);
-        free(S[i].file);
-        groups_free(&S[i].by_subject);
-        groups_free(&S[i].by_level);
-    }
+    for (int i = 0; i < nb; i++) sum_bench_free(&S[i]);
     free(S);
 out:
     out_abort(&ores); /* after a failure: nothing reaches the final names */
@@ -703,8 +213,8 @@ out:
     out_abort(&omd);
     for (int k = 0; k < nowned; k++) free(owned[k]);
     free(owned);
-    free(data);
-    free_preds(&P);
+    free(A.data);
+    sc_preds_free(&P);
     return rc;
 }
 
@@ -769,13 +279,13 @@ static int cmd_prompts(int argc, char **argv) {
         if (rc) break;
         char *p = bd_prompt(l, it.question);
         json_t *o = json_object();
-        json_object_set_new(o, "id", jstr(it.id));
+        json_object_set_new(o, "id", sc_jstr(it.id));
         json_object_set_new(o, "bench", json_string(bd_layout_name(l)));
-        json_object_set_new(o, "prompt", jstr(p));
-        json_object_set_new(o, "gold", jstr(it.gold));
+        json_object_set_new(o, "prompt", sc_jstr(p));
+        json_object_set_new(o, "gold", sc_jstr(it.gold));
         free(p);
         bd_item_free(&it);
-        rc = write_line(stdout, o);
+        rc = sc_write_line(stdout, o);
         json_decref(o);
         if (rc) break;
         n++;
@@ -787,21 +297,25 @@ static int cmd_prompts(int argc, char **argv) {
     return rc;
 }
 
+/* --help as the command or anywhere after it. */
+static int wants_help(int argc, char **argv) {
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) return 1;
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help")) return 1;
+    return 0;
+}
+
+/* The commands, each returning 0 or an LR_E* code with the message set:
+ * the one place that reports an error and chooses the exit code. */
 int main(int argc, char **argv) {
     lr_progname = "lr-eval";
-    if (argc < 2) lr_die(LR_EUSAGE, "expected a command: judge, score, compare or prompts (see --help)");
-    const char *cmd = argv[1];
+    const char *cmd = argc > 1 ? argv[1] : "";
     int rc;
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+    if (argc < 2) rc = lr_err(LR_EUSAGE, "expected a command: judge, score, compare or prompts (see --help)");
+    else if (wants_help(argc, argv)) {
         usage(stdout);
         return 0;
-    }
-    for (int i = 2; i < argc; i++)
-        if (!strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        }
-    if (!strcmp(cmd, "judge")) rc = cmd_judge(argc - 2, argv + 2);
+    } else if (!strcmp(cmd, "judge")) rc = cmd_judge(argc - 2, argv + 2);
     else if (!strcmp(cmd, "score")) rc = cmd_score(argc - 2, argv + 2);
     else if (!strcmp(cmd, "compare") || !strcmp(cmd, "--compare")) rc = cmd_compare(argc - 2, argv + 2);
     else if (!strcmp(cmd, "prompts")) rc = cmd_prompts(argc - 2, argv + 2);
