@@ -3,8 +3,9 @@
  * are uint16_t (raw bits); `stream` is a cudaStream_t. Each kernel has a CPU
  * twin that tests compare it with through the emulated device (tests/unit/
  * test_gpu_kernels.c): ops_cpu.c for the layer ops, compact.c for the
- * per-row reductions. Layouts follow forward.h: rows are packed tokens, each
- * with a KV-cache slot seq[n] and position pos[n]. */
+ * per-row reductions (the training section at the end: test_gpu_train.c).
+ * Layouts follow forward.h: rows are packed tokens, each with a KV-cache
+ * slot seq[n] and position pos[n]. */
 #ifndef LR_CUDA_KERNELS_H
 #define LR_CUDA_KERNELS_H
 
@@ -82,6 +83,47 @@ typedef struct {
     unsigned char *bad;
 } compact_args;
 void k_compact(const float *logits, int G, int V, const compact_args *a, void *stream);
+
+/* ---- training ----
+ * lr-tune's losses and optimizer step on the device (lr-tune does not call
+ * them yet: it trains on the CPU). CPU twins: lib/method/objective.c
+ * (obj_softkl, obj_ce) and lib/method/adamw.c (grad_clip, adamw_step);
+ * tests/unit/test_gpu_train.c compares them.
+ * vlim as in objective.h: the softmax runs over the first vlim logits,
+ * targets >= vlim are dropped, the other logits get zero gradient; vlim <= 0
+ * or > V means V. */
+
+/* Soft-KL of each row r of logits (R, V) f32 against its sparse target,
+ * the (id, weight) pairs ids/w [off[r], off[r+1]) (off (R + 1), distinct
+ * ids per row): loss[r] = KL(v || softmax(z)) unscaled, in double, and the
+ * row overwritten in place by scale * (W softmax(z) - v), W = the sum of the
+ * kept weights, as obj_softkl. A row with an id outside [0, V) or a
+ * negative or non-finite weight gets loss NaN and a zero gradient. */
+void k_softkl(float *logits, int R, int V, int vlim, const int32_t *ids, const float *w, const int64_t *off, float scale,
+              double *loss, void *stream);
+
+/* Cross-entropy of each row against target[r], as obj_ce: loss[r] =
+ * -log_softmax(z)_target, the row overwritten by scale * (softmax(z) -
+ * onehot). A target in [vlim, V): loss 0, gradient 0; outside [0, V): loss
+ * NaN, gradient 0. */
+void k_ce(float *logits, int R, int V, int vlim, const int32_t *target, float scale, double *loss, void *stream);
+
+/* Global gradient norm and clip factor, clip_grad_norm_ as grad_clip:
+ * norm[0] = sqrt(sum g^2) accumulated in double in a fixed order (the same
+ * bits every run for the same n), coef[0] = max_norm / (norm + 1e-6) as a
+ * float when max_norm > 0 and norm > max_norm, else 1. work holds
+ * K_NORM_BLOCKS doubles of scratch. norm, coef and work are device memory:
+ * nothing waits for the host. */
+#define K_NORM_BLOCKS 256
+void k_grad_norm(const float *g, size_t n, double max_norm, double *work, double *norm, float *coef, void *stream);
+
+/* One AdamW update of p (n) with moments m, v (n) from gradient g (n)
+ * scaled by coef[0] (coef NULL: 1), as adamw_step after grad_clip:
+ *   g *= coef; p *= 1 - lr wd; m = lerp(m, g, 1 - b1); v = b2 v + (1-b2) g^2;
+ *   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+ * t the 1-based number of this update; g is left unchanged. */
+void k_adamw(float *p, float *m, float *v, const float *g, const float *coef, size_t n, float lr, float beta1,
+             float beta2, float eps, float wd, long t, void *stream);
 
 #ifdef __cplusplus
 }

@@ -2,12 +2,16 @@
  *
  *   lr-dump [FILE]                 header, records, {"lrs_end":N} as JSON lines
  *   lr-dump --from-json [FILE]     the reverse: JSON lines -> stream on stdout
+ *   lr-dump --cat -o OUT S0 S1 ... the shards of one lr-infer --shard run
+ *                                  joined into the unsharded run's stream
+ *                                  (lib/infer/shards.h)
  *
  * The JSON form ends with an {"lrs_end": N} line only when the whole stream
  * was read and valid, so a cut-off dump is as visibly incomplete as a cut-off
  * stream. Concatenated streams are shown as one logical stream (first header,
  * all records, total count).
  */
+#include "infer/shards.h"
 #include "io/jsonl.h"
 #include "io/mpjson.h"
 #include "io/schema.h"
@@ -25,6 +29,7 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: lr-dump [options] [FILE]\n"
+            "       lr-dump --cat [-o OUT] SHARD...\n"
             "Prints a record stream (FILE or stdin) as JSON lines: the header, one line per\n"
             "record, then {\"lrs_end\": N}. Typed arrays become JSON arrays.\n"
             "\n"
@@ -33,8 +38,14 @@ static void usage(FILE *f) {
             "  --header       print only the header\n"
             "  --from-json    reverse: read JSON lines (header, records, {\"lrs_end\": N})\n"
             "                 and write a stream to stdout (or -o FILE)\n"
-            "  -o, --output F output file for --from-json (default stdout)\n"
-            "  --zstd-level N compression level for --from-json, 1..19 (default 3)\n"
+            "  --cat S0 S1 ...  join the outputs of one lr-infer run split with --shard K/N\n"
+            "                 (all N of them, any order) into the stream the unsharded run\n"
+            "                 writes: records merged by problem index, the header's shard\n"
+            "                 \"0/1\"; refused (exit 2) unless their headers agree in all\n"
+            "                 else and every record belongs to its shard\n"
+            "  -o, --output F output file for --from-json and --cat (default stdout), written\n"
+            "                 under a temporary name and renamed when complete\n"
+            "  --zstd-level N compression level for --from-json and --cat, 1..19 (default 3)\n"
             "  -h, --help     this help\n"
             "Exit codes: 0 ok, 1 usage, 2 bad input, 3 I/O error.\n");
 }
@@ -219,11 +230,11 @@ int main(int argc, char **argv) {
         {"head", required_argument, 0, 'n'}, {"count", no_argument, 0, 'c'},
         {"header", no_argument, 0, 'H'},     {"from-json", no_argument, 0, 'j'},
         {"output", required_argument, 0, 'o'}, {"help", no_argument, 0, 'h'},
-        {"zstd-level", required_argument, 0, 'Z'},
+        {"zstd-level", required_argument, 0, 'Z'}, {"cat", no_argument, 0, 'C'},
         {0, 0, 0, 0},
     };
     long head = -1;
-    int count = 0, header = 0, fromjson = 0, c, zstd_level = LRS_ZSTD_DEFAULT;
+    int count = 0, header = 0, fromjson = 0, cat = 0, c, zstd_level = LRS_ZSTD_DEFAULT;
     const char *out = "-";
     opterr = 0; /* one line of our own instead of getopt's */
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -234,6 +245,7 @@ int main(int argc, char **argv) {
         case 'c': count = 1; break;
         case 'H': header = 1; break;
         case 'j': fromjson = 1; break;
+        case 'C': cat = 1; break;
         case 'o': out = optarg; break;
         case 'Z':
             if (opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &zstd_level)) return lr_fail(LR_EUSAGE);
@@ -242,11 +254,19 @@ int main(int argc, char **argv) {
         default: lr_die(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
+    if (cat) {
+        if (fromjson || count || header || head >= 0) lr_die(LR_EUSAGE, "--cat goes with -o and --zstd-level only");
+        if (optind == argc) lr_die(LR_EUSAGE, "--cat: expected the shard streams (see --help)");
+        const char *const *ins = (const char *const *)argv + optind;
+        if (out_check_inputs(out, ins, argc - optind)) return lr_fail(LR_EUSAGE);
+        int rc = shards_join(out, ins, argc - optind, zstd_level, argc, argv);
+        return rc ? lr_fail(rc) : 0;
+    }
     if (argc - optind > 1) {
         lr_die(LR_EUSAGE, "expected at most one input (FILE) (see --help)");
     }
     const char *in = optind < argc ? argv[optind] : "-";
-    if (strcmp(out, "-") && !fromjson) lr_die(LR_EUSAGE, "-o is for --from-json (the JSON goes to stdout)");
+    if (strcmp(out, "-") && !fromjson) lr_die(LR_EUSAGE, "-o is for --from-json and --cat (the JSON goes to stdout)");
     if (out_check_inputs(out, &in, 1)) return lr_fail(LR_EUSAGE);
     int rc = fromjson ? from_json(in, out, zstd_level) : dump(in, head, count, header);
     return rc ? lr_fail(rc) : 0;

@@ -38,10 +38,9 @@ int run_note_done(const msgpack_object *rec, void *arg) {
     return 0;
 }
 
-static int want_problem(const inf_run *r, long idx) {
-    if (r->o.shard_n > 1 && idx % r->o.shard_n != r->o.shard_k) return 0;
-    return !is_done(r, idx);
-}
+static int in_shard(const inf_run *r, long idx) { return r->o.shard_n <= 1 || idx % r->o.shard_n == r->o.shard_k; }
+
+static int want_problem(const inf_run *r, long idx) { return in_shard(r, idx) && !is_done(r, idx); }
 
 /* Reports one failed problem (id NULL: the message names file and line)
  * and stops the run once max_failures are reached. */
@@ -119,7 +118,8 @@ static int flush_batch(inf_run *r, lrs_writer *w, gen_problem *ps, int n, int fo
 
 /* Reads problems into p (cleared) until one is to be run: *got = 1; or the
  * input (or --limit) ends: *got = 0 and *end = 1. Problems of other shards
- * and those already written are skipped; bad ones are reported. */
+ * (a bad row too: its own shard reports it) and those already written are
+ * skipped; bad ones are reported. */
 static int next_problem(inf_run *r, prob_source *s, int layout, long *seen, gen_problem *p, int *got, int *end) {
     const run_opts *o = &r->o;
     int rc = 0;
@@ -132,6 +132,10 @@ static int next_problem(inf_run *r, prob_source *s, int layout, long *seen, gen_
         rc = 0;
         (*seen)++;
         if (o->limit >= 0 && p->idx >= o->limit) { gen_problem_clear(p); *end = 1; break; }
+        if (bad && p->idx >= 0 && !in_shard(r, p->idx)) { /* another shard's problem: it reports it */
+            gen_problem_clear(p);
+            continue;
+        }
         if (bad) {
             rc = report(r, NULL, lr_errmsg());
             gen_problem_clear(p);

@@ -1,0 +1,83 @@
+/* backward: the CUDA backend's backward-pass kernels (training) behind C
+ * launchers, the device twins of lib/nn/backward.h, one per op with the
+ * same contract as its CPU twin: gradients first, then the output's
+ * gradient, then what the forward saved; every gradient is ACCUMULATED (+=)
+ * unless said otherwise, and a NULL gradient pointer skips that gradient
+ * where the CPU twin allows it.
+ *
+ * Precision: float32 in and out, float32 arithmetic (the CPU twins'
+ * precision); bf16 activations are not accepted here yet.
+ *
+ * Determinism: no float atomics. Column sums (weight and bias gradients)
+ * run as fixed per-block partial sums into a caller's workspace, then one
+ * fixed-order reduction; attention's dk/dv rows each belong to one block.
+ * So a launch with the same inputs and shapes gives the same bits every
+ * time, whatever the scheduling.
+ *
+ * Pointers are device pointers; `stream` is a cudaStream_t. Tested on the
+ * emulated device against the CPU twins by tests/unit/test_gpu_backward.c. */
+#ifndef LR_CUDA_BACKWARD_H
+#define LR_CUDA_BACKWARD_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Row blocks of the column sums: a column-sum workspace holds
+ * BWD_COLSUM_PARTS * C floats (C the columns). */
+#define BWD_COLSUM_PARTS 32
+
+/* rmsnorm_backward: rmsnorm_forward's input x (N, C), weight w (C) and
+ * saved rstd (N); dinp (N, C) += and dw (C) +=, either NULL to skip it.
+ * ws: BWD_COLSUM_PARTS * C floats of scratch (unused when dw is NULL). */
+void k_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w,
+                        const float *rstd, int N, int C, float *ws, void *stream);
+
+/* bias_backward: dbias (OC) += column sums of dout (N, OC); dbias NULL
+ * does nothing. ws: BWD_COLSUM_PARTS * OC floats of scratch. */
+void k_bias_backward(float *dbias, const float *dout, int N, int OC, float *ws, void *stream);
+
+/* rope_backward: the inverse rotation of (N, H, HD) rows at positions pos
+ * (N), HF rotate-half, inv_freq (HD/2) from rope_inv_freq as the forward's
+ * k_qkv_rope takes it. OVERWRITES dinp (dinp == dout allowed). HD even. */
+void k_rope_backward(float *dinp, const float *dout, const float *inv_freq, const int *pos, int N, int H, int HD,
+                     void *stream);
+
+/* swiglu_backward of N rows of I values: element (n, i) of dgate, dup,
+ * gate and up is at n * ld + i (ld = I: separate tensors as the CPU twin;
+ * ld = 2 I with dup = dgate + I, up = gate + I: the forward's packed
+ * [gate | up] rows), dout (N, I) packed. dgate, dup += . */
+void k_swiglu_backward(float *dgate, float *dup, const float *dout, const float *gate, const float *up, int N, int I,
+                       int ld, void *stream);
+
+/* attention_backward for causal GQA over the cache layout of the forward:
+ * row n (slot seq[n], position pos[n]) attended with its NH query heads
+ * (q (N, NH*HD)) to positions 0..pos[n] of its slot in kc, vc (B, NKV,
+ * Tmax, HD), query head h reading KV head h / (NH / NKV). Recomputes the
+ * probabilities, then dq (N, NH*HD) += and dkc, dvc (B, NKV, Tmax, HD) +=
+ * (a cache row gets the gradient of every query that attends to it; rows
+ * no query attends to are left as they are). Rows may mix slots and
+ * positions freely, as on the CPU.
+ * stats: 2 * N * NH floats of scratch; on return it holds each query's
+ * log-sum-exp of its scaled scores at [n * NH + h] and sum_t p_t dp_t at
+ * [N * NH + n * NH + h].
+ * Limits: HD a multiple of 4, at most 128; NH a multiple of NKV; B <=
+ * 65535. Returns 0, or -1 (nothing launched) outside them. */
+int k_attention_backward(float *dq, float *dkc, float *dvc, float *stats, const float *dout, const float *q,
+                         const float *kc, const float *vc, const int *seq, const int *pos, int N, int NH, int NKV,
+                         int HD, int B, int Tmax, void *stream);
+
+/* The backward of storing each row's k and v into the cache: dk, dv (N,
+ * NKV*HD) = dkc, dvc (B, NKV, Tmax, HD) at (seq[n], pos[n]), OVERWRITTEN;
+ * zero for query-only rows (qonly[n] >= 0; qonly NULL: none, forward.h's
+ * query_pos), whose key and value were never stored. */
+void k_kv_gather(float *dk, float *dv, const float *dkc, const float *dvc, const int *seq, const int *pos,
+                 const int *qonly, int N, int NKV, int HD, int Tmax, void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
