@@ -10,17 +10,22 @@
  *
  * Output: a `dist` stream (docs/FORMATS.md), one record per problem, in
  * input order. The work is in lib/infer (run.h drives generate.h over an
- * engine); this file is options, wiring and exit codes. With -o FILE the
- * stream is written to FILE.part, resumed from there by a rerun of the same
- * settings (settings.h), and renamed onto FILE when complete.
+ * engine; resolve.h fills what the flags leave unsaid; follow.h checks a
+ * followed stream's tokenizer); this file is options, wiring and exit
+ * codes. With -o FILE the stream is written to FILE.part, resumed from
+ * there by a rerun of the same settings (output.h, settings.h), and renamed
+ * onto FILE when complete.
  */
 #include "base/opt.h"
 #include "base/outfile.h"
 #include "base/util.h"
 #include "eval/benchdata.h"
 #include "infer/engine.h"
+#include "infer/follow.h"
 #include "infer/gpu.h"
 #include "infer/load.h"
+#include "infer/output.h"
+#include "infer/resolve.h"
 #include "infer/run.h"
 #include "infer/settings.h"
 #include "io/stream.h"
@@ -28,12 +33,10 @@
 #include "model/tokenizer.h"
 
 #include <cblas.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 typedef struct {
@@ -226,158 +229,6 @@ static int parse_args(opts *o, int argc, char **argv) {
     return 0;
 }
 
-/* Refuses an output naming one of the run's inputs (or its .part). */
-static int check_output(const opts *o, const char *part) {
-    char cfg[4096], tj[4096], st[4096];
-    snprintf(cfg, sizeof cfg, "%s/config.json", o->model_dir);
-    snprintf(tj, sizeof tj, "%s/tokenizer.json", o->model_dir);
-    snprintf(st, sizeof st, "%s/model.safetensors", o->model_dir);
-    const char *in[] = {o->data, o->follow, o->prompt_file, cfg, tj, st};
-    struct stat sb;
-    if (stat(o->out, &sb) == 0 && !S_ISREG(sb.st_mode))
-        return lr_err(LR_EUSAGE, "%s: exists and is not a regular file: choose another output", o->out);
-    int rc = out_check_inputs(o->out, in, 6);
-    return rc ? rc : out_check_inputs(part, in, 6);
-}
-
-/* 1 when the stream at path has our kind, identities and settings. */
-static int same_run(const char *path, const lrs_header *h, const inf_settings *s, int *rc) {
-    lrs_reader *r;
-    *rc = 0;
-    if (lrs_open_read(&r, path, NULL)) return 0; /* no complete header */
-    const lrs_header *fh = lrs_header_of(r);
-    int same = !strcmp(fh->kind, h->kind) && lrs_ident_same(&fh->model, &h->model) &&
-               lrs_ident_same(&fh->tokenizer, &h->tokenizer);
-    *rc = settings_check(path, fh->params, s);
-    lrs_close_read(r);
-    return same && !*rc;
-}
-
-static int copy_file(const char *from, const char *to) {
-    FILE *a = fopen(from, "rb"), *b = a ? fopen(to, "wb") : NULL;
-    static char buf[1 << 20];
-    size_t n;
-    int rc = a && b ? 0 : lr_err(LR_EIO, "%s: cannot copy to %s", from, to);
-    while (!rc && (n = fread(buf, 1, sizeof buf, a)) > 0)
-        if (fwrite(buf, 1, n, b) != n) rc = lr_err(LR_EIO, "%s: write failed", to);
-    if (!rc && ferror(a)) rc = lr_err(LR_EIO, "%s: read error", from);
-    if (a) fclose(a);
-    if (b && fclose(b) && !rc) rc = lr_err(LR_EIO, "%s: write failed", to);
-    return rc;
-}
-
-/* Opens the output: stdout, or FILE.part. An interrupted FILE.part resumes
- * only with the same settings (else refused); a complete FILE of the same
- * run is continued through a copy (problems it lacks are added), one of
- * another run is replaced once the new one is complete. */
-static int open_output(lrs_writer **w, const char *out, const char *part, const lrs_header *h, inf_settings *s,
-                       inf_run *run, int *fresh) {
-    struct stat st;
-    int rc;
-    *fresh = 1;
-    if (!part) return lrs_open_write(w, "-", h, settings_pack, s);
-    if (stat(part, &st) == 0 && st.st_size > 0) {
-        int same = same_run(part, h, s, &rc);
-        if (rc) return rc;
-        *fresh = !same; /* no complete header: lrs_resume starts over; another model: it refuses */
-    } else if (stat(out, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && same_run(out, h, s, &rc)) {
-        if ((rc = copy_file(out, part))) return rc;
-        fprintf(stderr, "%s: %s: holds this run: continuing it\n", lr_progname, out);
-        *fresh = 0;
-    } else {
-        if (stat(out, &st) == 0)
-            fprintf(stderr, "%s: %s: made by another run: replaced when this one is complete\n", lr_progname, out);
-        unlink(part); /* an empty FILE.part */
-    }
-    return lrs_resume(w, part, h, settings_pack, s, run_note_done, run);
-}
-
-/* Generation settings: what generation_config.json says (the authors'
- * "greedy" is whatever it says: generate() is called without sampling
- * arguments), each flag given overriding its field. A greedy file leaves
- * sampling off (top_p 1, top_k 0) unless flags ask. Follow mode samples
- * nothing. Returns where the settings came from, for the header. */
-static const char *resolve_sampling(opts *o, const mcfg *g) {
-    int cs = !o->follow && g->do_sample, flags = o->temperature >= 0 || o->top_p >= 0 || o->top_k >= 0;
-    if (o->temperature < 0) o->temperature = cs ? g->temperature : 0;
-    if (o->top_p < 0) o->top_p = cs ? g->top_p : 1;
-    if (o->top_k < 0) o->top_k = cs ? g->top_k : 0;
-    if (cs && o->temperature > 0)
-        fprintf(stderr, "%s: %s/generation_config.json samples: temperature %g, top_p %g, top_k %d%s (--temperature 0 "
-                "for greedy)\n", lr_progname, o->model_dir, o->temperature, o->top_p, o->top_k,
-                flags ? ", with the flags given" : "");
-    return o->follow ? "none (follow mode)"
-           : cs      ? (flags ? "generation_config.json, flags override" : "generation_config.json")
-           : flags   ? "flags"
-           : g->gen_file ? "generation_config.json (greedy)" : "default (greedy)";
-}
-
-/* The prompt: the model's own chat template unless --preset or
- * --prompt-file (generate mode), as the authors' apply_chat_template; a
- * folder without one gets the lightreasoner preset. Sets o->preset to what
- * the header records. */
-static int choose_prompt(opts *o, prompt_chat **chat) {
-    *chat = NULL;
-    if (o->follow || o->preset || o->prompt_file) {
-        if (!o->preset) o->preset = "lightreasoner";
-        return 0;
-    }
-    int rc = prompt_chat_load(chat, o->model_dir);
-    if (rc) return rc;
-    if (*chat) {
-        o->preset = "chat_template";
-    } else {
-        o->preset = "lightreasoner";
-        fprintf(stderr, "%s: %s has no chat template; prompting with --preset lightreasoner (ChatML)\n", lr_progname,
-                o->model_dir);
-    }
-    return 0;
-}
-
-/* Follow mode: this model reads the followed stream's ids as they are.
- * Refused unless the two tokenizers are compatible (tokenizer.h: the same
- * regular vocabulary and merges); when only added tokens differ, as with
- * DeepSeek-R1-Distill-Qwen and Qwen2.5, says so once and counts the ids
- * that name different tokens in the two (*ndiffer, for the header). */
-static int follow_tokenizer(lrs_reader *fr, const lrs_header *h, const tok_sig *ours, int64_t *ndiffer) {
-    const lrs_header *fh = lrs_header_of(fr);
-    *ndiffer = 0;
-    if (!strcmp(fh->tokenizer.hash, h->tokenizer.hash) && fh->tokenizer.vocab == h->tokenizer.vocab) return 0;
-    const msgpack_object *fs = fh->params ? lrs_get(fh->params, "tokenizer_compat") : NULL;
-    tok_sig theirs;
-    tok_compat_res r;
-    if (!fs)
-        return lr_err(LR_EINPUT, "%s: tokenizers differ: the followed stream was made with tokenizer %s (%s, %lld ids), "
-                      "this model's is %s (%s, %lld ids), and its header has no tokenizer_compat to compare them by",
-                      lrs_path(fr), fh->tokenizer.hash, fh->tokenizer.name, (long long)fh->tokenizer.vocab,
-                      h->tokenizer.hash, h->tokenizer.name, (long long)h->tokenizer.vocab);
-    if (tok_sig_read(fs, &theirs)) return lr_err_prefix(LR_EINPUT, "%s: header: params", lrs_path(fr));
-    tok_sig_compat(&theirs, ours, &r);
-    tok_sig_free(&theirs);
-    char ids[160] = "";
-    tok_compat_ids(&r, ids, sizeof ids);
-    if (!r.compatible)
-        return lr_err(LR_EINPUT, "%s: tokenizers differ: %s (the followed stream's tokenizer %s of %s, this model's %s "
-                      "of %s); the two models cannot read the same ids (lr-tok --compare on the two folders names the "
-                      "first id)", lrs_path(fr), r.what, fh->tokenizer.hash, fh->tokenizer.name, h->tokenizer.hash,
-                      h->tokenizer.name);
-    *ndiffer = r.ndiffer;
-    if (r.ndiffer)
-        fprintf(stderr, "%s: %s: the followed stream's tokenizer (%s) and this model's (%s) differ only in added "
-                "tokens: %lld ids (%s) name different tokens in the two; this model reads the followed ids as they "
-                "are, as the reference implementation does\n", lr_progname, lrs_path(fr), fh->tokenizer.name,
-                h->tokenizer.name, (long long)r.ndiffer, ids);
-    return 0;
-}
-
-/* Makes FILE.part durable, then FILE. */
-static int commit_output(const char *part, const char *out) {
-    int fd = open(part, O_RDONLY);
-    if (fd >= 0) fsync(fd), close(fd);
-    if (rename(part, out)) return lr_err(LR_EIO, "%s: cannot rename into place", out);
-    return 0;
-}
-
 int main(int argc, char **argv) {
     lr_progname = "lr-infer";
     opts o;
@@ -400,7 +251,8 @@ int main(int argc, char **argv) {
     if (o.out) {
         part = xmalloc(strlen(o.out) + 6);
         sprintf(part, "%s.part", o.out);
-        if ((rc = check_output(&o, part))) goto out;
+        inf_inputs in = {o.model_dir, o.data, o.follow, o.prompt_file};
+        if ((rc = inf_output_check(o.out, part, &in))) goto out;
     }
     out_signals(); /* SIGINT/SIGTERM exit 130; FILE.part stays for the rerun */
     if (o.threads) openblas_set_num_threads(o.threads);
@@ -410,8 +262,10 @@ int main(int argc, char **argv) {
     /* The cuda backend uploads bf16 straight from the checkpoint. */
     if ((rc = inf_load_model(&m, o.model_dir, o.adapter, dev == ENG_CUDA))) goto out;
     if ((rc = tok_load(&tok, o.model_dir))) goto out;
-    if ((rc = choose_prompt(&o, &chat))) goto out;
-    const char *sampling = resolve_sampling(&o, &m.cfg);
+    if ((rc = inf_resolve_prompt(&o.preset, &chat, o.follow != NULL, o.prompt_file, o.model_dir))) goto out;
+    inf_sampling smp = {o.temperature, o.top_p, o.top_k};
+    const char *sampling = inf_resolve_sampling(&smp, &m.cfg, o.follow != NULL, o.model_dir);
+    o.temperature = smp.temperature, o.top_p = smp.top_p, o.top_k = smp.top_k;
     tok_sig_of(tok, &sig);
     if (!o.kmax) o.kmax = o.follow ? CD_FOLLOW_KMAX : CD_DEFAULT_KMAX;
     for (int i = 0; i < m.cfg.neos; i++) eos[neos++] = m.cfg.eos[i];
@@ -457,7 +311,7 @@ int main(int argc, char **argv) {
     if (o.follow) {
         if ((rc = lrs_open_read(&fr, o.follow, "dist"))) goto out;
         s.followed_tokenizer = lrs_header_of(fr)->tokenizer.hash;
-        if ((rc = follow_tokenizer(fr, &h, &sig, &s.added_ids_differ))) goto out;
+        if ((rc = inf_follow_tokenizer(fr, &h, &sig, &s.added_ids_differ))) goto out;
     } else {
         if ((rc = prob_open(&src, o.data, o.layout, o.field, o.id_field))) goto out;
         if (prob_layout(&src) >= 0) s.layout = bd_layout_name((bd_layout)prob_layout(&src));
@@ -466,7 +320,7 @@ int main(int argc, char **argv) {
             goto out;
         }
     }
-    if ((rc = open_output(&w, o.out, part, &h, &s, &run, &fresh))) goto out;
+    if ((rc = inf_output_open(&w, o.out, part, &h, &s, &run, &fresh))) goto out;
     uint64_t total = 0;
     if (!o.follow && (total = prob_count_lines(o.data))) {
         if (o.limit >= 0 && (uint64_t)o.limit < total) total = (uint64_t)o.limit;
@@ -487,7 +341,7 @@ out:
         else rc = lrs_close(w);
         /* a run that wrote nothing leaves no FILE.part of its own */
         if (rc && part && fresh && run.written == 0) unlink(part);
-        else if (!rc && part) rc = commit_output(part, o.out);
+        else if (!rc && part) rc = inf_output_commit(part, o.out);
     }
     if (o.help) { /* one write, so `lr-infer --help | grep -q` never meets SIGPIPE */
         static char big[1 << 14];

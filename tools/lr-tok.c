@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "io/jsonl.h"
 #include "model/prompt.h"
 #include "model/tokenizer.h"
 #include "base/util.h"
@@ -124,19 +125,13 @@ int main(int argc, char **argv) {
             return lr_fail(rc);
         }
     }
-    char *line = NULL;
-    size_t cap = 0, lineno = 0;
-    ssize_t got;
+    jsonl in; /* strings or arrays of ids, one a line, through the one JSON-lines reader */
+    jsonl_from(&in, stdin, "stdin");
     int32_t *idbuf = NULL;
     size_t idcap = 0;
-    while (rc == 0 && (got = getline(&line, &cap, stdin)) >= 0) {
-        lineno++;
-        json_error_t je;
-        json_t *v = json_loadb(line, (size_t)got, JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
-        if (!v) {
-            rc = lr_err(LR_EINPUT, "stdin: line %zu: malformed JSON: %s", lineno, je.text);
-            break;
-        }
+    json_t *v;
+    while (rc == 0 && (rc = jsonl_next(&in, JSONL_ANY, &v)) == 0) {
+        size_t lineno = in.lineno;
         if (decode) {
             if (!json_is_array(v)) {
                 rc = lr_err(LR_EINPUT, "stdin: line %zu: expected a JSON array of ids", lineno);
@@ -191,11 +186,11 @@ int main(int argc, char **argv) {
         }
         json_decref(v);
     }
-    free(line);
+    if (rc < 0) rc = 0; /* the end of the input */
+    jsonl_close(&in);
     free(idbuf);
     prompt_chat_free(pc);
     tok_free(t);
-    if (!rc && (ferror(stdin) || fflush(stdout) || ferror(stdout)))
-        rc = lr_err(LR_EIO, "%s", ferror(stdin) ? "stdin: read error" : "stdout: write error");
+    if (!rc && (fflush(stdout) || ferror(stdout))) rc = lr_err(LR_EIO, "stdout: write error");
     return rc ? lr_fail(rc) : 0;
 }

@@ -1,7 +1,8 @@
 /* lr-tune: LoRA fine-tuning on the CPU (METHOD.md stage 2, and the SFT
- * baseline): options, wiring and exit codes over lib/method (examples.h:
- * the inputs and their order; tune.h: one optimizer step; checkpoint.h:
- * resumable state).
+ * baseline): options, wiring and exit codes over lib/method (tuneplan.h:
+ * the run's setup, from the inputs to a ready tuner; examples.h: the inputs
+ * and their order; tune.h: one optimizer step; checkpoint.h: resumable
+ * state).
  *
  *   lr-tune --model DIR --out ADAPTER_DIR [options] INPUT.lrs...
  *
@@ -16,6 +17,7 @@
 #include "method/checkpoint.h"
 #include "method/examples.h"
 #include "method/tune.h"
+#include "method/tuneplan.h"
 #include "model/lora.h"
 #include "model/merge.h"
 #include "model/model.h"
@@ -87,21 +89,12 @@ static void usage(FILE *f) {
             "3 I/O error, 130 interrupted.\n");
 }
 
-typedef struct {
-    const char *model_dir, *out, *objective_s, *targets_s, *init_adapter, *log_path;
-    int full, group_len, stop_after, r, batch, accum, epochs, warmup, pack, shuffle, by_problem, vlim, max_len, max_rows,
-        save_every, resume, force, quirks, max_len_set, reschedule, lm;
-    long max_steps;
-    double alpha, dropout, lr, wd, clip, beta1, beta2, eps;
-    uint64_t seed;
-} opts;
-
 enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH, O_ACCUM,
        O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS, O_SAVE, O_RESUME,
        O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE, O_FORCE, O_QUIRKS, O_RESCHED };
 
 /* Parses argv into o; 0, or LR_EUSAGE with the message set. *help = 1 for --help. */
-static int parse(opts *o, int argc, char **argv, int *help) {
+static int parse(tune_cfg *o, int argc, char **argv, int *help) {
     static const struct option lo[] = {
         {"model", 1, 0, O_MODEL},       {"out", 1, 0, O_OUT},           {"objective", 1, 0, O_OBJ},
         {"targets", 1, 0, O_TGT},       {"r", 1, 0, O_R},               {"alpha", 1, 0, O_ALPHA},
@@ -183,62 +176,16 @@ static int parse(opts *o, int argc, char **argv, int *help) {
     return LR_OK;
 }
 
-/* The settings that change the result, as strings: what --resume compares. */
-static json_t *settings(const opts *o, const model *m, unsigned targets, long total, char **inputs, int nin, int *rc) {
-    json_t *s = json_object();
-    char v[64];
-#define PUT(k, ...) (snprintf(v, sizeof v, __VA_ARGS__), json_object_set_new(s, k, json_string(v)))
-    PUT("--model", "%s", m->hash_hex);
-    PUT("--objective", "%s", o->objective_s ? o->objective_s : "(from the input)");
-    PUT("--full", "%d", o->full);
-    PUT("--targets", "%#x", targets);
-    PUT("--r", "%d", o->r);
-    PUT("--alpha", "%.9g", o->alpha);
-    PUT("--dropout", "%.9g", o->dropout);
-    PUT("--lr", "%.9g", o->lr);
-    PUT("--warmup", "%d", o->warmup);
-    PUT("--weight-decay", "%.9g", o->wd);
-    PUT("--clip", "%.9g", o->clip);
-    PUT("--beta1", "%.9g", o->beta1);
-    PUT("--beta2", "%.9g", o->beta2);
-    PUT("--eps", "%.9g", o->eps);
-    PUT("--batch", "%d", o->batch);
-    PUT("--accum", "%d", o->accum);
-    PUT("--max-steps", "%ld", total);
-    PUT("--seed", "%llu", (unsigned long long)o->seed);
-    PUT("--no-shuffle", "%d", !o->shuffle);
-    PUT("--group-by-problem", "%d", o->by_problem);
-    PUT("--group-by-length", "%d", o->group_len);
-    PUT("--pack", "%d", o->pack);
-    PUT("--vocab-limit", "%d", o->vlim);
-    PUT("--max-len", "%d", o->max_len);
-    PUT("--reference-quirks", "%d", o->quirks);
-#undef PUT
-    json_t *a = json_array();
-    char hx[17];
-    for (int i = 0; i < nin && !*rc; i++)
-        if (!(*rc = ckpt_file_hash(inputs[i], hx))) json_array_append_new(a, json_string(hx));
-    if (o->init_adapter) {
-        char p[4200];
-        snprintf(p, sizeof p, "%s/adapter_model.safetensors", o->init_adapter);
-        if (!*rc && !(*rc = ckpt_file_hash(p, hx))) json_object_set_new(s, "--init-adapter", json_string(hx));
-    }
-    json_object_set_new(s, "inputs (content)", a);
-    return s;
-}
-
 int main(int argc, char **argv) {
     lr_progname = "lr-tune";
-    opts o = {.targets_s = "q,v", .r = 8, .alpha = 16, .dropout = 0.05, .lr = 5e-5, .clip = 1.0, .beta1 = 0.9, .beta2 = 0.999,
-              .eps = 1e-8, .batch = 8, .accum = 2, .epochs = 1, .max_steps = -1, .seed = 42, .pack = 1, .shuffle = 1,
-              .max_len = 4096, .max_rows = 2048};
+    tune_cfg o;
+    tplan_defaults(&o);
     int help = 0, rc = parse(&o, argc, argv, &help);
     if (help) {
         usage(stdout);
         return 0;
     }
-    unsigned targets = 0;
-    if (!rc) rc = lora_parse_targets(o.targets_s, &targets);
+    if (!rc) rc = lora_parse_targets(o.targets_s, &o.targets);
     if (rc) return lr_fail(rc);
     char **inputs = argv + optind;
     int nin = argc - optind;
@@ -248,10 +195,11 @@ int main(int argc, char **argv) {
     lora lo = {0};
     tuner tu = {0};
     tune_data ds = {0};
+    tune_schedule sc;
     json_t *set = NULL;
     lr_out *out = NULL;
     FILE *logf = NULL;
-    int *ord = NULL, *padbuf = NULL, tu_live = 0, pad_id = -1, keep = 0;
+    int *ord = NULL, *padbuf = NULL, tu_live = 0, keep = 0;
     tune_example *mb = NULL, *mbp = NULL;
     char *tmp = NULL;
     long start = 0, s = 0;
@@ -263,55 +211,12 @@ int main(int argc, char **argv) {
     free(ins);
     if (rc) goto done;
     if ((rc = model_load(&m, o.model_dir))) goto done;
-    if (o.quirks) {
-        int rv;
-        if ((rc = tdata_reference_tokens(o.model_dir, &rv, &pad_id))) goto done;
-        if (!o.vlim) o.vlim = rv;
-        if (!o.max_len_set) o.max_len = 512;
-        o.pack = 0;
-    }
-    tune_read_opts ro;
-    if ((rc = tdata_read_opts(&ro, o.model_dir, m.cfg.V, o.max_len))) goto done;
-    for (int i = 0; i < nin && !rc; i++)
-        rc = o.lm ? tdata_read_text(&ds, inputs[i], o.model_dir, &ro) : tdata_read(&ds, inputs[i], &ro);
-    if (rc) goto done;
-    if (!ds.n) {
-        rc = lr_err(LR_EINPUT, "%s: no training examples in the input", inputs[0]);
-        goto done;
-    }
-    if (o.objective_s && !o.lm) {
-        int want = !strcmp(o.objective_s, "soft-kl") ? TUNE_SOFTKL : !strcmp(o.objective_s, "sft") ? TUNE_SFT : -1;
-        if (want < 0) rc = lr_err(LR_EUSAGE, "--objective: \"%s\" (soft-kl, sft or lm)", o.objective_s);
-        else if (want != ds.objective)
-            rc = lr_err(LR_EUSAGE, "--objective %s needs %s records", o.objective_s, want == TUNE_SFT ? "`dist`" : "`example`");
-        if (rc) goto done;
-    }
-    if (o.quirks && ds.objective != TUNE_SOFTKL) {
-        rc = lr_err(LR_EUSAGE, "--reference-quirks: the reference's collate is the soft-KL objective's (`example` records)");
-        goto done;
-    }
-    if (ds.truncated) fprintf(stderr, "lr-tune: %d sequences cut to --max-len %d tokens\n", ds.truncated, o.max_len);
-
-    if (!o.full && o.init_adapter) {
-        if ((rc = lora_load(&lo, &m.cfg, o.init_adapter))) goto done;
-    } else if (!o.full) {
-        lora_alloc(&lo, &m.cfg, o.r, (float)o.alpha, (float)o.dropout, targets);
-        lora_init(&lo, o.seed);
-    }
-    int maxlen = 1;
-    for (int i = 0; i < ds.n; i++)
-        if (ds.ex[i].ntok > maxlen) maxlen = ds.ex[i].ntok;
-    if ((rc = tuner_init(&tu, &m, o.full ? NULL : &lo, ds.objective, o.vlim, o.pack, o.max_rows, maxlen, o.batch, (float)o.lr,
-                         (float)o.beta1, (float)o.beta2, (float)o.eps, (float)o.wd, (float)o.clip)))
-        goto done;
+    if ((rc = tplan_data(&o, &m, inputs, nin, &ds))) goto done;
+    tplan_schedule(&o, &ds, &sc);
+    if ((rc = tplan_tuner(&o, &m, &lo, &ds, &sc, &tu))) goto done;
     tu_live = 1;
-    tu.dropout_on = 1;
-    tu.seed = o.seed;
-
-    long mb_per_epoch = (ds.n + o.batch - 1) / o.batch;
-    long steps_per_epoch = (mb_per_epoch + o.accum - 1) / o.accum;
-    long total = o.max_steps > 0 ? o.max_steps : steps_per_epoch * o.epochs;
-    if (!(set = settings(&o, &m, targets, total, inputs, nin, &rc)) || rc) goto done;
+    long total = sc.total, steps_per_epoch = sc.steps_per_epoch, mb_per_epoch = sc.mb_per_epoch;
+    if (!(set = tplan_settings(&o, &m, total, inputs, nin, &rc))) goto done;
 
     /* OUT.part keeps its checkpoints across failures and signals when
      * there can be any */
@@ -333,21 +238,13 @@ int main(int argc, char **argv) {
         rc = lr_err(LR_EIO, "%s: %s", o.log_path, strerror(errno));
         goto done;
     }
-    /* token ids checked before the summary line, so bad input is one line */
-    for (int i = 0; i < ds.n; i++)
-        for (int j = 0; j < ds.ex[i].ntok; j++)
-            if (ds.ex[i].tokens[j] < 0 || ds.ex[i].tokens[j] >= m.cfg.V) {
-                lr_err(LR_EINPUT, "example (problem %lld, step %d): token %d at position %d is outside the model's vocabulary [0, %d)",
-                       (long long)ds.ex[i].problem, ds.ex[i].step, ds.ex[i].tokens[j], j, m.cfg.V);
-                exit(lr_fail(LR_EINPUT)); /* exit, not return: LeakSanitizer still sees the buffers */
-            }
     fprintf(stderr, "lr-tune: %d examples (%s), %ld steps of %d x %d, %zu trainable parameters\n", ds.n,
             o.lm ? "lm" : ds.objective == TUNE_SFT ? "sft" : "soft-kl", total, o.batch, o.accum, tu.n);
 
     ord = xmalloc((size_t)ds.n * sizeof(int));
     mb = xmalloc((size_t)o.batch * sizeof *mb);
     mbp = xmalloc((size_t)o.batch * sizeof *mbp);
-    if (o.quirks) padbuf = xmalloc((size_t)o.batch * maxlen * sizeof(int));
+    if (o.quirks) padbuf = xmalloc((size_t)o.batch * sc.maxlen * sizeof(int));
     tune_order order = {o.seed, o.shuffle, o.by_problem, o.group_len, o.batch};
     int cur_epoch = -1, stopped = 0;
     double t_start = lr_now();
@@ -367,7 +264,7 @@ int main(int argc, char **argv) {
         for (long b = mb0; b < mb1 && !rc; b++) {
             int n = 0;
             for (long k = b * o.batch; k < (b + 1) * o.batch && k < ds.n; k++) mb[n++] = ds.ex[ord[k]];
-            if (o.quirks) tdata_pad_batch(mb, n, pad_id, mbp, padbuf);
+            if (o.quirks) tdata_pad_batch(mb, n, o.pad_id, mbp, padbuf);
             double scale = ds.objective == TUNE_SFT ? 1.0 / (double)sft_tokens : 1.0 / ((double)n * (double)(mb1 - mb0));
             rc = tuner_accumulate(&tu, o.quirks ? mbp : mb, n, scale, &loss);
         }

@@ -11,6 +11,7 @@
 
 #include "base/outfile.h"
 #include "base/util.h"
+#include "io/jsonl.h"
 #include "io/safetensors.h"
 #include "model/lora.h"
 
@@ -229,14 +230,17 @@ int ckpt_trim_log(const char *path, long step) {
         fclose(f);
         return lr_err(LR_EIO, "%s: %s", tmp, strerror(errno));
     }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
+    /* the log is JSON lines: read through the one reader, each line kept
+     * as written; a last line without its newline was cut by the
+     * interruption and goes too */
+    jsonl r;
+    jsonl_from(&r, f, path);
     long s;
-    while ((len = getline(&line, &cap, f)) > 0)
-        if (sscanf(line, "{\"step\": %ld", &s) == 1 && s <= step && line[len - 1] == '\n') fputs(line, o);
-    free(line);
-    int rc = ferror(f) ? lr_err(LR_EIO, "%s: read error", path) : LR_OK;
+    int got;
+    while ((got = jsonl_line(&r)) == 0)
+        if (sscanf(r.line, "{\"step\": %ld", &s) == 1 && s <= step && r.line[r.len - 1] == '\n') fputs(r.line, o);
+    int rc = got > 0 ? got : LR_OK;
+    jsonl_close(&r);
     fclose(f);
     if (fclose(o) && !rc) rc = lr_err(LR_EIO, "%s: write error", tmp);
     if (!rc && rename(tmp, path)) rc = lr_err(LR_EIO, "%s: %s", path, strerror(errno));
