@@ -13,5 +13,5 @@ set grid
 set key top right
 plot "build/expert.loss.tsv" using 1:2 with lines lc rgb "#a0c0e8" notitle, \
      "build/amateur.loss.tsv" using 1:2 with lines lc rgb "#f0b8a0" notitle, \
-     "build/expert.loss.tsv" using 1:3 with lines lw 2 lc rgb "#1f60b0" title "expert (0.87M parameters, 1400 x 16 documents)", \
+     "build/expert.loss.tsv" using 1:3 with lines lw 2 lc rgb "#1f60b0" title "expert (0.87M parameters, 1400 + 2600 steps x 16 documents)", \
      "build/amateur.loss.tsv" using 1:3 with lines lw 2 lc rgb "#c04010" title "amateur (0.14M parameters, 375 x 32 documents)"

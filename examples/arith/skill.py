@@ -3,8 +3,12 @@
 (one line per problem: prediction, correct) and prints the share of answers
 that show working (at least one "a+b=c" / "a-b=c" / "a*b=c" line before any
 run-on "Question:") and the share of those equations that are right.
+With the problems' file it also prints the share of operands that are
+numbers of the question (2 and 3 for "doubles" and "triples") or results of an earlier line of the same answer
+(an operand from nowhere is a misread or invented number), and the share
+of worked answers whose operands all are.
 
-  skill.py DIR/results.jsonl [LABEL]
+  skill.py DIR/results.jsonl [LABEL [PROBLEMS.jsonl]]
 """
 import json
 import re
@@ -16,7 +20,12 @@ EQ = re.compile(r"(\d+)([+\-*])(\d+)=(\d+)")
 def main():
     path = sys.argv[1]
     label = sys.argv[2] if len(sys.argv) > 2 else path
+    questions = None
+    if len(sys.argv) > 3:
+        with open(sys.argv[3]) as f:
+            questions = [json.loads(line)["question"] for line in f]
     n = worked = right = eqs = correct = 0
+    ops = sourced = clean = 0
     with open(path) as f:
         for line in f:
             r = json.loads(line)
@@ -29,8 +38,23 @@ def main():
                 eqs += 1
                 x, y = int(a), int(b)
                 right += (x + y if op == "+" else x - y if op == "-" else x * y) == int(c)
-    print(f"{label}: {correct}/{n} correct; {worked}/{n} answers show working; "
-          f"{right}/{eqs} equations in the working right")
+            if questions is not None and found:
+                q = questions[int(r["id"].rsplit(":", 1)[1])]
+                known = set(re.findall(r"\d+", q))
+                known |= {w for w, word in (("2", "doubles"), ("3", "triples")) if word in q}
+                ok = True
+                for a, op, b, c in found:
+                    for v in (a, b):
+                        ops += 1
+                        sourced += v in known
+                        ok = ok and v in known
+                    known.add(c)
+                clean += ok
+    line = (f"{label}: {correct}/{n} correct; {worked}/{n} answers show working; "
+            f"{right}/{eqs} equations in the working right")
+    if questions is not None:
+        line += f"; {sourced}/{ops} operands from the question or an earlier line; {clean}/{worked} worked answers with all of them so"
+    print(line)
 
 
 if __name__ == "__main__":
