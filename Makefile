@@ -55,7 +55,7 @@ EMU_OBJ   := $(CUDA_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/cuda/emu.o
 EMU_LIB   := $(BUILD)/libgpu_emu.a
 EMU_LIBS  := $(EMU_LIB) -lstdc++
 NONE_LIBS := $(BUILD)/cuda/none.o
-EMU_TOOLS := $(if $(wildcard cuda/emu.cc),$(BUILD)/emu/lr-infer)
+EMU_TOOLS := $(if $(wildcard cuda/emu.cc),$(BUILD)/emu/lr-infer $(BUILD)/emu/lr-tune)
 EMU_BENCH := $(if $(wildcard cuda/emu.cc),$(BUILD)/emu/bench_gpu)
 ifneq ($(and $(strip $(NVCC)),$(strip $(CUDA_SRC))),)
 ifneq ($(SAN),1)

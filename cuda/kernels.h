@@ -109,8 +109,8 @@ void k_sample(const float *logits, int G, int V, const double *uniform, double t
               int32_t *out, void *stream);
 
 /* ---- training ----
- * lr-tune's losses and optimizer step on the device (lr-tune does not call
- * them yet: it trains on the CPU). CPU twins: lib/method/objective.c
+ * lr-tune's losses and optimizer step on the device (the device trainer,
+ * cuda/train.cu, calls them). CPU twins: lib/method/objective.c
  * (obj_softkl, obj_ce) and lib/method/adamw.c (grad_clip, adamw_step);
  * tests/unit/test_gpu_train.c compares them.
  * vlim as in objective.h: the softmax runs over the first vlim logits,

@@ -1,7 +1,8 @@
-/* none: the gpu.h interface of a build without the CUDA backend (no nvcc
+/* none: the gpu.h and gpu_train.h interfaces of a build without the CUDA backend (no nvcc
  * when it was built, or a sanitizer build): no device, and every other
  * entry point refuses with a message saying why. */
 #include "infer/gpu.h"
+#include "nn/gpu_train.h"
 #include "base/util.h"
 
 #include <stdio.h>
@@ -27,3 +28,33 @@ int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsi
 
 void gpu_fwd_reset(gpu_fwd *g, int b) { (void)g, (void)b; }
 void gpu_fwd_free(gpu_fwd *g) { (void)g; }
+
+/* nn/gpu_train.h: the device trainer, refused likewise */
+int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats) {
+    (void)m, (void)lo, (void)B, (void)Tmax, (void)maxN, (void)chunk_floats;
+    *g = NULL;
+    return lr_err(LR_EUSAGE, "--device cuda: this build has no CUDA backend (rebuild where nvcc is installed)");
+}
+void gpu_trn_free(gpu_trn *g) { (void)g; }
+int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq) {
+    (void)g, (void)params, (void)exp_avg, (void)exp_avg_sq;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_trn_get(gpu_trn *g, float *params, float *exp_avg, float *exp_avg_sq, float *grads) {
+    (void)g, (void)params, (void)exp_avg, (void)exp_avg_sq, (void)grads;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_trn_zero_grad(gpu_trn *g) {
+    (void)g;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq, const int *qpos, int training, uint64_t drop_seed,
+                 const gtrn_loss *L, double *loss) {
+    (void)g, (void)N, (void)tokens, (void)seq, (void)qpos, (void)training, (void)drop_seed, (void)L, (void)loss;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, float wd, long t, double clip, double *norm,
+                   int *finite) {
+    (void)g, (void)lr, (void)beta1, (void)beta2, (void)eps, (void)wd, (void)t, (void)clip, (void)norm, (void)finite;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}

@@ -1,8 +1,8 @@
-/* lr-tune: LoRA fine-tuning on the CPU (METHOD.md stage 2, and the SFT
- * baseline): options, wiring and exit codes over lib/method (tuneplan.h:
- * the run's setup, from the inputs to a ready tuner; examples.h: the inputs
- * and their order; tune.h: one optimizer step; checkpoint.h: resumable
- * state).
+/* lr-tune: LoRA fine-tuning on the CPU or the CUDA device (METHOD.md stage
+ * 2, and the SFT baseline): options, wiring and exit codes over lib/method
+ * (tuneplan.h: the run's setup, from the inputs to a ready tuner;
+ * examples.h: the inputs and their order; tune.h: one optimizer step, on
+ * either backend; checkpoint.h: resumable state, the same files from both).
  *
  *   lr-tune --model DIR --out ADAPTER_DIR [options] INPUT.lrs...
  *
@@ -14,6 +14,7 @@
 #include "base/opt.h"
 #include "base/outfile.h"
 #include "base/util.h"
+#include "infer/gpu.h"
 #include "method/checkpoint.h"
 #include "method/examples.h"
 #include "method/tune.h"
@@ -80,8 +81,10 @@ static void usage(FILE *f) {
             "  --force                  replace an existing --out when done\n"
             "  --log FILE               JSON lines, one per step (a resume drops the lines\n"
             "                           after its checkpoint)\n"
-            "  --device cpu|auto        where to train: the cpu (auto = cpu: the CUDA backend\n"
-            "                           has no backward pass yet; cuda is refused)\n"
+            "  --device cpu|cuda|auto   where to train [cpu]; auto: cuda when a GPU is present\n"
+            "                           (and neither --full nor --reference-quirks is set).\n"
+            "                           cuda: LoRA only, float32 on the device, the same\n"
+            "                           outputs and checkpoints as the cpu (docs/TUNE.md)\n"
             "  -h, --help\n"
             "A NaN or infinite loss, gradient or weight stops training (exit 2); the\n"
             "checkpoints written so far stay in OUT.part.\n"
@@ -154,13 +157,9 @@ static int parse(tune_cfg *o, int argc, char **argv, int *help) {
         case O_FORCE: o->force = 1; break;
         case O_QUIRKS: o->quirks = 1; break;
         case O_DEVICE:
-            /* the CUDA backend has the forward pass only: training stays on
-             * the CPU until its backward exists */
-            if (!strcmp(optarg, "cuda"))
-                rc = lr_err(LR_EUSAGE, "--device cuda: training on the GPU is not implemented yet (the CUDA backend has "
-                                       "the forward pass only); use --device cpu");
-            else if (strcmp(optarg, "cpu") && strcmp(optarg, "auto"))
+            if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto"))
                 rc = lr_err(LR_EUSAGE, "--device %s: expected cpu, cuda or auto", optarg);
+            o->device = optarg;
             break;
         default: rc = lr_err(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
@@ -173,6 +172,11 @@ static int parse(tune_cfg *o, int argc, char **argv, int *help) {
     if (o->full && o->init_adapter) return lr_err(LR_EUSAGE, "--full trains the base weights: no --init-adapter");
     if (o->quirks && o->objective_s && strcmp(o->objective_s, "soft-kl"))
         return lr_err(LR_EUSAGE, "--reference-quirks: the reference's collate is the soft-KL objective's");
+    /* the device trainer is LoRA on the method's collate; the rest stays on the cpu */
+    if (!strcmp(o->device, "cuda") && o->full) return lr_err(LR_EUSAGE, "--device cuda: --full trains on the cpu only (use --device cpu)");
+    if (!strcmp(o->device, "cuda") && o->quirks)
+        return lr_err(LR_EUSAGE, "--device cuda: --reference-quirks trains on the cpu only (use --device cpu)");
+    if (!strcmp(o->device, "auto")) o->device = !o->full && !o->quirks && gpu_device_count(NULL, 0) > 0 ? "cuda" : "cpu";
     return LR_OK;
 }
 
@@ -215,6 +219,15 @@ int main(int argc, char **argv) {
     tplan_schedule(&o, &ds, &sc);
     if ((rc = tplan_tuner(&o, &m, &lo, &ds, &sc, &tu))) goto done;
     tu_live = 1;
+    if (!strcmp(o.device, "cuda")) {
+        char name[256];
+        if (gpu_device_count(name, sizeof name) < 1) {
+            rc = lr_err(LR_EGPU, "--device cuda: no usable CUDA device (%s)", name);
+            goto done;
+        }
+        if ((rc = tuner_use_gpu(&tu))) goto done;
+        fprintf(stderr, "lr-tune: device cuda (%s, %s backend)\n", name, gpu_backend());
+    }
     long total = sc.total, steps_per_epoch = sc.steps_per_epoch, mb_per_epoch = sc.mb_per_epoch;
     if (!(set = tplan_settings(&o, &m, total, inputs, nin, &rc))) goto done;
 
@@ -260,7 +273,7 @@ int main(int argc, char **argv) {
             sft_tokens += ds.ex[ord[k]].ntok - ds.ex[ord[k]].nprompt;
         double t0 = lr_now(), loss = 0.0, norm = 0.0;
         long rows0 = tu.rows_fwd;
-        tuner_zero_grad(&tu);
+        rc = tuner_zero_grad(&tu);
         for (long b = mb0; b < mb1 && !rc; b++) {
             int n = 0;
             for (long k = b * o.batch; k < (b + 1) * o.batch && k < ds.n; k++) mb[n++] = ds.ex[ord[k]];
@@ -293,6 +306,7 @@ int main(int argc, char **argv) {
         }
     }
     if (rc || stopped) goto done;
+    if ((rc = tuner_download(&tu))) goto done; /* a device run's weights into lo */
     if ((rc = o.full ? model_save(&m, o.model_dir, tmp, ST_F32) : lora_save(&lo, tmp, o.model_dir))) goto done;
     if ((rc = out_commit(&out))) goto done;
     fprintf(stderr, "lr-tune: done in %.1f s; %.1f token rows forwarded per example (%s)\n", lr_now() - t_start,

@@ -79,6 +79,8 @@ void ckpt_clear(const char *dir) {
 }
 
 int ckpt_save(const char *dir, long step, const tuner *tu, const char *base, const json_t *settings, int keep) {
+    int rc0 = tuner_download(tu); /* a device run: its state into the host vectors written below */
+    if (rc0) return rc0;
     for (size_t i = 0; i < tu->n; i++)
         if (!isfinite(tu->params[i]))
             return lr_err(LR_EINPUT, "step %ld: parameter %zu is %g: not saving a checkpoint of non-finite weights", step, i,
@@ -182,6 +184,7 @@ int ckpt_load(const char *dir, long step, tuner *tu, const json_t *settings) {
         memcpy(tu->opt.m, buf + n, n * sizeof(float));
         memcpy(tu->opt.v, buf + 2 * n, n * sizeof(float));
         tu->opt.t = t, tu->calls = calls, tu->rows_fwd = rows, tu->examples = ex;
+        rc = tuner_upload(tu); /* a device run continues from these */
     }
     free(buf);
     return rc == LR_EIO ? LR_EINPUT : rc;

@@ -27,7 +27,9 @@
 
 /* Writes DIR/checkpoint-<step> from the tuner's state (base: the adapter's
  * base_model_name_or_path), then removes all but the newest `keep`
- * checkpoints. Returns 0, LR_EIO, or LR_EINPUT (non-finite parameters). */
+ * checkpoints. A device run's state is downloaded first (tuner_download),
+ * so both backends write the same files. Returns 0, LR_EIO, LR_EINPUT
+ * (non-finite parameters) or the device's error. */
 int ckpt_save(const char *dir, long step, const tuner *tu, const char *base, const json_t *settings, int keep);
 
 /* The steps of DIR's complete checkpoints, newest first (malloc'd, *n of
@@ -35,7 +37,7 @@ int ckpt_save(const char *dir, long step, const tuner *tu, const char *base, con
 long *ckpt_list(const char *dir, int *n);
 
 /* Loads DIR/checkpoint-<step> into tu after checking its settings against
- * `settings`. Returns 0; LR_EUSAGE when a setting differs (message names
+ * `settings` (and over to the device for a device run: tuner_upload). Returns 0; LR_EUSAGE when a setting differs (message names
  * it); LR_EINPUT/LR_EIO when the checkpoint is damaged. */
 int ckpt_load(const char *dir, long step, tuner *tu, const json_t *settings);
 

@@ -15,6 +15,7 @@ int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack,
     tu->m = m, tu->lo = lo, tu->objective = objective, tu->vlim = vlim, tu->pack = pack;
     tu->max_rows = max_rows, tu->clip = clip;
     tu->chunk_floats = 32u << 20;
+    tu->B = max_seqs, tu->Tmax = max_len;
     int rc = trn_init(&tu->t, m, lo, max_seqs, max_len, max_rows);
     if (rc) return rc;
     if (lo) {
@@ -31,6 +32,7 @@ int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack,
 }
 
 void tuner_free(tuner *tu) {
+    gpu_trn_free(tu->gpu);
     trn_free(&tu->t);
     if (tu->lo) lora_free(&tu->glo);
     free(tu->gmem);
@@ -41,9 +43,45 @@ void tuner_free(tuner *tu) {
     memset(tu, 0, sizeof *tu);
 }
 
-void tuner_zero_grad(tuner *tu) { memset(tu->grads, 0, tu->n * sizeof(float)); }
+int tuner_use_gpu(tuner *tu) {
+    if (!tu->lo) return lr_err(LR_EUSAGE, "--device cuda: full-parameter training (--full) runs on the cpu only");
+    int rc = gpu_trn_init(&tu->gpu, tu->m, tu->lo, tu->B, tu->Tmax, tu->max_rows, tu->chunk_floats);
+    if (rc) return rc;
+    if ((rc = tuner_upload(tu))) return rc;
+    trn_free(&tu->t); /* the device keeps the activations */
+    return LR_OK;
+}
+
+int tuner_download(const tuner *tu) { return tu->gpu ? gpu_trn_get(tu->gpu, tu->params, tu->opt.m, tu->opt.v, NULL) : LR_OK; }
+
+int tuner_upload(tuner *tu) { return tu->gpu ? gpu_trn_put(tu->gpu, tu->params, tu->opt.m, tu->opt.v) : LR_OK; }
+
+int tuner_zero_grad(tuner *tu) {
+    if (tu->gpu) return gpu_trn_zero_grad(tu->gpu);
+    memset(tu->grads, 0, tu->n * sizeof(float));
+    return LR_OK;
+}
+
+/* tuner_update on the device: the same norm, clip and AdamW, the Adam step
+ * counted here as adamw_step counts it */
+static int update_gpu(tuner *tu, float lr, double *norm) {
+    int finite = 1;
+    adamw *o = &tu->opt;
+    int rc = gpu_trn_update(tu->gpu, lr, o->beta1, o->beta2, o->eps, o->wd, o->t + 1, tu->clip, norm, &finite);
+    if (rc) return rc;
+    if (!isfinite(*norm)) return lr_err(LR_EINPUT, "gradient norm %g: not finite", *norm);
+    o->t++;
+    if (finite) return LR_OK;
+    if ((rc = gpu_trn_get(tu->gpu, tu->params, NULL, NULL, NULL))) return rc;
+    for (size_t i = 0; i < tu->n; i++)
+        if (!isfinite(tu->params[i]))
+            return lr_err(LR_EINPUT, "parameter %zu is %g after the AdamW update (lr %g, eps %g)", i, (double)tu->params[i],
+                          (double)lr, (double)o->eps);
+    return lr_err(LR_EINPUT, "a parameter is not finite after the AdamW update (lr %g, eps %g)", (double)lr, (double)o->eps);
+}
 
 int tuner_update(tuner *tu, float lr, double *norm) {
+    if (tu->gpu) return update_gpu(tu, lr, norm);
     *norm = grad_clip(tu->grads, tu->n, tu->clip);
     if (!isfinite(*norm)) return lr_err(LR_EINPUT, "gradient norm %g: not finite", *norm);
     adamw_step(&tu->opt, tu->params, tu->grads, lr);
@@ -68,6 +106,53 @@ static int cmp_row(const void *a, const void *b) {
 static int prefix_related(const int *a, int na, const int *b, int nb) {
     int n = na < nb ? na : nb;
     return !memcmp(a, b, (size_t)n * sizeof(int));
+}
+
+/* run_call's trainer call on the device: the loss entries lr[0..nl) in
+ * their order (by row, then example), the same dropout seed sequence, the
+ * losses summed in the same order. A NaN entry loss is a target the
+ * objective rejects: the CPU objective, run on zero logits, names it. */
+static int call_gpu(tuner *tu, const tune_example *ex, const loss_row *lr, int nl, int N, const int *tok, const int *seq,
+                    const int *qpos, double scale, double *loss) {
+    int V = tu->m->cfg.V, sft = tu->objective == TUNE_SFT;
+    int *row = xmalloc((size_t)(nl ? nl : 1) * sizeof(int));
+    int32_t *tgt = NULL, *ids = NULL;
+    float *w = NULL;
+    int64_t *off = xmalloc(((size_t)nl + 1) * sizeof(int64_t));
+    off[0] = 0;
+    for (int k = 0; k < nl; k++) row[k] = lr[k].row, off[k + 1] = off[k] + (sft ? 0 : ex[lr[k].ex].nt);
+    if (sft) {
+        tgt = xmalloc((size_t)(nl ? nl : 1) * sizeof(int32_t));
+        for (int k = 0; k < nl; k++) tgt[k] = lr[k].tok;
+    } else {
+        ids = xmalloc((size_t)(off[nl] ? off[nl] : 1) * sizeof(int32_t));
+        w = xmalloc((size_t)(off[nl] ? off[nl] : 1) * sizeof(float));
+        for (int k = 0; k < nl; k++) {
+            const tune_example *e = &ex[lr[k].ex];
+            for (int j = 0; j < e->nt; j++) ids[off[k] + j] = e->ids[j], w[off[k] + j] = e->w[j];
+        }
+    }
+    gtrn_loss L = {sft ? GTRN_CE : GTRN_SOFTKL, nl, tu->vlim, (float)scale, row, off, ids, w, tgt};
+    double *el = xmalloc((size_t)(nl ? nl : 1) * sizeof(double));
+    int training = tu->dropout_on && tu->lo && tu->lo->dropout > 0.0f;
+    uint64_t seed = tu->seed * 0x100000001b3ULL + (uint64_t)tu->calls++;
+    int rc = gpu_trn_call(tu->gpu, N, tok, seq, qpos, training, seed, &L, el);
+    if (!rc) tu->rows_fwd += N;
+    for (int k = 0; k < nl && !rc; k++) {
+        const tune_example *e = &ex[lr[k].ex];
+        if (isnan(el[k])) {
+            float *z = xcalloc((size_t)V, sizeof(float));
+            double l0;
+            rc = sft ? obj_ce(z, V, tu->vlim, lr[k].tok, 1.0f, tu->dz, &l0) : obj_softkl(z, V, tu->vlim, e->ids, e->w, e->nt, 1.0f, tu->dz, &l0);
+            free(z);
+            if (!rc) rc = lr_err(LR_EINPUT, "loss not finite");
+            lr_err_prefix(rc, "example (problem %lld, step %d)", (long long)e->problem, e->step);
+            break;
+        }
+        *loss += scale * el[k];
+    }
+    free(row), free(tgt), free(ids), free(w), free(off), free(el);
+    return rc;
 }
 
 /* Runs one trainer call over groups g0..g1 (rows laid out group after
@@ -108,6 +193,10 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
         if (!nw || want[nw - 1] != lr[k].row) want[nw++] = lr[k].row;
     int rc = LR_OK;
     if (nw > tu->max_rows) rc = lr_err(LR_EUSAGE, "tune: %d loss rows in one call, at most %d (--max-rows)", nw, tu->max_rows);
+    if (tu->gpu) { /* the device runs the rest of the call */
+        if (!rc) rc = call_gpu(tu, ex, lr, nl, N, tok, seq, qpos, scale, loss);
+        goto out;
+    }
     /* logits in chunks of at most ~32M floats (SFT: hundreds of rows of a
      * 151,936-wide vocabulary) */
     int chunk = (int)(tu->chunk_floats / V);
@@ -154,6 +243,7 @@ static int run_call(tuner *tu, const tune_example *ex, const int *grp_rep, const
     }
     if (!rc) trn_backward(&tu->t, NULL, gw, tu->lo ? &tu->glo : NULL);
     tu->t.query_pos = NULL;
+out:
     free(qpos);
     free(off);
     free(tok);
@@ -169,9 +259,9 @@ int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, dou
     int *grp_rep = xmalloc((size_t)(n ? n : 1) * sizeof(int)), *ex_grp = xmalloc((size_t)(n ? n : 1) * sizeof(int));
     int ng = 0, rc = LR_OK;
     for (int i = 0; i < n && !rc; i++) {
-        if (ex[i].ntok < 1 || ex[i].ntok > tu->t.Tmax)
+        if (ex[i].ntok < 1 || ex[i].ntok > tu->Tmax)
             rc = lr_err(LR_EINPUT, "example (problem %lld, step %d): %d tokens, need 1..%d (--max-len)",
-                        (long long)ex[i].problem, ex[i].step, ex[i].ntok, tu->t.Tmax);
+                        (long long)ex[i].problem, ex[i].step, ex[i].ntok, tu->Tmax);
         else if (tu->objective == TUNE_SFT && (ex[i].nprompt < 1 || ex[i].nprompt >= ex[i].ntok))
             rc = lr_err(LR_EINPUT, "example (problem %lld): empty prompt or response", (long long)ex[i].problem);
         for (int j = 0; j < ex[i].ntok && !rc; j++)
@@ -192,7 +282,7 @@ int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, dou
     /* calls: consecutive groups while rows and slots fit */
     for (int g0 = 0; g0 < ng && !rc;) {
         int g1 = g0, rows = 0;
-        while (g1 < ng && g1 - g0 < tu->t.B && rows + ex[grp_rep[g1]].ntok <= tu->max_rows) rows += ex[grp_rep[g1++]].ntok;
+        while (g1 < ng && g1 - g0 < tu->B && rows + ex[grp_rep[g1]].ntok <= tu->max_rows) rows += ex[grp_rep[g1++]].ntok;
         rc = run_call(tu, ex, grp_rep, ex_grp, n, g0, g1, scale, loss);
         g0 = g1;
     }

@@ -17,7 +17,14 @@
  * longest, with the loss at each example's last position. Causal attention
  * makes every loss row's logits exactly those of the separate forward, so
  * the gradient is the same sum. Identical contexts share a row (their
- * logit gradients add). */
+ * logit gradients add).
+ *
+ * Backends: the CPU (trainer.h), or with tuner_use_gpu the device trainer
+ * (nn/gpu_train.h, LoRA only): the same calls, rows, dropout masks, losses
+ * and optimizer arithmetic, with the parameters, gradients and AdamW
+ * moments living on the device. tuner_download brings them back into
+ * params / opt.m / opt.v (the checkpoint code and lr-tune's adapter save
+ * call it); tuner_upload sends host values (a loaded checkpoint) over. */
 #ifndef LR_TUNE_H
 #define LR_TUNE_H
 
@@ -26,6 +33,7 @@
 #include "method/adamw.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "nn/gpu_train.h"
 #include "nn/trainer.h"
 
 enum { TUNE_SOFTKL, TUNE_SFT };
@@ -64,13 +72,23 @@ typedef struct {
     long calls;        /* trainer calls so far */
     long rows_fwd;     /* rows run through the forward so far */
     long examples;     /* examples accumulated so far */
+    int B, Tmax;       /* sequences per call, rows per sequence */
+    gpu_trn *gpu;      /* the device trainer (tuner_use_gpu), or NULL: the cpu */
 } tuner;
 
 /* max_len: longest sequence (context) in rows; max_rows >= max_len. */
 int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack, int max_rows, int max_len, int max_seqs,
                float lr, float beta1, float beta2, float eps, float wd, float clip);
 void tuner_free(tuner *tu);
-void tuner_zero_grad(tuner *tu);
+/* Moves training to the device: LoRA only; the CPU trainer's buffers are
+ * released. Returns 0 or the backend's error (none: LR_EUSAGE). */
+int tuner_use_gpu(tuner *tu);
+/* Device -> host (params, opt.m, opt.v) and host -> device; no-ops on the
+ * cpu. */
+int tuner_download(const tuner *tu);
+int tuner_upload(tuner *tu);
+/* Returns 0, or the device's error. */
+int tuner_zero_grad(tuner *tu);
 /* Forward + backward of ex[0..n), gradients accumulated (+=); *loss +=
  * scale * (each example's KL, or each token's CE). */
 int tuner_accumulate(tuner *tu, const tune_example *ex, int n, double scale, double *loss);

@@ -10,7 +10,7 @@
 void tplan_defaults(tune_cfg *c) {
     *c = (tune_cfg){.targets_s = "q,v", .r = 8, .alpha = 16, .dropout = 0.05, .lr = 5e-5, .clip = 1.0, .beta1 = 0.9,
                     .beta2 = 0.999, .eps = 1e-8, .batch = 8, .accum = 2, .epochs = 1, .max_steps = -1, .seed = 42,
-                    .pack = 1, .shuffle = 1, .max_len = 4096, .max_rows = 2048, .pad_id = -1};
+                    .pack = 1, .shuffle = 1, .max_len = 4096, .max_rows = 2048, .pad_id = -1, .device = "cpu"};
 }
 
 int tplan_data(tune_cfg *c, const model *m, char *const *inputs, int nin, tune_data *ds) {

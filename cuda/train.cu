@@ -1,0 +1,476 @@
+/* train: the device trainer (nn/gpu_train.h), trainer.c's LoRA forward and
+ * backward op for op on the device, float32 throughout, then the loss
+ * (loss.cu) and the optimizer step (adamw.cu).
+ *
+ * The forward is forward.c's layer_forward with kept activations
+ * (train_forward.h's kernels, cuBLAS float32 GEMMs for the projections and
+ * the LoRA terms, dropout.h's mask); the backward is trainer.c's
+ * layer_backward with the base frozen (backward.h, gemm_backward.h), the
+ * order test_gpu_lora_backward checks against the CPU. Logits exist only
+ * for the loss entries, chunk_floats at a time: gather their final-norm
+ * rows, lm_head, the loss kernel turns the logits into their gradient in
+ * place, one more GEMM gives the final-norm rows' gradient.
+ *
+ * Everything runs on the default stream; the host waits only for the
+ * losses of a call and the norms of an update. */
+#include "common.cuh"
+#include "backward.h"
+#include "dropout.h"
+#include "gemm_backward.h"
+#include "kernels.h"
+#include "train_forward.h"
+
+extern "C" {
+#include "nn/forward.h"
+#include "nn/gpu_train.h"
+#include "nn/ops_cpu.h"
+#include "base/util.h"
+}
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CK(call)                                                                                              \
+    do {                                                                                                      \
+        cudaError_t e_ = (call);                                                                              \
+        if (e_ != cudaSuccess) return lr_err(LR_EGPU, "cuda: %s: %s", #call, cudaGetErrorString(e_));          \
+    } while (0)
+#define CB(call)                                                                                              \
+    do {                                                                                                      \
+        int s_ = (call);                                                                                      \
+        if (s_) return lr_err(LR_EGPU, "cublas: %s: status %d", #call, s_);                                   \
+    } while (0)
+
+typedef struct {
+    float *x_in, *ln1, *r1, *q, *k, *v, *att, *x_mid, *ln2, *r2, *gate, *up, *h;
+    float *u[LORA_NMOD]; // (M, r) A drop(inp) of each adapted module, NULL otherwise
+} tlayer;
+
+struct gpu_trn {
+    mcfg c;
+    int B, Tmax, M, r;
+    size_t chunk_rows, kvl;
+    void *blas;
+    float *wmem;             /* the model's float32 weights, m->mem's layout */
+    model_weights w;         /* device pointers into wmem */
+    size_t offA[LORA_NMOD], offB[LORA_NMOD], n;
+    int adapted[LORA_NMOD];
+    float scale, dropout;
+    float *p, *gr, *m1, *m2; // (n) parameters, gradients, moments
+    float *act;              /* every activation, one allocation */
+    tlayer *L;               /* host array of device pointers */
+    float *x_out, *lnf, *rstdf, *tmp, *kc, *vc, *inv_freq;
+    int *tok, *seq, *pos, *rpos, *apos, *qonly; // (M) device
+    int *h_pos, *h_rpos, *h_apos, *h_len;        /* host staging */
+    /* backward scratch, as trainer.c's bwd_bufs */
+    float *bwd, *dres, *dln, *dq, *datt, *dk, *dv, *dh, *dgate, *dup, *xd, *dxd, *du, *dkc, *dvc, *stats, *ws;
+    /* loss entries, grown per call */
+    float *lg, *logits, *dlg; // (chunk_rows, C), (chunk_rows, V), (ecap, C)
+    int *erow, *wrow, *wfirst;
+    int32_t *ids, *tgt;
+    float *tw;
+    int64_t *off;
+    double *eloss, *work, *norm;
+    float *coef;
+    size_t ecap, tcap;
+};
+
+static int imax3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+static int dalloc(void *pp, size_t bytes) {
+    void **p = (void **)pp;
+    CK(cudaMalloc(p, bytes ? bytes : 1));
+    return LR_OK;
+}
+
+extern "C" void gpu_trn_free(gpu_trn *g) {
+    if (!g) return;
+    void *ptrs[] = {g->wmem, g->p, g->gr, g->m1, g->m2, g->act, g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos,
+                    g->rpos, g->apos, g->qonly, g->bwd, g->lg, g->logits, g->dlg, g->erow, g->wrow, g->wfirst, g->ids,
+                    g->tgt, g->tw, g->off, g->eloss, g->work, g->norm, g->coef};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
+        if (ptrs[i]) cudaFree(ptrs[i]);
+    blas_destroy(g->blas);
+    free(g->L);
+    free(g->h_pos);
+    free(g->h_rpos);
+    free(g->h_apos);
+    free(g->h_len);
+    free(g);
+}
+
+static int init(gpu_trn *g, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats) {
+    const mcfg *c = &m->cfg;
+    g->c = *c;
+    g->B = B, g->Tmax = Tmax, g->M = maxN, g->r = lo->r;
+    g->scale = lora_scale(lo), g->dropout = lo->dropout, g->n = lo->n;
+    size_t cr = chunk_floats / (size_t)c->V;
+    g->chunk_rows = cr < 1 ? 1 : cr > (size_t)maxN ? (size_t)maxN : cr;
+    for (int k = 0; k < LORA_NMOD; k++)
+        if ((g->adapted[k] = lo->A[k] != NULL)) g->offA[k] = (size_t)(lo->A[k] - lo->mem), g->offB[k] = (size_t)(lo->B[k] - lo->mem);
+    if (cudaSetDevice(0) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
+    if (!(g->blas = blas_create(NULL))) return lr_err(LR_EGPU, "cuda trainer: no cuBLAS handle");
+    /* weights: one upload of m->mem, the pointers rebased as trn_grads does */
+    int rc = dalloc(&g->wmem, m->nparams * sizeof(float));
+    if (rc) return rc;
+    CK(cudaMemcpy(g->wmem, m->mem, m->nparams * sizeof(float), cudaMemcpyHostToDevice));
+    const float *const *src = (const float *const *)&m->w;
+    float **dst = (float **)&g->w;
+    for (size_t i = 0; i < sizeof(model_weights) / sizeof(float *); i++) dst[i] = src[i] ? g->wmem + (src[i] - m->mem) : NULL;
+    float **lov[] = {&g->p, &g->gr, &g->m1, &g->m2};
+    for (int i = 0; i < 4; i++) {
+        if ((rc = dalloc(lov[i], g->n * sizeof(float)))) return rc;
+        CK(cudaMemset(*lov[i], 0, g->n * sizeof(float)));
+    }
+    CK(cudaMemcpy(g->p, lo->mem, g->n * sizeof(float), cudaMemcpyHostToDevice));
+    /* activations: per layer as fwd_layer_acts, then x_out, lnf, its rstd, one (M, C) temporary */
+    size_t M = (size_t)maxN, C = (size_t)c->C, I = (size_t)c->I, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD;
+    size_t r = (size_t)lo->r, nmod = 0;
+    for (int k = 0; k < LORA_NMOD; k++) nmod += g->adapted[k];
+    size_t per_layer = M * (4 * C + 2 + 2 * QD + 2 * KD + 3 * I + nmod * r);
+    size_t total = (size_t)c->L * per_layer + M * (3 * C + 1);
+    if ((rc = dalloc(&g->act, total * sizeof(float)))) return rc;
+    g->L = (tlayer *)xcalloc((size_t)c->L, sizeof *g->L);
+    float *a = g->act;
+#define TAKE(ptr, nf) (ptr = a, a += (nf))
+    for (int l = 0; l < c->L; l++) {
+        tlayer *t = &g->L[l];
+        TAKE(t->x_in, M * C), TAKE(t->ln1, M * C), TAKE(t->r1, M), TAKE(t->q, M * QD), TAKE(t->k, M * KD);
+        TAKE(t->v, M * KD), TAKE(t->att, M * QD), TAKE(t->x_mid, M * C), TAKE(t->ln2, M * C), TAKE(t->r2, M);
+        TAKE(t->gate, M * I), TAKE(t->up, M * I), TAKE(t->h, M * I);
+        for (int k = 0; k < LORA_NMOD; k++)
+            if (g->adapted[k]) TAKE(t->u[k], M * r);
+    }
+    TAKE(g->x_out, M * C), TAKE(g->lnf, M * C), TAKE(g->rstdf, M), TAKE(g->tmp, M * C);
+    g->kvl = (size_t)B * c->NKV * Tmax * c->HD;
+    if ((rc = dalloc(&g->kc, (size_t)c->L * g->kvl * sizeof(float))) || (rc = dalloc(&g->vc, (size_t)c->L * g->kvl * sizeof(float))))
+        return rc;
+    /* the cache's unwritten rows are never read (no row attends past its
+     * slot's rows), but zero them so nothing reads uninitialised memory */
+    CK(cudaMemset(g->kc, 0, (size_t)c->L * g->kvl * sizeof(float)));
+    CK(cudaMemset(g->vc, 0, (size_t)c->L * g->kvl * sizeof(float)));
+    float inv[512];
+    if (c->HD / 2 > 512) return lr_err(LR_EINPUT, "cuda trainer: head_dim %d not supported (at most 128)", c->HD);
+    rope_inv_freq(inv, c->HD, (float)c->rope_theta);
+    if ((rc = dalloc(&g->inv_freq, (size_t)(c->HD / 2) * sizeof(float)))) return rc;
+    CK(cudaMemcpy(g->inv_freq, inv, (size_t)(c->HD / 2) * sizeof(float), cudaMemcpyHostToDevice));
+    int **iv[] = {&g->tok, &g->seq, &g->pos, &g->rpos, &g->apos, &g->qonly};
+    for (int i = 0; i < 6; i++)
+        if ((rc = dalloc(iv[i], M * sizeof(int)))) return rc;
+    g->h_pos = (int *)xmalloc(M * sizeof(int)), g->h_rpos = (int *)xmalloc(M * sizeof(int));
+    g->h_apos = (int *)xmalloc(M * sizeof(int)), g->h_len = (int *)xmalloc((size_t)B * sizeof(int));
+    size_t maxic = (size_t)imax3(c->C, (int)QD, c->I);
+    size_t nb = M * (2 * C + 2 * QD + 2 * KD + 3 * I + 2 * maxic + r) + 2 * g->kvl + 2 * M * c->NH +
+                (size_t)BWD_COLSUM_PARTS * imax3(c->C, (int)QD, c->I);
+    if ((rc = dalloc(&g->bwd, nb * sizeof(float)))) return rc;
+    a = g->bwd;
+    TAKE(g->dres, M * C), TAKE(g->dln, M * C), TAKE(g->dq, M * QD), TAKE(g->datt, M * QD), TAKE(g->dk, M * KD);
+    TAKE(g->dv, M * KD), TAKE(g->dh, M * I), TAKE(g->dgate, M * I), TAKE(g->dup, M * I), TAKE(g->xd, M * maxic);
+    TAKE(g->dxd, M * maxic), TAKE(g->du, M * r), TAKE(g->dkc, g->kvl), TAKE(g->dvc, g->kvl);
+    TAKE(g->stats, 2 * M * c->NH), TAKE(g->ws, (size_t)BWD_COLSUM_PARTS * imax3(c->C, (int)QD, c->I));
+#undef TAKE
+    if ((rc = dalloc(&g->lg, g->chunk_rows * C * sizeof(float))) ||
+        (rc = dalloc(&g->logits, g->chunk_rows * (size_t)c->V * sizeof(float))) ||
+        (rc = dalloc(&g->work, K_NORM_BLOCKS * sizeof(double))) || (rc = dalloc(&g->norm, 2 * sizeof(double))) ||
+        (rc = dalloc(&g->coef, sizeof(float))))
+        return rc;
+    return LR_OK;
+}
+
+extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats) {
+    *gp = NULL;
+    const mcfg *c = &m->cfg;
+    if (!lo) return lr_err(LR_EUSAGE, "cuda trainer: LoRA only (full-parameter training runs on the cpu)");
+    if (B < 1 || Tmax < 1 || maxN < 1) return lr_err(LR_EUSAGE, "cuda trainer: need B, Tmax and maxN >= 1");
+    if (!m->mem) return lr_err(LR_EUSAGE, "cuda trainer: the model's float32 weights are not loaded");
+    if (c->HD > 128 || c->HD % 4)
+        return lr_err(LR_EINPUT, "cuda trainer: head_dim %d not supported (at most 128, a multiple of 4)", c->HD);
+    if (B > 65535) return lr_err(LR_EUSAGE, "cuda trainer: %d slots, at most 65535", B);
+    gpu_trn *g = (gpu_trn *)xcalloc(1, sizeof *g);
+    int rc = init(g, m, lo, B, Tmax, maxN, chunk_floats);
+    if (rc) {
+        gpu_trn_free(g);
+        return rc;
+    }
+    *gp = g;
+    return LR_OK;
+}
+
+extern "C" int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq) {
+    size_t b = g->n * sizeof(float);
+    if (params) CK(cudaMemcpy(g->p, params, b, cudaMemcpyHostToDevice));
+    if (exp_avg) CK(cudaMemcpy(g->m1, exp_avg, b, cudaMemcpyHostToDevice));
+    if (exp_avg_sq) CK(cudaMemcpy(g->m2, exp_avg_sq, b, cudaMemcpyHostToDevice));
+    return LR_OK;
+}
+
+extern "C" int gpu_trn_get(gpu_trn *g, float *params, float *exp_avg, float *exp_avg_sq, float *grads) {
+    size_t b = g->n * sizeof(float);
+    if (params) CK(cudaMemcpy(params, g->p, b, cudaMemcpyDeviceToHost));
+    if (exp_avg) CK(cudaMemcpy(exp_avg, g->m1, b, cudaMemcpyDeviceToHost));
+    if (exp_avg_sq) CK(cudaMemcpy(exp_avg_sq, g->m2, b, cudaMemcpyDeviceToHost));
+    if (grads) CK(cudaMemcpy(grads, g->gr, b, cudaMemcpyDeviceToHost));
+    return LR_OK;
+}
+
+extern "C" int gpu_trn_zero_grad(gpu_trn *g) {
+    CK(cudaMemset(g->gr, 0, g->n * sizeof(float)));
+    return LR_OK;
+}
+
+/* forward.c's lin_forward: out = inp W^T + b (+ s B A drop(inp)). */
+static int lin_forward(gpu_trn *g, int l, int k, int N, float *out, const float *inp, const float *W, const float *b,
+                       int IC, int OC, int drop, uint64_t seed) {
+    CB(k_gemm_f32(g->blas, 0, 1, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out, OC));
+    if (b) k_add_bias(out, b, N, OC, NULL);
+    if (!g->adapted[k]) return LR_OK;
+    int r = g->r;
+    const float *A = g->p + g->offA[k] + (size_t)l * r * IC, *Bm = g->p + g->offB[k] + (size_t)l * OC * r;
+    const float *x = inp;
+    if (drop) {
+        k_dropout(g->xd, inp, (size_t)N * IC, g->dropout, fwd_lora_drop_key(seed, l, k), NULL);
+        x = g->xd;
+    }
+    float *u = g->L[l].u[k];
+    CB(k_gemm_f32(g->blas, 0, 1, N, r, IC, 1.0f, x, IC, A, IC, 0.0f, u, r));
+    CB(k_gemm_f32(g->blas, 0, 1, N, OC, r, g->scale, u, r, Bm, r, 1.0f, out, OC));
+    return LR_OK;
+}
+
+/* trainer.c's lin_backward with the base frozen: dinp += dout W, then the
+ * LoRA term (its input regenerated through the mask when dropout is on). */
+static int lin_backward(gpu_trn *g, int l, int k, int N, float *dinp, const float *dout, const float *inp, const float *W,
+                        int IC, int OC, int drop, uint64_t seed) {
+    CB(k_matmul_backward(g->blas, dinp, NULL, dout, NULL, W, N, IC, OC));
+    if (!g->adapted[k]) return LR_OK;
+    int r = g->r;
+    size_t oA = g->offA[k] + (size_t)l * r * IC, oB = g->offB[k] + (size_t)l * OC * r;
+    const float *u = g->L[l].u[k];
+    if (drop)
+        CB(k_lora_backward_dropout(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, g->xd, g->dxd, dout, inp, u, g->p + oA,
+                                   g->p + oB, N, IC, OC, r, g->scale, g->dropout, fwd_lora_drop_key(seed, l, k), NULL));
+    else CB(k_lora_backward(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, dout, inp, u, g->p + oA, g->p + oB, N, IC, OC, r, g->scale));
+    return LR_OK;
+}
+
+#define TRY(x)                                                                                                \
+    do {                                                                                                      \
+        int rc_ = (x);                                                                                        \
+        if (rc_) return rc_;                                                                                  \
+    } while (0)
+
+static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
+    const mcfg *c = &g->c;
+    const model_weights *w = &g->w;
+    tlayer *t = &g->L[l];
+    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
+    size_t lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
+    float *x_next = l + 1 < c->L ? g->L[l + 1].x_in : g->x_out;
+    float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
+    float eps = (float)c->rms_eps;
+#define AT(p, off) ((p) ? (p) + (off) : NULL)
+    k_rmsnorm_f32(t->ln1, t->r1, t->x_in, w->ln1 + lC, N, C, eps, NULL);
+    TRY(lin_forward(g, l, LORA_Q, N, t->q, t->ln1, w->wq + lQC, AT(w->bq, (size_t)l * QD), C, QD, drop, seed));
+    TRY(lin_forward(g, l, LORA_K, N, t->k, t->ln1, w->wk + lKC, AT(w->bk, (size_t)l * KD), C, KD, drop, seed));
+    TRY(lin_forward(g, l, LORA_V, N, t->v, t->ln1, w->wv + lKC, AT(w->bv, (size_t)l * KD), C, KD, drop, seed));
+    k_rope_f32(t->q, g->inv_freq, g->rpos, N, NH, HD, NULL);
+    k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
+    k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
+    k_attention_f32(t->att, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
+    TRY(lin_forward(g, l, LORA_O, N, g->tmp, t->att, w->wo + lQC, AT(w->bo, lC), QD, C, drop, seed));
+    k_residual_f32(t->x_mid, t->x_in, g->tmp, (size_t)N * C, NULL);
+    k_rmsnorm_f32(t->ln2, t->r2, t->x_mid, w->ln2 + lC, N, C, eps, NULL);
+    TRY(lin_forward(g, l, LORA_GATE, N, t->gate, t->ln2, w->wgate + lIC, NULL, C, I, drop, seed));
+    TRY(lin_forward(g, l, LORA_UP, N, t->up, t->ln2, w->wup + lIC, NULL, C, I, drop, seed));
+    k_swiglu_f32(t->h, t->gate, t->up, (size_t)N * I, NULL);
+    TRY(lin_forward(g, l, LORA_DOWN, N, g->tmp, t->h, w->wdown + lIC, NULL, I, C, drop, seed));
+    k_residual_f32(x_next, t->x_mid, g->tmp, (size_t)N * C, NULL);
+#undef AT
+    return LR_OK;
+}
+
+static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
+    const mcfg *c = &g->c;
+    const model_weights *w = &g->w;
+    tlayer *t = &g->L[l];
+    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
+    size_t M = (size_t)N, lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
+    const float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
+    size_t fb = sizeof(float);
+    /* MLP block */
+    CK(cudaMemset(g->dh, 0, M * I * fb));
+    TRY(lin_backward(g, l, LORA_DOWN, N, g->dh, g->dres, t->h, w->wdown + lIC, I, C, drop, seed));
+    CK(cudaMemset(g->dgate, 0, M * I * fb));
+    CK(cudaMemset(g->dup, 0, M * I * fb));
+    k_swiglu_backward(g->dgate, g->dup, g->dh, t->gate, t->up, N, I, I, NULL);
+    CK(cudaMemset(g->dln, 0, M * C * fb));
+    TRY(lin_backward(g, l, LORA_GATE, N, g->dln, g->dgate, t->ln2, w->wgate + lIC, C, I, drop, seed));
+    TRY(lin_backward(g, l, LORA_UP, N, g->dln, g->dup, t->ln2, w->wup + lIC, C, I, drop, seed));
+    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_mid, w->ln2 + lC, t->r2, N, C, g->ws, NULL);
+    /* attention block */
+    CK(cudaMemset(g->datt, 0, M * QD * fb));
+    TRY(lin_backward(g, l, LORA_O, N, g->datt, g->dres, t->att, w->wo + lQC, QD, C, drop, seed));
+    CK(cudaMemset(g->dq, 0, M * QD * fb));
+    CK(cudaMemset(g->dkc, 0, g->kvl * fb));
+    CK(cudaMemset(g->dvc, 0, g->kvl * fb));
+    if (k_attention_backward(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->B,
+                             g->Tmax, NULL))
+        return lr_err(LR_EINPUT, "cuda trainer: attention shape not supported (head_dim %d, %d/%d heads)", HD, NH, NKV);
+    k_kv_gather(g->dk, g->dv, g->dkc, g->dvc, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
+    k_rope_backward(g->dq, g->dq, g->inv_freq, g->rpos, N, NH, HD, NULL);
+    k_rope_backward(g->dk, g->dk, g->inv_freq, g->rpos, N, NKV, HD, NULL);
+    CK(cudaMemset(g->dln, 0, M * C * fb));
+    TRY(lin_backward(g, l, LORA_Q, N, g->dln, g->dq, t->ln1, w->wq + lQC, C, QD, drop, seed));
+    TRY(lin_backward(g, l, LORA_K, N, g->dln, g->dk, t->ln1, w->wk + lKC, C, KD, drop, seed));
+    TRY(lin_backward(g, l, LORA_V, N, g->dln, g->dv, t->ln1, w->wv + lKC, C, KD, drop, seed));
+    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_in, w->ln1 + lC, t->r1, N, C, g->ws, NULL);
+    return LR_OK;
+}
+
+/* dln[wrow[i]] = the sum of dlg rows wfirst[i] .. wfirst[i+1]-1 (the loss
+ * entries of that trainer row, in entry order); other rows untouched. */
+__global__ void rows_sum_kernel(float *dln, const float *dlg, const int *wrow, const int *wfirst, int C) {
+    int i = blockIdx.x;
+    float *o = dln + (size_t)wrow[i] * C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        float s = 0.0f;
+        for (int e = wfirst[i]; e < wfirst[i + 1]; e++) s += dlg[(size_t)e * C + c];
+        o[c] = s;
+    }
+}
+
+/* grows a device buffer to hold n elements of size sz (contents dropped) */
+static int grow(void *pp, size_t n, size_t sz) {
+    void **p = (void **)pp;
+    if (*p) cudaFree(*p);
+    *p = NULL;
+    return dalloc(pp, n * sz);
+}
+
+/* the loss entries' staging: rows, targets, per-entry losses */
+static int put_loss(gpu_trn *g, const gtrn_loss *Ls, int *nw) {
+    int n = Ls->n;
+    size_t C = (size_t)g->c.C;
+    if ((size_t)n > g->ecap) {
+        size_t cap = (size_t)n * 2;
+        int rc;
+        if ((rc = grow(&g->erow, cap, sizeof(int))) || (rc = grow(&g->wrow, cap, sizeof(int))) ||
+            (rc = grow(&g->wfirst, cap + 1, sizeof(int))) || (rc = grow(&g->tgt, cap, sizeof(int32_t))) ||
+            (rc = grow(&g->off, cap + 1, sizeof(int64_t))) || (rc = grow(&g->eloss, cap, sizeof(double))) ||
+            (rc = grow(&g->dlg, cap * C, sizeof(float))))
+            return rc;
+        g->ecap = cap;
+    }
+    int *wrow = (int *)xmalloc(((size_t)n + 1) * sizeof(int)), *wfirst = (int *)xmalloc(((size_t)n + 1) * sizeof(int));
+    int k = 0;
+    for (int e = 0; e < n; e++)
+        if (!k || wrow[k - 1] != Ls->row[e]) wfirst[k] = e, wrow[k++] = Ls->row[e];
+    wfirst[k] = n;
+    *nw = k;
+    cudaError_t e1 = cudaMemcpy(g->erow, Ls->row, (size_t)n * sizeof(int), cudaMemcpyHostToDevice);
+    cudaError_t e2 = cudaMemcpy(g->wrow, wrow, (size_t)k * sizeof(int), cudaMemcpyHostToDevice);
+    cudaError_t e3 = cudaMemcpy(g->wfirst, wfirst, ((size_t)k + 1) * sizeof(int), cudaMemcpyHostToDevice);
+    free(wrow);
+    free(wfirst);
+    CK(e1);
+    CK(e2);
+    CK(e3);
+    if (Ls->objective == GTRN_CE) {
+        CK(cudaMemcpy(g->tgt, Ls->target, (size_t)n * sizeof(int32_t), cudaMemcpyHostToDevice));
+    } else {
+        size_t nt = (size_t)Ls->off[n];
+        if (nt > g->tcap) {
+            int rc;
+            if ((rc = grow(&g->ids, nt * 2, sizeof(int32_t))) || (rc = grow(&g->tw, nt * 2, sizeof(float)))) return rc;
+            g->tcap = nt * 2;
+        }
+        CK(cudaMemcpy(g->off, Ls->off, ((size_t)n + 1) * sizeof(int64_t), cudaMemcpyHostToDevice));
+        if (nt) {
+            CK(cudaMemcpy(g->ids, Ls->ids, nt * sizeof(int32_t), cudaMemcpyHostToDevice));
+            CK(cudaMemcpy(g->tw, Ls->w, nt * sizeof(float), cudaMemcpyHostToDevice));
+        }
+    }
+    return LR_OK;
+}
+
+/* the rows' slots and positions as fwd_run assigns them in fresh slots,
+ * with its checks (check_rows) */
+static int place_rows(gpu_trn *g, int N, const int *tokens, const int *seq, const int *qpos) {
+    memset(g->h_len, 0, (size_t)g->B * sizeof(int));
+    for (int i = 0; i < N; i++) {
+        int s = seq[i], q = qpos && qpos[i] >= 0;
+        if (s < 0 || s >= g->B) return lr_err(LR_EUSAGE, "cuda trainer: row %d: slot %d outside [0, %d)", i, s, g->B);
+        if (tokens[i] < 0 || tokens[i] >= g->c.V)
+            return lr_err(LR_EINPUT, "cuda trainer: row %d: token id %d outside the vocabulary [0, %d)", i, tokens[i], g->c.V);
+        int *len = &g->h_len[s];
+        if (*len >= g->Tmax) return lr_err(LR_EINPUT, "cuda trainer: slot %d: more than %d positions", s, g->Tmax);
+        if (q && *len == 0) return lr_err(LR_EUSAGE, "cuda trainer: row %d: a query-only row needs earlier rows in its slot", i);
+        if (q) g->h_pos[i] = *len, g->h_apos[i] = *len - 1, g->h_rpos[i] = qpos[i];
+        else g->h_rpos[i] = g->h_apos[i] = g->h_pos[i] = (*len)++;
+    }
+    size_t b = (size_t)N * sizeof(int);
+    CK(cudaMemcpy(g->tok, tokens, b, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(g->seq, seq, b, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(g->pos, g->h_pos, b, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(g->rpos, g->h_rpos, b, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(g->apos, g->h_apos, b, cudaMemcpyHostToDevice));
+    if (qpos) CK(cudaMemcpy(g->qonly, qpos, b, cudaMemcpyHostToDevice));
+    return LR_OK;
+}
+
+extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq, const int *qpos, int training,
+                            uint64_t drop_seed, const gtrn_loss *Ls, double *loss) {
+    const mcfg *c = &g->c;
+    if (N < 1 || N > g->M) return lr_err(LR_EUSAGE, "cuda trainer: %d rows in one call, at most %d", N, g->M);
+    for (int e = 0; e < Ls->n; e++)
+        if (Ls->row[e] < 0 || Ls->row[e] >= N || (e && Ls->row[e] < Ls->row[e - 1]))
+            return lr_err(LR_EUSAGE, "cuda trainer: loss rows must be nondecreasing rows in [0, %d)", N);
+    TRY(place_rows(g, N, tokens, seq, qpos));
+    int nw = 0;
+    if (Ls->n) TRY(put_loss(g, Ls, &nw));
+    int C = c->C, V = c->V, drop = training && g->dropout > 0.0f;
+    const int *qonly = qpos ? g->qonly : NULL;
+    size_t fb = sizeof(float);
+    /* forward */
+    k_embedding_f32(g->L[0].x_in, g->tok, g->w.embed, N, C, NULL);
+    for (int l = 0; l < c->L; l++) TRY(layer_forward(g, l, N, drop, drop_seed, qonly));
+    k_rmsnorm_f32(g->lnf, g->rstdf, g->x_out, g->w.norm, N, C, (float)c->rms_eps, NULL);
+    /* the loss entries' logits, loss and gradient, chunk by chunk, down to
+     * their final-norm rows' gradient dlg */
+    for (int e0 = 0; e0 < Ls->n; e0 += (int)g->chunk_rows) {
+        int ne = Ls->n - e0 < (int)g->chunk_rows ? Ls->n - e0 : (int)g->chunk_rows;
+        k_gather_rows(g->lg, g->lnf, g->erow + e0, ne, C, NULL);
+        CB(k_gemm_f32(g->blas, 0, 1, ne, V, C, 1.0f, g->lg, C, g->w.lm_head, C, 0.0f, g->logits, V));
+        if (Ls->objective == GTRN_CE) k_ce(g->logits, ne, V, Ls->vlim, g->tgt + e0, Ls->scale, g->eloss + e0, NULL);
+        else k_softkl(g->logits, ne, V, Ls->vlim, g->ids, g->tw, g->off + e0, Ls->scale, g->eloss + e0, NULL);
+        CB(k_gemm_f32(g->blas, 0, 0, ne, C, V, 1.0f, g->logits, V, g->w.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
+    }
+    /* backward */
+    CK(cudaMemset(g->dln, 0, (size_t)N * C * fb));
+    if (nw) LAUNCH(rows_sum_kernel, nw, 128, 0, (cudaStream_t)0, g->dln, g->dlg, g->wrow, g->wfirst, C);
+    CK(cudaMemset(g->dres, 0, (size_t)N * C * fb));
+    k_rmsnorm_backward(g->dres, NULL, g->dln, g->x_out, g->w.norm, g->rstdf, N, C, g->ws, NULL);
+    for (int l = c->L - 1; l >= 0; l--) TRY(layer_backward(g, l, N, drop, drop_seed, qonly));
+    if (Ls->n) CK(cudaMemcpy(loss, g->eloss, (size_t)Ls->n * sizeof(double), cudaMemcpyDeviceToHost));
+    CK(cudaGetLastError());
+    return LR_OK;
+}
+
+extern "C" int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, float wd, long t, double clip,
+                              double *norm, int *finite) {
+    double nm[2];
+    k_grad_norm(g->gr, g->n, clip, g->work, g->norm, g->coef, NULL);
+    CK(cudaMemcpy(nm, g->norm, sizeof(double), cudaMemcpyDeviceToHost));
+    *norm = nm[0];
+    *finite = 1;
+    if (!isfinite(nm[0])) return LR_OK;
+    k_adamw(g->p, g->m1, g->m2, g->gr, g->coef, g->n, lr, beta1, beta2, eps, wd, t, NULL);
+    /* every parameter finite iff the sum of their squares is (in double it
+     * cannot overflow for finite floats) */
+    k_grad_norm(g->p, g->n, 0.0, g->work, g->norm + 1, g->coef, NULL);
+    CK(cudaMemcpy(nm + 1, g->norm + 1, sizeof(double), cudaMemcpyDeviceToHost));
+    *finite = isfinite(nm[1]) != 0;
+    CK(cudaGetLastError());
+    return LR_OK;
+}

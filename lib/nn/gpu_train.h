@@ -1,0 +1,76 @@
+/* gpu_train: the device trainer, trainer.h's LoRA forward and backward on
+ * the CUDA backend plus the loss and the optimizer step, behind a C
+ * interface. The same three builds as infer/gpu.h provide it: the real
+ * backend (cuda/train.cu by nvcc), the emulated device (the same source by
+ * g++, which is what the tests run) and cuda/none.c, where every entry
+ * point refuses.
+ *
+ * What lives on the device: the base model's float32 weights (frozen), the
+ * LoRA parameters as float32 master weights with their gradients and AdamW
+ * moments, every activation the backward reads (forward.h's fwd_layer_acts,
+ * float32), a float32 KV cache, the loss rows' logits (chunked), the loss
+ * and its logit gradient (k_softkl, k_ce), the backward (backward.h,
+ * gemm_backward.h), the global gradient norm, clipping and AdamW
+ * (k_grad_norm, k_adamw). The host sees per-call losses, the step's norm,
+ * and copies of the parameters, gradients and moments on request.
+ *
+ * Rows as trainer.h: each call starts every slot fresh, row n joins slot
+ * seq[n] at the next position; qpos (NULL, or -1 but for query-only rows)
+ * is forward.h's query_pos. LoRA dropout is forward.h's counter-based mask
+ * from drop_seed, bit for bit the CPU's. Full-parameter training is not
+ * supported (lo must be set).
+ *
+ * Every function returns LR_OK or an LR_* code after lr_err. */
+#ifndef LR_GPU_TRAIN_H
+#define LR_GPU_TRAIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model/lora.h"
+#include "model/model.h"
+
+typedef struct gpu_trn gpu_trn;
+
+enum { GTRN_SOFTKL, GTRN_CE };
+
+/* The loss entries of one call: entry e sits on trainer row row[e] (rows
+ * nondecreasing; entries sharing a row add their logit gradients, as
+ * identical contexts do on the CPU). Soft-KL: the (id, weight) pairs
+ * ids/w [off[e], off[e+1]); cross-entropy: target[e]. vlim as objective.h
+ * (<= 0: V). Each entry's gradient is scaled by `scale`. */
+typedef struct {
+    int objective, n, vlim;
+    float scale;
+    const int *row;
+    const int64_t *off;
+    const int32_t *ids;
+    const float *w;
+    const int32_t *target;
+} gtrn_loss;
+
+/* B slots of Tmax positions, at most maxN rows a call; logits are made at
+ * most chunk_floats floats at a time. Uploads m's float32 weights (m->mem)
+ * and lo's parameters; moments and gradients start at zero. */
+int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats);
+void gpu_trn_free(gpu_trn *g);
+
+/* Host <-> device copies of the flat LoRA vectors (lo->n floats, lo->mem's
+ * layout): parameters and the AdamW moments; NULL skips one. */
+int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq);
+int gpu_trn_get(gpu_trn *g, float *params, float *exp_avg, float *exp_avg_sq, float *grads);
+
+int gpu_trn_zero_grad(gpu_trn *g);
+/* Forward of N rows, the loss entries' logits and loss, the backward, the
+ * LoRA gradients accumulated (+=). loss[e] = entry e's unscaled loss (NaN:
+ * a bad target, the objective's LR_EINPUT cases; the caller reports it). */
+int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq, const int *qpos, int training, uint64_t drop_seed,
+                 const gtrn_loss *L, double *loss);
+/* grad_clip(clip) then adamw_step as adamw.h, t the 1-based update number.
+ * *norm = the norm before clipping; a non-finite norm leaves the
+ * parameters unchanged. *finite = whether every parameter is finite after
+ * the update. */
+int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, float wd, long t, double clip, double *norm,
+                   int *finite);
+
+#endif

@@ -1,0 +1,238 @@
+/* The device trainer (nn/gpu_train.h) against the CPU tuner, on the
+ * emulated device: lr-mkmodel's default tiny Qwen2 (2 layers, GQA 2:1,
+ * q/k/v biases), LoRA on all seven projections, driven through the same
+ * tuner (tune.h) with tuner_use_gpu as lr-tune --device cuda does.
+ *
+ *   (a) one optimizer step's worth of accumulation: the loss and every LoRA
+ *       gradient equal the CPU tuner's; soft-KL with packing (prefix-related
+ *       contexts of one problem, one shared row), a query-only row (the
+ *       reference collate's pad), and SFT cross-entropy; dropout off and on
+ *       (the same counter-based masks on both sides);
+ *   (b) a 20-step run (AdamW, clipping, linear schedule): per-step losses
+ *       and gradient norms track the CPU run's, and the final parameters
+ *       and moments agree, dropout off and on.
+ *
+ * Under LR_SAN=1 (the sanitizer run) only the soft-KL 20-step run with
+ * dropout is made.
+ *
+ * Tolerances: both sides are float32 with float32 GEMMs; they differ in
+ * summation order only (cuBLAS vs OpenBLAS, block reductions vs serial
+ * loops). One step: loss 1e-5 relative, gradients max |gpu - cpu| /
+ * max |cpu| < 1e-4 per tensor. 20 steps: losses 1e-4 relative, norms 1e-3,
+ * parameters 1e-3 (max abs error / max abs value). */
+#include "check.h"
+
+#include "method/tune.h"
+#include "model/lora.h"
+#include "model/mkmodel.h"
+#include "model/model.h"
+#include "base/util.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 4242;
+static double urand01(void) {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static int irand(int n) { return (int)(urand01() * n); }
+
+typedef struct {
+    tune_example *ex;
+    int n;
+} batch;
+
+/* soft-KL examples: problems of 3 steps whose contexts extend one another
+ * (packing shares one sequence), one repeated context (a shared loss row),
+ * one example with a query-only last row */
+static batch make_softkl(int V, int nprob) {
+    batch b = {xcalloc((size_t)nprob * 3 + 2, sizeof(tune_example)), 0};
+    for (int p = 0; p < nprob; p++) {
+        int len = 6 + irand(6);
+        int *base = xmalloc((size_t)(len + 8) * sizeof(int));
+        for (int i = 0; i < len + 8; i++) base[i] = irand(V);
+        for (int s = 0; s < 3; s++) {
+            tune_example *e = &b.ex[b.n++];
+            e->problem = p, e->step = s, e->ntok = len + 3 * s;
+            e->tokens = xmalloc((size_t)e->ntok * sizeof(int));
+            memcpy(e->tokens, base, (size_t)e->ntok * sizeof(int));
+            e->nt = 1 + irand(5);
+            e->ids = xmalloc((size_t)e->nt * sizeof(int));
+            e->w = xmalloc((size_t)e->nt * sizeof(float));
+            double sum = 0;
+            for (int j = 0; j < e->nt; j++) {
+                e->ids[j] = (p * 31 + j * 7 + s) % V; /* distinct */
+                e->w[j] = (float)(0.1 + urand01());
+                sum += e->w[j];
+            }
+            for (int j = 0; j < e->nt; j++) e->w[j] = (float)(e->w[j] / sum * 0.95);
+        }
+        free(base);
+    }
+    /* a repeat of example 1 (same context: the same loss row) */
+    tune_example *d = &b.ex[b.n++], *o = &b.ex[1];
+    *d = *o;
+    d->tokens = xmalloc((size_t)o->ntok * sizeof(int)), memcpy(d->tokens, o->tokens, (size_t)o->ntok * sizeof(int));
+    d->ids = xmalloc((size_t)o->nt * sizeof(int)), memcpy(d->ids, o->ids, (size_t)o->nt * sizeof(int));
+    d->w = xmalloc((size_t)o->nt * sizeof(float)), memcpy(d->w, o->w, (size_t)o->nt * sizeof(float));
+    d->ids[0] = (d->ids[0] + 3) % V;
+    /* a padded example: its last row query-only at RoPE position 11 */
+    tune_example *q = &b.ex[b.n++];
+    q->problem = 1000, q->step = 0, q->ntok = 9, q->query_pos = 11, q->nt = 2;
+    q->tokens = xmalloc(9 * sizeof(int));
+    for (int i = 0; i < 9; i++) q->tokens[i] = irand(V);
+    q->ids = xmalloc(2 * sizeof(int)), q->w = xmalloc(2 * sizeof(float));
+    q->ids[0] = 5, q->ids[1] = 9, q->w[0] = 0.6f, q->w[1] = 0.4f;
+    return b;
+}
+
+static batch make_sft(int V, int n) {
+    batch b = {xcalloc((size_t)n, sizeof(tune_example)), n};
+    for (int i = 0; i < n; i++) {
+        tune_example *e = &b.ex[i];
+        e->problem = i, e->ntok = 8 + irand(10), e->nprompt = 3 + irand(4);
+        e->tokens = xmalloc((size_t)e->ntok * sizeof(int));
+        for (int t = 0; t < e->ntok; t++) e->tokens[t] = irand(V);
+    }
+    return b;
+}
+
+static void free_batch(batch *b) {
+    for (int i = 0; i < b->n; i++) free(b->ex[i].tokens), free(b->ex[i].ids), free(b->ex[i].w);
+    free(b->ex);
+}
+
+/* a tuner on a private copy of lo0, on the cpu or the device */
+static int open_tuner(tuner *tu, lora *lo, const lora *lo0, model *m, int objective, int gpu, int drop, int maxlen) {
+    lora_alloc_like(lo, lo0);
+    memcpy(lo->mem, lo0->mem, lo0->n * sizeof(float));
+    lo->dropout = drop ? 0.1f : 0.0f;
+    if (tuner_init(tu, m, lo, objective, 0, 1, 64, maxlen, 8, 2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f)) return -1;
+    tu->dropout_on = 1, tu->seed = 7;
+    if (gpu && tuner_use_gpu(tu)) return -1;
+    return 0;
+}
+
+static double max_tensor_err(const lora *shape, const float *a, const float *ref, const char *what, const char *tag) {
+    double worst = 0;
+    for (int k = 0; k < LORA_NMOD; k++) {
+        if (!shape->A[k]) continue;
+        size_t oA = (size_t)(shape->A[k] - shape->mem), oB = (size_t)(shape->B[k] - shape->mem);
+        size_t nA = (size_t)shape->L * shape->r * shape->in[k], nB = (size_t)shape->L * shape->out[k] * shape->r;
+        double eA = check_rel_err(a + oA, ref + oA, nA), eB = check_rel_err(a + oB, ref + oB, nB);
+        if (fmax(eA, eB) > worst) worst = fmax(eA, eB);
+        if (eA >= 1e-4 || eB >= 1e-4) fprintf(stderr, "%s %s %s: A %.2e B %.2e\n", tag, what, lora_module_name(k), eA, eB);
+    }
+    return worst;
+}
+
+/* (a) one accumulation: loss and gradients */
+static void one_step(model *m, const lora *lo0, const batch *b, int objective, int drop, const char *tag) {
+    tuner c, g;
+    lora lc, lg;
+    int maxlen = 32;
+    CHECK(open_tuner(&c, &lc, lo0, m, objective, 0, drop, maxlen) == 0);
+    if (open_tuner(&g, &lg, lo0, m, objective, 1, drop, maxlen)) {
+        CHECKF(0, "%s: %s", tag, lr_errmsg());
+        return;
+    }
+    double scale = 1.0 / b->n, l_c = 0, l_g = 0;
+    CHECKF(tuner_zero_grad(&c) == 0 && tuner_zero_grad(&g) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&c, b->ex, b->n, scale, &l_c) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&g, b->ex, b->n, scale, &l_g) == 0, "%s", lr_errmsg());
+    float *gg = xmalloc(g.n * sizeof(float));
+    CHECK(gpu_trn_get(g.gpu, NULL, NULL, NULL, gg) == 0);
+    double e = max_tensor_err(&lc, gg, c.grads, "gradient", tag), gmax = 0;
+    for (size_t i = 0; i < c.n; i++) gmax = fmax(gmax, fabs(c.grads[i]));
+    fprintf(stderr, "%s: loss cpu %.9g gpu %.9g (rel %.1e); LoRA gradients max rel err %.2e (max |g| %.3g); rows %ld/%ld calls %ld/%ld\n",
+            tag, l_c, l_g, fabs(l_g - l_c) / fabs(l_c), e, gmax, c.rows_fwd, g.rows_fwd, c.calls, g.calls);
+    CHECK(gmax > 1e-4); /* something to compare */
+    CHECK_CLOSE(l_g, l_c, 0, 1e-5);
+    CHECK(e < 1e-4);
+    CHECK(c.rows_fwd == g.rows_fwd && c.calls == g.calls && c.examples == g.examples);
+    free(gg);
+    tuner_free(&c), tuner_free(&g);
+    lora_free(&lc), lora_free(&lg);
+}
+
+/* (b) 20 optimizer steps of 2 micro-batches each */
+static void run20(model *m, const lora *lo0, const batch *b, int objective, int drop, const char *tag) {
+    tuner c, g;
+    lora lc, lg;
+    CHECK(open_tuner(&c, &lc, lo0, m, objective, 0, drop, 32) == 0);
+    if (open_tuner(&g, &lg, lo0, m, objective, 1, drop, 32)) {
+        CHECKF(0, "%s: %s", tag, lr_errmsg());
+        return;
+    }
+    int steps = 20, half = b->n / 2;
+    double worst_l = 0, worst_n = 0;
+    for (int s = 0; s < steps; s++) {
+        double lcs = 0, lgs = 0, nc = 0, ng = 0;
+        float lr = lr_linear(2e-3f, s, steps, 2);
+        CHECK(tuner_zero_grad(&c) == 0 && tuner_zero_grad(&g) == 0);
+        for (int mb = 0; mb < 2; mb++) {
+            const tune_example *ex = b->ex + (mb ? half : 0);
+            int n = mb ? b->n - half : half;
+            CHECKF(tuner_accumulate(&c, ex, n, 0.5 / n, &lcs) == 0, "%s", lr_errmsg());
+            CHECKF(tuner_accumulate(&g, ex, n, 0.5 / n, &lgs) == 0, "%s", lr_errmsg());
+        }
+        CHECKF(tuner_update(&c, lr, &nc) == 0, "%s", lr_errmsg());
+        CHECKF(tuner_update(&g, lr, &ng) == 0, "%s", lr_errmsg());
+        worst_l = fmax(worst_l, fabs(lgs - lcs) / fabs(lcs));
+        worst_n = fmax(worst_n, fabs(ng - nc) / fabs(nc));
+        if (s % 5 == 0 || s == steps - 1)
+            fprintf(stderr, "%s: step %d loss cpu %.7f gpu %.7f norm cpu %.6f gpu %.6f\n", tag, s + 1, lcs, lgs, nc, ng);
+    }
+    CHECK(tuner_download(&g) == 0);
+    CHECK(g.opt.t == c.opt.t && g.opt.t == steps);
+    double ep = max_tensor_err(&lc, lg.mem, lc.mem, "params", tag);
+    double em = check_rel_err(g.opt.m, c.opt.m, c.n), ev = check_rel_err(g.opt.v, c.opt.v, c.n);
+    double moved = check_rel_err(lc.mem, lo0->mem, lc.n);
+    fprintf(stderr, "%s: 20 steps: worst loss rel %.2e, norm rel %.2e; params %.2e (moved %.2e from init), exp_avg %.2e, exp_avg_sq %.2e\n",
+            tag, worst_l, worst_n, ep, moved, em, ev);
+    CHECK(worst_l < 1e-4);
+    CHECK(worst_n < 1e-3);
+    CHECK(ep < 1e-3 && em < 1e-3 && ev < 1e-3);
+    CHECK(moved > 1e-2); /* training moved the weights: the agreement is not the initial state's */
+    tuner_free(&c), tuner_free(&g);
+    lora_free(&lc), lora_free(&lg);
+}
+
+int main(void) {
+    const char *tmp = getenv("LR_TMP") ? getenv("LR_TMP") : "/tmp";
+    CHECK_SEED(rng);
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/gpu_trainer_model", tmp);
+    mk_opts o;
+    mk_defaults(&o);
+    CHECKF(mk_write_model(dir, &o) == 0, "%s", lr_errmsg());
+    model m;
+    if (model_load(&m, dir)) {
+        CHECKF(0, "%s", lr_errmsg());
+        CHECK_DONE();
+    }
+    CHECK(m.w.bq != NULL && m.cfg.NKV < m.cfg.NH); /* biases and GQA are exercised */
+    lora lo0;
+    lora_alloc(&lo0, &m.cfg, 4, 8.0f, 0.1f, (1u << LORA_NMOD) - 1);
+    lora_init(&lo0, 5);
+    /* PEFT's init has B = 0; random B so that every A has a gradient */
+    for (int k = 0; k < LORA_NMOD; k++)
+        for (size_t i = 0; i < (size_t)m.cfg.L * lo0.out[k] * lo0.r; i++) lo0.B[k][i] = (float)(0.2 * (urand01() - 0.5));
+    batch kl = make_softkl(m.cfg.V, 4), sft = make_sft(m.cfg.V, 5);
+    for (int drop = 0; drop < 2; drop++) {
+        one_step(&m, &lo0, &kl, TUNE_SOFTKL, drop, drop ? "soft-kl, dropout 0.1" : "soft-kl, no dropout");
+        one_step(&m, &lo0, &sft, TUNE_SFT, drop, drop ? "sft, dropout 0.1" : "sft, no dropout");
+    }
+    /* under the sanitizers (tests/run.sh sets LR_SAN), which look for memory
+     * errors rather than numbers, one 20-step run is enough */
+    int san = getenv("LR_SAN") && !strcmp(getenv("LR_SAN"), "1");
+    if (!san) run20(&m, &lo0, &kl, TUNE_SOFTKL, 0, "soft-kl 20 steps, no dropout");
+    run20(&m, &lo0, &kl, TUNE_SOFTKL, 1, "soft-kl 20 steps, dropout 0.1");
+    if (!san) run20(&m, &lo0, &sft, TUNE_SFT, 1, "sft 20 steps, dropout 0.1");
+    free_batch(&kl), free_batch(&sft);
+    lora_free(&lo0);
+    model_free(&m);
+    CHECK_DONE();
+}
