@@ -101,6 +101,30 @@ def build_table(rows):
                        f"step ms, % of memory-bandwidth roofline | {f(kv.get('tok_s'), '{:.0f}')}, "
                        f"{f(kv.get('step_ms'))} ms, {f(pct, '{:.1f}')}% of {f(kv.get('bw_peak'), '{:.0f}')} GB/s | | "
                        f"{'>= 60% (batch 1)' if b == '1' else ''} | {good} |")
+    for k, kv in rows:
+        if k != "train":
+            continue
+        what = "LoRA training 1.5B shape (r 8, q,v, batch 8 x accum 2)"
+        if "skipped" in kv:
+            out.append(f"| {what} | skipped: {kv['skipped']} | | | SKIPPED |")
+            continue
+        model, asked = kv.get("model", "?"), kv.get("steps_asked", "?")
+        steps = f"{kv.get('steps_ours', '?')} / {kv.get('steps_ref', '?')} of {asked} steps"
+        try:
+            ratio = float(kv["ratio"])
+            r = f"{ratio:.2f}x" + (" ok" if ratio >= 2 else " below goal")
+        except (KeyError, ValueError):
+            r = "n/a"
+        out.append(f"| {what} `{model}`: lr-tune cuda steps/s, PEFT steps/s, ratio ({steps}) | "
+                   f"{f(kv.get('ours_steps_s'))} steps/s, {f(kv.get('ours_tok_s'), '{:.0f}')} tok/s | "
+                   f"PEFT + transformers float32 {f(kv.get('ref_steps_s'))} steps/s | >= 2x | {r} |")
+        mfu = kv.get("mfu_pct")
+        good = "n/a" if mfu is None else ("ok" if float(mfu) >= 35 else "below goal")
+        out.append(f"| LoRA training MFU `{model}` (6 x {f(kv.get('params_through'))} layer params x tok/s / peak) | "
+                   f"{f(mfu, '{:.1f}')}% of {f(kv.get('peak_tflops'), '{:.0f}')} TFLOP/s | | >= 35% | {good} |")
+        out.append(f"| LoRA training first-step loss `{model}`: lr-tune cuda vs PEFT (rel diff) | "
+                   f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= 1e-3 | "
+                   f"{f(kv.get('loss1_rel_diff'))} {kv.get('loss1_result', 'n/a')} |")
     for n, kv in stages.items():
         if kv.get("result") == "SKIPPED_BUDGET" or kv.get("rc") not in (None, "0"):
             why = "skipped: time budget spent" if kv.get("result") == "SKIPPED_BUDGET" else (

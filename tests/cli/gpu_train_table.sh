@@ -1,0 +1,49 @@
+# The LoRA training rows of tests/gpu/run.sh without a GPU: tune_ref.py
+# report on hand-made logs gives the rates, ratio, MFU (6 x layer params x
+# tokens/s / peak, worked out here by hand) and first-step loss verdict;
+# table.py turns them into the three rows with their goals; a skip line
+# becomes a SKIPPED row; the example records tune_ref.py data writes pass
+# lr-dump --from-json.
+source "$LR_ROOT/tests/lib.sh"
+B=$LR_BIN T=$LR_TMP G=$LR_ROOT/tests/gpu
+mkdir -p "$T/m"
+# C 4, 2 layers, I 8, 2 heads of 2, 1 kv head: per layer 4*4 + 2*4*2 + 4*4 + 3*4*8 = 144, N = 288
+echo '{"hidden_size": 4, "num_hidden_layers": 2, "intermediate_size": 8, "num_attention_heads": 2,
+  "num_key_value_heads": 1}' > "$T/m/config.json"
+printf '%s\n' '{"step": 1, "loss": 2.0, "step_s": 5, "tokens": 100}' '{"step": 2, "loss": 1.9, "step_s": 0.5, "tokens": 100}' \
+    '{"step": 3, "loss": 1.8, "step_s": 0.5, "tokens": 100}' > "$T/ours.jsonl"
+printf '%s\n' '{"step": 1, "loss": 2.001, "step_s": 9}' '{"step": 2, "loss": 1.9, "step_s": 1}' \
+    '{"step": 3, "loss": 1.8, "step_s": 1}' > "$T/ref.jsonl"
+# after the warm-up step: ours 2 steps in 1 s (200 tok/s), PEFT 2 in 2 s;
+# MFU at a 1e-6 TFLOP/s peak: 6 * 288 * 200 / 1e6 = 34.56%
+out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --ref "$T/ref.jsonl" --steps 50 --peak 1e-6)
+for want in params_through=288 ours_steps_s=2 ours_tok_s=200 ours_50_steps_s=25.0 mfu_pct=34.56 ref_steps_s=1 \
+    ratio=2 loss1_ours=2 loss1_ref=2.001 loss1_rel_diff=0.0005 loss1_result=ok steps_ours=3 steps_ref=3; do
+    [[ " $out " == *" $want "* ]] || die "report lacks $want: $out"
+done
+echo "$out" > "$T/res.txt"
+echo 'train skipped="no peft in python3: no reference"' >> "$T/res.txt"
+printf '# p\n\n## GPU runs\n\n' > "$T/perf.md"
+python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+grep -q '^| LoRA training 1.5B shape .*`m`: lr-tune cuda steps/s, PEFT steps/s, ratio (3 / 3 of 50 steps) | 2 steps/s, 200 tok/s | PEFT + transformers float32 1 steps/s | >= 2x | 2.00x ok |$' "$T/table.md" ||
+    die "speed row: $(cat "$T/table.md")"
+grep -q '^| LoRA training MFU `m` .*| 34.6% of 0 TFLOP/s | | >= 35% | below goal |$' "$T/table.md" || die "MFU row: $(cat "$T/table.md")"
+grep -q '^| LoRA training first-step loss `m`.* | 2 | 2.001 | rel diff <= 1e-3 | 0.0005 ok |$' "$T/table.md" || die "loss row"
+grep -q '^| LoRA training 1.5B shape .* | skipped: no peft in python3: no reference | | | SKIPPED |$' "$T/table.md" || die "skip row"
+# a first-step loss 1% off is reported as DIFFERS
+printf '%s\n' '{"step": 1, "loss": 2.02, "step_s": 9}' > "$T/ref2.jsonl"
+out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --ref "$T/ref2.jsonl" --steps 50)
+[[ $out == *"loss1_result=DIFFERS"* && $out != *ref_steps_s* && $out != *mfu_pct* ]] || die "differs: $out"
+# the stage's input is a valid example stream
+python3 "$G/tune_ref.py" data --n 5 --len 30 --vocab 300 > "$T/ex.jsonl"
+"$B/lr-dump" --from-json "$T/ex.jsonl" > "$T/ex.lrs" || die "lr-dump --from-json rejects the examples"
+[ "$("$B/lr-dump" "$T/ex.lrs" | grep -c '"context"')" = 5 ] || die "not 5 records: $("$B/lr-dump" "$T/ex.lrs" | head -3)"
+# ... that lr-tune trains on (one step of the stage's settings on the cpu)
+"$B/lr-mkmodel" "$T/tiny" --seed 1 > /dev/null
+V=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["vocab_size"])' "$T/tiny/config.json")
+python3 "$G/tune_ref.py" data --n 4 --len 30 --vocab "$V" > "$T/ex2.jsonl"
+"$B/lr-dump" --from-json "$T/ex2.jsonl" > "$T/ex2.lrs"
+"$B/lr-tune" --model "$T/tiny" --out "$T/ad" --r 8 --alpha 16 --targets q,v --dropout 0.05 --batch 2 --accum 2 \
+    --max-steps 1 --no-shuffle --no-pack --log "$T/tl.jsonl" "$T/ex2.lrs" 2> "$T/tl.err" || die "lr-tune: $(tail -n 2 "$T/tl.err")"
+[ "$(wc -l < "$T/tl.jsonl")" = 1 ] || die "lr-tune log"
+echo ok

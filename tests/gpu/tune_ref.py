@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The LoRA training stage of tests/gpu/run.sh: its input, its PEFT +
+transformers reference, and its result line.
+
+  tune_ref.py data --n N --len T --vocab V > EXAMPLES.jsonl
+      N `example` records (JSON lines for `lr-dump --from-json`) with
+      random contexts of T-20..T+20 tokens, two soft-KL targets each.
+  tune_ref.py peft --model DIR --examples EXAMPLES.jsonl --batch B --accum A
+                   --steps S [--device cuda] [--max-s SECONDS] --log FILE
+      the paper's LoRA (r 8, alpha 16, q,v, dropout 0.05) trained with
+      PEFT on the method's soft-KL objective, as bench/tune_peft.py does in
+      its "last" mode (left padding, logits at the loss rows only, the
+      like-for-like arithmetic of lr-tune), float32 like lr-tune's device
+      trainer, the examples in file order (lr-tune --no-shuffle). One JSON
+      line per optimizer step: loss, step_s. Stops early after --max-s.
+  tune_ref.py report --model DIR --ours LOG --ref LOG --steps S [--peak TFLOPS]
+      prints one `train` key=value line for the table (run.sh, table.py).
+
+Needs torch/transformers/peft for `peft` only; the rest is the standard
+library, so run.sh can call it with any python3."""
+import argparse, json, random, sys, time
+
+
+def cmd_data(a):
+    rng = random.Random(1)
+    print(json.dumps({"lrs": "lightreasoner-stream", "format_version": 1, "kind": "example", "kind_version": 1,
+                      "tool": "bench", "tool_version": "0", "argv": [],
+                      "model": {"name": "", "hash": "", "vocab": 0},
+                      "tokenizer": {"name": "", "hash": "", "vocab": 0}, "params": {}}))
+    for i in range(a.n):
+        T = a.len - 20 + rng.randrange(41)
+        ctx = [3 + rng.randrange(a.vocab - 3) for _ in range(T)]
+        t1, t2 = rng.sample(range(3, a.vocab), 2)
+        print(json.dumps({"id": "g:%d" % i, "idx": i, "step": T, "prompt_len": T // 4, "context": ctx,
+                          "target_ids": [t1, t2], "weights": [0.7, 0.3], "kl": 1.0}))
+    print(json.dumps({"lrs_end": a.n}))
+
+
+def cmd_peft(a):
+    import torch
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM
+    from peft import LoraConfig, get_peft_model
+    dev = torch.device(a.device)
+    # float32 GEMMs as lr-tune's device trainer: no TF32 shortcut
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    exs = [json.loads(l) for l in open(a.examples)][1:-1]
+    m = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32,
+                                             attn_implementation="sdpa" if dev.type == "cuda" else "eager").to(dev)
+    pm = get_peft_model(m, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.05, target_modules=["q_proj", "v_proj"],
+                                      task_type="CAUSAL_LM"))
+    pm.train()
+    params = [p for p in pm.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=5e-5, weight_decay=0.0)
+    V = m.config.vocab_size
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    log = open(a.log, "w")
+    t_start, k = time.time(), 0
+    for step in range(a.steps):
+        sync()
+        t0 = time.time()
+        total = 0.0
+        for _ in range(a.accum):
+            b = [exs[(k + i) % len(exs)] for i in range(a.batch)]
+            k += a.batch
+            T = max(len(e["context"]) for e in b)
+            ids = torch.zeros(a.batch, T, dtype=torch.long)
+            mask = torch.zeros(a.batch, T, dtype=torch.long)
+            v = torch.zeros(a.batch, V)
+            for i, e in enumerate(b):
+                ids[i, T - len(e["context"]):] = torch.tensor(e["context"])
+                mask[i, T - len(e["context"]):] = 1
+                for t, w in zip(e["target_ids"], e["weights"]):
+                    v[i, t] = w
+            ids, mask, v = ids.to(dev), mask.to(dev), v.to(dev)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            last = pm(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1).logits[:, -1].float()
+            # the mean over the step's examples, as lr-tune's logged loss
+            loss = F.kl_div(F.log_softmax(last, -1), v, reduction="batchmean") / a.accum
+            loss.backward()
+            total += loss.item()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad()
+        sync()
+        log.write(json.dumps({"step": step + 1, "loss": total, "step_s": time.time() - t0}) + "\n")
+        log.flush()
+        if a.max_s and time.time() - t_start > a.max_s:
+            break
+
+
+def read_log(path):
+    try:
+        return [json.loads(l) for l in open(path) if l.strip()]
+    except (OSError, ValueError):
+        return []
+
+
+def rate(log):
+    """steps/s over the steps after the first (the warm-up: uploads,
+    allocations, cuBLAS plans)."""
+    timed = log[1:]
+    s = sum(r["step_s"] for r in timed)
+    return (len(timed) / s if timed and s > 0 else None), timed
+
+
+def cmd_report(a):
+    c = json.load(open(a.model + "/config.json"))
+    C, L, I = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"]
+    HD = c.get("head_dim") or C // c["num_attention_heads"]
+    qd, kvd = c["num_attention_heads"] * HD, c["num_key_value_heads"] * HD
+    # the parameters every token's forward and backward pass through: the
+    # layers' projections (the embedding is a lookup; lm_head runs on the
+    # loss rows only, 16 of ~4800 rows a step)
+    n = L * (C * qd + 2 * C * kvd + qd * C + 3 * C * I)
+    ours, ref = read_log(a.ours), read_log(a.ref)
+    kv = {"model": a.model.rstrip("/").split("/")[-1], "steps_asked": a.steps, "steps_ours": len(ours),
+          "steps_ref": len(ref), "params_through": "%.4g" % n}
+    r_ours, timed = rate(ours)
+    r_ref, _ = rate(ref)
+    if r_ours:
+        tok_s = sum(r["tokens"] for r in timed) / sum(r["step_s"] for r in timed)
+        kv["ours_steps_s"] = "%.4g" % r_ours
+        kv["ours_tok_s"] = "%.0f" % tok_s
+        kv["ours_50_steps_s"] = "%.1f" % (50 / r_ours)
+        # MFU = 6 * N * tokens / time / peak: the usual training estimate
+        # (forward 2N, backward 4N per token), though with the base frozen
+        # the backward needs only the input gradients (about 2N): so this is
+        # the convention's number, against the card's dense bf16 peak
+        if a.peak > 0:
+            kv["mfu_pct"] = "%.2f" % (100 * 6 * n * tok_s / (a.peak * 1e12))
+            kv["peak_tflops"] = "%.0f" % a.peak
+    if r_ref:
+        kv["ref_steps_s"] = "%.4g" % r_ref
+    if r_ours and r_ref:
+        kv["ratio"] = "%.3g" % (r_ours / r_ref)
+    if ours and ref:
+        lo, lr = ours[0]["loss"], ref[0]["loss"]
+        kv["loss1_ours"], kv["loss1_ref"] = "%.7g" % lo, "%.7g" % lr
+        kv["loss1_rel_diff"] = "%.3g" % (abs(lo - lr) / max(abs(lr), 1e-30))
+        # the same model, data and float32 arithmetic, LoRA B = 0 at step 1:
+        # only summation order differs (a bound for bf16 weights read as f32)
+        kv["loss1_result"] = "ok" if abs(lo - lr) <= 1e-3 * max(abs(lr), 1e-30) else "DIFFERS"
+    print("train " + " ".join("%s=%s" % kv_ for kv_ in kv.items()))
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("data")
+    d.add_argument("--n", type=int, default=64)
+    d.add_argument("--len", type=int, default=300)
+    d.add_argument("--vocab", type=int, default=151936)
+    f = sub.add_parser("peft")
+    f.add_argument("--model", required=True)
+    f.add_argument("--examples", required=True)
+    f.add_argument("--batch", type=int, default=8)
+    f.add_argument("--accum", type=int, default=2)
+    f.add_argument("--steps", type=int, default=50)
+    f.add_argument("--device", default="cuda")
+    f.add_argument("--max-s", type=float, default=0)
+    f.add_argument("--log", required=True)
+    r = sub.add_parser("report")
+    r.add_argument("--model", required=True)
+    r.add_argument("--ours", required=True)
+    r.add_argument("--ref", required=True)
+    r.add_argument("--steps", type=int, default=50)
+    r.add_argument("--peak", type=float, default=0)
+    a = p.parse_args()
+    return {"data": cmd_data, "peft": cmd_peft, "report": cmd_report}[a.cmd](a) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
