@@ -3,7 +3,7 @@
 # tokens/s / peak, worked out here by hand) and first-step loss verdict;
 # table.py turns them into the three rows with their goals; a skip line
 # becomes a SKIPPED row; the example records tune_ref.py data writes pass
-# lr-dump --from-json.
+# lr-dump --from-json and lr-tune trains on them (one cpu step).
 source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN T=$LR_TMP G=$LR_ROOT/tests/gpu
 mkdir -p "$T/m"
@@ -25,7 +25,7 @@ echo "$out" > "$T/res.txt"
 echo 'train skipped="no peft in python3: no reference"' >> "$T/res.txt"
 printf '# p\n\n## GPU runs\n\n' > "$T/perf.md"
 python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
-grep -q '^| LoRA training 1.5B shape .*`m`: lr-tune cuda steps/s, PEFT steps/s, ratio (3 / 3 of 50 steps) | 2 steps/s, 200 tok/s | PEFT + transformers float32 1 steps/s | >= 2x | 2.00x ok |$' "$T/table.md" ||
+grep -q '^| LoRA training 1.5B shape (r 8, q,v, batch 8 x accum 2) `m`: lr-tune cuda steps/s, PEFT steps/s, ratio (3 / 3 of 50 steps) | 2 steps/s, 200 tok/s | PEFT + transformers float32 1 steps/s | >= 2x | 2.00x ok |$' "$T/table.md" ||
     die "speed row: $(cat "$T/table.md")"
 grep -q '^| LoRA training MFU `m` .*| 34.6% of 0 TFLOP/s | | >= 35% | below goal |$' "$T/table.md" || die "MFU row: $(cat "$T/table.md")"
 grep -q '^| LoRA training first-step loss `m`.* | 2 | 2.001 | rel diff <= 1e-3 | 0.0005 ok |$' "$T/table.md" || die "loss row"

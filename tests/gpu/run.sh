@@ -23,6 +23,13 @@
 #      and on cuda, lr-kl selects the same steps on >= 99% of them; then,
 #      a timing only and so after every check, sampled decode (temperature
 #      0.8, top-p 0.95: the device sampler) at batch 64 for each shape;
+#      before that, LoRA training on a random model of the 1.5B shape:
+#      `lr-tune --device cuda` (r 8, alpha 16, q,v, dropout 0.05, batch 8 x
+#      accum 2, contexts of ~300 tokens, 50 steps or as many as its time
+#      share allows) against PEFT + transformers on the same card, model
+#      and examples (tune_ref.py): steps/s, tokens/s, MFU and the two
+#      first-step losses; skipped with a reason when lr-tune, peft or the
+#      time is missing;
 #   5. ONE markdown table, rewritten after every stage and by a trap on any
 #      exit (so a call cut short still leaves what it measured), into
 #      docs/PERF.md under "### <card>, <date>" (replacing that card's earlier
@@ -43,8 +50,8 @@
 # --dry: runs here, on the CPU, every line of the above: the bundle (binaries
 # and libraries unpacked, LD_LIBRARY_PATH), bench_gpu/lr-infer of the emulated
 # device (bin-emu/, when built) or else --device cpu stand-ins, CPU torch from
-# the reference venv, tiny stand-ins for the 0.5B/1.5B shapes and a short
-# teacher run. It writes PERF.md to $OUT (default: the work dir), never into
+# the reference venv, tiny stand-ins for the 0.5B/1.5B shapes, a short
+# teacher run and 3 training steps of batch 2 x accum 2 on 40-token contexts. It writes PERF.md to $OUT (default: the work dir), never into
 # docs/. Options: --relink (relink the bundled objects with this machine's nvcc
 # and CUDA first, as done automatically when the prebuilt binaries cannot run).
 set -u
@@ -120,7 +127,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|decode|hf_logits|hf_teacher|kl_agree|bf16_floor) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|hf_logits|hf_teacher|kl_agree|bf16_floor|train) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -163,7 +170,7 @@ relink() {
         echo "relink: no cuda/*.cu in this tree: the no-backend stub"
         gl=$BUNDLE/obj/none.o
     fi
-    for t in bench_gpu lr-mkmodel lr-infer lr-kl lr-dump; do
+    for t in bench_gpu lr-mkmodel lr-infer lr-kl lr-dump lr-tune; do
         # shellcheck disable=SC2086
         timeout -k 5 60 gcc -pthread "$BUNDLE/obj/$t.o" -Wl,--start-group "$BUNDLE/obj/liblr.a" $gl -Wl,--end-group \
             "$WORK"/lib/*.so.* -lm -Wl,-rpath-link,"$WORK/lib" -o "$r/bin/$t" || return 1
@@ -197,6 +204,8 @@ if ((DRY)); then
     [ -x "$PY" ] || PY=$("$ROOT/tests/ref/venv.sh")
     HFDEV=cpu
     SHAPES="tiny-1.5b tiny-0.5b" TEACH="--seqs 8 --len 64 --batch 4" KLN=8 KLT=24 LENS=13,100,257
+    # the training stage at a size that runs its plumbing in seconds here
+    TRAIN_SHAPE_NAME=tiny-1.5b TRAIN_LEN=40 TRAIN_BATCH=2 TRAIN_STEPS=3 TRAIN_LIM_MAX=150
     DECODE_B="1 4" DECODE="--prompt 16 --steps 8" SAMPLE_B=4
     if [ -x "$BUNDLE/bin-emu/bench_gpu" ] && ! "$BUNDLE/bin-emu/bench_gpu" | grep -q skipped; then
         GBIN=$BUNDLE/bin-emu
@@ -210,6 +219,7 @@ if ((DRY)); then
 else
     PY=python3 HFDEV=cuda
     SHAPES="qwen2.5-math-1.5b qwen2.5-0.5b" TEACH="--seqs 256 --len 400 --batch 32"
+    TRAIN_SHAPE_NAME=qwen2.5-math-1.5b TRAIN_LEN=300 TRAIN_BATCH=8 TRAIN_STEPS=${LR_GPU_TRAIN_STEPS:-50} TRAIN_LIM_MAX=240
     DECODE_B="1 64 256" DECODE="--prompt 128 --steps 64" SAMPLE_B=64 KLN=32 KLT=48 LENS=13,100,257
     CARD=$(timeout 20 nvidia-smi --query-gpu=name --format=csv,noheader 2> /dev/null | head -n 1)
     [ -n "$CARD" ] || CARD=$("$BIN/bench_gpu" 2>&1 | sed -n 's/.*(\(.*\); backend.*/\1/p')
@@ -231,6 +241,7 @@ declare -A MKSHAPE=(
     [qwen2.5-math-1.5b]="--hidden 1536 --inter 8960 --layers 28 --heads 12 --kv-heads 2 --tied --rope-theta 1e4"
     [tiny-0.5b]="--hidden 128 --inter 256 --layers 2 --heads 2 --kv-heads 1 --tied --rope-theta 1e6"
     [tiny-1.5b]="--hidden 256 --inter 384 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4")
+TRAIN_SHAPE=${MKSHAPE[$TRAIN_SHAPE_NAME]}
 # greedy decode at batch 1, 64 and 256 (generate mode's compact list per
 # step): tok/s and % of the memory-bandwidth roofline
 decode_stages() {
@@ -308,7 +319,60 @@ for i in range($KLN): print('{\"id\": \"q%d\", \"question\": \"A shop has %d box
 }
 stage kl 90 kl_stage
 
-# ---- 5. sampled decode: the greedy decode's steps drawn on the device, its
+# ---- 5. LoRA training on the 1.5B shape: lr-tune on the device vs PEFT +
+# transformers on the same card, model and examples (tests/gpu/tune_ref.py):
+# the paper's LoRA (r 8, alpha 16, q,v, dropout 0.05), batch 8 x accum 2,
+# contexts of about 300 tokens, the examples in file order; steps/s after
+# the first step, tokens/s, MFU = 6 x (layer parameters) x tokens/s / peak,
+# and the first step's loss of both (LoRA B starts at 0: the base model's
+# loss on the same 16 examples). Each trainer gets half of the stage's time
+# and stops there; its rate is then measured on the steps it ran (the
+# table says how many of the 50). A timing, so after every check. ----
+train_stage() {
+    local d=$WORK/train rc
+    mkdir -p "$d"
+    # shellcheck disable=SC2086
+    "$BIN/lr-mkmodel" "$d/$TRAIN_SHAPE_NAME" $TRAIN_SHAPE --vocab 151936 --dtype bf16 --seed 5 > /dev/null &&
+        python3 "$ROOT/tests/gpu/tune_ref.py" data --n 64 --len "$TRAIN_LEN" > "$d/ex.jsonl" &&
+        "$BIN/lr-dump" --from-json "$d/ex.jsonl" > "$d/ex.lrs" || return 1
+    # each trainer: half of what is left after making the model, 20 s for the report
+    local half=$(((TRAIN_LIM - ($(date +%s) - TRAIN_T0) - 20) / 2))
+    [ "$half" -ge 10 ] || { echo "train: no time left after making the model" >&2; return 1; }
+    # shellcheck disable=SC2086
+    timeout -k 5 "$half" "$GTUNE" --device "$DEV" --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter" --force --r 8 --alpha 16 \
+        --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 --max-steps "$TRAIN_STEPS" --no-shuffle --no-pack \
+        --log "$d/ours.jsonl" "$d/ex.lrs" 2> "$d/ours.err"
+    rc=$?
+    grep -E '^(lr-tune|step 1/)' "$d/ours.err" | head -n 3 >&2
+    [ $rc = 0 ] || { echo "lr-tune exit $rc$([ $rc = 124 ] && echo ': stopped at its time share')" >&2; tail -n 2 "$d/ours.err" >&2; }
+    if timeout 60 "$PY" -c 'import peft' 2> /dev/null; then
+        # shellcheck disable=SC2086
+        timeout -k 5 "$half" "$PY" "$ROOT/tests/gpu/tune_ref.py" peft --model "$d/$TRAIN_SHAPE_NAME" --examples "$d/ex.jsonl" \
+            --batch $TRAIN_BATCH --accum 2 --steps "$TRAIN_STEPS" --device "$HFDEV" --max-s $((half > 60 ? half - 30 : half / 2)) \
+            --log "$d/ref.jsonl" 2> "$d/ref.err" || { echo "PEFT reference exit $?" >&2; tail -n 3 "$d/ref.err" >&2; }
+    else
+        echo "train: no peft in $PY: no reference" >&2
+    fi
+    python3 "$ROOT/tests/gpu/tune_ref.py" report --model "$d/$TRAIN_SHAPE_NAME" --ours "$d/ours.jsonl" --ref "$d/ref.jsonl" \
+        --steps "$TRAIN_STEPS" --batch "$TRAIN_BATCH" --accum 2 --peak "${TRAIN_PEAK:-0}"
+    rm -rf "${d:?}/$TRAIN_SHAPE_NAME"
+    [ -s "$d/ours.jsonl" ]
+}
+GTUNE=$GBIN/lr-tune
+[ -x "$GTUNE" ] || GTUNE=$BIN/lr-tune
+# MFU against the card's dense bf16 peak, as bench_gpu teacher reports it
+TRAIN_PEAK=$(sed -n 's/^teacher .*peak_tflops=\([0-9.]*\).*/\1/p' "$RES" | head -n 1)
+TRAIN_LIM=$((TRAIN_LIM_MAX < $(left) - RESERVE ? TRAIN_LIM_MAX : $(left) - RESERVE)) TRAIN_T0=$(date +%s)
+export GTUNE TRAIN_SHAPE_NAME TRAIN_SHAPE TRAIN_LEN TRAIN_BATCH TRAIN_STEPS TRAIN_PEAK TRAIN_LIM TRAIN_T0 PY HFDEV
+if [ ! -x "$GTUNE" ]; then
+    echo "train skipped=\"no lr-tune in the bundle (rebuild it: make gpu-bundle)\"" | tee -a "$RES"
+elif [ "$TRAIN_LIM" -lt 60 ]; then
+    echo "train skipped=\"time budget: ${TRAIN_LIM}s left, the stage needs 60 s or more\"" | tee -a "$RES"
+else
+    stage train "$TRAIN_LIM" train_stage
+fi
+
+# ---- 6. sampled decode: the greedy decode's steps drawn on the device, its
 # cost next to greedy's; a timing only, so it comes after every check ----
 for s in $SHAPES; do
     [ -f "$WORK/hf/$s/config.json" ] || continue
@@ -317,7 +381,7 @@ for s in $SHAPES; do
         $DECODE --temperature 0.8 --top-p 0.95
 done
 
-# ---- 5. the table: written by the EXIT trap (finish) ----
+# ---- 7. the table: written by the EXIT trap (finish) ----
 fails=$(grep -cE 'result=(FAIL|ERROR|NO_GPU)|^stage .* rc=[1-9]' "$RES")
 echo "run.sh: $fails failing lines in the results"
 [ "$fails" = 0 ]

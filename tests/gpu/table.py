@@ -104,7 +104,7 @@ def build_table(rows):
     for k, kv in rows:
         if k != "train":
             continue
-        what = "LoRA training 1.5B shape (r 8, q,v, batch 8 x accum 2)"
+        what = f"LoRA training 1.5B shape (r 8, q,v, batch {kv.get('batch', '8')} x accum {kv.get('accum', '2')})"
         if "skipped" in kv:
             out.append(f"| {what} | skipped: {kv['skipped']} | | | SKIPPED |")
             continue
@@ -121,7 +121,8 @@ def build_table(rows):
         mfu = kv.get("mfu_pct")
         good = "n/a" if mfu is None else ("ok" if float(mfu) >= 35 else "below goal")
         out.append(f"| LoRA training MFU `{model}` (6 x {f(kv.get('params_through'))} layer params x tok/s / peak) | "
-                   f"{f(mfu, '{:.1f}')}% of {f(kv.get('peak_tflops'), '{:.0f}')} TFLOP/s | | >= 35% | {good} |")
+                   + (f"{f(mfu, '{:.1f}')}% of {f(kv.get('peak_tflops'), '{:.0f}')} TFLOP/s" if mfu is not None
+                      else "n/a (no peak known for this card)") + f" | | >= 35% | {good} |")
         out.append(f"| LoRA training first-step loss `{model}`: lr-tune cuda vs PEFT (rel diff) | "
                    f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= 1e-3 | "
                    f"{f(kv.get('loss1_rel_diff'))} {kv.get('loss1_result', 'n/a')} |")

@@ -13,7 +13,8 @@ transformers reference, and its result line.
       like-for-like arithmetic of lr-tune), float32 like lr-tune's device
       trainer, the examples in file order (lr-tune --no-shuffle). One JSON
       line per optimizer step: loss, step_s. Stops early after --max-s.
-  tune_ref.py report --model DIR --ours LOG --ref LOG --steps S [--peak TFLOPS]
+  tune_ref.py report --model DIR --ours LOG --ref LOG --steps S [--batch B --accum A]
+                     [--peak TFLOPS]
       prints one `train` key=value line for the table (run.sh, table.py).
 
 Needs torch/transformers/peft for `peft` only; the rest is the standard
@@ -115,7 +116,7 @@ def cmd_report(a):
     # loss rows only, 16 of ~4800 rows a step)
     n = L * (C * qd + 2 * C * kvd + qd * C + 3 * C * I)
     ours, ref = read_log(a.ours), read_log(a.ref)
-    kv = {"model": a.model.rstrip("/").split("/")[-1], "steps_asked": a.steps, "steps_ours": len(ours),
+    kv = {"model": a.model.rstrip("/").split("/")[-1], "batch": a.batch, "accum": a.accum, "steps_asked": a.steps, "steps_ours": len(ours),
           "steps_ref": len(ref), "params_through": "%.4g" % n}
     r_ours, timed = rate(ours)
     r_ref, _ = rate(ref)
@@ -167,6 +168,8 @@ def main():
     r.add_argument("--ours", required=True)
     r.add_argument("--ref", required=True)
     r.add_argument("--steps", type=int, default=50)
+    r.add_argument("--batch", type=int, default=8)
+    r.add_argument("--accum", type=int, default=2)
     r.add_argument("--peak", type=float, default=0)
     a = p.parse_args()
     return {"data": cmd_data, "peft": cmd_peft, "report": cmd_report}[a.cmd](a) or 0
