@@ -40,7 +40,7 @@ export BENCH_STREAM_MB=${STREAM_MB:-256} BENCH_KL_PROBLEMS=${KL_PROBLEMS:-1000} 
 
 best=$(mktemp) && trap 'rm -f "$best"' EXIT
 # record SIDE METRIC VALUE: keeps the larger value per (side, metric)
-record() { [ -n "$3" ] && echo "$1 $2 $3" >>"$best"; }
+record() { if [ -n "$3" ]; then echo "$1 $2 $3" >>"$best"; fi; }
 val() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
 # one round of every benchmark on one side, from that side's tree
 round() {
@@ -58,12 +58,11 @@ round() {
     record "$side" "stream read MiB/s" "$(sed -n 's/^| read (decompress + validate + unpack) | \([0-9.]*\) .*/\1/p' <<<"$out")"
     out=$(build/rel/bench/bench_kl)
     record "$side" "lr-kl | lr-contrast problems/s" "$(sed -n 's/^| lr-kl E A \\| lr-contrast | \([0-9.]*\) .*/\1/p' <<<"$out")"
-    out=$(build/rel/bench/bench_tokenizer build/tokenizers/qwen . | tail -1)
+    out=$(build/rel/bench/bench_tokenizer "$here/build/tokenizers/qwen" "$here" 2>/dev/null | tail -1 || true)
     record "$side" "tokenizer MB/s (cache on)" "$(awk '{ print $2 }' <<<"$out")"
     record "$side" "tokenizer MB/s (cache off)" "$(awk '{ print $3 }' <<<"$out")"
     cd "$here"
 }
-[ -f "$base/build/tokenizers/qwen/tokenizer.json" ] || make -C "$base" build/tokenizers/qwen/tokenizer.json >/dev/null
 echo "compare: base $base, this tree $here; $R rounds, $TH threads, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for i in $(seq "$R"); do
     echo "compare: round $i of $R" >&2
@@ -78,6 +77,7 @@ awk -v tol="$TOL" '
       if (v + 0 > best[side, m] + 0) best[side, m] = v }
     END { slow = 0
           for (i = 1; i <= n; i++) { m = order[i]; b = best["base", m]; t = best["this", m]
+              if (b == "" || t == "") { printf "| %s | %s | %s | n/a (one side did not report) |\n", m, b, t; continue }
               r = b > 0 ? t / b : 0; flag = r < 1 - tol ? " slower" : ""; if (flag != "") slow++
               printf "| %s | %g | %g | %.2f%s |\n", m, b, t, r, flag }
           exit slow > 0 }' "$best"

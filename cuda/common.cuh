@@ -47,6 +47,24 @@ template <class T> static __device__ T block_max(T v, T *red, T lowest) {
     return s;
 }
 
+/* Exclusive prefix sum of f over the block (Hillis-Steele); buf is
+ * blockDim.x ints of shared scratch. With total, *total gets the block's
+ * sum. Every thread of the block calls it. */
+static __device__ inline int block_exscan(int f, int *buf, int *total) {
+    buf[threadIdx.x] = f;
+    __syncthreads();
+    for (int o = 1; o < (int)blockDim.x; o <<= 1) {
+        int v = threadIdx.x >= (unsigned)o ? buf[threadIdx.x - o] : 0;
+        __syncthreads();
+        buf[threadIdx.x] += v;
+        __syncthreads();
+    }
+    int incl = buf[threadIdx.x];
+    if (total) *total = buf[blockDim.x - 1];
+    __syncthreads();
+    return incl - f;
+}
+
 static inline unsigned cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 
 #endif

@@ -34,24 +34,6 @@ static __device__ __forceinline__ unsigned long long rank_of(unsigned key, int i
 }
 static __device__ __forceinline__ int id_of(unsigned long long r) { return (int)(0xffffffffu - (unsigned)(r & 0xffffffffu)); }
 
-/* Exclusive prefix sum of f over the block (Hillis-Steele in shared
- * memory); *total gets the sum. Only used when logits tie at the
- * selection boundary, which real models almost never produce. */
-static __device__ int block_exscan(int f, int *buf, int *total) {
-    buf[threadIdx.x] = f;
-    __syncthreads();
-    for (int o = 1; o < (int)blockDim.x; o <<= 1) {
-        int v = threadIdx.x >= (unsigned)o ? buf[threadIdx.x - o] : 0;
-        __syncthreads();
-        buf[threadIdx.x] += v;
-        __syncthreads();
-    }
-    int incl = buf[threadIdx.x];
-    *total = buf[blockDim.x - 1];
-    __syncthreads();
-    return incl - f;
-}
-
 __global__ void __launch_bounds__(CT) compact_kernel(const float *logits, int V, compact_args a) {
     __shared__ double redd[32];
     __shared__ unsigned long long redu[32];
@@ -143,6 +125,7 @@ __global__ void __launch_bounds__(CT) compact_kernel(const float *logits, int V,
             for (int i0 = 0; i0 < V && need > 0; i0 += CT) {
                 int i = i0 + tid, total;
                 int f = i < V && fkey(x[i]) == T;
+                /* only when logits tie at the selection boundary, which real models almost never produce */
                 int pre = block_exscan(f, scan, &total);
                 if (f && pre < need) cand[base + pre] = rank_of(T, i);
                 int take = min(total, need);

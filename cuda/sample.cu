@@ -119,21 +119,6 @@ static __device__ spos find(const float *x, int V, double t, double mx, int mode
     return r;
 }
 
-/* Exclusive prefix sum of f over the block (Hillis-Steele). */
-static __device__ int block_exscan(int f, int *buf) {
-    buf[threadIdx.x] = f;
-    __syncthreads();
-    for (int o = 1; o < (int)blockDim.x; o <<= 1) {
-        int v = threadIdx.x >= (unsigned)o ? buf[threadIdx.x - o] : 0;
-        __syncthreads();
-        buf[threadIdx.x] += v;
-        __syncthreads();
-    }
-    int incl = buf[threadIdx.x];
-    __syncthreads();
-    return incl - f;
-}
-
 /* The id at position p: the p.q-th lowest id with key p.key. */
 static __device__ int id_at(const float *x, int V, const spos &p, smp_shared &sh) {
     int need = p.q;
@@ -142,7 +127,7 @@ static __device__ int id_at(const float *x, int V, const spos &p, smp_shared &sh
         int f = i < V && skey(x[i]) == p.key;
         int total = __syncthreads_count(f);
         if (need < total) { /* block-uniform */
-            int pre = block_exscan(f, sh.iscan);
+            int pre = block_exscan(f, sh.iscan, NULL);
             if (f && pre == need) sh.s_pick = i;
             __syncthreads();
             return sh.s_pick;
