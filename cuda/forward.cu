@@ -13,6 +13,7 @@
  * time and reduced on the device by k_compact (and, when sampling, drawn
  * from by k_sample with the host's uniforms); only the compact results, the
  * sampled ids (and the logits rows, when asked) are copied back. */
+#include "check.cuh"
 #include "common.cuh"
 #include "kernels.h"
 
@@ -69,11 +70,6 @@ struct gpu_fwd {
     size_t stage16_n, stage32_n;
 };
 
-#define CK(call)                                                                                              \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) return lr_err(LR_EGPU, "cuda: %s: %s", #call, cudaGetErrorString(e_));          \
-    } while (0)
 #define CB(call)                                                                                              \
     do {                                                                                                      \
         cublasStatus_t s_ = (call);                                                                           \

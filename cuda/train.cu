@@ -13,6 +13,7 @@
  *
  * Everything runs on the default stream; the host waits only for the
  * losses of a call and the norms of an update. */
+#include "check.cuh"
 #include "common.cuh"
 #include "backward.h"
 #include "dropout.h"
@@ -31,11 +32,6 @@ extern "C" {
 #include <stdlib.h>
 #include <string.h>
 
-#define CK(call)                                                                                              \
-    do {                                                                                                      \
-        cudaError_t e_ = (call);                                                                              \
-        if (e_ != cudaSuccess) return lr_err(LR_EGPU, "cuda: %s: %s", #call, cudaGetErrorString(e_));          \
-    } while (0)
 #define CB(call)                                                                                              \
     do {                                                                                                      \
         int s_ = (call);                                                                                      \
