@@ -5,7 +5,8 @@
 # but not our Debian -dev libraries (msgpack-c, zstd, jansson, pcre2,
 # utf8proc, openblas) nor the zstd tool:
 #
-#   build/gpu-bundle/bin/        lr-mkmodel lr-infer lr-kl lr-dump lr-tune bench_gpu
+#   build/gpu-bundle/bin/        lr-mkmodel lr-infer lr-kl lr-contrast lr-dump lr-tune
+#                                lr-merge bench_gpu
 #                                (bin/ and build/rel/bench: the real CUDA backend
 #                                when nvcc and cuda/*.cu existed at build time)
 #   build/gpu-bundle/bin-emu/    bench_gpu lr-infer lr-tune on the emulated device, when
@@ -26,13 +27,13 @@ ALLOW_NONE=0
 [ "${1:-}" = --allow-no-cuda ] && ALLOW_NONE=1
 TOK=build/tokenizers/qwen
 # only what the bundle holds (make all also builds every unit test)
-targets="$TOK/tokenizer.json $TOK/tokenizer_config.json bin/lr-mkmodel bin/lr-infer bin/lr-kl bin/lr-dump bin/lr-tune build/rel/bench/bench_gpu build/rel/cuda/none.o"
+targets="$TOK/tokenizer.json $TOK/tokenizer_config.json bin/lr-mkmodel bin/lr-infer bin/lr-kl bin/lr-contrast bin/lr-dump bin/lr-tune bin/lr-merge build/rel/bench/bench_gpu build/rel/cuda/none.o"
 [ -f cuda/emu.cc ] && targets="$targets build/rel/emu/bench_gpu build/rel/emu/lr-infer build/rel/emu/lr-tune"
 make -s -j"$(nproc)" $targets >&2
 OUT=build/gpu-bundle
 rm -rf "$OUT"
 mkdir -p "$OUT/bin" "$OUT/bin-emu" "$OUT/obj" "$OUT/lib"
-TOOLS="lr-mkmodel lr-infer lr-kl lr-dump lr-tune"
+TOOLS="lr-mkmodel lr-infer lr-kl lr-contrast lr-dump lr-tune lr-merge"
 for t in $TOOLS; do cp bin/$t "$OUT/bin/"; cp build/rel/tools/$t.o "$OUT/obj/"; done
 cp build/rel/bench/bench_gpu "$OUT/bin/"
 cp build/rel/bench/bench_gpu.o build/rel/liblr.a build/rel/cuda/none.o "$OUT/obj/"
