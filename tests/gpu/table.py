@@ -126,12 +126,87 @@ def build_table(rows):
         out.append(f"| LoRA training first-step loss `{model}`: lr-tune cuda vs PEFT (rel diff) | "
                    f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= 1e-3 | "
                    f"{f(kv.get('loss1_rel_diff'))} {kv.get('loss1_result', 'n/a')} |")
+    for k, kv in rows:
+        if k == "e2e":
+            out += e2e_rows(kv)
+    only = [n for n, kv in stages.items() if kv.get("result") == "SKIPPED_ONLY"]
+    if only:
+        out.append(f"| stages left out by LR_GPU_ONLY | {', '.join(f'`{n}`' for n in only)} | | | SKIPPED |")
     for n, kv in stages.items():
         if kv.get("result") == "SKIPPED_BUDGET" or kv.get("rc") not in (None, "0"):
             why = "skipped: time budget spent" if kv.get("result") == "SKIPPED_BUDGET" else (
                 "timed out" if kv.get("rc") in ("124", "137") else f"exit {kv.get('rc')}")
             out.append(f"| stage `{n}` | {why} | | | {'FAIL' if 'exit' in why or 'timed' in why else 'SKIPPED'} |")
     return "\n".join(out)
+
+
+def e2e_rows(kv):
+    """the rows of one `e2e` line (tests/gpu/e2e.py): each part measured and
+    extrapolated to the paper's 1000 problems x 1000 steps, then the total
+    beside the paper's time and the goal"""
+    s = kv.get("shape", "?")
+    head = f"LightReasoner end to end `{s}` (random weights)"
+    if "skipped" in kv:
+        why = kv["skipped"].replace("|", "\\|")  # a pipe in a cell would split it
+        return [f"| {head} | skipped: {why} | | | SKIPPED |"]
+    n, nf, fac = kv.get("n", "?"), kv.get("n_full", "1000"), kv.get("factor", "?")
+    sf = kv.get("steps_full", "1000")
+    rows = []
+
+    def sec(x):
+        return f"{f(x)} s" if x is not None else "n/a"
+
+    def part(what, p, how):
+        wall = kv.get(p + "_s")
+        if wall is None:
+            rows.append(f"| {head}: {what} | not run | | | n/a |")
+            return
+        rc = kv.get(p + "_rc")
+        got = sec(wall) + " measured" + (f" (exit {rc}{': timed out' if rc in ('124', '137') else ''})" if rc else "")
+        ext = kv.get(p + "_ext_s")
+        rows.append(f"| {head}: {what} | {got}; " + (f"{sec(ext)} {how}" if ext is not None else "no extrapolation")
+                    + f" | | | {'measured' if p == 'merge' else 'extrapolated'} |")
+
+    if "build_s" in kv:
+        rows.append(f"| {head}: building the shape (transformers, safetensors to disk; not in the total) | "
+                    f"{sec(kv['build_s'])} measured | | | measured |")
+    part(f"expert sampling, lr-infer generate, {n} of {nf} problems x {kv.get('new', '?')} tokens", "sample",
+         f"for {nf} (setup {sec(kv.get('sample_setup_s'))} once, the rest x {fac})")
+    part(f"amateur follow `{kv.get('amateur', '?')}`, lr-infer --follow", "follow",
+         f"for {nf} (setup {sec(kv.get('follow_setup_s'))} once, the rest x {fac})")
+    sel = f"lr-kl beta {kv.get('kl_beta', '?')} (kept {kv.get('kl_kept_pct', '?')}% of {kv.get('kl_steps_seen', '?')} steps"
+    if "kl0_beta" in kv:
+        sel += (f"; beta {kv['kl0_beta']} kept {kv.get('kl0_kept_pct', '?')}% on random weights, "
+                f"so a second pass: {sec(kv.get('kl0_s'))} for the first, not counted")
+    sel += ") + lr-contrast"
+    if "kl_s" in kv and "contrast_s" in kv:
+        kv["klc_s"] = "%.4g" % (float(kv["kl_s"]) + float(kv["contrast_s"]))
+        kv["klc_rc"] = kv.get("kl_rc") or kv.get("contrast_rc")
+        if "kl_ext_s" in kv and "contrast_ext_s" in kv:
+            kv["klc_ext_s"] = "%.4g" % (float(kv["kl_ext_s"]) + float(kv["contrast_ext_s"]))
+    elif "kl_s" in kv:
+        kv["klc_s"], kv["klc_rc"] = kv["kl_s"], kv.get("kl_rc")
+    if kv.get("klc_rc") is None:
+        kv.pop("klc_rc", None)
+    part(sel, "klc", f"for {nf} (x {fac})")
+    part(f"lr-tune --device cuda (r 8, q,v, batch {kv.get('batch', '?')} x accum {kv.get('accum', '?')}), "
+         f"{kv.get('steps', 0)} of {kv.get('steps_asked', '?')} steps measured", "tune",
+         f"for {sf} steps (setup {sec(kv.get('tune_setup_s'))} once, {sec(kv.get('tune_steps_s'))} of steps "
+         f"x {kv.get('tune_factor', '?')})")
+    part("lr-merge (once, whatever the run's size)", "merge", "at any size")
+    paper = kv.get("paper_s")
+    ref = f"paper {float(paper) / 3600:.2g} h ({f(paper, '{:.0f}')} s)" if paper else ""
+    goal = kv.get("goal_s")
+    g = f"< {float(goal) / 60:.3g} min ({f(goal, '{:.0f}')} s)" if goal else ""
+    if kv.get("result") == "INCOMPLETE":
+        res = f"INCOMPLETE (no {kv.get('incomplete', '?')})"
+        ext = "n/a"
+    else:
+        res = {"ok": "ok", "below_goal": "below goal"}.get(kv.get("result"), "n/a")
+        ext = f"{sec(kv.get('total_ext_s'))} extrapolated"
+    rows.append(f"| {head}: total, {n} problems x {kv.get('steps', 0)} steps measured, extrapolated to {nf} x {sf} | "
+                f"{sec(kv.get('total_s'))} measured; {ext} |{f' {ref} ' if ref else ' '}|{f' {g} ' if g else ' '}| {res} |")
+    return rows
 
 
 def update_perf(text, heading, body, card):
