@@ -29,7 +29,14 @@
 #      share allows) against PEFT + transformers on the same card, model
 #      and examples (tune_ref.py): steps/s, tokens/s, MFU and the two
 #      first-step losses; skipped with a reason when lr-tune, peft or the
-#      time is missing;
+#      time is missing; then the LightReasoner method end to end on the
+#      1.5B shape, and last, when time and disk are left, on the
+#      Qwen2.5-Math-7B shape built there: lr-infer generate (expert) ->
+#      lr-infer --follow (the 0.5B amateur) -> lr-kl -> lr-contrast ->
+#      lr-tune --device cuda -> lr-merge on 256 GSM8K problems and 50 (7B:
+#      20) optimizer steps, each part timed and extrapolated to the paper's
+#      1000 problems x 1000 steps (tests/gpu/e2e.py), beside the paper's
+#      0.5 h (1.5B) and 0.75 h (7B);
 #   5. ONE markdown table, rewritten after every stage and by a trap on any
 #      exit (so a call cut short still leaves what it measured), into
 #      docs/PERF.md under "### <card>, <date>" (replacing that card's earlier
@@ -51,9 +58,14 @@
 # and libraries unpacked, LD_LIBRARY_PATH), bench_gpu/lr-infer of the emulated
 # device (bin-emu/, when built) or else --device cpu stand-ins, CPU torch from
 # the reference venv, tiny stand-ins for the 0.5B/1.5B shapes, a short
-# teacher run and 3 training steps of batch 2 x accum 2 on 40-token contexts. It writes PERF.md to $OUT (default: the work dir), never into
+# teacher run, 3 training steps of batch 2 x accum 2 on 40-token contexts and
+# the end-to-end chain on 4 problems x 8 tokens (a 7B stand-in with the
+# 152,064-row vocabulary included). It writes PERF.md to $OUT (default: the work dir), never into
 # docs/. Options: --relink (relink the bundled objects with this machine's nvcc
 # and CUDA first, as done automatically when the prebuilt binaries cannot run).
+# LR_GPU_ONLY=REGEX runs only the stages whose name matches (one table row
+# lists the others), e.g. LR_GPU_ONLY='build_|e2e' for the end-to-end timing
+# of both shapes in one call.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -100,7 +112,7 @@ finish() {
     # docs/PERF.md itself only from a real card that answered; otherwise
     # $OUT/PERF.md alone says what happened
     ((DRY || !PROBED)) || cp "$OUTDIR/PERF.md" "$ROOT/docs/PERF.md" 2> /dev/null
-    rm -rf "$WORK/hf" "$WORK/models" "$WORK/kl" "$WORK/relink" "$WORK/lib" "$WORK/tok" # GBs of model folders
+    rm -rf "$WORK/hf" "$WORK/models" "$WORK/kl" "$WORK/e2e" "$WORK/relink" "$WORK/lib" "$WORK/tok" # GBs of model folders
     echo "run.sh: done in $(($(date +%s) - T0))s (exit $rc); $OUTDIR/PERF.md, $OUTDIR/run.log, $OUTDIR/results.txt"
     exit $rc
 }
@@ -111,6 +123,12 @@ stage() {
     local name=$1 lim=$2 rc t
     shift 2
     local l=$(($(left) - RESERVE))
+    # LR_GPU_ONLY=REGEX: only the stages whose name matches (a row lists the others)
+    if [ -n "${LR_GPU_ONLY:-}" ] && ! [[ $name =~ $LR_GPU_ONLY ]]; then
+        echo "== $name: left out (LR_GPU_ONLY=$LR_GPU_ONLY)"
+        echo "stage name=$name result=SKIPPED_ONLY" >> "$RES"
+        return 98
+    fi
     if [ "$l" -lt 5 ]; then
         echo "== $name: skipped, the time budget is spent"
         echo "stage name=$name result=SKIPPED_BUDGET" >> "$RES"
@@ -170,7 +188,7 @@ relink() {
         echo "relink: no cuda/*.cu in this tree: the no-backend stub"
         gl=$BUNDLE/obj/none.o
     fi
-    for t in bench_gpu lr-mkmodel lr-infer lr-kl lr-dump lr-tune; do
+    for t in bench_gpu lr-mkmodel lr-infer lr-kl lr-contrast lr-dump lr-tune lr-merge; do
         # shellcheck disable=SC2086
         timeout -k 5 60 gcc -pthread "$BUNDLE/obj/$t.o" -Wl,--start-group "$BUNDLE/obj/liblr.a" $gl -Wl,--end-group \
             "$WORK"/lib/*.so.* -lm -Wl,-rpath-link,"$WORK/lib" -o "$r/bin/$t" || return 1
@@ -319,6 +337,107 @@ for i in range($KLN): print('{\"id\": \"q%d\", \"question\": \"A shop has %d box
 }
 stage kl 90 kl_stage
 
+# ---- the LightReasoner method end to end on the paper's shapes, a timing
+# on random weights: pipelines/lightreasoner.mk's chain with the project's
+# tools on the device, on the first E2E_N GSM8K training problems
+# (data/gsm8k/train.jsonl) and E2E_STEPS optimizer steps: lr-infer generate
+# (the expert, E2E_NEW tokens, greedy) -> lr-infer --follow (the amateur,
+# the 0.5B shape) -> lr-kl -> lr-contrast -> lr-tune --device cuda (the
+# paper's LoRA, batch 8 x accum 2, a checkpoint every fifth of the run as
+# the pipeline's 200 of 1000) -> lr-merge. Each part's wall time, and
+# (tests/gpu/e2e.py) each extrapolated to the paper's 1000 problems x 1000
+# steps, beside the paper's time. 256 problems are one full generation batch
+# on cuda, so 1000 are about four of them. The 1.5B shape after the
+# training stage, which leaves it E2E_LIM s; the 7B shape last, built
+# there, only when its time and disk are left (LR_GPU_ONLY='build_|e2e'
+# runs these stages alone). ----
+if ((DRY)); then
+    E2E_EXP15=tiny-1.5b E2E_AMA=tiny-0.5b E2E_EXP7=tiny-7b E2E_N=4 E2E_NEW=8 E2E_BATCH=2
+    E2E_STEPS=3 E2E_LIM=150 E2E7_STEPS=2 E2E7_LIM=150 E2E7_MIN=60 E2E7_DISK=1 E2E_MERGE_S=20 E2E7_MERGE_S=20
+else
+    E2E_EXP15=qwen2.5-math-1.5b E2E_AMA=qwen2.5-0.5b E2E_EXP7=qwen2.5-math-7b E2E_NEW=128 E2E_BATCH=8
+    E2E_N=${LR_GPU_E2E_N:-256} E2E_STEPS=${LR_GPU_E2E_STEPS:-50} E2E_LIM=150
+    # the 7B: bf16 weights of 15.2 GB, once more for the merge; building
+    # them (transformers on the card, then safetensors to disk) is timed
+    # apart, not in the method's total
+    E2E7_STEPS=${LR_GPU_E2E7_STEPS:-20} E2E7_LIM=300 E2E7_MIN=300 E2E7_DISK=34 E2E_MERGE_S=30 E2E7_MERGE_S=80
+fi
+MKSHAPE[qwen2.5-math-7b]="--hidden 3584 --inter 18944 --layers 28 --heads 28 --kv-heads 4 --untied --rope-theta 1e4"
+MKSHAPE[tiny-7b]="--hidden 256 --inter 512 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4"
+# e2e_stage SHAPE EXPERT AMATEUR N STEPS LIMIT MERGE_S: the chain in
+# $WORK/e2e/SHAPE; times.txt there gets "PART WALL_S EXIT" per tool run
+e2e_stage() {
+    local s=$1 ex=$2 am=$3 n=$4 steps=$5 lim=$6 ms=$7 d=$WORK/e2e/$1 t0=$SECONDS ad pct p90 rc
+    rm -rf "$d" && mkdir -p "$d" || return 1
+    # part NAME SECONDS CMD...: CMD under SECONDS, at most what is left of
+    # the stage; its stderr in NAME.err
+    part() {
+        local p=$1 l=$2 t rc
+        shift 2
+        [ "$l" -gt $((lim - (SECONDS - t0) - 3)) ] && l=$((lim - (SECONDS - t0) - 3))
+        [ "$l" -ge 2 ] || { echo "e2e $s: no time left for $p" >&2; return 1; }
+        t=$(date +%s.%N)
+        timeout -k 5 "$l" "$@" 2> "$d/$p.err"
+        rc=$?
+        echo "$p $(awk -v a="$t" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') $rc" >> "$d/times.txt"
+        tr '\r' '\n' < "$d/$p.err" | grep -vE '^(step [0-9]|$)' | tail -n 3 >&2
+        [ $rc = 0 ] || echo "e2e $s: $p exit $rc$([ $rc = 124 ] && echo ": stopped at its time share (${l}s)")" >&2
+        return $rc
+    }
+    part sample $((lim * 30 / 100)) "$GINFER" --model "$ex" --data "$ROOT/data/gsm8k/train.jsonl" --limit "$n" \
+        --max-new-tokens "$E2E_NEW" --device "$DEV" -o "$d/expert.lrs" || return 1
+    part follow $((lim * 15 / 100)) "$GINFER" --model "$am" --follow "$d/expert.lrs" --device "$DEV" -o "$d/amateur.lrs" ||
+        return 1
+    part kl $((lim * 10 / 100)) "$BIN/lr-kl" --beta 0.4 -o "$d/kl.lrs" "$d/expert.lrs" "$d/amateur.lrs" || return 1
+    # random weights give nearly flat distributions whose KL can stay under
+    # the paper's beta everywhere; the tuner then needs examples: lr-kl runs
+    # again at the KL's 90th percentile (0: every step) when 0.4 keeps under
+    # 5% (real pairs: about 16%, 20,000 of 1000 x 128 steps); the table
+    # names both passes, the second one counted
+    pct=$(sed -n 's/.* kept (\([0-9.]*\)%.*/\1/p' "$d/kl.err")
+    if awk -v p="${pct:-0}" 'BEGIN { exit !(p < 5) }'; then
+        p90=$(sed -n 's/.* p90 \([0-9.]*\) .*/\1/p' "$d/kl.err")
+        mv "$d/kl.err" "$d/kl0.err" && sed -i 's/^kl /kl0 /' "$d/times.txt"
+        part kl $((lim * 10 / 100)) "$BIN/lr-kl" --beta "${p90:-0}" -o "$d/kl.lrs" "$d/expert.lrs" "$d/amateur.lrs" ||
+            return 1
+    fi
+    part contrast $((lim * 10 / 100)) "$BIN/lr-contrast" --alpha 0.2 -o "$d/examples.lrs" "$d/kl.lrs" || return 1
+    rm -f "$d/kl.lrs"
+    part tune $((lim - (SECONDS - t0) - ms)) "$GTUNE" --device "$DEV" --model "$ex" --objective soft-kl --out "$d/adapter" \
+        --force --max-steps "$steps" --batch "$E2E_BATCH" --accum 2 --save-every $((steps >= 5 ? steps / 5 : 1)) \
+        --log "$d/tune.jsonl" "$d/examples.lrs"
+    ad=$d/adapter
+    if [ ! -f "$ad/adapter_config.json" ]; then
+        # stopped at its time share: the newest checkpoint is merged
+        ad=$(ls -d "$d"/adapter.part/checkpoint-* 2> /dev/null | sort -V | tail -n 1)
+        [ -n "$ad" ] || { echo "e2e $s: no adapter and no checkpoint to merge" >&2; return 1; }
+        echo "e2e $s: merging $(basename "$ad"), the tuner stopped before the end" >&2
+    fi
+    part merge "$ms" "$BIN/lr-merge" --force "$ex" "$ad" "$d/merged"
+    rc=$?
+    rm -rf "${d:?}/merged"
+    return $rc
+}
+# e2e SHAPE STEPS LIMIT MERGE_S PAPER_S GOAL_S: the stage, then its `e2e`
+# line (also from a stage cut short: e2e.py reports what it measured)
+e2e() {
+    local s=$1 lim=$3 bs
+    if [ ! -f "$WORK/hf/$s/config.json" ] || [ ! -f "$WORK/hf/$E2E_AMA/config.json" ]; then
+        echo "e2e shape=$s skipped=\"no model of the $s or $E2E_AMA shape (built earlier: see its build stage)\"" |
+            tee -a "$RES"
+        return 1
+    fi
+    [ "$lim" -gt $(($(left) - RESERVE)) ] && lim=$(($(left) - RESERVE))
+    stage "e2e_$s" "$lim" e2e_stage "$s" "$WORK/hf/$s" "$WORK/hf/$E2E_AMA" "$E2E_N" "$2" "$lim" "$4"
+    [ $? = 98 ] && return 1 # left out by LR_GPU_ONLY
+    bs=$(sed -En "s/^stage name=(build|mkmodel)_$s rc=0 s=([0-9]+)$/\2/p" "$RES" | tail -n 1)
+    python3 "$ROOT/tests/gpu/e2e.py" report --shape "$s" --amateur "$E2E_AMA" --dir "$WORK/e2e/$s" --n "$E2E_N" \
+        --new "$E2E_NEW" --batch "$E2E_BATCH" --steps "$2" --paper-s "$5" --goal-s "$6" ${bs:+--build-s "$bs"} | tee -a "$RES"
+    rm -rf "$WORK/e2e/$s/merged"
+    write_table
+}
+export E2E_NEW E2E_BATCH RES
+
 # ---- 5. LoRA training on the 1.5B shape: lr-tune on the device vs PEFT +
 # transformers on the same card, model and examples (tests/gpu/tune_ref.py):
 # the paper's LoRA (r 8, alpha 16, q,v, dropout 0.05), batch 8 x accum 2,
@@ -362,7 +481,8 @@ GTUNE=$GBIN/lr-tune
 [ -x "$GTUNE" ] || GTUNE=$BIN/lr-tune
 # MFU against the card's dense bf16 peak, as bench_gpu teacher reports it
 TRAIN_PEAK=$(sed -n 's/^teacher .*peak_tflops=\([0-9.]*\).*/\1/p' "$RES" | head -n 1)
-TRAIN_LIM=$((TRAIN_LIM_MAX < $(left) - RESERVE ? TRAIN_LIM_MAX : $(left) - RESERVE)) TRAIN_T0=$(date +%s)
+# (leaving the end-to-end 1.5B stage its E2E_LIM)
+TRAIN_LIM=$((TRAIN_LIM_MAX < $(left) - RESERVE - E2E_LIM ? TRAIN_LIM_MAX : $(left) - RESERVE - E2E_LIM)) TRAIN_T0=$(date +%s)
 export GTUNE TRAIN_SHAPE_NAME TRAIN_SHAPE TRAIN_LEN TRAIN_BATCH TRAIN_STEPS TRAIN_PEAK TRAIN_LIM TRAIN_T0 PY HFDEV
 if [ ! -x "$GTUNE" ]; then
     echo "train skipped=\"no lr-tune in the bundle (rebuild it: make gpu-bundle)\"" | tee -a "$RES"
@@ -372,6 +492,9 @@ else
     stage train "$TRAIN_LIM" train_stage
 fi
 
+# the method end to end on the 1.5B shape (see above); paper 0.5 h, goal 5 min
+e2e "$E2E_EXP15" "$E2E_STEPS" "$E2E_LIM" "$E2E_MERGE_S" 1800 300
+
 # ---- 6. sampled decode: the greedy decode's steps drawn on the device, its
 # cost next to greedy's; a timing only, so it comes after every check ----
 for s in $SHAPES; do
@@ -380,6 +503,32 @@ for s in $SHAPES; do
     stage "decode_${s}_b${SAMPLE_B}_t0.8" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$WORK/hf/$s" --batch "$SAMPLE_B" \
         $DECODE --temperature 0.8 --top-p 0.95
 done
+
+# ---- the 7B shape end to end (see above): last, when time and disk allow ----
+e2e7() {
+    local s=$E2E_EXP7 d=$WORK/hf/$E2E_EXP7 avail why=
+    avail=$(df -Pk "$WORK" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
+    if [ "$(left)" -lt $((E2E7_MIN + RESERVE)) ]; then
+        why="time budget: $(left)s left, the 7B shape needs ${E2E7_MIN}s (build, chain, merge); LR_GPU_ONLY='build_|e2e' runs it alone"
+    elif [ "${avail:-0}" -lt "$E2E7_DISK" ]; then
+        why="disk: ${avail:-?} GB free under $WORK, the 7B shape and its merge need $E2E7_DISK GB"
+    fi
+    if [ -n "$why" ]; then
+        echo "e2e shape=$s skipped=\"$why\"" | tee -a "$RES"
+        return 0
+    fi
+    if [ -n "${LR_GPU_NO_TORCH:-}" ] ||
+        ! stage "build_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" build --shape "$s" --out "$d" --device "$HFDEV" \
+            --tokenizer "$WORK/tok" --lens 13; then
+        rm -rf "$d"
+        # shellcheck disable=SC2086
+        stage "mkmodel_$s" 150 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 152064 --dtype bf16 \
+            --tokenizer "$WORK/tok/tokenizer.json"
+    fi
+    e2e "$s" "$E2E7_STEPS" "$E2E7_LIM" "$E2E7_MERGE_S" 2700 600
+    rm -rf "$d"
+}
+e2e7
 
 # ---- 7. the table: written by the EXIT trap (finish) ----
 fails=$(grep -cE 'result=(FAIL|ERROR|NO_GPU)|^stage .* rc=[1-9]' "$RES")
