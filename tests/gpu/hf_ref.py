@@ -49,13 +49,15 @@ SHAPES = {
     "qwen2.5-math-1.5b": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
                               num_key_value_heads=2, max_position_embeddings=4096, max_window_layers=28,
                               sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=True),
-    # Qwen2.5-Math-7B: sizes as docs/METHOD.md lists them (untied, the
-    # 152,064-row vocabulary: 128 padding rows past Qwen2.5-0.5B's 151,936);
-    # rope_theta and the 4K context as for the 1.5B (not checked against the
-    # published config.json). For tests/gpu/run.sh's end-to-end timing.
+    # Qwen2.5-Math-7B: sizes as docs/METHOD.md lists them (untied); rope_theta
+    # and the 4K context as for the 1.5B (not checked against the published
+    # config.json). For tests/gpu/run.sh's end-to-end timing. Its vocabulary
+    # here is the amateur's 151,936 rows, not the real 152,064: random
+    # weights would generate the 128 padding ids, which the 0.5B amateur
+    # cannot read (a trained model never does); 0.08% of the lm_head.
     "qwen2.5-math-7b": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
                             num_key_value_heads=4, max_position_embeddings=4096, max_window_layers=28,
-                            sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False, vocab_size=152064),
+                            sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False),
     # the dry run's stand-ins: the real vocabulary and head sizes (64, 128), few layers
     "tiny-0.5b": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=1, max_position_embeddings=4096, max_window_layers=2,
@@ -63,10 +65,10 @@ SHAPES = {
     "tiny-1.5b": dict(hidden_size=256, intermediate_size=384, num_hidden_layers=2, num_attention_heads=2,
                       num_key_value_heads=1, max_position_embeddings=4096, max_window_layers=2,
                       sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False),
-    # the 7B's stand-in: its padded vocabulary, head size 128, kv groups of 2
+    # the 7B's stand-in: untied, head size 128, kv groups of 2
     "tiny-7b": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2,
                     num_key_value_heads=1, max_position_embeddings=4096, max_window_layers=2,
-                    sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False, vocab_size=152064),
+                    sliding_window=4096, rope_theta=10000.0, tie_word_embeddings=False),
 }
 VTOK = 151643                 # ids above are special tokens / padding rows
 REL_BOUND = 1e-2              # the bf16 bound (docs/CUDA.md)

@@ -59,8 +59,7 @@
 # device (bin-emu/, when built) or else --device cpu stand-ins, CPU torch from
 # the reference venv, tiny stand-ins for the 0.5B/1.5B shapes, a short
 # teacher run, 3 training steps of batch 2 x accum 2 on 40-token contexts and
-# the end-to-end chain on 4 problems x 8 tokens (a 7B stand-in with the
-# 152,064-row vocabulary included). It writes PERF.md to $OUT (default: the work dir), never into
+# the end-to-end chain on 4 problems x 8 tokens (a 7B stand-in included). It writes PERF.md to $OUT (default: the work dir), never into
 # docs/. Options: --relink (relink the bundled objects with this machine's nvcc
 # and CUDA first, as done automatically when the prebuilt binaries cannot run).
 # LR_GPU_ONLY=REGEX runs only the stages whose name matches (one table row
@@ -350,17 +349,20 @@ stage kl 90 kl_stage
 # on cuda, so 1000 are about four of them. The 1.5B shape after the
 # training stage, which leaves it E2E_LIM s; the 7B shape last, built
 # there, only when its time and disk are left (LR_GPU_ONLY='build_|e2e'
-# runs these stages alone). ----
+# runs these stages alone; LR_GPU_E2E_LIM and LR_GPU_E2E7_LIM set the two
+# stages' limits, LR_GPU_E2E_N, LR_GPU_E2E_STEPS and LR_GPU_E2E7_STEPS
+# their sizes). ----
 if ((DRY)); then
     E2E_EXP15=tiny-1.5b E2E_AMA=tiny-0.5b E2E_EXP7=tiny-7b E2E_N=4 E2E_NEW=8 E2E_BATCH=2
-    E2E_STEPS=3 E2E_LIM=150 E2E7_STEPS=2 E2E7_LIM=150 E2E7_MIN=60 E2E7_DISK=1 E2E_MERGE_S=20 E2E7_MERGE_S=20
+    E2E_STEPS=3 E2E_LIM=${LR_GPU_E2E_LIM:-150} E2E7_STEPS=2 E2E7_LIM=${LR_GPU_E2E7_LIM:-150} E2E7_MIN=60 E2E7_DISK=1
+    E2E_MERGE_S=20 E2E7_MERGE_S=20
 else
     E2E_EXP15=qwen2.5-math-1.5b E2E_AMA=qwen2.5-0.5b E2E_EXP7=qwen2.5-math-7b E2E_NEW=128 E2E_BATCH=8
-    E2E_N=${LR_GPU_E2E_N:-256} E2E_STEPS=${LR_GPU_E2E_STEPS:-50} E2E_LIM=150
+    E2E_N=${LR_GPU_E2E_N:-256} E2E_STEPS=${LR_GPU_E2E_STEPS:-50} E2E_LIM=${LR_GPU_E2E_LIM:-150}
     # the 7B: bf16 weights of 15.2 GB, once more for the merge; building
     # them (transformers on the card, then safetensors to disk) is timed
     # apart, not in the method's total
-    E2E7_STEPS=${LR_GPU_E2E7_STEPS:-20} E2E7_LIM=300 E2E7_MIN=300 E2E7_DISK=34 E2E_MERGE_S=30 E2E7_MERGE_S=80
+    E2E7_STEPS=${LR_GPU_E2E7_STEPS:-20} E2E7_LIM=${LR_GPU_E2E7_LIM:-300} E2E7_MIN=300 E2E7_DISK=34 E2E_MERGE_S=30 E2E7_MERGE_S=80
 fi
 MKSHAPE[qwen2.5-math-7b]="--hidden 3584 --inter 18944 --layers 28 --heads 28 --kv-heads 4 --untied --rope-theta 1e4"
 MKSHAPE[tiny-7b]="--hidden 256 --inter 512 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4"
@@ -522,7 +524,7 @@ e2e7() {
             --tokenizer "$WORK/tok" --lens 13; then
         rm -rf "$d"
         # shellcheck disable=SC2086
-        stage "mkmodel_$s" 150 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 152064 --dtype bf16 \
+        stage "mkmodel_$s" 150 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 \
             --tokenizer "$WORK/tok/tokenizer.json"
     fi
     e2e "$s" "$E2E7_STEPS" "$E2E7_LIM" "$E2E7_MERGE_S" 2700 600
