@@ -47,13 +47,13 @@ printf '# p\n\n## GPU runs\n\n' > "$T/perf.md"
 python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
 row() { grep -qF -- "$1" "$T/table.md" || die "no row '$1' in: $(cat "$T/table.md")"; }
 h='| LightReasoner end to end `qm` (random weights): '
-row "${h}building the shape (transformers, safetensors to disk; not in the total) | 20 s measured | | | measured |"
+row "${h}building the shape on the card (not in the total) | 20 s measured | | | measured |"
 row "${h}expert sampling, lr-infer generate, 250 of 1000 problems x 128 tokens | 12 s measured; 42 s for 1000 (setup 2 s once, the rest x 4) | | | extrapolated |"
 row "${h}amateur follow \`am\`, lr-infer --follow | 5 s measured; 17 s for 1000 (setup 1 s once, the rest x 4) | | | extrapolated |"
 row "${h}lr-kl beta 0.02 (kept 10.00% of 31750 steps; beta 0.4 kept 0.00% on random weights, so a second pass: 0.5 s for the first, not counted) + lr-contrast | 1.5 s measured; 6 s for 1000 (x 4) | | | extrapolated |"
-row "${h}lr-tune --device cuda (r 8, q,v, batch 8 x accum 2), 10 of 50 steps measured | 30 s measured; 2.5e+03 s for 1000 steps (setup 5 s once, 25 s of steps x 100) | | | extrapolated |"
+row "${h}lr-tune --device cuda (r 8, q,v, batch 8 x accum 2), 10 of 50 steps measured | 30 s measured; 2505 s for 1000 steps (setup 5 s once, 25 s of steps x 100) | | | extrapolated |"
 row "${h}lr-merge (once, whatever the run's size) | 8 s measured; 8 s at any size | | | measured |"
-row "${h}total, 250 problems x 10 steps measured, extrapolated to 1000 x 1000 | 56.5 s measured; 2.58e+03 s extrapolated | paper 0.5 h (1800 s) | < 5 min (300 s) | below goal |"
+row "${h}total, 250 problems x 10 steps measured, extrapolated to 1000 x 1000 | 56.5 s measured; 2578 s extrapolated | paper 0.5 h (1800 s) | < 5 min (300 s) | below goal |"
 row '| LightReasoner end to end `q7` (random weights): lr-merge (once, whatever the run'"'"'s size) | not run | | | n/a |'
 row '| LightReasoner end to end `q7` (random weights): total, 250 problems x 10 steps measured, extrapolated to 1000 x 1000 | 24.8 s measured; n/a | | < 10 min (600 s) | INCOMPLETE (no merge) |'
 row '| LightReasoner end to end `q7b` (random weights) | skipped: time budget: 100s left; LR_GPU_ONLY='"'build_\\|e2e'"' runs it alone | | | SKIPPED |'

@@ -153,8 +153,10 @@ def e2e_rows(kv):
     sf = kv.get("steps_full", "1000")
     rows = []
 
-    def sec(x):
-        return f"{f(x)} s" if x is not None else "n/a"
+    def sec(x):  # whole seconds from 100 s on, 3 digits below
+        if x is None:
+            return "n/a"
+        return f"{f(x, '{:.0f}' if abs(float(x)) >= 100 else '{:.3g}')} s"
 
     def part(what, p, how):
         wall = kv.get(p + "_s")
@@ -168,7 +170,7 @@ def e2e_rows(kv):
                     + f" | | | {'measured' if p == 'merge' else 'extrapolated'} |")
 
     if "build_s" in kv:
-        rows.append(f"| {head}: building the shape (transformers, safetensors to disk; not in the total) | "
+        rows.append(f"| {head}: building the shape on the card (not in the total) | "
                     f"{sec(kv['build_s'])} measured | | | measured |")
     part(f"expert sampling, lr-infer generate, {n} of {nf} problems x {kv.get('new', '?')} tokens", "sample",
          f"for {nf} (setup {sec(kv.get('sample_setup_s'))} once, the rest x {fac})")
