@@ -30,12 +30,17 @@ drop() {
 }
 drop 3 "$T/ex.lrs" "$T/ex_other.lrs" # one example fewer
 
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# ports free right now, one per run of ranks (one python start for all)
+mapfile -t PORTS < <(python3 -c 'import socket
+ss = [socket.socket() for _ in range(24)]
+for s in ss: s.bind(("127.0.0.1", 0))
+for s in ss: print(s.getsockname()[1])')
+NP=0 # port=${PORTS[NP++]}: the next one
 # dp W CMD ARGS...: ranks 1..W-1 of CMD in the background, rank 0 here;
 # rank k's stderr in $T/dp.k.err, its exit code in $T/dp.k.rc
 dp() {
     local w=$1 cmd=$2 port k; shift 2
-    port=$(free_port)
+    port=${PORTS[NP++]}
     for k in $(seq 1 $((w - 1))); do
         (set +e; "$cmd" --rank "$k" --world "$w" --master "127.0.0.1:$port" "$@" 2> "$T/dp.$k.err"; echo $? > "$T/dp.$k.rc") &
     done
@@ -92,7 +97,7 @@ same k1 k2 "soft-KL, 2 ranks"
 cmp -s "$T/k1/adapter_config.json" "$T/k2/adapter_config.json" || die "adapter_config.json differs"
 
 # rank 0 alone writes: rank 1 told another --out and --log leaves both alone
-port=$(free_port)
+port=${PORTS[NP++]}
 "$LT" --rank 1 --world 2 --master "127.0.0.1:$port" --out "$T/r1" --log "$T/r1.jsonl" "${KL[@]}" 2> /dev/null &
 "$LT" --rank 0 --world 2 --master "127.0.0.1:$port" --out "$T/r0" "${KL[@]}" 2> /dev/null
 wait $! || die "rank 1 failed"
@@ -102,7 +107,7 @@ cmp -s "$T/r0/adapter_model.safetensors" "$T/k2/adapter_model.safetensors" || di
 # SFT, ranks from torchrun's variables
 SFT=(--model "$T/m" --lr 1e-2 --batch 2 --accum 2 --max-steps 5 --dropout 0 "$T/d.lrs")
 "$LT" --out "$T/s1" --log "$T/s1.jsonl" "${SFT[@]}" 2> /dev/null
-port=$(free_port)
+port=${PORTS[NP++]}
 RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$LT" --out "$T/s2" "${SFT[@]}" 2> /dev/null &
 RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port "$LT" --out "$T/s2" --log "$T/s2.jsonl" "${SFT[@]}" 2> "$T/s2.err"
 wait $! || die "SFT rank 1 failed"
@@ -113,7 +118,7 @@ same s1 s2 "SFT, 2 ranks from RANK/WORLD_SIZE"
 # 3 ranks from Slurm's variables
 Q=(--model "$T/m" --lr 1e-2 --batch 6 --accum 1 --max-steps 3 --dropout 0 --reference-quirks "$T/ex.lrs")
 "$LT" --out "$T/q1" --log "$T/q1.jsonl" "${Q[@]}" 2> /dev/null
-port=$(free_port)
+port=${PORTS[NP++]}
 for k in 1 2; do SLURM_PROCID=$k SLURM_NTASKS=3 MASTER_PORT=$port "$LT" --out "$T/q3" "${Q[@]}" 2> /dev/null & done
 SLURM_PROCID=0 SLURM_NTASKS=3 MASTER_PORT=$port "$LT" --out "$T/q3" --log "$T/q3.jsonl" "${Q[@]}" 2> /dev/null
 wait || die "a Slurm rank failed"
@@ -152,7 +157,7 @@ cmp -s "$T/w0/adapter_model.safetensors" "$T/w1/adapter_model.safetensors" &&
 # failures: one line naming the rank, the exit code, nothing under --out
 nothing() { for f in "$@"; do [ ! -e "$T/$f" ] && [ ! -e "$T/$f.part" ] || die "$f written by a failed run"; done; }
 # rank 1 leaves after step 2 (as a crash would): rank 0 exits 3 naming it
-port=$(free_port)
+port=${PORTS[NP++]}
 set +e
 "$LT" --rank 1 --world 2 --master "127.0.0.1:$port" --out "$T/g1" --stop-after 2 "${KL[@]}" 2> /dev/null &
 "$LT" --rank 0 --world 2 --master "127.0.0.1:$port" --out "$T/g1" "${KL[@]}" 2> "$T/g1.err"; rc=$?
@@ -163,7 +168,7 @@ tail -1 "$T/g1.err" | grep -q "^lr-tune: rank 0 of 2: step 3: rank 1 is gone (co
     die "rank 0's message: $(tail -1 "$T/g1.err")"
 nothing g1
 # rank 0 leaves: rank 1 exits 3 naming it, in one line
-port=$(free_port)
+port=${PORTS[NP++]}
 set +e
 "$LT" --rank 0 --world 2 --master "127.0.0.1:$port" --out "$T/g2" --stop-after 2 "${KL[@]}" 2> /dev/null &
 "$LT" --rank 1 --world 2 --master "127.0.0.1:$port" --out "$T/g2" "${KL[@]}" 2> "$T/g2.err"; rc=$?
@@ -172,15 +177,17 @@ wait
 [ "$rc" = 3 ] && [ "$(wc -l < "$T/g2.err")" = 1 ] && grep -q -E "^lr-tune: rank 1 of 2: step 3: rank 0 is gone \((connection closed|Connection reset by peer)\) during the gradient all-reduce$" "$T/g2.err" ||
     die "rank 1 after rank 0 left: exit $rc: $(cat "$T/g2.err")"
 # nobody listening
-expect_fail 3 "$LT" --rank 1 --world 2 --master "127.0.0.1:$(free_port)" --dp-timeout 0.5 --out "$T/n1" "${KL[@]}"
+port=${PORTS[NP++]}
+expect_fail 3 "$LT" --rank 1 --world 2 --master "127.0.0.1:$port" --dp-timeout 0.5 --out "$T/n1" "${KL[@]}"
 [[ $LAST_ERR == "lr-tune: rank 1 of 2: cannot reach rank 0 at 127.0.0.1:"*" within 0.5 s: Connection refused" ]] || die "refused: $LAST_ERR"
 nothing n1
 # a rank that never comes
-expect_fail 3 "$LT" --rank 0 --world 4 --master "127.0.0.1:$(free_port)" --dp-timeout 0.5 --out "$T/n0" "${KL[@]}"
+port=${PORTS[NP++]}
+expect_fail 3 "$LT" --rank 0 --world 4 --master "127.0.0.1:$port" --dp-timeout 0.5 --out "$T/n0" "${KL[@]}"
 [[ $LAST_ERR == *"rank 0 of 4: waited 0.5 s on 127.0.0.1:"*" for 3 of the other 3 ranks (missing: 1,2,3)" ]] || die "lonely: $LAST_ERR"
 nothing n0
 # another rank's data: both refuse, exit 2
-port=$(free_port)
+port=${PORTS[NP++]}
 set +e
 "$LT" --rank 1 --world 2 --master "127.0.0.1:$port" --out "$T/x" "${KL[@]/$T\/ex.lrs/$T/ex_other.lrs}" 2> "$T/x1.err" &
 "$LT" --rank 0 --world 2 --master "127.0.0.1:$port" --out "$T/x" "${KL[@]}" 2> "$T/x0.err"; rc=$?
