@@ -70,7 +70,10 @@ static int recv_all(int fd, void *p, size_t n) {
 }
 
 static int gone(int peer, int op) {
-    const char *why = errno == 0 ? "connection closed" : strerror(errno);
+    /* a peer that exited shows as end of stream, a reset or a broken pipe,
+     * depending on who was sending: all the same to the user */
+    int e = errno;
+    const char *why = e == 0 || e == ECONNRESET || e == EPIPE ? "connection closed" : strerror(e);
     return lr_err(LR_EIO, "rank %d is gone (%s) during %s", peer, why, OPNAME[op]);
 }
 
