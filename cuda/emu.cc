@@ -845,10 +845,15 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     return cudaSuccess;
 }
 
+static std::atomic<size_t> g_events_recorded;
+
+extern "C" size_t emu_events_recorded(void) { return g_events_recorded.load(); }
+
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     if (!event_ok(e) || !stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
     e->t = now_ms();
     e->recorded = true;
+    g_events_recorded++;
     return cudaSuccess;
 }
 

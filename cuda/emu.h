@@ -249,6 +249,7 @@ template <class T> inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaM
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMallocHost(void **p, size_t n);
 extern "C" size_t emu_pageable_async_copies(void); /* see the NOT emulated list */
+extern "C" size_t emu_events_recorded(void);       /* cudaEventRecord calls so far */
 template <class T> inline cudaError_t cudaMallocHost(T **p, size_t n) { return cudaMallocHost((void **)p, n); }
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);

@@ -16,6 +16,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "kernels.h"
+#include "profile.cuh"
 
 extern "C" {
 #include "infer/gpu.h"
@@ -27,6 +28,13 @@ extern "C" {
 
 #include <stdlib.h>
 #include <string.h>
+
+/* An environment switch (LR_GPU_PROFILE, LR_GPU_GRAPHS): on when set to
+ * anything but "0", dflt when unset or empty. */
+static int env_on(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? strcmp(v, "0") != 0 : dflt;
+}
 
 typedef struct {
     bf16 *wqkv, *wo, *wgu, *wdown;  // (QD+2KD, C) (C, QD) (2I, C) (C, I)
@@ -64,11 +72,19 @@ struct gpu_fwd {
     double *d_uni;
     unsigned char *d_bad;
     int64_t *d_goff;
+    struct prof *prof;       /* kernel time by kind; NULL: the profile is off */
     /* host staging for weight conversion */
     uint16_t *stage16;
     float *stage32;
     size_t stage16_n, stage32_n;
 };
+
+/* Marks the start of a group of launches of one kind (profile.cuh);
+ * nothing at all when the profile is off. */
+#define PROF(kind)                                                                                            \
+    do {                                                                                                      \
+        if (g->prof) CK(prof_mark(g->prof, (kind), g->st));                                                   \
+    } while (0)
 
 #define CB(call)                                                                                              \
     do {                                                                                                      \
@@ -244,13 +260,33 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
         (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_tiles, M)))
         return rc;
     g->len = (int *)xcalloc((size_t)B, sizeof(int));
+    if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new();
     free(g->stage16), free(g->stage32);
     g->stage16 = NULL, g->stage32 = NULL, g->stage16_n = g->stage32_n = 0;
     return LR_OK;
 }
 
+extern "C" int gpu_fwd_set_profile(gpu_fwd *g, int on) {
+    prof_free(g->prof);
+    g->prof = on ? prof_new() : NULL;
+    return LR_OK;
+}
+
+extern "C" int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p) {
+    if (!g->prof) {
+        memset(p, 0, sizeof *p);
+        return 1;
+    }
+    *p = *prof_totals(g->prof);
+    return 0;
+}
+
 extern "C" void gpu_fwd_free(gpu_fwd *g) {
     if (!g) return;
+    if (g->prof) {
+        if (prof_totals(g->prof)->calls) gpu_prof_print(stderr, prof_totals(g->prof));
+        prof_free(g->prof);
+    }
     if (g->layer)
         for (int l = 0; l < g->c.L; l++) {
             gpu_layer *y = &g->layer[l];
@@ -295,16 +331,25 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     uint16_t *kc = (uint16_t *)(g->kc + l * kvl), *vc = (uint16_t *)(g->vc + l * kvl);
     float eps = (float)c->rms_eps;
     int rc;
+    PROF(GPU_PROF_ELEMENTWISE);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln1, NULL, n, C, eps, g->st);
+    PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->qkv, g->ln, y->wqkv, n, C, QD + 2 * KD, 0.0f))) return rc;
+    PROF(GPU_PROF_ELEMENTWISE);
     k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, g->Tmax, g->st);
+    PROF(GPU_PROF_ATTENTION);
     k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, splits, g->d_part,
                       g->st);
+    PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
+    PROF(GPU_PROF_ELEMENTWISE);
     if (y->bo) k_add_bias(g->x, y->bo, n, C, g->st);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln2, NULL, n, C, eps, g->st);
+    PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->gu, g->ln, y->wgu, n, C, 2 * I, 0.0f))) return rc;
+    PROF(GPU_PROF_ELEMENTWISE);
     k_swiglu((uint16_t *)g->h, g->gu, n, I, g->st);
+    PROF(GPU_PROF_GEMM);
     return gemm(g, g->x, g->h, y->wdown, n, I, C, 1.0f);
 }
 
@@ -393,6 +438,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         return lr_err(LR_EUSAGE, "cuda forward: kmax %d above the %d it was sized for", q->co.kmax, g->kmax);
     int rc = fwd_check_rows("cuda forward", g->len, g->B, g->Tmax, c->V, N, tokens, seq);
     if (rc) return rc;
+    if (g->prof) CK(prof_start(g->prof, GPU_PROF_HOST, g->st));
     size_t G = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
     size_t ng = q->gids ? q->goff[G] : 0, K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
@@ -400,6 +446,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     if ((rc = ensure_results(g, G, ng)) || (rc = pin_grow(g, &h, (size_t)N, G, K, ng))) return rc;
     if (q->gids) {
         for (size_t j = 0; j <= G; j++) h.goff[j] = (int64_t)q->goff[j];
+        PROF(GPU_PROF_H2D);
         CK(cudaMemcpyAsync(g->d_goff, h.goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
         if (ng) {
             memcpy(h.gids, q->gids, ng * sizeof(int32_t));
@@ -408,12 +455,14 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     }
     if (q->uniform && G) {
         memcpy(h.uni, q->uniform, G * sizeof(double));
+        PROF(GPU_PROF_H2D);
         CK(cudaMemcpyAsync(g->d_uni, h.uni, G * sizeof(double), cudaMemcpyHostToDevice, g->st));
     }
     const int V = c->V, C = c->C;
     size_t gbase = 0;
     for (int start = 0; start < N; start += g->M) {
         int n = N - start < g->M ? N - start : g->M, nw = 0;
+        PROF(GPU_PROF_HOST);
         int *tok = h.tok + start, *sq = h.seq + start, *pos = h.pos + start, *rows = h.rows + start;
         att_tile *tiles = h.tiles + start;
         for (int i = 0; i < n; i++) {
@@ -431,17 +480,21 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             if ((rc = grow(&g->d_part, pn))) return rc;
             g->part_n = pn;
         }
+        PROF(GPU_PROF_H2D);
         CK(cudaMemcpyAsync(g->d_tok, tok, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_seq, sq, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_pos, pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_rows, rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_tiles, tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
+        PROF(GPU_PROF_ELEMENTWISE);
         k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
         for (int l = 0; l < c->L; l++)
             if ((rc = layer_forward(g, l, n, nt, splits))) return rc;
         for (int s = 0; s < nw; s += g->LM) {
             int cnt = nw - s < g->LM ? nw - s : g->LM;
+            PROF(GPU_PROF_ELEMENTWISE);
             k_rmsnorm((uint16_t *)g->lnf, g->x, g->norm, g->d_rows + s, cnt, C, (float)c->rms_eps, g->st);
+            PROF(GPU_PROF_GEMM);
             if ((rc = gemm(g, g->logits, g->lnf, g->lm_head, cnt, C, V, 0.0f))) return rc;
             compact_args a;
             a.kmax = q->co.kmax, a.kmin = q->co.kmin, a.mass = q->co.mass;
@@ -451,11 +504,14 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             a.lps = g->d_lps + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
             a.argmax = g->d_argmax + gbase, a.tail = g->d_tail + gbase;
             a.glps = g->d_glps, a.gtail = g->d_gtail + gbase, a.bad = g->d_bad + gbase;
+            PROF(GPU_PROF_COMPACT);
             k_compact(g->logits, cnt, V, &a, g->st);
+            if (q->uniform) PROF(GPU_PROF_SAMPLE);
             if (q->uniform)
                 k_sample(g->logits, cnt, V, g->d_uni + gbase, q->smp.temperature, q->smp.top_k, q->smp.top_p,
                          g->d_sampled + gbase, g->st);
             CK(cudaGetLastError());
+            if (q->logits && r->logits) PROF(GPU_PROF_D2H);
             if (q->logits && r->logits)
                 CK(cudaMemcpyAsync(r->logits + gbase * (size_t)V, g->logits, (size_t)cnt * V * sizeof(float),
                                    cudaMemcpyDeviceToHost, g->st));
@@ -463,6 +519,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         }
         CK(cudaGetLastError());
     }
+    PROF(GPU_PROF_D2H);
     if ((rc = fetch_async(g, h.bad, g->d_bad, r->bad ? G : 0)) ||
         (rc = fetch_async(g, h.argmax, g->d_argmax, r->argmax ? G : 0)))
         return rc;
@@ -472,7 +529,9 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     if (q->gids && ((rc = fetch_async(g, h.glps, g->d_glps, ng)) || (rc = fetch_async(g, h.gtail, g->d_gtail, G))))
         return rc;
     if (q->uniform && (rc = fetch_async(g, h.sampled, g->d_sampled, G))) return rc;
+    PROF(GPU_PROF_KINDS); /* the call's last event */
     CK(cudaStreamSynchronize(g->st));
+    if (g->prof) CK(prof_collect(g->prof));
     deliver(r->bad, h.bad, G), deliver(r->argmax, h.argmax, G);
     if (K) deliver(r->k, h.k, G), deliver(r->ids, h.ids, G * K), deliver(r->lps, h.lps, G * K), deliver(r->tail, h.tail, G);
     if (q->gids) deliver(r->glps, h.glps, ng), deliver(r->gtail, h.gtail, G);

@@ -6,6 +6,7 @@
 #include "base/util.h"
 
 #include <stdio.h>
+#include <string.h>
 
 const char *gpu_backend(void) { return "none"; }
 
@@ -57,4 +58,15 @@ int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, fl
                    int *finite) {
     (void)g, (void)lr, (void)beta1, (void)beta2, (void)eps, (void)wd, (void)t, (void)clip, (void)norm, (void)finite;
     return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+
+/* infer/gpu.h: no profile without a device */
+int gpu_fwd_set_profile(gpu_fwd *g, int on) {
+    (void)g, (void)on;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p) {
+    (void)g;
+    memset(p, 0, sizeof *p);
+    return 1;
 }
