@@ -51,7 +51,8 @@ static const char USAGE[] =
     "decode: B sequences (default 1) of P random prompt tokens (default 128)\n"
     "  prefilled, then N greedy decode steps (default 64) of B rows, each\n"
     "  recording the generate mode's compact list (256 tokens), the argmax fed\n"
-    "  back. Prints tok_s and the memory-bandwidth roofline: bytes a step must\n"
+    "  back (on cuda from a CUDA graph after the first steps, LR_GPU_GRAPHS=0: not).\n"
+    "  Prints tok_s and the memory-bandwidth roofline: bytes a step must\n"
     "  read (bf16 weights incl. lm_head, plus the KV cache at its mean length)\n"
     "  / step time, as % of --bw (default: 4800 GB/s H200, 3350 H100 SXM).\n"
     "  With --temperature T > 0 each step samples instead (on the device, one\n"
@@ -679,6 +680,12 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
                dir, eng_device_name(o->dev), card, B, P, steps, t_prefill, 1e3 * step_s, B / step_s,
                wbytes + kvbytes, gbps, bw, bw > 0 ? 100 * gbps / bw : 0, nbad);
         if (temp > 0) printf(" temperature=%g top_p=%g top_k=%d", temp, top_p, top_k);
+        if (o->dev == ENG_CUDA) { /* the timed steps' CUDA graphs (the profiled ones run plainly) */
+            gpu_graph_stats gs;
+            gpu_fwd_graph_stats(e.gpu, &gs);
+            printf(" graphs=%s graph_replays=%ld graph_captures=%ld graph_failures=%ld", gs.enabled ? "on" : "off",
+                   gs.replays, gs.captures, gs.failures);
+        }
         printf("\n");
         if (profiled) print_profile(temp > 0 ? "decode-sampled" : "decode", dir, &e, B, t_prof);
     }

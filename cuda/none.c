@@ -60,7 +60,7 @@ int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, fl
     return lr_err(LR_EUSAGE, "no CUDA backend in this build");
 }
 
-/* infer/gpu.h: no profile without a device */
+/* infer/gpu.h: no profile and no graphs without a device */
 int gpu_fwd_set_profile(gpu_fwd *g, int on) {
     (void)g, (void)on;
     return lr_err(LR_EUSAGE, "no CUDA backend in this build");
@@ -69,4 +69,8 @@ int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p) {
     (void)g;
     memset(p, 0, sizeof *p);
     return 1;
+}
+void gpu_fwd_graph_stats(const gpu_fwd *g, gpu_graph_stats *s) {
+    (void)g;
+    memset(s, 0, sizeof *s);
 }

@@ -39,7 +39,9 @@ void gpu_fwd_free(gpu_fwd *g);
  * events to that kind; total_ms is the time from a call's first event to its
  * last, which the kinds add up to. "host" is device time spent waiting for
  * the host (idle between the groups the host prepares: a call's row setup);
- * "h2d"/"d2h" are the per-call copies. When off, no event is recorded. gpu_fwd_free prints the totals as a table on
+ * "h2d"/"d2h" are the per-call copies. With the profile on, calls run their
+ * launches plainly (no CUDA graph), so that each group can be timed. When
+ * off, no event is recorded. gpu_fwd_free prints the totals as a table on
  * stderr when the profile was on and saw calls. */
 enum {
     GPU_PROF_GEMM,        /* cuBLAS GEMMs (projections, lm_head) */
@@ -65,6 +67,18 @@ void gpu_prof_print(FILE *f, const gpu_prof *p);
 int gpu_fwd_set_profile(gpu_fwd *g, int on);
 /* The totals so far; 0 when the profile is on, 1 when off (then *p zeroed). */
 int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p);
+
+/* CUDA graphs for decode-shaped calls (one chunk of at most B rows): the
+ * launches of such a call are captured once per shape and replayed while
+ * the shape stays (see docs/CUDA.md). LR_GPU_GRAPHS=0 at gpu_fwd_init turns
+ * them off. Counts so far: calls run from a graph (replays, the capturing
+ * call included), graphs captured, captures that failed (those calls ran
+ * plainly). */
+typedef struct {
+    long replays, captures, failures;
+    int enabled;
+} gpu_graph_stats;
+void gpu_fwd_graph_stats(const gpu_fwd *g, gpu_graph_stats *s);
 
 /* Largest kmax the device selection supports (larger lists: use cpu). */
 #define GPU_KMAX_LIMIT 1024
