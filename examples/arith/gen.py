@@ -44,6 +44,21 @@ NAMES = [("Tom", "He", "his"), ("Ann", "She", "her"), ("Sam", "He", "his"), ("Mi
 FRIENDS = ["a friend", "a neighbour", "a teacher", "a cousin", "the class"]
 
 
+# How a working line is written (--working). "terse", the first corpus's
+# form (the expert's phases 1-4): the equation alone, "39+48=87.", so a model
+# must find each operand in the question by itself. "named", the second
+# corpus's form: each line first names the quantity it uses in the words of
+# the question, as GSM8K's own solutions do ("gets 48: 39+48=87."), so the
+# number is copied right after the words that stand before it in the
+# question. The random draws do not depend on it: both forms give the same
+# questions and the same documents.
+WORKING = "named"
+
+
+def named(words, eq):
+    return f"{words}: {eq}" if WORKING == "named" else eq
+
+
 def make_problem(rng, src_index=None):
     """One problem: (source index, question, list of (text, step) lines, answer)."""
     si = rng.randrange(len(SOURCES)) if src_index is None else src_index
@@ -69,7 +84,7 @@ def make_problem(rng, src_index=None):
                     ok = False
                     break
                 sents.append(f"{he} buys {b} {box} with {c} {item} in each.")
-                lines.append(f"{b} {box} of {c} is {b}*{c}={p}.")
+                lines.append(f"buys {b} {box} with {c}: {b}*{c}={p}." if WORKING == "named" else f"{b} {box} of {c} is {b}*{c}={p}.")
                 lines.append(f"{x}+{p}={x + p}.")
                 x += p
                 steps += 2
@@ -79,7 +94,7 @@ def make_problem(rng, src_index=None):
                     ok = False
                     break
                 sents.append(f"{he} gets {d} more {item} from {rng.choice(FRIENDS)}.")
-                lines.append(f"{x}+{d}={x + d}.")
+                lines.append(named(f"gets {d}", f"{x}+{d}={x + d}."))
                 x += d
                 steps += 1
             elif k == "give":
@@ -88,7 +103,7 @@ def make_problem(rng, src_index=None):
                     break
                 e = rng.randint(8, min(x - 5, 79))
                 sents.append(f"{he} gives {e} {item} to {rng.choice(FRIENDS)}.")
-                lines.append(f"{x}-{e}={x - e}.")
+                lines.append(named(f"gives {e}", f"{x}-{e}={x - e}."))
                 x -= e
                 steps += 1
             else:  # double / triple
@@ -98,7 +113,7 @@ def make_problem(rng, src_index=None):
                     break
                 word = "doubles" if m == 2 else "triples"
                 sents.append(f"Then {he.lower()} {word} {his} {item}.")
-                lines.append(f"{x}*{m}={x * m}.")
+                lines.append(named(word, f"{x}*{m}={x * m}."))
                 x *= m
                 steps += 1
             used.add(k)
@@ -246,13 +261,17 @@ def main():
     pp.add_argument("--n", type=int, required=True)
     pp.add_argument("--exclude", nargs="*", default=[])
     pp.add_argument("--out", required=True)
+    pp.add_argument("--working", choices=["terse", "named"], default="named", help="how working lines are written")
     pc = sub.add_parser("corpus")
     pc.add_argument("--seed", type=int, required=True)
     pc.add_argument("--n", type=int, required=True)
     pc.add_argument("--drill", type=float, default=0.25, help="share of practice sheets")
     pc.add_argument("--exclude", nargs="*", default=[])
     pc.add_argument("--out", required=True)
+    pc.add_argument("--working", choices=["terse", "named"], default="named", help="how working lines are written")
     a = p.parse_args()
+    global WORKING
+    WORKING = a.working
     {"problems": cmd_problems, "corpus": cmd_corpus}[a.cmd](a)
 
 
