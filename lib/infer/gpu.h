@@ -68,15 +68,16 @@ int gpu_fwd_set_profile(gpu_fwd *g, int on);
 /* The totals so far; 0 when the profile is on, 1 when off (then *p zeroed). */
 int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p);
 
-/* CUDA graphs for decode-shaped calls (one chunk of at most B rows): the
- * launches of such a call are captured once per shape and replayed while
- * the shape stays (see docs/CUDA.md). LR_GPU_GRAPHS=0 at gpu_fwd_init turns
- * them off. Counts so far: calls run from a graph (replays, the capturing
- * call included), graphs captured, captures that failed (those calls ran
- * plainly). */
+/* CUDA graphs for decode-shaped calls (one chunk of at most B rows, no
+ * logits rows asked): the launches of such a call are captured once per
+ * shape and replayed while the shape stays (see docs/CUDA.md); calls run
+ * plainly while the profile is on. LR_GPU_GRAPHS=0 at gpu_fwd_init turns
+ * them off. */
 typedef struct {
-    long replays, captures, failures;
-    int enabled;
+    long replays;  /* calls run from a graph, the capturing ones included */
+    long captures; /* graphs captured */
+    long failures; /* captures that failed (the call ran plainly, graphs went off) */
+    int enabled;   /* graphs still in use */
 } gpu_graph_stats;
 void gpu_fwd_graph_stats(const gpu_fwd *g, gpu_graph_stats *s);
 
