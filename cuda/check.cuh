@@ -10,6 +10,9 @@ extern "C" {
 #include "base/util.h"
 }
 
+/* the device gpu_select_device chose (0 unless it was called) */
+extern int lr_cuda_dev;
+
 #define CK(call)                                                                                              \
     do {                                                                                                      \
         cudaError_t e_ = (call);                                                                              \

@@ -127,6 +127,17 @@ extern "C" const char *gpu_backend(void) {
 #endif
 }
 
+int lr_cuda_dev = 0;
+
+extern "C" int gpu_select_device(int local_rank, int *dev) {
+    int count = gpu_device_count(NULL, 0);
+    if (count < 1) return lr_err(LR_EGPU, "cuda: no usable device");
+    lr_cuda_dev = local_rank % count;
+    if (dev) *dev = lr_cuda_dev;
+    CK(cudaSetDevice(lr_cuda_dev));
+    return LR_OK;
+}
+
 extern "C" int gpu_device_count(char *name, size_t n) {
     int count = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
@@ -263,7 +274,7 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
         return lr_err(LR_EINPUT, "cuda forward: %d query heads per KV head not supported (at most %d)", c->NH / c->NKV, ATT_TQ);
     if (kmax > GPU_KMAX_LIMIT)
         return lr_err(LR_EUSAGE, "cuda forward: --top-k-max %d above the device limit %d (use --device cpu)", kmax, GPU_KMAX_LIMIT);
-    if (cudaSetDevice(0) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
+    if (cudaSetDevice(lr_cuda_dev) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
     gpu_fwd *g = (gpu_fwd *)xcalloc(1, sizeof *g);
     *out = g;
     g->m = m;

@@ -15,6 +15,11 @@ int gpu_device_count(char *name, size_t n) {
     return 0;
 }
 
+int gpu_select_device(int local_rank, int *dev) {
+    (void)local_rank, (void)dev;
+    return lr_err(LR_EGPU, "this build has no CUDA backend");
+}
+
 int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax) {
     (void)m, (void)B, (void)Tmax, (void)max_tokens, (void)kmax;
     *g = NULL;
@@ -58,6 +63,23 @@ int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, fl
                    int *finite) {
     (void)g, (void)lr, (void)beta1, (void)beta2, (void)eps, (void)wd, (void)t, (void)clip, (void)norm, (void)finite;
     return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_trn_put_grads(gpu_trn *g, const float *grads) {
+    (void)g, (void)grads;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_nccl_load(void) { return lr_err(LR_EUSAGE, "no NCCL: this build has no CUDA backend"); }
+int gpu_nccl_id(unsigned char id[GPU_NCCL_ID_BYTES]) {
+    (void)id;
+    return gpu_nccl_load();
+}
+int gpu_trn_nccl_join(gpu_trn *g, const unsigned char id[GPU_NCCL_ID_BYTES], int rank, int world) {
+    (void)g, (void)id, (void)rank, (void)world;
+    return gpu_nccl_load();
+}
+int gpu_trn_allreduce(gpu_trn *g, float scale) {
+    (void)g, (void)scale;
+    return gpu_nccl_load();
 }
 
 /* infer/gpu.h: no profile and no graphs without a device */

@@ -16,6 +16,7 @@
 #include "check.cuh"
 #include "common.cuh"
 #include "backward.h"
+#include "dpnccl.h"
 #include "dropout.h"
 #include "gemm_backward.h"
 #include "kernels.h"
@@ -54,6 +55,7 @@ struct gpu_trn {
     int adapted[LORA_NMOD];
     float scale, dropout;
     float *p, *gr, *m1, *m2; // (n) parameters, gradients, moments
+    void *nccl;              /* data-parallel communicator (dpnccl.h), or NULL */
     float *act;              /* every activation, one allocation */
     tlayer *L;               /* host array of device pointers */
     float *x_out, *lnf, *rstdf, *tmp, *kc, *vc, *inv_freq;
@@ -82,6 +84,7 @@ static int dalloc(void *pp, size_t bytes) {
 
 extern "C" void gpu_trn_free(gpu_trn *g) {
     if (!g) return;
+    dpnccl_free(g->nccl);
     void *ptrs[] = {g->wmem, g->p, g->gr, g->m1, g->m2, g->act, g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos,
                     g->rpos, g->apos, g->qonly, g->bwd, g->lg, g->logits, g->dlg, g->erow, g->wrow, g->wfirst, g->ids,
                     g->tgt, g->tw, g->off, g->eloss, g->work, g->norm, g->coef};
@@ -105,7 +108,7 @@ static int init(gpu_trn *g, const model *m, const lora *lo, int B, int Tmax, int
     g->chunk_rows = cr < 1 ? 1 : cr > (size_t)maxN ? (size_t)maxN : cr;
     for (int k = 0; k < LORA_NMOD; k++)
         if ((g->adapted[k] = lo->A[k] != NULL)) g->offA[k] = (size_t)(lo->A[k] - lo->mem), g->offB[k] = (size_t)(lo->B[k] - lo->mem);
-    if (cudaSetDevice(0) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
+    if (cudaSetDevice(lr_cuda_dev) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
     if (!(g->blas = blas_create(NULL))) return lr_err(LR_EGPU, "cuda trainer: no cuBLAS handle");
     /* weights: one upload of m->mem, the pointers rebased as trn_grads does */
     int rc = dalloc(&g->wmem, m->nparams * sizeof(float));
@@ -209,6 +212,17 @@ extern "C" int gpu_trn_get(gpu_trn *g, float *params, float *exp_avg, float *exp
     if (grads) CK(cudaMemcpy(grads, g->gr, b, cudaMemcpyDeviceToHost));
     return LR_OK;
 }
+
+extern "C" int gpu_trn_put_grads(gpu_trn *g, const float *grads) {
+    CK(cudaMemcpy(g->gr, grads, g->n * sizeof(float), cudaMemcpyHostToDevice));
+    return LR_OK;
+}
+
+extern "C" int gpu_trn_nccl_join(gpu_trn *g, const unsigned char id[GPU_NCCL_ID_BYTES], int rank, int world) {
+    return dpnccl_join(&g->nccl, id, rank, world);
+}
+
+extern "C" int gpu_trn_allreduce(gpu_trn *g, float scale) { return dpnccl_sum(g->nccl, g->gr, g->n, scale); }
 
 extern "C" int gpu_trn_zero_grad(gpu_trn *g) {
     CK(cudaMemset(g->gr, 0, g->n * sizeof(float)));

@@ -10,7 +10,12 @@
  * OUT is always a complete adapter (or, with --full, model folder).
  * Checkpoints live in OUT.part/checkpoint-<step>; --resume continues from
  * the newest good one, only for the same settings, and ends with the same
- * weights as an uninterrupted run. */
+ * weights as an uninterrupted run.
+ *
+ * Data parallel (docs/TUNE.md): W processes, one per GPU or CPU socket,
+ * each rank r taking examples [r B/W, (r+1) B/W) of every micro-batch of B,
+ * gradients summed over the ranks before clipping (nn/allreduce.h); rank 0
+ * alone writes OUT, the checkpoints and the log. */
 #include "base/opt.h"
 #include "base/outfile.h"
 #include "base/util.h"
@@ -20,6 +25,8 @@
 #include "method/tune.h"
 #include "method/tuneplan.h"
 #include "model/lora.h"
+#include "nn/allreduce.h"
+#include "nn/ranks.h"
 #include "model/merge.h"
 #include "model/model.h"
 
@@ -85,19 +92,38 @@ static void usage(FILE *f) {
             "                           (and neither --full nor --reference-quirks is set).\n"
             "                           cuda: LoRA only, float32 on the device, the same\n"
             "                           outputs and checkpoints as the cpu (docs/TUNE.md)\n"
+            "Data parallel: one lr-tune per rank, the same command and inputs on each;\n"
+            "--batch is the global micro-batch, rank r of W takes its examples\n"
+            "[r*B/W, (r+1)*B/W); rank 0 alone writes --out, checkpoints and --log.\n"
+            "  --rank R  --world W      this process's rank and the number of ranks\n"
+            "                           [else RANK/WORLD_SIZE (torchrun), else\n"
+            "                           SLURM_PROCID/SLURM_NTASKS (srun), else 0 of 1]\n"
+            "  --master HOST:PORT       rank 0's address [else MASTER_ADDR/MASTER_PORT,\n"
+            "                           else 127.0.0.1:29500]; LOCAL_RANK (else\n"
+            "                           SLURM_LOCALID, else the rank) picks the CUDA device\n"
+            "  --dp-timeout S [600]     how long ranks wait for each other at the start\n"
             "  -h, --help\n"
             "A NaN or infinite loss, gradient or weight stops training (exit 2); the\n"
             "checkpoints written so far stay in OUT.part.\n"
-            "Exit codes: 0 ok, 1 usage (also: --resume with other settings), 2 bad input,\n"
-            "3 I/O error, 130 interrupted.\n");
+            "Exit codes: 0 ok, 1 usage (also: --resume with other settings; a world size\n"
+            "that does not divide --batch, a rank out of range), 2 bad input (also: ranks\n"
+            "with different models, data or settings), 3 I/O error (also: a rank that is\n"
+            "gone or cannot be reached), 4 GPU error, 130 interrupted.\n");
 }
 
 enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH, O_ACCUM,
        O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS, O_SAVE, O_RESUME,
-       O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE, O_FORCE, O_QUIRKS, O_RESCHED };
+       O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE, O_FORCE, O_QUIRKS, O_RESCHED, O_RANK, O_WORLD, O_MASTER,
+       O_DPTIME };
+
+/* the data-parallel flags, resolved with the environment by ranks.h */
+typedef struct {
+    const char *rank, *world, *master;
+    double timeout;
+} dp_flags;
 
 /* Parses argv into o; 0, or LR_EUSAGE with the message set. *help = 1 for --help. */
-static int parse(tune_cfg *o, int argc, char **argv, int *help) {
+static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
     static const struct option lo[] = {
         {"model", 1, 0, O_MODEL},       {"out", 1, 0, O_OUT},           {"objective", 1, 0, O_OBJ},
         {"targets", 1, 0, O_TGT},       {"r", 1, 0, O_R},               {"alpha", 1, 0, O_ALPHA},
@@ -111,7 +137,8 @@ static int parse(tune_cfg *o, int argc, char **argv, int *help) {
         {"save-every", 1, 0, O_SAVE},   {"resume", 0, 0, O_RESUME},     {"reschedule", 0, 0, O_RESCHED},     {"log", 1, 0, O_LOG},
         {"stop-after", 1, 0, O_STOP},   {"full", 0, 0, O_FULL},         {"group-by-length", 0, 0, O_BYLEN},
         {"device", 1, 0, O_DEVICE},     {"force", 0, 0, O_FORCE},       {"reference-quirks", 0, 0, O_QUIRKS},
-        {"help", 0, 0, 'h'},            {0, 0, 0, 0}};
+        {"rank", 1, 0, O_RANK},         {"world", 1, 0, O_WORLD},       {"master", 1, 0, O_MASTER},
+        {"dp-timeout", 1, 0, O_DPTIME}, {"help", 0, 0, 'h'},            {0, 0, 0, 0}};
     int c, idx = 0, rc = LR_OK;
     char flag[64];
     const int IMAX = 1 << 30;
@@ -156,6 +183,10 @@ static int parse(tune_cfg *o, int argc, char **argv, int *help) {
         case O_LOG: o->log_path = optarg; break;
         case O_FORCE: o->force = 1; break;
         case O_QUIRKS: o->quirks = 1; break;
+        case O_RANK: dp->rank = optarg; break;
+        case O_WORLD: dp->world = optarg; break;
+        case O_MASTER: dp->master = optarg; break;
+        case O_DPTIME: rc = opt_double(flag, optarg, 0.1, 1e6, &dp->timeout); break;
         case O_DEVICE:
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto"))
                 rc = lr_err(LR_EUSAGE, "--device %s: expected cpu, cuda or auto", optarg);
@@ -184,19 +215,29 @@ int main(int argc, char **argv) {
     lr_progname = "lr-tune";
     tune_cfg o;
     tplan_defaults(&o);
-    int help = 0, rc = parse(&o, argc, argv, &help);
+    dp_flags dpf = {NULL, NULL, NULL, 600};
+    ranks rk;
+    int help = 0, rc = parse(&o, &dpf, argc, argv, &help);
     if (help) {
         usage(stdout);
         return 0;
     }
     if (!rc) rc = lora_parse_targets(o.targets_s, &o.targets);
+    if (!rc) rc = ranks_resolve(&rk, dpf.rank, dpf.world, dpf.master);
+    if (!rc && o.batch % rk.world)
+        rc = lr_err(LR_EUSAGE, "rank %d of %d: --batch %d is not a multiple of the world size %d (%s)", rk.rank, rk.world,
+                    o.batch, rk.world, rk.src);
     if (rc) return lr_fail(rc);
+    o.world = rk.world;
+    /* rank 0 alone writes outputs and the log; the others train silently */
+    int lead = rk.rank == 0, share = o.batch / rk.world;
     char **inputs = argv + optind;
     int nin = argc - optind;
 
     /* everything main owns, released at `done` */
     model m = {0};
     lora lo = {0};
+    comm *dp = NULL;
     tuner tu = {0};
     tune_data ds = {0};
     tune_schedule sc;
@@ -225,19 +266,32 @@ int main(int argc, char **argv) {
             rc = lr_err(LR_EGPU, "--device cuda: no usable CUDA device (%s)", name);
             goto done;
         }
+        int dev = 0;
+        if (rk.world > 1 && (rc = gpu_select_device(rk.local, &dev))) goto done;
         if ((rc = tuner_use_gpu(&tu))) goto done;
-        fprintf(stderr, "lr-tune: device cuda (%s, %s backend)\n", name, gpu_backend());
+        if (lead) fprintf(stderr, "lr-tune: device cuda (%s, %s backend)\n", name, gpu_backend());
     }
     long total = sc.total, steps_per_epoch = sc.steps_per_epoch, mb_per_epoch = sc.mb_per_epoch;
     if (!(set = tplan_settings(&o, &m, total, inputs, nin, &rc))) goto done;
+    /* the ranks meet before anything is written, so a failed start leaves
+     * nothing behind */
+    comm_cfg cc = {rk.rank, rk.world, rk.addr, rk.port, dpf.timeout};
+    const char *how;
+    if ((rc = comm_open(&dp, &cc, tplan_fingerprint(set)))) goto done;
+    if ((rc = tuner_use_comm(&tu, dp, &how))) goto done;
+    if (dp && lead)
+        fprintf(stderr, "lr-tune: data parallel, %d ranks (%s) meeting at %s:%d; each takes %d of a micro-batch's %d; %s\n",
+                rk.world, rk.src, rk.addr, rk.port, share, o.batch, how);
 
     /* OUT.part keeps its checkpoints across failures and signals when
      * there can be any */
     keep = o.save_every || o.resume;
     const char *td;
-    if ((rc = out_open_dir(&out, o.out, (keep ? OUT_KEEP : 0) | (o.force ? OUT_FORCE : 0), &td))) goto done;
-    tmp = xstrdup(td);
-    if (o.resume) {
+    if (lead && (rc = out_open_dir(&out, o.out, (keep ? OUT_KEEP : 0) | (o.force ? OUT_FORCE : 0), &td))) goto done;
+    if (lead) tmp = xstrdup(td);
+    if (!lead) {
+        /* the state comes from rank 0 (tuner_bcast_state below) */
+    } else if (o.resume) {
         json_t *cmp = o.reschedule ? json_deep_copy(set) : json_incref(set);
         if (o.reschedule) json_object_del(cmp, "--max-steps"); /* the one setting a rescheduled resume may change */
         rc = ckpt_resume(tmp, &tu, cmp, &start);
@@ -246,12 +300,13 @@ int main(int argc, char **argv) {
         if (start) fprintf(stderr, "lr-tune: resuming from %s/checkpoint-%ld\n", tmp, start);
         else fprintf(stderr, "lr-tune: no checkpoint in %s, starting afresh\n", tmp);
     } else ckpt_clear(tmp);
-    if (o.log_path && start && (rc = ckpt_trim_log(o.log_path, start))) goto done;
-    if (o.log_path && !(logf = fopen(o.log_path, start ? "a" : "w"))) {
+    if ((rc = tuner_bcast_state(&tu, &start))) goto done;
+    if (lead && o.log_path && start && (rc = ckpt_trim_log(o.log_path, start))) goto done;
+    if (lead && o.log_path && !(logf = fopen(o.log_path, start ? "a" : "w"))) {
         rc = lr_err(LR_EIO, "%s: %s", o.log_path, strerror(errno));
         goto done;
     }
-    fprintf(stderr, "lr-tune: %d examples (%s), %ld steps of %d x %d, %zu trainable parameters\n", ds.n,
+    if (lead) fprintf(stderr, "lr-tune: %d examples (%s), %ld steps of %d x %d, %zu trainable parameters\n", ds.n,
             o.lm ? "lm" : ds.objective == TUNE_SFT ? "sft" : "soft-kl", total, o.batch, o.accum, tu.n);
 
     ord = xmalloc((size_t)ds.n * sizeof(int));
@@ -272,14 +327,24 @@ int main(int argc, char **argv) {
         for (long k = mb0 * o.batch; k < mb1 * o.batch && k < ds.n; k++)
             sft_tokens += ds.ex[ord[k]].ntok - ds.ex[ord[k]].nprompt;
         double t0 = lr_now(), loss = 0.0, norm = 0.0;
-        long rows0 = tu.rows_fwd;
+        long rows0 = tu.rows_fwd, ex0 = tu.examples;
+        tuner_begin_step(&tu, s);
         rc = tuner_zero_grad(&tu);
         for (long b = mb0; b < mb1 && !rc; b++) {
             int n = 0;
             for (long k = b * o.batch; k < (b + 1) * o.batch && k < ds.n; k++) mb[n++] = ds.ex[ord[k]];
+            /* the scale and the quirks' padding are the whole micro-batch's;
+             * this rank trains its share (one process: all of it) */
             if (o.quirks) tdata_pad_batch(mb, n, o.pad_id, mbp, padbuf);
             double scale = ds.objective == TUNE_SFT ? 1.0 / (double)sft_tokens : 1.0 / ((double)n * (double)(mb1 - mb0));
-            rc = tuner_accumulate(&tu, o.quirks ? mbp : mb, n, scale, &loss);
+            int k0 = rk.rank * share, k1 = k0 + share < n ? k0 + share : n;
+            if (k1 > k0) rc = tuner_accumulate(&tu, (o.quirks ? mbp : mb) + k0, k1 - k0, scale, &loss);
+        }
+        if (!rc && dp) { /* the step's gradient, loss and counts over all ranks */
+            double st[3] = {loss, (double)(tu.rows_fwd - rows0), (double)(tu.examples - ex0)};
+            rc = tuner_sum_grads(&tu);
+            if (!rc) rc = comm_sum_f64(dp, st, 3);
+            loss = st[0], tu.rows_fwd = rows0 + (long)st[1], tu.examples = ex0 + (long)st[2];
         }
         if (!rc && !isfinite(loss)) rc = lr_err(LR_EINPUT, "loss %g: not finite", loss);
         float lr = lr_linear((float)o.lr, s, total, o.warmup);
@@ -289,8 +354,9 @@ int main(int argc, char **argv) {
             break;
         }
         double dt = lr_now() - t0, tps = (double)(tu.rows_fwd - rows0) / (dt > 0 ? dt : 1e-9);
-        fprintf(stderr, "step %ld/%ld epoch %d loss %.6f grad_norm %.4f lr %.3e tokens/s %.0f\n", s + 1, total, e, loss, norm,
-                lr, tps);
+        if (lead)
+            fprintf(stderr, "step %ld/%ld epoch %d loss %.6f grad_norm %.4f lr %.3e tokens/s %.0f\n", s + 1, total, e, loss,
+                    norm, lr, tps);
         if (logf) {
             fprintf(logf,
                     "{\"step\": %ld, \"epoch\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"tokens\": %ld, "
@@ -298,18 +364,22 @@ int main(int argc, char **argv) {
                     s + 1, e, loss, norm, lr, tu.rows_fwd - rows0, tps, dt, tu.examples);
             fflush(logf);
         }
-        if (o.save_every && (s + 1) % o.save_every == 0 && s + 1 < total) rc = ckpt_save(tmp, s + 1, &tu, o.model_dir, set, 2);
+        if (lead && o.save_every && (s + 1) % o.save_every == 0 && s + 1 < total) rc = ckpt_save(tmp, s + 1, &tu, o.model_dir, set, 2);
         if (!rc && o.stop_after && s + 1 == o.stop_after) {
-            fprintf(stderr, "lr-tune: stopping after step %ld (--stop-after)\n", s + 1);
+            if (lead) fprintf(stderr, "lr-tune: stopping after step %ld (--stop-after)\n", s + 1);
             stopped = 1;
             break;
         }
     }
     if (rc || stopped) goto done;
-    if ((rc = tuner_download(&tu))) goto done; /* a device run's weights into lo */
-    if ((rc = o.full ? model_save(&m, o.model_dir, tmp, ST_F32) : lora_save(&lo, tmp, o.model_dir))) goto done;
-    if ((rc = out_commit(&out))) goto done;
-    fprintf(stderr, "lr-tune: done in %.1f s; %.1f token rows forwarded per example (%s)\n", lr_now() - t_start,
+    if (lead) {
+        if ((rc = tuner_download(&tu))) goto done; /* a device run's weights into lo */
+        if ((rc = o.full ? model_save(&m, o.model_dir, tmp, ST_F32) : lora_save(&lo, tmp, o.model_dir))) goto done;
+        if ((rc = out_commit(&out))) goto done;
+    }
+    /* the other ranks end when rank 0 has written OUT (or fail if it could not) */
+    if ((rc = comm_barrier(dp))) goto done;
+    if (lead) fprintf(stderr, "lr-tune: done in %.1f s; %.1f token rows forwarded per example (%s)\n", lr_now() - t_start,
             tu.examples ? (double)tu.rows_fwd / tu.examples : 0.0, o.pack ? "packed" : "unpacked");
 done:
     if (out) {
@@ -332,8 +402,10 @@ done:
     free(padbuf);
     json_decref(set);
     if (tu_live) tuner_free(&tu);
+    comm_close(dp);
     lora_free(&lo);
     model_free(&m);
     tdata_free(&ds);
+    if (rc && rk.world > 1) lr_err_prefix(rc, "rank %d of %d", rk.rank, rk.world);
     return rc ? lr_fail(rc) : 0;
 }

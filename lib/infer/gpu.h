@@ -20,6 +20,12 @@ const char *gpu_backend(void);
  * name into name[n] (or why there is none). */
 int gpu_device_count(char *name, size_t n);
 
+/* Makes device (local_rank mod the devices this process sees) the one
+ * every later gpu_fwd_init / gpu_trn_init uses: data-parallel ranks of one
+ * node each on their own card (LOCAL_RANK). *dev = its index. Returns 0, or
+ * LR_EGPU when there is no device. */
+int gpu_select_device(int local_rank, int *dev);
+
 typedef struct gpu_fwd gpu_fwd;
 
 /* Uploads the model as bf16 (from m's float32 weights when loaded, else

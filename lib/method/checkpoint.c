@@ -134,6 +134,13 @@ static int check_settings(const char *path, const json_t *have, const json_t *wa
                       "(rerun without --resume, or with the checkpoint's settings)", path, k, hs ? hs : "(unset)", k,
                       ws ? ws : "?");
     }
+    /* --world is recorded only for data-parallel runs (tuneplan.c), so a
+     * one-process run's settings lack it: absent means 1 */
+    json_t *hw = json_is_object(have) ? json_object_get(have, "--world") : NULL;
+    if (hw && !json_object_get(want, "--world"))
+        return lr_err(LR_EUSAGE, "%s: written with --world %s, this run has --world 1: --resume continues only the same run "
+                      "(rerun without --resume, or with the checkpoint's settings)", path,
+                      json_string_value(hw) ? json_string_value(hw) : "?");
     return LR_OK;
 }
 

@@ -56,6 +56,56 @@ int tuner_download(const tuner *tu) { return tu->gpu ? gpu_trn_get(tu->gpu, tu->
 
 int tuner_upload(tuner *tu) { return tu->gpu ? gpu_trn_put(tu->gpu, tu->params, tu->opt.m, tu->opt.v) : LR_OK; }
 
+int tuner_use_comm(tuner *tu, comm *c, const char **how) {
+    tu->dp = c;
+    *how = "one process";
+    if (!c) return LR_OK;
+    /* NCCL only when every rank can: a rank without it would leave the
+     * others waiting in ncclCommInitRank */
+    double have = tu->gpu && !gpu_nccl_load() ? 1.0 : 0.0;
+    int rc = comm_sum_f64(c, &have, 1);
+    if (rc) return rc;
+    *how = tu->gpu ? "gradients summed through the hosts over TCP (NCCL is not on every rank)" : "gradients summed over TCP";
+    if (have < comm_world(c)) return LR_OK;
+    unsigned char id[1 + GPU_NCCL_ID_BYTES] = {0};
+    if (!comm_rank(c)) id[0] = !gpu_nccl_id(id + 1);
+    if ((rc = comm_bcast(c, id, sizeof id))) return rc;
+    if (!id[0]) return LR_OK;
+    if ((rc = gpu_trn_nccl_join(tu->gpu, id + 1, comm_rank(c), comm_world(c)))) return rc;
+    tu->nccl = 1;
+    *how = "gradients summed by NCCL";
+    return LR_OK;
+}
+
+int tuner_bcast_state(tuner *tu, long *step) {
+    if (!tu->dp) return LR_OK;
+    int rc = tuner_download(tu);
+    int64_t k[5] = {*step, tu->opt.t, tu->calls, tu->rows_fwd, tu->examples};
+    size_t b = tu->n * sizeof(float);
+    if (!rc) rc = comm_bcast(tu->dp, k, sizeof k);
+    if (!rc) rc = comm_bcast(tu->dp, tu->params, b);
+    if (!rc) rc = comm_bcast(tu->dp, tu->opt.m, b);
+    if (!rc) rc = comm_bcast(tu->dp, tu->opt.v, b);
+    if (rc) return rc;
+    *step = (long)k[0], tu->opt.t = (long)k[1], tu->calls = (long)k[2], tu->rows_fwd = (long)k[3], tu->examples = (long)k[4];
+    return tuner_upload(tu);
+}
+
+void tuner_begin_step(tuner *tu, long step) {
+    if (!tu->dp) return;
+    uint64_t key = (uint64_t)step * (uint64_t)comm_world(tu->dp) + (uint64_t)comm_rank(tu->dp);
+    tu->calls = (long)((key << 24) & 0x7fffffffffffffffULL); /* 2^24 calls a step before the next key */
+}
+
+int tuner_sum_grads(tuner *tu) {
+    if (!tu->dp) return LR_OK;
+    if (tu->nccl) return gpu_trn_allreduce(tu->gpu, 1.0f);
+    int rc = tu->gpu ? gpu_trn_get(tu->gpu, NULL, NULL, NULL, tu->grads) : LR_OK;
+    if (!rc) rc = comm_sum_f32(tu->dp, tu->grads, tu->n, 1.0);
+    if (!rc && tu->gpu) rc = gpu_trn_put_grads(tu->gpu, tu->grads);
+    return rc;
+}
+
 int tuner_zero_grad(tuner *tu) {
     if (tu->gpu) return gpu_trn_zero_grad(tu->gpu);
     memset(tu->grads, 0, tu->n * sizeof(float));

@@ -24,13 +24,20 @@
  * and optimizer arithmetic, with the parameters, gradients and AdamW
  * moments living on the device. tuner_download brings them back into
  * params / opt.m / opt.v (the checkpoint code and lr-tune's adapter save
- * call it); tuner_upload sends host values (a loaded checkpoint) over. */
+ * call it); tuner_upload sends host values (a loaded checkpoint) over.
+ *
+ * Data parallelism (tuner_use_comm): each rank accumulates the gradients
+ * of its share of the step's examples, with the loss scale of the whole
+ * step, and tuner_sum_grads sums them over the ranks (allreduce.h: the
+ * same bits on every rank) before tuner_update clips and steps, so every
+ * replica applies the same update and the weights stay identical. */
 #ifndef LR_TUNE_H
 #define LR_TUNE_H
 
 #include <stdint.h>
 
 #include "method/adamw.h"
+#include "nn/allreduce.h"
 #include "model/lora.h"
 #include "model/model.h"
 #include "nn/gpu_train.h"
@@ -74,6 +81,8 @@ typedef struct {
     long examples;     /* examples accumulated so far */
     int B, Tmax;       /* sequences per call, rows per sequence */
     gpu_trn *gpu;      /* the device trainer (tuner_use_gpu), or NULL: the cpu */
+    comm *dp;          /* the data-parallel ranks (tuner_use_comm), or NULL: one process */
+    int nccl;          /* a device run's gradients are summed by NCCL (else through the host) */
 } tuner;
 
 /* max_len: longest sequence (context) in rows; max_rows >= max_len. */
@@ -87,6 +96,21 @@ int tuner_use_gpu(tuner *tu);
  * cpu. */
 int tuner_download(const tuner *tu);
 int tuner_upload(tuner *tu);
+/* Joins the ranks of c (NULL: one process, nothing changes), after
+ * tuner_use_gpu: a device run sums over NCCL when every rank has it
+ * (gpu_train.h), else through the host over c; *how says which, for the
+ * log. c stays the caller's. */
+int tuner_use_comm(tuner *tu, comm *c, const char **how);
+/* Rank 0's state (parameters, moments, the counters and *step: a
+ * resumed checkpoint's) on every rank; no-op in one process. */
+int tuner_bcast_state(tuner *tu, long *step);
+/* The dropout masks of a data-parallel step: the trainer call counter
+ * restarts from (step, rank), so each rank's masks are its own and a
+ * resumed run draws the same ones; no-op in one process (the counter runs
+ * on, as it always did). */
+void tuner_begin_step(tuner *tu, long step);
+/* The accumulated gradients summed over the ranks; no-op in one process. */
+int tuner_sum_grads(tuner *tu);
 /* Returns 0, or the device's error. */
 int tuner_zero_grad(tuner *tu);
 /* Forward + backward of ex[0..n), gradients accumulated (+=); *loss +=

@@ -5,12 +5,13 @@
 #include "method/checkpoint.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void tplan_defaults(tune_cfg *c) {
     *c = (tune_cfg){.targets_s = "q,v", .r = 8, .alpha = 16, .dropout = 0.05, .lr = 5e-5, .clip = 1.0, .beta1 = 0.9,
                     .beta2 = 0.999, .eps = 1e-8, .batch = 8, .accum = 2, .epochs = 1, .max_steps = -1, .seed = 42,
-                    .pack = 1, .shuffle = 1, .max_len = 4096, .max_rows = 2048, .pad_id = -1, .device = "cpu"};
+                    .pack = 1, .shuffle = 1, .max_len = 4096, .max_rows = 2048, .pad_id = -1, .device = "cpu", .world = 1};
 }
 
 int tplan_data(tune_cfg *c, const model *m, char *const *inputs, int nin, tune_data *ds) {
@@ -103,6 +104,9 @@ json_t *tplan_settings(const tune_cfg *c, const model *m, long total, char *cons
     PUT("--vocab-limit", "%d", c->vlim);
     PUT("--max-len", "%d", c->max_len);
     PUT("--reference-quirks", "%d", c->quirks);
+    /* the dropout masks depend on the ranks (tune.h); one process records
+     * nothing, as before data parallelism existed */
+    if (c->world > 1) PUT("--world", "%d", c->world);
 #undef PUT
     json_t *a = json_array();
     char hx[17];
@@ -120,4 +124,12 @@ json_t *tplan_settings(const tune_cfg *c, const model *m, long total, char *cons
         return NULL;
     }
     return s;
+}
+
+uint64_t tplan_fingerprint(const json_t *settings) {
+    char *s = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const char *p = s; p && *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+    free(s);
+    return h;
 }

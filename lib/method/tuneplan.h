@@ -10,7 +10,9 @@
  *   tplan_tuner     the trained weights (a fresh or loaded LoRA adapter, or
  *                   every base weight) and the tuner over them;
  *   tplan_settings  what a --resume compares: every setting that changes
- *                   the result, and the inputs' content hashes.
+ *                   the result, and the inputs' content hashes;
+ *   tplan_fingerprint  those settings as one number: data-parallel ranks
+ *                   must agree on it before they train together.
  *
  * Each returns 0 or the LR_E* code with the message set (LR_EUSAGE for a
  * setting that does not fit the inputs, LR_EINPUT naming the example). */
@@ -35,6 +37,7 @@ typedef struct {
     uint64_t seed;
     unsigned targets;         /* the LoRA modules (lora_parse_targets of targets_s) */
     int pad_id;               /* quirks: the tokenizer's pad token (set by tplan_data) */
+    int world;                /* data-parallel ranks (1: one process) */
 } tune_cfg;
 
 typedef struct {
@@ -51,5 +54,7 @@ void tplan_schedule(const tune_cfg *c, const tune_data *ds, tune_schedule *s);
 int tplan_tuner(const tune_cfg *c, model *m, lora *lo, const tune_data *ds, const tune_schedule *s, tuner *tu);
 /* A new object, or NULL with *rc set (an input that cannot be read). */
 json_t *tplan_settings(const tune_cfg *c, const model *m, long total, char *const *inputs, int nin, int *rc);
+/* FNV-1a 64 of the settings' compact, key-sorted JSON. */
+uint64_t tplan_fingerprint(const json_t *settings);
 
 #endif

@@ -59,6 +59,8 @@ void gpu_trn_free(gpu_trn *g);
  * layout): parameters and the AdamW moments; NULL skips one. */
 int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq);
 int gpu_trn_get(gpu_trn *g, float *params, float *exp_avg, float *exp_avg_sq, float *grads);
+/* Host -> device gradients (a sum over data-parallel ranks made on the host). */
+int gpu_trn_put_grads(gpu_trn *g, const float *grads);
 
 int gpu_trn_zero_grad(gpu_trn *g);
 /* Forward of N rows, the loss entries' logits and loss, the backward, the
@@ -72,5 +74,18 @@ int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq, const int
  * the update. */
 int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, float wd, long t, double clip, double *norm,
                    int *finite);
+
+/* Data parallelism over NCCL, in the real CUDA build only, NCCL loaded at
+ * run time (libnccl.so.2, so the build does not need it): gpu_nccl_load
+ * says whether it is there (LR_OK; else LR_EUSAGE saying why: the emulated
+ * device and cuda/none.c never have it); rank 0 makes the unique id, every
+ * rank joins with it (all ranks of the world, as ncclCommInitRank), and
+ * gpu_trn_allreduce sums the LoRA gradients over the ranks in place, then
+ * multiplies them by scale. */
+enum { GPU_NCCL_ID_BYTES = 128 };
+int gpu_nccl_load(void);
+int gpu_nccl_id(unsigned char id[GPU_NCCL_ID_BYTES]);
+int gpu_trn_nccl_join(gpu_trn *g, const unsigned char id[GPU_NCCL_ID_BYTES], int rank, int world);
+int gpu_trn_allreduce(gpu_trn *g, float scale);
 
 #endif

@@ -120,7 +120,7 @@ jq -se 'length == 7 and .[6].epoch == 2 and all(to_entries[]; (.value.lr - 0.01 
     "$LR_TMP/cy.jsonl" > /dev/null ||
     die "cycling / schedule: $(jq -sc 'map([.epoch, .lr])' "$LR_TMP/cy.jsonl")"
 
-"$T" --help | grep -q "usage: lr-tune" || die "--help"
+"$T" --help > "$LR_TMP/help" && grep -q "usage: lr-tune" "$LR_TMP/help" || die "--help" # a file, not a pipe: grep -q would cut the text short
 expect_fail 1 "$T" --out "$LR_TMP/x" "$LR_TMP/ex.lrs"
 expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --targets q,w "$LR_TMP/ex.lrs"
 expect_fail 1 "$T" --model "$LR_TMP/m" --out "$LR_TMP/x" --objective sft "$LR_TMP/ex.lrs"
