@@ -51,7 +51,8 @@ static const char USAGE[] =
     "decode: B sequences (default 1) of P random prompt tokens (default 128)\n"
     "  prefilled, then N greedy decode steps (default 64) of B rows, each\n"
     "  recording the generate mode's compact list (256 tokens), the argmax fed\n"
-    "  back. Prints tok_s and the memory-bandwidth roofline: bytes a step must\n"
+    "  back (on cuda from a CUDA graph after the first steps, LR_GPU_GRAPHS=0: not).\n"
+    "  Prints tok_s and the memory-bandwidth roofline: bytes a step must\n"
     "  read (bf16 weights incl. lm_head, plus the KV cache at its mean length)\n"
     "  / step time, as % of --bw (default: 4800 GB/s H200, 3350 H100 SXM).\n"
     "  With --temperature T > 0 each step samples instead (on the device, one\n"
@@ -59,6 +60,11 @@ static const char USAGE[] =
     "  back.\n"
     "options: --device cuda|cpu (default cuda; cpu: the cpu engine stands in,\n"
     "  for dry runs)   --threads N (cpu threads, default all)\n"
+    "  --profile (teacher, decode on cuda: after the timed run, the same calls\n"
+    "    again (teacher: one call, decode: as many steps) with the kernel time\n"
+    "    profile on (infer/gpu.h), printed as one line \"gpu_profile MODE DIR: ...\n"
+    "    KIND_ms=.. KIND_pct=..\" and the table on stderr; the timed run stays\n"
+    "    unprofiled)\n"
     "  --inject-error X (check: scale the device's logits by 1+X, to see check fail)\n"
     "Without a usable GPU and without --device cpu: prints\n"
     "  \"bench_gpu: skipped: <reason>\" and exits 0.\n";
@@ -68,7 +74,23 @@ typedef struct {
     int dev_set, threads;
     double inject; /* check: scale the device's logits by 1 + inject (tests that check can fail) */
     double bound;  /* check: the logits relative error allowed (the bf16 bound, 1e-2) */
+    int profile;   /* teacher, decode: a profiled pass after the timed one */
 } opts;
+
+/* The profile of the pass just run (wall_s measured around its calls), as
+ * one key=value line. */
+static void print_profile(const char *mode, const char *dir, const engine *e, int batch, double wall_s) {
+    gpu_prof p;
+    if (gpu_fwd_profile(e->gpu, &p)) return;
+    double sum = 0;
+    for (int k = 0; k < GPU_PROF_KINDS; k++) sum += p.ms[k];
+    printf("gpu_profile %s %s: batch=%d calls=%ld events=%ld wall_ms=%.3f total_ms=%.3f sum_ms=%.3f", mode, dir, batch,
+           p.calls, p.events, 1e3 * wall_s, p.total_ms, sum);
+    for (int k = 0; k < GPU_PROF_KINDS; k++)
+        printf(" %s_ms=%.3f %s_pct=%.1f", gpu_prof_kind(k), p.ms[k], gpu_prof_kind(k),
+               p.total_ms > 0 ? 100 * p.ms[k] / p.total_ms : 0);
+    printf("\n");
+}
 
 /* ---- per-call request and result buffers ---- */
 
@@ -524,6 +546,14 @@ static int cmd_teacher(int argc, char **argv, const opts *o) {
         if (c >= 0) t_run += dt, tokens += n;
         for (size_t j = 0; j < n && !rc; j++) nbad += R.r.bad[j];
     }
+    double t_prof = 0;
+    int profiled = !rc && o->profile && o->dev == ENG_CUDA;
+    if (profiled && !(rc = gpu_fwd_set_profile(e.gpu, 1))) { /* the first call's shape again, profiled */
+        eng_reset(&e, -1);
+        double t0 = lr_now();
+        rc = eng_run(&e, S * len, tok, seq, NULL, &q, &R.r);
+        t_prof = lr_now() - t0;
+    }
     if (!rc) {
         char card[256];
         card_name(o, card, sizeof card);
@@ -533,6 +563,7 @@ static int cmd_teacher(int argc, char **argv, const opts *o) {
                "tok_s=%.0f gemm_tflops=%.2f peak_tflops=%.0f peak_pct=%.1f nan_rows=%zu\n",
                dir, eng_device_name(o->dev), card, nseq, len, S, chunk, tokens, t_init, t_run, tokens / t_run, tflops,
                peak, peak > 0 ? 100 * tflops / peak : 0, nbad);
+        if (profiled) print_profile("teacher", dir, &e, S, t_prof);
     }
     res_free(&R);
     free(tok), free(seq), free(gids), free(goff);
@@ -576,7 +607,8 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
     int rc = load_dev(&m, dir, o->dev);
     if (rc) return rc;
     const mcfg *c = &m.cfg;
-    int V = c->V, Vt = V < 151643 ? V : 151643, Tmax = P + steps + 1;
+    int profiled = o->profile && o->dev == ENG_CUDA;
+    int V = c->V, Vt = V < 151643 ? V : 151643, Tmax = P + steps * (1 + profiled) + 1;
     engine e;
     if ((rc = eng_init(&e, &m, o->dev, B, Tmax, B * P, CD_DEFAULT_KMAX, o->threads))) {
         model_free(&m);
@@ -619,6 +651,17 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
         if (st > 0) t_run += lr_now() - t0;
         for (int b = 0; b < B && !rc; b++) nbad += R.r.bad[b];
     }
+    /* the same number of steps again, profiled (the timed ones were not) */
+    double t_prof = 0;
+    if (!rc && profiled) rc = gpu_fwd_set_profile(e.gpu, 1);
+    for (int st = 0; st < steps && !rc && profiled; st++) {
+        for (int b = 0; b < B; b++) tok[b] = temp > 0 && drawn[b] >= 0 ? drawn[b] : R.r.argmax[b];
+        if (temp > 0)
+            for (int b = 0; b < B; b++) uni[b] = rng_unit(&streams[b]);
+        t0 = lr_now();
+        rc = eng_run(&e, B, tok, seq, want, &q, &R.r);
+        t_prof += lr_now() - t0;
+    }
     if (!rc) {
         char card[256];
         card_name(o, card, sizeof card);
@@ -637,7 +680,14 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
                dir, eng_device_name(o->dev), card, B, P, steps, t_prefill, 1e3 * step_s, B / step_s,
                wbytes + kvbytes, gbps, bw, bw > 0 ? 100 * gbps / bw : 0, nbad);
         if (temp > 0) printf(" temperature=%g top_p=%g top_k=%d", temp, top_p, top_k);
+        if (o->dev == ENG_CUDA) { /* the timed steps' CUDA graphs (the profiled ones run plainly) */
+            gpu_graph_stats gs;
+            gpu_fwd_graph_stats(e.gpu, &gs);
+            printf(" graphs=%s graph_replays=%ld graph_captures=%ld graph_failures=%ld", gs.enabled ? "on" : "off",
+                   gs.replays, gs.captures, gs.failures);
+        }
         printf("\n");
+        if (profiled) print_profile(temp > 0 ? "decode-sampled" : "decode", dir, &e, B, t_prof);
     }
     res_free(&R);
     free(tok), free(seq), free(want), free(uni), free(drawn), free(streams);
@@ -679,6 +729,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--threads") && i + 1 < argc) o.threads = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--inject-error") && i + 1 < argc) o.inject = atof(argv[++i]);
         else if (!strcmp(argv[i], "--bound") && i + 1 < argc) o.bound = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--profile")) o.profile = 1;
         else argv[++n] = argv[i];
     }
     argc = n + 1;

@@ -367,11 +367,8 @@ cudaError_t set_error(cudaError_t e) {
 
 /* ------------------------------------------------------------------ launch */
 
-void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name) {
-    if (bad_config(grid, block, smem)) {
-        set_error(cudaErrorInvalidConfiguration);
-        return;
-    }
+/* Runs a launch whose configuration was checked (emu_launch, or a graph). */
+static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name) {
     if (g_busy.exchange(true)) {
         fprintf(stderr, "emu: launch of %s while another launch runs (from a kernel or a second host thread)\n",
                 name);
@@ -533,6 +530,15 @@ void emu_warp_allgather(unsigned mask, const void *mine, void *out, size_t size)
 
 struct emu_stream {
     int magic;
+    bool capturing; /* between cudaStreamBeginCapture and cudaStreamEndCapture */
+    bool invalid;   /* the capture was invalidated: EndCapture gives no graph */
+    std::vector<std::function<void()>> nodes; /* what the capture recorded */
+};
+struct emu_graph {
+    std::vector<std::function<void()>> nodes;
+};
+struct emu_graph_exec {
+    std::vector<std::function<void()>> nodes;
 };
 struct emu_event {
     double t;
@@ -551,6 +557,27 @@ std::map<uintptr_t, size_t> g_dev;    // live cudaMalloc blocks: base -> size
 std::map<uintptr_t, size_t> g_host;   // live cudaMallocHost blocks
 std::set<emu_stream *> g_streams;
 std::set<emu_event *> g_events;
+std::set<emu_graph *> g_graphs;
+std::set<emu_graph_exec *> g_execs;
+int g_captures;                        // open captures (guarded by g_mu)
+std::atomic<size_t> g_graph_launches;
+
+/* Whether a capture is open; when one is, every open capture is
+ * invalidated (the caller is about to fail a call that would synchronise
+ * with it, as CUDA's global and thread-local capture modes do). */
+bool capture_breaks() {
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (!g_captures) return false;
+    for (emu_stream *s : g_streams)
+        if (s->capturing) s->invalid = true;
+    return true;
+}
+
+/* s is being captured: the call records into it instead of running. */
+bool capturing(cudaStream_t s) {
+    std::lock_guard<std::mutex> lk(g_mu);
+    return s && g_streams.count(s) && s->capturing;
+}
 
 /* Whether [p, p+n) lies inside one block of reg. */
 bool in_registry(const std::map<uintptr_t, size_t> &reg, const void *p, size_t n) {
@@ -640,6 +667,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
 }
 
 cudaError_t cudaMalloc(void **p, size_t n) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureUnsupported);
     if (!p) return set_error(cudaErrorInvalidValue);
     *p = nullptr;
     if (!n) return cudaSuccess;
@@ -653,6 +681,7 @@ cudaError_t cudaMalloc(void **p, size_t n) {
 }
 
 cudaError_t cudaFree(void *p) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureUnsupported);
     if (!p) return cudaSuccess;
     std::unique_lock<std::mutex> lk(g_mu);
     auto it = g_dev.find((uintptr_t)p);
@@ -667,6 +696,7 @@ cudaError_t cudaFree(void *p) {
 }
 
 cudaError_t cudaMallocHost(void **p, size_t n) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureUnsupported);
     if (!p) return set_error(cudaErrorInvalidValue);
     *p = nullptr;
     void *m = malloc(n ? n : 1);
@@ -678,6 +708,7 @@ cudaError_t cudaMallocHost(void **p, size_t n) {
 }
 
 cudaError_t cudaFreeHost(void *p) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureUnsupported);
     if (!p) return cudaSuccess;
     std::unique_lock<std::mutex> lk(g_mu);
     auto it = g_host.find((uintptr_t)p);
@@ -691,12 +722,31 @@ cudaError_t cudaFreeHost(void *p) {
     return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k) {
+namespace {
+cudaError_t copy_now(void *dst, const void *src, size_t n, cudaMemcpyKind k) {
     if (!n) return cudaSuccess;
     cudaError_t e = check_copy(dst, src, n, k);
     if (e) return set_error(e);
     memmove(dst, src, n);
     return cudaSuccess;
+}
+
+/* What a call on stream s does with its work when a capture may be open:
+ * 1 record it into s, 0 run it now, -1 fail (set_error done: the legacy
+ * stream 0 while a capture is open, which would synchronise with it). */
+int capture_route(cudaStream_t s, cudaError_t *err) {
+    if (capturing(s)) return 1;
+    if (!s && capture_breaks()) {
+        *err = set_error(cudaErrorStreamCaptureImplicit);
+        return -1;
+    }
+    return 0;
+}
+} // namespace
+
+cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureImplicit);
+    return copy_now(dst, src, n, k);
 }
 
 static size_t g_pageable_async; /* asynchronous copies with a pageable host side */
@@ -713,11 +763,24 @@ cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, cudaMemcpyKind
         std::lock_guard<std::mutex> lk(g_mu);
         if (!in_registry(g_host, host, n)) g_pageable_async++;
     }
-    return cudaMemcpy(dst, src, n, k);
+    cudaError_t err = cudaSuccess;
+    int route = capture_route(s, &err);
+    if (route < 0) return err;
+    if (route == 1) {
+        cudaError_t e = n ? check_copy(dst, src, n, k) : cudaSuccess;
+        if (e) {
+            s->invalid = true;
+            return set_error(e);
+        }
+        s->nodes.push_back([=]() { copy_now(dst, src, n, k); });
+        return cudaSuccess;
+    }
+    return copy_now(dst, src, n, k);
 }
 
-cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
-                         cudaMemcpyKind k) {
+namespace {
+cudaError_t copy2d_now(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                       cudaMemcpyKind k) {
     if (!width || !height) return cudaSuccess;
     if (width > dpitch || width > spitch) return set_error(cudaErrorInvalidValue);
     // The whole strided extent must be inside the allocation on each device side.
@@ -731,30 +794,62 @@ cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitc
     for (size_t r = 0; r < height; r++) memmove((char *)dst + r * dpitch, (const char *)src + r * spitch, width);
     return cudaSuccess;
 }
+} // namespace
+
+cudaError_t cudaMemcpy2D(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width, size_t height,
+                         cudaMemcpyKind k) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureImplicit);
+    return copy2d_now(dst, dpitch, src, spitch, width, height, k);
+}
 
 cudaError_t cudaMemcpy2DAsync(void *dst, size_t dpitch, const void *src, size_t spitch, size_t width,
                               size_t height, cudaMemcpyKind k, cudaStream_t s) {
     if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
-    return cudaMemcpy2D(dst, dpitch, src, spitch, width, height, k);
+    cudaError_t err = cudaSuccess;
+    int route = capture_route(s, &err);
+    if (route < 0) return err;
+    if (route == 1) { /* checked when it runs: a bad copy then fails the graph's launch */
+        s->nodes.push_back([=]() { copy2d_now(dst, dpitch, src, spitch, width, height, k); });
+        return cudaSuccess;
+    }
+    return copy2d_now(dst, dpitch, src, spitch, width, height, k);
 }
 
-cudaError_t cudaMemset(void *p, int v, size_t n) {
+namespace {
+cudaError_t set_now(void *p, int v, size_t n) {
     if (!n) return cudaSuccess;
     if (!is_dev(p, n)) return set_error(cudaErrorInvalidValue);
     memset(p, v, n);
     return cudaSuccess;
 }
+} // namespace
+
+cudaError_t cudaMemset(void *p, int v, size_t n) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureImplicit);
+    return set_now(p, v, n);
+}
 
 cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t s) {
     if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
-    return cudaMemset(p, v, n);
+    cudaError_t err = cudaSuccess;
+    int route = capture_route(s, &err);
+    if (route < 0) return err;
+    if (route == 1) {
+        if (n && !is_dev(p, n)) {
+            s->invalid = true;
+            return set_error(cudaErrorInvalidValue);
+        }
+        s->nodes.push_back([=]() { set_now(p, v, n); });
+        return cudaSuccess;
+    }
+    return set_now(p, v, n);
 }
 
 cudaError_t cudaStreamCreate(cudaStream_t *s) { return cudaStreamCreateWithFlags(s, 0); }
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned flags) {
     if (!s || flags > 1) return set_error(cudaErrorInvalidValue);
-    *s = new emu_stream{0x57e4};
+    *s = new emu_stream{0x57e4, false, false, {}};
     std::lock_guard<std::mutex> lk(g_mu);
     g_streams.insert(*s);
     return cudaSuccess;
@@ -766,16 +861,20 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
         lk.unlock();
         return set_error(cudaErrorInvalidResourceHandle);
     }
+    if (s->capturing) g_captures--;
     lk.unlock();
     delete s;
     return cudaSuccess;
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureUnsupported);
     return stream_ok(s) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
 }
 
-cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+cudaError_t cudaDeviceSynchronize() {
+    return capture_breaks() ? set_error(cudaErrorStreamCaptureUnsupported) : cudaSuccess;
+}
 
 cudaError_t cudaGetLastError() {
     std::lock_guard<std::mutex> lk(g_err_mu);
@@ -799,6 +898,10 @@ const char *cudaGetErrorString(cudaError_t e) {
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorIllegalState: return "the operation is not permitted in the current state";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
     }
     return "unrecognized error code";
 }
@@ -813,6 +916,10 @@ const char *cudaGetErrorName(cudaError_t e) {
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
     case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
     }
     return "cudaErrorUnknown";
 }
@@ -845,14 +952,25 @@ cudaError_t cudaEventDestroy(cudaEvent_t e) {
     return cudaSuccess;
 }
 
+static std::atomic<size_t> g_events_recorded;
+
+extern "C" size_t emu_events_recorded(void) { return g_events_recorded.load(); }
+
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
     if (!event_ok(e) || !stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    if (capturing(s)) { /* CUDA would record an event node; not emulated */
+        capture_breaks();
+        return set_error(cudaErrorStreamCaptureUnsupported);
+    }
+    if (!s && capture_breaks()) return set_error(cudaErrorStreamCaptureImplicit);
     e->t = now_ms();
     e->recorded = true;
+    g_events_recorded++;
     return cudaSuccess;
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    if (capture_breaks()) return set_error(cudaErrorStreamCaptureUnsupported);
     return event_ok(e) ? cudaSuccess : set_error(cudaErrorInvalidResourceHandle);
 }
 
@@ -868,6 +986,137 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
     *ms = (float)(b->t - a->t);
     return cudaSuccess;
 }
+
+/* ------------------------------------------------- launches and graphs */
+
+void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
+                const char *name) {
+    if (!stream_ok(s)) {
+        set_error(cudaErrorInvalidResourceHandle);
+        return;
+    }
+    bool rec = capturing(s);
+    if (bad_config(grid, block, smem)) {
+        if (rec) s->invalid = true;
+        set_error(cudaErrorInvalidConfiguration);
+        return;
+    }
+    if (rec) {
+        std::function<void()> b = body; /* the kernel's arguments as they are now */
+        s->nodes.push_back([=]() { run_launch(grid, block, smem, b, name); });
+        return;
+    }
+    if (!s && capture_breaks()) {
+        set_error(cudaErrorStreamCaptureImplicit);
+        return;
+    }
+    run_launch(grid, block, smem, body, name);
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {
+    if (mode != cudaStreamCaptureModeGlobal && mode != cudaStreamCaptureModeThreadLocal &&
+        mode != cudaStreamCaptureModeRelaxed)
+        return set_error(cudaErrorInvalidValue);
+    if (!s) return set_error(cudaErrorStreamCaptureUnsupported); /* the legacy stream cannot be captured */
+    std::unique_lock<std::mutex> lk(g_mu);
+    if (!g_streams.count(s)) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidResourceHandle);
+    }
+    if (s->capturing) {
+        lk.unlock();
+        return set_error(cudaErrorIllegalState);
+    }
+    s->capturing = true, s->invalid = false;
+    s->nodes.clear();
+    g_captures++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g) {
+    if (!g) return set_error(cudaErrorInvalidValue);
+    *g = nullptr;
+    std::unique_lock<std::mutex> lk(g_mu);
+    if (!s || !g_streams.count(s)) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidResourceHandle);
+    }
+    if (!s->capturing) {
+        lk.unlock();
+        return set_error(cudaErrorIllegalState);
+    }
+    s->capturing = false;
+    g_captures--;
+    std::vector<std::function<void()>> nodes;
+    nodes.swap(s->nodes);
+    if (s->invalid) {
+        lk.unlock();
+        return set_error(cudaErrorStreamCaptureInvalidated);
+    }
+    *g = new emu_graph{std::move(nodes)};
+    g_graphs.insert(*g);
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status) {
+    if (!status) return set_error(cudaErrorInvalidValue);
+    if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    std::lock_guard<std::mutex> lk(g_mu);
+    *status = !s || !s->capturing ? cudaStreamCaptureStatusNone
+              : s->invalid        ? cudaStreamCaptureStatusInvalidated
+                                  : cudaStreamCaptureStatusActive;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags) {
+    if (!e || flags) return set_error(cudaErrorInvalidValue);
+    *e = nullptr;
+    std::lock_guard<std::mutex> lk(g_mu);
+    if (!g || !g_graphs.count(g)) return set_error(cudaErrorInvalidResourceHandle);
+    *e = new emu_graph_exec{g->nodes}; /* a copy: the graph may be destroyed or captured again */
+    g_execs.insert(*e);
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+    {
+        std::lock_guard<std::mutex> lk(g_mu);
+        if (!e || !g_execs.count(e)) return set_error(cudaErrorInvalidResourceHandle);
+    }
+    if (!stream_ok(s)) return set_error(cudaErrorInvalidResourceHandle);
+    if (capturing(s)) { /* CUDA would add a child graph node; not emulated */
+        capture_breaks();
+        return set_error(cudaErrorStreamCaptureUnsupported);
+    }
+    if (!s && capture_breaks()) return set_error(cudaErrorStreamCaptureImplicit);
+    for (const auto &node : e->nodes) node();
+    g_graph_launches++;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+    std::unique_lock<std::mutex> lk(g_mu);
+    if (!e || !g_execs.erase(e)) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidResourceHandle);
+    }
+    lk.unlock();
+    delete e;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+    std::unique_lock<std::mutex> lk(g_mu);
+    if (!g || !g_graphs.erase(g)) {
+        lk.unlock();
+        return set_error(cudaErrorInvalidResourceHandle);
+    }
+    lk.unlock();
+    delete g;
+    return cudaSuccess;
+}
+
+extern "C" size_t emu_graph_launches(void) { return g_graph_launches.load(); }
 
 /* ------------------------------------------------------------------ cuBLAS */
 
@@ -887,6 +1136,11 @@ cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s) {
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     h->stream = s;
     return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *workspace, size_t n) {
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    return !n || (workspace && is_dev(workspace, n)) ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_INVALID_VALUE;
 }
 
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m) {
@@ -925,6 +1179,12 @@ std::vector<float> to_float(const void *p, cudaDataType t, int rows, int cols, i
 
 } // namespace
 
+namespace {
+void gemm_now(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void *A,
+              cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb, float be, void *C, cudaDataType ct,
+              int ldc);
+} // namespace
+
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k,
                             const void *alpha, const void *A, cudaDataType at, int lda, const void *B,
                             cudaDataType bt, int ldb, const void *beta, void *C, cudaDataType ct, int ldc,
@@ -943,6 +1203,22 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
     if (!f32 && !b16) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (m == 0 || n == 0) return CUBLAS_STATUS_SUCCESS;
     float al = *(const float *)alpha, be = *(const float *)beta;
+    if (capturing(h->stream)) { /* checked now and when it runs; alpha, beta as they are now */
+        check_matrix("C", C, ct, m, n, ldc);
+        if (k > 0) check_matrix("A", A, at, ar, ac, lda), check_matrix("B", B, bt, br, bc, ldb);
+        h->stream->nodes.push_back([=]() { gemm_now(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc); });
+        return CUBLAS_STATUS_SUCCESS;
+    }
+    gemm_now(ta, tb, m, n, k, al, A, at, lda, B, bt, ldb, be, C, ct, ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+namespace {
+void gemm_now(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, float al, const void *A,
+              cudaDataType at, int lda, const void *B, cudaDataType bt, int ldb, float be, void *C, cudaDataType ct,
+              int ldc) {
+    int ar = ta == CUBLAS_OP_N ? m : k, ac = ta == CUBLAS_OP_N ? k : m; // A as stored
+    int br = tb == CUBLAS_OP_N ? k : n, bc = tb == CUBLAS_OP_N ? n : k; // B as stored
     check_matrix("C", C, ct, m, n, ldc);
     if (k > 0) {
         check_matrix("A", A, at, ar, ac, lda);
@@ -969,8 +1245,8 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
             else
                 ((float *)C)[s] = x;
         }
-    return CUBLAS_STATUS_SUCCESS;
 }
+} // namespace
 
 const char *cublasGetStatusString(cublasStatus_t s) {
     switch (s) {

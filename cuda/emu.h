@@ -23,6 +23,10 @@
  *   uninitialised device memory; a registry of live allocations makes
  *   cudaFree/cudaMemcpy/cudaMemset/cublasGemmEx reject pointers or ranges
  *   outside them, and ASan sees out-of-bounds accesses in kernels.
+ * - CUDA graphs by stream capture (see the section below): a captured
+ *   stream records launches, copies and GEMMs with their arguments, and
+ *   cudaGraphLaunch replays them; calls that would synchronise with an
+ *   open capture fail and invalidate it.
  * - cuBLAS: cublasGemmEx (column-major, OP_N/OP_T, bf16 or f32 operands,
  *   f32 or bf16 output, f32 compute, cuBLAS's support matrix and argument
  *   checks) via float32 OpenBLAS: the arithmetic a real GEMM with f32
@@ -200,13 +204,24 @@ inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short u) {
     return h;
 }
 
+typedef struct emu_stream *cudaStream_t;
+
 /* Launch: blocks in order, each block's threads as fibers. smem bytes of
  * dynamic shared memory (DYN_SMEM) per block. A bad configuration does not
- * run and sets cudaErrorInvalidConfiguration (see cudaGetLastError). */
-void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name);
+ * run and sets cudaErrorInvalidConfiguration (see cudaGetLastError). On a
+ * stream being captured (cudaStreamBeginCapture) the launch does not run:
+ * it is recorded, its arguments as they are now, for cudaGraphLaunch. */
+void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
+                const char *name);
 void *emu_dyn_smem();
+/* The kernel with its arguments evaluated and copied now, as a launch
+ * copies them (a captured launch runs later: an argument like *ptr must not
+ * be read then). */
+template <class F, class... A> inline std::function<void()> emu_bind(F f, A... args) {
+    return [=]() { f(args...); };
+}
 #define LAUNCH(kernel, grid, block, smem, stream, ...)                                                        \
-    ((void)(stream), emu_launch((grid), (block), (smem), [=]() { kernel(__VA_ARGS__); }, #kernel))
+    emu_launch((cudaStream_t)(stream), (grid), (block), (smem), emu_bind(kernel, __VA_ARGS__), #kernel)
 #define DYN_SMEM(T, name) T *name = reinterpret_cast<T *>(emu_dyn_smem())
 
 /* ---- runtime API subset ---- */
@@ -219,6 +234,10 @@ typedef enum {
     cudaErrorNoDevice = 100,
     cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorIllegalState = 401,
+    cudaErrorStreamCaptureUnsupported = 900,
+    cudaErrorStreamCaptureInvalidated = 901,
+    cudaErrorStreamCaptureImplicit = 906,
 } cudaError_t;
 typedef enum {
     cudaMemcpyHostToHost = 0,
@@ -227,7 +246,6 @@ typedef enum {
     cudaMemcpyDeviceToDevice = 3,
     cudaMemcpyDefault = 4
 } cudaMemcpyKind;
-typedef struct emu_stream *cudaStream_t;
 typedef struct emu_event *cudaEvent_t;
 struct cudaDeviceProp {
     char name[256];
@@ -249,6 +267,7 @@ template <class T> inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaM
 cudaError_t cudaFree(void *p);
 cudaError_t cudaMallocHost(void **p, size_t n);
 extern "C" size_t emu_pageable_async_copies(void); /* see the NOT emulated list */
+extern "C" size_t emu_events_recorded(void);       /* cudaEventRecord calls so far */
 template <class T> inline cudaError_t cudaMallocHost(T **p, size_t n) { return cudaMallocHost((void **)p, n); }
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);
@@ -278,6 +297,44 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
 template <class F> inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
 
+/* ---- CUDA graphs by stream capture ----
+ * Between cudaStreamBeginCapture and cudaStreamEndCapture the stream's
+ * kernel launches, cudaMemcpyAsync/cudaMemsetAsync and cublasGemmEx calls
+ * are checked as usual but recorded instead of run, with the argument
+ * values of that moment (device memory is read when the graph runs); a
+ * cudaGraphExec_t from cudaGraphInstantiate runs them in order on every
+ * cudaGraphLaunch. While any capture is open, a call that would
+ * synchronise with it fails with cudaErrorStreamCaptureUnsupported and
+ * invalidates it, as in CUDA's global and thread-local capture modes:
+ * cudaMalloc/cudaFree/cudaMallocHost/cudaFreeHost, cudaMemcpy/cudaMemset
+ * (and the 2D copy), stream, event and device synchronisation; so does a
+ * launch or asynchronous copy on the legacy stream 0
+ * (cudaErrorStreamCaptureImplicit) and, stricter than CUDA, which records
+ * event nodes, cudaEventRecord on the captured stream. cudaStreamEndCapture
+ * of an invalidated capture returns cudaErrorStreamCaptureInvalidated and
+ * no graph. Not emulated: several streams joined into one capture (events
+ * between streams), graph updates, child graphs. */
+typedef struct emu_graph *cudaGraph_t;
+typedef struct emu_graph_exec *cudaGraphExec_t;
+enum cudaStreamCaptureMode {
+    cudaStreamCaptureModeGlobal = 0,
+    cudaStreamCaptureModeThreadLocal = 1,
+    cudaStreamCaptureModeRelaxed = 2
+};
+enum cudaStreamCaptureStatus {
+    cudaStreamCaptureStatusNone = 0,
+    cudaStreamCaptureStatusActive = 1,
+    cudaStreamCaptureStatusInvalidated = 2
+};
+cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t *g);
+cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus *status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t *e, cudaGraph_t g, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e);
+cudaError_t cudaGraphDestroy(cudaGraph_t g);
+extern "C" size_t emu_graph_launches(void); /* cudaGraphLaunch calls that ran a graph, so far */
+
 /* ---- cuBLAS subset ---- */
 typedef struct emu_cublas *cublasHandle_t;
 typedef enum {
@@ -296,8 +353,12 @@ cublasStatus_t cublasCreate(cublasHandle_t *h);
 cublasStatus_t cublasDestroy(cublasHandle_t h);
 cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s);
 cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m);
+/* A user workspace: must be device memory of at least n bytes (unused here:
+ * the emulated GEMM needs none). */
+cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *workspace, size_t n);
 /* C = alpha op(A) op(B) + beta C, column-major; alpha/beta point to float
- * (host pointers). Types as cuBLAS supports them with COMPUTE_32F: A and B
+ * (host pointers, read at the call, or at capture when the handle's stream
+ * is being captured). Types as cuBLAS supports them with COMPUTE_32F: A and B
  * both CUDA_R_32F with C CUDA_R_32F, or both CUDA_R_16BF with C CUDA_R_16BF
  * or CUDA_R_32F; anything else is CUBLAS_STATUS_NOT_SUPPORTED. A, B and C
  * must lie inside live cudaMalloc/cudaMallocHost allocations (else the

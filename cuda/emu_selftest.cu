@@ -654,6 +654,105 @@ extern "C" int emu_selftest_runtime(void) {
     return fails;
 }
 
+/* ---- CUDA graphs by stream capture ---- */
+
+namespace {
+// y = a x + y
+__global__ void axpy_kernel(float *y, const float *x, float a, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = a * x[i] + y[i];
+}
+} // namespace
+
+/* A capture of a launch, a device copy and a GEMM records without running;
+ * each replay runs them on the device memory of that moment, with the
+ * host arguments of the capture; a synchronising call or a launch on the
+ * legacy stream inside a capture fails and invalidates it. */
+extern "C" int emu_selftest_graph(void) {
+    int fails = 0;
+    const int n = 300;
+    cudaStream_t s;
+    CK(cudaStreamCreate(&s));
+    cublasHandle_t h;
+    if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS || cublasSetStream(h, s) != CUBLAS_STATUS_SUCCESS)
+        return bad("cublasCreate", 0, 1, 0);
+    float *x, *y, *z, *one;
+    CK(cudaMalloc((void **)&x, n * sizeof(float)));
+    CK(cudaMalloc((void **)&y, n * sizeof(float)));
+    CK(cudaMalloc((void **)&z, n * sizeof(float)));
+    CK(cudaMalloc((void **)&one, sizeof(float)));
+    std::vector<float> hx(n), hy(n, 1.0f), got(n);
+    for (int i = 0; i < n; i++) hx[i] = 0.5f * i - 40;
+    const float f1 = 1.0f;
+    CK(cudaMemcpy(x, hx.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(y, hy.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(one, &f1, sizeof f1, cudaMemcpyHostToDevice));
+    cudaStreamCaptureStatus st;
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    CK(cudaStreamIsCapturing(s, &st));
+    if (st != cudaStreamCaptureStatusActive) fails += bad("capture status while capturing", 0, st, 1);
+    float a = 2.0f, alpha = 3.0f, beta = 0.5f;
+    LAUNCH(axpy_kernel, dim3((n + 127) / 128), dim3(128), 0, s, y, x, a, n);      // y = 2 x + y
+    CK(cudaMemcpyAsync(z, y, n * sizeof(float), cudaMemcpyDeviceToDevice, s)); // z = y
+    // y = 3 z 1 + 0.5 y: z as an (n x 1) matrix times the 1 x 1 matrix [1]
+    if (cublasGemmEx(h, CUBLAS_OP_N, CUBLAS_OP_N, n, 1, 1, &alpha, z, CUDA_R_32F, n, one, CUDA_R_32F, 1, &beta, y,
+                     CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) != CUBLAS_STATUS_SUCCESS)
+        fails += bad("cublasGemmEx in a capture", 0, 1, 0);
+    a = 100.0f, alpha = 100.0f, beta = 100.0f; // the graph keeps the values of the capture
+    cudaGraph_t graph = nullptr;
+    CK(cudaStreamEndCapture(s, &graph));
+    CK(cudaStreamIsCapturing(s, &st));
+    if (st != cudaStreamCaptureStatusNone) fails += bad("capture status after", 0, st, 0);
+    CK(cudaMemcpy(got.data(), y, n * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < n; i++)
+        if (got[i] != 1.0f) fails += bad("y after the capture (nothing may run)", i, got[i], 1);
+    cudaGraphExec_t exec = nullptr;
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaGraphDestroy(graph)); // the executable graph stands on its own
+    std::vector<double> want(n, 1.0);
+    for (int rep = 0; rep < 3; rep++) {
+        if (rep == 2) { // new inputs between replays: the graph reads device memory when it runs
+            for (int i = 0; i < n; i++) hx[i] = -hx[i];
+            CK(cudaMemcpy(x, hx.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+        }
+        CK(cudaGraphLaunch(exec, s));
+        for (int i = 0; i < n; i++) want[i] = 3.5 * (2.0 * hx[i] + want[i]);
+    }
+    CK(cudaStreamSynchronize(s));
+    CK(cudaMemcpy(got.data(), y, n * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < n; i++)
+        if (std::fabs(got[i] - want[i]) > 1e-5 * std::fabs(want[i]) + 1e-4) fails += bad("graph replays", i, got[i], want[i]);
+    CK(cudaGraphExecDestroy(exec));
+    // A synchronising call inside a capture fails and invalidates it.
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    LAUNCH(axpy_kernel, dim3((n + 127) / 128), dim3(128), 0, s, y, x, a, n);
+    if (cudaStreamSynchronize(s) == cudaSuccess) fails += bad("cudaStreamSynchronize in a capture", 0, 0, 1);
+    graph = nullptr;
+    if (cudaStreamEndCapture(s, &graph) != cudaErrorStreamCaptureInvalidated || graph)
+        fails += bad("end of an invalidated capture", 0, 0, 1);
+    // So does a launch on the legacy stream, which would wait for the captured one.
+    CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    LAUNCH(axpy_kernel, dim3((n + 127) / 128), dim3(128), 0, (cudaStream_t)0, y, x, a, n);
+    if (cudaGetLastError() == cudaSuccess) fails += bad("legacy-stream launch in a capture", 0, 0, 1);
+    graph = nullptr;
+    if (cudaStreamEndCapture(s, &graph) == cudaSuccess || graph) fails += bad("end of an invalidated capture", 1, 0, 1);
+    (void)cudaGetLastError();
+    // After them, the stream runs plainly again: y unchanged by the failed captures, then y = 1 x + y.
+    CK(cudaMemcpy(y, hy.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+    LAUNCH(axpy_kernel, dim3((n + 127) / 128), dim3(128), 0, s, y, x, 1.0f, n);
+    CK(cudaStreamSynchronize(s));
+    CK(cudaMemcpy(got.data(), y, n * sizeof(float), cudaMemcpyDeviceToHost));
+    for (int i = 0; i < n; i++)
+        if (got[i] != hx[i] + 1.0f) fails += bad("plain launch after failed captures", i, got[i], hx[i] + 1.0f);
+    cublasDestroy(h);
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+    CK(cudaFree(z));
+    CK(cudaFree(one));
+    CK(cudaStreamDestroy(s));
+    return fails;
+}
+
 /* Each of these must abort on the emulator (they return only if it did not). */
 namespace {
 int run_bad(int which) {

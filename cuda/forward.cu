@@ -12,10 +12,19 @@
  * norm runs only on the wanted rows, whose logits are produced LM rows at a
  * time and reduced on the device by k_compact (and, when sampling, drawn
  * from by k_sample with the host's uniforms); only the compact results, the
- * sampled ids (and the logits rows, when asked) are copied back. */
+ * sampled ids (and the logits rows, when asked) are copied back.
+ *
+ * Decode-shaped calls (one chunk of at most B rows) run from a CUDA graph:
+ * the launches of a call, everything from the embedding to the sampler,
+ * are captured once per shape (graph_key: every host value they bake in)
+ * and replayed while the shape stays; the per-call copies stay outside
+ * the graph, around its launch, and the values that change every step
+ * (tokens, slots, positions, attention tiles, uniforms) reach the kernels
+ * through device memory at fixed addresses. */
 #include "check.cuh"
 #include "common.cuh"
 #include "kernels.h"
+#include "profile.cuh"
 
 extern "C" {
 #include "infer/gpu.h"
@@ -27,6 +36,24 @@ extern "C" {
 
 #include <stdlib.h>
 #include <string.h>
+
+/* An environment switch (LR_GPU_PROFILE, LR_GPU_GRAPHS): on when set to
+ * anything but "0", dflt when unset or empty. */
+static int env_on(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? strcmp(v, "0") != 0 : dflt;
+}
+
+/* Every host-side value the launches of a one-chunk call depend on besides
+ * the engine's fixed buffers: a call with the same key runs the same
+ * launches with the same arguments, so it may replay their graph. gen
+ * counts reallocations of the per-call buffers the launches point into. */
+typedef struct {
+    double mass, temperature, top_p;
+    int n, nw, nt, splits, kmax, kmin, top_k, gather, sample;
+    unsigned gen;
+} graph_key; /* no padding: compared and copied with memcmp/memcpy */
+static_assert(sizeof(graph_key) == 3 * sizeof(double) + 10 * sizeof(int), "graph_key has padding");
 
 typedef struct {
     bf16 *wqkv, *wo, *wgu, *wdown;  // (QD+2KD, C) (C, QD) (2I, C) (C, I)
@@ -64,11 +91,27 @@ struct gpu_fwd {
     double *d_uni;
     unsigned char *d_bad;
     int64_t *d_goff;
+    struct prof *prof;       /* kernel time by kind; NULL: the profile is off */
+    /* CUDA graphs of decode-shaped calls (graph_run) */
+    int graphs;              /* 0: off (LR_GPU_GRAPHS=0, or after a failed capture) */
+    unsigned gen;            /* bumped by every reallocation of a per-call device buffer */
+    cudaGraphExec_t gexec;   /* the captured graph (NULL: none) and its key */
+    graph_key gkey, gseen;   /* gseen: the last decode-shaped call that ran plainly */
+    int gseen_ok;
+    gpu_graph_stats gst;
+    void *ws;                /* cuBLAS workspace: nothing allocated inside a capture */
     /* host staging for weight conversion */
     uint16_t *stage16;
     float *stage32;
     size_t stage16_n, stage32_n;
 };
+
+/* Marks the start of a group of launches of one kind (profile.cuh);
+ * nothing at all when the profile is off. */
+#define PROF(kind)                                                                                            \
+    do {                                                                                                      \
+        if (g->prof) CK(prof_mark(g->prof, (kind), g->st));                                                   \
+    } while (0)
 
 #define CB(call)                                                                                              \
     do {                                                                                                      \
@@ -243,6 +286,12 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     CK(cudaStreamCreate(&g->st));
     CB(cublasCreate(&g->cb));
     CB(cublasSetStream(g->cb, g->st));
+    g->graphs = env_on("LR_GPU_GRAPHS", 1);
+    if (g->graphs) { /* 32 MiB, what cuBLAS takes on Hopper by default; set after the stream, which resets it */
+        size_t wsn = (size_t)32 << 20;
+        CK(cudaMalloc(&g->ws, wsn));
+        CB(cublasSetWorkspace(g->cb, g->ws, wsn));
+    }
     int rc = upload(g);
     if (rc) return rc;
     size_t C = c->C, I = c->I, V = c->V, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD, M = max_tokens;
@@ -255,13 +304,40 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
         (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_tiles, M)))
         return rc;
     g->len = (int *)xcalloc((size_t)B, sizeof(int));
+    if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new();
     free(g->stage16), free(g->stage32);
     g->stage16 = NULL, g->stage32 = NULL, g->stage16_n = g->stage32_n = 0;
     return LR_OK;
 }
 
+extern "C" int gpu_fwd_set_profile(gpu_fwd *g, int on) {
+    prof_free(g->prof);
+    g->prof = on ? prof_new() : NULL;
+    return LR_OK;
+}
+
+extern "C" int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p) {
+    if (!g->prof) {
+        memset(p, 0, sizeof *p);
+        return 1;
+    }
+    *p = *prof_totals(g->prof);
+    return 0;
+}
+
+extern "C" void gpu_fwd_graph_stats(const gpu_fwd *g, gpu_graph_stats *s) {
+    *s = g->gst;
+    s->enabled = g->graphs;
+}
+
 extern "C" void gpu_fwd_free(gpu_fwd *g) {
     if (!g) return;
+    if (g->gexec) cudaGraphExecDestroy(g->gexec);
+    if (g->ws) cudaFree(g->ws);
+    if (g->prof) {
+        if (prof_totals(g->prof)->calls) gpu_prof_print(stderr, prof_totals(g->prof));
+        prof_free(g->prof);
+    }
     if (g->layer)
         for (int l = 0; l < g->c.L; l++) {
             gpu_layer *y = &g->layer[l];
@@ -306,20 +382,32 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     uint16_t *kc = (uint16_t *)(g->kc + l * kvl), *vc = (uint16_t *)(g->vc + l * kvl);
     float eps = (float)c->rms_eps;
     int rc;
+    PROF(GPU_PROF_ELEMENTWISE);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln1, NULL, n, C, eps, g->st);
+    PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->qkv, g->ln, y->wqkv, n, C, QD + 2 * KD, 0.0f))) return rc;
+    PROF(GPU_PROF_ELEMENTWISE);
     k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, g->Tmax, g->st);
+    PROF(GPU_PROF_ATTENTION);
     k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, splits, g->d_part,
                       g->st);
+    PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
+    PROF(GPU_PROF_ELEMENTWISE);
     if (y->bo) k_add_bias(g->x, y->bo, n, C, g->st);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln2, NULL, n, C, eps, g->st);
+    PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->gu, g->ln, y->wgu, n, C, 2 * I, 0.0f))) return rc;
+    PROF(GPU_PROF_ELEMENTWISE);
     k_swiglu((uint16_t *)g->h, g->gu, n, I, g->st);
+    PROF(GPU_PROF_GEMM);
     return gemm(g, g->x, g->h, y->wdown, n, I, C, 1.0f);
 }
 
-template <class T> static int grow(T **p, size_t n) {
+/* A per-call buffer reallocated: a captured graph pointing into the old
+ * one is not replayed again (its key's gen is outdated). */
+template <class T> static int grow(gpu_fwd *g, T **p, size_t n) {
+    g->gen++;
     if (*p) cudaFree(*p);
     return dalloc(p, n);
 }
@@ -329,15 +417,15 @@ static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
     int rc;
     if (G > g->rcap) {
         size_t K = g->kmax ? (size_t)g->kmax : 1;
-        if ((rc = grow(&g->d_k, G)) || (rc = grow(&g->d_ids, G * K)) || (rc = grow(&g->d_lps, G * K)) ||
-            (rc = grow(&g->d_tail, G)) || (rc = grow(&g->d_argmax, G)) || (rc = grow(&g->d_bad, G)) ||
-            (rc = grow(&g->d_gtail, G)) || (rc = grow(&g->d_goff, G + 1)) || (rc = grow(&g->d_uni, G)) ||
-            (rc = grow(&g->d_sampled, G)))
+        if ((rc = grow(g, &g->d_k, G)) || (rc = grow(g, &g->d_ids, G * K)) || (rc = grow(g, &g->d_lps, G * K)) ||
+            (rc = grow(g, &g->d_tail, G)) || (rc = grow(g, &g->d_argmax, G)) || (rc = grow(g, &g->d_bad, G)) ||
+            (rc = grow(g, &g->d_gtail, G)) || (rc = grow(g, &g->d_goff, G + 1)) || (rc = grow(g, &g->d_uni, G)) ||
+            (rc = grow(g, &g->d_sampled, G)))
             return rc;
         g->rcap = G;
     }
     if (ng > g->gcap) {
-        if ((rc = grow(&g->d_gids, ng)) || (rc = grow(&g->d_glps, ng))) return rc;
+        if ((rc = grow(g, &g->d_gids, ng)) || (rc = grow(g, &g->d_glps, ng))) return rc;
         g->gcap = ng;
     }
     return LR_OK;
@@ -397,6 +485,95 @@ template <class T> static void deliver(T *host, const T *pinned, size_t n) {
     if (host && n) memcpy(host, pinned, n * sizeof(T));
 }
 
+/* The launches of one chunk of n rows (nw wanted, nt attention tiles) once
+ * its rows are on the device, from the embedding to the sampler; the
+ * chunk's wanted rows are results gbase.. of the call. The --full logits
+ * copy is the only copy here (graph_run never captures a call with one). */
+static int chunk_launches(gpu_fwd *g, const eng_req *q, eng_res *r, int n, int nw, int nt, int splits, size_t gbase) {
+    const mcfg *c = &g->c;
+    const int V = c->V, C = c->C;
+    int rc;
+    PROF(GPU_PROF_ELEMENTWISE);
+    k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
+    for (int l = 0; l < c->L; l++)
+        if ((rc = layer_forward(g, l, n, nt, splits))) return rc;
+    for (int s = 0; s < nw; gbase += (size_t)(nw - s < g->LM ? nw - s : g->LM), s += g->LM) {
+        int cnt = nw - s < g->LM ? nw - s : g->LM;
+        PROF(GPU_PROF_ELEMENTWISE);
+        k_rmsnorm((uint16_t *)g->lnf, g->x, g->norm, g->d_rows + s, cnt, C, (float)c->rms_eps, g->st);
+        PROF(GPU_PROF_GEMM);
+        if ((rc = gemm(g, g->logits, g->lnf, g->lm_head, cnt, C, V, 0.0f))) return rc;
+        compact_args a;
+        a.kmax = q->co.kmax, a.kmin = q->co.kmin, a.mass = q->co.mass;
+        a.gids = q->gids ? g->d_gids : NULL;
+        a.goff = g->d_goff + gbase;
+        a.k = g->d_k + gbase, a.ids = g->d_ids + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
+        a.lps = g->d_lps + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
+        a.argmax = g->d_argmax + gbase, a.tail = g->d_tail + gbase;
+        a.glps = g->d_glps, a.gtail = g->d_gtail + gbase, a.bad = g->d_bad + gbase;
+        PROF(GPU_PROF_COMPACT);
+        k_compact(g->logits, cnt, V, &a, g->st);
+        if (q->uniform) PROF(GPU_PROF_SAMPLE);
+        if (q->uniform)
+            k_sample(g->logits, cnt, V, g->d_uni + gbase, q->smp.temperature, q->smp.top_k, q->smp.top_p,
+                     g->d_sampled + gbase, g->st);
+        CK(cudaGetLastError());
+        if (q->logits && r->logits) PROF(GPU_PROF_D2H);
+        if (q->logits && r->logits)
+            CK(cudaMemcpyAsync(r->logits + gbase * (size_t)V, g->logits, (size_t)cnt * V * sizeof(float),
+                               cudaMemcpyDeviceToHost, g->st));
+    }
+    CK(cudaGetLastError());
+    return LR_OK;
+}
+
+/* A failed capture: this call and every later one run plainly. */
+static void graph_failed(gpu_fwd *g, cudaGraph_t graph, cudaGraphExec_t exec) {
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    (void)cudaGetLastError(); /* the capture's error is not the call's */
+    g->graphs = 0;
+    g->gst.failures++;
+}
+
+/* Runs a one-chunk call of key k from a graph when it can (*ran = 1): the
+ * graph of this key is replayed; a key seen on the previous such call as
+ * well is captured, replacing the graph, and launched; a new key runs
+ * plainly this time (*ran = 0), so that the one-off shapes of continuous
+ * batching (a prompt joining) neither capture nor evict the decode graph. */
+static int graph_run(gpu_fwd *g, const graph_key *k, const eng_req *q, eng_res *r, int n, int nw, int nt, int splits,
+                     int *ran) {
+    *ran = 0;
+    if (!g->gexec || memcmp(k, &g->gkey, sizeof *k)) {
+        if (!g->gseen_ok || memcmp(k, &g->gseen, sizeof *k)) {
+            memcpy(&g->gseen, k, sizeof *k), g->gseen_ok = 1;
+            return LR_OK;
+        }
+        cudaGraph_t graph = NULL;
+        cudaGraphExec_t exec = NULL;
+        if (cudaStreamBeginCapture(g->st, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+            graph_failed(g, NULL, NULL);
+            return LR_OK;
+        }
+        int rc = chunk_launches(g, q, r, n, nw, nt, splits, 0);
+        cudaError_t e = cudaStreamEndCapture(g->st, &graph); /* always: the stream leaves capture mode */
+        if (!rc && e == cudaSuccess && graph) e = cudaGraphInstantiate(&exec, graph, 0);
+        if (rc || e != cudaSuccess || !graph || !exec) {
+            graph_failed(g, graph, exec);
+            return LR_OK;
+        }
+        cudaGraphDestroy(graph);
+        if (g->gexec) cudaGraphExecDestroy(g->gexec);
+        g->gexec = exec;
+        memcpy(&g->gkey, k, sizeof *k);
+        g->gst.captures++;
+    }
+    CK(cudaGraphLaunch(g->gexec, g->st));
+    g->gst.replays++;
+    *ran = 1;
+    return LR_OK;
+}
+
 extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want,
                            const eng_req *q, eng_res *r) {
     const mcfg *c = &g->c;
@@ -404,6 +581,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         return lr_err(LR_EUSAGE, "cuda forward: kmax %d above the %d it was sized for", q->co.kmax, g->kmax);
     int rc = fwd_check_rows("cuda forward", g->len, g->B, g->Tmax, c->V, N, tokens, seq);
     if (rc) return rc;
+    if (g->prof) CK(prof_start(g->prof, GPU_PROF_HOST, g->st));
     size_t G = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
     size_t ng = q->gids ? q->goff[G] : 0, K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
@@ -411,6 +589,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     if ((rc = ensure_results(g, G, ng)) || (rc = pin_grow(g, &h, (size_t)N, G, K, ng))) return rc;
     if (q->gids) {
         for (size_t j = 0; j <= G; j++) h.goff[j] = (int64_t)q->goff[j];
+        PROF(GPU_PROF_H2D);
         CK(cudaMemcpyAsync(g->d_goff, h.goff, (G + 1) * sizeof(int64_t), cudaMemcpyHostToDevice, g->st));
         if (ng) {
             memcpy(h.gids, q->gids, ng * sizeof(int32_t));
@@ -419,12 +598,13 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     }
     if (q->uniform && G) {
         memcpy(h.uni, q->uniform, G * sizeof(double));
+        PROF(GPU_PROF_H2D);
         CK(cudaMemcpyAsync(g->d_uni, h.uni, G * sizeof(double), cudaMemcpyHostToDevice, g->st));
     }
-    const int V = c->V, C = c->C;
     size_t gbase = 0;
     for (int start = 0; start < N; start += g->M) {
         int n = N - start < g->M ? N - start : g->M, nw = 0;
+        PROF(GPU_PROF_HOST);
         int *tok = h.tok + start, *sq = h.seq + start, *pos = h.pos + start, *rows = h.rows + start;
         att_tile *tiles = h.tiles + start;
         for (int i = 0; i < n; i++) {
@@ -439,41 +619,28 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         int splits = att_splits(nt, c->NKV, maxk, g->nsm);
         size_t pn = splits > 1 ? att_part_floats(nt, c->NKV, c->HD, splits) : 0;
         if (pn > g->part_n) {
-            if ((rc = grow(&g->d_part, pn))) return rc;
+            if ((rc = grow(g, &g->d_part, pn))) return rc;
             g->part_n = pn;
         }
+        PROF(GPU_PROF_H2D);
         CK(cudaMemcpyAsync(g->d_tok, tok, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_seq, sq, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_pos, pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_rows, rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_tiles, tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
-        k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
-        for (int l = 0; l < c->L; l++)
-            if ((rc = layer_forward(g, l, n, nt, splits))) return rc;
-        for (int s = 0; s < nw; s += g->LM) {
-            int cnt = nw - s < g->LM ? nw - s : g->LM;
-            k_rmsnorm((uint16_t *)g->lnf, g->x, g->norm, g->d_rows + s, cnt, C, (float)c->rms_eps, g->st);
-            if ((rc = gemm(g, g->logits, g->lnf, g->lm_head, cnt, C, V, 0.0f))) return rc;
-            compact_args a;
-            a.kmax = q->co.kmax, a.kmin = q->co.kmin, a.mass = q->co.mass;
-            a.gids = q->gids ? g->d_gids : NULL;
-            a.goff = g->d_goff + gbase;
-            a.k = g->d_k + gbase, a.ids = g->d_ids + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
-            a.lps = g->d_lps + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
-            a.argmax = g->d_argmax + gbase, a.tail = g->d_tail + gbase;
-            a.glps = g->d_glps, a.gtail = g->d_gtail + gbase, a.bad = g->d_bad + gbase;
-            k_compact(g->logits, cnt, V, &a, g->st);
-            if (q->uniform)
-                k_sample(g->logits, cnt, V, g->d_uni + gbase, q->smp.temperature, q->smp.top_k, q->smp.top_p,
-                         g->d_sampled + gbase, g->st);
-            CK(cudaGetLastError());
-            if (q->logits && r->logits)
-                CK(cudaMemcpyAsync(r->logits + gbase * (size_t)V, g->logits, (size_t)cnt * V * sizeof(float),
-                                   cudaMemcpyDeviceToHost, g->st));
-            gbase += (size_t)cnt;
+        int ran = 0;
+        if (start == 0 && n == N && g->graphs && !g->prof && N <= g->B && nw <= g->LM && !(q->logits && r->logits)) {
+            graph_key k;
+            memset(&k, 0, sizeof k); /* padding too: keys compare with memcmp */
+            k.n = n, k.nw = nw, k.nt = nt, k.splits = splits, k.kmax = q->co.kmax, k.kmin = q->co.kmin;
+            k.mass = q->co.mass, k.gather = q->gids != NULL, k.sample = q->uniform != NULL, k.gen = g->gen;
+            if (q->uniform) k.temperature = q->smp.temperature, k.top_k = q->smp.top_k, k.top_p = q->smp.top_p;
+            if ((rc = graph_run(g, &k, q, r, n, nw, nt, splits, &ran))) return rc;
         }
-        CK(cudaGetLastError());
+        if (!ran && (rc = chunk_launches(g, q, r, n, nw, nt, splits, gbase))) return rc;
+        gbase += (size_t)nw;
     }
+    PROF(GPU_PROF_D2H);
     if ((rc = fetch_async(g, h.bad, g->d_bad, r->bad ? G : 0)) ||
         (rc = fetch_async(g, h.argmax, g->d_argmax, r->argmax ? G : 0)))
         return rc;
@@ -483,7 +650,9 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     if (q->gids && ((rc = fetch_async(g, h.glps, g->d_glps, ng)) || (rc = fetch_async(g, h.gtail, g->d_gtail, G))))
         return rc;
     if (q->uniform && (rc = fetch_async(g, h.sampled, g->d_sampled, G))) return rc;
+    PROF(GPU_PROF_KINDS); /* the call's last event */
     CK(cudaStreamSynchronize(g->st));
+    if (g->prof) CK(prof_collect(g->prof));
     deliver(r->bad, h.bad, G), deliver(r->argmax, h.argmax, G);
     if (K) deliver(r->k, h.k, G), deliver(r->ids, h.ids, G * K), deliver(r->lps, h.lps, G * K), deliver(r->tail, h.tail, G);
     if (q->gids) deliver(r->glps, h.glps, ng), deliver(r->gtail, h.gtail, G);

@@ -6,6 +6,7 @@
 #include "base/util.h"
 
 #include <stdio.h>
+#include <string.h>
 
 const char *gpu_backend(void) { return "none"; }
 
@@ -79,4 +80,19 @@ int gpu_trn_nccl_join(gpu_trn *g, const unsigned char id[GPU_NCCL_ID_BYTES], int
 int gpu_trn_allreduce(gpu_trn *g, float scale) {
     (void)g, (void)scale;
     return gpu_nccl_load();
+}
+
+/* infer/gpu.h: no profile and no graphs without a device */
+int gpu_fwd_set_profile(gpu_fwd *g, int on) {
+    (void)g, (void)on;
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p) {
+    (void)g;
+    memset(p, 0, sizeof *p);
+    return 1;
+}
+void gpu_fwd_graph_stats(const gpu_fwd *g, gpu_graph_stats *s) {
+    (void)g;
+    memset(s, 0, sizeof *s);
 }

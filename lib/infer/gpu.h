@@ -12,6 +12,7 @@
 #include "model/model.h"
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* "cuda", "emulated" or "none". */
 const char *gpu_backend(void);
@@ -36,6 +37,55 @@ int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsi
                 eng_res *r);
 void gpu_fwd_reset(gpu_fwd *g, int b);
 void gpu_fwd_free(gpu_fwd *g);
+
+/* Kernel time by kind (opt-in: LR_GPU_PROFILE=1 in the environment at
+ * gpu_fwd_init, or gpu_fwd_set_profile). When on, every call brackets each
+ * group of launches of one kind with CUDA events on the forward's stream and,
+ * after its final synchronisation, adds the device time between consecutive
+ * events to that kind; total_ms is the time from a call's first event to its
+ * last, which the kinds add up to. "host" is device time spent waiting for
+ * the host (idle between the groups the host prepares: a call's row setup);
+ * "h2d"/"d2h" are the per-call copies. With the profile on, calls run their
+ * launches plainly (no CUDA graph), so that each group can be timed. When
+ * off, no event is recorded. gpu_fwd_free prints the totals as a table on
+ * stderr when the profile was on and saw calls. */
+enum {
+    GPU_PROF_GEMM,        /* cuBLAS GEMMs (projections, lm_head) */
+    GPU_PROF_ATTENTION,   /* attention (split-KV partials and their combine) */
+    GPU_PROF_COMPACT,     /* per-row top list, gather, argmax (k_compact) */
+    GPU_PROF_SAMPLE,      /* sampling (k_sample) */
+    GPU_PROF_ELEMENTWISE, /* embedding, RMSNorm, bias + RoPE, SwiGLU, bias adds */
+    GPU_PROF_H2D,         /* copies host -> device */
+    GPU_PROF_D2H,         /* copies device -> host */
+    GPU_PROF_HOST,        /* the device waiting for the host between groups */
+    GPU_PROF_KINDS
+};
+typedef struct {
+    double ms[GPU_PROF_KINDS];
+    double total_ms;      /* first to last event of each call, summed */
+    long calls, events;   /* profiled calls; events recorded */
+} gpu_prof;
+/* "gemm", "attention", ... (the names of the table and of bench_gpu's lines). */
+const char *gpu_prof_kind(int kind);
+/* The totals as a table: milliseconds and share of total_ms per kind. */
+void gpu_prof_print(FILE *f, const gpu_prof *p);
+/* Turns the profile on (zeroing its totals) or off. */
+int gpu_fwd_set_profile(gpu_fwd *g, int on);
+/* The totals so far; 0 when the profile is on, 1 when off (then *p zeroed). */
+int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p);
+
+/* CUDA graphs for decode-shaped calls (one chunk of at most B rows, no
+ * logits rows asked): the launches of such a call are captured once per
+ * shape and replayed while the shape stays (see docs/CUDA.md); calls run
+ * plainly while the profile is on. LR_GPU_GRAPHS=0 at gpu_fwd_init turns
+ * them off. */
+typedef struct {
+    long replays;  /* calls run from a graph, the capturing ones included */
+    long captures; /* graphs captured */
+    long failures; /* captures that failed (the call ran plainly, graphs went off) */
+    int enabled;   /* graphs still in use */
+} gpu_graph_stats;
+void gpu_fwd_graph_stats(const gpu_fwd *g, gpu_graph_stats *s);
 
 /* Largest kmax the device selection supports (larger lists: use cpu). */
 #define GPU_KMAX_LIMIT 1024

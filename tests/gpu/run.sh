@@ -144,7 +144,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|decode|hf_logits|hf_teacher|kl_agree|bf16_floor|train) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -265,7 +265,7 @@ decode_stages() {
     local b
     for b in $DECODE_B; do
         # shellcheck disable=SC2086
-        stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" "$1" --batch "$b" $DECODE
+        stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" --profile "$1" --batch "$b" $DECODE
     done
 }
 for s in $SHAPES; do
@@ -280,12 +280,12 @@ for s in $SHAPES; do
         # shellcheck disable=SC2086
         stage "mkmodel_$s" 60 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 --tokenizer "$WORK/tok/tokenizer.json" || continue
         # shellcheck disable=SC2086
-        stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+        stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$d" $TEACH
         decode_stages "$d" "$s"
         continue
     fi
     # shellcheck disable=SC2086
-    stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" "$d" $TEACH
+    stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$d" $TEACH
     decode_stages "$d" "$s"
     ours=()
     [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")

@@ -27,6 +27,7 @@ def parse(path):
         m = re.match(r"(\S+?):? ", rest)
         if m and "=" not in m.group(1):
             kv["what"] = m.group(1).rstrip(":")
+        kv["_rest"] = rest
         rows.append((kind, kv))
     return rows
 
@@ -101,6 +102,22 @@ def build_table(rows):
                        f"step ms, % of memory-bandwidth roofline | {f(kv.get('tok_s'), '{:.0f}')}, "
                        f"{f(kv.get('step_ms'))} ms, {f(pct, '{:.1f}')}% of {f(kv.get('bw_peak'), '{:.0f}')} GB/s | | "
                        f"{'>= 60% (batch 1)' if b == '1' else ''} | {good} |")
+    kinds = ("gemm", "attention", "compact", "sample", "elementwise", "h2d", "d2h", "host")
+    for k, kv in rows:
+        if k != "gpu_profile":
+            continue
+        mode = {"teacher": "teacher forcing", "decode": "greedy decode",
+                "decode-sampled": "sampled decode"}.get(kv.get("what"), kv.get("what", "?"))
+        # the model is the line's first DIR: "gpu_profile MODE DIR: ..."
+        model = next((t.rstrip(":") for t in kv.get("_rest", "").split()[1:2]), "?")
+        shares = ", ".join(f"{n} {f(kv.get(n + '_pct'), '{:.1f}')}%" for n in kinds)
+        try:
+            cover = f"{100 * float(kv['total_ms']) / float(kv['wall_ms']):.1f}% of the wall time"
+        except (KeyError, ValueError, ZeroDivisionError):
+            cover = "n/a"
+        out.append(f"| device time by kind, {mode} `{name(model)}`, batch {kv.get('batch', '?')} (profiled pass: "
+                   f"{kv.get('calls', '?')} calls, {f(kv.get('total_ms'), '{:.1f}')} ms) | {shares} | events span "
+                   f"{cover} | | |")
     for k, kv in rows:
         if k != "train":
             continue

@@ -19,6 +19,7 @@ int emu_selftest_atomics(void);
 int emu_selftest_bf16(void);
 int emu_selftest_gemm(void);
 int emu_selftest_runtime(void);
+int emu_selftest_graph(void);
 int emu_selftest_bad_divergent_barrier(void);
 int emu_selftest_bad_early_return(void);
 int emu_selftest_bad_warp_exited(void);
@@ -65,6 +66,7 @@ int main(void) {
     CHECK(emu_selftest_bf16() == 0);
     CHECK(emu_selftest_gemm() == 0);
     CHECK(emu_selftest_runtime() == 0);
+    CHECK(emu_selftest_graph() == 0);
 
     const char *const w0[] = {"kernel divergent_barrier_kernel,", "block (0,0,0)", "thread (40,0,0)",
                               "divergent barrier", NULL};
