@@ -48,38 +48,9 @@ dp() {
     wait
 }
 rcs() { cat "$T"/dp.[0-9].rc | tr '\n' ' '; }
-# adapters A and B: every tensor within TOL (max abs diff / max abs value)
-st_close() {
-    python3 - "$1" "$2" "$3" <<'PY'
-import array, json, struct, sys
-def load(p):
-    b = open(p, "rb").read()
-    n = struct.unpack("<Q", b[:8])[0]
-    h = json.loads(b[8:8 + n])
-    out = {}
-    for k, t in h.items():
-        if k != "__metadata__":
-            lo, hi = t["data_offsets"]
-            out[k] = array.array("f", b[8 + n + lo:8 + n + hi])
-    return out
-a, b, tol = load(sys.argv[1]), load(sys.argv[2]), float(sys.argv[3])
-assert a.keys() == b.keys(), "different tensors"
-worst = max(max(abs(x - y) for x, y in zip(a[k], b[k])) / (max(abs(x) for x in b[k]) or 1.0) for k in a)
-print("%.3g" % worst)
-sys.exit(0 if worst < tol else 1)
-PY
-}
-# logs A and B: the same steps, lr and examples; losses and norms within 1e-6
-logs_close() {
-    jq -se --slurpfile b "$2" 'length == ($b | length) and length > 0 and
-        ([range(0; length) as $i | .[$i] as $x | $b[$i] as $y |
-          (($x.loss - $y.loss) | fabs) <= 1e-6 * ($y.loss | fabs) and
-          (($x.grad_norm - $y.grad_norm) | fabs) <= 1e-6 * ($y.grad_norm | fabs) and
-          $x.lr == $y.lr and $x.examples == $y.examples and $x.step == $y.step] | all)' "$1" > /dev/null
-}
 # same A B WHAT [TOL]: one process's run and the ranks' agree
 same() {
-    logs_close "$T/$2.jsonl" "$T/$1.jsonl" || die "$3: logs differ: $(paste -d' ' "$T/$1.jsonl" "$T/$2.jsonl" | head -2)"
+    logs_close "$T/$2.jsonl" "$T/$1.jsonl" 1e-6 1e-6 lr examples || die "$3: logs differ: $(paste -d' ' "$T/$1.jsonl" "$T/$2.jsonl" | head -2)"
     local e
     e=$(st_close "$T/$2/adapter_model.safetensors" "$T/$1/adapter_model.safetensors" "${4:-1e-4}") || die "$3: adapters differ by $e"
     echo "$3: adapters within $e" >&2
