@@ -5,6 +5,7 @@
  * and the selection, counts, histogram quantiles and the two controls
  * (lowest, random) are checked against those values. */
 #include "check.h"
+#include "tpath.h"
 #include "method/kljoin.h"
 #include "io/stream.h"
 #include "base/rng.h"
@@ -17,18 +18,9 @@
 
 enum { V = 4, NP = 6, T = 7, PL = 2, NSTEP = NP * (T - 1) };
 
-static char tmpdir[512];
 static float lpE[NP][T][V], lpA[NP][T][V];
 static int32_t tok[NP][T];
 static double want_kl[NP][T];
-
-static const char *tpath(const char *name) {
-    static char buf[4][600];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
-    return buf[i];
-}
 
 /* Random log-softmax rows, and the formula's KL from the stored floats. */
 static void make_data(void) {

@@ -3,6 +3,7 @@
  * the comments; the accuracy tables they give; UTF-8 repair; the judge
  * command's per-line work (gold numbers as Python's str() writes them). */
 #include "check.h"
+#include "tpath.h"
 #include "eval/score.h"
 #include "eval/summary.h"
 #include "base/util.h"
@@ -11,15 +12,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char tmpdir[512];
-
-static const char *tpath(const char *name) {
-    static char buf[4][600];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
-    return buf[i];
-}
 
 static void put(const char *path, const char *text) {
     FILE *f = fopen(path, "wb");

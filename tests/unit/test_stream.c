@@ -2,6 +2,7 @@
  * and every kind of bad input the format defines (except byte-level truncation
  * and flips, which tests/cli/stream.sh drives through lr-dump). */
 #include "check.h"
+#include "tpath.h"
 #include "io/schema.h"
 #include "io/stream.h"
 #include "base/util.h"
@@ -10,15 +11,6 @@
 #include <unistd.h>
 #include <zstd.h>
 
-static char tmpdir[512];
-
-static const char *tpath(const char *name) {
-    static char buf[4][600];
-    static int i;
-    i = (i + 1) % 4;
-    snprintf(buf[i], sizeof buf[i], "%s/%s", tmpdir, name);
-    return buf[i];
-}
 
 static lrs_header make_header(const char *model_hash) {
     static char *argv[] = {"test_stream", "--x"};
