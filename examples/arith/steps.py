@@ -22,6 +22,11 @@ vocabulary of lr-mkmodel, README.md "Tokenizer").
 import json
 import sys
 
+# first tokens of a final answer (The answer, ####, \\boxed) and of a line
+# of working (gets, gives, buys, triples/doubles, or an equation's digit)
+ANSWER = set(map(ord, "T#\\"))
+WORKING = set(map(ord, "gbtd0123456789"))
+
 
 def kind(t):
     if t >= 256:
@@ -49,10 +54,6 @@ def form(t):
     if t in ANSWER:
         return "answer"
     return "working" if t in WORKING else "other"
-
-
-ANSWER = set(map(ord, "T#\\"))
-WORKING = set(map(ord, "gbtd0123456789"))
 
 
 def main():
