@@ -172,7 +172,7 @@ static void allocator(const model *m) {
     eng_free(&e);
 }
 
-enum { NP = 14, MAXNEW = 72, TMAX = 160 };
+enum { NP = 10, MAXNEW = 56, TMAX = 128 };
 
 typedef struct {
     int32_t tok[NP][MAXNEW];
@@ -278,14 +278,14 @@ static void generation(const model *m, const model *mc) {
         fprintf(stderr, "  device vs cpu: %d problems differ; %d of %d tokens before the first divergence\n",
                 differing(&flat, &cpu), same, tot);
         /* what holds for the device against the cpu today on this near-flat random model: greedy the same
-         * tokens until a near-tie that bf16 rounding flips, most of the steps (760 of 938 measured); sampled
-         * only a few steps (66 of 956: draws from flat distributions land near a boundary rounding moved),
+         * tokens until a near-tie that bf16 rounding flips, most of the steps (395 of 506 measured); sampled
+         * only a few steps (35 of 540: draws from flat distributions land near a boundary rounding moved),
          * so not checked; paged or not, the device's tokens are the contiguous cache's (below), so this
          * agreement is the same for every pool */
         if (!sample) CHECK(2 * same >= tot);
-        /* pools from ample to one context (5 pages of 32), 8 slots; graphs on and off */
-        static const struct { int page, pages, graphs; } cfg[] = {
-            {32, 0, 1}, {32, 14, 1}, {32, 8, 1}, {64, 3, 1}, {32, 5, 1}, {32, 8, 0}, {64, 3, 0}};
+        /* pools from ample to one context (4 pages of 32, 2 of 64), 8 slots; graphs on and off */
+        static const struct { int page, pages, graphs, preempts; } cfg[] = {
+            {32, 0, 1, 0}, {32, 10, 1, 1}, {64, 2, 1, 0}, {32, 4, 1, 1}, {32, 7, 0, 1}};
         for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
             if (!cfg[c].graphs) setenv("LR_GPU_GRAPHS", "0", 1);
             engine ep;
@@ -306,19 +306,22 @@ static void generation(const model *m, const model *mc) {
                     "%d problems differ from the contiguous cache (%d of %d tokens before), top log-probs within "
                     "%.2e\n", ki.pages, ki.page, cfg[c].graphs ? "on" : "off", gs.replays, o.preemptions, o.peak,
                     o.calls, d, ss, st, dl);
-            /* greedy: the same tokens. Sampled: a re-prefill computes the keys and values of the tokens it
-             * feeds in one GEMM of many rows, whose float32 sums (OpenBLAS here, cuBLAS on a card) round
-             * otherwise than the decode steps' did, so a bf16 value may round to its neighbour; a draw near
-             * a cumulative boundary of these flat distributions then takes the next token. That is allowed,
-             * nothing else: the same tokens up to a step whose log-probs differ by rounding only (a wrong
-             * context or a shifted random stream moves them by far more, see docs/CUDA.md), and at most 3 of
-             * the 14 problems diverging, after 90% of their tokens */
-            if (!sample) CHECK(d == 0 && dl < 1e-2);
-            else CHECKF(d <= 3 && dl < 1e-2 && 10 * ss >= 9 * st, "sampled: %d problems differ, log-probs %g", d,
-                        dl);
-            if (!cfg[c].pages) CHECK(d == 0 && dl == 0); /* no preemption: the same rows, the same bits */
-            if (cfg[c].pages) CHECK(o.preemptions > 0); /* the small pools do preempt */
-            else CHECK(o.preemptions == 0 && o.peak == 8);
+            /* With the ample pool the calls are the contiguous run's, and so are the bits. Otherwise
+             * preemption and admission by pages change the calls: a re-prefill computes the keys and values
+             * of the tokens it feeds in one GEMM of many rows, and a lone problem runs GEMMs of one row,
+             * whose float32 sums (OpenBLAS here, cuBLAS on a card) round otherwise than the contiguous
+             * run's did, so a bf16 value may round to its neighbour; a near-tie (greedy) or a draw near a
+             * cumulative boundary of these flat distributions (sampled) then takes another token. That is
+             * allowed, nothing else: the same tokens up to a step whose log-probs differ by that rounding
+             * only (a wrong context, a lost token or a shifted random stream moves them by far more), at
+             * most 4 of the 10 problems diverging, 75% of all tokens before the divergences (measured: at
+             * most 3, 87%, log-probs within 7.4e-3, all with the lone problem of the one-context pool). */
+            if (!cfg[c].pages) CHECK(d == 0 && dl == 0);
+            CHECKF(d <= 4 && dl < 1e-2 && 4 * ss >= 3 * st, "%d problems differ, log-probs within %g", d, dl);
+            if (cfg[c].preempts) CHECK(o.preemptions > 0); /* the small pools do preempt */
+            else CHECK(o.preemptions == 0);
+            if (!cfg[c].pages) CHECK(o.peak == 8);
+            if (cfg[c].pages && !cfg[c].preempts) CHECK(o.peak == 1); /* one context: one problem at a time */
             if (cfg[c].graphs) CHECK(gs.replays > 0);
         }
     }
