@@ -371,7 +371,17 @@ extern "C" void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) {
     k->page_bytes = page_bytes(&g->c, g->page);
 }
 
+static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv);
+
+/* A failed init frees what it allocated: callers do not free an engine that
+ * never started. */
 extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv) {
+    int rc = fwd_init(out, m, B, Tmax, max_tokens, kmax, kv);
+    if (rc && *out) gpu_fwd_free(*out), *out = NULL;
+    return rc;
+}
+
+static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv) {
     *out = NULL;
     const mcfg *c = &m->cfg;
     if (B < 1 || Tmax < 1 || max_tokens < 1) return lr_err(LR_EUSAGE, "cuda forward: need B, Tmax and max_tokens >= 1");
