@@ -395,7 +395,16 @@ int gen_step(gen_ctx *c, gen_sched *s) {
         place(s, s->wait[0]);
         memmove(s->wait, s->wait + 1, (size_t)--s->nwait * sizeof *s->wait);
     }
-    if (!s->nlive) return 0;
+    if (!s->nlive) {
+        /* with nothing live every page is free, and any problem fits: else
+         * pages were lost, and waiting would never end */
+        gpu_kv_info k;
+        eng_pages(s->e, &k);
+        if (k.free < k.pages)
+            return lr_err(LR_EGPU, "KV cache: %d of %d pages not returned with no problem live", k.pages - k.free,
+                          k.pages);
+        return 0;
+    }
     for (;;) { /* the pages this call takes, against those free */
         int need = 0, fr = free_pages(s);
         for (int b = 0; b < s->B; b++)
