@@ -89,6 +89,17 @@ struct dim3 {
 struct uint3 {
     unsigned x, y, z;
 };
+/* The 16-byte vector types, aligned as CUDA's: a misaligned float4/uint4
+ * access faults on a card; here the UBSan build reports it (alignment
+ * check), the plain build does not. */
+struct __align__(16) float4 {
+    float x, y, z, w;
+};
+struct __align__(16) uint4 {
+    unsigned x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
 /* The running fiber's coordinates; the scheduler sets them at every switch. */
 extern uint3 emu_threadIdx, emu_blockIdx;
