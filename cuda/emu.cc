@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <string>
 #include <mutex>
 #include <set>
 #include <vector>
@@ -368,7 +369,21 @@ cudaError_t set_error(cudaError_t e) {
 /* ------------------------------------------------------------------ launch */
 
 /* Runs a launch whose configuration was checked (emu_launch, or a graph). */
+/* Launches that ran, by kernel name as LAUNCH spells it (emu_kernel_launches). */
+static std::mutex g_count_mu;
+static std::map<std::string, size_t> g_launch_count;
+
+extern "C" size_t emu_kernel_launches(const char *name) {
+    std::lock_guard<std::mutex> lk(g_count_mu);
+    auto it = g_launch_count.find(name);
+    return it == g_launch_count.end() ? 0 : it->second;
+}
+
 static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name) {
+    {
+        std::lock_guard<std::mutex> lk(g_count_mu);
+        g_launch_count[name]++;
+    }
     if (g_busy.exchange(true)) {
         fprintf(stderr, "emu: launch of %s while another launch runs (from a kernel or a second host thread)\n",
                 name);

@@ -353,6 +353,8 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMallocHost(void **p, size_t n);
 extern "C" size_t emu_pageable_async_copies(void); /* see the NOT emulated list */
 extern "C" size_t emu_events_recorded(void);       /* cudaEventRecord calls so far */
+/* launches of kernel `name` (as LAUNCH spells it, e.g. "attention_tc_kernel") that ran so far, graph replays included */
+extern "C" size_t emu_kernel_launches(const char *name);
 template <class T> inline cudaError_t cudaMallocHost(T **p, size_t n) { return cudaMallocHost((void **)p, n); }
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);

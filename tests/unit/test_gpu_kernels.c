@@ -343,6 +343,7 @@ int main(void) {
     test_qkv_attention(32, 1, 8);  /* a whole tile of one row's heads */
     test_attention_split();
     test_attention_tc(4, 4, 64);    /* one query head per KV head */
+    test_attention_tc(4, 4, 16);    /* the tiny test models' head dim */
     test_attention_tc(4, 2, 128);   /* 2 */
     test_attention_tc(12, 2, 128);  /* 6: Qwen2.5-Math-1.5B's shape */
     test_attention_tc(14, 2, 64);   /* 7: Qwen2.5-0.5B's grouping (9 rows a tile, one lane idle) */
