@@ -27,6 +27,9 @@
  *   stream records launches, copies and GEMMs with their arguments, and
  *   cudaGraphLaunch replays them; calls that would synchronise with an
  *   open capture fail and invalidate it.
+ * - tensor cores through nvcuda::wmma, bf16 16x16x16 with float
+ *   accumulators, warp-collective, in a scrambled fragment mapping (see
+ *   its section below);
  * - cuBLAS: cublasGemmEx (column-major, OP_N/OP_T, bf16 or f32 operands,
  *   f32 or bf16 output, f32 compute, cuBLAS's support matrix and argument
  *   checks) via float32 OpenBLAS: the arithmetic a real GEMM with f32
