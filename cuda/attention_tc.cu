@@ -27,9 +27,12 @@
  * memory (dynamic, ~110 KiB at HD 128, ~70 KiB at 64) holds Q, one K and
  * one V tile, S, P and O; rows are padded by 16 bytes, which keeps wmma's
  * 32-byte alignment and moves successive rows to other banks. Not double
- * buffered: at 110 KiB two blocks fit an SM, and one block's tile loads
- * overlap the other's math. Key tiles past the tile's last row are never
- * loaded, and a warp whose query lanes are all padding skips the math. */
+ * buffered in shared memory: at 110 KiB two blocks fit an SM; instead
+ * each thread loads its part of the next K/V tile into registers while
+ * the warps work on the current one (and one block's math also overlaps
+ * the other's loads). The warp's Q operands are loaded once, into
+ * registers. Key tiles past the tile's last row are never loaded, and a
+ * warp whose query lanes are all padding skips the math. */
 #include "common.cuh"
 #include "kernels.h"
 
@@ -38,6 +41,8 @@ namespace wm = nvcuda::wmma;
 #define TC_TK ATT_TC_TK
 #define TC_TQ ATT_TC_TQ
 #define TC_WARPS (TC_TQ / 16)
+#define TC_THREADS (TC_WARPS * 32)
+#define TC_PER (ATT_TC_MAX_HD / 16) /* 16-byte pieces of a K (and of a V) tile per thread, at most: TC_TK * HD / 8 / TC_THREADS */
 #define TC_PAD 8 /* bf16 elements (16 bytes) of padding per shared row */
 
 /* The first of key rows k0 .. k0 + TC_TK - 1 of KV head kvh of `slot` in a
@@ -67,7 +72,7 @@ static __host__ __device__ inline tc_smem tc_layout(int HD) {
     return L;
 }
 
-__global__ void __launch_bounds__(TC_WARPS * 32)
+__global__ void __launch_bounds__(TC_THREADS)
 attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, const att_tile *tiles, int NH, int NKV,
                     int HD, int Tmax) {
 #ifdef LR_CUDA_EMU
@@ -81,7 +86,7 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
     float *Os = (float *)(smem + L.o), *Ss = (float *)(smem + L.s), *Inv = (float *)(smem + L.inv);
     const att_tile t = tiles[blockIdx.x];
     const int kvh = blockIdx.y, G = NH / NKV, QD = NH * HD, nq = t.n * G, klen = t.pos0 + t.n;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nthr = blockDim.x;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nthr = TC_THREADS, per = HD / 16;
     const float scale = 1.0f / sqrtf((float)HD);
 
     /* Q (bf16) and O = 0; lanes past nq are zero rows */
@@ -101,17 +106,41 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
     const int warp_last = busy ? t.pos0 + (min(nq, warp * 16 + 16) - 1) / G : -1;
     float m = -INFINITY, l = 0.0f;
 
-    for (int k0 = 0; k0 < klen; k0 += TC_TK) {
-        __syncthreads(); /* the previous tile's readers are done (first pass: Q and O are written) */
+    /* the warp's Q rows as wmma operands, loaded once (registers) */
+    __syncthreads();
+    wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> qf[ATT_TC_MAX_HD / 16];
+    if (busy) {
+#pragma unroll
+        for (int kk = 0; kk < ATT_TC_MAX_HD / 16; kk++)
+            if (kk < HD / 16) wm::load_matrix_sync(qf[kk], Qs + warp * 16 * L.qld + kk * 16, L.qld);
+    }
+
+    /* K/V tiles: the next one's global loads (16 bytes each, zeros past
+     * klen) go to registers while the warps work on the current one, then
+     * to shared memory: latency hidden without a second shared buffer */
+    uint4 kr[TC_PER], vr[TC_PER];
+    auto fetch = [&](int k0) {
         const bf16 *Kg = tc_kv_rows(kc, t.slot, kvh, k0, NKV, HD, Tmax), *Vg = tc_kv_rows(vc, t.slot, kvh, k0, NKV, HD, Tmax);
-        for (int i = threadIdx.x; i < TC_TK * HD / 8; i += nthr) { /* 16-byte loads; rows past klen are zeros */
-            int c = i / (HD / 8), d = i % (HD / 8) * 8;
-            uint4 kv = make_uint4(0, 0, 0, 0), vv = kv;
-            if (k0 + c < klen) kv = *(const uint4 *)(Kg + (size_t)c * HD + d), vv = *(const uint4 *)(Vg + (size_t)c * HD + d);
-            *(uint4 *)(Ks + c * L.kld + d) = kv;
-            *(uint4 *)(Vs + c * L.kld + d) = vv;
-        }
+#pragma unroll
+        for (int j = 0; j < TC_PER; j++)
+            if (j < per) {
+                int i = threadIdx.x + j * nthr, c = i / (HD / 8), d = i % (HD / 8) * 8;
+                kr[j] = vr[j] = make_uint4(0, 0, 0, 0);
+                if (k0 + c < klen) kr[j] = *(const uint4 *)(Kg + (size_t)c * HD + d), vr[j] = *(const uint4 *)(Vg + (size_t)c * HD + d);
+            }
+    };
+    fetch(0);
+    for (int k0 = 0; k0 < klen; k0 += TC_TK) {
+        __syncthreads(); /* the previous tile's readers are done */
+#pragma unroll
+        for (int j = 0; j < TC_PER; j++)
+            if (j < per) {
+                int i = threadIdx.x + j * nthr, c = i / (HD / 8), d = i % (HD / 8) * 8;
+                *(uint4 *)(Ks + c * L.kld + d) = kr[j];
+                *(uint4 *)(Vs + c * L.kld + d) = vr[j];
+            }
         __syncthreads();
+        if (k0 + TC_TK < klen) fetch(k0 + TC_TK);
         if (!busy || k0 > warp_last) continue; /* warp-uniform: nothing of this tile is visible to the warp */
         const int nkb = min(TC_TK / 16, (warp_last - k0) / 16 + 1); /* key blocks the warp's rows can see */
 
@@ -119,13 +148,13 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
         for (int j = 0; j < nkb; j++) {
             wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
             wm::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < HD; kk += 16) {
-                wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> a;
-                wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> b;
-                wm::load_matrix_sync(a, Qs + warp * 16 * L.qld + kk, L.qld);
-                wm::load_matrix_sync(b, Ks + j * 16 * L.kld + kk, L.kld);
-                wm::mma_sync(acc, a, b, acc);
-            }
+#pragma unroll
+            for (int kk = 0; kk < ATT_TC_MAX_HD / 16; kk++)
+                if (kk < HD / 16) {
+                    wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> b;
+                    wm::load_matrix_sync(b, Ks + j * 16 * L.kld + kk * 16, L.kld);
+                    wm::mma_sync(acc, qf[kk], b, acc);
+                }
             wm::store_matrix_sync(Ss + warp * 16 * L.sld + j * 16, acc, L.sld, wm::mem_row_major);
         }
         __syncwarp();
@@ -195,6 +224,6 @@ void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uin
     if (smem > opted && cudaFuncSetAttribute(attention_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)smem) == cudaSuccess)
         opted = smem;
-    LAUNCH(attention_tc_kernel, dim3(ntiles, NKV), TC_WARPS * 32, smem, (cudaStream_t)stream, (bf16 *)out, q,
+    LAUNCH(attention_tc_kernel, dim3(ntiles, NKV), TC_THREADS, smem, (cudaStream_t)stream, (bf16 *)out, q,
            (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
 }
