@@ -125,7 +125,7 @@ static void usage(FILE *f) {
         "                         free after the weights, at most --batch full contexts);\n"
         "                         generation admits problems by free pages and preempts\n"
         "                         (later resumes) the newest when they run out\n"
-        "  --kv-page N            cuda: positions a page, a multiple of 32 (default 64);\n"
+        "  --kv-page N            cuda: positions a page, a multiple of 64 (default 64);\n"
         "                         >= --max-context: one page a slot. --kv-pages and\n"
         "                         --kv-page change speed and memory, never the records\n"
         "  --batching MODE        generate: continuous (default): a finished problem's\n"

@@ -34,8 +34,9 @@ typedef struct gpu_fwd gpu_fwd;
  * default: GPU_KV_PAGE positions a page; a pool of KV_MEM_FRACTION of the
  * device memory free once weights and activations are allocated, at most B
  * full contexts. A page of at least Tmax positions is the contiguous layout
- * (one page a slot); otherwise page is a multiple of 32, the attention
- * kernels' key tile, so that a key tile never straddles two pages. */
+ * (one page a slot); otherwise page is a multiple of 64 (KV_PAGE_ALIGN),
+ * the attention kernels' key tiles, so that a key tile never straddles two
+ * pages. */
 typedef struct {
     int page;    /* positions a page (0: GPU_KV_PAGE) */
     long pages;  /* pages in the pool (0: from free memory) */
