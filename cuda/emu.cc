@@ -522,7 +522,7 @@ void emu_warp_exchange(unsigned mask, const void *mine, void *out, size_t size, 
 }
 
 void emu_warp_allgather(unsigned mask, const void *mine, void *out, size_t size) {
-    auto buf = warp_barrier(mask, mine, size, "warp vote (__ballot_sync/__all_sync/__any_sync)");
+    auto buf = warp_barrier(mask, mine, size, "warp vote (__ballot_sync/__all_sync/__any_sync/__match_any_sync)");
     for (int i = 0; i < 32; i++) memcpy((unsigned char *)out + i * size, buf[i], size);
 }
 
