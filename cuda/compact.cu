@@ -99,6 +99,14 @@ static __device__ __forceinline__ void append(unsigned long long *buf, unsigned 
     if (on && at < CAND_MAX) buf[at] = r; /* decide guarantees room; the bound guards memory */
 }
 
+/* Adds a block's histogram into the row's: one global atomic per nonzero
+ * bin (logits fill few), exact whatever the order the slices' land in. */
+static __device__ __forceinline__ void hist_flush(unsigned *row_hist, const unsigned *h, int nb) {
+    __syncthreads();
+    for (int j = threadIdx.x; j < nb; j += CT)
+        if (h[j]) atomicAdd(&row_hist[j], h[j]);
+}
+
 __global__ void __launch_bounds__(CT) scan_kernel(const float *logits, int V, int L, int S, int hist_on, cpart *parts,
                                                   unsigned *hist) {
     __shared__ unsigned h[NB0];
@@ -141,15 +149,11 @@ __global__ void __launch_bounds__(CT) scan_kernel(const float *logits, int V, in
         p.best = best, p.s = sum, p.m = mx, p.bad = bad;
         parts[(size_t)g * S + s] = p;
     }
-    if (hist_on) {
-        __syncthreads();
-        unsigned *out = hist + ((size_t)g * S + s) * NB0;
-        for (int j = tid; j < NB0; j += CT) out[j] = h[j];
-    }
+    if (hist_on) hist_flush(hist + (size_t)g * NB0, h, NB0);
 }
 
 __global__ void __launch_bounds__(CT) decide_kernel(int V, int S, int K, int first, const cpart *parts,
-                                                    const unsigned *hist, crow *rows) {
+                                                    unsigned *hist, crow *rows) {
     __shared__ unsigned h[NB0];
     __shared__ int scan[CT];
     __shared__ int s_d;
@@ -182,13 +186,10 @@ __global__ void __launch_bounds__(CT) decide_kernel(int V, int S, int K, int fir
     __syncthreads();
     if (r->phase != PH_HIST) return; /* block-uniform: read after the barrier */
 
-    /* the histogram the last pass built, summed over the slices */
+    /* the histogram the last pass built, zeroed for the next one */
     const int lev = r->lev, nb = lev_bins(lev), bits = lev == 0 ? 12 : 10;
-    for (int j = tid; j < nb; j += CT) {
-        unsigned c = 0;
-        for (int s = 0; s < S; s++) c += hist[((size_t)g * S + s) * NB0 + j];
-        h[j] = c;
-    }
+    unsigned *rh = hist + (size_t)g * NB0;
+    for (int j = tid; j < nb; j += CT) h[j] = rh[j], rh[j] = 0;
     __syncthreads();
     /* the highest bin d with (count above d) + h[d] >= krem: thread t holds
      * bins nb-1-t*per down to nb-(t+1)*per, the scan gives the count above */
@@ -221,7 +222,7 @@ __global__ void __launch_bounds__(CT) decide_kernel(int V, int S, int K, int fir
 }
 
 __global__ void __launch_bounds__(CT) pass_kernel(const float *logits, int V, int L, int S, crow *rows, unsigned *hist,
-                                                  unsigned long long *cands) {
+                                                  unsigned *shist, unsigned long long *cands) {
     __shared__ unsigned h[NB0];
     __shared__ int scan[CT];
     const int s = blockIdx.x, g = blockIdx.y, tid = threadIdx.x;
@@ -240,9 +241,11 @@ __global__ void __launch_bounds__(CT) pass_kernel(const float *logits, int V, in
             const unsigned key = i < hi ? fkey(x[i]) : 0u;
             hist_add(h, (key >> shift) & (unsigned)(nb - 1), i < hi && (key >> (32 - w)) == prefix);
         }
-        __syncthreads();
-        unsigned *out = hist + ((size_t)g * S + s) * NB0;
-        for (int j = tid; j < nb; j += CT) out[j] = h[j];
+        hist_flush(hist + (size_t)g * NB0, h, nb);
+        if (lev == 2) { /* the last digit: each slice's count of each key, for the ordered tie collect */
+            unsigned *out = shist + ((size_t)g * S + s) * NB;
+            for (int j = tid; j < NB; j += CT) out[j] = h[j];
+        }
     } else if (phase == PH_COLLECT) { /* w >= 12 here */
         for (int i0 = lo; i0 < hi; i0 += CT) {
             const int i = i0 + tid;
@@ -253,7 +256,7 @@ __global__ void __launch_bounds__(CT) pass_kernel(const float *logits, int V, in
         const unsigned T = prefix, above = rp->above;
         const int need = rp->K - (int)above;
         int base = 0; /* ties in the slices before this one, from the last histogram */
-        for (int t = 0; t < s; t++) base += (int)hist[((size_t)g * S + t) * NB0 + (T & (NB - 1))];
+        for (int t = 0; t < s; t++) base += (int)shist[((size_t)g * S + t) * NB + (T & (NB - 1))];
         for (int i0 = lo; i0 < hi; i0 += CT) {
             const int i = i0 + tid;
             const unsigned key = i < hi ? fkey(x[i]) : 0u;
@@ -344,12 +347,13 @@ __global__ void __launch_bounds__(CT) final_kernel(const float *logits, int V, c
     }
 }
 
-/* The scratch of G rows of S slices: candidates, slice partials,
- * histograms (NB0 counts per slice), row states, each 256-byte aligned. */
+/* The scratch of G rows of S slices, each part 256-byte aligned:
+ * candidates, slice partials, the row histograms (NB0 counts a row), the
+ * slices' histograms of the last digit (NB a slice), row states. */
 typedef struct {
     unsigned long long *cand;
     cpart *parts;
-    unsigned *hist;
+    unsigned *hist, *shist;
     crow *rows;
 } cws;
 
@@ -362,7 +366,8 @@ static size_t ws_carve(char *base, cws *w, size_t G, size_t S) {
     } while (0)
     CARVE(cand, G * CAND_MAX);
     CARVE(parts, G * S);
-    CARVE(hist, G * S * NB0);
+    CARVE(hist, G * NB0);
+    CARVE(shist, G * S * NB);
     CARVE(rows, G);
 #undef CARVE
     return at;
@@ -399,14 +404,14 @@ void k_compact(const float *logits, int G, int V, const compact_args *a, void *s
     cws w;
     ws_carve((char *)a->ws, &w, (size_t)G, (size_t)S);
     const int K = a->kmax > 0 ? min(a->kmax, V) : 0;
+    if (K > 0) /* the row histograms start at zero; an error is the caller's cudaGetLastError() */
+        cudaMemsetAsync(w.hist, 0, (size_t)G * NB0 * sizeof *w.hist, st);
     LAUNCH(scan_kernel, dim3(S, G), CT, 0, st, logits, V, L, S, K > 0, w.parts, w.hist);
-    LAUNCH(decide_kernel, G, CT, 0, st, V, S, K, 1, (const cpart *)w.parts, (const unsigned *)w.hist, w.rows);
+    LAUNCH(decide_kernel, G, CT, 0, st, V, S, K, 1, (const cpart *)w.parts, w.hist, w.rows);
     if (K > 0)
         for (int p = 0; p < 3; p++) { /* at most: 10 more bits, 10 more, the collect */
-            LAUNCH(pass_kernel, dim3(S, G), CT, 0, st, logits, V, L, S, w.rows, w.hist, w.cand);
-            if (p < 2)
-                LAUNCH(decide_kernel, G, CT, 0, st, V, S, K, 0, (const cpart *)w.parts, (const unsigned *)w.hist,
-                       w.rows);
+            LAUNCH(pass_kernel, dim3(S, G), CT, 0, st, logits, V, L, S, w.rows, w.hist, w.shist, w.cand);
+            if (p < 2) LAUNCH(decide_kernel, G, CT, 0, st, V, S, K, 0, (const cpart *)w.parts, w.hist, w.rows);
         }
     LAUNCH(final_kernel, G, CT, 0, st, logits, V, *a, (const crow *)w.rows, (const unsigned long long *)w.cand);
 }

@@ -6,6 +6,7 @@
  * storage format; tolerances are a few bf16 ulps where outputs are bf16. */
 #include "check.h"
 
+#include "../../cuda/devmem.h"
 #include "../../cuda/kernels.h"
 #include "infer/compact.h"
 #include "nn/ops_cpu.h"
@@ -246,8 +247,8 @@ static void test_compact(int V, int G, int kmax, double mass, int slices, int ki
     for (int g = 0; g <= G; g++) goff[g] = (int64_t)g * per;
     for (int j = 0; j < G * per; j++) gids[j] = j % per == 0 ? V + 5 : (int32_t)((j * 7919) % V);
     size_t wsn = k_compact_ws_bytes(G, V, slices);
-    void *ws = malloc(wsn);
-    memset(ws, 0xff, wsn); /* as fresh device memory: nothing may be read before it is written */
+    void *ws; /* device memory: fresh, it holds 0xFF bytes (the emulator's), read before written fails */
+    CHECK(dev_alloc(&ws, wsn) == 0);
     compact_args a = {.kmax = kmax, .kmin = 1, .mass = mass, .gids = gids, .goff = goff, .k = k, .ids = ids,
                       .argmax = am, .lps = lps, .tail = tail, .glps = glps, .gtail = gtail, .bad = bad,
                       .slices = slices, .ws = ws};
@@ -296,7 +297,7 @@ static void test_compact(int V, int G, int kmax, double mass, int slices, int ki
     CHECKF(dlp < 1e-5 && dtail < 1e-5 && dg < 1e-5, "V %d kmax %d slices %d: lp %g tail %g gather %g", V, kmax, slices,
            dlp, dtail, dg);
     free(x), free(k), free(ids), free(am), free(lps), free(tail), free(gtail), free(bad), free(goff), free(gids);
-    free(glps), free(rids), free(heap), free(rlps), free(ws);
+    free(glps), free(rids), free(heap), free(rlps), dev_free(ws);
 }
 
 int main(void) {
