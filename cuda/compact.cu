@@ -161,6 +161,7 @@ __global__ void __launch_bounds__(CT) decide_kernel(int V, int S, int K, int fir
     const int g = blockIdx.x, tid = threadIdx.x;
     crow *r = rows + g;
     if (tid == 0) {
+        s_d = 0, s_cum = 0; /* found below; what a row gets if the counts were ever short of K */
         if (first) { /* the slices in slice order: the same sums for the same slicing */
             const cpart *p = parts + (size_t)g * S;
             int bad = 0;
