@@ -100,7 +100,7 @@ static __device__ __forceinline__ void append(unsigned long long *buf, unsigned 
 }
 
 /* Adds a block's histogram into the row's: one global atomic per nonzero
- * bin (logits fill few), exact whatever the order the slices' land in. */
+ * bin (logits fill few), exact in whatever order the slices land. */
 static __device__ __forceinline__ void hist_flush(unsigned *row_hist, const unsigned *h, int nb) {
     __syncthreads();
     for (int j = threadIdx.x; j < nb; j += CT)
