@@ -31,11 +31,12 @@
  *            gathers the given ids.
  *
  * So a row is read twice when the boundary's 12-bit bin holds few keys,
- * and at most four times (12 + 10 + 10 bits, then the collect), against
- * five before. Histograms are integer counts, added per warp first
- * (__match_any_sync: one shared atomic per distinct bin of a warp, since
- * the logits of a row fall in few top bins); candidates are appended with
- * one atomic per warp. The order atomics land in changes neither: counts
+ * and at most four times (12 + 10 + 10 bits, then the collect), where a
+ * plain radix select of 8 bits a pass reads it five times. Histograms are
+ * integer counts, added per warp first (__match_any_sync: one shared
+ * atomic per distinct bin of a warp, since the logits of a row fall in
+ * few top bins), then into the row's with one global atomic per nonzero
+ * bin of a slice; candidates are appended with one atomic per warp. The order atomics land in changes neither: counts
  * are exact, and the candidate set is fixed by the keys (ranks are
  * distinct), then sorted. Floating-point partials combine in fixed orders,
  * so the output depends on the input and the slice count only. */
