@@ -12,11 +12,11 @@
  *            check, argmax (a max over a 64-bit rank that orders by logit,
  *            then by lower id), the log-sum-exp partials (an online max
  *            and sum per thread, combined in double) and the histogram of
- *            the top 12 bits of the logits' order-preserving keys;
+ *            the top 11 bits of the logits' order-preserving keys;
  *   decide   (rows) combines the slices in slice order and picks the digit
  *            holding the K-th largest key: then the keys at or above the
  *            prefix found so far number at most CAND_MAX (the common case
- *            after 12 bits), or the next 10 bits need a histogram (keys
+ *            after 11 bits), or the next digit needs a histogram (keys
  *            crowded into one bin), or all 32 bits are known and the keys
  *            equal to the K-th one are too many to keep (ties);
  *   pass     (slices x rows) x 3, each followed by a decide but the last:
@@ -30,25 +30,33 @@
  *            until `mass` is covered, exactly as cd_select does, and
  *            gathers the given ids.
  *
- * So a row is read twice when the boundary's 12-bit bin holds few keys,
- * and at most four times (12 + 10 + 10 bits, then the collect), where a
+ * So a row is read twice when the boundary's 11-bit bin holds few keys,
+ * and at most four times (11 + 11 + 10 bits, then the collect), where a
  * plain radix select of 8 bits a pass reads it five times. Histograms are
- * integer counts, added per warp first (__match_any_sync: one shared
- * atomic per distinct bin of a warp, since the logits of a row fall in
- * few top bins), then into the row's with one global atomic per nonzero
- * bin of a slice; candidates are appended with one atomic per warp. The order atomics land in changes neither: counts
+ * integer counts, each warp counting into its own copy (16-bit counters,
+ * two a word), so that the few top bins a row's logits fall in collide
+ * only between the lanes of one warp, never across warps; the copies are
+ * merged once per block and added into the row's histogram with one
+ * global atomic per nonzero bin. Candidates are staged in shared memory
+ * and reach the row's buffer with one global atomic per block. (Voting
+ * per 32 logits with __match_any_sync would aggregate within a warp too,
+ * but makes the emulated device, which switches every lane at a vote,
+ * ten times slower.) The order atomics land in changes neither: counts
  * are exact, and the candidate set is fixed by the keys (ranks are
  * distinct), then sorted. Floating-point partials combine in fixed orders,
  * so the output depends on the input and the slice count only. */
 #include "common.cuh"
 #include "kernels.h"
 
-#define CT 512          /* threads of every compact block */
+#define CT 256          /* threads of a block reading logits (scan, pass) */
+#define WARPS (CT / 32) /* private histograms of such a block */
+#define RT 512          /* threads of a block per row (decide, final) */
 #define CAND_MAX 4096   /* candidates a row keeps for the final sort */
-#define NB0 4096        /* bins of the first digit (12 bits) */
-#define NB 1024         /* bins of the second and third digits (10 bits) */
+#define NB0 2048        /* bins of the first two digits (11 bits each) */
+#define NB 1024         /* bins of the last digit (10 bits) */
 #define SLICE_MIN 2048  /* logits a slice reads at least */
 #define SLICES_MAX 128
+#define SLICE_MAX (CT * (65535 / 32)) /* a warp's 16-bit counts cannot overflow */
 
 enum { PH_BAD, PH_SKIP, PH_HIST, PH_COLLECT, PH_TIES, PH_SORT };
 
@@ -79,38 +87,54 @@ static __device__ __forceinline__ unsigned long long rank_of(unsigned key, int i
     return ((unsigned long long)key << 32) | (unsigned long long)(0xffffffffu - (unsigned)id);
 }
 static __device__ __forceinline__ int id_of(unsigned long long r) { return (int)(0xffffffffu - (unsigned)(r & 0xffffffffu)); }
-static __device__ __forceinline__ int lev_shift(int lev) { return lev == 0 ? 20 : lev == 1 ? 10 : 0; }
-static __device__ __forceinline__ int lev_bins(int lev) { return lev == 0 ? NB0 : NB; }
+static __device__ __forceinline__ int lev_shift(int lev) { return lev == 0 ? 21 : lev == 1 ? 10 : 0; }
+static __device__ __forceinline__ int lev_bins(int lev) { return lev == 2 ? NB : NB0; }
 
-/* h[bin] += 1 for every lane with on; all 32 lanes call it. Lanes with the
- * same bin are counted by one atomic of their lowest lane. */
-static __device__ __forceinline__ void hist_add(unsigned *h, unsigned bin, bool on) {
-    const unsigned peers = __match_any_sync(0xffffffffu, on ? bin : 0xffffffffu);
-    if (on && __ffs((int)peers) - 1 == (int)(threadIdx.x & 31)) atomicAdd(&h[bin], (unsigned)__popc(peers));
-}
-/* Appends r of every lane with on to buf at *n; all 32 lanes call it. */
-static __device__ __forceinline__ void append(unsigned long long *buf, unsigned *n, bool on, unsigned long long r) {
-    const unsigned bal = __ballot_sync(0xffffffffu, on);
-    if (!bal) return; /* warp-uniform */
-    const int lane = threadIdx.x & 31, leader = __ffs((int)bal) - 1;
-    unsigned base = 0;
-    if (lane == leader) base = atomicAdd(n, (unsigned)__popc(bal));
-    base = __shfl_sync(0xffffffffu, base, leader);
-    const unsigned at = base + (unsigned)__popc(bal & ((1u << lane) - 1u));
-    if (on && at < CAND_MAX) buf[at] = r; /* decide guarantees room; the bound guards memory */
-}
+/* A block's shared memory for logits: WARPS private histograms of NB0
+ * 16-bit counts (two a word), or, when collecting, the block's candidates
+ * before they go to the row's buffer. */
+union cshared {
+    unsigned wh[WARPS][NB0 / 2];
+    unsigned long long stage[CAND_MAX];
+};
 
-/* Adds a block's histogram into the row's: one global atomic per nonzero
- * bin (logits fill few), exact in whatever order the slices land. */
-static __device__ __forceinline__ void hist_flush(unsigned *row_hist, const unsigned *h, int nb) {
+static __device__ __forceinline__ void whist_zero(cshared *sm) {
+    unsigned *w = &sm->wh[0][0];
+    for (int j = threadIdx.x; j < WARPS * NB0 / 2; j += CT) w[j] = 0;
     __syncthreads();
-    for (int j = threadIdx.x; j < nb; j += CT)
-        if (h[j]) atomicAdd(&row_hist[j], h[j]);
+}
+/* Counts bin in this warp's own histogram: lanes of different warps never
+ * meet on a counter, and a warp's lanes only on the same bin. */
+static __device__ __forceinline__ void whist_add(cshared *sm, unsigned bin) {
+    atomicAdd(&sm->wh[threadIdx.x >> 5][bin >> 1], 1u << ((bin & 1u) << 4));
+}
+/* Merges the warps' histograms once and adds them into the row's with one
+ * global atomic per nonzero bin (logits fill few), exact in whatever
+ * order the slices land; slice_out (NULL: none) gets the slice's counts. */
+static __device__ __forceinline__ void whist_flush(const cshared *sm, int nb, unsigned *row_hist, unsigned *slice_out) {
+    __syncthreads();
+    for (int j = threadIdx.x; j < nb; j += CT) {
+        unsigned c = 0;
+        for (int w = 0; w < WARPS; w++) c += (sm->wh[w][j >> 1] >> ((j & 1) << 4)) & 0xffffu;
+        if (c) atomicAdd(&row_hist[j], c);
+        if (slice_out) slice_out[j] = c;
+    }
+}
+/* The block's staged candidates (n of them) into the row's buffer at an
+ * offset reserved with one global atomic; all threads call it. */
+static __device__ __forceinline__ void stage_flush(const cshared *sm, const unsigned *n, unsigned *row_n,
+                                                   unsigned long long *cand, unsigned *base) {
+    __syncthreads();
+    if (threadIdx.x == 0) *base = *n ? atomicAdd(row_n, *n) : 0u;
+    __syncthreads();
+    const unsigned n_ = min(*n, (unsigned)CAND_MAX); /* decide guarantees room; the bounds guard memory */
+    for (unsigned j = threadIdx.x; j < n_; j += CT)
+        if (*base + j < CAND_MAX) cand[*base + j] = sm->stage[j];
 }
 
 __global__ void __launch_bounds__(CT) scan_kernel(const float *logits, int V, int L, int S, int hist_on, cpart *parts,
                                                   unsigned *hist) {
-    __shared__ unsigned h[NB0];
+    __shared__ cshared sm;
     __shared__ double redd[32];
     __shared__ unsigned long long redu[32];
     __shared__ float redf[32];
@@ -118,28 +142,23 @@ __global__ void __launch_bounds__(CT) scan_kernel(const float *logits, int V, in
     const int s = blockIdx.x, g = blockIdx.y, tid = threadIdx.x;
     const int lo = s * L, hi = min(V, lo + L);
     const float *x = logits + (size_t)g * V;
-    if (hist_on) {
-        for (int j = tid; j < NB0; j += CT) h[j] = 0;
-        __syncthreads();
-    }
+    if (hist_on) whist_zero(&sm);
     int bad = 0;
     unsigned long long best = 0;
     float m = -INFINITY; /* this thread's running max and sum of exp(x - m) */
     double sum = 0;
-    for (int i0 = lo; i0 < hi; i0 += CT) { /* block-uniform trip count: warp operations inside */
-        const int i = i0 + tid;
-        const bool in = i < hi;
-        const float v = in ? x[i] : 0.0f;
-        const bool fin = in && isfinite(v);
-        bad |= in && !fin;
-        const unsigned key = fkey(v);
-        if (fin) {
-            unsigned long long rk = rank_of(key, i);
-            best = rk > best ? rk : best;
-            if (v > m) sum = sum * (double)expf(m - v) + 1.0, m = v;
-            else sum += (double)expf(v - m);
+    for (int i = lo + tid; i < hi; i += CT) {
+        const float v = x[i];
+        if (!isfinite(v)) {
+            bad = 1;
+            continue;
         }
-        if (hist_on) hist_add(h, key >> 20, fin);
+        const unsigned key = fkey(v);
+        unsigned long long rk = rank_of(key, i);
+        best = rk > best ? rk : best;
+        if (v > m) sum = sum * (double)expf(m - v) + 1.0, m = v;
+        else sum += (double)expf(v - m);
+        if (hist_on) whist_add(&sm, key >> 21);
     }
     bad = block_sum(bad, redi);
     best = block_max(best, redu, 0ull);
@@ -150,13 +169,13 @@ __global__ void __launch_bounds__(CT) scan_kernel(const float *logits, int V, in
         p.best = best, p.s = sum, p.m = mx, p.bad = bad;
         parts[(size_t)g * S + s] = p;
     }
-    if (hist_on) hist_flush(hist + (size_t)g * NB0, h, NB0);
+    if (hist_on) whist_flush(&sm, NB0, hist + (size_t)g * NB0, NULL);
 }
 
-__global__ void __launch_bounds__(CT) decide_kernel(int V, int S, int K, int first, const cpart *parts,
+__global__ void __launch_bounds__(RT) decide_kernel(int V, int S, int K, int first, const cpart *parts,
                                                     unsigned *hist, crow *rows) {
     __shared__ unsigned h[NB0];
-    __shared__ int scan[CT];
+    __shared__ int scan[RT];
     __shared__ int s_d;
     __shared__ unsigned s_cum;
     const int g = blockIdx.x, tid = threadIdx.x;
@@ -189,14 +208,14 @@ __global__ void __launch_bounds__(CT) decide_kernel(int V, int S, int K, int fir
     if (r->phase != PH_HIST) return; /* block-uniform: read after the barrier */
 
     /* the histogram the last pass built, zeroed for the next one */
-    const int lev = r->lev, nb = lev_bins(lev), bits = lev == 0 ? 12 : 10;
+    const int lev = r->lev, nb = lev_bins(lev), bits = lev == 2 ? 10 : 11;
     unsigned *rh = hist + (size_t)g * NB0;
-    for (int j = tid; j < nb; j += CT) h[j] = rh[j], rh[j] = 0;
+    for (int j = tid; j < nb; j += RT) h[j] = rh[j], rh[j] = 0;
     __syncthreads();
     /* the highest bin d with (count above d) + h[d] >= krem: thread t holds
      * bins nb-1-t*per down to nb-(t+1)*per, the scan gives the count above */
     const unsigned krem = (unsigned)K - r->above;
-    const int per = nb / CT, top = nb - 1 - tid * per;
+    const int per = nb / RT, top = nb - 1 - tid * per;
     int local = 0;
     for (int b = 0; b < per; b++) local += (int)h[top - b];
     const unsigned pre = (unsigned)block_exscan(local, scan, NULL);
@@ -225,8 +244,9 @@ __global__ void __launch_bounds__(CT) decide_kernel(int V, int S, int K, int fir
 
 __global__ void __launch_bounds__(CT) pass_kernel(const float *logits, int V, int L, int S, crow *rows, unsigned *hist,
                                                   unsigned *shist, unsigned long long *cands) {
-    __shared__ unsigned h[NB0];
+    __shared__ cshared sm;
     __shared__ int scan[CT];
+    __shared__ unsigned s_n, s_base;
     const int s = blockIdx.x, g = blockIdx.y, tid = threadIdx.x;
     const int lo = s * L, hi = min(V, lo + L);
     const float *x = logits + (size_t)g * V;
@@ -236,35 +256,36 @@ __global__ void __launch_bounds__(CT) pass_kernel(const float *logits, int V, in
     unsigned long long *cand = cands + (size_t)g * CAND_MAX;
     if (phase == PH_HIST) {
         const int lev = rp->lev, nb = lev_bins(lev), shift = lev_shift(lev);
-        for (int j = tid; j < nb; j += CT) h[j] = 0;
+        whist_zero(&sm);
+        for (int i = lo + tid; i < hi; i += CT) {
+            const unsigned key = fkey(x[i]);
+            if ((key >> (32 - w)) == prefix) whist_add(&sm, (key >> shift) & (unsigned)(nb - 1));
+        }
+        /* the last digit: each slice's count of each key, for the ordered tie collect */
+        whist_flush(&sm, nb, hist + (size_t)g * NB0, lev == 2 ? shist + ((size_t)g * S + s) * NB : NULL);
+    } else if (phase == PH_COLLECT || phase == PH_TIES) {
+        /* COLLECT: every key whose top w >= 11 bits are at or above prefix;
+         * TIES (prefix is the K-th largest key T, w = 32): the keys above T
+         * here, the lowest-id ones equal to it below */
+        const unsigned T = prefix;
+        if (tid == 0) s_n = 0;
         __syncthreads();
-        for (int i0 = lo; i0 < hi; i0 += CT) {
-            const int i = i0 + tid;
-            const unsigned key = i < hi ? fkey(x[i]) : 0u;
-            hist_add(h, (key >> shift) & (unsigned)(nb - 1), i < hi && (key >> (32 - w)) == prefix);
+        for (int i = lo + tid; i < hi; i += CT) {
+            const unsigned key = fkey(x[i]);
+            if (phase == PH_COLLECT ? (key >> (32 - w)) >= prefix : key > T) {
+                const unsigned at = atomicAdd(&s_n, 1u);
+                if (at < CAND_MAX) sm.stage[at] = rank_of(key, i);
+            }
         }
-        hist_flush(hist + (size_t)g * NB0, h, nb);
-        if (lev == 2) { /* the last digit: each slice's count of each key, for the ordered tie collect */
-            unsigned *out = shist + ((size_t)g * S + s) * NB;
-            for (int j = tid; j < NB; j += CT) out[j] = h[j];
-        }
-    } else if (phase == PH_COLLECT) { /* w >= 12 here */
-        for (int i0 = lo; i0 < hi; i0 += CT) {
-            const int i = i0 + tid;
-            const unsigned key = i < hi ? fkey(x[i]) : 0u;
-            append(cand, &rp->n, i < hi && (key >> (32 - w)) >= prefix, rank_of(key, i));
-        }
-    } else if (phase == PH_TIES) { /* prefix is the K-th largest key T, w = 32 */
-        const unsigned T = prefix, above = rp->above;
-        const int need = rp->K - (int)above;
-        int base = 0; /* ties in the slices before this one, from the last histogram */
-        for (int t = 0; t < s; t++) base += (int)shist[((size_t)g * S + t) * NB + (T & (NB - 1))];
-        for (int i0 = lo; i0 < hi; i0 += CT) {
-            const int i = i0 + tid;
-            const unsigned key = i < hi ? fkey(x[i]) : 0u;
-            append(cand, &rp->n, i < hi && key > T, rank_of(key, i));
-            if (base < need) { /* block-uniform; ties at the boundary in id order */
-                const int f = i < hi && key == T;
+        stage_flush(&sm, &s_n, &rp->n, cand, &s_base);
+        if (phase == PH_TIES) { /* ties at the boundary in id order, after the slices before this one */
+            const unsigned above = rp->above;
+            const int need = rp->K - (int)above;
+            int base = 0;
+            for (int t = 0; t < s; t++) base += (int)shist[((size_t)g * S + t) * NB + (T & (NB - 1))];
+            for (int i0 = lo; i0 < hi && base < need; i0 += CT) { /* block-uniform */
+                const int i = i0 + tid;
+                const int f = i < hi && fkey(x[i]) == T;
                 int total;
                 const int at = base + block_exscan(f, scan, &total);
                 if (f && at < need) cand[above + at] = rank_of(T, i);
@@ -274,7 +295,7 @@ __global__ void __launch_bounds__(CT) pass_kernel(const float *logits, int V, in
     }
 }
 
-__global__ void __launch_bounds__(CT) final_kernel(const float *logits, int V, compact_args a, const crow *rows,
+__global__ void __launch_bounds__(RT) final_kernel(const float *logits, int V, compact_args a, const crow *rows,
                                                    const unsigned long long *cands) {
     __shared__ double redd[32];
     __shared__ unsigned long long cand[CAND_MAX];
@@ -299,11 +320,11 @@ __global__ void __launch_bounds__(CT) final_kernel(const float *logits, int V, c
         unsigned P = 1;
         while (P < n) P <<= 1;
         const unsigned long long *src = cands + (size_t)g * CAND_MAX;
-        for (unsigned j = tid; j < P; j += CT) cand[j] = j < n ? src[j] : 0ull;
+        for (unsigned j = tid; j < P; j += RT) cand[j] = j < n ? src[j] : 0ull;
         __syncthreads();
         for (unsigned size = 2; size <= P; size <<= 1)
             for (unsigned stride = size >> 1; stride > 0; stride >>= 1) {
-                for (unsigned i = tid; i < P; i += CT) {
+                for (unsigned i = tid; i < P; i += RT) {
                     unsigned p = i ^ stride;
                     if (p > i) {
                         unsigned long long u = cand[i], w = cand[p];
@@ -334,7 +355,7 @@ __global__ void __launch_bounds__(CT) final_kernel(const float *logits, int V, c
     if (a.gids) {
         const int64_t off = a.goff[g], n = a.goff[g + 1] - off;
         double cov = 0;
-        for (int64_t j = tid; j < n; j += CT) {
+        for (int64_t j = tid; j < n; j += RT) {
             int id = a.gids[off + j];
             float lp = -INFINITY;
             if (id >= 0 && id < V) {
@@ -378,6 +399,7 @@ static size_t ws_carve(char *base, cws *w, size_t G, size_t S) {
 /* The slicing of a row: S slices of L logits (the last one shorter). */
 static void slicing(int V, int want, int *S, int *L) {
     int s = want < 1 ? 1 : want > V ? V : want;
+    if ((V + s - 1) / s > SLICE_MAX) s = (V + SLICE_MAX - 1) / SLICE_MAX;
     *L = (V + s - 1) / s;
     *S = (V + *L - 1) / *L;
 }
@@ -409,11 +431,11 @@ void k_compact(const float *logits, int G, int V, const compact_args *a, void *s
     if (K > 0) /* the row histograms start at zero; an error is the caller's cudaGetLastError() */
         cudaMemsetAsync(w.hist, 0, (size_t)G * NB0 * sizeof *w.hist, st);
     LAUNCH(scan_kernel, dim3(S, G), CT, 0, st, logits, V, L, S, K > 0, w.parts, w.hist);
-    LAUNCH(decide_kernel, G, CT, 0, st, V, S, K, 1, (const cpart *)w.parts, w.hist, w.rows);
+    LAUNCH(decide_kernel, G, RT, 0, st, V, S, K, 1, (const cpart *)w.parts, w.hist, w.rows);
     if (K > 0)
         for (int p = 0; p < 3; p++) { /* at most: 10 more bits, 10 more, the collect */
             LAUNCH(pass_kernel, dim3(S, G), CT, 0, st, logits, V, L, S, w.rows, w.hist, w.shist, w.cand);
-            if (p < 2) LAUNCH(decide_kernel, G, CT, 0, st, V, S, K, 0, (const cpart *)w.parts, w.hist, w.rows);
+            if (p < 2) LAUNCH(decide_kernel, G, RT, 0, st, V, S, K, 0, (const cpart *)w.parts, w.hist, w.rows);
         }
-    LAUNCH(final_kernel, G, CT, 0, st, logits, V, *a, (const crow *)w.rows, (const unsigned long long *)w.cand);
+    LAUNCH(final_kernel, G, RT, 0, st, logits, V, *a, (const crow *)w.rows, (const unsigned long long *)w.cand);
 }

@@ -192,7 +192,7 @@ enum {
     ROW_SOFT, ROW_SHARP, ROW_PEAKED, /* uniform in +-1, +-8, +-30: near-flat to peaked */
     ROW_TIES,     /* every other logit equal to the first: ties across the selection boundary */
     ROW_FLAT,     /* all equal: the K-th key's ties are everything (the ordered tie collect) */
-    ROW_ONE_BIN,  /* 8.5 + 0.49 u: one 12-bit bin holds the whole row (every warp's lanes collide) */
+    ROW_ONE_BIN,  /* 8.5 + 0.49 u: one 11-bit bin holds the whole row (every lane collides) */
     ROW_MANY_TIES,/* a few above, two thirds of the row at one value below them: too many ties to keep */
     ROW_LM,       /* a sum of uniforms with a few peaks, like a language model's logits */
     ROW_NARROW,   /* 8.5 + 1e-4 u: all 32 bits needed, ~700 ties at each value, few enough to keep */
