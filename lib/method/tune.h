@@ -81,6 +81,7 @@ typedef struct {
     long examples;     /* examples accumulated so far */
     int B, Tmax;       /* sequences per call, rows per sequence */
     gpu_trn *gpu;      /* the device trainer (tuner_use_gpu), or NULL: the cpu */
+    int precision;     /* the device trainer's, GTRN_F32 (tuner_init's) or GTRN_BF16; set before tuner_use_gpu */
     comm *dp;          /* the data-parallel ranks (tuner_use_comm), or NULL: one process */
     int nccl;          /* a device run's gradients are summed by NCCL (else through the host) */
 } tuner;
