@@ -55,6 +55,8 @@ int tuner_use_gpu(tuner *tu) {
 
 int tuner_download(const tuner *tu) { return tu->gpu ? gpu_trn_get(tu->gpu, tu->params, tu->opt.m, tu->opt.v, NULL) : LR_OK; }
 
+const char *tuner_precision(const tuner *tu) { return tu->gpu && tu->precision == GTRN_BF16 ? "bf16" : "f32"; }
+
 int tuner_upload(tuner *tu) { return tu->gpu ? gpu_trn_put(tu->gpu, tu->params, tu->opt.m, tu->opt.v) : LR_OK; }
 
 int tuner_use_comm(tuner *tu, comm *c, const char **how) {

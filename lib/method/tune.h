@@ -96,6 +96,8 @@ int tuner_use_gpu(tuner *tu);
 /* Device -> host (params, opt.m, opt.v) and host -> device; no-ops on the
  * cpu. */
 int tuner_download(const tuner *tu);
+/* "bf16" for a device run in GTRN_BF16, else "f32" (the cpu's). */
+const char *tuner_precision(const tuner *tu);
 int tuner_upload(tuner *tu);
 /* Joins the ranks of c (NULL: one process, nothing changes), after
  * tuner_use_gpu: a device run sums over NCCL when every rank has it
