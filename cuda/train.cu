@@ -134,8 +134,9 @@ static int upload_bf16(gpu_trn *g, const model *m) {
         }
         k_f32_to_bf16(g->wmem16 + o, stage, k, NULL);
     }
-    CK(cudaDeviceSynchronize());
+    cudaError_t done = cudaDeviceSynchronize();
     cudaFree(stage);
+    CK(done);
     const model_weights *w = &m->w;
 #define R16(p) ((p) ? g->wmem16 + ((p) - m->mem) : NULL)
     g->w16.embed = R16(w->embed), g->w16.wq = R16(w->wq), g->w16.wk = R16(w->wk), g->w16.wv = R16(w->wv);
