@@ -100,9 +100,10 @@ static int dalloc(void *pp, size_t bytes) {
 extern "C" void gpu_trn_free(gpu_trn *g) {
     if (!g) return;
     dpnccl_free(g->nccl);
-    void *ptrs[] = {g->wmem, g->wmem16, g->smallw, g->act16, g->g16, g->logits16, g->p, g->gr, g->m1, g->m2, g->act, g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos,
-                    g->rpos, g->apos, g->qonly, g->bwd, g->lg, g->logits, g->dlg, g->erow, g->wrow, g->wfirst, g->ids,
-                    g->tgt, g->tw, g->off, g->eloss, g->work, g->norm, g->coef};
+    void *ptrs[] = {g->wmem, g->wmem16, g->smallw, g->act16, g->g16, g->logits16, g->p, g->gr, g->m1, g->m2, g->act,
+                    g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos, g->rpos, g->apos, g->qonly, g->bwd, g->lg,
+                    g->logits, g->dlg, g->erow, g->wrow, g->wfirst, g->ids, g->tgt, g->tw, g->off, g->eloss, g->work,
+                    g->norm, g->coef};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cudaFree(ptrs[i]);
     blas_destroy(g->blas);
