@@ -19,6 +19,7 @@ using std::isnan;
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 /* kernel<<<grid, block, smem, stream>>>(args...) */
 #define LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)

@@ -28,6 +28,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <map>
+#include <string>
 #include <mutex>
 #include <set>
 #include <vector>
@@ -368,7 +369,21 @@ cudaError_t set_error(cudaError_t e) {
 /* ------------------------------------------------------------------ launch */
 
 /* Runs a launch whose configuration was checked (emu_launch, or a graph). */
+/* Launches that ran, by kernel name as LAUNCH spells it (emu_kernel_launches). */
+static std::mutex g_count_mu;
+static std::map<std::string, size_t> g_launch_count;
+
+extern "C" size_t emu_kernel_launches(const char *name) {
+    std::lock_guard<std::mutex> lk(g_count_mu);
+    auto it = g_launch_count.find(name);
+    return it == g_launch_count.end() ? 0 : it->second;
+}
+
 static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name) {
+    {
+        std::lock_guard<std::mutex> lk(g_count_mu);
+        g_launch_count[name]++;
+    }
     if (g_busy.exchange(true)) {
         fprintf(stderr, "emu: launch of %s while another launch runs (from a kernel or a second host thread)\n",
                 name);
@@ -383,7 +398,10 @@ static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
     g_name = name;
     g_body = &body;
     g_smem_size = smem;
-    g_smem = (unsigned char *)malloc(smem ? smem : 1);
+    /* aligned like a card's shared memory window, so that alignment checks
+     * (wmma's 32 bytes) judge the kernel's offsets, not malloc's */
+    void *sm = nullptr;
+    g_smem = posix_memalign(&sm, 128, smem ? smem : 1) ? nullptr : (unsigned char *)sm;
     if (!g_smem) {
         fprintf(stderr, "emu: out of memory for %zu bytes of dynamic shared memory\n", smem);
         abort();
@@ -524,6 +542,90 @@ void emu_warp_exchange(unsigned mask, const void *mine, void *out, size_t size, 
 void emu_warp_allgather(unsigned mask, const void *mine, void *out, size_t size) {
     auto buf = warp_barrier(mask, mine, size, "warp vote (__ballot_sync/__all_sync/__any_sync)");
     for (int i = 0; i < 32; i++) memcpy((unsigned char *)out + i * size, buf[i], size);
+}
+
+/* ------------------------------------------------------------------ wmma */
+
+namespace {
+
+/* Element e = row * 16 + col of a fragment's 16x16 tile sits in slot
+ * (e * kMul[use] + kAdd[use]) mod 256, i.e. lane slot / 8, x[slot % 8]:
+ * odd multipliers make these bijections, and none is row-major. */
+const unsigned kMul[3] = {37, 101, 173}, kAdd[3] = {11, 200, 5};
+
+int wmma_slot(int use, int e) { return (int)((e * kMul[use] + kAdd[use]) & 255u); }
+
+/* The element held in slot s (the inverse map), tables built once. */
+int wmma_elem(int use, int s) {
+    static int inv[3][256];
+    static bool built;
+    if (!built) {
+        for (int u = 0; u < 3; u++)
+            for (int e = 0; e < 256; e++) inv[u][wmma_slot(u, e)] = e;
+        built = true;
+    }
+    return inv[use][s];
+}
+
+/* The collective part of a load or store: every lane passes the same
+ * pointer, ldm and layout; the pointer and row stride meet CUDA's alignment. */
+void wmma_meet(const char *what, const void *p, size_t esize, unsigned ldm, int col_major) {
+    struct {
+        const void *p;
+        unsigned ldm;
+        int col;
+    } mine = {p, ldm, col_major}, all[32];
+    emu_warp_allgather(0xffffffffu, &mine, all, sizeof mine);
+    for (int i = 0; i < 32; i++)
+        if (all[i].p != p || all[i].ldm != ldm || all[i].col != col_major)
+            fail(g_cur, "%s: lane %d passes pointer %p ldm %u, lane %d %p ldm %u (must be warp-uniform)", what, i,
+                 all[i].p, all[i].ldm, emu_lane(), p, ldm);
+    if ((uintptr_t)p % 32) fail(g_cur, "%s: pointer %p not 32-byte aligned", what, p);
+    if (ldm * esize % 16) fail(g_cur, "%s: ldm %u elements is no multiple of 16 bytes", what, ldm);
+}
+
+size_t wmma_offset(int e, unsigned ldm, int col_major) {
+    int r = e / 16, c = e % 16;
+    return col_major ? (size_t)c * ldm + r : (size_t)r * ldm + c;
+}
+
+} // namespace
+
+void emu_wmma_load(int use, void *x, const void *p, size_t esize, unsigned ldm, int col_major) {
+    wmma_meet("wmma::load_matrix_sync", p, esize, ldm, col_major);
+    int lane = emu_lane();
+    for (int i = 0; i < 8; i++)
+        memcpy((char *)x + i * esize,
+               (const char *)p + wmma_offset(wmma_elem(use, lane * 8 + i), ldm, col_major) * esize, esize);
+}
+
+void emu_wmma_store(void *p, const float *x, unsigned ldm, int col_major) {
+    wmma_meet("wmma::store_matrix_sync", p, sizeof *x, ldm, col_major);
+    int lane = emu_lane();
+    for (int i = 0; i < 8; i++) ((float *)p)[wmma_offset(wmma_elem(2, lane * 8 + i), ldm, col_major)] = x[i];
+}
+
+void emu_wmma_mma(float *d, const __nv_bfloat16 *a, const __nv_bfloat16 *b, const float *c) {
+    struct Frags {
+        __nv_bfloat16 a[8], b[8];
+        float c[8];
+    } mine, all[32];
+    static_assert(sizeof(Frags) == kMaxExchange, "one exchange carries the three fragments");
+    memcpy(mine.a, a, sizeof mine.a), memcpy(mine.b, b, sizeof mine.b), memcpy(mine.c, c, sizeof mine.c);
+    emu_warp_allgather(0xffffffffu, &mine, all, sizeof mine);
+    float A[256], B[256], C[256];
+    for (int s = 0; s < 256; s++) {
+        A[wmma_elem(0, s)] = (float)all[s / 8].a[s % 8];
+        B[wmma_elem(1, s)] = (float)all[s / 8].b[s % 8];
+        C[wmma_elem(2, s)] = all[s / 8].c[s % 8];
+    }
+    int lane = emu_lane();
+    for (int i = 0; i < 8; i++) {
+        int e = wmma_elem(2, lane * 8 + i), r = e / 16, col = e % 16;
+        float acc = C[e];
+        for (int k = 0; k < 16; k++) acc += A[r * 16 + k] * B[k * 16 + col];
+        d[i] = acc;
+    }
 }
 
 /* ------------------------------------------------------------- runtime API */
@@ -671,8 +773,8 @@ cudaError_t cudaMalloc(void **p, size_t n) {
     if (!p) return set_error(cudaErrorInvalidValue);
     *p = nullptr;
     if (!n) return cudaSuccess;
-    void *m = malloc(n);
-    if (!m) return set_error(cudaErrorMemoryAllocation);
+    void *m = nullptr; /* 256-byte aligned, as cudaMalloc promises (exact size: ASan sees the end) */
+    if (posix_memalign(&m, 256, n)) return set_error(cudaErrorMemoryAllocation);
     memset(m, kGarbage, n);
     std::lock_guard<std::mutex> lk(g_mu);
     g_dev[(uintptr_t)m] = n;

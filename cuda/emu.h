@@ -27,6 +27,9 @@
  *   stream records launches, copies and GEMMs with their arguments, and
  *   cudaGraphLaunch replays them; calls that would synchronise with an
  *   open capture fail and invalidate it.
+ * - tensor cores through nvcuda::wmma, bf16 16x16x16 with float
+ *   accumulators, warp-collective, in a scrambled fragment mapping (see
+ *   its section below);
  * - cuBLAS: cublasGemmEx (column-major, OP_N/OP_T, bf16 or f32 operands,
  *   f32 or bf16 output, f32 compute, cuBLAS's support matrix and argument
  *   checks) via float32 OpenBLAS: the arithmetic a real GEMM with f32
@@ -52,6 +55,12 @@
  *   host side is pageable (not from cudaMallocHost), which a GPU performs
  *   synchronously through a staging buffer;
  * - one host thread at a time may launch (a second concurrent launch aborts);
+ * - wmma: only bf16 16x16x16 with float accumulators; mma_sync's float
+ *   summation order (k order after C) is not a tensor core's, which rounds
+ *   inside its adder tree, so results differ by float rounding; a lane's
+ *   own x[] reads pass here for any mapping-independent use (scaling every
+ *   element), as on a card; no asynchronous copies (cuda_pipeline.h,
+ *   cooperative_groups memcpy_async) are provided;
  * - __nv_bfloat16 converts to and from float like CUDA's, but has no
  *   arithmetic operators: a + b computes in float (CUDA rounds each bf16
  *   operation); read its bits with __bfloat16_as_ushort, not .x (which
@@ -64,6 +73,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <type_traits>
 
 #define __global__
 #define __device__
@@ -82,6 +92,17 @@ struct dim3 {
 struct uint3 {
     unsigned x, y, z;
 };
+/* The 16-byte vector types, aligned as CUDA's: a misaligned float4/uint4
+ * access faults on a card; here the UBSan build reports it (alignment
+ * check), the plain build does not. */
+struct __align__(16) float4 {
+    float x, y, z, w;
+};
+struct __align__(16) uint4 {
+    unsigned x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return float4{x, y, z, w}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return uint4{x, y, z, w}; }
 
 /* The running fiber's coordinates; the scheduler sets them at every switch. */
 extern uint3 emu_threadIdx, emu_blockIdx;
@@ -224,6 +245,73 @@ template <class F, class... A> inline std::function<void()> emu_bind(F f, A... a
     emu_launch((cudaStream_t)(stream), (grid), (block), (smem), emu_bind(kernel, __VA_ARGS__), #kernel)
 #define DYN_SMEM(T, name) T *name = reinterpret_cast<T *>(emu_dyn_smem())
 
+/* ---- tensor cores: nvcuda::wmma (mma.h), bf16 16x16x16, float accumulate ----
+ * Fragments hold 8 elements a lane (num_elements, x[]) like CUDA's, in a
+ * scrambled element-to-lane mapping (a different bijection for matrix_a,
+ * matrix_b and accumulator, none of them row-major): CUDA leaves the mapping
+ * unspecified, so a kernel that assumes one (indexing x[] by row or column,
+ * or reusing an accumulator as a matrix_a) computes garbage here as it
+ * might on a card. load_matrix_sync, store_matrix_sync and mma_sync are
+ * warp-collective like the shuffles (all 32 lanes, the same pointer and
+ * ldm in every lane, else abort); a pointer that is not 32-byte aligned or
+ * an ldm that is no multiple of 16 bytes aborts, as CUDA requires them.
+ * Loads and stores move data after the warp has met, so a lane reading what
+ * another lane stored needs a __syncwarp() (or __syncthreads()) in between,
+ * as on a card. mma_sync: D = A B + C, each product exact in float, summed
+ * in float in k order after C. */
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use> struct emu_use;
+template <> struct emu_use<matrix_a> { enum { id = 0 }; };
+template <> struct emu_use<matrix_b> { enum { id = 1 }; };
+template <> struct emu_use<accumulator> { enum { id = 2 }; };
+template <class L> struct emu_layout;
+template <> struct emu_layout<row_major> { enum { col = 0 }; };
+template <> struct emu_layout<col_major> { enum { col = 1 }; };
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "emu: only 16x16x16 wmma fragments are emulated");
+    static_assert(emu_use<Use>::id == 2 ? (std::is_same<T, float>::value && std::is_same<Layout, void>::value)
+                                        : (std::is_same<T, __nv_bfloat16>::value && !std::is_same<Layout, void>::value),
+                  "emu: only bf16 row/col-major matrix_a/b and float accumulator fragments are emulated");
+    enum { num_elements = 8 };
+    T x[8];
+};
+} // namespace wmma
+} // namespace nvcuda
+/* use: 0 matrix_a, 1 matrix_b, 2 accumulator; esize 2 (bf16) or 4 (float) */
+void emu_wmma_load(int use, void *x, const void *p, size_t esize, unsigned ldm, int col_major);
+void emu_wmma_store(void *p, const float *x, unsigned ldm, int col_major);
+void emu_wmma_mma(float *d, const __nv_bfloat16 *a, const __nv_bfloat16 *b, const float *c);
+namespace nvcuda {
+namespace wmma {
+template <class Use, class T, class L> inline void fill_fragment(fragment<Use, 16, 16, 16, T, L> &f, T v) {
+    for (int i = 0; i < 8; i++) f.x[i] = v;
+}
+template <class Use, class L>
+inline void load_matrix_sync(fragment<Use, 16, 16, 16, __nv_bfloat16, L> &f, const __nv_bfloat16 *p, unsigned ldm) {
+    emu_wmma_load(emu_use<Use>::id, f.x, p, sizeof *p, ldm, emu_layout<L>::col);
+}
+inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p, unsigned ldm, layout_t l) {
+    emu_wmma_load(2, f.x, p, sizeof *p, ldm, l == mem_col_major);
+}
+inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f, unsigned ldm, layout_t l) {
+    emu_wmma_store(p, f.x, ldm, l == mem_col_major);
+}
+template <class LA, class LB>
+inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix_a, 16, 16, 16, __nv_bfloat16, LA> &a,
+                     const fragment<matrix_b, 16, 16, 16, __nv_bfloat16, LB> &b,
+                     const fragment<accumulator, 16, 16, 16, float> &c) {
+    emu_wmma_mma(d.x, a.x, b.x, c.x);
+}
+} // namespace wmma
+} // namespace nvcuda
+
 /* ---- runtime API subset ---- */
 typedef enum {
     cudaSuccess = 0,
@@ -268,6 +356,8 @@ cudaError_t cudaFree(void *p);
 cudaError_t cudaMallocHost(void **p, size_t n);
 extern "C" size_t emu_pageable_async_copies(void); /* see the NOT emulated list */
 extern "C" size_t emu_events_recorded(void);       /* cudaEventRecord calls so far */
+/* launches of kernel `name` (as LAUNCH spells it, e.g. "attention_tc_kernel") that ran so far, graph replays included */
+extern "C" size_t emu_kernel_launches(const char *name);
 template <class T> inline cudaError_t cudaMallocHost(T **p, size_t n) { return cudaMallocHost((void **)p, n); }
 cudaError_t cudaFreeHost(void *p);
 cudaError_t cudaMemcpy(void *dst, const void *src, size_t n, cudaMemcpyKind k);

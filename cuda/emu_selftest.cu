@@ -753,6 +753,101 @@ extern "C" int emu_selftest_graph(void) {
     return fails;
 }
 
+/* ---- tensor cores (wmma): D = A B + C, 16 x 16 per warp, K = 32 ---- */
+namespace {
+namespace wm = nvcuda::wmma;
+
+/* Warp w of the block computes output tile w of D (16 x 64, row-major)
+ * from A (16 x 32, row-major, lda 40), B (32 x 64) given as its transpose
+ * in bt (64 x 32, row-major: B column-major with ldm 40) and C (row-major
+ * 64 wide), through shared memory; D goes out row-major (col = 0) or
+ * column-major (col = 1, ldm 16 per tile). `assume` != 0 instead writes
+ * the accumulator by a guessed row-major mapping (lane i owns row i / 2,
+ * eight consecutive columns), which CUDA does not promise. */
+__global__ void wmma_kernel(float *d, const __nv_bfloat16 *a, const __nv_bfloat16 *bt, const float *c, int col, int assume) {
+    __shared__ __align__(32) __nv_bfloat16 As[16 * 40], Bs[64 * 40];
+    __shared__ __align__(32) float Cs[16 * 64];
+    for (int i = threadIdx.x; i < 16 * 40; i += blockDim.x) As[i] = a[i];
+    for (int i = threadIdx.x; i < 64 * 40; i += blockDim.x) Bs[i] = bt[i];
+    for (int i = threadIdx.x; i < 16 * 64; i += blockDim.x) Cs[i] = c[i];
+    __syncthreads();
+    int w = threadIdx.x / 32, lane = threadIdx.x % 32;
+    wm::fragment<wm::matrix_a, 16, 16, 16, __nv_bfloat16, wm::row_major> fa;
+    wm::fragment<wm::matrix_b, 16, 16, 16, __nv_bfloat16, wm::col_major> fb;
+    wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+    wm::load_matrix_sync(acc, Cs + w * 16, 64, wm::mem_row_major);
+    for (int k = 0; k < 32; k += 16) {
+        wm::load_matrix_sync(fa, As + k, 40);
+        wm::load_matrix_sync(fb, Bs + w * 16 * 40 + k, 40);
+        wm::mma_sync(acc, fa, fb, acc);
+    }
+    if (assume) {
+        for (int i = 0; i < acc.num_elements; i++) d[(lane / 2) * 64 + w * 16 + (lane % 2) * 8 + i] = acc.x[i];
+    } else if (col) {
+        wm::store_matrix_sync(d + w * 256, acc, 16, wm::mem_col_major);
+    } else {
+        wm::store_matrix_sync(d + w * 16, acc, 64, wm::mem_row_major);
+    }
+}
+
+/* Lanes 0-15 only (a partial warp) / a pointer 16 bytes off alignment. */
+__global__ void wmma_bad_kernel(float *d, int which) {
+    wm::fragment<wm::accumulator, 16, 16, 16, float> acc;
+    wm::fill_fragment(acc, 1.0f);
+    if (which == 0) {
+        if (threadIdx.x < 16) wm::store_matrix_sync(d, acc, 16, wm::mem_row_major);
+    } else {
+        wm::store_matrix_sync(d + 4, acc, 16, wm::mem_row_major);
+    }
+}
+} // namespace
+
+extern "C" int emu_selftest_wmma(void) {
+    int fails = 0;
+    Rng r{777};
+    std::vector<__nv_bfloat16> a(16 * 40), bt(64 * 40);
+    std::vector<float> c(16 * 64), d(16 * 64);
+    for (auto &x : a) x = __float2bfloat16(r.uniform() * 4);
+    for (auto &x : bt) x = __float2bfloat16(r.uniform());
+    for (auto &x : c) x = r.uniform();
+    __nv_bfloat16 *da, *db;
+    float *dc, *dd;
+    CK(cudaMalloc((void **)&da, a.size() * 2));
+    CK(cudaMalloc((void **)&db, bt.size() * 2));
+    CK(cudaMalloc((void **)&dc, c.size() * 4));
+    CK(cudaMalloc((void **)&dd, d.size() * 4));
+    CK(cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(db, bt.data(), bt.size() * 2, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(dc, c.data(), c.size() * 4, cudaMemcpyHostToDevice));
+    for (int mode = 0; mode < 3; mode++) {
+        int col = mode == 1, assume = mode == 2;
+        CK(cudaMemset(dd, 0, d.size() * 4));
+        LAUNCH(wmma_kernel, dim3(1), dim3(128), 0, (cudaStream_t)0, dd, (const __nv_bfloat16 *)da, (const __nv_bfloat16 *)db,
+               (const float *)dc, col, assume);
+        CK(cudaGetLastError());
+        CK(cudaMemcpy(d.data(), dd, d.size() * 4, cudaMemcpyDeviceToHost));
+        int wrong = 0;
+        for (int i = 0; i < 16; i++)
+            for (int j = 0; j < 64; j++) {
+                double want = c[i * 64 + j];
+                for (int k = 0; k < 32; k++)
+                    want += (double)__bfloat162float(a[i * 40 + k]) * __bfloat162float(bt[j * 40 + k]);
+                float got = col ? d[(j / 16) * 256 + (j % 16) * 16 + i] : d[i * 64 + j];
+                bool ok = fabs(got - want) <= 1e-5 * (1 + fabs(want));
+                if (!ok && !assume && wrong < 5) bad(col ? "wmma col-major store" : "wmma", i * 64 + j, got, want);
+                wrong += !ok;
+            }
+        /* a guessed mapping must not pass by luck (on a card it might) */
+        fails += assume ? wrong < 16 * 64 / 2 : wrong;
+        if (assume && wrong < 16 * 64 / 2) bad("wmma with an assumed row-major mapping: values right", 0, 16 * 64 - wrong, 0);
+    }
+    CK(cudaFree(da));
+    CK(cudaFree(db));
+    CK(cudaFree(dc));
+    CK(cudaFree(dd));
+    return fails;
+}
+
 /* Each of these must abort on the emulator (they return only if it did not). */
 namespace {
 int run_bad(int which) {
@@ -765,6 +860,8 @@ int run_bad(int which) {
     case 5: LAUNCH(warp_exited_kernel, dim3(1), dim3(64), 0, (cudaStream_t)0, d, 5); break;
     case 3: LAUNCH(warp_vs_barrier_kernel, dim3(1), dim3(64), 0, (cudaStream_t)0, d); break;
     case 4: LAUNCH(partial_mask_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d); break;
+    case 6: LAUNCH(wmma_bad_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d, 0); break;
+    case 7: LAUNCH(wmma_bad_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d, 1); break;
     }
     cudaDeviceSynchronize();
     CK(cudaFree(d));
@@ -778,3 +875,5 @@ extern "C" int emu_selftest_bad_warp_exited(void) { return run_bad(2); }
 extern "C" int emu_selftest_bad_warp_exiting(void) { return run_bad(5); }
 extern "C" int emu_selftest_bad_warp_vs_barrier(void) { return run_bad(3); }
 extern "C" int emu_selftest_bad_partial_mask(void) { return run_bad(4); }
+extern "C" int emu_selftest_bad_wmma_partial_warp(void) { return run_bad(6); }
+extern "C" int emu_selftest_bad_wmma_misaligned(void) { return run_bad(7); }

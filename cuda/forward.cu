@@ -37,7 +37,7 @@ extern "C" {
 #include <stdlib.h>
 #include <string.h>
 
-/* An environment switch (LR_GPU_PROFILE, LR_GPU_GRAPHS): on when set to
+/* An environment switch (LR_GPU_PROFILE, LR_GPU_GRAPHS, LR_GPU_TCATT): on when set to
  * anything but "0", dflt when unset or empty. */
 static int env_on(const char *name, int dflt) {
     const char *v = getenv(name);
@@ -50,7 +50,7 @@ static int env_on(const char *name, int dflt) {
  * counts reallocations of the per-call buffers the launches point into. */
 typedef struct {
     double mass, temperature, top_p;
-    int n, nw, nt, splits, kmax, kmin, top_k, gather, sample;
+    int n, nw, nt, splits, kmax, kmin, top_k, gather, sample; /* splits 0: tensor-core attention */
     unsigned gen;
 } graph_key; /* no padding: compared and copied with memcmp/memcpy */
 static_assert(sizeof(graph_key) == 3 * sizeof(double) + 10 * sizeof(int), "graph_key has padding");
@@ -82,6 +82,8 @@ struct gpu_fwd {
     char *pin;
     size_t pin_n;
     int nsm;                 /* multiprocessors, for att_splits */
+    int tcatt;               /* tensor-core attention for prefill-shaped calls: 0 off (LR_GPU_TCATT=0, or the
+                                shape or the device's shared memory does not allow it) */
     float *d_part;           /* split-KV attention partials, grown as needed */
     size_t part_n;
     /* results of one call, grown as needed */
@@ -282,7 +284,10 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     g->B = B, g->Tmax = Tmax, g->M = max_tokens, g->LM = max_tokens < 1024 ? max_tokens : 1024;
     g->kmax = kmax > 0 ? kmax : 0;
     cudaDeviceProp prop;
-    g->nsm = cudaGetDeviceProperties(&prop, 0) == cudaSuccess && prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+    int have_prop = cudaGetDeviceProperties(&prop, 0) == cudaSuccess;
+    g->nsm = have_prop && prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+    g->tcatt = env_on("LR_GPU_TCATT", 1) && att_tc_serves(c->NH, c->NKV, c->HD) && have_prop &&
+               prop.sharedMemPerBlockOptin >= att_tc_smem(c->HD);
     CK(cudaStreamCreate(&g->st));
     CB(cublasCreate(&g->cb));
     CB(cublasSetStream(g->cb, g->st));
@@ -374,6 +379,8 @@ static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, in
     return LR_OK;
 }
 
+/* splits: key ranges per tile for k_attention_split, 0 for the tensor-core
+ * kernel (whose tiles then hold ATT_TC_ROWS rows) */
 static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     const mcfg *c = &g->c;
     const gpu_layer *y = &g->layer[l];
@@ -389,8 +396,11 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     PROF(GPU_PROF_ELEMENTWISE);
     k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, g->Tmax, g->st);
     PROF(GPU_PROF_ATTENTION);
-    k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, splits, g->d_part,
-                      g->st);
+    if (splits == 0)
+        k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, g->st);
+    else
+        k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, splits,
+                          g->d_part, g->st);
     PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
     PROF(GPU_PROF_ELEMENTWISE);
@@ -612,11 +622,17 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             pos[i] = g->len[sq[i]]++;
             if (!want || want[start + i]) rows[nw++] = i;
         }
-        int nt = att_tiles(tiles, sq, pos, n, ATT_ROWS(c->NH, c->NKV)), maxk = 0;
-        for (int i = 0; i < nt; i++)
-            if (tiles[i].pos0 + tiles[i].n > maxk) maxk = tiles[i].pos0 + tiles[i].n;
-        /* few tiles of long contexts (decode with few live problems): split the keys */
-        int splits = att_splits(nt, c->NKV, maxk, g->nsm);
+        /* prefill and teacher forcing (tiles of many rows) on tensor cores;
+         * otherwise, as for decode, FMA tiles, and with few tiles of long
+         * contexts (few live problems) the keys split */
+        int nt = 0, splits = 0, maxk = 0;
+        if (g->tcatt) nt = att_tiles(tiles, sq, pos, n, ATT_TC_ROWS(c->NH, c->NKV));
+        if (!g->tcatt || !att_tc_wanted(n, nt, c->NH / c->NKV)) {
+            nt = att_tiles(tiles, sq, pos, n, ATT_ROWS(c->NH, c->NKV));
+            for (int i = 0; i < nt; i++)
+                if (tiles[i].pos0 + tiles[i].n > maxk) maxk = tiles[i].pos0 + tiles[i].n;
+            splits = att_splits(nt, c->NKV, maxk, g->nsm);
+        }
         size_t pn = splits > 1 ? att_part_floats(nt, c->NKV, c->HD, splits) : 0;
         if (pn > g->part_n) {
             if ((rc = grow(g, &g->d_part, pn))) return rc;

@@ -70,6 +70,28 @@ size_t att_part_floats(int ntiles, int NKV, int HD, int splits);
 #define ATT_SPLIT_MAX 64
 int att_splits(int ntiles, int NKV, int max_klen, int nsm);
 
+/* The same attention on tensor cores (cuda/attention_tc.cu) for calls
+ * whose tiles hold many rows (prefill, teacher forcing): tiles from
+ * att_tiles with ATT_TC_ROWS rows, one block of 4 warps per (tile, KV head),
+ * ATT_TC_TQ query lanes and key tiles of ATT_TC_TK; Q and P are rounded to
+ * bf16 before their products (float accumulation), so it differs from
+ * k_attention by those roundings (docs/CUDA.md gives the bound). Serves
+ * the shapes att_tc_serves accepts and needs att_tc_smem(HD) bytes of
+ * shared memory a block (the caller checks the device has them). */
+#define ATT_TC_TQ 64
+#define ATT_TC_TK 64
+#define ATT_TC_MAX_HD 128
+#define ATT_TC_ROWS(NH, NKV) (ATT_TC_TQ / ((NH) / (NKV)))
+int att_tc_serves(int NH, int NKV, int HD); /* HD a multiple of 16 in [16, 128], NH / NKV <= 64 */
+size_t att_tc_smem(int HD);
+/* Whether a call of n rows in ntiles tensor-core tiles (G query heads per
+ * KV head) should run on tensor cores: when its tiles average at least 2
+ * rows and 16 query lanes (one wmma row block). Decode (one row a tile)
+ * never does: it stays on k_attention_split. */
+int att_tc_wanted(int n, int ntiles, int G);
+void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
+                    int ntiles, int NH, int NKV, int HD, int Tmax, void *stream);
+
 /* h (N, I) bf16 = silu(gate) * up, gu (N, 2I) f32 = [gate | up] per row. */
 void k_swiglu(uint16_t *h, const float *gu, int N, int I, void *stream);
 

@@ -7,8 +7,10 @@
 #   2. for random-weight models of the real Qwen2.5-Math-1.5B (the expert,
 #      first) and Qwen2.5-0.5B shapes built there with transformers
 #      (hf_ref.py build): our logits vs transformers' (float32 reference),
-#      then teacher forcing of 256 x 400 tokens, ours (`bench_gpu teacher`)
-#      vs transformers (hf_ref.py ref); if transformers cannot build a shape,
+#      then teacher forcing of 256 x 400 tokens, ours (`bench_gpu teacher`,
+#      attention on tensor cores; the expert once more with LR_GPU_TCATT=0,
+#      the row MODEL-tcatt0) vs transformers (hf_ref.py ref); if
+#      transformers cannot build a shape,
 #      lr-mkmodel makes it for our timing alone (LR_GPU_NO_TORCH=1 takes that
 #      path on purpose);
 #   3. `bench_gpu check`: cuda against cpu on tiny models (GQA, head dims 64
@@ -268,6 +270,18 @@ decode_stages() {
         stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" --profile "$1" --batch "$b" $DECODE
     done
 }
+# teacher forcing (prefill-shaped calls: attention on tensor cores), and for
+# the expert (the first shape) once more with LR_GPU_TCATT=0 (the FMA
+# attention kernel), through a link named MODEL-tcatt0 so that the table
+# shows it as a row of its own beside the first
+teacher_stages() {
+    # shellcheck disable=SC2086
+    stage "teacher_$2" 120 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$1" $TEACH
+    [ "$2" = "${SHAPES%% *}" ] || return 0
+    ln -sfn "$1" "$1-tcatt0"
+    # shellcheck disable=SC2086
+    stage "teacher_${2}_tcatt0" 120 env LR_GPU_TCATT=0 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$1-tcatt0" $TEACH
+}
 for s in $SHAPES; do
     d=$WORK/hf/$s
     # LR_GPU_NO_TORCH=1: take the fallback (to try it in a dry run)
@@ -279,13 +293,11 @@ for s in $SHAPES; do
         rm -rf "$d"
         # shellcheck disable=SC2086
         stage "mkmodel_$s" 60 "$BIN/lr-mkmodel" "$d" ${MKSHAPE[$s]} --vocab 151936 --dtype bf16 --tokenizer "$WORK/tok/tokenizer.json" || continue
-        # shellcheck disable=SC2086
-        stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$d" $TEACH
+        teacher_stages "$d" "$s"
         decode_stages "$d" "$s"
         continue
     fi
-    # shellcheck disable=SC2086
-    stage "teacher_$s" 120 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$d" $TEACH
+    teacher_stages "$d" "$s"
     decode_stages "$d" "$s"
     ours=()
     [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")

@@ -1,6 +1,6 @@
 /* gpu_emu: the emulated CUDA device (cuda/emu.cc) that the CUDA backend's
  * kernels are tested on: scheduler, barriers, shuffles, atomics, bf16,
- * runtime API and cublasGemmEx (cuda/emu_selftest.cu), and the strict
+ * wmma, runtime API and cublasGemmEx (cuda/emu_selftest.cu), and the strict
  * checks that make undefined kernels abort, each in a child process. */
 #include "check.h"
 
@@ -26,6 +26,9 @@ int emu_selftest_bad_warp_exited(void);
 int emu_selftest_bad_warp_exiting(void);
 int emu_selftest_bad_warp_vs_barrier(void);
 int emu_selftest_bad_partial_mask(void);
+int emu_selftest_wmma(void);
+int emu_selftest_bad_wmma_partial_warp(void);
+int emu_selftest_bad_wmma_misaligned(void);
 
 /* Runs fn in a child with stderr captured; checks that it died of SIGABRT
  * with a message containing every one of want[] (NULL-terminated). */
@@ -67,6 +70,7 @@ int main(void) {
     CHECK(emu_selftest_gemm() == 0);
     CHECK(emu_selftest_runtime() == 0);
     CHECK(emu_selftest_graph() == 0);
+    CHECK(emu_selftest_wmma() == 0);
 
     const char *const w0[] = {"kernel divergent_barrier_kernel,", "block (0,0,0)", "thread (40,0,0)",
                               "divergent barrier", NULL};
@@ -83,5 +87,10 @@ int main(void) {
     expect_abort("warp op against a barrier", emu_selftest_bad_warp_vs_barrier, w3);
     const char *const w4[] = {"kernel partial_mask_kernel,", "mask 0x0000ffff", NULL};
     expect_abort("partial mask", emu_selftest_bad_partial_mask, w4);
+    // wmma is warp-collective: lanes 16-31 skip the store that lanes 0-15 wait in
+    const char *const w6[] = {"kernel wmma_bad_kernel,", "returned while other lanes of its warp wait", NULL};
+    expect_abort("wmma in a partial warp", emu_selftest_bad_wmma_partial_warp, w6);
+    const char *const w7[] = {"kernel wmma_bad_kernel,", "not 32-byte aligned", NULL};
+    expect_abort("wmma misaligned pointer", emu_selftest_bad_wmma_misaligned, w7);
     CHECK_DONE();
 }

@@ -7,8 +7,9 @@
  * (fewer rows: another shape, plain launches, then a capture of it);
  * sampled steps (the uniforms change every step, the graph stays); a
  * context growing past 512 keys, where split-KV attention changes its split
- * count (another shape again); graphs really replayed, counted by the
- * forward and by the emulator. */
+ * count (another shape again); calls of 8 rows a slot, which run the
+ * tensor-core attention, in a graph too; graphs really replayed, counted
+ * by the forward and by the emulator. */
 #include "check.h"
 
 #include "../../cuda/kernels.h"
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 size_t emu_graph_launches(void); /* cuda/emu.cc */
+size_t emu_kernel_launches(const char *name);
 
 static char tmpdir[] = "/tmp/lr-gpugraph-XXXXXX";
 
@@ -174,6 +176,47 @@ static void split_change(void) {
     model_free(&m);
 }
 
+/* Calls of 8 new rows for each of two slots (a chunked prefill): under
+ * ATT_TC_ROWS and with 16 query lanes a tile, so the tensor-core attention
+ * runs, and with 16 rows <= B slots decode-shaped enough for a graph: the
+ * same shape every call is captured and replayed, equal to graphs off. */
+static void tc_chunks(void) {
+    char dir[300];
+    snprintf(dir, sizeof dir, "%s/tc", tmpdir);
+    const char *args[] = {"--hidden", "64", "--heads", "4", "--kv-heads", "2", "--layers", "2", "--dtype", "bf16"};
+    mk_opts o;
+    CHECK(mk_parse_args(&o, 10, (char **)args, NULL) == 0);
+    CHECK(mk_write_model(dir, &o) == 0);
+    model m;
+    CHECK(model_open(&m, dir) == 0);
+    CHECK(att_tc_wanted(16, 2, m.cfg.NH / m.cfg.NKV));
+    engine e[2];
+    unsetenv("LR_GPU_GRAPHS");
+    CHECK(eng_init(&e[0], &m, ENG_CUDA, 16, 128, 64, KMAX, 1) == 0);
+    setenv("LR_GPU_GRAPHS", "0", 1);
+    CHECK(eng_init(&e[1], &m, ENG_CUDA, 16, 128, 64, KMAX, 1) == 0);
+    unsetenv("LR_GPU_GRAPHS");
+    size_t tc0 = emu_kernel_launches("attention_tc_kernel");
+    int diff = 0, tok[16], seq[16];
+    unsigned char want[16];
+    for (int c = 0; c < 8; c++) {
+        for (int i = 0; i < 16; i++) tok[i] = (7 * i + 29 * c + 3) % m.cfg.V, seq[i] = i / 8, want[i] = i % 8 == 7;
+        results r[2];
+        for (int x = 0; x < 2; x++) run(&e[x], 16, tok, seq, want, NULL, &r[x]);
+        diff += !same(&r[0], &r[1], 2, 0);
+    }
+    gpu_graph_stats on;
+    gpu_fwd_graph_stats(e[0].gpu, &on);
+    size_t tc = emu_kernel_launches("attention_tc_kernel") - tc0;
+    fprintf(stderr, "tc chunks: %d differing calls; graphs: %ld replays, %ld captures; %zu tc launches\n", diff,
+            on.replays, on.captures, tc);
+    CHECK(diff == 0);
+    CHECKF(on.captures >= 1 && on.replays >= 5, "%ld captures, %ld replays", on.captures, on.replays);
+    CHECK(tc == 2 * 8 * 2); /* two engines, 8 calls, 2 layers: every call on tensor cores */
+    eng_free(&e[0]), eng_free(&e[1]);
+    model_free(&m);
+}
+
 int main(void) {
     CHECK(mkdtemp(tmpdir) != NULL);
     const char *a1[] = {"--layers", "2", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--dtype", "bf16"};
@@ -181,6 +224,7 @@ int main(void) {
     const char *a2[] = {"--arch", "llama", "--bias", "--heads", "4", "--kv-heads", "4", "--layers", "2", "--hidden", "32"};
     one_model("llama-bias", a2, 11);
     split_change();
+    tc_chunks();
     char cmd[400];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     CHECK(system(cmd) == 0);

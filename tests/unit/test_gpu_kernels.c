@@ -186,6 +186,86 @@ static void test_attention_split(void) {
     free(kcf), free(vcf), free(q), free(kc), free(vc), free(ref), free(one), free(out);
 }
 
+/* Tensor-core attention (k_attention_tc) against the CPU attention on the
+ * same bf16 cache, element by element within a bound derived from the two
+ * roundings the kernel adds (see docs/CUDA.md):
+ *   Q in bf16: each score moves by at most D = max_j scale |sum_d (bf(q_d) -
+ *     q_d) k_jd| (computed here from the data), which moves the softmax
+ *     weights by factors within exp(+-2D): |dO| <= vmax (exp(2D) - 1);
+ *   P in bf16 (relative u = 2^-9, normalised by the sum of rounded
+ *     weights): |dO| <= vmax 2u / (1 - u);
+ * plus float rounding (1e-5 vmax) and the output's bf16 rounding (2^-8
+ * |o|); vmax = max |v| over the keys the row sees. The calls mix: a tile
+ * of a slot with keys from an earlier chunk (positions 150..), a prompt
+ * of 37 rows from position 0 (no multiple of 16), a short run deep in a
+ * third slot, and a decode-like single row. The FMA kernel's error on the
+ * same data is reported next to it. */
+static void test_attention_tc(int NH, int NKV, int HD) {
+    const int B = 4, Tmax = 260, QD = NH * HD, G = NH / NKV;
+    CHECK(att_tc_serves(NH, NKV, HD));
+    enum { NSEG = 4 };
+    const int sseg[NSEG] = {0, 1, 2, 3}, p0[NSEG] = {150, 0, 70, 200}, len[NSEG] = {107, 37, 5, 1};
+    int N = 0;
+    for (int i = 0; i < NSEG; i++) N += len[i];
+    int *seq = malloc(N * sizeof *seq), *pos = malloc(N * sizeof *pos), r = 0;
+    for (int i = 0; i < NSEG; i++)
+        for (int t = 0; t < len[i]; t++) seq[r] = sseg[i], pos[r++] = p0[i] + t;
+    size_t csz = (size_t)B * NKV * Tmax * HD;
+    float *kcf = frand(csz, 1), *vcf = frand(csz, 1), *q = frand((size_t)N * QD, 2.5);
+    for (size_t i = 0; i < csz; i++) kcf[i] = bfr(kcf[i]), vcf[i] = bfr(vcf[i]);
+    uint16_t *kc = to_bf16(kcf, csz), *vc = to_bf16(vcf, csz);
+    /* keys past each slot's last position are garbage the kernel must not touch (NaN) */
+    for (int i = 0; i < NSEG; i++)
+        for (int h = 0; h < NKV; h++)
+            for (int t = p0[i] + len[i]; t < Tmax; t++)
+                for (int d = 0; d < HD; d++) {
+                    size_t at = (((size_t)sseg[i] * NKV + h) * Tmax + t) * HD + d;
+                    kc[at] = vc[at] = 0x7fc0;
+                }
+    att_tile *tiles = malloc(N * sizeof *tiles);
+    int rows = ATT_TC_ROWS(NH, NKV), nt = att_tiles(tiles, seq, pos, N, rows);
+    uint16_t *out = malloc((size_t)N * QD * 2), *fma = malloc((size_t)N * QD * 2);
+    float *ref = malloc((size_t)N * QD * 4);
+    memset(out, 0xff, (size_t)N * QD * 2);
+    k_attention_tc(out, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, NULL);
+    attention_forward(ref, q, kcf, vcf, seq, pos, N, NH, NKV, HD, Tmax, 1);
+    att_tile *ft = malloc(N * sizeof *ft);
+    int fnt = att_tiles(ft, seq, pos, N, ATT_ROWS(NH, NKV));
+    k_attention(fma, q, kc, vc, ft, fnt, NH, NKV, HD, Tmax, NULL);
+    const double u = 1.0 / 512, scale = 1.0 / sqrt((double)HD);
+    double worst = 0, etc = 0, efma = 0; /* worst: error over bound */
+    int over = 0;
+    for (int n = 0; n < N; n++)
+        for (int hq = 0; hq < NH; hq++) {
+            const float *qv = q + (size_t)n * QD + hq * HD;
+            size_t kb = ((size_t)seq[n] * NKV + hq / G) * Tmax * HD;
+            double D = 0, vmax = 0;
+            for (int j = 0; j <= pos[n]; j++) {
+                double ds = 0, sa = 0;
+                for (int d = 0; d < HD; d++) {
+                    double k = kcf[kb + (size_t)j * HD + d];
+                    ds += ((double)bfr(qv[d]) - qv[d]) * k, sa += fabs(qv[d] * k);
+                    vmax = fmax(vmax, fabs(vcf[kb + (size_t)j * HD + d]));
+                }
+                D = fmax(D, scale * (fabs(ds) + 2 * HD * sa * 6e-8));
+            }
+            double a = expm1(2 * D), b = 2 * u / (1 - u), wb = vmax * (a + b + a * b + 1e-5);
+            for (int d = 0; d < HD; d++) {
+                size_t i = (size_t)n * QD + hq * HD + d;
+                double o = st_bf16_to_f32(out[i]), e = fabs(o - ref[i]), bound = wb + 2 * u * fabs(ref[i]);
+                over += !(e <= bound);
+                worst = fmax(worst, e / bound);
+                etc = fmax(etc, e), efma = fmax(efma, fabs(st_bf16_to_f32(fma[i]) - ref[i]));
+            }
+        }
+    fprintf(stderr, "tc attention NH %d NKV %d HD %d: %d tiles, max |err| %.2e (FMA kernel %.2e), worst err/bound %.2f\n",
+            NH, NKV, HD, nt, etc, efma, worst);
+    CHECKF(over == 0, "tc attention NH %d NKV %d HD %d: %d outputs over the bound (worst %.2f x)", NH, NKV, HD, over,
+           worst);
+    free(seq), free(pos), free(kcf), free(vcf), free(q), free(kc), free(vc), free(tiles), free(out), free(fma);
+    free(ref), free(ft);
+}
+
 /* k_compact against cd_select / cd_gather / argmax on the same rows. */
 static void test_compact(int V, int G, int kmax, double mass) {
     float *x = malloc((size_t)G * V * 4);
@@ -262,6 +342,17 @@ int main(void) {
     test_qkv_attention(14, 2, 64); /* Qwen2.5-0.5B's grouping: 7 query heads per KV head */
     test_qkv_attention(32, 1, 8);  /* a whole tile of one row's heads */
     test_attention_split();
+    test_attention_tc(4, 4, 64);    /* one query head per KV head */
+    test_attention_tc(4, 4, 16);    /* the tiny test models' head dim */
+    test_attention_tc(4, 2, 128);   /* 2 */
+    test_attention_tc(12, 2, 128);  /* 6: Qwen2.5-Math-1.5B's shape */
+    test_attention_tc(14, 2, 64);   /* 7: Qwen2.5-0.5B's grouping (9 rows a tile, one lane idle) */
+    /* shapes the tensor-core kernel leaves to k_attention */
+    CHECK(!att_tc_serves(6, 6, 12) && !att_tc_serves(2, 1, 144) && !att_tc_serves(4, 2, 8) && !att_tc_serves(130, 2, 64));
+    CHECK(att_tc_serves(32, 1, 16) && att_tc_serves(2, 1, 80));
+    /* the policy: prefill-shaped calls yes, decode (one row a tile) no */
+    CHECK(att_tc_wanted(300, 30, 6) && att_tc_wanted(50, 4, 2) && !att_tc_wanted(3, 3, 7) && !att_tc_wanted(8, 8, 32));
+    CHECK(!att_tc_wanted(5, 1, 2) && !att_tc_wanted(0, 0, 2));
     test_compact(1000, 12, 32, 0.99999);
     test_compact(1000, 8, 1024, 1.0);
     test_compact(300, 4, 1, 0.5);
