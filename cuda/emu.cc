@@ -540,8 +540,16 @@ void emu_warp_exchange(unsigned mask, const void *mine, void *out, size_t size, 
 }
 
 void emu_warp_allgather(unsigned mask, const void *mine, void *out, size_t size) {
-    auto buf = warp_barrier(mask, mine, size, "warp vote (__ballot_sync/__all_sync/__any_sync)");
-    for (int i = 0; i < 32; i++) memcpy((unsigned char *)out + i * size, buf[i], size);
+    auto buf = warp_barrier(mask, mine, size, "warp vote (__ballot_sync/__all_sync/__any_sync/__match_any_sync)");
+    /* every lane of every vote copies 32 values: fixed sizes copy inline,
+     * which keeps kernels that vote per element (histograms) fast here */
+    unsigned char *o = (unsigned char *)out;
+    if (size == 4)
+        for (int i = 0; i < 32; i++) memcpy(o + i * 4, buf[i], 4);
+    else if (size == 8)
+        for (int i = 0; i < 32; i++) memcpy(o + i * 8, buf[i], 8);
+    else
+        for (int i = 0; i < 32; i++) memcpy(o + i * size, buf[i], size);
 }
 
 /* ------------------------------------------------------------------ wmma */

@@ -10,6 +10,8 @@
  *   dynamic shared memory (DYN_SMEM; filled with 0xFF bytes before every
  *   block, i.e. NaN floats, -1 ints, to expose reads before writes) and
  *   barriers behave as on a GPU.
+ * - Warp operations: shuffles, votes, __match_any_sync, __syncwarp; __popc,
+ *   __popcll, __ffs as on the device.
  * - Strict checks abort with one stderr line naming kernel, block and
  *   thread: a __syncthreads() reached after threads of the block returned
  *   or while lanes of the caller's warp wait at a warp operation, a thread
@@ -161,6 +163,17 @@ inline unsigned __ballot_sync(unsigned mask, int pred) {
 inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == 0xffffffffu; }
 inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
 inline unsigned __activemask() { return 0xffffffffu; }
+/* The lanes of the warp holding the same value as this lane (sm_70+). */
+template <class T> inline unsigned __match_any_sync(unsigned mask, T v) {
+    T all[32];
+    emu_warp_allgather(mask, &v, all, sizeof v);
+    unsigned m = 0;
+    for (int i = 0; i < 32; i++) m |= (unsigned)(all[i] == v) << i;
+    return m;
+}
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __ffs(int x) { return __builtin_ffs(x); } /* 1 + the lowest set bit, 0 for none */
 
 /* Atomics: fibers never switch inside one, so plain read-modify-write. */
 template <class T> inline T atomicAdd(T *p, T v) { T o = *p; *p = o + v; return o; }

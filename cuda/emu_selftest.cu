@@ -135,6 +135,21 @@ __global__ void warp_kernel(const float *in, float *out) {
     r[0] = x, r[1] = d, r[2] = b0, r[3] = b7, r[4] = u, r[5] = w, r[6] = (float)(bal & 0xffffu), r[7] = (float)any;
 }
 
+/* __match_any_sync on values with many repeats (a lane's mask of equal
+ * lanes), and the bit counts that warp-aggregated atomics use with it. */
+__global__ void match_kernel(const unsigned *in, unsigned *out) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned v = in[i];
+    unsigned m = __match_any_sync(0xffffffffu, v);
+    unsigned long long w = (unsigned long long)v << 33 | 5u; /* the 64-bit form compares all bits */
+    unsigned m64 = __match_any_sync(0xffffffffu, w);
+    out[(size_t)i * 5] = m;
+    out[(size_t)i * 5 + 1] = m64;
+    out[(size_t)i * 5 + 2] = (unsigned)__popc(m);
+    out[(size_t)i * 5 + 3] = (unsigned)__ffs((int)m);
+    out[(size_t)i * 5 + 4] = (unsigned)__popcll(((unsigned long long)m << 32) | v);
+}
+
 /* ---- atomics ---- */
 
 __global__ void atomics_kernel(const int *keys, int n, int *hist, int *maxv, float *fsum, int *cas_count) {
@@ -295,6 +310,8 @@ extern "C" int emu_selftest_dyn_smem(void) {
     return fails;
 }
 
+static int check_match(void);
+
 extern "C" int emu_selftest_warp(void) {
     int fails = 0;
     const int blocks = 2, threads = 128, n = blocks * threads;
@@ -334,6 +351,42 @@ extern "C" int emu_selftest_warp(void) {
             if (q[6] != (float)(bal & 0xffffu)) fails += bad("ballot", w0 + l, q[6], (float)(bal & 0xffffu));
             if (q[7] != (float)any) fails += bad("any", w0 + l, q[7], any);
         }
+    }
+    return fails + check_match();
+}
+
+static int check_match(void) {
+    int fails = 0;
+    const int n = 128;
+    std::vector<unsigned> h(n);
+    Rng r{4242};
+    for (int i = 0; i < n; i++) h[i] = i < 32 ? 7u : i < 64 ? (unsigned)(i % 3) : r.next() % 5;
+    h[70] = 0xffffffffu; /* the all-ones value is a value like any other */
+    unsigned *din, *dout;
+    CK(cudaMalloc((void **)&din, n * sizeof(unsigned)));
+    CK(cudaMalloc((void **)&dout, (size_t)n * 5 * sizeof(unsigned)));
+    CK(cudaMemcpy(din, h.data(), n * sizeof(unsigned), cudaMemcpyHostToDevice));
+    LAUNCH(match_kernel, dim3(2), dim3(64), 0, (cudaStream_t)0, din, dout);
+    CK(cudaGetLastError());
+    std::vector<unsigned> o((size_t)n * 5);
+    CK(cudaMemcpy(o.data(), dout, o.size() * sizeof(unsigned), cudaMemcpyDeviceToHost));
+    CK(cudaFree(din));
+    CK(cudaFree(dout));
+    for (int i = 0; i < n; i++) {
+        int w0 = i & ~31;
+        unsigned m = 0;
+        for (int l = 0; l < 32; l++) m |= (unsigned)(h[w0 + l] == h[i]) << l;
+        int pc = 0, ffs = 0;
+        for (int b = 31; b >= 0; b--)
+            if (m >> b & 1) pc++, ffs = b + 1;
+        int pcll = pc;
+        for (int b = 0; b < 32; b++) pcll += h[i] >> b & 1;
+        const unsigned *q = &o[(size_t)i * 5];
+        if (q[0] != m) fails += bad("match_any", i, q[0], m);
+        if (q[1] != m) fails += bad("match_any 64-bit", i, q[1], m);
+        if (q[2] != (unsigned)pc) fails += bad("popc", i, q[2], pc);
+        if (q[3] != (unsigned)ffs) fails += bad("ffs", i, q[3], ffs);
+        if (q[4] != (unsigned)pcll) fails += bad("popcll", i, q[4], pcll);
     }
     return fails;
 }

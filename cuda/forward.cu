@@ -90,12 +90,13 @@ struct gpu_fwd {
     bf16 *ln, *att, *h;      // (M, C) (M, QD) (M, I)
     bf16 *lnf;               // (LM, C)
     float *logits;           // (LM, V)
+    char *cws;               /* k_compact's scratch, sized for any call of <= LM rows */
     int *d_tok, *d_seq, *d_pos, *d_rows; // (M)
     att_tile *d_tiles;       // (M)
     /* pinned host memory for one call's uploads and downloads (pin_layout) */
     char *pin;
     size_t pin_n;
-    int nsm;                 /* multiprocessors, for att_splits */
+    int nsm;                 /* multiprocessors, for att_splits and k_compact_slices */
     int tcatt;               /* tensor-core attention for prefill-shaped calls: 0 off (LR_GPU_TCATT=0, or the
                                 shape or the device's shared memory does not allow it) */
     float *d_part;           /* split-KV attention partials, grown as needed */
@@ -423,6 +424,12 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
         (rc = dalloc(&g->d_tok, M)) || (rc = dalloc(&g->d_seq, M)) || (rc = dalloc(&g->d_pos, M)) ||
         (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_tiles, M)))
         return rc;
+    size_t cws = 0; /* the slice count falls as rows grow, so the largest need is at no fixed row count */
+    for (int n = 1; n <= g->LM; n++) {
+        size_t b = k_compact_ws_bytes(n, (int)V, k_compact_slices(n, (int)V, g->nsm));
+        cws = b > cws ? b : cws;
+    }
+    if ((rc = dalloc(&g->cws, cws))) return rc;
     g->len = (int *)xcalloc((size_t)B, sizeof(int));
     if ((rc = pages_init(g, kv))) return rc; /* last: the pool takes a share of what is left */
     if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new();
@@ -468,7 +475,7 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     void *p[] = {g->embed, g->lm_head != g->embed ? g->lm_head : NULL, g->norm, g->inv_freq, g->kc, g->vc, g->x,
                  g->qkv, g->q, g->gu, g->ln, g->att, g->h, g->lnf, g->logits, g->d_tok, g->d_seq, g->d_pos,
                  g->d_rows, g->d_tiles, g->d_k, g->d_ids, g->d_argmax, g->d_gids, g->d_lps, g->d_tail, g->d_glps,
-                 g->d_gtail, g->d_bad, g->d_goff, g->d_uni, g->d_sampled, g->d_part};
+                 g->d_gtail, g->d_bad, g->d_goff, g->d_uni, g->d_sampled, g->d_part, g->cws};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
     if (g->cb) cublasDestroy(g->cb);
     if (g->st) cudaStreamDestroy(g->st);
@@ -642,6 +649,7 @@ static int chunk_launches(gpu_fwd *g, const eng_req *q, eng_res *r, int n, int n
         a.lps = g->d_lps + gbase * (size_t)(a.kmax > 0 ? a.kmax : 0);
         a.argmax = g->d_argmax + gbase, a.tail = g->d_tail + gbase;
         a.glps = g->d_glps, a.gtail = g->d_gtail + gbase, a.bad = g->d_bad + gbase;
+        a.slices = k_compact_slices(cnt, V, g->nsm), a.ws = g->cws;
         PROF(GPU_PROF_COMPACT);
         k_compact(g->logits, cnt, V, &a, g->st);
         if (q->uniform) PROF(GPU_PROF_SAMPLE);

@@ -38,6 +38,14 @@ int k_gemm_f32(void *blas, int tA, int tB, int M, int N, int K, float alpha, con
                              CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
 }
 
+int k_gemm_bf16(void *blas, int tA, int tB, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                const uint16_t *B, int ldb, float beta, float *C, int ldc) {
+    if (M < 1 || N < 1) return 0;
+    return (int)cublasGemmEx((cublasHandle_t)blas, tB ? CUBLAS_OP_T : CUBLAS_OP_N, tA ? CUBLAS_OP_T : CUBLAS_OP_N, N,
+                             M, K, &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc,
+                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+}
+
 int k_matmul_backward(void *blas, float *dinp, float *dw, const float *dout, const float *inp, const float *w, int N,
                       int IC, int OC) {
     int rc = 0;

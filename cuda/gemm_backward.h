@@ -1,5 +1,6 @@
 /* gemm_backward: the backward's matrix products on the device, float32
- * GEMMs through cublasGemmEx (CUDA_R_32F operands, CUBLAS_COMPUTE_32F), the
+ * GEMMs through cublasGemmEx (CUDA_R_32F operands, CUBLAS_COMPUTE_32F; bf16
+ * operands for the bf16 trainer's base weights, k_gemm_bf16), the
  * twins of lib/nn's matmul_backward and of the LoRA part of the trainer's
  * projection backward; and the row gather/scatter that restricts lm_head's
  * backward to the rows that carry a loss (the trainer's lnf_g / dlnf_g).
@@ -28,6 +29,11 @@ void blas_destroy(void *blas);
  * lda, ldb, ldc row strides as stored. */
 int k_gemm_f32(void *blas, int tA, int tB, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                int ldb, float beta, float *C, int ldc);
+/* The same with bf16 operands (raw bits), float32 accumulation and a
+ * float32 C (CUDA_R_16BF inputs, CUBLAS_COMPUTE_32F): the bf16 trainer's
+ * base-weight products, tensor cores on a card. */
+int k_gemm_bf16(void *blas, int tA, int tB, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                const uint16_t *B, int ldb, float beta, float *C, int ldc);
 
 /* matmul_backward for out = inp W^T: dinp (N, IC) += dout W, dw (OC, IC) +=
  * dout^T inp; dout (N, OC), w (OC, IC). lm_head's backward on the loss rows

@@ -116,7 +116,7 @@ void k_add_bias(float *x, const float *b, int N, int C, void *stream);
 void k_f32_to_bf16(uint16_t *out, const float *in, size_t n, void *stream);
 
 /* Per-row reductions of logits (G, V) f32, compact.c's cd_select /
- * cd_gather / argmax on the device, one block per row:
+ * cd_gather / argmax on the device:
  *   bad[g]     1 when row g holds a NaN/inf (then nothing else is written);
  *   argmax[g]  the most probable id (ties: lowest id);
  *   with kmax > 0: the k[g] <= kmax most probable tokens (ties: lowest id)
@@ -124,7 +124,10 @@ void k_f32_to_bf16(uint16_t *out, const float *in, size_t n, void *stream);
  *     log-probs at g * kmax, and tail[g] = max(0, 1 - covered);
  *   with gids: log-probs of gids[goff[g] .. goff[g+1]) (-inf outside
  *     [0, V)) into glps at the same offsets, gtail[g] likewise.
- * kmax <= 1024. Log-sum-exp and masses accumulate in double, like compact.c. */
+ * kmax <= 1024. Log-sum-exp and masses accumulate in double, like compact.c.
+ * Each row is read by `slices` blocks (k_compact_slices: more when rows are
+ * few) through `ws`, device scratch of k_compact_ws_bytes(G, V, slices)
+ * bytes; the results do not depend on the order atomics land in. */
 typedef struct {
     int kmax, kmin;
     double mass;
@@ -133,7 +136,13 @@ typedef struct {
     int32_t *k, *ids, *argmax;
     float *lps, *tail, *glps, *gtail;
     unsigned char *bad;
+    int slices;            /* blocks per row, >= 1 */
+    void *ws;              /* scratch, see above */
 } compact_args;
+/* Blocks per row for G rows on nsm multiprocessors: enough for two blocks
+ * per multiprocessor, each slice at least 2048 logits, at most 128. */
+int k_compact_slices(int G, int V, int nsm);
+size_t k_compact_ws_bytes(int G, int V, int slices);
 void k_compact(const float *logits, int G, int V, const compact_args *a, void *stream);
 
 /* One token per row of logits (G, V) f32, sample.c smp_draw_u on the

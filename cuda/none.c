@@ -37,12 +37,17 @@ void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) { (void)g, memset(k, 0, siz
 void gpu_fwd_free(gpu_fwd *g) { (void)g; }
 
 /* nn/gpu_train.h: the device trainer, refused likewise */
-int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats) {
-    (void)m, (void)lo, (void)B, (void)Tmax, (void)maxN, (void)chunk_floats;
+int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, const gtrn_opts *o) {
+    (void)m, (void)lo, (void)o;
     *g = NULL;
     return lr_err(LR_EUSAGE, "--device cuda: this build has no CUDA backend (rebuild where nvcc is installed)");
 }
 void gpu_trn_free(gpu_trn *g) { (void)g; }
+void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_bytes) {
+    (void)g;
+    if (weight_bytes) *weight_bytes = 0;
+    if (act_bytes) *act_bytes = 0;
+}
 int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq) {
     (void)g, (void)params, (void)exp_avg, (void)exp_avg_sq;
     return lr_err(LR_EUSAGE, "no CUDA backend in this build");

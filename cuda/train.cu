@@ -1,6 +1,10 @@
 /* train: the device trainer (nn/gpu_train.h), trainer.c's LoRA forward and
- * backward op for op on the device, float32 throughout, then the loss
- * (loss.cu) and the optimizer step (adamw.cu).
+ * backward op for op on the device, then the loss (loss.cu) and the
+ * optimizer step (adamw.cu). Float32 throughout, or under GTRN_BF16 the
+ * base-weight products in bf16 (see gpu_train.h): lin_forward16 and
+ * lin_backward16 are lin_forward and lin_backward with the bf16 weight and
+ * activation, the rest of the layer the same kernels on the same float32
+ * tensors.
  *
  * The forward is forward.c's layer_forward with kept activations
  * (train_forward.h's kernels, cuBLAS float32 GEMMs for the projections and
@@ -41,6 +45,7 @@ extern "C" {
 
 typedef struct {
     float *x_in, *ln1, *r1, *q, *k, *v, *att, *x_mid, *ln2, *r2, *gate, *up, *h;
+    uint16_t *ln1h, *atth, *ln2h, *hh; // bf16: ln1, att, ln2, h kept as bf16 only (the float32 ones NULL)
     float *u[LORA_NMOD]; // (M, r) A drop(inp) of each adapted module, NULL otherwise
 } tlayer;
 
@@ -49,8 +54,18 @@ struct gpu_trn {
     int B, Tmax, M, r;
     size_t chunk_rows, kvl;
     void *blas;
-    float *wmem;             /* the model's float32 weights, m->mem's layout */
-    model_weights w;         /* device pointers into wmem */
+    int bf16;                /* precision GTRN_BF16 */
+    float *wmem;             /* the model's float32 weights, m->mem's layout (f32) */
+    model_weights w;         /* device pointers into wmem (f32); bf16: only the norms and biases, into smallw */
+    uint16_t *wmem16;        /* bf16: m->mem rounded to bf16, m->mem's layout */
+    float *smallw;           /* bf16: the float32 norm weights and biases */
+    struct {
+        const uint16_t *embed, *wq, *wk, *wv, *wo, *wgate, *wup, *wdown, *lm_head;
+    } w16;                   /* bf16: device pointers into wmem16 */
+    uint16_t *act16;         /* bf16: the bf16 activations, one allocation */
+    uint16_t *g16;           /* bf16: (M, max(C, QD, I)), a product's bf16 operand (an output gradient, lm_head's rows) */
+    uint16_t *logits16;      /* bf16: (chunk_rows, V), the logit gradient as lm_head's backward reads it */
+    size_t wbytes, abytes;   /* gpu_trn_mem */
     size_t offA[LORA_NMOD], offB[LORA_NMOD], n;
     int adapted[LORA_NMOD];
     float scale, dropout;
@@ -85,9 +100,10 @@ static int dalloc(void *pp, size_t bytes) {
 extern "C" void gpu_trn_free(gpu_trn *g) {
     if (!g) return;
     dpnccl_free(g->nccl);
-    void *ptrs[] = {g->wmem, g->p, g->gr, g->m1, g->m2, g->act, g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos,
-                    g->rpos, g->apos, g->qonly, g->bwd, g->lg, g->logits, g->dlg, g->erow, g->wrow, g->wfirst, g->ids,
-                    g->tgt, g->tw, g->off, g->eloss, g->work, g->norm, g->coef};
+    void *ptrs[] = {g->wmem, g->wmem16, g->smallw, g->act16, g->g16, g->logits16, g->p, g->gr, g->m1, g->m2, g->act,
+                    g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos, g->rpos, g->apos, g->qonly, g->bwd, g->lg,
+                    g->logits, g->dlg, g->erow, g->wrow, g->wfirst, g->ids, g->tgt, g->tw, g->off, g->eloss, g->work,
+                    g->norm, g->coef};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cudaFree(ptrs[i]);
     blas_destroy(g->blas);
@@ -99,8 +115,59 @@ extern "C" void gpu_trn_free(gpu_trn *g) {
     free(g);
 }
 
-static int init(gpu_trn *g, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats) {
+/* GTRN_BF16's weights: m->mem through a float32 staging buffer into
+ * bf16 on the device (no host copy of the whole model), and the norm
+ * weights and biases, read by float32 kernels, as float32 */
+static int upload_bf16(gpu_trn *g, const model *m) {
     const mcfg *c = &m->cfg;
+    size_t n = m->nparams, C = (size_t)c->C, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD, L = (size_t)c->L;
+    int rc = dalloc(&g->wmem16, n * sizeof(uint16_t));
+    if (rc) return rc;
+    size_t chunk = n < ((size_t)16 << 20) ? n : ((size_t)16 << 20);
+    float *stage = NULL;
+    if ((rc = dalloc(&stage, chunk * sizeof(float)))) return rc;
+    for (size_t o = 0; o < n; o += chunk) {
+        size_t k = n - o < chunk ? n - o : chunk;
+        /* cudaMemcpy on the default stream waits for the previous chunk's conversion */
+        if (cudaMemcpy(stage, m->mem + o, k * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess) {
+            cudaFree(stage);
+            return lr_err(LR_EGPU, "cuda trainer: uploading the weights failed");
+        }
+        k_f32_to_bf16(g->wmem16 + o, stage, k, NULL);
+    }
+    cudaError_t done = cudaDeviceSynchronize();
+    cudaFree(stage);
+    CK(done);
+    const model_weights *w = &m->w;
+#define R16(p) ((p) ? g->wmem16 + ((p) - m->mem) : NULL)
+    g->w16.embed = R16(w->embed), g->w16.wq = R16(w->wq), g->w16.wk = R16(w->wk), g->w16.wv = R16(w->wv);
+    g->w16.wo = R16(w->wo), g->w16.wgate = R16(w->wgate), g->w16.wup = R16(w->wup), g->w16.wdown = R16(w->wdown);
+    g->w16.lm_head = R16(w->lm_head);
+#undef R16
+    struct {
+        const float *src;
+        float **dst;
+        size_t n;
+    } sm[] = {{w->ln1, &g->w.ln1, L * C}, {w->ln2, &g->w.ln2, L * C}, {w->norm, &g->w.norm, C}, {w->bq, &g->w.bq, L * QD},
+              {w->bk, &g->w.bk, L * KD},  {w->bv, &g->w.bv, L * KD},  {w->bo, &g->w.bo, L * C}};
+    size_t ns = 0;
+    for (size_t i = 0; i < sizeof sm / sizeof sm[0]; i++) ns += sm[i].src ? sm[i].n : 0;
+    if ((rc = dalloc(&g->smallw, ns * sizeof(float)))) return rc;
+    float *at = g->smallw;
+    for (size_t i = 0; i < sizeof sm / sizeof sm[0]; i++) {
+        if (!sm[i].src) continue;
+        CK(cudaMemcpy(at, sm[i].src, sm[i].n * sizeof(float), cudaMemcpyHostToDevice));
+        *sm[i].dst = at, at += sm[i].n;
+    }
+    g->wbytes = n * sizeof(uint16_t) + ns * sizeof(float);
+    return LR_OK;
+}
+
+static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) {
+    const mcfg *c = &m->cfg;
+    int B = o->B, Tmax = o->Tmax, maxN = o->maxN;
+    size_t chunk_floats = o->chunk_floats;
+    g->bf16 = o->precision == GTRN_BF16;
     g->c = *c;
     g->B = B, g->Tmax = Tmax, g->M = maxN, g->r = lo->r;
     g->scale = lora_scale(lo), g->dropout = lo->dropout, g->n = lo->n;
@@ -111,12 +178,17 @@ static int init(gpu_trn *g, const model *m, const lora *lo, int B, int Tmax, int
     if (cudaSetDevice(lr_cuda_dev) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
     if (!(g->blas = blas_create(NULL))) return lr_err(LR_EGPU, "cuda trainer: no cuBLAS handle");
     /* weights: one upload of m->mem, the pointers rebased as trn_grads does */
-    int rc = dalloc(&g->wmem, m->nparams * sizeof(float));
-    if (rc) return rc;
-    CK(cudaMemcpy(g->wmem, m->mem, m->nparams * sizeof(float), cudaMemcpyHostToDevice));
-    const float *const *src = (const float *const *)&m->w;
-    float **dst = (float **)&g->w;
-    for (size_t i = 0; i < sizeof(model_weights) / sizeof(float *); i++) dst[i] = src[i] ? g->wmem + (src[i] - m->mem) : NULL;
+    int rc;
+    if (g->bf16) {
+        if ((rc = upload_bf16(g, m))) return rc;
+    } else {
+        if ((rc = dalloc(&g->wmem, m->nparams * sizeof(float)))) return rc;
+        CK(cudaMemcpy(g->wmem, m->mem, m->nparams * sizeof(float), cudaMemcpyHostToDevice));
+        const float *const *src = (const float *const *)&m->w;
+        float **dst = (float **)&g->w;
+        for (size_t i = 0; i < sizeof(model_weights) / sizeof(float *); i++) dst[i] = src[i] ? g->wmem + (src[i] - m->mem) : NULL;
+        g->wbytes = m->nparams * sizeof(float);
+    }
     float **lov[] = {&g->p, &g->gr, &g->m1, &g->m2};
     for (int i = 0; i < 4; i++) {
         if ((rc = dalloc(lov[i], g->n * sizeof(float)))) return rc;
@@ -128,19 +200,37 @@ static int init(gpu_trn *g, const model *m, const lora *lo, int B, int Tmax, int
     size_t r = (size_t)lo->r, nmod = 0;
     for (int k = 0; k < LORA_NMOD; k++) nmod += g->adapted[k];
     size_t per_layer = M * (4 * C + 2 + 2 * QD + 2 * KD + 3 * I + nmod * r);
+    /* bf16: ln1, att, ln2 and h are read only by base-weight products and
+     * the LoRA terms, so they are kept in bf16 alone */
+    size_t per_layer16 = g->bf16 ? M * (2 * C + QD + I) : 0;
+    per_layer -= per_layer16;
     size_t total = (size_t)c->L * per_layer + M * (3 * C + 1);
     if ((rc = dalloc(&g->act, total * sizeof(float)))) return rc;
+    if (g->bf16 && (rc = dalloc(&g->act16, (size_t)c->L * per_layer16 * sizeof(uint16_t)))) return rc;
+    g->abytes = total * sizeof(float) + (size_t)c->L * per_layer16 * sizeof(uint16_t);
     g->L = (tlayer *)xcalloc((size_t)c->L, sizeof *g->L);
     float *a = g->act;
+    uint16_t *a16 = g->act16;
 #define TAKE(ptr, nf) (ptr = a, a += (nf))
+#define TAKE_KEPT(ptr, ptr16, nf)                                                                             \
+    do {                                                                                                      \
+        if (g->bf16) ptr16 = a16, a16 += (nf);                                                                \
+        else TAKE(ptr, nf);                                                                                   \
+    } while (0)
     for (int l = 0; l < c->L; l++) {
         tlayer *t = &g->L[l];
-        TAKE(t->x_in, M * C), TAKE(t->ln1, M * C), TAKE(t->r1, M), TAKE(t->q, M * QD), TAKE(t->k, M * KD);
-        TAKE(t->v, M * KD), TAKE(t->att, M * QD), TAKE(t->x_mid, M * C), TAKE(t->ln2, M * C), TAKE(t->r2, M);
-        TAKE(t->gate, M * I), TAKE(t->up, M * I), TAKE(t->h, M * I);
+        TAKE(t->x_in, M * C);
+        TAKE_KEPT(t->ln1, t->ln1h, M * C);
+        TAKE(t->r1, M), TAKE(t->q, M * QD), TAKE(t->k, M * KD), TAKE(t->v, M * KD);
+        TAKE_KEPT(t->att, t->atth, M * QD);
+        TAKE(t->x_mid, M * C);
+        TAKE_KEPT(t->ln2, t->ln2h, M * C);
+        TAKE(t->r2, M), TAKE(t->gate, M * I), TAKE(t->up, M * I);
+        TAKE_KEPT(t->h, t->hh, M * I);
         for (int k = 0; k < LORA_NMOD; k++)
             if (g->adapted[k]) TAKE(t->u[k], M * r);
     }
+#undef TAKE_KEPT
     TAKE(g->x_out, M * C), TAKE(g->lnf, M * C), TAKE(g->rstdf, M), TAKE(g->tmp, M * C);
     g->kvl = (size_t)B * c->NKV * Tmax * c->HD;
     if ((rc = dalloc(&g->kc, (size_t)c->L * g->kvl * sizeof(float))) || (rc = dalloc(&g->vc, (size_t)c->L * g->kvl * sizeof(float))))
@@ -174,20 +264,31 @@ static int init(gpu_trn *g, const model *m, const lora *lo, int B, int Tmax, int
         (rc = dalloc(&g->work, K_NORM_BLOCKS * sizeof(double))) || (rc = dalloc(&g->norm, 2 * sizeof(double))) ||
         (rc = dalloc(&g->coef, sizeof(float))))
         return rc;
+    if (g->bf16 && ((rc = dalloc(&g->g16, M * maxic * sizeof(uint16_t))) ||
+                    (rc = dalloc(&g->logits16, g->chunk_rows * (size_t)c->V * sizeof(uint16_t)))))
+        return rc;
     return LR_OK;
 }
 
-extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats) {
+extern "C" void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_bytes) {
+    if (weight_bytes) *weight_bytes = g->wbytes;
+    if (act_bytes) *act_bytes = g->abytes;
+}
+
+extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, const gtrn_opts *o) {
     *gp = NULL;
     const mcfg *c = &m->cfg;
+    int B = o->B, Tmax = o->Tmax, maxN = o->maxN;
     if (!lo) return lr_err(LR_EUSAGE, "cuda trainer: LoRA only (full-parameter training runs on the cpu)");
     if (B < 1 || Tmax < 1 || maxN < 1) return lr_err(LR_EUSAGE, "cuda trainer: need B, Tmax and maxN >= 1");
+    if (o->precision != GTRN_F32 && o->precision != GTRN_BF16)
+        return lr_err(LR_EUSAGE, "cuda trainer: unknown precision %d", o->precision);
     if (!m->mem) return lr_err(LR_EUSAGE, "cuda trainer: the model's float32 weights are not loaded");
     if (c->HD > 128 || c->HD % 4)
         return lr_err(LR_EINPUT, "cuda trainer: head_dim %d not supported (at most 128, a multiple of 4)", c->HD);
     if (B > 65535) return lr_err(LR_EUSAGE, "cuda trainer: %d slots, at most 65535", B);
     gpu_trn *g = (gpu_trn *)xcalloc(1, sizeof *g);
-    int rc = init(g, m, lo, B, Tmax, maxN, chunk_floats);
+    int rc = init(g, m, lo, o);
     if (rc) {
         gpu_trn_free(g);
         return rc;
@@ -264,11 +365,121 @@ static int lin_backward(gpu_trn *g, int l, int k, int N, float *dinp, const floa
     return LR_OK;
 }
 
+/* lin_forward under GTRN_BF16: the base product from the bf16 input inp16
+ * and weight W16; the LoRA term reads inp16 widened to float32 (in xd, the
+ * dropout mask applied there in place). */
+static int lin_forward16(gpu_trn *g, int l, int k, int N, float *out, const uint16_t *inp16, const uint16_t *W16,
+                         const float *b, int IC, int OC, int drop, uint64_t seed) {
+    CB(k_gemm_bf16(g->blas, 0, 1, N, OC, IC, 1.0f, inp16, IC, W16, IC, 0.0f, out, OC));
+    if (b) k_add_bias(out, b, N, OC, NULL);
+    if (!g->adapted[k]) return LR_OK;
+    int r = g->r;
+    const float *A = g->p + g->offA[k] + (size_t)l * r * IC, *Bm = g->p + g->offB[k] + (size_t)l * OC * r;
+    k_bf16_to_f32(g->xd, inp16, (size_t)N * IC, NULL);
+    if (drop) k_dropout(g->xd, g->xd, (size_t)N * IC, g->dropout, fwd_lora_drop_key(seed, l, k), NULL);
+    float *u = g->L[l].u[k];
+    CB(k_gemm_f32(g->blas, 0, 1, N, r, IC, 1.0f, g->xd, IC, A, IC, 0.0f, u, r));
+    CB(k_gemm_f32(g->blas, 0, 1, N, OC, r, g->scale, u, r, Bm, r, 1.0f, out, OC));
+    return LR_OK;
+}
+
+/* lin_backward under GTRN_BF16: dinp += bf16(dout) W16 in a bf16 product,
+ * then the float32 LoRA term on inp16 widened as the forward widened it. */
+static int lin_backward16(gpu_trn *g, int l, int k, int N, float *dinp, const float *dout, const uint16_t *inp16,
+                          const uint16_t *W16, int IC, int OC, int drop, uint64_t seed) {
+    k_f32_to_bf16(g->g16, dout, (size_t)N * OC, NULL);
+    CB(k_gemm_bf16(g->blas, 0, 0, N, IC, OC, 1.0f, g->g16, OC, W16, IC, 1.0f, dinp, IC));
+    if (!g->adapted[k]) return LR_OK;
+    int r = g->r;
+    size_t oA = g->offA[k] + (size_t)l * r * IC, oB = g->offB[k] + (size_t)l * OC * r;
+    const float *u = g->L[l].u[k];
+    k_bf16_to_f32(g->xd, inp16, (size_t)N * IC, NULL);
+    if (drop) /* the mask regenerated in xd in place */
+        CB(k_lora_backward_dropout(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, g->xd, g->dxd, dout, g->xd, u, g->p + oA,
+                                   g->p + oB, N, IC, OC, r, g->scale, g->dropout, fwd_lora_drop_key(seed, l, k), NULL));
+    else CB(k_lora_backward(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, dout, g->xd, u, g->p + oA, g->p + oB, N, IC, OC, r, g->scale));
+    return LR_OK;
+}
+
 #define TRY(x)                                                                                                \
     do {                                                                                                      \
         int rc_ = (x);                                                                                        \
         if (rc_) return rc_;                                                                                  \
     } while (0)
+
+/* layer_forward under GTRN_BF16: the same ops; each kept bf16 input is
+ * made in xd in float32 and rounded once */
+static int layer_forward16(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
+    const mcfg *c = &g->c;
+    const model_weights *w = &g->w;
+    tlayer *t = &g->L[l];
+    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
+    size_t lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
+    float *x_next = l + 1 < c->L ? g->L[l + 1].x_in : g->x_out;
+    float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
+    float eps = (float)c->rms_eps;
+#define AT(p, off) ((p) ? (p) + (off) : NULL)
+    k_rmsnorm_f32(g->xd, t->r1, t->x_in, w->ln1 + lC, N, C, eps, NULL);
+    k_f32_to_bf16(t->ln1h, g->xd, (size_t)N * C, NULL);
+    TRY(lin_forward16(g, l, LORA_Q, N, t->q, t->ln1h, g->w16.wq + lQC, AT(w->bq, (size_t)l * QD), C, QD, drop, seed));
+    TRY(lin_forward16(g, l, LORA_K, N, t->k, t->ln1h, g->w16.wk + lKC, AT(w->bk, (size_t)l * KD), C, KD, drop, seed));
+    TRY(lin_forward16(g, l, LORA_V, N, t->v, t->ln1h, g->w16.wv + lKC, AT(w->bv, (size_t)l * KD), C, KD, drop, seed));
+    k_rope_f32(t->q, g->inv_freq, g->rpos, N, NH, HD, NULL);
+    k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
+    k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
+    k_attention_f32(g->xd, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
+    k_f32_to_bf16(t->atth, g->xd, (size_t)N * QD, NULL);
+    TRY(lin_forward16(g, l, LORA_O, N, g->tmp, t->atth, g->w16.wo + lQC, AT(w->bo, lC), QD, C, drop, seed));
+    k_residual_f32(t->x_mid, t->x_in, g->tmp, (size_t)N * C, NULL);
+    k_rmsnorm_f32(g->xd, t->r2, t->x_mid, w->ln2 + lC, N, C, eps, NULL);
+    k_f32_to_bf16(t->ln2h, g->xd, (size_t)N * C, NULL);
+    TRY(lin_forward16(g, l, LORA_GATE, N, t->gate, t->ln2h, g->w16.wgate + lIC, NULL, C, I, drop, seed));
+    TRY(lin_forward16(g, l, LORA_UP, N, t->up, t->ln2h, g->w16.wup + lIC, NULL, C, I, drop, seed));
+    k_swiglu_f32(g->xd, t->gate, t->up, (size_t)N * I, NULL);
+    k_f32_to_bf16(t->hh, g->xd, (size_t)N * I, NULL);
+    TRY(lin_forward16(g, l, LORA_DOWN, N, g->tmp, t->hh, g->w16.wdown + lIC, NULL, I, C, drop, seed));
+    k_residual_f32(x_next, t->x_mid, g->tmp, (size_t)N * C, NULL);
+#undef AT
+    return LR_OK;
+}
+
+/* layer_backward under GTRN_BF16: the same order, the projections through
+ * lin_backward16 */
+static int layer_backward16(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
+    const mcfg *c = &g->c;
+    const model_weights *w = &g->w;
+    tlayer *t = &g->L[l];
+    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
+    size_t M = (size_t)N, lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
+    const float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
+    size_t fb = sizeof(float);
+    CK(cudaMemset(g->dh, 0, M * I * fb));
+    TRY(lin_backward16(g, l, LORA_DOWN, N, g->dh, g->dres, t->hh, g->w16.wdown + lIC, I, C, drop, seed));
+    CK(cudaMemset(g->dgate, 0, M * I * fb));
+    CK(cudaMemset(g->dup, 0, M * I * fb));
+    k_swiglu_backward(g->dgate, g->dup, g->dh, t->gate, t->up, N, I, I, NULL);
+    CK(cudaMemset(g->dln, 0, M * C * fb));
+    TRY(lin_backward16(g, l, LORA_GATE, N, g->dln, g->dgate, t->ln2h, g->w16.wgate + lIC, C, I, drop, seed));
+    TRY(lin_backward16(g, l, LORA_UP, N, g->dln, g->dup, t->ln2h, g->w16.wup + lIC, C, I, drop, seed));
+    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_mid, w->ln2 + lC, t->r2, N, C, g->ws, NULL);
+    CK(cudaMemset(g->datt, 0, M * QD * fb));
+    TRY(lin_backward16(g, l, LORA_O, N, g->datt, g->dres, t->atth, g->w16.wo + lQC, QD, C, drop, seed));
+    CK(cudaMemset(g->dq, 0, M * QD * fb));
+    CK(cudaMemset(g->dkc, 0, g->kvl * fb));
+    CK(cudaMemset(g->dvc, 0, g->kvl * fb));
+    if (k_attention_backward(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->B,
+                             g->Tmax, NULL))
+        return lr_err(LR_EINPUT, "cuda trainer: attention shape not supported (head_dim %d, %d/%d heads)", HD, NH, NKV);
+    k_kv_gather(g->dk, g->dv, g->dkc, g->dvc, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
+    k_rope_backward(g->dq, g->dq, g->inv_freq, g->rpos, N, NH, HD, NULL);
+    k_rope_backward(g->dk, g->dk, g->inv_freq, g->rpos, N, NKV, HD, NULL);
+    CK(cudaMemset(g->dln, 0, M * C * fb));
+    TRY(lin_backward16(g, l, LORA_Q, N, g->dln, g->dq, t->ln1h, g->w16.wq + lQC, C, QD, drop, seed));
+    TRY(lin_backward16(g, l, LORA_K, N, g->dln, g->dk, t->ln1h, g->w16.wk + lKC, C, KD, drop, seed));
+    TRY(lin_backward16(g, l, LORA_V, N, g->dln, g->dv, t->ln1h, g->w16.wv + lKC, C, KD, drop, seed));
+    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_in, w->ln1 + lC, t->r1, N, C, g->ws, NULL);
+    return LR_OK;
+}
 
 static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
     const mcfg *c = &g->c;
@@ -443,25 +654,34 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
     const int *qonly = qpos ? g->qonly : NULL;
     size_t fb = sizeof(float);
     /* forward */
-    k_embedding_f32(g->L[0].x_in, g->tok, g->w.embed, N, C, NULL);
-    for (int l = 0; l < c->L; l++) TRY(layer_forward(g, l, N, drop, drop_seed, qonly));
+    if (g->bf16) k_embedding(g->L[0].x_in, g->tok, g->w16.embed, N, C, NULL);
+    else k_embedding_f32(g->L[0].x_in, g->tok, g->w.embed, N, C, NULL);
+    for (int l = 0; l < c->L; l++)
+        TRY(g->bf16 ? layer_forward16(g, l, N, drop, drop_seed, qonly) : layer_forward(g, l, N, drop, drop_seed, qonly));
     k_rmsnorm_f32(g->lnf, g->rstdf, g->x_out, g->w.norm, N, C, (float)c->rms_eps, NULL);
     /* the loss entries' logits, loss and gradient, chunk by chunk, down to
      * their final-norm rows' gradient dlg */
     for (int e0 = 0; e0 < Ls->n; e0 += (int)g->chunk_rows) {
         int ne = Ls->n - e0 < (int)g->chunk_rows ? Ls->n - e0 : (int)g->chunk_rows;
         k_gather_rows(g->lg, g->lnf, g->erow + e0, ne, C, NULL);
-        CB(k_gemm_f32(g->blas, 0, 1, ne, V, C, 1.0f, g->lg, C, g->w.lm_head, C, 0.0f, g->logits, V));
+        if (g->bf16) {
+            k_f32_to_bf16(g->g16, g->lg, (size_t)ne * C, NULL);
+            CB(k_gemm_bf16(g->blas, 0, 1, ne, V, C, 1.0f, g->g16, C, g->w16.lm_head, C, 0.0f, g->logits, V));
+        } else CB(k_gemm_f32(g->blas, 0, 1, ne, V, C, 1.0f, g->lg, C, g->w.lm_head, C, 0.0f, g->logits, V));
         if (Ls->objective == GTRN_CE) k_ce(g->logits, ne, V, Ls->vlim, g->tgt + e0, Ls->scale, g->eloss + e0, NULL);
         else k_softkl(g->logits, ne, V, Ls->vlim, g->ids, g->tw, g->off + e0, Ls->scale, g->eloss + e0, NULL);
-        CB(k_gemm_f32(g->blas, 0, 0, ne, C, V, 1.0f, g->logits, V, g->w.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
+        if (g->bf16) {
+            k_f32_to_bf16(g->logits16, g->logits, (size_t)ne * V, NULL);
+            CB(k_gemm_bf16(g->blas, 0, 0, ne, C, V, 1.0f, g->logits16, V, g->w16.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
+        } else CB(k_gemm_f32(g->blas, 0, 0, ne, C, V, 1.0f, g->logits, V, g->w.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
     }
     /* backward */
     CK(cudaMemset(g->dln, 0, (size_t)N * C * fb));
     if (nw) LAUNCH(rows_sum_kernel, nw, 128, 0, (cudaStream_t)0, g->dln, g->dlg, g->wrow, g->wfirst, C);
     CK(cudaMemset(g->dres, 0, (size_t)N * C * fb));
     k_rmsnorm_backward(g->dres, NULL, g->dln, g->x_out, g->w.norm, g->rstdf, N, C, g->ws, NULL);
-    for (int l = c->L - 1; l >= 0; l--) TRY(layer_backward(g, l, N, drop, drop_seed, qonly));
+    for (int l = c->L - 1; l >= 0; l--)
+        TRY(g->bf16 ? layer_backward16(g, l, N, drop, drop_seed, qonly) : layer_backward(g, l, N, drop, drop_seed, qonly));
     if (Ls->n) CK(cudaMemcpy(loss, g->eloss, (size_t)Ls->n * sizeof(double), cudaMemcpyDeviceToHost));
     CK(cudaGetLastError());
     return LR_OK;

@@ -142,3 +142,12 @@ __global__ void residual_f32_kernel(float *out, const float *a, const float *b, 
 void k_residual_f32(float *out, const float *a, const float *b, size_t n, void *stream) {
     if (n) LAUNCH(residual_f32_kernel, cdiv(n, 256), 256, 0, CS(stream), out, a, b, n);
 }
+
+__global__ void bf16_to_f32_kernel(float *out, const bf16 *in, size_t n) {
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) out[i] = bf2f(in[i]);
+}
+
+void k_bf16_to_f32(float *out, const uint16_t *in, size_t n, void *stream) {
+    if (n) LAUNCH(bf16_to_f32_kernel, cdiv(n, 256), 256, 0, CS(stream), out, (const bf16 *)in, n);
+}

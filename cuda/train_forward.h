@@ -14,6 +14,7 @@
 #define LR_CUDA_TRAIN_FORWARD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -40,6 +41,11 @@ void k_attention_f32(float *out, const float *q, const float *kc, const float *v
 void k_swiglu_f32(float *h, const float *gate, const float *up, size_t n, void *stream);
 /* residual_forward: out (n) = a + b (out may alias a). */
 void k_residual_f32(float *out, const float *a, const float *b, size_t n, void *stream);
+
+/* bf16 (raw bits) -> float32 of n values: the bf16 trainer's kept GEMM
+ * inputs widened for the float32 LoRA products (the reverse is kernels.h's
+ * k_f32_to_bf16). */
+void k_bf16_to_f32(float *out, const uint16_t *in, size_t n, void *stream);
 
 #ifdef __cplusplus
 }

@@ -90,8 +90,14 @@ static void usage(FILE *f) {
             "                           after its checkpoint)\n"
             "  --device cpu|cuda|auto   where to train [cpu]; auto: cuda when a GPU is present\n"
             "                           (and neither --full nor --reference-quirks is set).\n"
-            "                           cuda: LoRA only, float32 on the device, the same\n"
-            "                           outputs and checkpoints as the cpu (docs/TUNE.md)\n"
+            "                           cuda: LoRA only, the same outputs and checkpoints\n"
+            "                           as the cpu (docs/TUNE.md)\n"
+            "  --precision bf16|f32     the device trainer's base weights and their products\n"
+            "                           [cuda: bf16, cpu: f32, the only one it has]; bf16:\n"
+            "                           bf16 base weights and GEMM operands, float32\n"
+            "                           accumulation, LoRA weights, gradients and optimizer;\n"
+            "                           f32: float32 throughout, the cpu's numbers. A\n"
+            "                           --resume may change it, as it may change --device\n"
             "Data parallel: one lr-tune per rank, the same command and inputs on each;\n"
             "--batch is the global micro-batch, rank r of W takes its examples\n"
             "[r*B/W, (r+1)*B/W); rank 0 alone writes --out, checkpoints and --log.\n"
@@ -114,7 +120,7 @@ static void usage(FILE *f) {
 enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH, O_ACCUM,
        O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS, O_SAVE, O_RESUME,
        O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE, O_FORCE, O_QUIRKS, O_RESCHED, O_RANK, O_WORLD, O_MASTER,
-       O_DPTIME };
+       O_DPTIME, O_PREC };
 
 /* the data-parallel flags, resolved with the environment by ranks.h */
 typedef struct {
@@ -138,7 +144,8 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
         {"stop-after", 1, 0, O_STOP},   {"full", 0, 0, O_FULL},         {"group-by-length", 0, 0, O_BYLEN},
         {"device", 1, 0, O_DEVICE},     {"force", 0, 0, O_FORCE},       {"reference-quirks", 0, 0, O_QUIRKS},
         {"rank", 1, 0, O_RANK},         {"world", 1, 0, O_WORLD},       {"master", 1, 0, O_MASTER},
-        {"dp-timeout", 1, 0, O_DPTIME}, {"help", 0, 0, 'h'},            {0, 0, 0, 0}};
+        {"dp-timeout", 1, 0, O_DPTIME}, {"precision", 1, 0, O_PREC},   {"help", 0, 0, 'h'},
+        {0, 0, 0, 0}};
     int c, idx = 0, rc = LR_OK;
     char flag[64];
     const int IMAX = 1 << 30;
@@ -192,6 +199,11 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
                 rc = lr_err(LR_EUSAGE, "--device %s: expected cpu, cuda or auto", optarg);
             o->device = optarg;
             break;
+        case O_PREC:
+            if (strcmp(optarg, "bf16") && strcmp(optarg, "f32"))
+                rc = lr_err(LR_EUSAGE, "--precision %s: expected bf16 or f32", optarg);
+            o->precision = optarg;
+            break;
         default: rc = lr_err(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
@@ -208,6 +220,10 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
     if (!strcmp(o->device, "cuda") && o->quirks)
         return lr_err(LR_EUSAGE, "--device cuda: --reference-quirks trains on the cpu only (use --device cpu)");
     if (!strcmp(o->device, "auto")) o->device = !o->full && !o->quirks && gpu_device_count(NULL, 0) > 0 ? "cuda" : "cpu";
+    /* bf16 is the device trainer's; the cpu trainer is float32 only */
+    if (!o->precision) o->precision = !strcmp(o->device, "cuda") ? "bf16" : "f32";
+    if (!strcmp(o->device, "cpu") && !strcmp(o->precision, "bf16"))
+        return lr_err(LR_EUSAGE, "--precision bf16: the cpu trains in float32 only (use --device cuda, or --precision f32)");
     return LR_OK;
 }
 
@@ -269,7 +285,7 @@ int main(int argc, char **argv) {
         int dev = 0;
         if (rk.world > 1 && (rc = gpu_select_device(rk.local, &dev))) goto done;
         if ((rc = tuner_use_gpu(&tu))) goto done;
-        if (lead) fprintf(stderr, "lr-tune: device cuda (%s, %s backend)\n", name, gpu_backend());
+        if (lead) fprintf(stderr, "lr-tune: device cuda (%s, %s backend), precision %s\n", name, gpu_backend(), o.precision);
     }
     long total = sc.total, steps_per_epoch = sc.steps_per_epoch, mb_per_epoch = sc.mb_per_epoch;
     if (!(set = tplan_settings(&o, &m, total, inputs, nin, &rc))) goto done;
@@ -360,8 +376,8 @@ int main(int argc, char **argv) {
         if (logf) {
             fprintf(logf,
                     "{\"step\": %ld, \"epoch\": %d, \"loss\": %.9g, \"grad_norm\": %.9g, \"lr\": %.9g, \"tokens\": %ld, "
-                    "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"examples\": %ld}\n",
-                    s + 1, e, loss, norm, lr, tu.rows_fwd - rows0, tps, dt, tu.examples);
+                    "\"tokens_per_s\": %.1f, \"step_s\": %.4f, \"examples\": %ld, \"precision\": \"%s\"}\n",
+                    s + 1, e, loss, norm, lr, tu.rows_fwd - rows0, tps, dt, tu.examples, o.precision);
             fflush(logf);
         }
         if (lead && o.save_every && (s + 1) % o.save_every == 0 && s + 1 < total) rc = ckpt_save(tmp, s + 1, &tu, o.model_dir, set, 2);

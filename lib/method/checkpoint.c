@@ -100,9 +100,10 @@ int ckpt_save(const char *dir, long step, const tuner *tu, const char *base, con
         rc = st_write(p, t, 3);
     }
     if (!rc) {
-        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:O}", "step", (json_int_t)step, "adam_t", (json_int_t)tu->opt.t,
+        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:O, s:s}", "step", (json_int_t)step, "adam_t", (json_int_t)tu->opt.t,
                               "calls", (json_int_t)tu->calls, "rows_fwd", (json_int_t)tu->rows_fwd, "examples",
-                              (json_int_t)tu->examples, "settings", settings ? (json_t *)settings : json_null());
+                              (json_int_t)tu->examples, "settings", settings ? (json_t *)settings : json_null(),
+                              "precision", tuner_precision(tu));
         snprintf(p, sizeof p, "%s/trainer_state.json", tmp);
         if (!j || json_dump_file(j, p, JSON_INDENT(1) | JSON_SORT_KEYS)) rc = lr_err(LR_EIO, "%s: cannot write", p);
         json_decref(j);
@@ -171,6 +172,14 @@ int ckpt_load(const char *dir, long step, tuner *tu, const json_t *settings) {
     if (!rc) rc = get_long(p, j, "calls", &calls);
     if (!rc) rc = get_long(p, j, "rows_fwd", &rows);
     if (!rc) rc = get_long(p, j, "examples", &ex);
+    /* the precision is not a setting: like the device it may change on a
+     * resume (the numbers change as they do across devices), but say so;
+     * checkpoints from before it was recorded were float32 */
+    json_t *pr = json_object_get(j, "precision");
+    const char *was = json_is_string(pr) ? json_string_value(pr) : "f32";
+    if (!rc && strcmp(was, tuner_precision(tu)))
+        fprintf(stderr, "%s: %s was trained in %s, continuing in %s (the numbers change as on a change of device)\n",
+                lr_progname, d, was, tuner_precision(tu));
     json_decref(j);
     if (rc) return rc;
     snprintf(p, sizeof p, "%s/optimizer.safetensors", d);

@@ -81,6 +81,7 @@ typedef struct {
     long examples;     /* examples accumulated so far */
     int B, Tmax;       /* sequences per call, rows per sequence */
     gpu_trn *gpu;      /* the device trainer (tuner_use_gpu), or NULL: the cpu */
+    int precision;     /* the device trainer's, GTRN_F32 (tuner_init's) or GTRN_BF16; set before tuner_use_gpu */
     comm *dp;          /* the data-parallel ranks (tuner_use_comm), or NULL: one process */
     int nccl;          /* a device run's gradients are summed by NCCL (else through the host) */
 } tuner;
@@ -95,6 +96,8 @@ int tuner_use_gpu(tuner *tu);
 /* Device -> host (params, opt.m, opt.v) and host -> device; no-ops on the
  * cpu. */
 int tuner_download(const tuner *tu);
+/* "bf16" for a device run in GTRN_BF16, else "f32" (the cpu's). */
+const char *tuner_precision(const tuner *tu);
 int tuner_upload(tuner *tu);
 /* Joins the ranks of c (NULL: one process, nothing changes), after
  * tuner_use_gpu: a device run sums over NCCL when every rank has it

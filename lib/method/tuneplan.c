@@ -72,6 +72,7 @@ int tplan_tuner(const tune_cfg *c, model *m, lora *lo, const tune_data *ds, cons
         return rc;
     tu->dropout_on = 1;
     tu->seed = c->seed;
+    tu->precision = c->precision && !strcmp(c->precision, "bf16") ? GTRN_BF16 : GTRN_F32;
     return 0;
 }
 

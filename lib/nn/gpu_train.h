@@ -5,14 +5,30 @@
  * g++, which is what the tests run) and cuda/none.c, where every entry
  * point refuses.
  *
- * What lives on the device: the base model's float32 weights (frozen), the
- * LoRA parameters as float32 master weights with their gradients and AdamW
- * moments, every activation the backward reads (forward.h's fwd_layer_acts,
- * float32), a float32 KV cache, the loss rows' logits (chunked), the loss
- * and its logit gradient (k_softkl, k_ce), the backward (backward.h,
+ * What lives on the device: the base model's weights (frozen), the LoRA
+ * parameters as float32 master weights with their gradients and AdamW
+ * moments, every activation the backward reads (forward.h's fwd_layer_acts),
+ * a float32 KV cache, the loss rows' logits (chunked), the loss and its
+ * logit gradient (k_softkl, k_ce), the backward (backward.h,
  * gemm_backward.h), the global gradient norm, clipping and AdamW
  * (k_grad_norm, k_adamw). The host sees per-call losses, the step's norm,
  * and copies of the parameters, gradients and moments on request.
+ *
+ * Precision, chosen at init:
+ *   GTRN_F32   float32 base weights, float32 GEMMs and activations, the CPU
+ *              trainer's arithmetic up to summation order.
+ *   GTRN_BF16  the base weights as bf16 (m->mem rounded to nearest, half
+ *              the memory; norm weights and biases stay float32); every
+ *              product with a base weight (q/k/v/o, gate/up/down, lm_head,
+ *              and the input gradients through them) has bf16 operands and
+ *              float32 accumulation and output; the activations those
+ *              products read (the two norms' outputs, attention's output,
+ *              SwiGLU's) are kept in bf16 only, and the LoRA products read
+ *              them widened back to float32, as PEFT casts a bf16 input to
+ *              its float32 adapter. Embedding rows come from the bf16
+ *              table. Norms, RoPE, attention, softmax, the losses, the
+ *              residual stream, the LoRA terms, their gradients and AdamW
+ *              stay float32.
  *
  * Rows as trainer.h: each call starts every slot fresh, row n joins slot
  * seq[n] at the next position; qpos (NULL, or -1 but for query-only rows)
@@ -49,11 +65,23 @@ typedef struct {
     const int32_t *target;
 } gtrn_loss;
 
-/* B slots of Tmax positions, at most maxN rows a call; logits are made at
- * most chunk_floats floats at a time. Uploads m's float32 weights (m->mem)
- * and lo's parameters; moments and gradients start at zero. */
-int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, int B, int Tmax, int maxN, size_t chunk_floats);
+enum { GTRN_F32, GTRN_BF16 };
+
+/* The trainer's shape and precision: B slots of Tmax positions, at most
+ * maxN rows a call; logits made at most chunk_floats floats at a time;
+ * precision GTRN_F32 or GTRN_BF16. */
+typedef struct {
+    int B, Tmax, maxN, precision;
+    size_t chunk_floats;
+} gtrn_opts;
+
+/* Uploads m's weights (m->mem, converted to bf16 on the device under
+ * GTRN_BF16) and lo's parameters; moments and gradients start at zero. */
+int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, const gtrn_opts *o);
 void gpu_trn_free(gpu_trn *g);
+/* Bytes of device memory the trainer allocated for the base weights and
+ * for the kept activations (the sizes passed to cudaMalloc). */
+void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_bytes);
 
 /* Host <-> device copies of the flat LoRA vectors (lo->n floats, lo->mem's
  * layout): parameters and the AdamW moments; NULL skips one. */

@@ -17,7 +17,7 @@ printf '%s\n' '{"step": 1, "loss": 2.001, "step_s": 9}' '{"step": 2, "loss": 1.9
 # after the warm-up step: ours 2 steps in 1 s (200 tok/s), PEFT 2 in 2 s;
 # MFU at a 1e-6 TFLOP/s peak: 6 * 288 * 200 / 1e6 = 34.56%
 out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --ref "$T/ref.jsonl" --steps 50 --peak 1e-6)
-for want in params_through=288 ours_steps_s=2 ours_tok_s=200 ours_50_steps_s=25.0 mfu_pct=34.56 ref_steps_s=1 \
+for want in precision=f32 loss1_tol=1e-3 params_through=288 ours_steps_s=2 ours_tok_s=200 ours_50_steps_s=25.0 mfu_pct=34.56 ref_steps_s=1 \
     ratio=2 loss1_ours=2 loss1_ref=2.001 loss1_rel_diff=0.0005 loss1_result=ok steps_ours=3 steps_ref=3; do
     [[ " $out " == *" $want "* ]] || die "report lacks $want: $out"
 done
@@ -25,11 +25,28 @@ echo "$out" > "$T/res.txt"
 echo 'train skipped="no peft in python3: no reference"' >> "$T/res.txt"
 printf '# p\n\n## GPU runs\n\n' > "$T/perf.md"
 python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
-grep -q '^| LoRA training 1.5B shape (r 8, q,v, batch 8 x accum 2) `m`: lr-tune cuda steps/s, PEFT steps/s, ratio (3 / 3 of 50 steps) | 2 steps/s, 200 tok/s | PEFT + transformers float32 1 steps/s | >= 2x | 2.00x ok |$' "$T/table.md" ||
+grep -q '^| LoRA training 1.5B shape (r 8, q,v, batch 8 x accum 2, f32) `m`: lr-tune cuda steps/s, PEFT steps/s, ratio (3 / 3 of 50 steps) | 2 steps/s, 200 tok/s | PEFT + transformers f32 1 steps/s | >= 2x | 2.00x ok |$' "$T/table.md" ||
     die "speed row: $(cat "$T/table.md")"
-grep -q '^| LoRA training MFU `m` .*| 34.6% of 0 TFLOP/s | | >= 35% | below goal |$' "$T/table.md" || die "MFU row: $(cat "$T/table.md")"
+grep -q '^| LoRA training MFU `m` .*| 34.6% of 0 TFLOP/s (dense bf16 peak) | | >= 35% | below goal |$' "$T/table.md" || die "MFU row: $(cat "$T/table.md")"
 grep -q '^| LoRA training first-step loss `m`.* | 2 | 2.001 | rel diff <= 1e-3 | 0.0005 ok |$' "$T/table.md" || die "loss row"
 grep -q '^| LoRA training 1.5B shape .* | skipped: no peft in python3: no reference | | | SKIPPED |$' "$T/table.md" || die "skip row"
+# bf16: the precision in the rows, the first-step loss against bf16's 1e-2;
+# a log that ran in another precision than asked says so
+printf '%s\n' '{"step": 1, "loss": 2.0, "step_s": 5, "tokens": 100, "precision": "bf16"}' \
+    '{"step": 2, "loss": 1.9, "step_s": 0.5, "tokens": 100, "precision": "bf16"}' > "$T/ours16.jsonl"
+printf '%s\n' '{"step": 1, "loss": 2.01, "step_s": 9}' '{"step": 2, "loss": 1.9, "step_s": 1}' > "$T/ref16.jsonl"
+out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours16.jsonl" --ref "$T/ref16.jsonl" --steps 50 --precision bf16)
+for want in precision=bf16 loss1_tol=1e-2 loss1_result=ok; do
+    [[ " $out " == *" $want "* ]] || die "bf16 report lacks $want: $out"
+done
+[[ $out != *precision_ours* ]] || die "bf16 report: $out"
+echo "$out" > "$T/res16.txt"
+python3 "$G/table.py" "$T/res16.txt" "$T/perf.md" "$T/perf3.md" --card X --date 2026-01-01 > "$T/table16.md"
+grep -q '^| LoRA training 1.5B shape (r 8, q,v, batch 8 x accum 2, bf16) `m`: .* | PEFT + transformers bf16 1 steps/s | >= 2x |' "$T/table16.md" ||
+    die "bf16 speed row: $(cat "$T/table16.md")"
+grep -q '^| LoRA training first-step loss `m`.* | 2 | 2.01 | rel diff <= 1e-2 | 0.00498 ok |$' "$T/table16.md" || die "bf16 loss row: $(cat "$T/table16.md")"
+out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --ref "$T/ref16.jsonl" --steps 50 --precision bf16)
+[[ " $out " == *" precision_ours=f32 "* && $out == *"loss1_result=ok"* ]] || die "precision mismatch not said: $out"
 # a first-step loss 1% off is reported as DIFFERS
 printf '%s\n' '{"step": 1, "loss": 2.02, "step_s": 9}' > "$T/ref2.jsonl"
 out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --ref "$T/ref2.jsonl" --steps 50)

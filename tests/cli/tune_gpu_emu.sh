@@ -1,13 +1,24 @@
 # lr-tune --device cuda end to end on the emulated device (the same
-# cuda/*.cu source built by g++ against cuda/emu.h) against the CPU run:
-# soft-KL (packed, all seven projections, dropout on) and SFT; the JSON-lines
-# logs agree step for step (loss 1e-4 relative, grad_norm 1e-3, lr, tokens
-# and examples exactly), the adapters are close (max |gpu - cpu| / max |cpu|
-# < 1e-3 per tensor) with the same adapter_config.json, the checkpoints hold
-# the same counters; a run stopped on one backend resumes on the other and
-# ends close to the uninterrupted run; --full and --reference-quirks are
-# refused on cuda with one line; the build without a usable GPU refuses
-# --device cuda (exit 4) and writes nothing.
+# cuda/*.cu source built by g++ against cuda/emu.h) against the CPU run.
+# --precision f32: soft-KL (packed, all seven projections, dropout on) and
+# SFT; the JSON-lines logs agree step for step (loss 1e-4 relative,
+# grad_norm 1e-3, lr, tokens and examples exactly), the adapters are close
+# (max |gpu - cpu| / max |cpu| < 1e-3 per tensor) with the same
+# adapter_config.json, the checkpoints hold the same counters; a run stopped
+# on one backend resumes on the other and ends close to the uninterrupted
+# run. --precision bf16 (cuda's default): the soft-KL log within bf16's
+# bounds of the cpu's (loss 5e-3 relative, as test_gpu_trainer_bf16;
+# grad_norm 3e-2); the adapter no further from the cpu's than 1.5 times
+# what the cpu itself lands at from the same model with its weights rounded
+# to bf16 (lr-mkmodel --dtype bf16): from PEFT's B = 0, Adam's first steps
+# move every B entry by about lr whatever its gradient's size, so the
+# entries whose gradient is below bf16's noise take either sign and the max
+# relative difference is large (~0.8) for any bf16 rounding, ours or the
+# weights' alone; the precision in the device line, the log and the
+# checkpoint, a resume in f32 saying it changed; --precision bf16 refused
+# on the cpu. --full and
+# --reference-quirks are refused on cuda with one line; the build without a
+# usable GPU refuses --device cuda (exit 4) and writes nothing.
 source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN T=$LR_TMP
 if [ "${LR_SAN:-}" = 1 ]; then E=$LR_ROOT/build/san/emu; else E=$LR_ROOT/build/rel/emu; fi
@@ -19,7 +30,7 @@ jq -c 'if .lrs then .tokenizer = {"name": "tiny", "hash": "", "vocab": 272} else
 
 KL=(--model "$T/m" --lr 1e-2 --batch 4 --accum 2 --max-steps 6 --targets all --dropout 0.1 --save-every 2 "$T/ex.lrs")
 "$B/lr-tune" --device cpu --out "$T/kc" --log "$T/kc.jsonl" "${KL[@]}" 2> /dev/null
-"$E/lr-tune" --device cuda --out "$T/kg" --log "$T/kg.jsonl" "${KL[@]}" 2> "$T/kg.err"
+"$E/lr-tune" --device cuda --precision f32 --out "$T/kg" --log "$T/kg.jsonl" "${KL[@]}" 2> "$T/kg.err"
 grep -q "device cuda (emulated CUDA device" "$T/kg.err" || die "no device line: $(cat "$T/kg.err")"
 logs_close "$T/kg.jsonl" "$T/kc.jsonl" 1e-4 1e-3 lr tokens examples || die "soft-KL logs differ: $(paste -d' ' "$T/kg.jsonl" "$T/kc.jsonl" | head -3)"
 e=$(st_close "$T/kg/adapter_model.safetensors" "$T/kc/adapter_model.safetensors" 1e-3) || die "soft-KL adapters differ by $e"
@@ -29,21 +40,22 @@ echo "soft-KL: adapters within $e" >&2
 # SFT on dist records
 SFT=(--model "$T/m" --lr 1e-2 --batch 2 --accum 1 --max-steps 5 --dropout 0.1 "$T/d.lrs")
 "$B/lr-tune" --device cpu --out "$T/sc" --log "$T/sc.jsonl" "${SFT[@]}" 2> /dev/null
-"$E/lr-tune" --device cuda --out "$T/sg" --log "$T/sg.jsonl" "${SFT[@]}" 2> /dev/null
+"$E/lr-tune" --device cuda --precision f32 --out "$T/sg" --log "$T/sg.jsonl" "${SFT[@]}" 2> /dev/null
 logs_close "$T/sg.jsonl" "$T/sc.jsonl" 1e-4 1e-3 lr tokens examples || die "SFT logs differ: $(paste -d' ' "$T/sg.jsonl" "$T/sc.jsonl" | head -3)"
 e=$(st_close "$T/sg/adapter_model.safetensors" "$T/sc/adapter_model.safetensors" 1e-3) || die "SFT adapters differ by $e"
 echo "SFT: adapters within $e" >&2
 
 # checkpoints: the same counters and settings from either backend, close weights
 "$B/lr-tune" --device cpu --out "$T/rc" --stop-after 3 "${KL[@]}" 2> /dev/null
-"$E/lr-tune" --device cuda --out "$T/rg" --stop-after 3 "${KL[@]}" 2> /dev/null
+"$E/lr-tune" --device cuda --precision f32 --out "$T/rg" --stop-after 3 "${KL[@]}" 2> /dev/null
 for f in trainer_state.json adapter_config.json; do
     cmp -s "$T/rc.part/checkpoint-2/$f" "$T/rg.part/checkpoint-2/$f" || die "checkpoint-2/$f differs between backends"
 done
 e=$(st_close "$T/rg.part/checkpoint-2/optimizer.safetensors" "$T/rc.part/checkpoint-2/optimizer.safetensors" 1e-3) ||
     die "checkpoint-2 optimizer state differs by $e"
+jq -e '.precision == "f32"' "$T/rc.part/checkpoint-2/trainer_state.json" > /dev/null || die "the cpu checkpoint does not record f32"
 # resume across backends: cpu checkpoint on the device, device checkpoint on the cpu
-"$E/lr-tune" --device cuda --out "$T/rc" --resume --log "$T/rc.jsonl" "${KL[@]}" 2> "$T/rc.err"
+"$E/lr-tune" --device cuda --precision f32 --out "$T/rc" --resume --log "$T/rc.jsonl" "${KL[@]}" 2> "$T/rc.err"
 grep -q "resuming from .*checkpoint-2" "$T/rc.err" || die "cuda did not resume the cpu checkpoint: $(cat "$T/rc.err")"
 "$B/lr-tune" --device cpu --out "$T/rg" --resume --log "$T/rg.jsonl" "${KL[@]}" 2> "$T/rg.err"
 grep -q "resuming from .*checkpoint-2" "$T/rg.err" || die "cpu did not resume the cuda checkpoint: $(cat "$T/rg.err")"
@@ -53,6 +65,39 @@ for r in rc rg; do
     echo "$r resumed across backends: adapter within $e of the uninterrupted cpu run" >&2
 done
 [ "$(wc -l < "$T/rc.jsonl")" = 4 ] && jq -se '.[0].step == 3' "$T/rc.jsonl" > /dev/null || die "resumed log: steps 3..6"
+
+# bf16, the device's default: within bf16's bounds of the cpu run
+"$E/lr-tune" --device cuda --out "$T/kb" --log "$T/kb.jsonl" "${KL[@]}" 2> "$T/kb.err"
+grep -q "device cuda (emulated CUDA device.*precision bf16" "$T/kb.err" || die "no bf16 device line: $(cat "$T/kb.err")"
+jq -se 'all(.precision == "bf16")' "$T/kb.jsonl" > /dev/null || die "the bf16 log does not say bf16"
+jq -se 'all(.precision == "f32")' "$T/kg.jsonl" > /dev/null || die "the f32 log does not say f32"
+logs_close "$T/kb.jsonl" "$T/kc.jsonl" 5e-3 3e-2 lr tokens examples || die "bf16 soft-KL logs differ: $(paste -d' ' "$T/kb.jsonl" "$T/kc.jsonl" | head -3)"
+# not the f32 run's numbers: bf16 really ran
+! logs_close "$T/kb.jsonl" "$T/kg.jsonl" 1e-5 1e-5 lr || die "the bf16 log equals the f32 one"
+"$B/lr-mkmodel" "$T/m16" --seed 3 --dtype bf16 > /dev/null
+KL16=("${KL[@]}")
+KL16[1]=$T/m16
+"$B/lr-tune" --device cpu --out "$T/kr" "${KL16[@]}" 2> /dev/null
+ref=$(st_close "$T/kr/adapter_model.safetensors" "$T/kc/adapter_model.safetensors" 1e9)
+e=$(st_close "$T/kb/adapter_model.safetensors" "$T/kc/adapter_model.safetensors" 1e9)
+python3 -c "import sys; sys.exit(not float('$e') <= 1.5 * float('$ref'))" ||
+    die "bf16 soft-KL adapter differs by $e, the cpu on bf16-rounded weights by $ref"
+cmp -s "$T/kb/adapter_config.json" "$T/kc/adapter_config.json" || die "bf16: adapter_config.json differs"
+echo "soft-KL bf16: adapter within $e of the cpu's (the cpu on bf16-rounded weights: $ref)" >&2
+# its checkpoint records bf16; resumed in f32 it says so and continues
+"$E/lr-tune" --device cuda --out "$T/rb" --stop-after 3 "${KL[@]}" 2> /dev/null
+jq -e '.precision == "bf16"' "$T/rb.part/checkpoint-2/trainer_state.json" > /dev/null || die "the bf16 checkpoint does not record bf16"
+"$E/lr-tune" --device cuda --precision f32 --out "$T/rb" --resume "${KL[@]}" 2> "$T/rb.err"
+grep -q "checkpoint-2 was trained in bf16, continuing in f32" "$T/rb.err" || die "no precision-change line: $(cat "$T/rb.err")"
+e=$(st_close "$T/rb/adapter_model.safetensors" "$T/kc/adapter_model.safetensors" 1e9)
+python3 -c "import sys; sys.exit(not float('$e') <= 1.5 * float('$ref'))" ||
+    die "bf16 then f32: the adapter differs by $e, the cpu on bf16-rounded weights by $ref"
+# bf16 is the device's: refused on the cpu, one line, nothing written
+expect_fail 1 "$B/lr-tune" --device cpu --precision bf16 --out "$T/pb" "${KL[@]}"
+[[ $LAST_ERR == *"--precision bf16: the cpu trains in float32 only"* ]] || die "cpu bf16 message: $LAST_ERR"
+expect_fail 1 "$E/lr-tune" --device cuda --precision f16 --out "$T/pb" "${KL[@]}"
+[[ $LAST_ERR == *"--precision f16: expected bf16 or f32"* ]] || die "bad precision message: $LAST_ERR"
+[ ! -e "$T/pb" ] && [ ! -e "$T/pb.part" ] || die "a refused precision wrote output"
 
 # refused on cuda, one line, nothing written
 expect_fail 1 "$E/lr-tune" --device cuda --full --out "$T/f" "${KL[@]}"

@@ -455,7 +455,9 @@ export E2E_NEW E2E_BATCH RES
 # ---- 5. LoRA training on the 1.5B shape: lr-tune on the device vs PEFT +
 # transformers on the same card, model and examples (tests/gpu/tune_ref.py):
 # the paper's LoRA (r 8, alpha 16, q,v, dropout 0.05), batch 8 x accum 2,
-# contexts of about 300 tokens, the examples in file order; steps/s after
+# contexts of about 300 tokens, the examples in file order, both in bf16 on
+# the device (lr-tune --precision bf16; PEFT on bf16 base weights with
+# float32 LoRA weights; float32 both where the cpu stands in); steps/s after
 # the first step, tokens/s, MFU = 6 x (layer parameters) x tokens/s / peak,
 # and the first step's loss of both (LoRA B starts at 0: the base model's
 # loss on the same 16 examples). Each trainer gets half of the stage's time
@@ -472,7 +474,7 @@ train_stage() {
     local half=$(((TRAIN_LIM - ($(date +%s) - TRAIN_T0) - 20) / 2))
     [ "$half" -ge 10 ] || { echo "train: no time left after making the model" >&2; return 1; }
     # shellcheck disable=SC2086
-    timeout -k 5 "$half" "$GTUNE" --device "$DEV" --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter" --force --r 8 --alpha 16 \
+    timeout -k 5 "$half" "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter" --force --r 8 --alpha 16 \
         --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 --max-steps "$TRAIN_STEPS" --no-shuffle --no-pack \
         --log "$d/ours.jsonl" "$d/ex.lrs" 2> "$d/ours.err"
     rc=$?
@@ -481,13 +483,13 @@ train_stage() {
     if timeout 60 "$PY" -c 'import peft' 2> /dev/null; then
         # shellcheck disable=SC2086
         timeout -k 5 "$half" "$PY" "$ROOT/tests/gpu/tune_ref.py" peft --model "$d/$TRAIN_SHAPE_NAME" --examples "$d/ex.jsonl" \
-            --batch $TRAIN_BATCH --accum 2 --steps "$TRAIN_STEPS" --device "$HFDEV" --max-s $((half > 60 ? half - 30 : half / 2)) \
+            --batch $TRAIN_BATCH --accum 2 --steps "$TRAIN_STEPS" --device "$HFDEV" --precision "$TRAIN_PREC" --max-s $((half > 60 ? half - 30 : half / 2)) \
             --log "$d/ref.jsonl" 2> "$d/ref.err" || { echo "PEFT reference exit $?" >&2; tail -n 3 "$d/ref.err" >&2; }
     else
         echo "train: no peft in $PY: no reference" >&2
     fi
     python3 "$ROOT/tests/gpu/tune_ref.py" report --model "$d/$TRAIN_SHAPE_NAME" --ours "$d/ours.jsonl" --ref "$d/ref.jsonl" \
-        --steps "$TRAIN_STEPS" --batch "$TRAIN_BATCH" --accum 2 --peak "${TRAIN_PEAK:-0}"
+        --steps "$TRAIN_STEPS" --batch "$TRAIN_BATCH" --accum 2 --peak "${TRAIN_PEAK:-0}" --precision "$TRAIN_PREC"
     rm -rf "${d:?}/$TRAIN_SHAPE_NAME"
     [ -s "$d/ours.jsonl" ]
 }
@@ -495,9 +497,11 @@ GTUNE=$GBIN/lr-tune
 [ -x "$GTUNE" ] || GTUNE=$BIN/lr-tune
 # MFU against the card's dense bf16 peak, as bench_gpu teacher reports it
 TRAIN_PEAK=$(sed -n 's/^teacher .*peak_tflops=\([0-9.]*\).*/\1/p' "$RES" | head -n 1)
+# the device trains in bf16 (lr-tune's default there); the cpu has float32 only
+TRAIN_PREC=$([ "$DEV" = cuda ] && echo bf16 || echo f32)
 # (leaving the end-to-end 1.5B stage its E2E_LIM)
 TRAIN_LIM=$((TRAIN_LIM_MAX < $(left) - RESERVE - E2E_LIM ? TRAIN_LIM_MAX : $(left) - RESERVE - E2E_LIM)) TRAIN_T0=$(date +%s)
-export GTUNE TRAIN_SHAPE_NAME TRAIN_SHAPE TRAIN_LEN TRAIN_BATCH TRAIN_STEPS TRAIN_PEAK TRAIN_LIM TRAIN_T0 PY HFDEV
+export GTUNE TRAIN_SHAPE_NAME TRAIN_SHAPE TRAIN_LEN TRAIN_BATCH TRAIN_STEPS TRAIN_PEAK TRAIN_PREC TRAIN_LIM TRAIN_T0 PY HFDEV
 if [ ! -x "$GTUNE" ]; then
     echo "train skipped=\"no lr-tune in the bundle (rebuild it: make gpu-bundle)\"" | tee -a "$RES"
 elif [ "$TRAIN_LIM" -lt 60 ]; then

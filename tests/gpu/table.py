@@ -121,7 +121,9 @@ def build_table(rows):
     for k, kv in rows:
         if k != "train":
             continue
-        what = f"LoRA training 1.5B shape (r 8, q,v, batch {kv.get('batch', '8')} x accum {kv.get('accum', '2')})"
+        prec = kv.get("precision", "f32")
+        what = (f"LoRA training 1.5B shape (r 8, q,v, batch {kv.get('batch', '8')} x accum {kv.get('accum', '2')}, "
+                f"{prec}{' but lr-tune ran ' + kv['precision_ours'] if 'precision_ours' in kv else ''})")
         if "skipped" in kv:
             out.append(f"| {what} | skipped: {kv['skipped']} | | | SKIPPED |")
             continue
@@ -134,14 +136,14 @@ def build_table(rows):
             r = "n/a"
         out.append(f"| {what} `{model}`: lr-tune cuda steps/s, PEFT steps/s, ratio ({steps}) | "
                    f"{f(kv.get('ours_steps_s'))} steps/s, {f(kv.get('ours_tok_s'), '{:.0f}')} tok/s | "
-                   f"PEFT + transformers float32 {f(kv.get('ref_steps_s'))} steps/s | >= 2x | {r} |")
+                   f"PEFT + transformers {prec} {f(kv.get('ref_steps_s'))} steps/s | >= 2x | {r} |")
         mfu = kv.get("mfu_pct")
         good = "n/a" if mfu is None else ("ok" if float(mfu) >= 35 else "below goal")
         out.append(f"| LoRA training MFU `{model}` (6 x {f(kv.get('params_through'))} layer params x tok/s / peak) | "
-                   + (f"{f(mfu, '{:.1f}')}% of {f(kv.get('peak_tflops'), '{:.0f}')} TFLOP/s" if mfu is not None
+                   + (f"{f(mfu, '{:.1f}')}% of {f(kv.get('peak_tflops'), '{:.0f}')} TFLOP/s (dense bf16 peak)" if mfu is not None
                       else "n/a (no peak known for this card)") + f" | | >= 35% | {good} |")
         out.append(f"| LoRA training first-step loss `{model}`: lr-tune cuda vs PEFT (rel diff) | "
-                   f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= 1e-3 | "
+                   f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= {kv.get('loss1_tol', '1e-3')} | "
                    f"{f(kv.get('loss1_rel_diff'))} {kv.get('loss1_result', 'n/a')} |")
     for k, kv in rows:
         if k == "e2e":

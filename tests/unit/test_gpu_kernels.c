@@ -6,6 +6,7 @@
  * storage format; tolerances are a few bf16 ulps where outputs are bf16. */
 #include "check.h"
 
+#include "../../cuda/devmem.h"
 #include "../../cuda/kernels.h"
 #include "infer/compact.h"
 #include "nn/ops_cpu.h"
@@ -269,18 +270,56 @@ static void test_attention_tc(int NH, int NKV, int HD) {
     free(ref), free(ft);
 }
 
-/* k_compact against cd_select / cd_gather / argmax on the same rows. */
-static void test_compact(int V, int G, int kmax, double mass) {
-    float *x = malloc((size_t)G * V * 4);
-    for (int g = 0; g < G; g++) {
-        float *row = x + (size_t)g * V;
-        double sharp = g % 3 == 0 ? 1 : g % 3 == 1 ? 8 : 30; /* near-flat to peaked */
+/* Row kinds for k_compact, each a case of its selection. */
+enum {
+    ROW_SOFT, ROW_SHARP, ROW_PEAKED, /* uniform in +-1, +-8, +-30: near-flat to peaked */
+    ROW_TIES,     /* every other logit equal to the first: ties across the selection boundary */
+    ROW_FLAT,     /* all equal: the K-th key's ties are everything (the ordered tie collect) */
+    ROW_ONE_BIN,  /* 8.5 + 0.49 u: one 11-bit bin holds the whole row (every lane collides) */
+    ROW_MANY_TIES,/* a few above, two thirds of the row at one value below them: too many ties to keep */
+    ROW_LM,       /* a sum of uniforms with a few peaks, like a language model's logits */
+    ROW_NARROW,   /* 8.5 + 1e-4 u: all 32 bits needed, ~700 ties at each value, few enough to keep */
+    ROW_KINDS
+};
+static void fill_row(float *row, int V, int kind) {
+    switch (kind) {
+    case ROW_SOFT: case ROW_SHARP: case ROW_PEAKED: {
+        double sharp = kind == ROW_SOFT ? 1 : kind == ROW_SHARP ? 8 : 30;
         for (int i = 0; i < V; i++) row[i] = (float)(sharp * urand());
-        if (g % 4 == 3) /* ties across the selection boundary */
-            for (int i = 0; i < V; i += 2) row[i] = row[0];
+        break;
     }
-    /* one bad row */
-    if (G > 2) x[(size_t)2 * V + V / 2] = NAN;
+    case ROW_TIES:
+        for (int i = 0; i < V; i++) row[i] = (float)(8 * urand());
+        for (int i = 0; i < V; i += 2) row[i] = row[0];
+        break;
+    case ROW_FLAT:
+        for (int i = 0; i < V; i++) row[i] = 0.25f;
+        break;
+    case ROW_ONE_BIN:
+        for (int i = 0; i < V; i++) row[i] = (float)(8.5 + 0.49 * urand());
+        break;
+    case ROW_MANY_TIES:
+        for (int i = 0; i < V; i++) {
+            double u = urand();
+            row[i] = u > 0.999 ? (float)(5 + urand()) : u > 0.33 ? 2.0f : (float)(1 + urand());
+        }
+        break;
+    case ROW_NARROW:
+        for (int i = 0; i < V; i++) row[i] = (float)(8.5 + 1e-4 * urand());
+        break;
+    default:
+        for (int i = 0; i < V; i++) row[i] = (float)(2 * (urand() + urand() + urand()));
+        for (int j = 0; j < 5; j++) row[(j * 7919 + 13) % V] = (float)(14 + 3 * urand());
+    }
+}
+
+/* k_compact against cd_select / cd_gather / argmax on G rows of kinds
+ * kind0, kind0 + 1, ..., split into `slices`; row badrow (if in range)
+ * gets a non-finite logit (NaN, or +inf when badinf). */
+static void test_compact(int V, int G, int kmax, double mass, int slices, int kind0, int badrow, int badinf) {
+    float *x = malloc((size_t)G * V * 4);
+    for (int g = 0; g < G; g++) fill_row(x + (size_t)g * V, V, (kind0 + g) % ROW_KINDS);
+    if (badrow >= 0 && badrow < G) x[(size_t)badrow * V + V / 2] = badinf ? INFINITY : NAN;
     int32_t *k = malloc(G * 4), *ids = malloc((size_t)G * kmax * 4), *am = malloc(G * 4);
     float *lps = malloc((size_t)G * kmax * 4), *tail = malloc(G * 4), *gtail = malloc(G * 4);
     unsigned char *bad = malloc(G);
@@ -290,25 +329,29 @@ static void test_compact(int V, int G, int kmax, double mass) {
     float *glps = malloc((size_t)G * per * 4);
     for (int g = 0; g <= G; g++) goff[g] = (int64_t)g * per;
     for (int j = 0; j < G * per; j++) gids[j] = j % per == 0 ? V + 5 : (int32_t)((j * 7919) % V);
+    size_t wsn = k_compact_ws_bytes(G, V, slices);
+    void *ws; /* device memory: fresh, it holds 0xFF bytes (the emulator's), read before written fails */
+    CHECK(dev_alloc(&ws, wsn) == 0);
     compact_args a = {.kmax = kmax, .kmin = 1, .mass = mass, .gids = gids, .goff = goff, .k = k, .ids = ids,
-                      .argmax = am, .lps = lps, .tail = tail, .glps = glps, .gtail = gtail, .bad = bad};
+                      .argmax = am, .lps = lps, .tail = tail, .glps = glps, .gtail = gtail, .bad = bad,
+                      .slices = slices, .ws = ws};
     k_compact(x, G, V, &a, NULL);
     cd_opts co = {.mass = mass, .kmax = kmax, .kmin = 1};
     int32_t *rids = malloc(kmax * 4), *heap = malloc(kmax * 4);
     float *rlps = malloc(kmax * 4), rtail, rg[7], rgt;
-    int wrong_ids = 0, wrong_k = 0;
+    int wrong_ids = 0, wrong_k = 0, wrong_am = 0, wrong_bad = 0;
     double dlp = 0, dtail = 0, dg = 0;
     for (int g = 0; g < G; g++) {
         const float *row = x + (size_t)g * V;
         int isbad = 0;
         for (int i = 0; i < V; i++) isbad |= !isfinite(row[i]);
-        CHECK(bad[g] == isbad);
+        wrong_bad += bad[g] != isbad;
         if (isbad) continue;
         int rk = cd_select(row, V, &co, rids, rlps, &rtail, heap);
         int best = 0;
         for (int i = 1; i < V; i++)
             if (row[i] > row[best]) best = i;
-        CHECK(am[g] == best);
+        wrong_am += am[g] != best;
         if (k[g] != rk) {
             /* allowed only where the cumulative mass meets `mass` within
              * rounding of the log-sum-exp (float exp on the device, double
@@ -330,10 +373,14 @@ static void test_compact(int V, int G, int kmax, double mass) {
         }
         dg = fmax(dg, fabs(gtail[g] - rgt));
     }
-    CHECKF(wrong_k == 0 && wrong_ids == 0, "V %d kmax %d: %d rows with another k, %d ids differ", V, kmax, wrong_k, wrong_ids);
-    CHECKF(dlp < 1e-5 && dtail < 1e-5 && dg < 1e-5, "V %d kmax %d: lp %g tail %g gather %g", V, kmax, dlp, dtail, dg);
+    CHECKF(wrong_bad == 0 && wrong_am == 0, "V %d G %d slices %d: %d bad flags, %d argmax differ", V, G, slices,
+           wrong_bad, wrong_am);
+    CHECKF(wrong_k == 0 && wrong_ids == 0, "V %d G %d kmax %d slices %d kinds %d..: %d rows with another k, %d ids differ",
+           V, G, kmax, slices, kind0, wrong_k, wrong_ids);
+    CHECKF(dlp < 1e-5 && dtail < 1e-5 && dg < 1e-5, "V %d kmax %d slices %d: lp %g tail %g gather %g", V, kmax, slices,
+           dlp, dtail, dg);
     free(x), free(k), free(ids), free(am), free(lps), free(tail), free(gtail), free(bad), free(goff), free(gids);
-    free(glps), free(rids), free(heap), free(rlps);
+    free(glps), free(rids), free(heap), free(rlps), dev_free(ws);
 }
 
 int main(void) {
@@ -356,9 +403,24 @@ int main(void) {
     /* the policy: prefill-shaped calls yes, decode (one row a tile) no */
     CHECK(att_tc_wanted(300, 30, 6) && att_tc_wanted(50, 4, 2) && !att_tc_wanted(3, 3, 7) && !att_tc_wanted(8, 8, 32));
     CHECK(!att_tc_wanted(5, 1, 2) && !att_tc_wanted(0, 0, 2));
-    test_compact(1000, 12, 32, 0.99999);
-    test_compact(1000, 8, 1024, 1.0);
-    test_compact(300, 4, 1, 0.5);
-    test_compact(151936, 2, 256, 0.99999);
+    /* many rows, one slice each (what a full batch gets), every kind, a NaN row */
+    test_compact(1000, 24, 32, 0.99999, k_compact_slices(24, 1000, 132), 0, 2, 0);
+    test_compact(1000, 300, 32, 0.99999, k_compact_slices(300, 1000, 132), 3, 7, 1);
+    test_compact(1000, 8, 1024, 1.0, 1, 0, 2, 0);
+    test_compact(300, 4, 1, 0.5, 1, 0, 2, 0);
+    /* small V split in slices (slices shorter than SLICE_MIN, forced) */
+    test_compact(1000, 16, 32, 0.99999, 5, 0, 2, 0);
+    test_compact(1000, 8, 1024, 1.0, 7, 0, 3, 1);
+    test_compact(4099, 8, 300, 0.99999, 3, 0, -1, 0);
+    /* Qwen's vocabulary: 1, 2, 3 rows split as a decode step splits them */
+    const int VQ = 151936;
+    test_compact(VQ, 1, 256, 0.99999, k_compact_slices(1, VQ, 132), ROW_LM, -1, 0);
+    test_compact(VQ, 1, 256, 0.99999, k_compact_slices(1, VQ, 132), ROW_MANY_TIES, -1, 0);
+    test_compact(VQ, 1, 256, 0.99999, k_compact_slices(1, VQ, 132), ROW_NARROW, -1, 0);
+    test_compact(VQ, 1, 1024, 1.0, k_compact_slices(1, VQ, 132), ROW_FLAT, -1, 0);
+    test_compact(VQ, 2, 256, 0.99999, k_compact_slices(2, VQ, 132), ROW_ONE_BIN, -1, 0);
+    test_compact(VQ, 2, 256, 0.99999, k_compact_slices(2, VQ, 132), ROW_SOFT, 1, 0);
+    test_compact(VQ, 3, 256, 0.99999, k_compact_slices(3, VQ, 132), ROW_SHARP, 2, 0);
+    test_compact(VQ, 3, 32, 0.99999, 1, ROW_TIES, -1, 0);
     CHECK_DONE();
 }

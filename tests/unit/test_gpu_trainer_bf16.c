@@ -1,0 +1,331 @@
+/* The device trainer's bf16 precision (nn/gpu_train.h, GTRN_BF16) against
+ * the CPU tuner, on the emulated device, as test_gpu_trainer.c does for
+ * float32: lr-mkmodel's tiny Qwen2 (2 layers, GQA 2:1, q/k/v biases), LoRA
+ * on all seven projections, untied lm_head and tied (lm_head = the bf16
+ * embedding table, read by the embedding and by the loss rows' products).
+ *
+ *   (a) one accumulation: the loss and every LoRA gradient kind against the
+ *       CPU's float32 ones; soft-KL with packing, a shared loss row and a
+ *       query-only row, and SFT cross-entropy; dropout off and on. The
+ *       bf16 loss must also differ from the float32 device trainer's (the
+ *       bf16 products really ran);
+ *   (b) a 20-step soft-KL run (AdamW, clipping, linear schedule): per-step
+ *       losses track the CPU run's and the final adapter is close to it;
+ *   (c) device memory: the weights take 2 bytes a parameter (plus the
+ *       float32 norm weights and biases), half the float32 trainer's; the
+ *       kept activations shrink by the four bf16 ones.
+ *
+ * Tolerances, from bf16's unit roundoff u = 2^-9 = 1.95e-3: every base
+ * product rounds both operands (the weight once, the activation or output
+ * gradient once), up to 2u = 3.9e-3 relative per product term, and a
+ * layer chains four such products forward and four backward, where
+ * cancellation in the sums lets a gradient entry move by ~10u = 2e-2 of
+ * its tensor's largest one. That scale is measured independently of the
+ * device code: the CPU trainer on the same model with only its weights
+ * rounded to bf16 moves the gradients by 1.3e-2 .. 2.4e-2 (printed as
+ * cpu-rounded-weights). The device also rounds the activations, a second
+ * source of the same size, so its error may be up to twice that (sqrt 2
+ * for independent ones; measured 1.2 .. 1.4 times). Bounds: loss 3e-3
+ * relative (measured <= 7.2e-4); each LoRA gradient tensor max |gpu - cpu|
+ * / max |cpu| < 5e-2 and < 2 x the rounded-weights CPU run's error
+ * (measured <= 3.1e-2); 20 steps: every step's loss within 5e-3 relative
+ * (measured <= 1.1e-3), the final adapter within 5e-2 per tensor (measured
+ * <= 2.6e-2, against 0.165 moved from the initial one). */
+#include "check.h"
+
+#include "method/tune.h"
+#include "model/lora.h"
+#include "model/mkmodel.h"
+#include "model/model.h"
+#include "base/util.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TOL_LOSS 3e-3
+#define TOL_GRAD 5e-2
+#define TOL_LOSS20 5e-3
+#define TOL_ADAPTER 5e-2
+
+static uint64_t rng = 4242;
+static double urand01(void) {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static int irand(int n) { return (int)(urand01() * n); }
+
+typedef struct {
+    tune_example *ex;
+    int n;
+} batch;
+
+/* soft-KL examples: problems of 3 steps whose contexts extend one another
+ * (packing shares one sequence), one repeated context (a shared loss row),
+ * one example with a query-only last row */
+static batch make_softkl(int V, int nprob) {
+    batch b = {xcalloc((size_t)nprob * 3 + 2, sizeof(tune_example)), 0};
+    for (int p = 0; p < nprob; p++) {
+        int len = 6 + irand(6);
+        int *base = xmalloc((size_t)(len + 8) * sizeof(int));
+        for (int i = 0; i < len + 8; i++) base[i] = irand(V);
+        for (int s = 0; s < 3; s++) {
+            tune_example *e = &b.ex[b.n++];
+            e->problem = p, e->step = s, e->ntok = len + 3 * s;
+            e->tokens = xmalloc((size_t)e->ntok * sizeof(int));
+            memcpy(e->tokens, base, (size_t)e->ntok * sizeof(int));
+            e->nt = 1 + irand(5);
+            e->ids = xmalloc((size_t)e->nt * sizeof(int));
+            e->w = xmalloc((size_t)e->nt * sizeof(float));
+            double sum = 0;
+            for (int j = 0; j < e->nt; j++) {
+                e->ids[j] = (p * 31 + j * 7 + s) % V; /* distinct */
+                e->w[j] = (float)(0.1 + urand01());
+                sum += e->w[j];
+            }
+            for (int j = 0; j < e->nt; j++) e->w[j] = (float)(e->w[j] / sum * 0.95);
+        }
+        free(base);
+    }
+    /* a repeat of example 1 (same context: the same loss row) */
+    tune_example *d = &b.ex[b.n++], *o = &b.ex[1];
+    *d = *o;
+    d->tokens = xmalloc((size_t)o->ntok * sizeof(int)), memcpy(d->tokens, o->tokens, (size_t)o->ntok * sizeof(int));
+    d->ids = xmalloc((size_t)o->nt * sizeof(int)), memcpy(d->ids, o->ids, (size_t)o->nt * sizeof(int));
+    d->w = xmalloc((size_t)o->nt * sizeof(float)), memcpy(d->w, o->w, (size_t)o->nt * sizeof(float));
+    d->ids[0] = (d->ids[0] + 3) % V;
+    /* a padded example: its last row query-only at RoPE position 11 */
+    tune_example *q = &b.ex[b.n++];
+    q->problem = 1000, q->step = 0, q->ntok = 9, q->query_pos = 11, q->nt = 2;
+    q->tokens = xmalloc(9 * sizeof(int));
+    for (int i = 0; i < 9; i++) q->tokens[i] = irand(V);
+    q->ids = xmalloc(2 * sizeof(int)), q->w = xmalloc(2 * sizeof(float));
+    q->ids[0] = 5, q->ids[1] = 9, q->w[0] = 0.6f, q->w[1] = 0.4f;
+    return b;
+}
+
+static batch make_sft(int V, int n) {
+    batch b = {xcalloc((size_t)n, sizeof(tune_example)), n};
+    for (int i = 0; i < n; i++) {
+        tune_example *e = &b.ex[i];
+        e->problem = i, e->ntok = 8 + irand(10), e->nprompt = 3 + irand(4);
+        e->tokens = xmalloc((size_t)e->ntok * sizeof(int));
+        for (int t = 0; t < e->ntok; t++) e->tokens[t] = irand(V);
+    }
+    return b;
+}
+
+static void free_batch(batch *b) {
+    for (int i = 0; i < b->n; i++) free(b->ex[i].tokens), free(b->ex[i].ids), free(b->ex[i].w);
+    free(b->ex);
+}
+
+/* a tuner on a private copy of lo0: the cpu (prec < 0) or the device at prec */
+static int open_tuner(tuner *tu, lora *lo, const lora *lo0, model *m, int objective, int prec, int drop, int maxlen) {
+    lora_alloc_like(lo, lo0);
+    memcpy(lo->mem, lo0->mem, lo0->n * sizeof(float));
+    lo->dropout = drop ? 0.1f : 0.0f;
+    if (tuner_init(tu, m, lo, objective, 0, 1, 64, maxlen, 8, 2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f)) return -1;
+    tu->dropout_on = 1, tu->seed = 7;
+    if (prec >= 0) {
+        tu->precision = prec;
+        if (tuner_use_gpu(tu)) return -1;
+    }
+    return 0;
+}
+
+/* per module: the worse of A's and B's relative error, printed; returns the worst */
+static double module_errs(const lora *shape, const float *a, const float *ref, const char *what, const char *tag) {
+    double worst = 0;
+    char line[512];
+    int at = snprintf(line, sizeof line, "%s: %s per module", tag, what);
+    for (int k = 0; k < LORA_NMOD; k++) {
+        if (!shape->A[k]) continue;
+        size_t oA = (size_t)(shape->A[k] - shape->mem), oB = (size_t)(shape->B[k] - shape->mem);
+        size_t nA = (size_t)shape->L * shape->r * shape->in[k], nB = (size_t)shape->L * shape->out[k] * shape->r;
+        double eA = check_rel_err(a + oA, ref + oA, nA), eB = check_rel_err(a + oB, ref + oB, nB);
+        worst = fmax(worst, fmax(eA, eB));
+        at += snprintf(line + at, sizeof line - (size_t)at, " %s A %.1e B %.1e", lora_module_name(k), eA, eB);
+    }
+    fprintf(stderr, "%s\n", line);
+    return worst;
+}
+
+/* x rounded to the nearest bf16 (ties to even), as __float2bfloat16 does */
+static float bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+/* (a) one accumulation: loss and gradients; *wl / *wg the worst measured
+ * errors. mr: the same model with its weights rounded to bf16, on the cpu:
+ * how far rounding the weights alone moves the float32 gradients, the
+ * scale the bf16 device errors are compared with. */
+static void one_step(model *m, model *mr, const lora *lo0, const batch *b, int objective, int drop, const char *tag,
+                     double *wl, double *wg) {
+    tuner c, g, f, cr;
+    lora lc, lg, lf, lr;
+    int maxlen = 32;
+    CHECK(open_tuner(&c, &lc, lo0, m, objective, -1, drop, maxlen) == 0);
+    CHECK(open_tuner(&cr, &lr, lo0, mr, objective, -1, drop, maxlen) == 0);
+    if (open_tuner(&g, &lg, lo0, m, objective, GTRN_BF16, drop, maxlen) ||
+        open_tuner(&f, &lf, lo0, m, objective, GTRN_F32, drop, maxlen)) {
+        CHECKF(0, "%s: %s", tag, lr_errmsg());
+        return;
+    }
+    double scale = 1.0 / b->n, l_c = 0, l_g = 0, l_f = 0, l_r = 0;
+    CHECKF(tuner_zero_grad(&c) == 0 && tuner_zero_grad(&g) == 0 && tuner_zero_grad(&f) == 0 && tuner_zero_grad(&cr) == 0,
+           "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&cr, b->ex, b->n, scale, &l_r) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&c, b->ex, b->n, scale, &l_c) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&g, b->ex, b->n, scale, &l_g) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&f, b->ex, b->n, scale, &l_f) == 0, "%s", lr_errmsg());
+    float *gg = xmalloc(g.n * sizeof(float)), *gf = xmalloc(g.n * sizeof(float));
+    CHECK(gpu_trn_get(g.gpu, NULL, NULL, NULL, gg) == 0);
+    CHECK(gpu_trn_get(f.gpu, NULL, NULL, NULL, gf) == 0);
+    double e = module_errs(&lc, gg, c.grads, "bf16 gradient rel err", tag), gmax = 0;
+    double ef = check_rel_err(gf, c.grads, c.n), el = fabs(l_g - l_c) / fabs(l_c), elf = fabs(l_f - l_c) / fabs(l_c);
+    double er = module_errs(&lc, cr.grads, c.grads, "cpu on bf16-rounded weights, rel err", tag);
+    for (size_t i = 0; i < c.n; i++) gmax = fmax(gmax, fabs(c.grads[i]));
+    fprintf(stderr, "%s: loss cpu %.9g bf16 %.9g (rel %.1e) f32 %.9g (rel %.1e) cpu-rounded-weights (rel %.1e); gradients bf16 %.2e f32 %.2e cpu-rounded-weights %.2e (max |g| %.3g)\n",
+            tag, l_c, l_g, el, l_f, elf, fabs(l_r - l_c) / fabs(l_c), e, ef, er, gmax);
+    CHECK(gmax > 1e-4); /* something to compare */
+    CHECK(el < TOL_LOSS);
+    CHECK(e < TOL_GRAD);
+    CHECK(e < 2 * er); /* no worse than two independent bf16 roundings */
+    /* the bf16 products ran: bf16 rounding moves the numbers far more than
+     * float32's summation order does */
+    CHECK(el > 10 * elf && e > 10 * ef);
+    CHECK(c.rows_fwd == g.rows_fwd && c.calls == g.calls && c.examples == g.examples);
+    *wl = fmax(*wl, el), *wg = fmax(*wg, e);
+    free(gg), free(gf);
+    tuner_free(&c), tuner_free(&g), tuner_free(&f), tuner_free(&cr);
+    lora_free(&lc), lora_free(&lg), lora_free(&lf), lora_free(&lr);
+}
+
+/* (b) 20 optimizer steps of 2 micro-batches each */
+static void run20(model *m, const lora *lo0, const batch *b, int objective, int drop, const char *tag) {
+    tuner c, g;
+    lora lc, lg;
+    CHECK(open_tuner(&c, &lc, lo0, m, objective, -1, drop, 32) == 0);
+    if (open_tuner(&g, &lg, lo0, m, objective, GTRN_BF16, drop, 32)) {
+        CHECKF(0, "%s: %s", tag, lr_errmsg());
+        return;
+    }
+    int steps = 20, half = b->n / 2;
+    double worst_l = 0, first = 0, last = 0;
+    for (int s = 0; s < steps; s++) {
+        double lcs = 0, lgs = 0, nc = 0, ng = 0;
+        float lr = lr_linear(2e-3f, s, steps, 2);
+        CHECK(tuner_zero_grad(&c) == 0 && tuner_zero_grad(&g) == 0);
+        for (int mb = 0; mb < 2; mb++) {
+            const tune_example *ex = b->ex + (mb ? half : 0);
+            int n = mb ? b->n - half : half;
+            CHECKF(tuner_accumulate(&c, ex, n, 0.5 / n, &lcs) == 0, "%s", lr_errmsg());
+            CHECKF(tuner_accumulate(&g, ex, n, 0.5 / n, &lgs) == 0, "%s", lr_errmsg());
+        }
+        CHECKF(tuner_update(&c, lr, &nc) == 0, "%s", lr_errmsg());
+        CHECKF(tuner_update(&g, lr, &ng) == 0, "%s", lr_errmsg());
+        worst_l = fmax(worst_l, fabs(lgs - lcs) / fabs(lcs));
+        if (!s) first = lcs;
+        last = lcs;
+        if (s % 5 == 0 || s == steps - 1)
+            fprintf(stderr, "%s: step %d loss cpu %.7f bf16 %.7f norm cpu %.6f bf16 %.6f\n", tag, s + 1, lcs, lgs, nc, ng);
+    }
+    CHECK(tuner_download(&g) == 0);
+    CHECK(g.opt.t == c.opt.t && g.opt.t == steps);
+    double ep = module_errs(&lc, lg.mem, lc.mem, "adapter rel err", tag);
+    double moved = check_rel_err(lc.mem, lo0->mem, lc.n);
+    fprintf(stderr, "%s: 20 steps: worst loss rel %.2e; adapter %.2e (moved %.2e from init); cpu loss %.5f -> %.5f\n",
+            tag, worst_l, ep, moved, first, last);
+    CHECK(worst_l < TOL_LOSS20);
+    CHECK(ep < TOL_ADAPTER);
+    CHECK(moved > 1e-2);      /* training moved the weights */
+    CHECK(ep < 0.5 * moved);  /* and the bf16 run moved them the same way */
+    tuner_free(&c), tuner_free(&g);
+    lora_free(&lc), lora_free(&lg);
+}
+
+/* (c) the allocation sizes of both precisions, against the shapes */
+static void memory(model *m, const lora *lo0) {
+    const mcfg *c = &m->cfg;
+    gpu_trn *f = NULL, *h = NULL;
+    int M = 64;
+    gtrn_opts o = {.B = 8, .Tmax = 32, .maxN = M, .precision = GTRN_F32, .chunk_floats = 1u << 20};
+    CHECKF(gpu_trn_init(&f, m, lo0, &o) == 0, "%s", lr_errmsg());
+    o.precision = GTRN_BF16;
+    CHECKF(gpu_trn_init(&h, m, lo0, &o) == 0, "%s", lr_errmsg());
+    o.precision = 7;
+    gpu_trn *bad = NULL;
+    CHECK(gpu_trn_init(&bad, m, lo0, &o) == LR_EUSAGE && !bad);
+    if (!f || !h) return;
+    size_t wf, wh, af, ah, L = (size_t)c->L, C = (size_t)c->C, I = (size_t)c->I, QD = (size_t)c->NH * c->HD;
+    size_t KD = (size_t)c->NKV * c->HD;
+    gpu_trn_mem(f, &wf, &af);
+    gpu_trn_mem(h, &wh, &ah);
+    size_t small = L * 2 * C + C + (m->w.bq ? L * (QD + 2 * KD) : 0) + (m->w.bo ? L * C : 0);
+    fprintf(stderr, "memory: weights f32 %zu bytes, bf16 %zu (%.3f of f32; %zu float32 norm/bias values); activations f32 %zu, bf16 %zu (%.3f)\n",
+            wf, wh, (double)wh / wf, small, af, ah, (double)ah / af);
+    CHECK(wf == m->nparams * 4);
+    CHECK(wh == m->nparams * 2 + small * 4);
+    CHECK(af - ah == L * (size_t)M * (2 * C + QD + I) * 2); /* four kept activations at 2 bytes instead of 4 */
+    gpu_trn_free(f), gpu_trn_free(h);
+}
+
+static int load(model *m, const char *tmp, const char *name, int tied) {
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s/%s", tmp, name);
+    mk_opts o;
+    mk_defaults(&o);
+    o.tied = tied;
+    CHECKF(mk_write_model(dir, &o) == 0, "%s", lr_errmsg());
+    if (model_load(m, dir)) {
+        CHECKF(0, "%s", lr_errmsg());
+        return -1;
+    }
+    CHECK(m->w.bq != NULL && m->cfg.NKV < m->cfg.NH);     /* biases and GQA are exercised */
+    CHECK((m->w.lm_head == m->w.embed) == (tied != 0)); /* tied as asked */
+    return 0;
+}
+
+int main(void) {
+    const char *tmp = getenv("LR_TMP") ? getenv("LR_TMP") : "/tmp";
+    CHECK_SEED(rng);
+    int san = getenv("LR_SAN") && !strcmp(getenv("LR_SAN"), "1");
+    for (int tied = 0; tied < 2; tied++) {
+        model m, mr;
+        if (load(&m, tmp, tied ? "bf16_tied" : "bf16_untied", tied) || load(&mr, tmp, tied ? "bf16_tied" : "bf16_untied", tied))
+            CHECK_DONE();
+        for (size_t i = 0; i < mr.nparams; i++) mr.mem[i] = bf16_round(mr.mem[i]);
+        lora lo0;
+        lora_alloc(&lo0, &m.cfg, 4, 8.0f, 0.1f, (1u << LORA_NMOD) - 1);
+        lora_init(&lo0, 5);
+        /* PEFT's init has B = 0; random B so that every A has a gradient */
+        for (int k = 0; k < LORA_NMOD; k++)
+            for (size_t i = 0; i < (size_t)m.cfg.L * lo0.out[k] * lo0.r; i++) lo0.B[k][i] = (float)(0.2 * (urand01() - 0.5));
+        batch kl = make_softkl(m.cfg.V, 4), sft = make_sft(m.cfg.V, 5);
+        const char *lm = tied ? "tied" : "untied";
+        char tag[128];
+        double wl = 0, wg = 0;
+        for (int drop = 0; drop < 2; drop++) {
+            if (san && !drop) continue; /* the sanitizers look for memory errors: one of each */
+            snprintf(tag, sizeof tag, "%s, soft-kl, dropout %s", lm, drop ? "0.1" : "off");
+            one_step(&m, &mr, &lo0, &kl, TUNE_SOFTKL, drop, tag, &wl, &wg);
+            snprintf(tag, sizeof tag, "%s, sft, dropout %s", lm, drop ? "0.1" : "off");
+            one_step(&m, &mr, &lo0, &sft, TUNE_SFT, drop, tag, &wl, &wg);
+        }
+        fprintf(stderr, "%s: one accumulation, worst: loss rel %.2e (bound %.0e), gradient %.2e (bound %.0e)\n", lm, wl,
+                TOL_LOSS, wg, TOL_GRAD);
+        snprintf(tag, sizeof tag, "%s, soft-kl 20 steps, dropout 0.1", lm);
+        if (!san || tied) run20(&m, &lo0, &kl, TUNE_SOFTKL, 1, tag);
+        if (!tied) memory(&m, &lo0);
+        free_batch(&kl), free_batch(&sft);
+        lora_free(&lo0);
+        model_free(&m), model_free(&mr);
+    }
+    CHECK_DONE();
+}
