@@ -22,8 +22,10 @@
  * tiles; att_splits picks how many from the rows and the context. */
 #include "common.cuh"
 #include "kernels.h"
+#include "kvpage.cuh"
 
-#define ATT_TK 32
+#define ATT_TK 32 /* keys a tile; KV_PAGE_ALIGN is a multiple of it */
+static_assert(KV_PAGE_ALIGN % ATT_TK == 0, "a key tile must not straddle two KV pages");
 #define ATT_THREADS (ATT_TQ * 4)
 #define ATT_MAX_HD 128
 
@@ -45,7 +47,7 @@ int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int max_ro
 template <bool SPLIT>
 __global__ void __launch_bounds__(ATT_THREADS)
 attention_kernel(bf16 *out, float *part, const float *q, const bf16 *kc, const bf16 *vc, const att_tile *tiles,
-                 int NH, int NKV, int HD, int Tmax) {
+                 int NH, int NKV, int HD, kv_pages kv) {
     __shared__ float Qs[ATT_TQ][ATT_MAX_HD];
     /* rows padded by 2 bf16 (one 4-byte bank): the score loop has the 32
      * lanes of a warp read 32 different key rows at the same d */
@@ -57,8 +59,6 @@ attention_kernel(bf16 *out, float *part, const float *q, const bf16 *kc, const b
     const int nq = t.n * G; /* query lanes in use: lane i is row i / G, head kvh * G + i % G */
     const int r = threadIdx.x / 4, qd = threadIdx.x % 4;
     const float scale = 1.0f / sqrtf((float)HD);
-    const bf16 *K = kc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
-    const bf16 *Vv = vc + ((size_t)t.slot * NKV + kvh) * Tmax * HD;
     const int klen = t.pos0 + t.n;
     int k_lo = 0, k_hi = klen;
     if (SPLIT) { /* whole key tiles per split, the last ones possibly empty */
@@ -77,11 +77,14 @@ attention_kernel(bf16 *out, float *part, const float *q, const bf16 *kc, const b
     /* dims owned: qd, qd + 4, ... (adjacent threads read adjacent V columns) */
     float m = -INFINITY, l = 0.0f;
     for (int k0 = k_lo; k0 < k_hi; k0 += ATT_TK) {
+        /* k0 is a multiple of ATT_TK, so the tile's keys are rows of one page */
+        const size_t base = kv_row(kv, t.slot, NKV, kvh, k0, HD);
+        const bf16 *K = kc + base, *Vv = vc + base;
         for (int i = threadIdx.x; i < ATT_TK * HD; i += blockDim.x) {
             int c = i / HD, d = i % HD;
             bool in = k0 + c < k_hi;
-            Ks[c][d] = in ? K[(size_t)(k0 + c) * HD + d] : f2bf(0.0f);
-            Vs[c][d] = in ? Vv[(size_t)(k0 + c) * HD + d] : f2bf(0.0f);
+            Ks[c][d] = in ? K[(size_t)c * HD + d] : f2bf(0.0f);
+            Vs[c][d] = in ? Vv[(size_t)c * HD + d] : f2bf(0.0f);
         }
         __syncthreads();
         for (int i = threadIdx.x; i < ATT_TQ * ATT_TK; i += blockDim.x) {
@@ -162,10 +165,10 @@ attention_combine_kernel(bf16 *out, const float *part, const att_tile *tiles, in
 }
 
 void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
-                 int ntiles, int NH, int NKV, int HD, int Tmax, void *stream) {
+                 int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream) {
     if (ntiles > 0)
         LAUNCH(attention_kernel<false>, dim3(ntiles, NKV), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out,
-               (float *)NULL, q, (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
+               (float *)NULL, q, (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, kv);
 }
 
 size_t att_part_floats(int ntiles, int NKV, int HD, int splits) {
@@ -182,14 +185,14 @@ int att_splits(int ntiles, int NKV, int max_klen, int nsm) {
 }
 
 void k_attention_split(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
-                       int ntiles, int NH, int NKV, int HD, int Tmax, int splits, float *part, void *stream) {
+                       int ntiles, int NH, int NKV, int HD, kv_pages kv, int splits, float *part, void *stream) {
     if (ntiles < 1) return;
     if (splits < 2) {
-        k_attention(out, q, kc, vc, tiles, ntiles, NH, NKV, HD, Tmax, stream);
+        k_attention(out, q, kc, vc, tiles, ntiles, NH, NKV, HD, kv, stream);
         return;
     }
     LAUNCH(attention_kernel<true>, dim3(ntiles, NKV, splits), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)NULL,
-           part, q, (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
+           part, q, (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, kv);
     LAUNCH(attention_combine_kernel, dim3(ntiles, NKV), ATT_THREADS, 0, (cudaStream_t)stream, (bf16 *)out,
            (const float *)part, tiles, NH, NKV, HD, splits);
 }

@@ -35,6 +35,7 @@
  * warp whose query lanes are all padding skips the math. */
 #include "common.cuh"
 #include "kernels.h"
+#include "kvpage.cuh"
 
 namespace wm = nvcuda::wmma;
 
@@ -46,11 +47,14 @@ namespace wm = nvcuda::wmma;
 #define TC_PAD 8 /* bf16 elements (16 bytes) of padding per shared row */
 
 /* The first of key rows k0 .. k0 + TC_TK - 1 of KV head kvh of `slot` in a
- * layer's cache (B, NKV, Tmax, HD): row k0 + c is at the result + c * HD.
- * The one place the kernel knows the cache layout. */
+ * layer's cache, found through its page table (kvpage.cuh): row k0 + c is
+ * at the result + c * HD, since k0 is a multiple of TC_TK and pages are
+ * whole multiples of it (KV_PAGE_ALIGN). The one place the kernel knows
+ * the cache layout. */
+static_assert(KV_PAGE_ALIGN % TC_TK == 0, "a tensor-core key tile must not straddle two KV pages");
 static __device__ __forceinline__ const bf16 *tc_kv_rows(const bf16 *cache, int slot, int kvh, int k0, int NKV,
-                                                         int HD, int Tmax) {
-    return cache + (((size_t)slot * NKV + kvh) * Tmax + k0) * HD;
+                                                         int HD, const kv_pages &kv) {
+    return cache + kv_row(kv, slot, NKV, kvh, k0, HD);
 }
 
 /* Shared memory layout for head dim HD, in bytes from the (128-aligned) base. */
@@ -74,7 +78,7 @@ static __host__ __device__ inline tc_smem tc_layout(int HD) {
 
 __global__ void __launch_bounds__(TC_THREADS)
 attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, const att_tile *tiles, int NH, int NKV,
-                    int HD, int Tmax) {
+                    int HD, kv_pages kv) {
 #ifdef LR_CUDA_EMU
     DYN_SMEM(unsigned char, smem);
 #else
@@ -120,7 +124,7 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
      * to shared memory: latency hidden without a second shared buffer */
     uint4 kr[TC_PER], vr[TC_PER];
     auto fetch = [&](int k0) {
-        const bf16 *Kg = tc_kv_rows(kc, t.slot, kvh, k0, NKV, HD, Tmax), *Vg = tc_kv_rows(vc, t.slot, kvh, k0, NKV, HD, Tmax);
+        const bf16 *Kg = tc_kv_rows(kc, t.slot, kvh, k0, NKV, HD, kv), *Vg = tc_kv_rows(vc, t.slot, kvh, k0, NKV, HD, kv);
 #pragma unroll
         for (int j = 0; j < TC_PER; j++)
             if (j < per) {
@@ -217,7 +221,7 @@ size_t att_tc_smem(int HD) { return tc_layout(HD).bytes; }
 int att_tc_wanted(int n, int ntiles, int G) { return ntiles > 0 && n >= 2 * ntiles && n * G >= 16 * ntiles; }
 
 void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
-                    int ntiles, int NH, int NKV, int HD, int Tmax, void *stream) {
+                    int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream) {
     if (ntiles < 1) return;
     size_t smem = att_tc_smem(HD);
     static size_t opted; /* the most shared memory opted in so far (beyond 48 KiB needs it) */
@@ -225,5 +229,5 @@ void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uin
                                              (int)smem) == cudaSuccess)
         opted = smem;
     LAUNCH(attention_tc_kernel, dim3(ntiles, NKV), TC_THREADS, smem, (cudaStream_t)stream, (bf16 *)out, q,
-           (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, Tmax);
+           (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, kv);
 }

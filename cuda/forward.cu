@@ -4,8 +4,14 @@
  * with q/k/v stacked into one (QD + 2 KD, C) matrix and gate/up into one
  * (2I, C) matrix, so a layer is four GEMMs. GEMMs are cuBLAS bf16 x bf16
  * with float32 accumulation; the residual stream stays float32, and the
- * o_proj and down_proj GEMMs add into it directly (beta = 1). The KV cache
- * is bf16, (L, B, NKV, Tmax, HD) like the CPU one.
+ * o_proj and down_proj GEMMs add into it directly (beta = 1).
+ *
+ * The KV cache is bf16 and paged (kernels.h kv_pages): per layer a pool of
+ * pages of `page` positions x NKV heads x HD, and per slot a page table at
+ * a fixed device address. A call takes the pages its rows need from the
+ * free list before its first launch (pages_take; the table's changed rows
+ * are uploaded before the launches), gpu_fwd_reset gives a slot's pages
+ * back. One page per slot of Tmax positions is the old contiguous layout.
  *
  * A call runs its N packed rows in chunks of max_tokens rows (rows of one
  * slot may span chunks: the cache carries them over). Per chunk, the final
@@ -69,8 +75,16 @@ struct gpu_fwd {
     bf16 *embed, *lm_head;   // (V, C); lm_head == embed when tied
     float *norm, *inv_freq;  // (C), (HD/2)
     gpu_layer *layer;        /* host array of device pointers */
-    bf16 *kc, *vc;           // (L, B, NKV, Tmax, HD)
+    bf16 *kc, *vc;           // (L, pages, NKV, page, HD)
     int *len;                /* host: tokens held per slot */
+    /* the paged cache: page positions a page, mp table entries per slot */
+    int page, mp, pages;
+    int *ptab;               /* pinned host page tables (B, mp): uploaded to d_ptab, -1 unused */
+    int *d_ptab;             /* device page tables at a fixed address (graphs read it) */
+    int *held;               /* host: pages in slot b's table */
+    int *freel, nfree;       /* free pages, a stack */
+    int dirty_lo, dirty_hi;  /* slots whose table rows changed since the last upload */
+    int *want_len;           /* scratch (B): a slot's length after this call */
     /* activations, M rows */
     float *x, *qkv, *q, *gu; // (M, C) (M, QD+2KD) (M, QD) (M, 2I)
     bf16 *ln, *att, *h;      // (M, C) (M, QD) (M, I)
@@ -268,7 +282,109 @@ static int upload(gpu_fwd *g) {
 /* ---------------------------------------------------------------- */
 /* init / free                                                       */
 
-extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax) {
+/* Bytes of one page over all layers, keys and values. */
+static size_t page_bytes(const mcfg *c, int page) { return (size_t)c->L * c->NKV * page * c->HD * 2 * sizeof(bf16); }
+
+/* Sizes the pool (kv->pages, or KV_MEM_FRACTION of the free device memory
+ * when 0; never more than B full slots, never fewer than one) and
+ * allocates the cache and the page tables. */
+static int pages_init(gpu_fwd *g, const gpu_kv *kv) {
+    const mcfg *c = &g->c;
+    int page = kv && kv->page > 0 ? kv->page : GPU_KV_PAGE;
+    if (page >= g->Tmax) page = g->Tmax; /* one page a slot: the contiguous layout */
+    else if (page % KV_PAGE_ALIGN)
+        return lr_err(LR_EUSAGE, "cuda forward: KV page of %d positions: need a multiple of %d (the attention key tile) "
+                      "or at least the context (%d)", page, KV_PAGE_ALIGN, g->Tmax);
+    g->page = page, g->mp = (g->Tmax + page - 1) / page;
+    long most = (long)g->B * g->mp, pages = kv ? kv->pages : 0;
+    size_t pb = page_bytes(c, page);
+    if (pages <= 0) {
+        size_t fr = 0, tot = 0;
+        if (cudaMemGetInfo(&fr, &tot) != cudaSuccess) return lr_err(LR_EGPU, "cuda: cudaMemGetInfo failed");
+        pages = (long)((double)fr * KV_MEM_FRACTION / (double)pb);
+        if (pages < g->mp)
+            return lr_err(LR_EGPU, "cuda forward: %.1f MiB of device memory free, one context of %d positions needs "
+                          "%.1f MiB of KV cache (lower --max-context)", fr / 1048576.0, g->Tmax,
+                          g->mp * (double)pb / 1048576.0);
+    }
+    if (pages < g->mp)
+        return lr_err(LR_EUSAGE, "cuda forward: %ld KV pages cannot hold one context of %d positions (%d pages of %d)",
+                      pages, g->Tmax, g->mp, page);
+    if (pages > most) pages = most;
+    g->pages = (int)pages;
+    size_t kvn = (size_t)c->L * pages * c->NKV * page * c->HD;
+    int rc;
+    if ((rc = dalloc(&g->kc, kvn)) || (rc = dalloc(&g->vc, kvn)) || (rc = dalloc(&g->d_ptab, (size_t)most))) return rc;
+    CK(cudaMallocHost((void **)&g->ptab, (size_t)most * sizeof(int)));
+    for (long i = 0; i < most; i++) g->ptab[i] = -1;
+    CK(cudaMemcpy(g->d_ptab, g->ptab, (size_t)most * sizeof(int), cudaMemcpyHostToDevice));
+    g->held = (int *)xcalloc((size_t)g->B, sizeof(int));
+    g->want_len = (int *)xcalloc((size_t)g->B, sizeof(int));
+    g->freel = (int *)xmalloc((size_t)pages * sizeof(int));
+    for (int i = 0; i < g->pages; i++) g->freel[i] = g->pages - 1 - i; /* page 0 on top */
+    g->nfree = g->pages;
+    g->dirty_lo = g->B, g->dirty_hi = -1;
+    return LR_OK;
+}
+
+/* Gives slot b's pages back to the free list (most recently taken last, so
+ * they are taken again first). */
+static void pages_release(gpu_fwd *g, int b) {
+    int *t = g->ptab + (size_t)b * g->mp;
+    for (int i = g->held[b] - 1; i >= 0; i--) g->freel[g->nfree++] = t[i], t[i] = -1;
+    g->held[b] = 0;
+}
+
+/* Takes the pages the call's N rows need (every slot's table covering its
+ * length after the call) and uploads the changed table rows; nothing is
+ * taken when the pool cannot cover all of them. */
+static int pages_take(gpu_fwd *g, int N, const int *seq) {
+    for (int i = 0; i < N; i++) g->want_len[seq[i]] = g->len[seq[i]];
+    long need = 0;
+    for (int i = 0; i < N; i++) g->want_len[seq[i]]++;
+    for (int i = 0; i < N; i++) {
+        int b = seq[i], np = (g->want_len[b] + g->page - 1) / g->page;
+        if (np > g->held[b]) need += np - g->held[b], g->want_len[b] = -np; /* counted once: -pages */
+    }
+    if (need > g->nfree)
+        return lr_err(LR_EUSAGE, "cuda forward: KV cache full: the call needs %ld more pages of %d positions, %d of %d "
+                      "are free (raise --kv-pages, or lower --batch for static batches)", need, g->page, g->nfree,
+                      g->pages);
+    for (int i = 0; i < N; i++) {
+        int b = seq[i];
+        if (g->want_len[b] >= 0) continue;
+        int np = -g->want_len[b];
+        int *t = g->ptab + (size_t)b * g->mp;
+        while (g->held[b] < np) t[g->held[b]++] = g->freel[--g->nfree];
+        g->want_len[b] = 0;
+        if (b < g->dirty_lo) g->dirty_lo = b;
+        if (b > g->dirty_hi) g->dirty_hi = b;
+    }
+    if (g->dirty_hi >= g->dirty_lo) {
+        size_t at = (size_t)g->dirty_lo * g->mp, n = (size_t)(g->dirty_hi - g->dirty_lo + 1) * g->mp;
+        PROF(GPU_PROF_H2D);
+        CK(cudaMemcpyAsync(g->d_ptab + at, g->ptab + at, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        g->dirty_lo = g->B, g->dirty_hi = -1;
+    }
+    return LR_OK;
+}
+
+extern "C" void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) {
+    k->page = g->page, k->per_slot = g->mp, k->pages = g->pages, k->free = g->nfree;
+    k->page_bytes = page_bytes(&g->c, g->page);
+}
+
+static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv);
+
+/* A failed init frees what it allocated: callers do not free an engine that
+ * never started. */
+extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv) {
+    int rc = fwd_init(out, m, B, Tmax, max_tokens, kmax, kv);
+    if (rc && *out) gpu_fwd_free(*out), *out = NULL;
+    return rc;
+}
+
+static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv) {
     *out = NULL;
     const mcfg *c = &m->cfg;
     if (B < 1 || Tmax < 1 || max_tokens < 1) return lr_err(LR_EUSAGE, "cuda forward: need B, Tmax and max_tokens >= 1");
@@ -301,8 +417,7 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     int rc = upload(g);
     if (rc) return rc;
     size_t C = c->C, I = c->I, V = c->V, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD, M = max_tokens;
-    size_t kv = (size_t)c->L * B * c->NKV * Tmax * c->HD;
-    if ((rc = dalloc(&g->kc, kv)) || (rc = dalloc(&g->vc, kv)) || (rc = dalloc(&g->x, M * C)) ||
+    if ((rc = dalloc(&g->x, M * C)) ||
         (rc = dalloc(&g->qkv, M * (QD + 2 * KD))) || (rc = dalloc(&g->q, M * QD)) || (rc = dalloc(&g->gu, M * 2 * I)) ||
         (rc = dalloc(&g->ln, M * C)) || (rc = dalloc(&g->att, M * QD)) || (rc = dalloc(&g->h, M * I)) ||
         (rc = dalloc(&g->lnf, (size_t)g->LM * C)) || (rc = dalloc(&g->logits, (size_t)g->LM * V)) ||
@@ -316,6 +431,7 @@ extern "C" int gpu_fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int 
     }
     if ((rc = dalloc(&g->cws, cws))) return rc;
     g->len = (int *)xcalloc((size_t)B, sizeof(int));
+    if ((rc = pages_init(g, kv))) return rc; /* last: the pool takes a share of what is left */
     if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new();
     free(g->stage16), free(g->stage32);
     g->stage16 = NULL, g->stage32 = NULL, g->stage16_n = g->stage32_n = 0;
@@ -364,14 +480,18 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     if (g->cb) cublasDestroy(g->cb);
     if (g->st) cudaStreamDestroy(g->st);
     if (g->pin) cudaFreeHost(g->pin);
-    free(g->layer), free(g->len);
+    if (g->ptab) cudaFreeHost(g->ptab);
+    if (g->d_ptab) cudaFree(g->d_ptab);
+    free(g->layer), free(g->len), free(g->held), free(g->want_len), free(g->freel);
     free(g->stage16), free(g->stage32);
     free(g);
 }
 
 extern "C" void gpu_fwd_reset(gpu_fwd *g, int b) {
-    if (b < 0) memset(g->len, 0, (size_t)g->B * sizeof(int));
-    else if (b < g->B) g->len[b] = 0;
+    for (int s = b < 0 ? 0 : b; s < (b < 0 ? g->B : b + 1 < g->B ? b + 1 : g->B); s++) {
+        g->len[s] = 0;
+        if (g->held) pages_release(g, s);
+    }
 }
 
 /* ---------------------------------------------------------------- */
@@ -392,8 +512,9 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     const mcfg *c = &g->c;
     const gpu_layer *y = &g->layer[l];
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
-    size_t kvl = (size_t)g->B * NKV * g->Tmax * HD;
+    size_t kvl = (size_t)g->pages * NKV * g->page * HD;
     uint16_t *kc = (uint16_t *)(g->kc + l * kvl), *vc = (uint16_t *)(g->vc + l * kvl);
+    const kv_pages kv = {g->d_ptab, g->page, g->mp};
     float eps = (float)c->rms_eps;
     int rc;
     PROF(GPU_PROF_ELEMENTWISE);
@@ -401,13 +522,13 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->qkv, g->ln, y->wqkv, n, C, QD + 2 * KD, 0.0f))) return rc;
     PROF(GPU_PROF_ELEMENTWISE);
-    k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, g->Tmax, g->st);
+    k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, kv, g->st);
     PROF(GPU_PROF_ATTENTION);
     if (splits == 0)
-        k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, g->st);
+        k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, kv, g->st);
     else
-        k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, g->Tmax, splits,
-                          g->d_part, g->st);
+        k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, kv, splits, g->d_part,
+                          g->st);
     PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
     PROF(GPU_PROF_ELEMENTWISE);
@@ -600,6 +721,7 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     int rc = fwd_check_rows("cuda forward", g->len, g->B, g->Tmax, c->V, N, tokens, seq);
     if (rc) return rc;
     if (g->prof) CK(prof_start(g->prof, GPU_PROF_HOST, g->st));
+    if ((rc = pages_take(g, N, seq))) return rc;
     size_t G = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
     size_t ng = q->gids ? q->goff[G] : 0, K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;

@@ -24,13 +24,27 @@ void k_embedding(float *x, const int *tokens, const uint16_t *wte, int N, int C,
  * out (N, C) bf16, x (*, C) f32, w (C) f32. */
 void k_rmsnorm(uint16_t *out, const float *x, const float *w, const int *rows, int N, int C, float eps, void *stream);
 
+/* Where the KV cache's rows are (cuda/kvpage.cuh kv_row): pages of `page`
+ * positions x NKV heads x HD, one layer's cache (pages, NKV, page, HD) bf16;
+ * position p of slot s is row p % page of page ptab[s * mp + p / page]
+ * (ptab: device memory, mp entries per slot). ptab NULL: the contiguous
+ * layout (B, NKV, Tmax, HD), page = Tmax and slot s in page s. With mp > 1,
+ * page must be a multiple of KV_PAGE_ALIGN (the attention kernels' key
+ * tiles: 32 keys in attention.cu, 64 in attention_tc.cu), so a key tile
+ * never straddles two pages. */
+typedef struct {
+    const int *ptab;
+    int page, mp;
+} kv_pages;
+#define KV_PAGE_ALIGN 64
+
 /* The projection outputs of one layer, qkv (N, QD + 2 KD) f32 = [q | k | v]
  * per row: adds the biases (bias NULL: none), rotates q and k (RoPE, HF
  * rotate-half, inv_freq (HD/2) from rope_inv_freq), writes q (N, QD) f32
- * and k, v as bf16 into the layer's cache kc, vc (B, NKV, Tmax, HD) at
- * (seq[n], pos[n]). */
+ * and k, v as bf16 into the layer's cache kc, vc at (seq[n], pos[n])
+ * through kv (the slot's pages must already be in its table). */
 void k_qkv_rope(float *q, uint16_t *kc, uint16_t *vc, const float *qkv, const float *bias, const float *inv_freq,
-                const int *seq, const int *pos, int N, int NH, int NKV, int HD, int Tmax, void *stream);
+                const int *seq, const int *pos, int N, int NH, int NKV, int HD, kv_pages kv, void *stream);
 
 /* A run of rows attending together: rows row0 .. row0+n-1 all of slot
  * `slot` at positions pos0 .. pos0+n-1 (built on the host by att_tiles). */
@@ -46,13 +60,13 @@ typedef struct {
 int att_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int max_rows);
 
 /* Causal GQA attention of the tiled rows against the cache (which already
- * holds every row's own k, v): out (N, NH*HD) bf16 = softmax(q k^T / sqrt(HD))
+ * holds every row's own k, v; rows found through kv): out (N, NH*HD) bf16 = softmax(q k^T / sqrt(HD))
  * v over positions 0..pos of the row's slot; q (N, NH*HD) f32. HD <= 128,
  * a multiple of 4; NH / NKV <= ATT_TQ. Flash-style: one block per (tile, KV
  * head) streams key tiles through shared memory with an online softmax for
  * the tile's rows and the query heads sharing that KV head. */
 void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
-                 int ntiles, int NH, int NKV, int HD, int Tmax, void *stream);
+                 int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream);
 
 /* The same attention with each tile's keys split into `splits` ranges of
  * whole key tiles, one block per (tile, KV head, range) writing an
@@ -61,7 +75,7 @@ void k_attention(uint16_t *out, const float *q, const uint16_t *kc, const uint16
  * (decode), where k_attention would run ntiles * NKV blocks. splits < 2 is
  * k_attention. Equal to it up to float rounding. */
 void k_attention_split(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
-                       int ntiles, int NH, int NKV, int HD, int Tmax, int splits, float *part, void *stream);
+                       int ntiles, int NH, int NKV, int HD, kv_pages kv, int splits, float *part, void *stream);
 size_t att_part_floats(int ntiles, int NKV, int HD, int splits);
 /* Splits for a call of ntiles tiles whose longest sees max_klen keys, on a
  * device of nsm multiprocessors: enough blocks for two per SM, at least
@@ -90,7 +104,7 @@ size_t att_tc_smem(int HD);
  * never does: it stays on k_attention_split. */
 int att_tc_wanted(int n, int ntiles, int G);
 void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
-                    int ntiles, int NH, int NKV, int HD, int Tmax, void *stream);
+                    int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream);
 
 /* h (N, I) bf16 = silu(gate) * up, gu (N, 2I) f32 = [gate | up] per row. */
 void k_swiglu(uint16_t *h, const float *gu, int N, int I, void *stream);

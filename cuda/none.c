@@ -20,8 +20,8 @@ int gpu_select_device(int local_rank, int *dev) {
     return lr_err(LR_EGPU, "this build has no CUDA backend");
 }
 
-int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax) {
-    (void)m, (void)B, (void)Tmax, (void)max_tokens, (void)kmax;
+int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv) {
+    (void)m, (void)B, (void)Tmax, (void)max_tokens, (void)kmax, (void)kv;
     *g = NULL;
     return lr_err(LR_EUSAGE, "--device cuda: this build has no CUDA backend (rebuild where nvcc is installed)");
 }
@@ -33,6 +33,7 @@ int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsi
 }
 
 void gpu_fwd_reset(gpu_fwd *g, int b) { (void)g, (void)b; }
+void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) { (void)g, memset(k, 0, sizeof *k); }
 void gpu_fwd_free(gpu_fwd *g) { (void)g; }
 
 /* nn/gpu_train.h: the device trainer, refused likewise */

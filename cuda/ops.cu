@@ -2,6 +2,7 @@
  * the ops_cpu.c function of the same name. */
 #include "common.cuh"
 #include "kernels.h"
+#include "kvpage.cuh"
 
 #define CS(s) ((cudaStream_t)(s))
 
@@ -39,10 +40,9 @@ void k_rmsnorm(uint16_t *out, const float *x, const float *w, const int *rows, i
  * float32 pos * inv_freq, precise cosf/sinf. */
 __global__ void qkv_rope_kernel(float *q, bf16 *kc, bf16 *vc, const float *qkv, const float *bias,
                                 const float *inv_freq, const int *seq, const int *pos, int NH, int NKV, int HD,
-                                int Tmax) {
+                                kv_pages kv) {
     int n = blockIdx.x, half = HD / 2, QD = NH * HD, KD = NKV * HD, W = QD + 2 * KD;
     const float *row = qkv + (size_t)n * W;
-    size_t cache_row = ((size_t)seq[n] * NKV) * Tmax; /* + h * Tmax + pos, times HD */
     for (int j = threadIdx.x; j < (NH + NKV) * half; j += blockDim.x) {
         int h = j / half, i = j % half, off = h * HD; /* off into [q | k] */
         float x1 = row[off + i], x2 = row[off + i + half];
@@ -53,7 +53,7 @@ __global__ void qkv_rope_kernel(float *q, bf16 *kc, bf16 *vc, const float *qkv, 
             q[(size_t)n * QD + off + i] = o1;
             q[(size_t)n * QD + off + i + half] = o2;
         } else {
-            bf16 *dst = kc + ((cache_row + (size_t)(h - NH) * Tmax) + pos[n]) * HD;
+            bf16 *dst = kc + kv_row(kv, seq[n], NKV, h - NH, pos[n], HD);
             dst[i] = f2bf(o1);
             dst[i + half] = f2bf(o2);
         }
@@ -61,15 +61,15 @@ __global__ void qkv_rope_kernel(float *q, bf16 *kc, bf16 *vc, const float *qkv, 
     for (int j = threadIdx.x; j < KD; j += blockDim.x) {
         float v = row[QD + KD + j] + (bias ? bias[QD + KD + j] : 0.0f);
         int h = j / HD, d = j % HD;
-        vc[((cache_row + (size_t)h * Tmax) + pos[n]) * HD + d] = f2bf(v);
+        vc[kv_row(kv, seq[n], NKV, h, pos[n], HD) + d] = f2bf(v);
     }
 }
 
 void k_qkv_rope(float *q, uint16_t *kc, uint16_t *vc, const float *qkv, const float *bias, const float *inv_freq,
-                const int *seq, const int *pos, int N, int NH, int NKV, int HD, int Tmax, void *stream) {
+                const int *seq, const int *pos, int N, int NH, int NKV, int HD, kv_pages kv, void *stream) {
     if (N > 0)
         LAUNCH(qkv_rope_kernel, N, 128, 0, CS(stream), q, (bf16 *)kc, (bf16 *)vc, qkv, bias, inv_freq, seq, pos, NH,
-               NKV, HD, Tmax);
+               NKV, HD, kv);
 }
 
 __global__ void swiglu_kernel(bf16 *h, const float *gu, int N, int I) {

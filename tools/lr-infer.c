@@ -42,7 +42,8 @@
 typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
     int max_new, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, top_k, help, static_batches, zstd_level;
-    long limit;
+    long limit, kv_pages;
+    int kv_page;
     const char *device;
     double temperature, top_p, mass;
     uint64_t seed;
@@ -117,8 +118,17 @@ static void usage(FILE *f) {
         "                         must not be one of the inputs.\n"
         "  --max-context N        positions per sequence: prompt + new tokens (default:\n"
         "                         the model's max_position_embeddings, at most 2048)\n"
-        "  --batch N              problems run at once (default 8 on cpu; on cuda 256 to\n"
-        "                         generate, 64 to follow)\n"
+        "  --batch N              problems run at once (default 8 on cpu; on cuda 1024 to\n"
+        "                         generate, 64 to follow): the slots; on cuda the live\n"
+        "                         problems are also bounded by the KV cache's pages\n"
+        "  --kv-pages N           cuda: KV cache pages (default: 90%% of the device memory\n"
+        "                         free after the weights, at most --batch full contexts);\n"
+        "                         generation admits problems by free pages and preempts\n"
+        "                         (later resumes) the newest when they run out\n"
+        "  --kv-page N            cuda: positions a page, a multiple of 64 (default 64);\n"
+        "                         >= --max-context: one page a slot. --kv-pages and\n"
+        "                         --kv-page change speed and memory; the records only\n"
+        "                         by rounding where a small pool preempts\n"
         "  --batching MODE        generate: continuous (default): a finished problem's\n"
         "                         place goes to the next one at the next forward pass;\n"
         "                         static: --batch problems at a time, each batch running\n"
@@ -154,7 +164,8 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"eos", required_argument, 0, 'E'}, {"device", required_argument, 0, 'D'},
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
         {"zstd-level", required_argument, 0, 'Z'}, {"stop", required_argument, 0, 'X'},
-        {"shots", required_argument, 0, 'H'}, {0, 0, 0, 0},
+        {"shots", required_argument, 0, 'H'}, {"kv-pages", required_argument, 0, 'V'},
+        {"kv-page", required_argument, 0, 'W'}, {0, 0, 0, 0},
     };
     /* preset NULL: the model's chat template; sampling -1: generation_config.json */
     *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .temperature = -1,
@@ -184,6 +195,8 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'K': rc = opt_int("--top-k-max", optarg, 1, 1 << 20, &o->kmax); break;
         case 'k': rc = opt_int("--top-k", optarg, 0, 1 << 30, &o->top_k); break;
         case 'C': rc = opt_int("--max-context", optarg, 1, 1 << 22, &o->max_context); break;
+        case 'V': rc = opt_long("--kv-pages", optarg, 1, 1L << 30, &o->kv_pages); break;
+        case 'W': rc = opt_int("--kv-page", optarg, 1, 1 << 22, &o->kv_page); break;
         case 'Z': rc = opt_int("--zstd-level", optarg, LRS_ZSTD_MIN, LRS_ZSTD_MAX, &o->zstd_level); break;
         case 'e': rc = opt_double("--temperature", optarg, 0, 100, &o->temperature); break;
         case 'r': rc = opt_double("--top-p", optarg, 1e-9, 1, &o->top_p); break;
@@ -258,7 +271,7 @@ int main(int argc, char **argv) {
     if (o.threads) openblas_set_num_threads(o.threads);
     if ((rc = eng_parse_device(o.device, &dev))) goto out;
     /* continuous batching keeps every slot busy, so a GPU takes many */
-    if (!o.batch) o.batch = dev != ENG_CUDA ? 8 : o.follow ? 64 : 256;
+    if (!o.batch) o.batch = dev != ENG_CUDA ? 8 : o.follow ? 64 : 1024;
     /* The cuda backend uploads bf16 straight from the checkpoint. */
     if ((rc = inf_load_model(&m, o.model_dir, o.adapter, dev == ENG_CUDA))) goto out;
     if ((rc = tok_load(&tok, o.model_dir))) goto out;
@@ -279,12 +292,18 @@ int main(int argc, char **argv) {
                    .sample = o.temperature > 0, .smp = {.temperature = o.temperature, .top_p = o.top_p, .top_k = o.top_k},
                    .max_new = o.max_new, .full = o.full, .eos = eos, .neos = neos, .stop = o.stop,
                    .nstop = o.nstop, .tok = tok};
-    if ((rc = eng_init(&e, &m, dev, o.batch, ctxlen, dev == ENG_CUDA ? 4096 : 512, go.co.kmax, o.threads))) goto out;
+    gpu_kv kv = {.page = o.kv_page, .pages = o.kv_pages};
+    if ((rc = eng_init_kv(&e, &m, dev, o.batch, ctxlen, dev == ENG_CUDA ? 4096 : 512, go.co.kmax, o.threads, &kv)))
+        goto out;
     engine_up = 1;
     if (dev == ENG_CUDA) {
         char name[256];
+        gpu_kv_info ki;
         gpu_device_count(name, sizeof name);
-        fprintf(stderr, "%s: device cuda (%s, %s backend)\n", lr_progname, name, gpu_backend());
+        eng_pages(&e, &ki);
+        fprintf(stderr, "%s: device cuda (%s, %s backend), KV cache %d pages of %d positions (%.1f MiB, %.1f full "
+                "contexts)\n", lr_progname, name, gpu_backend(), ki.pages, ki.page, ki.pages * (double)ki.page_bytes / 1048576.0,
+                (double)ki.pages / ki.per_slot);
     }
     gen_init(&g, &e, &go);
     run_opts ro = {.model_dir = o.model_dir, .preset = o.preset, .chat = chat, .prompt_file = o.prompt_file,
@@ -334,6 +353,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s), %llu forward passes\n",
                 lr_progname, run.written, (unsigned long long)run.prog.tokens, dt, dt > 0 ? run.prog.tokens / dt : 0.0,
                 (unsigned long long)g.calls);
+        if (dev == ENG_CUDA && !o.follow && !o.static_batches)
+            fprintf(stderr, "%s: at most %d problems live at once, %ld preemptions\n", lr_progname, run.peak_live,
+                    run.preemptions);
     }
 out:
     if (w) {

@@ -19,6 +19,11 @@ int eng_parse_device(const char *name, eng_device *dev) {
 const char *eng_device_name(eng_device d) { return d == ENG_CUDA ? "cuda" : "cpu"; }
 
 int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads) {
+    return eng_init_kv(e, m, dev, B, Tmax, max_tokens, kmax, nthreads, NULL);
+}
+
+int eng_init_kv(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads,
+                const gpu_kv *kv) {
     memset(e, 0, sizeof *e);
     e->dev = dev;
     e->m = m;
@@ -27,7 +32,7 @@ int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max
         char why[256];
         if (gpu_device_count(why, sizeof why) < 1)
             return lr_err(LR_EGPU, "--device cuda: no usable CUDA device (%s)", why);
-        return gpu_fwd_init(&e->gpu, m, B, Tmax, max_tokens, kmax);
+        return gpu_fwd_init(&e->gpu, m, B, Tmax, max_tokens, kmax, kv);
     }
     if (!m->mem) return lr_err(LR_EUSAGE, "engine: the cpu backend needs the model's weights loaded (model_load)");
     e->heap_cap = kmax > 0 ? kmax : 1;
@@ -89,6 +94,18 @@ void eng_reset(engine *e, int b) {
 }
 
 int eng_tmax(const engine *e) { return e->tmax; }
+
+void eng_pages(const engine *e, gpu_kv_info *k) {
+    if (e->dev == ENG_CUDA) {
+        gpu_fwd_pages(e->gpu, k);
+        return;
+    }
+    const mcfg *c = &e->m->cfg;
+    int used = 0;
+    for (int b = 0; b < e->cpu.B; b++) used += e->cpu.len[b] > 0;
+    k->page = e->tmax, k->per_slot = 1, k->pages = e->cpu.B, k->free = e->cpu.B - used;
+    k->page_bytes = (size_t)c->L * c->NKV * e->tmax * c->HD * 2 * sizeof(float);
+}
 
 void eng_free(engine *e) {
     if (e->gpu) gpu_fwd_free(e->gpu);

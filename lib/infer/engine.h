@@ -14,6 +14,7 @@
 #ifndef LR_ENGINE_H
 #define LR_ENGINE_H
 
+#include "infer/gpu.h"
 #include "infer/rows.h"
 #include "nn/forward.h"
 
@@ -43,13 +44,23 @@ int eng_parse_device(const char *name, eng_device *dev);
 const char *eng_device_name(eng_device d);
 
 /* As fwd_init (B slots of Tmax positions, chunks of max_tokens rows);
- * kmax bounds co.kmax of later calls (the list buffers are sized by it). */
+ * kmax bounds co.kmax of later calls (the list buffers are sized by it).
+ * The KV cache takes the default pages (gpu.h gpu_kv). */
 int eng_init(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads);
+/* The same with the device's KV pages set by kv (NULL: defaults; the cpu
+ * backend ignores it and keeps one slot of Tmax positions per slot). */
+int eng_init_kv(engine *e, const model *m, eng_device dev, int B, int Tmax, int max_tokens, int kmax, int nthreads,
+                const gpu_kv *kv);
 int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
             eng_res *r);
 void eng_reset(engine *e, int b);
 void eng_free(engine *e);
 /* Positions per slot (the cache length). */
 int eng_tmax(const engine *e);
+/* The KV cache in pages, the unit work is admitted by (generate.h
+ * gen_sched): on cuda the device pool; on cpu each slot is one page of Tmax
+ * positions, free while the slot is empty. A slot of length n holds
+ * ceil(n / page) pages; a call needing more than are free fails. */
+void eng_pages(const engine *e, gpu_kv_info *k);
 
 #endif

@@ -291,45 +291,127 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
 void gen_sched_init(gen_sched *s, gen_ctx *c, int B, size_t prefill_rows) {
     memset(s, 0, sizeof *s);
     s->B = B;
+    s->e = c->e;
     s->live = xcalloc((size_t)B, sizeof *s->live);
+    s->wait = xcalloc((size_t)B, sizeof *s->wait);
+    s->len = xcalloc((size_t)B, sizeof *s->len);
     s->gslot = xmalloc((size_t)B * sizeof *s->gslot);
     s->prefill_rows = prefill_rows ? prefill_rows : 4096;
     ensure_res(c, (size_t)B, 0);
     eng_reset(c->e, -1);
+    gpu_kv_info k;
+    eng_pages(c->e, &k);
+    s->page = k.page, s->per_slot = k.per_slot;
 }
 
 void gen_sched_free(gen_sched *s) {
-    free(s->live), free(s->tok), free(s->seq), free(s->gslot), free(s->want);
+    free(s->live), free(s->wait), free(s->len), free(s->tok), free(s->seq), free(s->gslot), free(s->want);
     memset(s, 0, sizeof *s);
 }
 
-int gen_can_admit(const gen_sched *s, const gen_problem *p) {
-    return s->nlive < s->B && (s->queued == 0 || s->queued + p->nprompt <= s->prefill_rows);
+/* Pages holding n positions. */
+static int pages_of(const gen_sched *s, size_t n) { return (int)((n + (size_t)s->page - 1) / (size_t)s->page); }
+
+/* Positions p's cache holds after its next call: prompt + every token but
+ * the newest (which that call feeds) for a live one; the same for one
+ * (re)joining, whose call feeds prompt + all its tokens. */
+static size_t target_len(const gen_problem *p) { return p->nprompt + p->T; }
+
+static int free_pages(const gen_sched *s) {
+    gpu_kv_info k;
+    eng_pages(s->e, &k);
+    return k.free;
 }
 
-void gen_admit(gen_sched *s, gen_problem *p) {
+/* Pages the live, prefilled problems' next rows take. */
+static int decode_need(const gen_sched *s) {
+    int need = 0;
+    for (int b = 0; b < s->B; b++)
+        if (s->live[b] && s->live[b]->prefilled) need += pages_of(s, (size_t)s->len[b] + 1) - pages_of(s, (size_t)s->len[b]);
+    return need;
+}
+
+/* Whether p may join now (preempted ones too), by slot, prefill budget and pages. */
+static int fits_now(const gen_sched *s, const gen_problem *p) {
+    size_t rows = target_len(p);
+    if (s->nlive >= s->B || (s->queued && s->queued + rows > s->prefill_rows)) return 0;
+    int want = pages_of(s, rows) + GEN_RESERVE_PAGES;
+    if (want > s->per_slot) want = s->per_slot;
+    return want + s->promised + decode_need(s) <= free_pages(s);
+}
+
+int gen_can_admit(const gen_sched *s, const gen_problem *p) { return !s->nwait && fits_now(s, p); }
+
+/* p into a free slot; its prefill (prompt + tokens so far) runs next call. */
+static void place(gen_sched *s, gen_problem *p) {
     int b = 0;
     while (s->live[b]) b++;
     s->live[b] = p;
     s->nlive++;
-    s->queued += p->nprompt;
+    if (s->nlive > s->peak_live) s->peak_live = s->nlive;
+    s->queued += target_len(p);
+    s->promised += pages_of(s, target_len(p));
     p->slot = b;
     p->prefilled = 0;
 }
 
-int gen_done(const gen_problem *p) { return p->failed || p->finish != NULL; }
-
-size_t gen_problem_bytes(const gen_problem *p, int full_V) {
-    return sizeof *p + p->nprompt * sizeof *p->prompt + p->cap_T * (2 * sizeof(int32_t) + 2 * sizeof(float)) +
-           p->cap_ids * (sizeof *p->ids + sizeof *p->lp) + (p->full ? p->cap_T * (size_t)full_V * sizeof(float) : 0) +
-           (p->text ? strlen(p->text) : 0);
+void gen_admit(gen_sched *s, gen_problem *p) {
+    p->order = s->order++;
+    place(s, p);
 }
 
-/* Rows in slot order: a live problem's last token, or an admitted one's
- * whole prompt (only its last row wanted); wanted row g is slot gslot[g]'s.
- * A slot is emptied when its problem is admitted, not when it leaves, so a
- * slot's cache is cleared once per problem. */
+int gen_busy(const gen_sched *s) { return s->nlive > 0 || s->nwait > 0; }
+
+/* Empties slot b: its pages go back to the engine. */
+static void vacate(gen_ctx *c, gen_sched *s, int b) {
+    s->live[b] = NULL;
+    s->nlive--;
+    s->len[b] = 0;
+    eng_reset(c->e, b);
+}
+
+/* Preempts the newest live problem: its slot and pages are freed, and it
+ * waits (in admission order) to be re-prefilled from its prompt and tokens.
+ * Its sampling stream is untouched: draws happen only for rows that run. */
+static void preempt_newest(gen_ctx *c, gen_sched *s) {
+    int v = -1;
+    for (int b = 0; b < s->B; b++)
+        if (s->live[b] && (v < 0 || s->live[b]->order > s->live[v]->order)) v = b;
+    gen_problem *p = s->live[v];
+    if (!p->prefilled) s->queued -= target_len(p), s->promised -= pages_of(s, target_len(p));
+    p->prefilled = 0;
+    vacate(c, s, v);
+    int i = s->nwait++;
+    while (i > 0 && s->wait[i - 1]->order > p->order) s->wait[i] = s->wait[i - 1], i--;
+    s->wait[i] = p;
+    s->preemptions++;
+}
+
+/* Rows in slot order: a live problem's last token, or a joining one's
+ * prompt and tokens so far (only the last row wanted); wanted row g is slot
+ * gslot[g]'s. */
 int gen_step(gen_ctx *c, gen_sched *s) {
+    while (s->nwait && fits_now(s, s->wait[0])) {
+        place(s, s->wait[0]);
+        memmove(s->wait, s->wait + 1, (size_t)--s->nwait * sizeof *s->wait);
+    }
+    if (!s->nlive) {
+        /* with nothing live every page is free, and any problem fits: else
+         * pages were lost, and waiting would never end */
+        gpu_kv_info k;
+        eng_pages(s->e, &k);
+        if (k.free < k.pages)
+            return lr_err(LR_EGPU, "KV cache: %d of %d pages not returned with no problem live", k.pages - k.free,
+                          k.pages);
+        return 0;
+    }
+    for (;;) { /* the pages this call takes, against those free */
+        int need = 0, fr = free_pages(s);
+        for (int b = 0; b < s->B; b++)
+            if (s->live[b]) need += pages_of(s, target_len(s->live[b])) - pages_of(s, (size_t)s->len[b]);
+        if (need <= fr || !s->nlive) break;
+        preempt_newest(c, s);
+    }
     if (!s->nlive) return 0;
     size_t N = s->queued + (size_t)s->nlive;
     if (N > s->cap) {
@@ -347,23 +429,32 @@ int gen_step(gen_ctx *c, gen_sched *s) {
             s->tok[r] = p->tokens[p->T - 1], s->seq[r] = b, s->want[r++] = 1;
         } else {
             eng_reset(c->e, b);
-            for (size_t i = 0; i < p->nprompt; i++)
-                s->tok[r] = p->prompt[i], s->seq[r] = b, s->want[r++] = i + 1 == p->nprompt;
+            size_t n = target_len(p);
+            for (size_t i = 0; i < n; i++)
+                s->tok[r] = i < p->nprompt ? p->prompt[i] : p->tokens[i - p->nprompt], s->seq[r] = b,
+                s->want[r++] = i + 1 == n;
             p->prefilled = 1;
         }
+        s->len[b] = (int)target_len(p);
         draw_uniform(c, (size_t)G, p);
         s->gslot[G++] = b;
     }
-    s->queued = 0;
+    s->queued = 0, s->promised = 0;
     eng_req q = make_req(c, 0);
     int rc = run_rows(c, (int)r, s->tok, s->seq, s->want, &q);
     for (int g = 0; !rc && g < G; g++) {
         int b = s->gslot[g];
-        if (take_step(c, s->live[b], (size_t)g)) continue;
-        s->live[b] = NULL;
-        s->nlive--;
+        if (!take_step(c, s->live[b], (size_t)g)) vacate(c, s, b);
     }
     return rc;
+}
+
+int gen_done(const gen_problem *p) { return p->failed || p->finish != NULL; }
+
+size_t gen_problem_bytes(const gen_problem *p, int full_V) {
+    return sizeof *p + p->nprompt * sizeof *p->prompt + p->cap_T * (2 * sizeof(int32_t) + 2 * sizeof(float)) +
+           p->cap_ids * (sizeof *p->ids + sizeof *p->lp) + (p->full ? p->cap_T * (size_t)full_V * sizeof(float) : 0) +
+           (p->text ? strlen(p->text) : 0);
 }
 
 int gen_load_followed(gen_ctx *c, lrs_reader *r, const msgpack_object *rec, gen_problem *p) {

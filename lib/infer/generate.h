@@ -10,9 +10,14 @@
  *   gen_sched: the same loop with continuous batching: the engine's slots
  *     hold problems that join (gen_admit) and leave (done) between calls,
  *     and each call (gen_step) packs the decode rows of the live problems
- *     with the prompt rows of those just admitted. A problem's tokens and
- *     lists are the static loop's (the same rows through the same model;
- *     only the float rounding of a different batch may differ, ~1e-6);
+ *     with the prompt rows of those just admitted. Work is admitted by the
+ *     engine's free KV pages (eng_pages), slots being only a cap: when a
+ *     step's rows need more pages than are free, the newest live problems
+ *     are preempted (their pages freed) and later re-prefilled from prompt
+ *     + the tokens they already produced, before any new problem joins. A
+ *     problem's tokens and lists are the static loop's (the same rows
+ *     through the same model; only the float rounding of a different batch,
+ *     or of a re-prefill, may differ, ~1e-6);
  *   gen_follow: teacher-force the prompt + tokens of n followed records and
  *     record, per step, this model's own list and its log-probs of the
  *     followed record's list (gathered on the engine).
@@ -52,7 +57,8 @@ typedef struct {
     uint64_t rng;              /* sampling stream (gen_seed) */
     int failed;
     int slot;                  /* gen_sched: the engine slot while live */
-    int prefilled;             /* gen_sched: the prompt is in the slot's cache */
+    int prefilled;             /* gen_sched: prompt + tokens[0..T-1) are in the slot's cache */
+    long order;                /* gen_sched: admission number (the newest live problem is preempted first) */
     char *err;                 /* why it failed (malloc'd) */
 } gen_problem;
 
@@ -103,12 +109,25 @@ int gen_generate(gen_ctx *g, gen_problem *ps, int n);
 /* Teacher-forces ps[0..n), each loaded by gen_load_followed. */
 int gen_follow(gen_ctx *g, gen_problem *ps, int n);
 
-/* Continuous batching over the engine's B slots. */
+/* Pages a problem joins with beyond those of its prompt, so that it does
+ * not need one at its first decode steps (and is not preempted at once). */
+#define GEN_RESERVE_PAGES 1
+
+/* Continuous batching over the engine's B slots and KV pages. */
 typedef struct {
     int B;
+    engine *e;
     gen_problem **live;        // (B) the problem in slot b, NULL when free
     int nlive;
+    gen_problem **wait;        // (B) preempted problems, oldest admission first
+    int nwait;
+    int *len;                  // (B) positions slot b's cache holds
+    int page, per_slot;        /* eng_pages: positions a page, pages of a full context */
+    long order;                /* the next admission's number */
+    long preemptions;          /* problems preempted so far */
+    int peak_live;             /* most problems live at once */
     size_t queued;             /* prompt rows admitted but not yet run */
+    int promised;              /* pages those rows will take */
     size_t prefill_rows;       /* at most this many prompt rows per call (>= one prompt) */
     int *tok, *seq, *gslot;    /* one call's rows; wanted row g's slot */
     unsigned char *want;
@@ -119,17 +138,25 @@ typedef struct {
  * every slot of the engine. */
 void gen_sched_init(gen_sched *s, gen_ctx *g, int B, size_t prefill_rows);
 void gen_sched_free(gen_sched *s);
-/* 1 when p can join now: a slot is free and its prompt fits this call's
- * prefill budget (an empty budget takes any prompt). */
+/* 1 when p can join now: no preempted problem is waiting, a slot is free,
+ * its prompt fits this call's prefill budget (an empty budget takes any
+ * prompt), and its prompt's pages + GEN_RESERVE_PAGES (at most a full
+ * context's) fit in the free pages beside those the admitted prompts and
+ * the live problems' next rows take. */
 int gen_can_admit(const gen_sched *s, const gen_problem *p);
 /* Puts p (prompt set, fitting the context, not failed) in a free slot; its
  * prompt is prefilled by the next gen_step. p must stay put until done. */
 void gen_admit(gen_sched *s, gen_problem *p);
 /* One engine call over every live problem: one token each (the admitted
- * ones: their prompt and first token). Problems that end (EOS, max_new,
- * NaN logits: finish or failed set) leave their slot. Returns an LR_E*
- * code on an engine error. */
+ * ones: their prompt and first token; re-admitted preempted ones: prompt +
+ * tokens so far, and their next token). First the preempted problems
+ * rejoin, oldest first, while they fit; then, while the call's rows need
+ * more pages than are free, the newest live problem is preempted. Problems
+ * that end (EOS, max_new, NaN logits: finish or failed set) leave their
+ * slot, and their pages go back. Returns an LR_E* code on an engine error. */
 int gen_step(gen_ctx *g, gen_sched *s);
+/* 1 while a problem is live or waiting to rejoin. */
+int gen_busy(const gen_sched *s);
 /* 1 when p has finished (written or reported next), 0 while live. */
 int gen_done(const gen_problem *p);
 /* Bytes p holds (full_V: V with --full, else 0), for the bound on finished

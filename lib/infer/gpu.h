@@ -28,10 +28,35 @@ int gpu_select_device(int local_rank, int *dev);
 
 typedef struct gpu_fwd gpu_fwd;
 
+/* The paged KV cache (docs/CUDA.md): a pool of pages of `page` positions
+ * (all layers, keys and values), each slot's page table grown as its length
+ * crosses a page boundary and emptied by gpu_fwd_reset. 0 picks the
+ * default: GPU_KV_PAGE positions a page; a pool of KV_MEM_FRACTION of the
+ * device memory free once weights and activations are allocated, at most B
+ * full contexts. A page of at least Tmax positions is the contiguous layout
+ * (one page a slot); otherwise page is a multiple of 64 (KV_PAGE_ALIGN),
+ * the attention kernels' key tiles, so that a key tile never straddles two
+ * pages. */
+typedef struct {
+    int page;    /* positions a page (0: GPU_KV_PAGE) */
+    long pages;  /* pages in the pool (0: from free memory) */
+} gpu_kv;
+#define GPU_KV_PAGE 64
+#define KV_MEM_FRACTION 0.9
+typedef struct {
+    int page, per_slot;  /* positions a page; pages of a full context (Tmax) */
+    int pages, free;     /* pages in the pool; on the free list now */
+    size_t page_bytes;   /* device bytes of one page */
+} gpu_kv_info;
+
 /* Uploads the model as bf16 (from m's float32 weights when loaded, else
- * straight from its safetensors mmap, see model_open) and sizes a bf16 KV
- * cache of B slots x Tmax positions and activations for max_tokens rows. */
-int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax);
+ * straight from its safetensors mmap, see model_open), sizes activations
+ * for max_tokens rows and a paged bf16 KV cache (kv NULL: defaults) for B
+ * slots of at most Tmax positions. A call whose rows need more pages than
+ * are free fails (LR_EUSAGE) before running anything: callers admit work
+ * by free pages (gpu_fwd_pages). */
+int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv);
+void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k);
 /* eng_run's contract (engine.h). */
 int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
                 eng_res *r);

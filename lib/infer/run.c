@@ -205,7 +205,7 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
             next = NULL;
             if (nwin > r->peak) r->peak = nwin;
         }
-        if (rc || (!sc.nlive && !next && end)) break;
+        if (rc || (!gen_busy(&sc) && !next && end)) break;
         rc = gen_step(g, &sc);
         long wrote = 0;
         while (!rc && nwin && gen_done(win[head])) {
@@ -229,6 +229,7 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
     for (int i = 0; i < nwin; i++) gen_problem_clear(win[(head + i) % W]), free(win[(head + i) % W]);
     if (next) gen_problem_clear(next), free(next);
     free(win);
+    r->peak_live = sc.peak_live, r->preemptions = sc.preemptions;
     gen_sched_free(&sc);
     return rc;
 }

@@ -57,6 +57,8 @@ typedef struct {
     size_t ndone_cap;
     long failed, written;
     int peak;                  /* continuous: most problems held at once (live + finished) */
+    int peak_live;             /* continuous: most problems live at once (gen_sched) */
+    long preemptions;          /* continuous: problems preempted for KV pages (gen_sched) */
     lr_progress prog;
 } inf_run;
 

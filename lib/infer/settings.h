@@ -6,7 +6,9 @@
  *
  * Inputs are identified by path, size and content hash (FNV-1a 64; "-",
  * stdin, by its name only). What only changes speed (batch, threads,
- * progress) is not recorded. Adding a setting is one field below and one
+ * progress, the KV cache's pages: --kv-pages, --kv-page, whose preemptions
+ * re-prefill a problem from its own tokens, so only rounding can differ,
+ * as with batch) is not recorded. Adding a setting is one field below and one
  * line in settings_pack (settings.c). */
 #ifndef LR_SETTINGS_H
 #define LR_SETTINGS_H

@@ -81,6 +81,7 @@ static void test_embedding_rmsnorm_swiglu(void) {
  * tile, a second slot, and a decode row appended to a slot with history. */
 static void test_qkv_attention(int NH, int NKV, int HD) {
     int B = 3, Tmax = 80, QD = NH * HD, KD = NKV * HD, W = QD + 2 * KD;
+    const kv_pages flat = {NULL, Tmax, 1};
     /* slot 0: positions 0..44 (two tiles and a half); slot 2: 0..9; slot 1:
      * positions 0..5 then 6 alone later in the rows */
     int N = 45 + 10 + 6 + 1;
@@ -95,7 +96,7 @@ static void test_qkv_attention(int NH, int NKV, int HD) {
     float *q = malloc((size_t)N * QD * 4);
     size_t csz = (size_t)B * NKV * Tmax * HD;
     uint16_t *kc = calloc(csz, 2), *vc = calloc(csz, 2);
-    k_qkv_rope(q, kc, vc, qkv, bias, inv, seq, pos, N, NH, NKV, HD, Tmax, NULL);
+    k_qkv_rope(q, kc, vc, qkv, bias, inv, seq, pos, N, NH, NKV, HD, flat, NULL);
 
     /* CPU: split, bias, rope, store in a float32 cache */
     float *qr = malloc((size_t)N * QD * 4), *kr = malloc((size_t)N * KD * 4), *vr = malloc((size_t)N * KD * 4);
@@ -130,7 +131,7 @@ static void test_qkv_attention(int NH, int NKV, int HD) {
     CHECKF(nt == want_nt, "tiles %d, expected %d", nt, want_nt);
     uint16_t *out = malloc((size_t)N * QD * 2);
     float *ref = malloc((size_t)N * QD * 4);
-    k_attention(out, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, NULL);
+    k_attention(out, q, kc, vc, tiles, nt, NH, NKV, HD, flat, NULL);
     attention_forward(ref, q, kcf, vcf, seq, pos, N, NH, NKV, HD, Tmax, 1);
     double e = relerr_bf(out, ref, (size_t)N * QD);
     CHECKF(e < 1e-2, "attention NH %d NKV %d HD %d: rel err %g", NH, NKV, HD, e);
@@ -145,6 +146,7 @@ static void test_qkv_attention(int NH, int NKV, int HD) {
  * that do and do not divide the context, up to the most att_splits picks. */
 static void test_attention_split(void) {
     const int NH = 12, NKV = 2, HD = 128, Tmax = 3000, B = 3, QD = NH * HD;
+    const kv_pages flat = {NULL, Tmax, 1};
     int seq[] = {0, 1, 1, 1, 2}, pos[] = {2999, 1000, 1001, 1002, 10}, N = 5;
     size_t csz = (size_t)B * NKV * Tmax * HD;
     float *kcf = frand(csz, 1), *vcf = frand(csz, 1), *q = frand((size_t)N * QD, 1);
@@ -156,14 +158,14 @@ static void test_attention_split(void) {
     float *ref = malloc((size_t)N * QD * 4);
     attention_forward(ref, q, kcf, vcf, seq, pos, N, NH, NKV, HD, Tmax, 1);
     uint16_t *one = malloc((size_t)N * QD * 2), *out = malloc((size_t)N * QD * 2);
-    k_attention(one, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, NULL);
+    k_attention(one, q, kc, vc, tiles, nt, NH, NKV, HD, flat, NULL);
     double e1 = relerr_bf(one, ref, (size_t)N * QD);
     CHECKF(e1 < 1e-2, "one-pass attention: rel err %g", e1);
     const int splits[] = {2, 7, att_splits(nt, NKV, 3000, 132), ATT_SPLIT_MAX};
     for (int si = 0; si < 4; si++) {
         float *part = malloc(att_part_floats(nt, NKV, HD, splits[si]) * sizeof *part);
         memset(out, 0xff, (size_t)N * QD * 2);
-        k_attention_split(out, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, splits[si], part, NULL);
+        k_attention_split(out, q, kc, vc, tiles, nt, NH, NKV, HD, flat, splits[si], part, NULL);
         double e = relerr_bf(out, ref, (size_t)N * QD), d = 0;
         int far = 0;
         for (size_t i = 0; i < (size_t)N * QD; i++) { /* against the one-pass kernel: an ulp or two of bf16 */
@@ -203,6 +205,7 @@ static void test_attention_split(void) {
  * same data is reported next to it. */
 static void test_attention_tc(int NH, int NKV, int HD) {
     const int B = 4, Tmax = 260, QD = NH * HD, G = NH / NKV;
+    const kv_pages flat = {NULL, Tmax, 1};
     CHECK(att_tc_serves(NH, NKV, HD));
     enum { NSEG = 4 };
     const int sseg[NSEG] = {0, 1, 2, 3}, p0[NSEG] = {150, 0, 70, 200}, len[NSEG] = {107, 37, 5, 1};
@@ -228,11 +231,11 @@ static void test_attention_tc(int NH, int NKV, int HD) {
     uint16_t *out = malloc((size_t)N * QD * 2), *fma = malloc((size_t)N * QD * 2);
     float *ref = malloc((size_t)N * QD * 4);
     memset(out, 0xff, (size_t)N * QD * 2);
-    k_attention_tc(out, q, kc, vc, tiles, nt, NH, NKV, HD, Tmax, NULL);
+    k_attention_tc(out, q, kc, vc, tiles, nt, NH, NKV, HD, flat, NULL);
     attention_forward(ref, q, kcf, vcf, seq, pos, N, NH, NKV, HD, Tmax, 1);
     att_tile *ft = malloc(N * sizeof *ft);
     int fnt = att_tiles(ft, seq, pos, N, ATT_ROWS(NH, NKV));
-    k_attention(fma, q, kc, vc, ft, fnt, NH, NKV, HD, Tmax, NULL);
+    k_attention(fma, q, kc, vc, ft, fnt, NH, NKV, HD, flat, NULL);
     const double u = 1.0 / 512, scale = 1.0 / sqrt((double)HD);
     double worst = 0, etc = 0, efma = 0; /* worst: error over bound */
     int over = 0;
