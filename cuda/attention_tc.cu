@@ -218,7 +218,21 @@ int att_tc_serves(int NH, int NKV, int HD) {
 
 size_t att_tc_smem(int HD) { return tc_layout(HD).bytes; }
 
-int att_tc_wanted(int n, int ntiles, int G) { return ntiles > 0 && n >= 2 * ntiles && n * G >= 16 * ntiles; }
+int att_tc_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int tc_rows, int *ntc) {
+    int nt = 0;
+    for (int pass = 0; pass < 2; pass++) { /* runs of two rows or more, then lone rows */
+        if (pass == 1) *ntc = nt;
+        for (int i = 0, j; i < N; i = j) {
+            for (j = i + 1; j < N && seq[j] == seq[i] && pos[j] == pos[j - 1] + 1;) j++;
+            if ((j - i >= 2) != (pass == 0)) continue;
+            for (int s = i; s < j; s += tc_rows) {
+                att_tile *t = &tiles[nt++];
+                t->row0 = s, t->n = j - s < tc_rows ? j - s : tc_rows, t->slot = seq[i], t->pos0 = pos[s];
+            }
+        }
+    }
+    return nt;
+}
 
 void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
                     int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream) {

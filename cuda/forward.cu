@@ -56,7 +56,7 @@ static int env_on(const char *name, int dflt) {
  * counts reallocations of the per-call buffers the launches point into. */
 typedef struct {
     double mass, temperature, top_p;
-    int n, nw, nt, splits, kmax, kmin, top_k, gather, sample; /* splits 0: tensor-core attention */
+    int n, nw, ntc, nt, splits, kmax, kmin, top_k, flags; /* flags: 1 gather, 2 sample */
     unsigned gen;
 } graph_key; /* no padding: compared and copied with memcmp/memcpy */
 static_assert(sizeof(graph_key) == 3 * sizeof(double) + 10 * sizeof(int), "graph_key has padding");
@@ -506,9 +506,9 @@ static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, in
     return LR_OK;
 }
 
-/* splits: key ranges per tile for k_attention_split, 0 for the tensor-core
- * kernel (whose tiles then hold ATT_TC_ROWS rows) */
-static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
+/* d_tiles: ntc tiles for the tensor-core kernel (att_tc_tiles), then the
+ * rest of the nt for k_attention_split, splits key ranges each */
+static int layer_forward(gpu_fwd *g, int l, int n, int ntc, int nt, int splits) {
     const mcfg *c = &g->c;
     const gpu_layer *y = &g->layer[l];
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
@@ -524,11 +524,10 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntiles, int splits) {
     PROF(GPU_PROF_ELEMENTWISE);
     k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, kv, g->st);
     PROF(GPU_PROF_ATTENTION);
-    if (splits == 0)
-        k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, kv, g->st);
-    else
-        k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntiles, NH, NKV, HD, kv, splits, g->d_part,
-                          g->st);
+    if (ntc) k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntc, NH, NKV, HD, kv, g->st);
+    if (nt > ntc)
+        k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles + ntc, nt - ntc, NH, NKV, HD, kv, splits,
+                          g->d_part, g->st);
     PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
     PROF(GPU_PROF_ELEMENTWISE);
@@ -627,14 +626,15 @@ template <class T> static void deliver(T *host, const T *pinned, size_t n) {
  * its rows are on the device, from the embedding to the sampler; the
  * chunk's wanted rows are results gbase.. of the call. The --full logits
  * copy is the only copy here (graph_run never captures a call with one). */
-static int chunk_launches(gpu_fwd *g, const eng_req *q, eng_res *r, int n, int nw, int nt, int splits, size_t gbase) {
+static int chunk_launches(gpu_fwd *g, const eng_req *q, eng_res *r, int n, int nw, int ntc, int nt, int splits,
+                          size_t gbase) {
     const mcfg *c = &g->c;
     const int V = c->V, C = c->C;
     int rc;
     PROF(GPU_PROF_ELEMENTWISE);
     k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
     for (int l = 0; l < c->L; l++)
-        if ((rc = layer_forward(g, l, n, nt, splits))) return rc;
+        if ((rc = layer_forward(g, l, n, ntc, nt, splits))) return rc;
     for (int s = 0; s < nw; gbase += (size_t)(nw - s < g->LM ? nw - s : g->LM), s += g->LM) {
         int cnt = nw - s < g->LM ? nw - s : g->LM;
         PROF(GPU_PROF_ELEMENTWISE);
@@ -680,8 +680,8 @@ static void graph_failed(gpu_fwd *g, cudaGraph_t graph, cudaGraphExec_t exec) {
  * well is captured, replacing the graph, and launched; a new key runs
  * plainly this time (*ran = 0), so that the one-off shapes of continuous
  * batching (a prompt joining) neither capture nor evict the decode graph. */
-static int graph_run(gpu_fwd *g, const graph_key *k, const eng_req *q, eng_res *r, int n, int nw, int nt, int splits,
-                     int *ran) {
+static int graph_run(gpu_fwd *g, const graph_key *k, const eng_req *q, eng_res *r, int n, int nw, int ntc, int nt,
+                     int splits, int *ran) {
     *ran = 0;
     if (!g->gexec || memcmp(k, &g->gkey, sizeof *k)) {
         if (!g->gseen_ok || memcmp(k, &g->gseen, sizeof *k)) {
@@ -694,7 +694,7 @@ static int graph_run(gpu_fwd *g, const graph_key *k, const eng_req *q, eng_res *
             graph_failed(g, NULL, NULL);
             return LR_OK;
         }
-        int rc = chunk_launches(g, q, r, n, nw, nt, splits, 0);
+        int rc = chunk_launches(g, q, r, n, nw, ntc, nt, splits, 0);
         cudaError_t e = cudaStreamEndCapture(g->st, &graph); /* always: the stream leaves capture mode */
         if (!rc && e == cudaSuccess && graph) e = cudaGraphInstantiate(&exec, graph, 0);
         if (rc || e != cudaSuccess || !graph || !exec) {
@@ -752,18 +752,16 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
             pos[i] = g->len[sq[i]]++;
             if (!want || want[start + i]) rows[nw++] = i;
         }
-        /* prefill and teacher forcing (tiles of many rows) on tensor cores;
-         * otherwise, as for decode, FMA tiles, and with few tiles of long
-         * contexts (few live problems) the keys split */
-        int nt = 0, splits = 0, maxk = 0;
-        if (g->tcatt) nt = att_tiles(tiles, sq, pos, n, ATT_TC_ROWS(c->NH, c->NKV));
-        if (!g->tcatt || !att_tc_wanted(n, nt, c->NH / c->NKV)) {
-            nt = att_tiles(tiles, sq, pos, n, ATT_ROWS(c->NH, c->NKV));
-            for (int i = 0; i < nt; i++)
-                if (tiles[i].pos0 + tiles[i].n > maxk) maxk = tiles[i].pos0 + tiles[i].n;
-            splits = att_splits(nt, c->NKV, maxk, g->nsm);
-        }
-        size_t pn = splits > 1 ? att_part_floats(nt, c->NKV, c->HD, splits) : 0;
+        /* runs of rows of one slot (prefill, teacher forcing) on tensor
+         * cores, lone rows (decode) as FMA tiles; with few FMA tiles of long
+         * contexts (few live problems) their keys split */
+        int nt, ntc = 0, splits = 1, maxk = 0;
+        if (g->tcatt) nt = att_tc_tiles(tiles, sq, pos, n, ATT_TC_ROWS(c->NH, c->NKV), &ntc);
+        else nt = att_tiles(tiles, sq, pos, n, ATT_ROWS(c->NH, c->NKV));
+        for (int i = ntc; i < nt; i++)
+            if (tiles[i].pos0 + tiles[i].n > maxk) maxk = tiles[i].pos0 + tiles[i].n;
+        if (nt > ntc) splits = att_splits(nt - ntc, c->NKV, maxk, g->nsm);
+        size_t pn = splits > 1 ? att_part_floats(nt - ntc, c->NKV, c->HD, splits) : 0;
         if (pn > g->part_n) {
             if ((rc = grow(g, &g->d_part, pn))) return rc;
             g->part_n = pn;
@@ -778,12 +776,12 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         if (start == 0 && n == N && g->graphs && !g->prof && N <= g->B && nw <= g->LM && !(q->logits && r->logits)) {
             graph_key k;
             memset(&k, 0, sizeof k); /* padding too: keys compare with memcmp */
-            k.n = n, k.nw = nw, k.nt = nt, k.splits = splits, k.kmax = q->co.kmax, k.kmin = q->co.kmin;
-            k.mass = q->co.mass, k.gather = q->gids != NULL, k.sample = q->uniform != NULL, k.gen = g->gen;
+            k.n = n, k.nw = nw, k.ntc = ntc, k.nt = nt, k.splits = splits, k.kmax = q->co.kmax, k.kmin = q->co.kmin;
+            k.mass = q->co.mass, k.flags = (q->gids != NULL) | (q->uniform != NULL) << 1, k.gen = g->gen;
             if (q->uniform) k.temperature = q->smp.temperature, k.top_k = q->smp.top_k, k.top_p = q->smp.top_p;
-            if ((rc = graph_run(g, &k, q, r, n, nw, nt, splits, &ran))) return rc;
+            if ((rc = graph_run(g, &k, q, r, n, nw, ntc, nt, splits, &ran))) return rc;
         }
-        if (!ran && (rc = chunk_launches(g, q, r, n, nw, nt, splits, gbase))) return rc;
+        if (!ran && (rc = chunk_launches(g, q, r, n, nw, ntc, nt, splits, gbase))) return rc;
         gbase += (size_t)nw;
     }
     PROF(GPU_PROF_D2H);

@@ -98,11 +98,15 @@ int att_splits(int ntiles, int NKV, int max_klen, int nsm);
 #define ATT_TC_ROWS(NH, NKV) (ATT_TC_TQ / ((NH) / (NKV)))
 int att_tc_serves(int NH, int NKV, int HD); /* HD a multiple of 16 in [16, 128], NH / NKV <= 64 */
 size_t att_tc_smem(int HD);
-/* Whether a call of n rows in ntiles tensor-core tiles (G query heads per
- * KV head) should run on tensor cores: when its tiles average at least 2
- * rows and 16 query lanes (one wmma row block). Decode (one row a tile)
- * never does: it stays on k_attention_split. */
-int att_tc_wanted(int n, int ntiles, int G);
+/* The tiles of a call with tensor-core attention: every run of two or more
+ * consecutive rows of one slot (a prompt, a chunk of a teacher-forced row)
+ * in tiles of at most tc_rows rows, first (*ntc of them, for
+ * k_attention_tc), then one tile per lone row (decode, for
+ * k_attention_split). Chosen by run, not by call, so a row's attention
+ * does not depend on what else shares its call: a prompt joining a
+ * continuous batch of decode rows gets the attention it gets in a batch of
+ * prompts. tiles needs room for N. Returns the count. */
+int att_tc_tiles(att_tile *tiles, const int *seq, const int *pos, int N, int tc_rows, int *ntc);
 void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uint16_t *vc, const att_tile *tiles,
                     int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream);
 

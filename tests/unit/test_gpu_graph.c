@@ -189,7 +189,6 @@ static void tc_chunks(void) {
     CHECK(mk_write_model(dir, &o) == 0);
     model m;
     CHECK(model_open(&m, dir) == 0);
-    CHECK(att_tc_wanted(16, 2, m.cfg.NH / m.cfg.NKV));
     engine e[2];
     unsetenv("LR_GPU_GRAPHS");
     CHECK(eng_init(&e[0], &m, ENG_CUDA, 16, 128, 64, KMAX, 1) == 0);

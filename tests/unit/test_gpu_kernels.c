@@ -383,6 +383,39 @@ static void test_compact(int V, int G, int kmax, double mass, int slices, int ki
     free(glps), free(rids), free(heap), free(rlps), dev_free(ws);
 }
 
+/* att_tc_tiles: runs of two rows or more on tensor cores in tiles of at
+ * most tc_rows, lone rows after them, one tile each; a run's tiles are the
+ * same whatever rows share its call (the property continuous batching
+ * needs: a joining prompt attends as it would among prompts). */
+static void test_att_tc_tiles(void) {
+    /* rows: slot 3 decode; slot 0 positions 0..11 (a prompt); slot 5
+     * decode; slot 1 positions 7..8 (a run of 2); slot 2 decode */
+    int seq[17], pos[17], n = 0;
+    seq[n] = 3, pos[n++] = 40;
+    for (int p = 0; p < 12; p++) seq[n] = 0, pos[n++] = p;
+    seq[n] = 5, pos[n++] = 9;
+    seq[n] = 1, pos[n++] = 7;
+    seq[n] = 1, pos[n++] = 8;
+    seq[n] = 2, pos[n++] = 100;
+    att_tile t[17];
+    int ntc = -1, nt = att_tc_tiles(t, seq, pos, n, 5, &ntc);
+    CHECKF(nt == 7 && ntc == 4, "%d tiles, %d on tensor cores", nt, ntc);
+    const att_tile want[7] = {{1, 5, 0, 0}, {6, 5, 0, 5}, {11, 2, 0, 10}, {14, 2, 1, 7},
+                              {0, 1, 3, 40}, {13, 1, 5, 9}, {16, 1, 2, 100}};
+    for (int i = 0; i < 7 && i < nt; i++)
+        CHECKF(t[i].row0 == want[i].row0 && t[i].n == want[i].n && t[i].slot == want[i].slot &&
+                   t[i].pos0 == want[i].pos0,
+               "tile %d: rows %d+%d slot %d pos %d", i, t[i].row0, t[i].n, t[i].slot, t[i].pos0);
+    /* the prompt alone: the same three tiles, rows shifted by one */
+    nt = att_tc_tiles(t, seq + 1, pos + 1, 12, 5, &ntc);
+    CHECK(nt == 3 && ntc == 3 && t[0].row0 == 0 && t[2].n == 2 && t[2].pos0 == 10);
+    /* decode only: nothing on tensor cores */
+    int s2[3] = {0, 1, 2}, p2[3] = {4, 4, 4};
+    nt = att_tc_tiles(t, s2, p2, 3, 5, &ntc);
+    CHECK(nt == 3 && ntc == 0);
+    CHECK(att_tc_tiles(t, s2, p2, 0, 5, &ntc) == 0 && ntc == 0);
+}
+
 int main(void) {
     CHECK_SEED(rng);
     test_embedding_rmsnorm_swiglu();
@@ -400,9 +433,7 @@ int main(void) {
     /* shapes the tensor-core kernel leaves to k_attention */
     CHECK(!att_tc_serves(6, 6, 12) && !att_tc_serves(2, 1, 144) && !att_tc_serves(4, 2, 8) && !att_tc_serves(130, 2, 64));
     CHECK(att_tc_serves(32, 1, 16) && att_tc_serves(2, 1, 80));
-    /* the policy: prefill-shaped calls yes, decode (one row a tile) no */
-    CHECK(att_tc_wanted(300, 30, 6) && att_tc_wanted(50, 4, 2) && !att_tc_wanted(3, 3, 7) && !att_tc_wanted(8, 8, 32));
-    CHECK(!att_tc_wanted(5, 1, 2) && !att_tc_wanted(0, 0, 2));
+    test_att_tc_tiles();
     /* many rows, one slice each (what a full batch gets), every kind, a NaN row */
     test_compact(1000, 24, 32, 0.99999, k_compact_slices(24, 1000, 132), 0, 2, 0);
     test_compact(1000, 300, 32, 0.99999, k_compact_slices(300, 1000, 132), 3, 7, 1);
