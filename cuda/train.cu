@@ -330,17 +330,29 @@ extern "C" int gpu_trn_zero_grad(gpu_trn *g) {
     return LR_OK;
 }
 
-/* forward.c's lin_forward: out = inp W^T + b (+ s B A drop(inp)). */
-static int lin_forward(gpu_trn *g, int l, int k, int N, float *out, const float *inp, const float *W, const float *b,
-                       int IC, int OC, int drop, uint64_t seed) {
-    CB(k_gemm_f32(g->blas, 0, 1, N, OC, IC, 1.0f, inp, IC, W, IC, 0.0f, out, OC));
+/* A projection's base weight and input in the trainer's precision: the
+ * float32 pair, or under GTRN_BF16 the bf16 pair (the other one NULL). */
+typedef struct {
+    const float *W, *x;
+    const uint16_t *W16, *x16;
+} proj;
+
+/* forward.c's lin_forward: out = x W^T + b (+ s B A drop(x)). Under
+ * GTRN_BF16 the base product takes the bf16 input and weight, and the LoRA
+ * term reads the input widened to float32 (in xd, the dropout mask applied
+ * there in place). */
+static int lin_forward(gpu_trn *g, int l, int k, int N, float *out, proj p, const float *b, int IC, int OC, int drop,
+                       uint64_t seed) {
+    if (p.W16) CB(k_gemm_bf16(g->blas, 0, 1, N, OC, IC, 1.0f, p.x16, IC, p.W16, IC, 0.0f, out, OC));
+    else CB(k_gemm_f32(g->blas, 0, 1, N, OC, IC, 1.0f, p.x, IC, p.W, IC, 0.0f, out, OC));
     if (b) k_add_bias(out, b, N, OC, NULL);
     if (!g->adapted[k]) return LR_OK;
     int r = g->r;
     const float *A = g->p + g->offA[k] + (size_t)l * r * IC, *Bm = g->p + g->offB[k] + (size_t)l * OC * r;
-    const float *x = inp;
+    const float *x = p.x;
+    if (p.x16) k_bf16_to_f32(g->xd, p.x16, (size_t)N * IC, NULL), x = g->xd;
     if (drop) {
-        k_dropout(g->xd, inp, (size_t)N * IC, g->dropout, fwd_lora_drop_key(seed, l, k), NULL);
+        k_dropout(g->xd, x, (size_t)N * IC, g->dropout, fwd_lora_drop_key(seed, l, k), NULL);
         x = g->xd;
     }
     float *u = g->L[l].u[k];
@@ -349,55 +361,24 @@ static int lin_forward(gpu_trn *g, int l, int k, int N, float *out, const float 
     return LR_OK;
 }
 
-/* trainer.c's lin_backward with the base frozen: dinp += dout W, then the
- * LoRA term (its input regenerated through the mask when dropout is on). */
-static int lin_backward(gpu_trn *g, int l, int k, int N, float *dinp, const float *dout, const float *inp, const float *W,
-                        int IC, int OC, int drop, uint64_t seed) {
-    CB(k_matmul_backward(g->blas, dinp, NULL, dout, NULL, W, N, IC, OC));
+/* trainer.c's lin_backward with the base frozen: dinp += dout W (under
+ * GTRN_BF16 bf16(dout) W16 in a bf16 product), then the LoRA term on the
+ * input as the forward read it (its mask regenerated when dropout is on). */
+static int lin_backward(gpu_trn *g, int l, int k, int N, float *dinp, const float *dout, proj p, int IC, int OC, int drop,
+                        uint64_t seed) {
+    if (p.W16) {
+        k_f32_to_bf16(g->g16, dout, (size_t)N * OC, NULL);
+        CB(k_gemm_bf16(g->blas, 0, 0, N, IC, OC, 1.0f, g->g16, OC, p.W16, IC, 1.0f, dinp, IC));
+    } else CB(k_matmul_backward(g->blas, dinp, NULL, dout, NULL, p.W, N, IC, OC));
     if (!g->adapted[k]) return LR_OK;
     int r = g->r;
     size_t oA = g->offA[k] + (size_t)l * r * IC, oB = g->offB[k] + (size_t)l * OC * r;
-    const float *u = g->L[l].u[k];
-    if (drop)
-        CB(k_lora_backward_dropout(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, g->xd, g->dxd, dout, inp, u, g->p + oA,
+    const float *u = g->L[l].u[k], *x = p.x;
+    if (p.x16) k_bf16_to_f32(g->xd, p.x16, (size_t)N * IC, NULL), x = g->xd;
+    if (drop) /* under bf16 x is xd: the mask regenerated there in place */
+        CB(k_lora_backward_dropout(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, g->xd, g->dxd, dout, x, u, g->p + oA,
                                    g->p + oB, N, IC, OC, r, g->scale, g->dropout, fwd_lora_drop_key(seed, l, k), NULL));
-    else CB(k_lora_backward(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, dout, inp, u, g->p + oA, g->p + oB, N, IC, OC, r, g->scale));
-    return LR_OK;
-}
-
-/* lin_forward under GTRN_BF16: the base product from the bf16 input inp16
- * and weight W16; the LoRA term reads inp16 widened to float32 (in xd, the
- * dropout mask applied there in place). */
-static int lin_forward16(gpu_trn *g, int l, int k, int N, float *out, const uint16_t *inp16, const uint16_t *W16,
-                         const float *b, int IC, int OC, int drop, uint64_t seed) {
-    CB(k_gemm_bf16(g->blas, 0, 1, N, OC, IC, 1.0f, inp16, IC, W16, IC, 0.0f, out, OC));
-    if (b) k_add_bias(out, b, N, OC, NULL);
-    if (!g->adapted[k]) return LR_OK;
-    int r = g->r;
-    const float *A = g->p + g->offA[k] + (size_t)l * r * IC, *Bm = g->p + g->offB[k] + (size_t)l * OC * r;
-    k_bf16_to_f32(g->xd, inp16, (size_t)N * IC, NULL);
-    if (drop) k_dropout(g->xd, g->xd, (size_t)N * IC, g->dropout, fwd_lora_drop_key(seed, l, k), NULL);
-    float *u = g->L[l].u[k];
-    CB(k_gemm_f32(g->blas, 0, 1, N, r, IC, 1.0f, g->xd, IC, A, IC, 0.0f, u, r));
-    CB(k_gemm_f32(g->blas, 0, 1, N, OC, r, g->scale, u, r, Bm, r, 1.0f, out, OC));
-    return LR_OK;
-}
-
-/* lin_backward under GTRN_BF16: dinp += bf16(dout) W16 in a bf16 product,
- * then the float32 LoRA term on inp16 widened as the forward widened it. */
-static int lin_backward16(gpu_trn *g, int l, int k, int N, float *dinp, const float *dout, const uint16_t *inp16,
-                          const uint16_t *W16, int IC, int OC, int drop, uint64_t seed) {
-    k_f32_to_bf16(g->g16, dout, (size_t)N * OC, NULL);
-    CB(k_gemm_bf16(g->blas, 0, 0, N, IC, OC, 1.0f, g->g16, OC, W16, IC, 1.0f, dinp, IC));
-    if (!g->adapted[k]) return LR_OK;
-    int r = g->r;
-    size_t oA = g->offA[k] + (size_t)l * r * IC, oB = g->offB[k] + (size_t)l * OC * r;
-    const float *u = g->L[l].u[k];
-    k_bf16_to_f32(g->xd, inp16, (size_t)N * IC, NULL);
-    if (drop) /* the mask regenerated in xd in place */
-        CB(k_lora_backward_dropout(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, g->xd, g->dxd, dout, g->xd, u, g->p + oA,
-                                   g->p + oB, N, IC, OC, r, g->scale, g->dropout, fwd_lora_drop_key(seed, l, k), NULL));
-    else CB(k_lora_backward(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, dout, g->xd, u, g->p + oA, g->p + oB, N, IC, OC, r, g->scale));
+    else CB(k_lora_backward(g->blas, dinp, g->gr + oA, g->gr + oB, g->du, dout, x, u, g->p + oA, g->p + oB, N, IC, OC, r, g->scale));
     return LR_OK;
 }
 
@@ -407,78 +388,16 @@ static int lin_backward16(gpu_trn *g, int l, int k, int N, float *dinp, const fl
         if (rc_) return rc_;                                                                                  \
     } while (0)
 
-/* layer_forward under GTRN_BF16: the same ops; each kept bf16 input is
- * made in xd in float32 and rounded once */
-static int layer_forward16(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
-    const mcfg *c = &g->c;
-    const model_weights *w = &g->w;
-    tlayer *t = &g->L[l];
-    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
-    size_t lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
-    float *x_next = l + 1 < c->L ? g->L[l + 1].x_in : g->x_out;
-    float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
-    float eps = (float)c->rms_eps;
-#define AT(p, off) ((p) ? (p) + (off) : NULL)
-    k_rmsnorm_f32(g->xd, t->r1, t->x_in, w->ln1 + lC, N, C, eps, NULL);
-    k_f32_to_bf16(t->ln1h, g->xd, (size_t)N * C, NULL);
-    TRY(lin_forward16(g, l, LORA_Q, N, t->q, t->ln1h, g->w16.wq + lQC, AT(w->bq, (size_t)l * QD), C, QD, drop, seed));
-    TRY(lin_forward16(g, l, LORA_K, N, t->k, t->ln1h, g->w16.wk + lKC, AT(w->bk, (size_t)l * KD), C, KD, drop, seed));
-    TRY(lin_forward16(g, l, LORA_V, N, t->v, t->ln1h, g->w16.wv + lKC, AT(w->bv, (size_t)l * KD), C, KD, drop, seed));
-    k_rope_f32(t->q, g->inv_freq, g->rpos, N, NH, HD, NULL);
-    k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
-    k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
-    k_attention_f32(g->xd, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
-    k_f32_to_bf16(t->atth, g->xd, (size_t)N * QD, NULL);
-    TRY(lin_forward16(g, l, LORA_O, N, g->tmp, t->atth, g->w16.wo + lQC, AT(w->bo, lC), QD, C, drop, seed));
-    k_residual_f32(t->x_mid, t->x_in, g->tmp, (size_t)N * C, NULL);
-    k_rmsnorm_f32(g->xd, t->r2, t->x_mid, w->ln2 + lC, N, C, eps, NULL);
-    k_f32_to_bf16(t->ln2h, g->xd, (size_t)N * C, NULL);
-    TRY(lin_forward16(g, l, LORA_GATE, N, t->gate, t->ln2h, g->w16.wgate + lIC, NULL, C, I, drop, seed));
-    TRY(lin_forward16(g, l, LORA_UP, N, t->up, t->ln2h, g->w16.wup + lIC, NULL, C, I, drop, seed));
-    k_swiglu_f32(g->xd, t->gate, t->up, (size_t)N * I, NULL);
-    k_f32_to_bf16(t->hh, g->xd, (size_t)N * I, NULL);
-    TRY(lin_forward16(g, l, LORA_DOWN, N, g->tmp, t->hh, g->w16.wdown + lIC, NULL, I, C, drop, seed));
-    k_residual_f32(x_next, t->x_mid, g->tmp, (size_t)N * C, NULL);
-#undef AT
-    return LR_OK;
-}
-
-/* layer_backward under GTRN_BF16: the same order, the projections through
- * lin_backward16 */
-static int layer_backward16(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
-    const mcfg *c = &g->c;
-    const model_weights *w = &g->w;
-    tlayer *t = &g->L[l];
-    int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
-    size_t M = (size_t)N, lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
-    const float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
-    size_t fb = sizeof(float);
-    CK(cudaMemset(g->dh, 0, M * I * fb));
-    TRY(lin_backward16(g, l, LORA_DOWN, N, g->dh, g->dres, t->hh, g->w16.wdown + lIC, I, C, drop, seed));
-    CK(cudaMemset(g->dgate, 0, M * I * fb));
-    CK(cudaMemset(g->dup, 0, M * I * fb));
-    k_swiglu_backward(g->dgate, g->dup, g->dh, t->gate, t->up, N, I, I, NULL);
-    CK(cudaMemset(g->dln, 0, M * C * fb));
-    TRY(lin_backward16(g, l, LORA_GATE, N, g->dln, g->dgate, t->ln2h, g->w16.wgate + lIC, C, I, drop, seed));
-    TRY(lin_backward16(g, l, LORA_UP, N, g->dln, g->dup, t->ln2h, g->w16.wup + lIC, C, I, drop, seed));
-    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_mid, w->ln2 + lC, t->r2, N, C, g->ws, NULL);
-    CK(cudaMemset(g->datt, 0, M * QD * fb));
-    TRY(lin_backward16(g, l, LORA_O, N, g->datt, g->dres, t->atth, g->w16.wo + lQC, QD, C, drop, seed));
-    CK(cudaMemset(g->dq, 0, M * QD * fb));
-    CK(cudaMemset(g->dkc, 0, g->kvl * fb));
-    CK(cudaMemset(g->dvc, 0, g->kvl * fb));
-    if (k_attention_backward(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->B,
-                             g->Tmax, NULL))
-        return lr_err(LR_EINPUT, "cuda trainer: attention shape not supported (head_dim %d, %d/%d heads)", HD, NH, NKV);
-    k_kv_gather(g->dk, g->dv, g->dkc, g->dvc, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
-    k_rope_backward(g->dq, g->dq, g->inv_freq, g->rpos, N, NH, HD, NULL);
-    k_rope_backward(g->dk, g->dk, g->inv_freq, g->rpos, N, NKV, HD, NULL);
-    CK(cudaMemset(g->dln, 0, M * C * fb));
-    TRY(lin_backward16(g, l, LORA_Q, N, g->dln, g->dq, t->ln1h, g->w16.wq + lQC, C, QD, drop, seed));
-    TRY(lin_backward16(g, l, LORA_K, N, g->dln, g->dk, t->ln1h, g->w16.wk + lKC, C, KD, drop, seed));
-    TRY(lin_backward16(g, l, LORA_V, N, g->dln, g->dv, t->ln1h, g->w16.wv + lKC, C, KD, drop, seed));
-    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_in, w->ln1 + lC, t->r1, N, C, g->ws, NULL);
-    return LR_OK;
+/* The projection of base weight w->NAME (layer offset OFF) reading the
+ * kept input X (float32) or X16 (its bf16 copy under GTRN_BF16). */
+#define PJ(NAME, OFF, X, X16) \
+    (g->bf16 ? proj{NULL, NULL, g->w16.NAME + (OFF), (X16)} : proj{w->NAME + (OFF), (X), NULL, NULL})
+/* A kept input that only projections read is made in its float32 buffer,
+ * or under GTRN_BF16 in the scratch xd and then rounded once into its bf16
+ * copy (kept16). */
+#define KEEP(X) (g->bf16 ? g->xd : (X))
+static void kept16(gpu_trn *g, uint16_t *h, size_t n) {
+    if (g->bf16) k_f32_to_bf16(h, g->xd, n, NULL);
 }
 
 static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, const int *qonly) {
@@ -491,21 +410,25 @@ static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, cons
     float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
     float eps = (float)c->rms_eps;
 #define AT(p, off) ((p) ? (p) + (off) : NULL)
-    k_rmsnorm_f32(t->ln1, t->r1, t->x_in, w->ln1 + lC, N, C, eps, NULL);
-    TRY(lin_forward(g, l, LORA_Q, N, t->q, t->ln1, w->wq + lQC, AT(w->bq, (size_t)l * QD), C, QD, drop, seed));
-    TRY(lin_forward(g, l, LORA_K, N, t->k, t->ln1, w->wk + lKC, AT(w->bk, (size_t)l * KD), C, KD, drop, seed));
-    TRY(lin_forward(g, l, LORA_V, N, t->v, t->ln1, w->wv + lKC, AT(w->bv, (size_t)l * KD), C, KD, drop, seed));
+    k_rmsnorm_f32(KEEP(t->ln1), t->r1, t->x_in, w->ln1 + lC, N, C, eps, NULL);
+    kept16(g, t->ln1h, (size_t)N * C);
+    TRY(lin_forward(g, l, LORA_Q, N, t->q, PJ(wq, lQC, t->ln1, t->ln1h), AT(w->bq, (size_t)l * QD), C, QD, drop, seed));
+    TRY(lin_forward(g, l, LORA_K, N, t->k, PJ(wk, lKC, t->ln1, t->ln1h), AT(w->bk, (size_t)l * KD), C, KD, drop, seed));
+    TRY(lin_forward(g, l, LORA_V, N, t->v, PJ(wv, lKC, t->ln1, t->ln1h), AT(w->bv, (size_t)l * KD), C, KD, drop, seed));
     k_rope_f32(t->q, g->inv_freq, g->rpos, N, NH, HD, NULL);
     k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
     k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
-    k_attention_f32(t->att, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
-    TRY(lin_forward(g, l, LORA_O, N, g->tmp, t->att, w->wo + lQC, AT(w->bo, lC), QD, C, drop, seed));
+    k_attention_f32(KEEP(t->att), t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
+    kept16(g, t->atth, (size_t)N * QD);
+    TRY(lin_forward(g, l, LORA_O, N, g->tmp, PJ(wo, lQC, t->att, t->atth), AT(w->bo, lC), QD, C, drop, seed));
     k_residual_f32(t->x_mid, t->x_in, g->tmp, (size_t)N * C, NULL);
-    k_rmsnorm_f32(t->ln2, t->r2, t->x_mid, w->ln2 + lC, N, C, eps, NULL);
-    TRY(lin_forward(g, l, LORA_GATE, N, t->gate, t->ln2, w->wgate + lIC, NULL, C, I, drop, seed));
-    TRY(lin_forward(g, l, LORA_UP, N, t->up, t->ln2, w->wup + lIC, NULL, C, I, drop, seed));
-    k_swiglu_f32(t->h, t->gate, t->up, (size_t)N * I, NULL);
-    TRY(lin_forward(g, l, LORA_DOWN, N, g->tmp, t->h, w->wdown + lIC, NULL, I, C, drop, seed));
+    k_rmsnorm_f32(KEEP(t->ln2), t->r2, t->x_mid, w->ln2 + lC, N, C, eps, NULL);
+    kept16(g, t->ln2h, (size_t)N * C);
+    TRY(lin_forward(g, l, LORA_GATE, N, t->gate, PJ(wgate, lIC, t->ln2, t->ln2h), NULL, C, I, drop, seed));
+    TRY(lin_forward(g, l, LORA_UP, N, t->up, PJ(wup, lIC, t->ln2, t->ln2h), NULL, C, I, drop, seed));
+    k_swiglu_f32(KEEP(t->h), t->gate, t->up, (size_t)N * I, NULL);
+    kept16(g, t->hh, (size_t)N * I);
+    TRY(lin_forward(g, l, LORA_DOWN, N, g->tmp, PJ(wdown, lIC, t->h, t->hh), NULL, I, C, drop, seed));
     k_residual_f32(x_next, t->x_mid, g->tmp, (size_t)N * C, NULL);
 #undef AT
     return LR_OK;
@@ -521,17 +444,17 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     size_t fb = sizeof(float);
     /* MLP block */
     CK(cudaMemset(g->dh, 0, M * I * fb));
-    TRY(lin_backward(g, l, LORA_DOWN, N, g->dh, g->dres, t->h, w->wdown + lIC, I, C, drop, seed));
+    TRY(lin_backward(g, l, LORA_DOWN, N, g->dh, g->dres, PJ(wdown, lIC, t->h, t->hh), I, C, drop, seed));
     CK(cudaMemset(g->dgate, 0, M * I * fb));
     CK(cudaMemset(g->dup, 0, M * I * fb));
     k_swiglu_backward(g->dgate, g->dup, g->dh, t->gate, t->up, N, I, I, NULL);
     CK(cudaMemset(g->dln, 0, M * C * fb));
-    TRY(lin_backward(g, l, LORA_GATE, N, g->dln, g->dgate, t->ln2, w->wgate + lIC, C, I, drop, seed));
-    TRY(lin_backward(g, l, LORA_UP, N, g->dln, g->dup, t->ln2, w->wup + lIC, C, I, drop, seed));
+    TRY(lin_backward(g, l, LORA_GATE, N, g->dln, g->dgate, PJ(wgate, lIC, t->ln2, t->ln2h), C, I, drop, seed));
+    TRY(lin_backward(g, l, LORA_UP, N, g->dln, g->dup, PJ(wup, lIC, t->ln2, t->ln2h), C, I, drop, seed));
     k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_mid, w->ln2 + lC, t->r2, N, C, g->ws, NULL);
     /* attention block */
     CK(cudaMemset(g->datt, 0, M * QD * fb));
-    TRY(lin_backward(g, l, LORA_O, N, g->datt, g->dres, t->att, w->wo + lQC, QD, C, drop, seed));
+    TRY(lin_backward(g, l, LORA_O, N, g->datt, g->dres, PJ(wo, lQC, t->att, t->atth), QD, C, drop, seed));
     CK(cudaMemset(g->dq, 0, M * QD * fb));
     CK(cudaMemset(g->dkc, 0, g->kvl * fb));
     CK(cudaMemset(g->dvc, 0, g->kvl * fb));
@@ -542,12 +465,14 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     k_rope_backward(g->dq, g->dq, g->inv_freq, g->rpos, N, NH, HD, NULL);
     k_rope_backward(g->dk, g->dk, g->inv_freq, g->rpos, N, NKV, HD, NULL);
     CK(cudaMemset(g->dln, 0, M * C * fb));
-    TRY(lin_backward(g, l, LORA_Q, N, g->dln, g->dq, t->ln1, w->wq + lQC, C, QD, drop, seed));
-    TRY(lin_backward(g, l, LORA_K, N, g->dln, g->dk, t->ln1, w->wk + lKC, C, KD, drop, seed));
-    TRY(lin_backward(g, l, LORA_V, N, g->dln, g->dv, t->ln1, w->wv + lKC, C, KD, drop, seed));
+    TRY(lin_backward(g, l, LORA_Q, N, g->dln, g->dq, PJ(wq, lQC, t->ln1, t->ln1h), C, QD, drop, seed));
+    TRY(lin_backward(g, l, LORA_K, N, g->dln, g->dk, PJ(wk, lKC, t->ln1, t->ln1h), C, KD, drop, seed));
+    TRY(lin_backward(g, l, LORA_V, N, g->dln, g->dv, PJ(wv, lKC, t->ln1, t->ln1h), C, KD, drop, seed));
     k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_in, w->ln1 + lC, t->r1, N, C, g->ws, NULL);
     return LR_OK;
 }
+#undef PJ
+#undef KEEP
 
 /* dln[wrow[i]] = the sum of dlg rows wfirst[i] .. wfirst[i+1]-1 (the loss
  * entries of that trainer row, in entry order); other rows untouched. */
@@ -657,7 +582,7 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
     if (g->bf16) k_embedding(g->L[0].x_in, g->tok, g->w16.embed, N, C, NULL);
     else k_embedding_f32(g->L[0].x_in, g->tok, g->w.embed, N, C, NULL);
     for (int l = 0; l < c->L; l++)
-        TRY(g->bf16 ? layer_forward16(g, l, N, drop, drop_seed, qonly) : layer_forward(g, l, N, drop, drop_seed, qonly));
+        TRY(layer_forward(g, l, N, drop, drop_seed, qonly));
     k_rmsnorm_f32(g->lnf, g->rstdf, g->x_out, g->w.norm, N, C, (float)c->rms_eps, NULL);
     /* the loss entries' logits, loss and gradient, chunk by chunk, down to
      * their final-norm rows' gradient dlg */
@@ -681,7 +606,7 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
     CK(cudaMemset(g->dres, 0, (size_t)N * C * fb));
     k_rmsnorm_backward(g->dres, NULL, g->dln, g->x_out, g->w.norm, g->rstdf, N, C, g->ws, NULL);
     for (int l = c->L - 1; l >= 0; l--)
-        TRY(g->bf16 ? layer_backward16(g, l, N, drop, drop_seed, qonly) : layer_backward(g, l, N, drop, drop_seed, qonly));
+        TRY(layer_backward(g, l, N, drop, drop_seed, qonly));
     if (Ls->n) CK(cudaMemcpy(loss, g->eloss, (size_t)Ls->n * sizeof(double), cudaMemcpyDeviceToHost));
     CK(cudaGetLastError());
     return LR_OK;
