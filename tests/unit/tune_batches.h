@@ -1,0 +1,86 @@
+/* tune_batches.h: the tuner examples the device-trainer tests feed both
+ * backends: soft-KL problems whose step contexts extend one another (so
+ * packing shares a sequence), a repeated context (a shared loss row) and a
+ * query-only row; SFT examples with prompts of varied length. Seeded, so
+ * every test sees the same examples. */
+#ifndef LR_TUNE_BATCHES_H
+#define LR_TUNE_BATCHES_H
+#include "method/tune.h"
+#include "base/util.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t rng = 4242;
+static double urand01(void) {
+    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static int irand(int n) { return (int)(urand01() * n); }
+
+typedef struct {
+    tune_example *ex;
+    int n;
+} batch;
+
+/* soft-KL examples: problems of 3 steps whose contexts extend one another
+ * (packing shares one sequence), one repeated context (a shared loss row),
+ * one example with a query-only last row */
+static batch make_softkl(int V, int nprob) {
+    batch b = {xcalloc((size_t)nprob * 3 + 2, sizeof(tune_example)), 0};
+    for (int p = 0; p < nprob; p++) {
+        int len = 6 + irand(6);
+        int *base = xmalloc((size_t)(len + 8) * sizeof(int));
+        for (int i = 0; i < len + 8; i++) base[i] = irand(V);
+        for (int s = 0; s < 3; s++) {
+            tune_example *e = &b.ex[b.n++];
+            e->problem = p, e->step = s, e->ntok = len + 3 * s;
+            e->tokens = xmalloc((size_t)e->ntok * sizeof(int));
+            memcpy(e->tokens, base, (size_t)e->ntok * sizeof(int));
+            e->nt = 1 + irand(5);
+            e->ids = xmalloc((size_t)e->nt * sizeof(int));
+            e->w = xmalloc((size_t)e->nt * sizeof(float));
+            double sum = 0;
+            for (int j = 0; j < e->nt; j++) {
+                e->ids[j] = (p * 31 + j * 7 + s) % V; /* distinct */
+                e->w[j] = (float)(0.1 + urand01());
+                sum += e->w[j];
+            }
+            for (int j = 0; j < e->nt; j++) e->w[j] = (float)(e->w[j] / sum * 0.95);
+        }
+        free(base);
+    }
+    /* a repeat of example 1 (same context: the same loss row) */
+    tune_example *d = &b.ex[b.n++], *o = &b.ex[1];
+    *d = *o;
+    d->tokens = xmalloc((size_t)o->ntok * sizeof(int)), memcpy(d->tokens, o->tokens, (size_t)o->ntok * sizeof(int));
+    d->ids = xmalloc((size_t)o->nt * sizeof(int)), memcpy(d->ids, o->ids, (size_t)o->nt * sizeof(int));
+    d->w = xmalloc((size_t)o->nt * sizeof(float)), memcpy(d->w, o->w, (size_t)o->nt * sizeof(float));
+    d->ids[0] = (d->ids[0] + 3) % V;
+    /* a padded example: its last row query-only at RoPE position 11 */
+    tune_example *q = &b.ex[b.n++];
+    q->problem = 1000, q->step = 0, q->ntok = 9, q->query_pos = 11, q->nt = 2;
+    q->tokens = xmalloc(9 * sizeof(int));
+    for (int i = 0; i < 9; i++) q->tokens[i] = irand(V);
+    q->ids = xmalloc(2 * sizeof(int)), q->w = xmalloc(2 * sizeof(float));
+    q->ids[0] = 5, q->ids[1] = 9, q->w[0] = 0.6f, q->w[1] = 0.4f;
+    return b;
+}
+
+static batch make_sft(int V, int n) {
+    batch b = {xcalloc((size_t)n, sizeof(tune_example)), n};
+    for (int i = 0; i < n; i++) {
+        tune_example *e = &b.ex[i];
+        e->problem = i, e->ntok = 8 + irand(10), e->nprompt = 3 + irand(4);
+        e->tokens = xmalloc((size_t)e->ntok * sizeof(int));
+        for (int t = 0; t < e->ntok; t++) e->tokens[t] = irand(V);
+    }
+    return b;
+}
+
+static void free_batch(batch *b) {
+    for (int i = 0; i < b->n; i++) free(b->ex[i].tokens), free(b->ex[i].ids), free(b->ex[i].w);
+    free(b->ex);
+}
+#endif
