@@ -34,17 +34,6 @@
 
 #include "tune_batches.h"
 
-/* a tuner on a private copy of lo0, on the cpu or the device */
-static int open_tuner(tuner *tu, lora *lo, const lora *lo0, model *m, int objective, int gpu, int drop, int maxlen) {
-    lora_alloc_like(lo, lo0);
-    memcpy(lo->mem, lo0->mem, lo0->n * sizeof(float));
-    lo->dropout = drop ? 0.1f : 0.0f;
-    if (tuner_init(tu, m, lo, objective, 0, 1, 64, maxlen, 8, 2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f)) return -1;
-    tu->dropout_on = 1, tu->seed = 7;
-    if (gpu && tuner_use_gpu(tu)) return -1;
-    return 0;
-}
-
 static double max_tensor_err(const lora *shape, const float *a, const float *ref, const char *what, const char *tag) {
     double worst = 0;
     for (int k = 0; k < LORA_NMOD; k++) {
@@ -63,8 +52,8 @@ static void one_step(model *m, const lora *lo0, const batch *b, int objective, i
     tuner c, g;
     lora lc, lg;
     int maxlen = 32;
-    CHECK(open_tuner(&c, &lc, lo0, m, objective, 0, drop, maxlen) == 0);
-    if (open_tuner(&g, &lg, lo0, m, objective, 1, drop, maxlen)) {
+    CHECK(open_tuner(&c, &lc, lo0, m, objective, -1, drop, maxlen) == 0);
+    if (open_tuner(&g, &lg, lo0, m, objective, GTRN_F32, drop, maxlen)) {
         CHECKF(0, "%s: %s", tag, lr_errmsg());
         return;
     }
@@ -91,8 +80,8 @@ static void one_step(model *m, const lora *lo0, const batch *b, int objective, i
 static void run20(model *m, const lora *lo0, const batch *b, int objective, int drop, const char *tag) {
     tuner c, g;
     lora lc, lg;
-    CHECK(open_tuner(&c, &lc, lo0, m, objective, 0, drop, 32) == 0);
-    if (open_tuner(&g, &lg, lo0, m, objective, 1, drop, 32)) {
+    CHECK(open_tuner(&c, &lc, lo0, m, objective, -1, drop, 32) == 0);
+    if (open_tuner(&g, &lg, lo0, m, objective, GTRN_F32, drop, 32)) {
         CHECKF(0, "%s: %s", tag, lr_errmsg());
         return;
     }

@@ -51,20 +51,6 @@
 
 #include "tune_batches.h"
 
-/* a tuner on a private copy of lo0: the cpu (prec < 0) or the device at prec */
-static int open_tuner(tuner *tu, lora *lo, const lora *lo0, model *m, int objective, int prec, int drop, int maxlen) {
-    lora_alloc_like(lo, lo0);
-    memcpy(lo->mem, lo0->mem, lo0->n * sizeof(float));
-    lo->dropout = drop ? 0.1f : 0.0f;
-    if (tuner_init(tu, m, lo, objective, 0, 1, 64, maxlen, 8, 2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f)) return -1;
-    tu->dropout_on = 1, tu->seed = 7;
-    if (prec >= 0) {
-        tu->precision = prec;
-        if (tuner_use_gpu(tu)) return -1;
-    }
-    return 0;
-}
-
 /* per module: the worse of A's and B's relative error, printed; returns the worst */
 static double module_errs(const lora *shape, const float *a, const float *ref, const char *what, const char *tag) {
     double worst = 0;

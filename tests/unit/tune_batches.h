@@ -2,10 +2,13 @@
  * backends: soft-KL problems whose step contexts extend one another (so
  * packing shares a sequence), a repeated context (a shared loss row) and a
  * query-only row; SFT examples with prompts of varied length. Seeded, so
- * every test sees the same examples. */
+ * every test sees the same examples. And open_tuner, the tuner both
+ * backends are compared with. */
 #ifndef LR_TUNE_BATCHES_H
 #define LR_TUNE_BATCHES_H
 #include "method/tune.h"
+#include "model/lora.h"
+#include "nn/gpu_train.h"
 #include "base/util.h"
 
 #include <stdint.h>
@@ -82,5 +85,19 @@ static batch make_sft(int V, int n) {
 static void free_batch(batch *b) {
     for (int i = 0; i < b->n; i++) free(b->ex[i].tokens), free(b->ex[i].ids), free(b->ex[i].w);
     free(b->ex);
+}
+
+/* a tuner on a private copy of lo0: the cpu (prec < 0) or the device at prec */
+static int open_tuner(tuner *tu, lora *lo, const lora *lo0, model *m, int objective, int prec, int drop, int maxlen) {
+    lora_alloc_like(lo, lo0);
+    memcpy(lo->mem, lo0->mem, lo0->n * sizeof(float));
+    lo->dropout = drop ? 0.1f : 0.0f;
+    if (tuner_init(tu, m, lo, objective, 0, 1, 64, maxlen, 8, 2e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f)) return -1;
+    tu->dropout_on = 1, tu->seed = 7;
+    if (prec >= 0) {
+        tu->precision = prec;
+        if (tuner_use_gpu(tu)) return -1;
+    }
+    return 0;
 }
 #endif
