@@ -132,20 +132,11 @@ static void run20(model *m, const lora *lo0, const batch *b, int objective, int 
         CHECKF(0, "%s: %s", tag, lr_errmsg());
         return;
     }
-    int steps = 20, half = b->n / 2;
+    int steps = 20;
     double worst_l = 0, first = 0, last = 0;
     for (int s = 0; s < steps; s++) {
-        double lcs = 0, lgs = 0, nc = 0, ng = 0;
-        float lr = lr_linear(2e-3f, s, steps, 2);
-        CHECK(tuner_zero_grad(&c) == 0 && tuner_zero_grad(&g) == 0);
-        for (int mb = 0; mb < 2; mb++) {
-            const tune_example *ex = b->ex + (mb ? half : 0);
-            int n = mb ? b->n - half : half;
-            CHECKF(tuner_accumulate(&c, ex, n, 0.5 / n, &lcs) == 0, "%s", lr_errmsg());
-            CHECKF(tuner_accumulate(&g, ex, n, 0.5 / n, &lgs) == 0, "%s", lr_errmsg());
-        }
-        CHECKF(tuner_update(&c, lr, &nc) == 0, "%s", lr_errmsg());
-        CHECKF(tuner_update(&g, lr, &ng) == 0, "%s", lr_errmsg());
+        double lcs, lgs, nc, ng;
+        lockstep(&c, &g, b, s, steps, &lcs, &lgs, &nc, &ng);
         worst_l = fmax(worst_l, fabs(lgs - lcs) / fabs(lcs));
         if (!s) first = lcs;
         last = lcs;

@@ -3,7 +3,7 @@
  * packing shares a sequence), a repeated context (a shared loss row) and a
  * query-only row; SFT examples with prompts of varied length. Seeded, so
  * every test sees the same examples. And open_tuner, the tuner both
- * backends are compared with. */
+ * backends are compared with, and lockstep, one step of two of them. */
 #ifndef LR_TUNE_BATCHES_H
 #define LR_TUNE_BATCHES_H
 #include "method/tune.h"
@@ -99,5 +99,24 @@ static int open_tuner(tuner *tu, lora *lo, const lora *lo0, model *m, int object
         if (tuner_use_gpu(tu)) return -1;
     }
     return 0;
+}
+/* One optimizer step of c and g in lockstep (the caller includes check.h):
+ * two micro-batches, b's halves, each weighted 0.5 / its size, at step s
+ * of a linear schedule of `steps` from 2e-3 with 2 warm-up steps; the
+ * summed losses and the gradient norms of each. */
+static void lockstep(tuner *c, tuner *g, const batch *b, int s, int steps, double *lc, double *lg, double *nc,
+                     double *ng) {
+    int half = b->n / 2;
+    float lr = lr_linear(2e-3f, s, steps, 2);
+    *lc = *lg = *nc = *ng = 0;
+    CHECK(tuner_zero_grad(c) == 0 && tuner_zero_grad(g) == 0);
+    for (int mb = 0; mb < 2; mb++) {
+        const tune_example *ex = b->ex + (mb ? half : 0);
+        int n = mb ? b->n - half : half;
+        CHECKF(tuner_accumulate(c, ex, n, 0.5 / n, lc) == 0, "%s", lr_errmsg());
+        CHECKF(tuner_accumulate(g, ex, n, 0.5 / n, lg) == 0, "%s", lr_errmsg());
+    }
+    CHECKF(tuner_update(c, lr, nc) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_update(g, lr, ng) == 0, "%s", lr_errmsg());
 }
 #endif
