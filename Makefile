@@ -144,7 +144,7 @@ test:
 	tests/ensure-deps.sh
 	$(MAKE) -j$(JOBS) all
 	$(MAKE) -j$(JOBS) SAN=1 all
-	tests/run-all.sh $(FILTER)
+	tests/run.sh --all $(FILTER)
 
 # The method end to end on the built-in toy default (no downloads).
 demo:

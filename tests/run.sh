@@ -1,42 +1,109 @@
 #!/usr/bin/env bash
-# Runs every unit test binary in $2 and every tests/cli/*.sh against the tools
-# in $1; prints PASS/FAIL per test and a closing "N passed, N failed" line.
+# Runs the unit test binaries (test_*) and the shell tests (tests/cli/*.sh)
+# of one or more builds, LR_TEST_JOBS at a time (default: the number of
+# cores); prints PASS/FAIL per test as each ends, then a "[LABEL] N passed,
+# N failed" line per build.
+#
 # Usage: tests/run.sh BIN_DIR UNIT_DIR LABEL [FILTER]
+#        tests/run.sh --all [FILTER]      the release build and the ASan +
+#            UBSan build in one queue (what `make test` runs), ending with
+#            one "N passed, N failed" line over both
+#
+# Every test runs in its own process with its own empty LR_TMP, so tests of
+# both builds can share the cores: most are single-threaded, and one queue
+# keeps both cores busy to the end. The longest ones are started first (a
+# fixed list below: a short test queued last costs little, a long one a
+# whole tail), so the suite ends close to its total time / jobs.
 set -u
-bin=$1 units=$2 label=$3 filter=${4:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
-export LR_BIN=$(cd "$bin" && pwd) LR_ROOT=$root
 # Everything the tests read lies inside the repository: data/, tests/golden/,
 # and the Qwen tokenizer, unpacked from tests/fixtures/qwen into build/.
 make -s -C "$root" build/tokenizers/qwen/tokenizer.json build/tokenizers/qwen/tokenizer_config.json > /dev/null ||
-    { echo "[$label] cannot unpack the Qwen tokenizer (tests/fixtures/qwen)" >&2; exit 1; }
-[ "$label" = san ] && export LR_SAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1} UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
-pass=0 fail=0 failed=()
-run_one() { # name, command...
-    local name=$1; shift
-    local log; log=$(mktemp)
-    local t0=$SECONDS
-    if LR_TMP=$(mktemp -d) "$@" >"$log" 2>&1; then
-        pass=$((pass+1)); printf 'PASS %-40s [%s] %ss\n' "$name" "$label" $((SECONDS-t0))
-    else
-        fail=$((fail+1)); failed+=("$name")
-        printf 'FAIL %-40s [%s]\n' "$name" "$label"; tail -n 30 "$log" | sed 's/^/    /'
-    fi
-    rm -f "$log"
+    { echo "cannot unpack the Qwen tokenizer (tests/fixtures/qwen)" >&2; exit 1; }
+suites=()
+if [ "${1:-}" = --all ]; then
+    filter=${2:-}
+    suites=("$root/bin $root/build/rel/tests rel" "$root/build/san/bin $root/build/san/tests san")
+else
+    [ $# -ge 3 ] || { echo "usage: tests/run.sh BIN_DIR UNIT_DIR LABEL [FILTER] | --all [FILTER]" >&2; exit 2; }
+    filter=${4:-}
+    suites=("$(cd "$1" && pwd) $(cd "$2" && pwd) $3")
+fi
+jobs_max=${LR_TEST_JOBS:-$(nproc 2> /dev/null || echo 1)}
+# Started first, in this order (names as printed; a missing one is skipped).
+first=(cli/fuzz cli/method_smoke test_gpu_paged cli/gpu_emu cli/tune_gpu_emu cli/infer_batching)
+
+# The queue: "LABEL|BIN|UNITS|NAME" per test: the long ones of every build
+# first, then the rest of the san build's (slower), then the rest.
+queue=() rest=()
+for ((s = ${#suites[@]} - 1; s >= 0; s--)); do
+    read -r bin units label <<< "${suites[s]}"
+    names=()
+    for t in "$units"/test_*; do [ -x "$t" ] && names+=("$(basename "$t")"); done
+    for t in "$root"/tests/cli/*.sh; do [ -f "$t" ] && names+=("cli/$(basename "$t" .sh)"); done
+    for n in "${names[@]}"; do
+        [ -n "$filter" ] && [[ $n != *$filter* ]] && continue
+        printf '%s\n' "${first[@]}" | grep -qxF "$n" || rest+=("$label|$bin|$units|$n")
+    done
+done
+for n in "${first[@]}"; do
+    for s in "${suites[@]}"; do
+        read -r bin units label <<< "$s"
+        [ -n "$filter" ] && [[ $n != *$filter* ]] && continue
+        if [[ $n == cli/* ]]; then [ -f "$root/tests/$n.sh" ] || continue; else [ -x "$units/$n" ] || continue; fi
+        queue+=("$label|$bin|$units|$n")
+    done
+done
+queue+=("${rest[@]}")
+
+declare -A pass=() fail=() failed=() jname=() jlog=() jt0=()
+for s in "${suites[@]}"; do read -r _ _ label <<< "$s"; pass[$label]=0 fail[$label]=0 failed[$label]=; done
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+launch() { # LABEL|BIN|UNITS|NAME
+    local label bin units name; IFS='|' read -r label bin units name <<< "$1"
+    local log="$logs/$label.${name//\//_}"
+    (
+        export LR_BIN=$bin LR_ROOT=$root LR_TMP; LR_TMP=$(mktemp -d)
+        if [ "$label" = san ]; then
+            export LR_SAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
+            export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+        fi
+        if [[ $name == cli/* ]]; then exec bash "$root/tests/$name.sh"; else exec "$units/$name"; fi
+    ) > "$log" 2>&1 &
+    jname[$!]="$label|$name" jlog[$!]=$log jt0[$!]=$SECONDS
 }
-for t in "$units"/test_*; do
-    [ -x "$t" ] || continue
-    n=$(basename "$t"); [ -n "$filter" ] && [[ $n != *$filter* ]] && continue
-    run_one "$n" "$t"
+reap() { # waits for one test and prints its line
+    local pid rc
+    wait -n -p pid; rc=$?
+    local label=${jname[$pid]%%|*} name=${jname[$pid]#*|}
+    if [ "$rc" = 0 ]; then
+        pass[$label]=$((pass[$label] + 1))
+        printf 'PASS %-40s [%s] %ss\n' "$name" "$label" $((SECONDS - jt0[$pid]))
+    else
+        fail[$label]=$((fail[$label] + 1)) failed[$label]+=" $name"
+        printf 'FAIL %-40s [%s] exit %s, %ss\n' "$name" "$label" "$rc" $((SECONDS - jt0[$pid]))
+        tail -n 30 "${jlog[$pid]}" | sed 's/^/    /'
+    fi
+    rm -f "${jlog[$pid]}"
+    unset "jname[$pid]" "jlog[$pid]" "jt0[$pid]"
+}
+t0=$SECONDS
+for q in "${queue[@]}"; do
+    while [ ${#jname[@]} -ge "$jobs_max" ]; do reap; done
+    launch "$q"
 done
-for t in "$root"/tests/cli/*.sh; do
-    [ -f "$t" ] || continue
-    n=$(basename "$t" .sh); [ -n "$filter" ] && [[ $n != *$filter* ]] && continue
-    run_one "cli/$n" bash "$t"
+while [ ${#jname[@]} -gt 0 ]; do reap; done
+
+P=0 F=0
+for s in "${suites[@]}"; do
+    read -r _ _ label <<< "$s"
+    command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1 ||
+        echo "[$label] SKIP real-GPU checks: no GPU here; the CUDA kernels ran on the emulated device (cuda/emu.h) only; tests/gpu/run.sh checks a real one"
+    echo "[$label] ${pass[$label]} passed, ${fail[$label]} failed"
+    [ -z "${failed[$label]}" ] || echo "[$label] failed:${failed[$label]}"
+    P=$((P + pass[$label])) F=$((F + fail[$label]))
 done
-command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1 ||
-    echo "[$label] SKIP real-GPU checks: no GPU here; the CUDA kernels ran on the emulated device (cuda/emu.h) only; tests/gpu/run.sh checks a real one"
-echo "[$label] $pass passed, $fail failed"
-[ ${#failed[@]} -eq 0 ] || echo "[$label] failed: ${failed[*]}"
-echo "$pass $fail" > "${LR_COUNTS:-/dev/null}"
-[ "$fail" -eq 0 ]
+echo "($((SECONDS - t0)) s, $jobs_max at a time)"
+[ "${1:-}" = --all ] && echo "$P passed, $F failed"
+[ "$F" -eq 0 ]
