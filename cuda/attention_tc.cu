@@ -23,16 +23,29 @@
  * the layouts load/store_matrix_sync are told, never through a fragment's
  * element-to-lane mapping, which CUDA leaves unspecified.
  *
- * Q is q rounded to bf16 (the scale is applied to S in float). Shared
- * memory (dynamic, ~110 KiB at HD 128, ~70 KiB at 64) holds Q, one K and
- * one V tile, S, P and O; rows are padded by 16 bytes, which keeps wmma's
- * 32-byte alignment and moves successive rows to other banks. Not double
- * buffered in shared memory: at 110 KiB two blocks fit an SM; instead
- * each thread loads its part of the next K/V tile into registers while
- * the warps work on the current one (and one block's math also overlaps
- * the other's loads). The warp's Q operands are loaded once, into
- * registers. Key tiles past the tile's last row are never loaded, and a
- * warp whose query lanes are all padding skips the math. */
+ * Q is q rounded to bf16 (the scale is applied to S in float). K/V tiles
+ * are double buffered: each thread issues its 16-byte pieces of tile j+1
+ * as asynchronous global-to-shared copies (cp.async through
+ * cuda_pipeline.h, one commit group a tile, zero-filled past klen without
+ * reading) into the buffer that tile j-1 used, right after the barrier
+ * that ends tile j-1, and they fly while the warps compute on tile j; at
+ * the top of the next step each thread waits for its own group
+ * (wait_prior(0): the only group in flight) and the barrier after the
+ * waits makes everyone's pieces visible and frees the other buffer. One
+ * barrier a tile serves both.
+ *
+ * Shared memory (dynamic) holds Q, two K and two V tiles, S, P and O; rows
+ * are padded by 16 bytes, which keeps wmma's 32-byte alignment and moves
+ * successive rows to other banks: 144.25 KiB at HD 128 (Q 17, K/V 4 x 17,
+ * O 33, S 17, P 9 KiB), 88.25 KiB at HD 64, under sm_90's 227 KiB opt-in
+ * a block. Occupancy: an H100/H200 multiprocessor has 228 KiB, 1 KiB of
+ * it reserved per block, so HD 128 runs one block (4 warps) where the
+ * single-buffered 110 KiB layout ran two, and HD 64 still runs two; the
+ * tile in flight, not a second block, now hides the loads at HD 128
+ * (which of the two is faster is for a card to measure). The warp's Q
+ * operands are loaded once, into registers. Key tiles past the tile's
+ * last row are never loaded, and a warp whose query lanes are all padding
+ * skips the math. */
 #include "common.cuh"
 #include "kernels.h"
 #include "kvpage.cuh"
@@ -44,6 +57,7 @@ namespace wm = nvcuda::wmma;
 #define TC_WARPS (TC_TQ / 16)
 #define TC_THREADS (TC_WARPS * 32)
 #define TC_PER (ATT_TC_MAX_HD / 16) /* 16-byte pieces of a K (and of a V) tile per thread, at most: TC_TK * HD / 8 / TC_THREADS */
+#define TC_MAX_DEVS 64 /* devices whose shared-memory opt-in k_attention_tc remembers (more: it opts in at every launch) */
 #define TC_PAD 8 /* bf16 elements (16 bytes) of padding per shared row */
 
 /* The first of key rows k0 .. k0 + TC_TK - 1 of KV head kvh of `slot` in a
@@ -57,18 +71,20 @@ static __device__ __forceinline__ const bf16 *tc_kv_rows(const bf16 *cache, int 
     return cache + kv_row(kv, slot, NKV, kvh, k0, HD);
 }
 
-/* Shared memory layout for head dim HD, in bytes from the (128-aligned) base. */
+/* Shared memory layout for head dim HD, in bytes from the (128-aligned)
+ * base: K/V buffer b (0, 1) at k + b * kv, v + b * kv. */
 struct tc_smem {
-    int qld, kld, old, sld, pld;            /* row strides in elements */
-    size_t q, k, v, o, s, p, inv, bytes;    /* offsets */
+    int qld, kld, old, sld, pld;              /* row strides in elements */
+    size_t q, k, v, kv, o, s, p, inv, bytes; /* offsets; kv: one K (or V) tile */
 };
 static __host__ __device__ inline tc_smem tc_layout(int HD) {
     tc_smem L;
     L.qld = HD + TC_PAD, L.kld = HD + TC_PAD, L.old = HD + 4, L.sld = TC_TK + 4, L.pld = TC_TK + TC_PAD;
+    L.kv = (size_t)TC_TK * L.kld * 2;
     L.q = 0;
     L.k = L.q + (size_t)TC_TQ * L.qld * 2;
-    L.v = L.k + (size_t)TC_TK * L.kld * 2;
-    L.o = L.v + (size_t)TC_TK * L.kld * 2;
+    L.v = L.k + 2 * L.kv;
+    L.o = L.v + 2 * L.kv;
     L.s = L.o + (size_t)TC_TQ * L.old * 4;
     L.p = L.s + (size_t)TC_TQ * L.sld * 4;
     L.inv = L.p + (size_t)TC_TQ * L.pld * 2;
@@ -86,12 +102,35 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
     unsigned char *smem = tc_smem_;
 #endif
     const tc_smem L = tc_layout(HD);
-    bf16 *Qs = (bf16 *)(smem + L.q), *Ks = (bf16 *)(smem + L.k), *Vs = (bf16 *)(smem + L.v), *Ps = (bf16 *)(smem + L.p);
+    bf16 *Qs = (bf16 *)(smem + L.q), *Ps = (bf16 *)(smem + L.p);
     float *Os = (float *)(smem + L.o), *Ss = (float *)(smem + L.s), *Inv = (float *)(smem + L.inv);
     const att_tile t = tiles[blockIdx.x];
     const int kvh = blockIdx.y, G = NH / NKV, QD = NH * HD, nq = t.n * G, klen = t.pos0 + t.n;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nthr = TC_THREADS, per = HD / 16;
     const float scale = 1.0f / sqrtf((float)HD);
+
+    /* K/V tile at k0 into buffer b: this thread's 16-byte pieces as
+     * asynchronous copies, one commit group; rows past klen are zero-filled
+     * from the tile's first row without reading it (they may lie past the
+     * cache), since P V needs zeros there, not the cache's garbage */
+    auto issue = [&](int k0, int b) {
+        const bf16 *Kg = tc_kv_rows(kc, t.slot, kvh, k0, NKV, HD, kv), *Vg = tc_kv_rows(vc, t.slot, kvh, k0, NKV, HD, kv);
+        bf16 *Kd = (bf16 *)(smem + L.k + b * L.kv), *Vd = (bf16 *)(smem + L.v + b * L.kv);
+#pragma unroll
+        for (int j = 0; j < TC_PER; j++)
+            if (j < per) {
+                int i = threadIdx.x + j * nthr, c = i / (HD / 8), d = i % (HD / 8) * 8;
+                if (k0 + c < klen) {
+                    __pipeline_memcpy_async(Kd + c * L.kld + d, Kg + (size_t)c * HD + d, 16);
+                    __pipeline_memcpy_async(Vd + c * L.kld + d, Vg + (size_t)c * HD + d, 16);
+                } else {
+                    __pipeline_memcpy_async(Kd + c * L.kld + d, Kg, 16, 16);
+                    __pipeline_memcpy_async(Vd + c * L.kld + d, Vg, 16, 16);
+                }
+            }
+        __pipeline_commit();
+    };
+    issue(0, 0); /* flies while Q is staged */
 
     /* Q (bf16) and O = 0; lanes past nq are zero rows */
     for (int i = threadIdx.x; i < TC_TQ * HD / 4; i += nthr) {
@@ -119,32 +158,13 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
             if (kk < HD / 16) wm::load_matrix_sync(qf[kk], Qs + warp * 16 * L.qld + kk * 16, L.qld);
     }
 
-    /* K/V tiles: the next one's global loads (16 bytes each, zeros past
-     * klen) go to registers while the warps work on the current one, then
-     * to shared memory: latency hidden without a second shared buffer */
-    uint4 kr[TC_PER], vr[TC_PER];
-    auto fetch = [&](int k0) {
-        const bf16 *Kg = tc_kv_rows(kc, t.slot, kvh, k0, NKV, HD, kv), *Vg = tc_kv_rows(vc, t.slot, kvh, k0, NKV, HD, kv);
-#pragma unroll
-        for (int j = 0; j < TC_PER; j++)
-            if (j < per) {
-                int i = threadIdx.x + j * nthr, c = i / (HD / 8), d = i % (HD / 8) * 8;
-                kr[j] = vr[j] = make_uint4(0, 0, 0, 0);
-                if (k0 + c < klen) kr[j] = *(const uint4 *)(Kg + (size_t)c * HD + d), vr[j] = *(const uint4 *)(Vg + (size_t)c * HD + d);
-            }
-    };
-    fetch(0);
-    for (int k0 = 0; k0 < klen; k0 += TC_TK) {
-        __syncthreads(); /* the previous tile's readers are done */
-#pragma unroll
-        for (int j = 0; j < TC_PER; j++)
-            if (j < per) {
-                int i = threadIdx.x + j * nthr, c = i / (HD / 8), d = i % (HD / 8) * 8;
-                *(uint4 *)(Ks + c * L.kld + d) = kr[j];
-                *(uint4 *)(Vs + c * L.kld + d) = vr[j];
-            }
-        __syncthreads();
-        if (k0 + TC_TK < klen) fetch(k0 + TC_TK);
+    /* K/V tiles, double buffered: tile k0 in buffer b, the next one in
+     * flight into b ^ 1 while the warps work on this one */
+    for (int k0 = 0, b = 0; k0 < klen; k0 += TC_TK, b ^= 1) {
+        __pipeline_wait_prior(0); /* this thread's pieces of tile k0 have landed */
+        __syncthreads();          /* everyone's have; and every warp is done with tile k0 - TC_TK in buffer b ^ 1 */
+        if (k0 + TC_TK < klen) issue(k0 + TC_TK, b ^ 1);
+        const bf16 *Ks = (const bf16 *)(smem + L.k + b * L.kv), *Vs = (const bf16 *)(smem + L.v + b * L.kv);
         if (!busy || k0 > warp_last) continue; /* warp-uniform: nothing of this tile is visible to the warp */
         const int nkb = min(TC_TK / 16, (warp_last - k0) / 16 + 1); /* key blocks the warp's rows can see */
 
@@ -238,10 +258,16 @@ void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uin
                     int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream) {
     if (ntiles < 1) return;
     size_t smem = att_tc_smem(HD);
-    static size_t opted; /* the most shared memory opted in so far (beyond 48 KiB needs it) */
-    if (smem > opted && cudaFuncSetAttribute(attention_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)smem) == cudaSuccess)
-        opted = smem;
+    /* The most shared memory opted in so far, per device: the attribute
+     * (needed beyond 48 KiB) belongs to the device current at the call, so
+     * a process that moves to another device opts in again there. */
+    static size_t opted[TC_MAX_DEVS];
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = TC_MAX_DEVS;
+    if ((dev >= TC_MAX_DEVS || smem > opted[dev]) &&
+        cudaFuncSetAttribute(attention_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess &&
+        dev < TC_MAX_DEVS)
+        opted[dev] = smem;
     LAUNCH(attention_tc_kernel, dim3(ntiles, NKV), TC_THREADS, smem, (cudaStream_t)stream, (bf16 *)out, q,
            (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, kv);
 }

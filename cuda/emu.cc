@@ -110,12 +110,27 @@ struct Ctx {
 
 enum State : unsigned char { RUNNABLE, AT_BLOCK_BAR, AT_WARP_BAR, DONE };
 
+/* One __pipeline_memcpy_async: its source bytes, read at issue (so ASan
+ * names the issuing line), written to dst only by the wait that completes
+ * it. */
+struct AsyncCopy {
+    unsigned char *dst;
+    unsigned char data[16];
+    unsigned char size, src_size; // bytes written; of them, from the source (the rest zero-filled)
+};
+
 struct Fiber {
     Ctx ctx;
     uint3 tid;
     int id, lane, warp;
     State state;
     bool started; // has a stack and has run (fibers get stacks when they first run)
+    // Asynchronous copies issued and not yet completed, oldest first: the
+    // first `committed` of them belong to the committed groups, whose sizes
+    // `groups` lists oldest first; the rest await __pipeline_commit.
+    std::vector<AsyncCopy> copies;
+    std::vector<size_t> groups;
+    size_t committed;
 };
 
 struct Stack {
@@ -289,6 +304,9 @@ void schedule(bool dying) {
     w.done++;
     if (g_at_bar) fail(self, "returned while other threads of the block wait at __syncthreads() (divergent barrier)");
     if (w.arrived) fail(self, "returned while other lanes of its warp wait at a warp operation (shuffle/vote/__syncwarp)");
+    if (!self->copies.empty())
+        fail(self, "returned with %zu asynchronous copies (__pipeline_memcpy_async) no __pipeline_wait_prior completed",
+             self->copies.size());
     schedule(true);
     __builtin_unreachable();
 }
@@ -430,6 +448,9 @@ static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
                 for (int i = 0; i < n; i++) {
                     g_fibers[i].state = RUNNABLE;
                     g_fibers[i].started = false;
+                    g_fibers[i].copies.clear();
+                    g_fibers[i].groups.clear();
+                    g_fibers[i].committed = 0;
                 }
                 g_done = g_at_bar = 0;
                 g_bar_gen = 0;
@@ -550,6 +571,60 @@ void emu_warp_allgather(unsigned mask, const void *mine, void *out, size_t size)
         for (int i = 0; i < 32; i++) memcpy(o + i * 8, buf[i], 8);
     else
         for (int i = 0; i < 32; i++) memcpy(o + i * size, buf[i], size);
+}
+
+/* ------------------------------------------------------- asynchronous copies */
+
+/* Issue: checked as cuda_pipeline.h asserts, recorded, and the destination
+ * poisoned (0xFF bytes: NaN as float and bf16) so that reading it before
+ * the wait that completes the copy gives NaN, not the data. */
+void __pipeline_memcpy_async(void *dst_shared, const void *src_global, size_t size_and_align, size_t zfill) {
+    Fiber *self = g_cur;
+    if (!self) fail_outside("__pipeline_memcpy_async");
+    size_t n = size_and_align;
+    if (n != 4 && n != 8 && n != 16) fail(self, "__pipeline_memcpy_async of %zu bytes (4, 8 or 16)", n);
+    if (zfill > n) fail(self, "__pipeline_memcpy_async: zfill %zu above the size %zu", zfill, n);
+    unsigned char *d = (unsigned char *)dst_shared;
+    const unsigned char *src = (const unsigned char *)src_global;
+    if ((uintptr_t)d % n || (uintptr_t)src % n)
+        fail(self, "__pipeline_memcpy_async: destination %p or source %p not %zu-byte aligned", dst_shared, src_global, n);
+    if (!g_smem || d < g_smem || d + n > g_smem + g_smem_size)
+        fail(self, "__pipeline_memcpy_async: destination %p outside the block's dynamic shared memory", dst_shared);
+    if (src + n > g_smem && src < g_smem + g_smem_size)
+        fail(self, "__pipeline_memcpy_async: source %p in shared memory (must be global)", src_global);
+    AsyncCopy c;
+    c.dst = d, c.size = (unsigned char)n, c.src_size = (unsigned char)(n - zfill);
+    if (c.src_size) memcpy(c.data, src, c.src_size);
+    self->copies.push_back(c);
+    memset(d, 0xff, n);
+}
+
+void __pipeline_commit() {
+    Fiber *self = g_cur;
+    if (!self) fail_outside("__pipeline_commit");
+    self->groups.push_back(self->copies.size() - self->committed);
+    self->committed = self->copies.size();
+}
+
+/* Completes (writes) every committed group but the newest `prior` (at most
+ * 8 are told apart, as in cuda_pipeline.h); uncommitted copies stay
+ * pending. */
+void __pipeline_wait_prior(size_t prior) {
+    Fiber *self = g_cur;
+    if (!self) fail_outside("__pipeline_wait_prior");
+    if (prior > 8) prior = 8;
+    size_t ng = self->groups.size();
+    if (ng <= prior) return;
+    size_t n = 0;
+    for (size_t g = 0; g < ng - prior; g++) n += self->groups[g];
+    for (size_t i = 0; i < n; i++) {
+        const AsyncCopy &c = self->copies[i];
+        memcpy(c.dst, c.data, c.src_size);
+        memset(c.dst + c.src_size, 0, c.size - c.src_size);
+    }
+    self->copies.erase(self->copies.begin(), self->copies.begin() + n);
+    self->groups.erase(self->groups.begin(), self->groups.begin() + (ng - prior));
+    self->committed -= n;
 }
 
 /* ------------------------------------------------------------------ wmma */

@@ -32,6 +32,10 @@
  * - tensor cores through nvcuda::wmma, bf16 16x16x16 with float
  *   accumulators, warp-collective, in a scrambled fragment mapping (see
  *   its section below);
+ * - asynchronous global-to-shared copies through cuda_pipeline.h's
+ *   primitives (__pipeline_memcpy_async, __pipeline_commit,
+ *   __pipeline_wait_prior; see their section below), made to expose
+ *   reading a copy's destination before the wait that completes it;
  * - cuBLAS: cublasGemmEx (column-major, OP_N/OP_T, bf16 or f32 operands,
  *   f32 or bf16 output, f32 compute, cuBLAS's support matrix and argument
  *   checks) via float32 OpenBLAS: the arithmetic a real GEMM with f32
@@ -61,8 +65,13 @@
  *   summation order (k order after C) is not a tensor core's, which rounds
  *   inside its adder tree, so results differ by float rounding; a lane's
  *   own x[] reads pass here for any mapping-independent use (scaling every
- *   element), as on a card; no asynchronous copies (cuda_pipeline.h,
- *   cooperative_groups memcpy_async) are provided;
+ *   element), as on a card;
+ * - asynchronous copies: only the cuda_pipeline.h primitives, into dynamic
+ *   shared memory (not cuda::memcpy_async, cooperative_groups or
+ *   barrier-completed copies); a copy completes at its thread's wait, so
+ *   another thread that reads it after that wait but without a barrier in
+ *   between passes here (the scheduler runs a thread until it blocks, so
+ *   a reader usually runs before the copying threads wait, and fails);
  * - __nv_bfloat16 converts to and from float like CUDA's, but has no
  *   arithmetic operators: a + b computes in float (CUDA rounds each bf16
  *   operation); read its bits with __bfloat16_as_ushort, not .x (which
@@ -324,6 +333,25 @@ inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment
 }
 } // namespace wmma
 } // namespace nvcuda
+
+/* ---- asynchronous copies: cuda_pipeline.h's primitives (sm_80+ cp.async) ----
+ * Per thread, as on a card: __pipeline_memcpy_async queues a copy of
+ * size_and_align bytes (4, 8 or 16; both pointers aligned to it; the last
+ * zfill bytes zeros instead of source bytes, so zfill = size reads
+ * nothing), __pipeline_commit closes the thread's queued copies into a
+ * group, __pipeline_wait_prior(n) completes every committed group but the
+ * newest n. To expose the bugs this pattern invites, the destination is
+ * filled with 0xFF bytes (NaN) when the copy is issued and written only by
+ * the wait that covers it: reading it earlier, computing on a buffer still
+ * in flight, waiting for the wrong count or not at all gives NaN; another
+ * thread sees the data only once the copying thread has waited (a barrier
+ * after the waits orders that, as on a card). Aborts (one stderr line):
+ * a bad size, zfill or alignment, a destination outside the block's
+ * dynamic shared memory, a source inside it, and a thread returning with
+ * copies no wait completed. The source is read at issue. */
+void __pipeline_memcpy_async(void *dst_shared, const void *src_global, size_t size_and_align, size_t zfill = 0);
+void __pipeline_commit();
+void __pipeline_wait_prior(size_t prior);
 
 /* ---- runtime API subset ---- */
 typedef enum {

@@ -901,6 +901,79 @@ extern "C" int emu_selftest_wmma(void) {
     return fails;
 }
 
+/* ---- asynchronous copies (cuda_pipeline.h): 16 bytes a thread per stage ----
+ * Thread t copies 4 floats into each of three shared buffers A, B, D and
+ * records, in ok[t * 8 + i], what it saw at each stage: a destination reads
+ * NaN until the wait that completes its group (A after issue; B after
+ * wait_prior(1), which completes only the older group A; D, issued but not
+ * committed, after wait_prior(0)), and the data after it (B's zero-filled
+ * half included); after a barrier its neighbour's copy too. `skip_wait`
+ * returns with copies outstanding, which must abort. On a card the reads
+ * before the waits are races: what they see is the emulator's poison. */
+namespace {
+__device__ inline int nan4(const float *p) { return p[0] != p[0] && p[1] != p[1] && p[2] != p[2] && p[3] != p[3]; }
+__device__ inline int eq4(const float *p, const float *q, int n) { /* n values from q, the rest zeros */
+    int ok = 1;
+    for (int i = 0; i < 4; i++) ok &= p[i] == (i < n ? q[i] : 0.0f);
+    return ok;
+}
+__global__ void pipeline_kernel(int *ok, const float *src, int skip_wait) {
+    DYN_SMEM(float, sm);
+    const int t = threadIdx.x, n = blockDim.x, zb = t % 2 ? 8 : 0; /* odd threads: B's last 8 bytes zero-filled */
+    float *A = sm, *B = sm + 4 * n, *D = sm + 8 * n;
+    const float *sa = src + 4 * t, *sb = src + 4 * (n + t), *sd = src + 4 * (2 * n + t);
+    int *o = ok + 8 * t;
+    __pipeline_memcpy_async(A + 4 * t, sa, 16);
+    o[0] = nan4(A + 4 * t); /* issued, not waited: not visible */
+    __pipeline_commit();
+    __pipeline_memcpy_async(B + 4 * t, sb, 16, zb);
+    __pipeline_commit();
+    if (skip_wait) return;
+    __pipeline_wait_prior(1); /* group A only */
+    o[1] = eq4(A + 4 * t, sa, 4);
+    o[2] = nan4(B + 4 * t);
+    __pipeline_memcpy_async(D + 4 * t, sd, 16);
+    __pipeline_wait_prior(0); /* B; D is not committed */
+    o[3] = eq4(B + 4 * t, sb, 4 - zb / 4);
+    o[4] = nan4(D + 4 * t);
+    __pipeline_commit();
+    __pipeline_wait_prior(0);
+    o[5] = eq4(D + 4 * t, sd, 4);
+    __syncthreads(); /* every thread's copies completed before it: the neighbour's are visible */
+    int u = (t + 1) % n;
+    o[6] = eq4(A + 4 * u, src + 4 * u, 4) && eq4(D + 4 * u, src + 4 * (2 * n + u), 4);
+    o[7] = 1;
+}
+} // namespace
+
+extern "C" int emu_selftest_pipeline(void) {
+    const int n = 64;
+    std::vector<float> src(12 * n);
+    Rng r{99};
+    for (auto &x : src) x = r.uniform();
+    float *ds;
+    int *dok;
+    CK(cudaMalloc((void **)&ds, src.size() * 4));
+    CK(cudaMalloc((void **)&dok, 8 * n * sizeof(int)));
+    CK(cudaMemcpy(ds, src.data(), src.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemset(dok, 0, 8 * n * sizeof(int)));
+    LAUNCH(pipeline_kernel, dim3(1), dim3(n), 12 * n * 4, (cudaStream_t)0, dok, (const float *)ds, 0);
+    CK(cudaGetLastError());
+    std::vector<int> ok(8 * n);
+    CK(cudaMemcpy(ok.data(), dok, ok.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    static const char *const what[8] = {"destination not NaN before the wait", "group A not completed by wait_prior(1)",
+                                        "group B completed by wait_prior(1)", "group B (zero fill) wrong after wait_prior(0)",
+                                        "an uncommitted copy completed by wait_prior(0)", "committed D not completed",
+                                        "a neighbour's copy not visible after the barrier", "kernel did not finish"};
+    int fails = 0;
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < 8; i++)
+            if (!ok[t * 8 + i] && fails++ < 8) fprintf(stderr, "emu_selftest: pipeline, thread %d: %s\n", t, what[i]);
+    CK(cudaFree(ds));
+    CK(cudaFree(dok));
+    return fails;
+}
+
 /* Each of these must abort on the emulator (they return only if it did not). */
 namespace {
 int run_bad(int which) {
@@ -915,6 +988,7 @@ int run_bad(int which) {
     case 4: LAUNCH(partial_mask_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d); break;
     case 6: LAUNCH(wmma_bad_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d, 0); break;
     case 7: LAUNCH(wmma_bad_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d, 1); break;
+    case 8: LAUNCH(pipeline_kernel, dim3(1), dim3(32), 12 * 32 * 4, (cudaStream_t)0, (int *)d + 512, (const float *)d, 1); break;
     }
     cudaDeviceSynchronize();
     CK(cudaFree(d));
@@ -930,3 +1004,4 @@ extern "C" int emu_selftest_bad_warp_vs_barrier(void) { return run_bad(3); }
 extern "C" int emu_selftest_bad_partial_mask(void) { return run_bad(4); }
 extern "C" int emu_selftest_bad_wmma_partial_warp(void) { return run_bad(6); }
 extern "C" int emu_selftest_bad_wmma_misaligned(void) { return run_bad(7); }
+extern "C" int emu_selftest_bad_pipeline_no_wait(void) { return run_bad(8); }

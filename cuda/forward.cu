@@ -401,7 +401,7 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
     g->B = B, g->Tmax = Tmax, g->M = max_tokens, g->LM = max_tokens < 1024 ? max_tokens : 1024;
     g->kmax = kmax > 0 ? kmax : 0;
     cudaDeviceProp prop;
-    int have_prop = cudaGetDeviceProperties(&prop, 0) == cudaSuccess;
+    int have_prop = cudaGetDeviceProperties(&prop, lr_cuda_dev) == cudaSuccess; /* the device this forward runs on */
     g->nsm = have_prop && prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
     g->tcatt = env_on("LR_GPU_TCATT", 1) && att_tc_serves(c->NH, c->NKV, c->HD) && have_prop &&
                prop.sharedMemPerBlockOptin >= att_tc_smem(c->HD);

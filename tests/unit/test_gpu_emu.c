@@ -1,6 +1,6 @@
 /* gpu_emu: the emulated CUDA device (cuda/emu.cc) that the CUDA backend's
  * kernels are tested on: scheduler, barriers, shuffles, atomics, bf16,
- * wmma, runtime API and cublasGemmEx (cuda/emu_selftest.cu), and the strict
+ * wmma, asynchronous copies, runtime API and cublasGemmEx (cuda/emu_selftest.cu), and the strict
  * checks that make undefined kernels abort, each in a child process. */
 #include "check.h"
 
@@ -29,6 +29,8 @@ int emu_selftest_bad_partial_mask(void);
 int emu_selftest_wmma(void);
 int emu_selftest_bad_wmma_partial_warp(void);
 int emu_selftest_bad_wmma_misaligned(void);
+int emu_selftest_pipeline(void);
+int emu_selftest_bad_pipeline_no_wait(void);
 
 /* Runs fn in a child with stderr captured; checks that it died of SIGABRT
  * with a message containing every one of want[] (NULL-terminated). */
@@ -71,6 +73,7 @@ int main(void) {
     CHECK(emu_selftest_runtime() == 0);
     CHECK(emu_selftest_graph() == 0);
     CHECK(emu_selftest_wmma() == 0);
+    CHECK(emu_selftest_pipeline() == 0);
 
     const char *const w0[] = {"kernel divergent_barrier_kernel,", "block (0,0,0)", "thread (40,0,0)",
                               "divergent barrier", NULL};
@@ -92,5 +95,7 @@ int main(void) {
     expect_abort("wmma in a partial warp", emu_selftest_bad_wmma_partial_warp, w6);
     const char *const w7[] = {"kernel wmma_bad_kernel,", "not 32-byte aligned", NULL};
     expect_abort("wmma misaligned pointer", emu_selftest_bad_wmma_misaligned, w7);
+    const char *const w8[] = {"kernel pipeline_kernel,", "thread (0,0,0)", "returned with 2 asynchronous copies", NULL};
+    expect_abort("asynchronous copies never waited for", emu_selftest_bad_pipeline_no_wait, w8);
     CHECK_DONE();
 }
