@@ -335,6 +335,13 @@ static void pages_release(gpu_fwd *g, int b) {
     g->held[b] = 0;
 }
 
+/* The page rule: pages slot b (b < 0: an empty one) takes to hold len
+ * positions, beyond those in its table. */
+static int pages_more(const gpu_fwd *g, int b, int len) {
+    int np = (len + g->page - 1) / g->page, held = b < 0 ? 0 : g->held[b];
+    return np > held ? np - held : 0;
+}
+
 /* Takes the pages the call's N rows need (every slot's table covering its
  * length after the call) and uploads the changed table rows; nothing is
  * taken when the pool cannot cover all of them. */
@@ -343,8 +350,8 @@ static int pages_take(gpu_fwd *g, int N, const int *seq) {
     long need = 0;
     for (int i = 0; i < N; i++) g->want_len[seq[i]]++;
     for (int i = 0; i < N; i++) {
-        int b = seq[i], np = (g->want_len[b] + g->page - 1) / g->page;
-        if (np > g->held[b]) need += np - g->held[b], g->want_len[b] = -np; /* counted once: -pages */
+        int b = seq[i], more = g->want_len[b] >= 0 ? pages_more(g, b, g->want_len[b]) : 0;
+        if (more) need += more, g->want_len[b] = -(g->held[b] + more); /* counted once: -pages */
     }
     if (need > g->nfree)
         return lr_err(LR_EUSAGE, "cuda forward: KV cache full: the call needs %ld more pages of %d positions, %d of %d "
@@ -368,6 +375,8 @@ static int pages_take(gpu_fwd *g, int N, const int *seq) {
     }
     return LR_OK;
 }
+
+extern "C" int gpu_fwd_pages_more(const gpu_fwd *g, int b, int len) { return pages_more(g, b, len); }
 
 extern "C" void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) {
     k->page = g->page, k->per_slot = g->mp, k->pages = g->pages, k->free = g->nfree;

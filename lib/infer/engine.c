@@ -107,6 +107,17 @@ void eng_pages(const engine *e, gpu_kv_info *k) {
     k->page_bytes = (size_t)c->L * c->NKV * e->tmax * c->HD * 2 * sizeof(float);
 }
 
+/* On cpu a slot is one page of Tmax: taken by its first row, kept until reset. */
+int eng_pages_more(const engine *e, int b, int len) {
+    if (e->dev == ENG_CUDA) return gpu_fwd_pages_more(e->gpu, b, len);
+    return len > 0 && e->cpu.len[b] == 0;
+}
+
+int eng_pages_join(const engine *e, int len) {
+    if (e->dev == ENG_CUDA) return gpu_fwd_pages_more(e->gpu, -1, len);
+    return len > 0;
+}
+
 void eng_free(engine *e) {
     if (e->gpu) gpu_fwd_free(e->gpu);
     if (e->cpu.m) fwd_free(&e->cpu);

@@ -62,5 +62,11 @@ int eng_tmax(const engine *e);
  * positions, free while the slot is empty. A slot of length n holds
  * ceil(n / page) pages; a call needing more than are free fails. */
 void eng_pages(const engine *e, gpu_kv_info *k);
+/* The page rule, asked of the engine so that a scheduler never repeats it:
+ * the pages slot b would take from the free list to grow to len positions
+ * (0 when it holds them already), and those an empty slot would take to
+ * hold len positions. */
+int eng_pages_more(const engine *e, int b, int len);
+int eng_pages_join(const engine *e, int len);
 
 #endif

@@ -121,8 +121,8 @@ typedef struct {
     int nlive;
     gen_problem **wait;        // (B) preempted problems, oldest admission first
     int nwait;
-    int *len;                  // (B) positions slot b's cache holds
-    int page, per_slot;        /* eng_pages: positions a page, pages of a full context */
+    int *dn;                   // (B) pages slot b's next decode row takes (0 unless live and prefilled)
+    int dneed;                 /* their sum: kept as slots grow and vacate */
     long order;                /* the next admission's number */
     long preemptions;          /* problems preempted so far */
     int peak_live;             /* most problems live at once */

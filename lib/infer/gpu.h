@@ -57,6 +57,9 @@ typedef struct {
  * by free pages (gpu_fwd_pages). */
 int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv);
 void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k);
+/* Pages slot b (b < 0: an empty slot) would take from the free list to
+ * hold len positions: the rule pages_take applies. */
+int gpu_fwd_pages_more(const gpu_fwd *g, int b, int len);
 /* eng_run's contract (engine.h). */
 int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
                 eng_res *r);
