@@ -301,7 +301,35 @@ void gen_sched_init(gen_sched *s, gen_ctx *c, int B, size_t prefill_rows) {
     eng_reset(c->e, -1);
 }
 
+int gen_sched_prefix(gen_ctx *c, gen_sched *s, const int32_t *tok, size_t n, size_t *kept) {
+    *kept = 0;
+    gpu_kv_info k;
+    eng_pages(c->e, &k);
+    if (s->prefix || s->nlive || n < (size_t)k.page || n > (size_t)eng_tmax(c->e)) return 0; /* not one page */
+    if (n > s->cap) {
+        s->cap = n;
+        s->tok = xrealloc(s->tok, s->cap * sizeof *s->tok);
+        s->seq = xrealloc(s->seq, s->cap * sizeof *s->seq);
+        s->want = xrealloc(s->want, s->cap);
+    }
+    for (size_t i = 0; i < n; i++) s->tok[i] = tok[i], s->seq[i] = 0, s->want[i] = i + 1 == n;
+    if (c->o.sample) c->uni[0] = 0.5; /* a row must be wanted; its draw is dropped, no stream consumed */
+    eng_req q = make_req(c, 0);
+    int rc = run_rows(c, (int)n, s->tok, s->seq, s->want, &q);
+    int got = rc ? 0 : eng_prefix_keep(c->e, 0);
+    if (rc) eng_reset(c->e, 0);
+    if (got > 0) {
+        s->nprefix = (size_t)got;
+        s->prefix = xmalloc(s->nprefix * sizeof *s->prefix);
+        memcpy(s->prefix, tok, s->nprefix * sizeof *s->prefix);
+        *kept = s->nprefix;
+    }
+    return rc;
+}
+
 void gen_sched_free(gen_sched *s) {
+    if (s->prefix) eng_prefix_drop(s->e);
+    free(s->prefix);
     free(s->live), free(s->wait), free(s->dn), free(s->tok), free(s->seq), free(s->gslot), free(s->want);
     memset(s, 0, sizeof *s);
 }
@@ -317,6 +345,17 @@ static int free_pages(const gen_sched *s) {
     return k.free;
 }
 
+/* Rows p's (re)prefill feeds: all of prompt + tokens, or those after the shared prefix. */
+static size_t feed_rows(const gen_sched *s, const gen_problem *p) {
+    return target_len(p) - (p->shared ? s->nprefix : 0);
+}
+
+/* Whether p's prompt starts with the shared prefix and goes past it (its
+ * last prompt row must run: it predicts the first token). */
+static int shares(const gen_sched *s, const gen_problem *p) {
+    return s->prefix && p->nprompt > s->nprefix && !memcmp(p->prompt, s->prefix, s->nprefix * sizeof *s->prefix);
+}
+
 /* Pages the live, prefilled problems' next rows take (kept by gen_step and vacate). */
 static int decode_need(const gen_sched *s) { return s->dneed; }
 
@@ -327,9 +366,10 @@ static int step_pages(const gen_sched *s, const gen_problem *p) {
 
 /* Whether p may join now (preempted ones too), by slot, prefill budget and pages. */
 static int fits_now(const gen_sched *s, const gen_problem *p) {
-    size_t rows = target_len(p);
+    size_t rows = target_len(p) - (shares(s, p) ? s->nprefix : 0);
     if (s->nlive >= s->B || (s->queued && s->queued + rows > s->prefill_rows)) return 0;
-    int want = eng_pages_join(s->e, (int)rows) + GEN_RESERVE_PAGES, most = eng_pages_join(s->e, eng_tmax(s->e));
+    int sh = shares(s, p), want = eng_pages_join(s->e, (int)target_len(p), sh) + GEN_RESERVE_PAGES,
+        most = eng_pages_join(s->e, eng_tmax(s->e), sh);
     if (want > most) want = most;
     return want + s->promised + decode_need(s) <= free_pages(s);
 }
@@ -343,13 +383,15 @@ static void place(gen_sched *s, gen_problem *p) {
     s->live[b] = p;
     s->nlive++;
     if (s->nlive > s->peak_live) s->peak_live = s->nlive;
-    s->queued += target_len(p);
+    s->queued += feed_rows(s, p);
     p->slot = b;
+    if (p->shared) eng_prefix_attach(s->e, b), s->shared_joins++;
     s->promised += step_pages(s, p);
     p->prefilled = 0;
 }
 
 void gen_admit(gen_sched *s, gen_problem *p) {
+    p->shared = shares(s, p); /* decided once: its prompt is fixed */
     p->order = s->order++;
     place(s, p);
 }
@@ -372,7 +414,7 @@ static void preempt_newest(gen_ctx *c, gen_sched *s) {
     for (int b = 0; b < s->B; b++)
         if (s->live[b] && (v < 0 || s->live[b]->order > s->live[v]->order)) v = b;
     gen_problem *p = s->live[v];
-    if (!p->prefilled) s->queued -= target_len(p), s->promised -= step_pages(s, p);
+    if (!p->prefilled) s->queued -= feed_rows(s, p), s->promised -= step_pages(s, p);
     p->prefilled = 0;
     vacate(c, s, v);
     int i = s->nwait++;
@@ -394,9 +436,9 @@ int gen_step(gen_ctx *c, gen_sched *s) {
          * pages were lost, and waiting would never end */
         gpu_kv_info k;
         eng_pages(s->e, &k);
-        if (k.free < k.pages)
-            return lr_err(LR_EGPU, "KV cache: %d of %d pages not returned with no problem live", k.pages - k.free,
-                          k.pages);
+        if (k.free + k.shared < k.pages)
+            return lr_err(LR_EGPU, "KV cache: %d of %d pages not returned with no problem live", k.pages - k.free -
+                          k.shared, k.pages);
         return 0;
     }
     for (;;) { /* the pages this call takes, against those free */
@@ -422,9 +464,9 @@ int gen_step(gen_ctx *c, gen_sched *s) {
         if (p->prefilled) {
             s->tok[r] = p->tokens[p->T - 1], s->seq[r] = b, s->want[r++] = 1;
         } else {
-            eng_reset(c->e, b);
+            /* the slot is empty, or holds the shared prefix only (place) */
             size_t n = target_len(p);
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = p->shared ? s->nprefix : 0; i < n; i++)
                 s->tok[r] = i < p->nprompt ? p->prompt[i] : p->tokens[i - p->nprompt], s->seq[r] = b,
                 s->want[r++] = i + 1 == n;
             p->prefilled = 1;
