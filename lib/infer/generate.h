@@ -14,7 +14,9 @@
  *     engine's free KV pages (eng_pages), slots being only a cap: when a
  *     step's rows need more pages than are free, the newest live problems
  *     are preempted (their pages freed) and later re-prefilled from prompt
- *     + the tokens they already produced, before any new problem joins. A
+ *     + the tokens they already produced, before any new problem joins
+ *     (gen_sched_prefix: prompts that start with a shared prefix run on
+ *     its pages, computed once, and feed only their own rows). A
  *     problem's tokens and lists are the static loop's (the same rows
  *     through the same model; only the float rounding of a different batch,
  *     or of a re-prefill, may differ, ~1e-6);

@@ -25,8 +25,8 @@ recs() { "$B/lr-dump" "$1" | tail -n +2 | grep -v "\"lrs_end\""; }
   "$(recs "$T/off.lrs" | jq -c '[.idx, .prompt, .tokens, .k, .finish]')" ] || die "sharing changed the records"
 # log-probs within 2e-2, compared sorted (this near-flat random model's lists hold ties whose order rounding
 # may swap). Measured: 4 of the 6 records bit-identical, 2 within 1.0e-2 from their first step: the
-# unshared run's first call packs all prompts (1041 rows, chunks of 512), the shared one a few hundred, and
-# GEMMs of other row counts round otherwise (a wrong page moves log-probs by 0.4 and more)
+# unshared run's first call runs every prompt whole, the shared one only the rows after the prefix, and
+# GEMMs of other row counts round otherwise (a wrong page moves log-probs by far more)
 worst=$(paste <(recs "$T/on.lrs" | jq -c '.top_lp | sort') <(recs "$T/off.lrs" | jq -c '.top_lp | sort') |
     jq -sR '[split("\n")[] | select(length > 0) | split("\t") | map(fromjson) | transpose[] | (.[0] - .[1]) | fabs] | max')
 jq -ne "$worst < 2e-2" > /dev/null || die "log-probs moved by $worst"

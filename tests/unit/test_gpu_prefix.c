@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { TMAX = 256, NP = 8, MAXNEW = 16, HEAD = 176 };
+enum { TMAX = 256, NP = 8, MAXNEW = 12, HEAD = 176 };
 
 static char tmpdir[] = "/tmp/lr-gpuprefix-XXXXXX";
 
