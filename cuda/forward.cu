@@ -83,6 +83,9 @@ struct gpu_fwd {
     int *d_ptab;             /* device page tables at a fixed address (graphs read it) */
     int *held;               /* host: pages in slot b's table */
     int *freel, nfree;       /* free pages, a stack */
+    int *refs;               /* (pages) holders of each page: slots whose table has it, + 1 for the shared prefix;
+                                a page is on the free list exactly when it has none */
+    int *pre, npre, plen;    /* the shared prompt prefix: its npre whole pages, plen = npre * page positions */
     int dirty_lo, dirty_hi;  /* slots whose table rows changed since the last upload */
     int *want_len;           /* scratch (B): a slot's length after this call */
     /* activations, M rows */
@@ -321,18 +324,38 @@ static int pages_init(gpu_fwd *g, const gpu_kv *kv) {
     g->held = (int *)xcalloc((size_t)g->B, sizeof(int));
     g->want_len = (int *)xcalloc((size_t)g->B, sizeof(int));
     g->freel = (int *)xmalloc((size_t)pages * sizeof(int));
+    g->refs = (int *)xcalloc((size_t)pages, sizeof(int));
+    g->pre = (int *)xmalloc((size_t)g->mp * sizeof(int));
     for (int i = 0; i < g->pages; i++) g->freel[i] = g->pages - 1 - i; /* page 0 on top */
     g->nfree = g->pages;
     g->dirty_lo = g->B, g->dirty_hi = -1;
     return LR_OK;
 }
 
-/* Gives slot b's pages back to the free list (most recently taken last, so
- * they are taken again first). */
+/* Drops one hold of page pg; with none left it goes back on the free list. */
+static void page_unref(gpu_fwd *g, int pg) {
+    if (--g->refs[pg] == 0) g->freel[g->nfree++] = pg;
+}
+
+static void mark_dirty(gpu_fwd *g, int b) {
+    if (b < g->dirty_lo) g->dirty_lo = b;
+    if (b > g->dirty_hi) g->dirty_hi = b;
+}
+
+/* Drops slot b's holds on its pages: its own go back to the free list (most
+ * recently taken last, so they are taken again first), the shared prefix's
+ * stay with their other holders. */
 static void pages_release(gpu_fwd *g, int b) {
     int *t = g->ptab + (size_t)b * g->mp;
-    for (int i = g->held[b] - 1; i >= 0; i--) g->freel[g->nfree++] = t[i], t[i] = -1;
+    for (int i = g->held[b] - 1; i >= 0; i--) page_unref(g, t[i]), t[i] = -1;
     g->held[b] = 0;
+}
+
+/* The page rule: pages slot b (b < 0: an empty one) takes to hold len
+ * positions, beyond those in its table. */
+static int pages_more(const gpu_fwd *g, int b, int len) {
+    int np = (len + g->page - 1) / g->page, held = b < 0 ? 0 : g->held[b];
+    return np > held ? np - held : 0;
 }
 
 /* Takes the pages the call's N rows need (every slot's table covering its
@@ -343,8 +366,8 @@ static int pages_take(gpu_fwd *g, int N, const int *seq) {
     long need = 0;
     for (int i = 0; i < N; i++) g->want_len[seq[i]]++;
     for (int i = 0; i < N; i++) {
-        int b = seq[i], np = (g->want_len[b] + g->page - 1) / g->page;
-        if (np > g->held[b]) need += np - g->held[b], g->want_len[b] = -np; /* counted once: -pages */
+        int b = seq[i], more = g->want_len[b] >= 0 ? pages_more(g, b, g->want_len[b]) : 0;
+        if (more) need += more, g->want_len[b] = -(g->held[b] + more); /* counted once: -pages */
     }
     if (need > g->nfree)
         return lr_err(LR_EUSAGE, "cuda forward: KV cache full: the call needs %ld more pages of %d positions, %d of %d "
@@ -355,10 +378,13 @@ static int pages_take(gpu_fwd *g, int N, const int *seq) {
         if (g->want_len[b] >= 0) continue;
         int np = -g->want_len[b];
         int *t = g->ptab + (size_t)b * g->mp;
-        while (g->held[b] < np) t[g->held[b]++] = g->freel[--g->nfree];
+        while (g->held[b] < np) {
+            int pg = g->freel[--g->nfree];
+            g->refs[pg] = 1;
+            t[g->held[b]++] = pg;
+        }
         g->want_len[b] = 0;
-        if (b < g->dirty_lo) g->dirty_lo = b;
-        if (b > g->dirty_hi) g->dirty_hi = b;
+        mark_dirty(g, b);
     }
     if (g->dirty_hi >= g->dirty_lo) {
         size_t at = (size_t)g->dirty_lo * g->mp, n = (size_t)(g->dirty_hi - g->dirty_lo + 1) * g->mp;
@@ -369,8 +395,39 @@ static int pages_take(gpu_fwd *g, int N, const int *seq) {
     return LR_OK;
 }
 
+extern "C" int gpu_fwd_pages_more(const gpu_fwd *g, int b, int len, int shared) {
+    int more = pages_more(g, b, len);
+    if (b < 0 && shared) more = more > g->npre ? more - g->npre : 0;
+    return more;
+}
+
+extern "C" int gpu_fwd_prefix_keep(gpu_fwd *g, int b) {
+    int n = g->len[b] / g->page, *t = g->ptab + (size_t)b * g->mp;
+    if (g->npre) { /* one prefix at a time */
+        gpu_fwd_reset(g, b);
+        return 0;
+    }
+    if (n < 1 || g->pages - n < g->mp) n = 0; /* a full context beside it, or no sharing */
+    for (int i = 0; i < n; i++) g->pre[i] = t[i], g->refs[t[i]]++; /* the prefix's own hold */
+    g->npre = n, g->plen = n * g->page;
+    gpu_fwd_reset(g, b);
+    return g->plen;
+}
+
+extern "C" void gpu_fwd_prefix_attach(gpu_fwd *g, int b) {
+    int *t = g->ptab + (size_t)b * g->mp;
+    for (int i = 0; i < g->npre; i++) t[i] = g->pre[i], g->refs[g->pre[i]]++;
+    g->held[b] = g->npre, g->len[b] = g->plen;
+    mark_dirty(g, b);
+}
+
+extern "C" void gpu_fwd_prefix_drop(gpu_fwd *g) {
+    for (int i = g->npre - 1; i >= 0; i--) page_unref(g, g->pre[i]);
+    g->npre = g->plen = 0;
+}
+
 extern "C" void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) {
-    k->page = g->page, k->per_slot = g->mp, k->pages = g->pages, k->free = g->nfree;
+    k->page = g->page, k->per_slot = g->mp, k->pages = g->pages, k->free = g->nfree, k->shared = g->npre;
     k->page_bytes = page_bytes(&g->c, g->page);
 }
 
@@ -482,7 +539,7 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     if (g->pin) cudaFreeHost(g->pin);
     if (g->ptab) cudaFreeHost(g->ptab);
     if (g->d_ptab) cudaFree(g->d_ptab);
-    free(g->layer), free(g->len), free(g->held), free(g->want_len), free(g->freel);
+    free(g->layer), free(g->len), free(g->held), free(g->want_len), free(g->freel), free(g->refs), free(g->pre);
     free(g->stage16), free(g->stage32);
     free(g);
 }

@@ -34,6 +34,10 @@ int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsi
 
 void gpu_fwd_reset(gpu_fwd *g, int b) { (void)g, (void)b; }
 void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) { (void)g, memset(k, 0, sizeof *k); }
+int gpu_fwd_pages_more(const gpu_fwd *g, int b, int len, int shared) { return (void)g, (void)b, (void)len, (void)shared, 0; }
+int gpu_fwd_prefix_keep(gpu_fwd *g, int b) { return (void)g, (void)b, 0; }
+void gpu_fwd_prefix_attach(gpu_fwd *g, int b) { (void)g, (void)b; }
+void gpu_fwd_prefix_drop(gpu_fwd *g) { (void)g; }
 void gpu_fwd_free(gpu_fwd *g) { (void)g; }
 
 /* nn/gpu_train.h: the device trainer, refused likewise */

@@ -43,7 +43,7 @@ typedef struct {
     const char *model_dir, *adapter, *data, *layout, *field, *id_field, *preset, *prompt_file, *follow, *out;
     int max_new, shard_k, shard_n, batch, full, progress, threads, kmax, max_context, top_k, help, static_batches, zstd_level;
     long limit, kv_pages;
-    int kv_page;
+    int kv_page, no_shared_prefix;
     const char *device;
     double temperature, top_p, mass;
     uint64_t seed;
@@ -129,6 +129,12 @@ static void usage(FILE *f) {
         "                         >= --max-context: one page a slot. --kv-pages and\n"
         "                         --kv-page change speed and memory; the records only\n"
         "                         by rounding where a small pool preempts\n"
+        "  --no-shared-prefix     cuda, continuous generation: compute every prompt whole.\n"
+        "                         By default the longest start of the first prompt that\n"
+        "                         half the first --batch prompts (at most 64) share, in\n"
+        "                         whole KV pages, is computed once and its pages shared\n"
+        "                         by every prompt that starts with it (one stderr line\n"
+        "                         says so); the records differ only by float rounding\n"
         "  --batching MODE        generate: continuous (default): a finished problem's\n"
         "                         place goes to the next one at the next forward pass;\n"
         "                         static: --batch problems at a time, each batch running\n"
@@ -165,7 +171,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         {"max-context", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
         {"zstd-level", required_argument, 0, 'Z'}, {"stop", required_argument, 0, 'X'},
         {"shots", required_argument, 0, 'H'}, {"kv-pages", required_argument, 0, 'V'},
-        {"kv-page", required_argument, 0, 'W'}, {0, 0, 0, 0},
+        {"kv-page", required_argument, 0, 'W'}, {"no-shared-prefix", no_argument, 0, 'N'}, {0, 0, 0, 0},
     };
     /* preset NULL: the model's chat template; sampling -1: generation_config.json */
     *o = (opts){.preset = NULL, .max_new = 128, .limit = -1, .shard_n = 1, .device = "auto", .temperature = -1,
@@ -203,6 +209,7 @@ static int parse_args(opts *o, int argc, char **argv) {
         case 'M': rc = opt_double("--top-mass", optarg, 0, 1, &o->mass); break;
         case 'S': rc = opt_u64("--seed", optarg, &o->seed); break;
         case 'u': o->full = 1; break;
+        case 'N': o->no_shared_prefix = 1; break;
         case 'p': o->progress = 1; break;
         case 'E':
             if (o->n_extra_eos == 16) rc = lr_err(LR_EUSAGE, "--eos: at most 16");
@@ -309,7 +316,7 @@ int main(int argc, char **argv) {
     run_opts ro = {.model_dir = o.model_dir, .preset = o.preset, .chat = chat, .prompt_file = o.prompt_file,
                    .mmlu_shots = o.shots, .limit = o.limit,
                    .shard_k = o.shard_k, .shard_n = o.shard_n, .batch = o.batch, .seed = o.seed,
-                   .static_batches = o.static_batches,
+                   .static_batches = o.static_batches, .shared_prefix = !o.no_shared_prefix,
                    .max_failures = RUN_MAX_FAILURES};
     run_init(&run, &ro, &g, tok);
 

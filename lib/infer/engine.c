@@ -103,8 +103,33 @@ void eng_pages(const engine *e, gpu_kv_info *k) {
     const mcfg *c = &e->m->cfg;
     int used = 0;
     for (int b = 0; b < e->cpu.B; b++) used += e->cpu.len[b] > 0;
-    k->page = e->tmax, k->per_slot = 1, k->pages = e->cpu.B, k->free = e->cpu.B - used;
+    k->page = e->tmax, k->per_slot = 1, k->pages = e->cpu.B, k->free = e->cpu.B - used, k->shared = 0;
     k->page_bytes = (size_t)c->L * c->NKV * e->tmax * c->HD * 2 * sizeof(float);
+}
+
+/* On cpu a slot is one page of Tmax: taken by its first row, kept until reset. */
+int eng_pages_more(const engine *e, int b, int len) {
+    if (e->dev == ENG_CUDA) return gpu_fwd_pages_more(e->gpu, b, len, 0);
+    return len > 0 && e->cpu.len[b] == 0;
+}
+
+int eng_pages_join(const engine *e, int len, int shared) {
+    if (e->dev == ENG_CUDA) return gpu_fwd_pages_more(e->gpu, -1, len, shared);
+    return len > 0;
+}
+
+int eng_prefix_keep(engine *e, int b) {
+    if (e->dev == ENG_CUDA) return gpu_fwd_prefix_keep(e->gpu, b);
+    fwd_reset(&e->cpu, b);
+    return 0;
+}
+
+void eng_prefix_attach(engine *e, int b) {
+    if (e->dev == ENG_CUDA) gpu_fwd_prefix_attach(e->gpu, b);
+}
+
+void eng_prefix_drop(engine *e) {
+    if (e->dev == ENG_CUDA) gpu_fwd_prefix_drop(e->gpu);
 }
 
 void eng_free(engine *e) {

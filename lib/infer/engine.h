@@ -62,5 +62,23 @@ int eng_tmax(const engine *e);
  * positions, free while the slot is empty. A slot of length n holds
  * ceil(n / page) pages; a call needing more than are free fails. */
 void eng_pages(const engine *e, gpu_kv_info *k);
+/* The page rule, asked of the engine so that a scheduler never repeats it:
+ * the pages slot b would take from the free list to grow to len positions
+ * (0 when it holds them already), and those an empty slot would take to
+ * hold len positions (shared: when it starts on the shared prefix, whose
+ * pages it does not take). */
+int eng_pages_more(const engine *e, int b, int len);
+int eng_pages_join(const engine *e, int len, int shared);
+
+/* The shared prompt prefix, computed once (cuda only; docs/CUDA.md):
+ * eng_prefix_keep turns slot b's cache, just filled with the prefix's
+ * tokens, into the prefix (its whole pages; slot b is emptied) and returns
+ * the positions kept, 0 when none (the cpu backend, under one page, or a
+ * pool too small to hold a full context beside it). eng_prefix_attach
+ * starts empty slot b on it (length = the prefix's); eng_prefix_drop gives
+ * its pages back once no slot holds them. */
+int eng_prefix_keep(engine *e, int b);
+void eng_prefix_attach(engine *e, int b);
+void eng_prefix_drop(engine *e);
 
 #endif

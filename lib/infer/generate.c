@@ -294,23 +294,45 @@ void gen_sched_init(gen_sched *s, gen_ctx *c, int B, size_t prefill_rows) {
     s->e = c->e;
     s->live = xcalloc((size_t)B, sizeof *s->live);
     s->wait = xcalloc((size_t)B, sizeof *s->wait);
-    s->len = xcalloc((size_t)B, sizeof *s->len);
+    s->dn = xcalloc((size_t)B, sizeof *s->dn);
     s->gslot = xmalloc((size_t)B * sizeof *s->gslot);
     s->prefill_rows = prefill_rows ? prefill_rows : 4096;
     ensure_res(c, (size_t)B, 0);
     eng_reset(c->e, -1);
+}
+
+int gen_sched_prefix(gen_ctx *c, gen_sched *s, const int32_t *tok, size_t n, size_t *kept) {
+    *kept = 0;
     gpu_kv_info k;
     eng_pages(c->e, &k);
-    s->page = k.page, s->per_slot = k.per_slot;
+    if (s->prefix || s->nlive || n < (size_t)k.page || n > (size_t)eng_tmax(c->e)) return 0; /* not one page */
+    if (n > s->cap) {
+        s->cap = n;
+        s->tok = xrealloc(s->tok, s->cap * sizeof *s->tok);
+        s->seq = xrealloc(s->seq, s->cap * sizeof *s->seq);
+        s->want = xrealloc(s->want, s->cap);
+    }
+    for (size_t i = 0; i < n; i++) s->tok[i] = tok[i], s->seq[i] = 0, s->want[i] = i + 1 == n;
+    if (c->o.sample) c->uni[0] = 0.5; /* a row must be wanted; its draw is dropped, no stream consumed */
+    eng_req q = make_req(c, 0);
+    int rc = run_rows(c, (int)n, s->tok, s->seq, s->want, &q);
+    int got = rc ? 0 : eng_prefix_keep(c->e, 0);
+    if (rc) eng_reset(c->e, 0);
+    if (got > 0) {
+        s->nprefix = (size_t)got;
+        s->prefix = xmalloc(s->nprefix * sizeof *s->prefix);
+        memcpy(s->prefix, tok, s->nprefix * sizeof *s->prefix);
+        *kept = s->nprefix;
+    }
+    return rc;
 }
 
 void gen_sched_free(gen_sched *s) {
-    free(s->live), free(s->wait), free(s->len), free(s->tok), free(s->seq), free(s->gslot), free(s->want);
+    if (s->prefix) eng_prefix_drop(s->e);
+    free(s->prefix);
+    free(s->live), free(s->wait), free(s->dn), free(s->tok), free(s->seq), free(s->gslot), free(s->want);
     memset(s, 0, sizeof *s);
 }
-
-/* Pages holding n positions. */
-static int pages_of(const gen_sched *s, size_t n) { return (int)((n + (size_t)s->page - 1) / (size_t)s->page); }
 
 /* Positions p's cache holds after its next call: prompt + every token but
  * the newest (which that call feeds) for a live one; the same for one
@@ -323,20 +345,32 @@ static int free_pages(const gen_sched *s) {
     return k.free;
 }
 
-/* Pages the live, prefilled problems' next rows take. */
-static int decode_need(const gen_sched *s) {
-    int need = 0;
-    for (int b = 0; b < s->B; b++)
-        if (s->live[b] && s->live[b]->prefilled) need += pages_of(s, (size_t)s->len[b] + 1) - pages_of(s, (size_t)s->len[b]);
-    return need;
+/* Rows p's (re)prefill feeds: all of prompt + tokens, or those after the shared prefix. */
+static size_t feed_rows(const gen_sched *s, const gen_problem *p) {
+    return target_len(p) - (p->shared ? s->nprefix : 0);
+}
+
+/* Whether p's prompt starts with the shared prefix and goes past it (its
+ * last prompt row must run: it predicts the first token). */
+static int shares(const gen_sched *s, const gen_problem *p) {
+    return s->prefix && p->nprompt > s->nprefix && !memcmp(p->prompt, s->prefix, s->nprefix * sizeof *s->prefix);
+}
+
+/* Pages the live, prefilled problems' next rows take (kept by gen_step and vacate). */
+static int decode_need(const gen_sched *s) { return s->dneed; }
+
+/* Pages p's next call takes in its slot (placed there, prefilled or not). */
+static int step_pages(const gen_sched *s, const gen_problem *p) {
+    return eng_pages_more(s->e, p->slot, (int)target_len(p));
 }
 
 /* Whether p may join now (preempted ones too), by slot, prefill budget and pages. */
 static int fits_now(const gen_sched *s, const gen_problem *p) {
-    size_t rows = target_len(p);
+    size_t rows = target_len(p) - (shares(s, p) ? s->nprefix : 0);
     if (s->nlive >= s->B || (s->queued && s->queued + rows > s->prefill_rows)) return 0;
-    int want = pages_of(s, rows) + GEN_RESERVE_PAGES;
-    if (want > s->per_slot) want = s->per_slot;
+    int sh = shares(s, p), want = eng_pages_join(s->e, (int)target_len(p), sh) + GEN_RESERVE_PAGES,
+        most = eng_pages_join(s->e, eng_tmax(s->e), sh);
+    if (want > most) want = most;
     return want + s->promised + decode_need(s) <= free_pages(s);
 }
 
@@ -349,13 +383,15 @@ static void place(gen_sched *s, gen_problem *p) {
     s->live[b] = p;
     s->nlive++;
     if (s->nlive > s->peak_live) s->peak_live = s->nlive;
-    s->queued += target_len(p);
-    s->promised += pages_of(s, target_len(p));
+    s->queued += feed_rows(s, p);
     p->slot = b;
+    if (p->shared) eng_prefix_attach(s->e, b), s->shared_joins++;
+    s->promised += step_pages(s, p);
     p->prefilled = 0;
 }
 
 void gen_admit(gen_sched *s, gen_problem *p) {
+    p->shared = shares(s, p); /* decided once: its prompt is fixed */
     p->order = s->order++;
     place(s, p);
 }
@@ -366,7 +402,7 @@ int gen_busy(const gen_sched *s) { return s->nlive > 0 || s->nwait > 0; }
 static void vacate(gen_ctx *c, gen_sched *s, int b) {
     s->live[b] = NULL;
     s->nlive--;
-    s->len[b] = 0;
+    s->dneed -= s->dn[b], s->dn[b] = 0;
     eng_reset(c->e, b);
 }
 
@@ -378,7 +414,7 @@ static void preempt_newest(gen_ctx *c, gen_sched *s) {
     for (int b = 0; b < s->B; b++)
         if (s->live[b] && (v < 0 || s->live[b]->order > s->live[v]->order)) v = b;
     gen_problem *p = s->live[v];
-    if (!p->prefilled) s->queued -= target_len(p), s->promised -= pages_of(s, target_len(p));
+    if (!p->prefilled) s->queued -= feed_rows(s, p), s->promised -= step_pages(s, p);
     p->prefilled = 0;
     vacate(c, s, v);
     int i = s->nwait++;
@@ -400,15 +436,15 @@ int gen_step(gen_ctx *c, gen_sched *s) {
          * pages were lost, and waiting would never end */
         gpu_kv_info k;
         eng_pages(s->e, &k);
-        if (k.free < k.pages)
-            return lr_err(LR_EGPU, "KV cache: %d of %d pages not returned with no problem live", k.pages - k.free,
-                          k.pages);
+        if (k.free + k.shared < k.pages)
+            return lr_err(LR_EGPU, "KV cache: %d of %d pages not returned with no problem live", k.pages - k.free -
+                          k.shared, k.pages);
         return 0;
     }
     for (;;) { /* the pages this call takes, against those free */
         int need = 0, fr = free_pages(s);
         for (int b = 0; b < s->B; b++)
-            if (s->live[b]) need += pages_of(s, target_len(s->live[b])) - pages_of(s, (size_t)s->len[b]);
+            if (s->live[b]) need += step_pages(s, s->live[b]);
         if (need <= fr || !s->nlive) break;
         preempt_newest(c, s);
     }
@@ -428,14 +464,13 @@ int gen_step(gen_ctx *c, gen_sched *s) {
         if (p->prefilled) {
             s->tok[r] = p->tokens[p->T - 1], s->seq[r] = b, s->want[r++] = 1;
         } else {
-            eng_reset(c->e, b);
+            /* the slot is empty, or holds the shared prefix only (place) */
             size_t n = target_len(p);
-            for (size_t i = 0; i < n; i++)
+            for (size_t i = p->shared ? s->nprefix : 0; i < n; i++)
                 s->tok[r] = i < p->nprompt ? p->prompt[i] : p->tokens[i - p->nprompt], s->seq[r] = b,
                 s->want[r++] = i + 1 == n;
             p->prefilled = 1;
         }
-        s->len[b] = (int)target_len(p);
         draw_uniform(c, (size_t)G, p);
         s->gslot[G++] = b;
     }
@@ -446,6 +481,9 @@ int gen_step(gen_ctx *c, gen_sched *s) {
         int b = s->gslot[g];
         if (!take_step(c, s->live[b], (size_t)g)) vacate(c, s, b);
     }
+    s->dneed = 0; /* every slot grew: one scan a call, not one per problem tried */
+    for (int b = 0; !rc && b < s->B; b++)
+        if (s->live[b]) s->dneed += s->dn[b] = step_pages(s, s->live[b]);
     return rc;
 }
 

@@ -14,7 +14,9 @@
  *     engine's free KV pages (eng_pages), slots being only a cap: when a
  *     step's rows need more pages than are free, the newest live problems
  *     are preempted (their pages freed) and later re-prefilled from prompt
- *     + the tokens they already produced, before any new problem joins. A
+ *     + the tokens they already produced, before any new problem joins
+ *     (gen_sched_prefix: prompts that start with a shared prefix run on
+ *     its pages, computed once, and feed only their own rows). A
  *     problem's tokens and lists are the static loop's (the same rows
  *     through the same model; only the float rounding of a different batch,
  *     or of a re-prefill, may differ, ~1e-6);
@@ -59,6 +61,7 @@ typedef struct {
     int slot;                  /* gen_sched: the engine slot while live */
     int prefilled;             /* gen_sched: prompt + tokens[0..T-1) are in the slot's cache */
     long order;                /* gen_sched: admission number (the newest live problem is preempted first) */
+    int shared;                /* gen_sched: its prompt starts with the shared prefix, which it runs on */
     char *err;                 /* why it failed (malloc'd) */
 } gen_problem;
 
@@ -121,8 +124,11 @@ typedef struct {
     int nlive;
     gen_problem **wait;        // (B) preempted problems, oldest admission first
     int nwait;
-    int *len;                  // (B) positions slot b's cache holds
-    int page, per_slot;        /* eng_pages: positions a page, pages of a full context */
+    int *dn;                   // (B) pages slot b's next decode row takes (0 unless live and prefilled)
+    int dneed;                 /* their sum: kept as slots grow and vacate */
+    int32_t *prefix;           /* the shared prompt prefix (gen_sched_prefix), NULL: none */
+    size_t nprefix;            /* its tokens: whole KV pages */
+    long shared_joins;         /* admissions (re-admissions too) that ran on it */
     long order;                /* the next admission's number */
     long preemptions;          /* problems preempted so far */
     int peak_live;             /* most problems live at once */
@@ -138,6 +144,15 @@ typedef struct {
  * every slot of the engine. */
 void gen_sched_init(gen_sched *s, gen_ctx *g, int B, size_t prefill_rows);
 void gen_sched_free(gen_sched *s);
+/* The shared prompt prefix, computed once: tok[0..n) are prefilled in one
+ * call (slots empty) and the engine keeps their whole pages
+ * (eng_prefix_keep). From then on a problem whose prompt is longer than the
+ * kept prefix and starts with it joins on it: only its own rows run (from
+ * the prefix's length on) and only its own pages count, for admission and
+ * preemption alike; other problems run as before. *kept: the tokens kept,
+ * 0 when the engine keeps none (then nothing changes). The prefix's pages
+ * go back at gen_sched_free. Returns an LR_E* code on an engine error. */
+int gen_sched_prefix(gen_ctx *g, gen_sched *s, const int32_t *tok, size_t n, size_t *kept);
 /* 1 when p can join now: no preempted problem is waiting, a slot is free,
  * its prompt fits this call's prefill budget (an empty budget takes any
  * prompt), and its prompt's pages + GEN_RESERVE_PAGES (at most a full

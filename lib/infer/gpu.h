@@ -46,6 +46,7 @@ typedef struct {
 typedef struct {
     int page, per_slot;  /* positions a page; pages of a full context (Tmax) */
     int pages, free;     /* pages in the pool; on the free list now */
+    int shared;          /* pages the shared prompt prefix holds (gpu_fwd_prefix_keep) */
     size_t page_bytes;   /* device bytes of one page */
 } gpu_kv_info;
 
@@ -57,6 +58,22 @@ typedef struct {
  * by free pages (gpu_fwd_pages). */
 int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv);
 void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k);
+/* Pages slot b (b < 0: an empty slot, shared: one joined to the shared
+ * prefix) would take from the free list to hold len positions: the rule
+ * pages_take applies. */
+int gpu_fwd_pages_more(const gpu_fwd *g, int b, int len, int shared);
+/* The shared prompt prefix (docs/CUDA.md): slot b's whole pages (its
+ * length rounded down to a page) become the prefix, held with a reference
+ * count per page, and slot b is emptied. Nothing is kept (0 returned) when
+ * that is under one page, a prefix is already kept, or the pages beside it
+ * could not hold one full context. Returns the positions kept. */
+int gpu_fwd_prefix_keep(gpu_fwd *g, int b);
+/* Empty slot b starts on the prefix: its table begins with the prefix's
+ * pages (one more hold each) and its length is the prefix's; a reset drops
+ * the holds, and only pages no one holds go back to the free list. */
+void gpu_fwd_prefix_attach(gpu_fwd *g, int b);
+/* Drops the prefix's own hold: its pages are freed once no slot holds them. */
+void gpu_fwd_prefix_drop(gpu_fwd *g);
 /* eng_run's contract (engine.h). */
 int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
                 eng_res *r);

@@ -172,6 +172,54 @@ static int generate_static(inf_run *r, prob_source *s, lrs_writer *w, int layout
     return rc;
 }
 
+static int by_size_desc(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+/* Reads the first window of problems (at most --batch, RUN_PREFIX_WINDOW)
+ * into *first and shares the longest prefix of the first prompt that at
+ * least half of them start with, short of each one's last token
+ * (gen_sched_prefix keeps its whole pages, and only prompts longer than
+ * them that start with them use them; the problems are admitted in order
+ * afterwards). One stderr
+ * line says what is shared. */
+static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, long *seen, gen_problem ***first,
+                        int *nfirst, int *end) {
+    int W = r->o.batch < RUN_PREFIX_WINDOW ? r->o.batch : RUN_PREFIX_WINDOW, rc = 0, n = 0;
+    gen_problem **f = xcalloc((size_t)W, sizeof *f);
+    while (!rc && n < W && !*end) {
+        int got;
+        f[n] = xcalloc(1, sizeof *f[n]);
+        rc = next_problem(r, s, layout, seen, f[n], &got, end);
+        if (got) n++;
+        else gen_problem_clear(f[n]), free(f[n]);
+    }
+    *first = f, *nfirst = n;
+    if (rc || n < 2) return rc; /* one prompt shares with no other */
+    /* l[i]: tokens prompt i shares with the first, short of either's last; the prefix is the longest that
+     * half the window (the first prompt included) starts with, so that a few other prompts do not stop it */
+    size_t *l = xmalloc((size_t)n * sizeof *l), lcp;
+    for (int i = 0; i < n; i++) {
+        size_t j = 0, m = f[i]->nprompt < f[0]->nprompt ? f[i]->nprompt : f[0]->nprompt;
+        m = m ? m - 1 : 0;
+        while (j < m && f[i]->prompt[j] == f[0]->prompt[j]) j++;
+        l[i] = j;
+    }
+    qsort(l, (size_t)n, sizeof *l, by_size_desc);
+    lcp = l[(n + 1) / 2 - 1];
+    free(l);
+    size_t kept = 0;
+    if (lcp && (rc = gen_sched_prefix(r->g, sc, f[0]->prompt, lcp, &kept))) return rc;
+    if (kept) {
+        gpu_kv_info k;
+        eng_pages(r->g->e, &k);
+        fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n",
+                lr_progname, kept, k.shared, n, lcp);
+    }
+    return 0;
+}
+
 /* Continuous batching: the window holds the problems read and not yet
  * written, oldest first (a ring of W): the live ones and the finished ones
  * held back until every earlier one is written. A new problem joins only
@@ -189,10 +237,14 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
     gen_sched sc;
     gen_sched_init(&sc, g, o->batch, 0);
     long seen = 0;
+    gen_problem **first = NULL; /* the first window, read ahead for the shared prefix, then admitted in order */
+    int nfirst = 0, ifirst = 0;
+    if (o->shared_prefix && g->e->dev == ENG_CUDA) rc = share_prefix(r, s, layout, &sc, &seen, &first, &nfirst, &end);
     size_t held = 0, held_max = o->ahead_bytes ? o->ahead_bytes : RUN_AHEAD_BYTES;
     uint64_t tokens0 = g->tokens;
     while (!rc) {
         while (!rc) { /* admit while a slot, the budget and the window allow */
+            if (!next && ifirst < nfirst) next = first[ifirst++];
             if (!next && !end) {
                 int got;
                 next = xcalloc(1, sizeof *next);
@@ -228,6 +280,8 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
     if (!rc && unflushed) rc = lrs_flush(w);
     for (int i = 0; i < nwin; i++) gen_problem_clear(win[(head + i) % W]), free(win[(head + i) % W]);
     if (next) gen_problem_clear(next), free(next);
+    for (; ifirst < nfirst; ifirst++) gen_problem_clear(first[ifirst]), free(first[ifirst]);
+    free(first);
     free(win);
     r->peak_live = sc.peak_live, r->preemptions = sc.preemptions;
     gen_sched_free(&sc);

@@ -43,6 +43,7 @@ typedef struct {
     int shard_k, shard_n;      /* only problems with idx % shard_n == shard_k */
     int batch;                 /* problems per engine pass (the engine's slots) */
     int static_batches;        /* generate: 1 static batches, 0 continuous */
+    int shared_prefix;         /* continuous: share the first window's common prompt prefix (gen_sched_prefix) */
     int ahead_max;             /* continuous: finished problems held (0: RUN_AHEAD_MAX) */
     size_t ahead_bytes;        /*   ... and their bytes (0: RUN_AHEAD_BYTES) */
     uint64_t seed;
@@ -61,6 +62,9 @@ typedef struct {
     long preemptions;          /* continuous: problems preempted for KV pages (gen_sched) */
     lr_progress prog;
 } inf_run;
+
+/* The window of first prompts whose common prefix is shared (at most --batch). */
+#define RUN_PREFIX_WINDOW 64
 
 void run_init(inf_run *r, const run_opts *o, gen_ctx *g, const tok_t *tok);
 void run_free(inf_run *r);
