@@ -31,6 +31,7 @@ typedef struct {
     const char *model_dir, *out, *objective_s, *targets_s, *init_adapter, *log_path;
     const char *device;       /* "cpu" or "cuda" (tools resolve "auto" before setup) */
     const char *precision;    /* "f32" or "bf16" (tools resolve the device's default before setup) */
+    const char *recompute;    /* the device trainer's activation recomputation: "auto" (NULL), "always" or "never" */
     int full, group_len, stop_after, r, batch, accum, epochs, warmup, pack, shuffle, by_problem, vlim, max_len, max_rows,
         save_every, resume, force, quirks, max_len_set, reschedule, lm;
     long max_steps;           /* <= 0: from epochs */
