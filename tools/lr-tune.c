@@ -314,7 +314,8 @@ int main(int argc, char **argv) {
      * nothing behind */
     comm_cfg cc = {rk.rank, rk.world, rk.addr, rk.port, dpf.timeout};
     const char *how;
-    if ((rc = comm_open(&dp, &cc, tplan_fingerprint(set)))) goto done;
+    comm_field fields[COMM_MAX_FIELDS];
+    if ((rc = comm_open(&dp, &cc, fields, tplan_fields(set, &o, fields, COMM_MAX_FIELDS)))) goto done;
     if ((rc = tuner_use_comm(&tu, dp, &how))) goto done;
     if (dp && lead)
         fprintf(stderr, "lr-tune: data parallel, %d ranks (%s) meeting at %s:%d; each takes %d of a micro-batch's %d; %s\n",
