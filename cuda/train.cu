@@ -10,7 +10,10 @@
  * (train_forward.h's kernels, cuBLAS float32 GEMMs for the projections and
  * the LoRA terms, dropout.h's mask); the backward is trainer.c's
  * layer_backward with the base frozen (backward.h, gemm_backward.h), the
- * order test_gpu_lora_backward checks against the CPU. Logits exist only
+ * order test_gpu_lora_backward checks against the CPU. Recomputing
+ * (gpu_train.h), layers past the first keep only x_in and share layer 0's
+ * other buffers and one KV cache; each layer's forward is rerun just
+ * before its backward. Logits exist only
  * for the loss entries, chunk_floats at a time: gather their final-norm
  * rows, lm_head, the loss kernel turns the logits into their gradient in
  * place, one more GEMM gives the final-norm rows' gradient.

@@ -7,8 +7,9 @@
  *
  * What lives on the device: the base model's weights (frozen), the LoRA
  * parameters as float32 master weights with their gradients and AdamW
- * moments, every activation the backward reads (forward.h's fwd_layer_acts),
- * a float32 KV cache, the loss rows' logits (chunked), the loss and its
+ * moments, every activation the backward reads (forward.h's fwd_layer_acts;
+ * or, recomputing, each layer's input and one layer's activations), a
+ * float32 KV cache, the loss rows' logits (chunked), the loss and its
  * logit gradient (k_softkl, k_ce), the backward (backward.h,
  * gemm_backward.h), the global gradient norm, clipping and AdamW
  * (k_grad_norm, k_adamw). The host sees per-call losses, the step's norm,
