@@ -6,7 +6,7 @@
  *
  *   (a) recomputing equals keeping bit for bit: one accumulation's losses
  *       and every LoRA gradient (soft-KL with packing, a shared row and a
- *       query-only row; SFT), then (soft-KL) 2 optimizer steps' losses,
+ *       query-only row; SFT in f32), then (soft-KL) 2 optimizer steps' losses,
  *       gradient norms and the final parameters and moments. Both runs call the
  *       same kernels on the same inputs with the same dropout keys, so
  *       nothing may differ, not even summation order;
@@ -176,9 +176,11 @@ int main(void) {
         int prec = p ? GTRN_BF16 : GTRN_F32;
         snprintf(tag, sizeof tag, "%s soft-kl, dropout 0.1", pname(prec));
         same_bits(&m, &lo0, &kl, TUNE_SOFTKL, prec, 2, tag);
-        /* under the sanitizers, which look for memory errors, soft-KL is enough */
+        /* SFT differs only in the loss kernel, which recomputation does not
+         * touch: once, and not under the sanitizers (they look for memory
+         * errors) */
         snprintf(tag, sizeof tag, "%s sft, dropout 0.1", pname(prec));
-        if (!san) same_bits(&m, &lo0, &sft, TUNE_SFT, prec, 0, tag);
+        if (!san && prec == GTRN_F32) same_bits(&m, &lo0, &sft, TUNE_SFT, prec, 0, tag);
         memory(&m, &lo0, prec);
     }
     free_batch(&kl), free_batch(&sft);
