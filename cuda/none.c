@@ -52,6 +52,12 @@ void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_bytes) {
     if (weight_bytes) *weight_bytes = 0;
     if (act_bytes) *act_bytes = 0;
 }
+int gpu_trn_recomputes(const gpu_trn *g, size_t *kept_bytes, size_t *budget_bytes) {
+    (void)g;
+    if (kept_bytes) *kept_bytes = 0;
+    if (budget_bytes) *budget_bytes = 0;
+    return 0;
+}
 int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq) {
     (void)g, (void)params, (void)exp_avg, (void)exp_avg_sq;
     return lr_err(LR_EUSAGE, "no CUDA backend in this build");

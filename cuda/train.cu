@@ -10,7 +10,10 @@
  * (train_forward.h's kernels, cuBLAS float32 GEMMs for the projections and
  * the LoRA terms, dropout.h's mask); the backward is trainer.c's
  * layer_backward with the base frozen (backward.h, gemm_backward.h), the
- * order test_gpu_lora_backward checks against the CPU. Logits exist only
+ * order test_gpu_lora_backward checks against the CPU. Recomputing
+ * (gpu_train.h), layers past the first keep only x_in and share layer 0's
+ * other buffers and one KV cache; each layer's forward is rerun just
+ * before its backward. Logits exist only
  * for the loss entries, chunk_floats at a time: gather their final-norm
  * rows, lm_head, the loss kernel turns the logits into their gradient in
  * place, one more GEMM gives the final-norm rows' gradient.
@@ -55,6 +58,8 @@ struct gpu_trn {
     size_t chunk_rows, kvl;
     void *blas;
     int bf16;                /* precision GTRN_BF16 */
+    int recompute;           /* activations recomputed per layer (gtrn_opts.recompute resolved at init) */
+    size_t need_bytes, budget; /* what keeping would take, and the budget the AUTO rule compared it with */
     float *wmem;             /* the model's float32 weights, m->mem's layout (f32) */
     model_weights w;         /* device pointers into wmem (f32); bf16: only the norms and biases, into smallw */
     uint16_t *wmem16;        /* bf16: m->mem rounded to bf16, m->mem's layout */
@@ -90,6 +95,24 @@ struct gpu_trn {
 };
 
 static int imax3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
+
+/* Recomputation keeps one layer's activations and one layer's KV cache,
+ * shared by every layer: layer l's KV rows start at kv_off(g, l). */
+static size_t kv_off(const gpu_trn *g, int l) { return g->recompute ? 0 : (size_t)l * g->kvl; }
+
+/* gtrn_opts.recompute resolved (the rule in gpu_train.h): keep is what
+ * keeping every layer's activations and KV cache takes, other what init
+ * allocates besides them either way (bytes). */
+static int choose_recompute(gpu_trn *g, const gtrn_opts *o, size_t keep, size_t other) {
+    size_t budget = o->mem_budget, total = 0;
+    if (!budget && cudaMemGetInfo(&budget, &total) != cudaSuccess) return lr_err(LR_EGPU, "cuda trainer: cudaMemGetInfo failed");
+    g->need_bytes = keep + other, g->budget = budget;
+    /* the eighth left over: cuBLAS's workspace, the loss entries' buffers
+     * grown per call, the allocator's rounding */
+    g->recompute = o->recompute == GTRN_RECOMPUTE_ALWAYS ||
+                   (o->recompute == GTRN_RECOMPUTE_AUTO && g->need_bytes > budget - budget / 8);
+    return LR_OK;
+}
 
 static int dalloc(void *pp, size_t bytes) {
     void **p = (void **)pp;
@@ -204,10 +227,20 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
      * the LoRA terms, so they are kept in bf16 alone */
     size_t per_layer16 = g->bf16 ? M * (2 * C + QD + I) : 0;
     per_layer -= per_layer16;
-    size_t total = (size_t)c->L * per_layer + M * (3 * C + 1);
+    g->kvl = (size_t)B * c->NKV * Tmax * c->HD;
+    size_t maxic = (size_t)imax3(c->C, (int)QD, c->I), L = (size_t)c->L, V = (size_t)c->V;
+    size_t nb = M * (2 * C + 2 * QD + 2 * KD + 3 * I + 2 * maxic + r) + 2 * g->kvl + 2 * M * c->NH +
+                (size_t)BWD_COLSUM_PARTS * imax3(c->C, (int)QD, c->I);
+    size_t cr16 = g->bf16 ? (M * maxic + g->chunk_rows * V) * sizeof(uint16_t) : 0;
+    size_t keep = (L * per_layer + M * (3 * C + 1) + 2 * L * g->kvl) * sizeof(float) + L * per_layer16 * sizeof(uint16_t);
+    size_t other = (nb + g->chunk_rows * (C + V)) * sizeof(float) + cr16 + 6 * M * sizeof(int);
+    if ((rc = choose_recompute(g, o, keep, other))) return rc;
+    /* recomputing: every layer's input, one layer's other activations */
+    size_t nkept = g->recompute ? 1 : L;
+    size_t total = (L - nkept) * M * C + nkept * per_layer + M * (3 * C + 1);
     if ((rc = dalloc(&g->act, total * sizeof(float)))) return rc;
-    if (g->bf16 && (rc = dalloc(&g->act16, (size_t)c->L * per_layer16 * sizeof(uint16_t)))) return rc;
-    g->abytes = total * sizeof(float) + (size_t)c->L * per_layer16 * sizeof(uint16_t);
+    if (g->bf16 && (rc = dalloc(&g->act16, nkept * per_layer16 * sizeof(uint16_t)))) return rc;
+    g->abytes = total * sizeof(float) + nkept * per_layer16 * sizeof(uint16_t);
     g->L = (tlayer *)xcalloc((size_t)c->L, sizeof *g->L);
     float *a = g->act;
     uint16_t *a16 = g->act16;
@@ -219,6 +252,11 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
     } while (0)
     for (int l = 0; l < c->L; l++) {
         tlayer *t = &g->L[l];
+        if (g->recompute && l) { /* its input kept, the rest layer 0's buffers, remade before its backward */
+            *t = g->L[0];
+            TAKE(t->x_in, M * C);
+            continue;
+        }
         TAKE(t->x_in, M * C);
         TAKE_KEPT(t->ln1, t->ln1h, M * C);
         TAKE(t->r1, M), TAKE(t->q, M * QD), TAKE(t->k, M * KD), TAKE(t->v, M * KD);
@@ -232,13 +270,12 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
     }
 #undef TAKE_KEPT
     TAKE(g->x_out, M * C), TAKE(g->lnf, M * C), TAKE(g->rstdf, M), TAKE(g->tmp, M * C);
-    g->kvl = (size_t)B * c->NKV * Tmax * c->HD;
-    if ((rc = dalloc(&g->kc, (size_t)c->L * g->kvl * sizeof(float))) || (rc = dalloc(&g->vc, (size_t)c->L * g->kvl * sizeof(float))))
-        return rc;
+    size_t kvn = nkept * g->kvl;
+    if ((rc = dalloc(&g->kc, kvn * sizeof(float))) || (rc = dalloc(&g->vc, kvn * sizeof(float)))) return rc;
     /* the cache's unwritten rows are never read (no row attends past its
      * slot's rows), but zero them so nothing reads uninitialised memory */
-    CK(cudaMemset(g->kc, 0, (size_t)c->L * g->kvl * sizeof(float)));
-    CK(cudaMemset(g->vc, 0, (size_t)c->L * g->kvl * sizeof(float)));
+    CK(cudaMemset(g->kc, 0, kvn * sizeof(float)));
+    CK(cudaMemset(g->vc, 0, kvn * sizeof(float)));
     float inv[512];
     if (c->HD / 2 > 512) return lr_err(LR_EINPUT, "cuda trainer: head_dim %d not supported (at most 128)", c->HD);
     rope_inv_freq(inv, c->HD, (float)c->rope_theta);
@@ -249,9 +286,6 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
         if ((rc = dalloc(iv[i], M * sizeof(int)))) return rc;
     g->h_pos = (int *)xmalloc(M * sizeof(int)), g->h_rpos = (int *)xmalloc(M * sizeof(int));
     g->h_apos = (int *)xmalloc(M * sizeof(int)), g->h_len = (int *)xmalloc((size_t)B * sizeof(int));
-    size_t maxic = (size_t)imax3(c->C, (int)QD, c->I);
-    size_t nb = M * (2 * C + 2 * QD + 2 * KD + 3 * I + 2 * maxic + r) + 2 * g->kvl + 2 * M * c->NH +
-                (size_t)BWD_COLSUM_PARTS * imax3(c->C, (int)QD, c->I);
     if ((rc = dalloc(&g->bwd, nb * sizeof(float)))) return rc;
     a = g->bwd;
     TAKE(g->dres, M * C), TAKE(g->dln, M * C), TAKE(g->dq, M * QD), TAKE(g->datt, M * QD), TAKE(g->dk, M * KD);
@@ -275,6 +309,12 @@ extern "C" void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_
     if (act_bytes) *act_bytes = g->abytes;
 }
 
+extern "C" int gpu_trn_recomputes(const gpu_trn *g, size_t *need_bytes, size_t *budget_bytes) {
+    if (need_bytes) *need_bytes = g->need_bytes;
+    if (budget_bytes) *budget_bytes = g->budget;
+    return g->recompute;
+}
+
 extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, const gtrn_opts *o) {
     *gp = NULL;
     const mcfg *c = &m->cfg;
@@ -283,6 +323,8 @@ extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, const 
     if (B < 1 || Tmax < 1 || maxN < 1) return lr_err(LR_EUSAGE, "cuda trainer: need B, Tmax and maxN >= 1");
     if (o->precision != GTRN_F32 && o->precision != GTRN_BF16)
         return lr_err(LR_EUSAGE, "cuda trainer: unknown precision %d", o->precision);
+    if (o->recompute < GTRN_RECOMPUTE_AUTO || o->recompute > GTRN_RECOMPUTE_NEVER)
+        return lr_err(LR_EUSAGE, "cuda trainer: unknown recompute setting %d", o->recompute);
     if (!m->mem) return lr_err(LR_EUSAGE, "cuda trainer: the model's float32 weights are not loaded");
     if (c->HD > 128 || c->HD % 4)
         return lr_err(LR_EINPUT, "cuda trainer: head_dim %d not supported (at most 128, a multiple of 4)", c->HD);
@@ -407,7 +449,7 @@ static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, cons
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
     size_t lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
     float *x_next = l + 1 < c->L ? g->L[l + 1].x_in : g->x_out;
-    float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
+    float *kc = g->kc + kv_off(g, l), *vc = g->vc + kv_off(g, l);
     float eps = (float)c->rms_eps;
 #define AT(p, off) ((p) ? (p) + (off) : NULL)
     k_rmsnorm_f32(KEEP(t->ln1), t->r1, t->x_in, w->ln1 + lC, N, C, eps, NULL);
@@ -440,7 +482,7 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     tlayer *t = &g->L[l];
     int C = c->C, I = c->I, NH = c->NH, NKV = c->NKV, HD = c->HD, QD = NH * HD, KD = NKV * HD;
     size_t M = (size_t)N, lC = (size_t)l * C, lQC = (size_t)l * QD * C, lKC = (size_t)l * KD * C, lIC = (size_t)l * I * C;
-    const float *kc = g->kc + l * g->kvl, *vc = g->vc + l * g->kvl;
+    const float *kc = g->kc + kv_off(g, l), *vc = g->vc + kv_off(g, l);
     size_t fb = sizeof(float);
     /* MLP block */
     CK(cudaMemset(g->dh, 0, M * I * fb));
@@ -605,8 +647,14 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
     if (nw) LAUNCH(rows_sum_kernel, nw, 128, 0, (cudaStream_t)0, g->dln, g->dlg, g->wrow, g->wfirst, C);
     CK(cudaMemset(g->dres, 0, (size_t)N * C * fb));
     k_rmsnorm_backward(g->dres, NULL, g->dln, g->x_out, g->w.norm, g->rstdf, N, C, g->ws, NULL);
-    for (int l = c->L - 1; l >= 0; l--)
+    for (int l = c->L - 1; l >= 0; l--) {
+        /* recomputing: the layer's activations remade from its kept input,
+         * the same kernels and dropout keys as the forward above (the last
+         * layer's are still there). It also rewrites layer l+1's input, with
+         * the same bits, after that layer's backward has read it. */
+        if (g->recompute && l + 1 < c->L) TRY(layer_forward(g, l, N, drop, drop_seed, qonly));
         TRY(layer_backward(g, l, N, drop, drop_seed, qonly));
+    }
     if (Ls->n) CK(cudaMemcpy(loss, g->eloss, (size_t)Ls->n * sizeof(double), cudaMemcpyDeviceToHost));
     CK(cudaGetLastError());
     return LR_OK;

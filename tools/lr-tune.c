@@ -98,6 +98,13 @@ static void usage(FILE *f) {
             "                           accumulation, LoRA weights, gradients and optimizer;\n"
             "                           f32: float32 throughout, the cpu's numbers. A\n"
             "                           --resume may change it, as it may change --device\n"
+            "  --recompute auto|always|never  the device trainer's activations [auto]:\n"
+            "                           always keeps only each layer's input and reruns\n"
+            "                           the layer's forward before its backward (less\n"
+            "                           memory, one more forward, the same numbers); auto\n"
+            "                           does so when keeping them all would not fit the\n"
+            "                           free device memory (docs/CUDA.md); the cpu keeps\n"
+            "                           them all (always refused there)\n"
             "Data parallel: one lr-tune per rank, the same command and inputs on each;\n"
             "--batch is the global micro-batch, rank r of W takes its examples\n"
             "[r*B/W, (r+1)*B/W); rank 0 alone writes --out, checkpoints and --log.\n"
@@ -120,7 +127,7 @@ static void usage(FILE *f) {
 enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH, O_ACCUM,
        O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS, O_SAVE, O_RESUME,
        O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE, O_FORCE, O_QUIRKS, O_RESCHED, O_RANK, O_WORLD, O_MASTER,
-       O_DPTIME, O_PREC };
+       O_DPTIME, O_PREC, O_RECOMP };
 
 /* the data-parallel flags, resolved with the environment by ranks.h */
 typedef struct {
@@ -144,7 +151,8 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
         {"stop-after", 1, 0, O_STOP},   {"full", 0, 0, O_FULL},         {"group-by-length", 0, 0, O_BYLEN},
         {"device", 1, 0, O_DEVICE},     {"force", 0, 0, O_FORCE},       {"reference-quirks", 0, 0, O_QUIRKS},
         {"rank", 1, 0, O_RANK},         {"world", 1, 0, O_WORLD},       {"master", 1, 0, O_MASTER},
-        {"dp-timeout", 1, 0, O_DPTIME}, {"precision", 1, 0, O_PREC},   {"help", 0, 0, 'h'},
+        {"dp-timeout", 1, 0, O_DPTIME}, {"precision", 1, 0, O_PREC},   {"recompute", 1, 0, O_RECOMP},
+        {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     int c, idx = 0, rc = LR_OK;
     char flag[64];
@@ -204,6 +212,11 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
                 rc = lr_err(LR_EUSAGE, "--precision %s: expected bf16 or f32", optarg);
             o->precision = optarg;
             break;
+        case O_RECOMP:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "always") && strcmp(optarg, "never"))
+                rc = lr_err(LR_EUSAGE, "--recompute %s: expected auto, always or never", optarg);
+            o->recompute = optarg;
+            break;
         default: rc = lr_err(LR_EUSAGE, "%s: unknown option or missing value (see --help)", argv[optind - 1]);
         }
     }
@@ -224,6 +237,9 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
     if (!o->precision) o->precision = !strcmp(o->device, "cuda") ? "bf16" : "f32";
     if (!strcmp(o->device, "cpu") && !strcmp(o->precision, "bf16"))
         return lr_err(LR_EUSAGE, "--precision bf16: the cpu trains in float32 only (use --device cuda, or --precision f32)");
+    if (!o->recompute) o->recompute = "auto";
+    if (!strcmp(o->device, "cpu") && !strcmp(o->recompute, "always"))
+        return lr_err(LR_EUSAGE, "--recompute always: the cpu keeps every activation (use --device cuda)");
     return LR_OK;
 }
 
@@ -285,7 +301,12 @@ int main(int argc, char **argv) {
         int dev = 0;
         if (rk.world > 1 && (rc = gpu_select_device(rk.local, &dev))) goto done;
         if ((rc = tuner_use_gpu(&tu))) goto done;
-        if (lead) fprintf(stderr, "lr-tune: device cuda (%s, %s backend), precision %s\n", name, gpu_backend(), o.precision);
+        size_t need = 0, budget = 0;
+        int recomp = gpu_trn_recomputes(tu.gpu, &need, &budget);
+        if (lead)
+            fprintf(stderr, "lr-tune: device cuda (%s, %s backend), precision %s, recompute %s (%s: keeping every "
+                    "activation takes %.1f MiB of %.1f MiB free)\n", name, gpu_backend(), o.precision,
+                    recomp ? "on" : "off", o.recompute, (double)need / 1048576.0, (double)budget / 1048576.0);
     }
     long total = sc.total, steps_per_epoch = sc.steps_per_epoch, mb_per_epoch = sc.mb_per_epoch;
     if (!(set = tplan_settings(&o, &m, total, inputs, nin, &rc))) goto done;
@@ -293,7 +314,8 @@ int main(int argc, char **argv) {
      * nothing behind */
     comm_cfg cc = {rk.rank, rk.world, rk.addr, rk.port, dpf.timeout};
     const char *how;
-    if ((rc = comm_open(&dp, &cc, tplan_fingerprint(set)))) goto done;
+    comm_field fields[COMM_MAX_FIELDS];
+    if ((rc = comm_open(&dp, &cc, fields, tplan_fields(set, &o, fields, COMM_MAX_FIELDS)))) goto done;
     if ((rc = tuner_use_comm(&tu, dp, &how))) goto done;
     if (dp && lead)
         fprintf(stderr, "lr-tune: data parallel, %d ranks (%s) meeting at %s:%d; each takes %d of a micro-batch's %d; %s\n",

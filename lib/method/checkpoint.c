@@ -100,10 +100,10 @@ int ckpt_save(const char *dir, long step, const tuner *tu, const char *base, con
         rc = st_write(p, t, 3);
     }
     if (!rc) {
-        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:O, s:s}", "step", (json_int_t)step, "adam_t", (json_int_t)tu->opt.t,
+        json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:I, s:O, s:s, s:s}", "step", (json_int_t)step, "adam_t", (json_int_t)tu->opt.t,
                               "calls", (json_int_t)tu->calls, "rows_fwd", (json_int_t)tu->rows_fwd, "examples",
                               (json_int_t)tu->examples, "settings", settings ? (json_t *)settings : json_null(),
-                              "precision", tuner_precision(tu));
+                              "precision", tuner_precision(tu), "recompute", tuner_recompute(tu));
         snprintf(p, sizeof p, "%s/trainer_state.json", tmp);
         if (!j || json_dump_file(j, p, JSON_INDENT(1) | JSON_SORT_KEYS)) rc = lr_err(LR_EIO, "%s: cannot write", p);
         json_decref(j);

@@ -45,7 +45,8 @@ void tuner_free(tuner *tu) {
 
 int tuner_use_gpu(tuner *tu) {
     if (!tu->lo) return lr_err(LR_EUSAGE, "--device cuda: full-parameter training (--full) runs on the cpu only");
-    gtrn_opts o = {.B = tu->B, .Tmax = tu->Tmax, .maxN = tu->max_rows, .precision = tu->precision, .chunk_floats = tu->chunk_floats};
+    gtrn_opts o = {.B = tu->B, .Tmax = tu->Tmax, .maxN = tu->max_rows, .precision = tu->precision, .chunk_floats = tu->chunk_floats,
+                   .recompute = tu->recompute, .mem_budget = tu->mem_budget};
     int rc = gpu_trn_init(&tu->gpu, tu->m, tu->lo, &o);
     if (rc) return rc;
     if ((rc = tuner_upload(tu))) return rc;
@@ -56,6 +57,8 @@ int tuner_use_gpu(tuner *tu) {
 int tuner_download(const tuner *tu) { return tu->gpu ? gpu_trn_get(tu->gpu, tu->params, tu->opt.m, tu->opt.v, NULL) : LR_OK; }
 
 const char *tuner_precision(const tuner *tu) { return tu->gpu && tu->precision == GTRN_BF16 ? "bf16" : "f32"; }
+
+const char *tuner_recompute(const tuner *tu) { return tu->gpu && gpu_trn_recomputes(tu->gpu, NULL, NULL) ? "on" : "off"; }
 
 int tuner_upload(tuner *tu) { return tu->gpu ? gpu_trn_put(tu->gpu, tu->params, tu->opt.m, tu->opt.v) : LR_OK; }
 

@@ -82,6 +82,8 @@ typedef struct {
     int B, Tmax;       /* sequences per call, rows per sequence */
     gpu_trn *gpu;      /* the device trainer (tuner_use_gpu), or NULL: the cpu */
     int precision;     /* the device trainer's, GTRN_F32 (tuner_init's) or GTRN_BF16; set before tuner_use_gpu */
+    int recompute;     /* the device trainer's GTRN_RECOMPUTE_* (tuner_init's: AUTO); set before tuner_use_gpu */
+    size_t mem_budget; /* the device trainer's gtrn_opts.mem_budget (0: its free memory) */
     comm *dp;          /* the data-parallel ranks (tuner_use_comm), or NULL: one process */
     int nccl;          /* a device run's gradients are summed by NCCL (else through the host) */
 } tuner;
@@ -98,6 +100,9 @@ int tuner_use_gpu(tuner *tu);
 int tuner_download(const tuner *tu);
 /* "bf16" for a device run in GTRN_BF16, else "f32" (the cpu's). */
 const char *tuner_precision(const tuner *tu);
+/* "on" for a device run that recomputes activations, else "off" (the cpu
+ * keeps them all). */
+const char *tuner_recompute(const tuner *tu);
 int tuner_upload(tuner *tu);
 /* Joins the ranks of c (NULL: one process, nothing changes), after
  * tuner_use_gpu: a device run sums over NCCL when every rank has it

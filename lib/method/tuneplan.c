@@ -73,6 +73,9 @@ int tplan_tuner(const tune_cfg *c, model *m, lora *lo, const tune_data *ds, cons
     tu->dropout_on = 1;
     tu->seed = c->seed;
     tu->precision = c->precision && !strcmp(c->precision, "bf16") ? GTRN_BF16 : GTRN_F32;
+    tu->recompute = !c->recompute || !strcmp(c->recompute, "auto") ? GTRN_RECOMPUTE_AUTO
+                    : !strcmp(c->recompute, "always")             ? GTRN_RECOMPUTE_ALWAYS
+                                                                  : GTRN_RECOMPUTE_NEVER;
     return 0;
 }
 
@@ -127,10 +130,42 @@ json_t *tplan_settings(const tune_cfg *c, const model *m, long total, char *cons
     return s;
 }
 
-uint64_t tplan_fingerprint(const json_t *settings) {
-    char *s = json_dumps(settings, JSON_COMPACT | JSON_SORT_KEYS);
+static uint64_t fnv1a(const char *s) {
     uint64_t h = 0xcbf29ce484222325ULL;
     for (const char *p = s; p && *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-    free(s);
     return h;
+}
+
+static void put_field(comm_field *f, const char *name, const json_t *v) {
+    char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    snprintf(f->value, sizeof f->value, "%s", json_is_string(v) ? json_string_value(v) : s ? s : "?");
+    f->hash = fnv1a(s);
+    free(s);
+}
+
+int tplan_fields(const json_t *settings, const tune_cfg *c, comm_field *f, int max) {
+    size_t nk = json_object_size(settings), n = 0;
+    const char **keys = xmalloc((nk + 1) * sizeof *keys);
+    const char *k;
+    json_t *v;
+    json_object_foreach((json_t *)settings, k, v) keys[n++] = k;
+    /* sorted, so that every rank sends them in one order */
+    for (size_t i = 1; i < n; i++)
+        for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) k = keys[j], keys[j] = keys[j - 1], keys[j - 1] = k;
+    int nf = 0;
+    for (size_t i = 0; i < n && nf < max; i++) put_field(&f[nf++], keys[i], json_object_get(settings, keys[i]));
+    free(keys);
+    /* not settings (a resume may change them) but one world trains with one
+     * of each; the shard rule is this program's, named so that another
+     * version of it cannot join with another one */
+    const char *extra[][2] = {{"--precision", c->precision ? c->precision : "f32"},
+                              {"--recompute", c->recompute ? c->recompute : "auto"},
+                              {"data shard", "rank r of W: [r*B/W, (r+1)*B/W) of each batch"}};
+    for (size_t i = 0; i < sizeof extra / sizeof extra[0] && nf < max; i++) {
+        json_t *s = json_string(extra[i][1]);
+        put_field(&f[nf++], extra[i][0], s);
+        json_decref(s);
+    }
+    return nf;
 }

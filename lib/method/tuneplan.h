@@ -11,8 +11,11 @@
  *                   every base weight) and the tuner over them;
  *   tplan_settings  what a --resume compares: every setting that changes
  *                   the result, and the inputs' content hashes;
- *   tplan_fingerprint  those settings as one number: data-parallel ranks
- *                   must agree on it before they train together.
+ *   tplan_fields    what data-parallel ranks must agree on before they
+ *                   train together: those settings one field each, and
+ *                   what a resume may change but the ranks may not mix
+ *                   (the precision, the recompute switch, the data shard
+ *                   rule).
  *
  * Each returns 0 or the LR_E* code with the message set (LR_EUSAGE for a
  * setting that does not fit the inputs, LR_EINPUT naming the example). */
@@ -23,6 +26,7 @@
 #include "method/tune.h"
 #include "model/lora.h"
 #include "model/model.h"
+#include "nn/allreduce.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -31,6 +35,7 @@ typedef struct {
     const char *model_dir, *out, *objective_s, *targets_s, *init_adapter, *log_path;
     const char *device;       /* "cpu" or "cuda" (tools resolve "auto" before setup) */
     const char *precision;    /* "f32" or "bf16" (tools resolve the device's default before setup) */
+    const char *recompute;    /* the device trainer's activation recomputation: "auto" (NULL), "always" or "never" */
     int full, group_len, stop_after, r, batch, accum, epochs, warmup, pack, shuffle, by_problem, vlim, max_len, max_rows,
         save_every, resume, force, quirks, max_len_set, reschedule, lm;
     long max_steps;           /* <= 0: from epochs */
@@ -55,7 +60,9 @@ void tplan_schedule(const tune_cfg *c, const tune_data *ds, tune_schedule *s);
 int tplan_tuner(const tune_cfg *c, model *m, lora *lo, const tune_data *ds, const tune_schedule *s, tuner *tu);
 /* A new object, or NULL with *rc set (an input that cannot be read). */
 json_t *tplan_settings(const tune_cfg *c, const model *m, long total, char *const *inputs, int nin, int *rc);
-/* FNV-1a 64 of the settings' compact, key-sorted JSON. */
-uint64_t tplan_fingerprint(const json_t *settings);
+/* The fields (allreduce.h) of settings, key by key in sorted order, each
+ * hashed as FNV-1a 64 of its compact JSON, then c's --precision,
+ * --recompute and the data shard rule; returns how many (at most max). */
+int tplan_fields(const json_t *settings, const tune_cfg *c, comm_field *f, int max);
 
 #endif

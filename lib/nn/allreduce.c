@@ -20,7 +20,7 @@
 
 enum { OP_SUM32 = 1, OP_SUM64, OP_BCAST, OP_BARRIER };
 static const char *const OPNAME[] = {"the rendezvous", "the gradient all-reduce", "a sum", "a broadcast", "a barrier"};
-static const char MAGIC[8] = "lrdp-v1";
+static const char MAGIC[8] = "lrdp-v2";
 #define CHUNK ((size_t)1 << 18) /* elements summed per round trip: bounds rank 0's buffers */
 
 struct comm {
@@ -31,8 +31,7 @@ struct comm {
 
 typedef struct {
     char magic[8];
-    uint32_t rank, world;
-    uint64_t fingerprint;
+    uint32_t rank, world, nfields, pad; /* then nfields comm_field */
 } hello;
 
 typedef struct {
@@ -124,7 +123,21 @@ static int refuse(comm *c, int code) {
     return code;
 }
 
-static int open_hub(comm *c, const comm_cfg *cfg, uint64_t fp) {
+/* rank 0: rank r's fields against its own; 0 or the error (set) */
+static int compare_fields(int r, const comm_field *theirs, int nt, const comm_field *f, int nf) {
+    for (int i = 0; i < nt && i < nf; i++) {
+        if (strncmp(theirs[i].name, f[i].name, sizeof f[i].name))
+            return lr_err(LR_EUSAGE, "rank %d sends the field %.31s where rank 0 has %s (another version of the program?)", r,
+                          theirs[i].name, f[i].name);
+        if (theirs[i].hash != f[i].hash)
+            return lr_err(LR_EINPUT, "rank %d has another %s (%.47s, rank 0's %s)", r, f[i].name, theirs[i].value, f[i].value);
+    }
+    if (nt != nf)
+        return lr_err(LR_EUSAGE, "rank %d sends %d fields to agree on, rank 0 %d (another version of the program?)", r, nt, nf);
+    return 0;
+}
+
+static int open_hub(comm *c, const comm_cfg *cfg, const comm_field *f, int nf) {
     struct addrinfo *ai = resolve(cfg, 1);
     if (!ai) return LR_EIO;
     int ls = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol), one = 1;
@@ -152,11 +165,14 @@ static int open_hub(comm *c, const comm_cfg *cfg, uint64_t fp) {
         int fd = accept(ls, NULL, NULL);
         if (fd < 0) continue;
         hello h;
+        comm_field theirs[COMM_MAX_FIELDS];
         set_rcvtimeo(fd, 10);
-        if (recv_all(fd, &h, sizeof h) || memcmp(h.magic, MAGIC, sizeof MAGIC)) {
+        if (recv_all(fd, &h, sizeof h) || memcmp(h.magic, MAGIC, sizeof MAGIC) || h.nfields > COMM_MAX_FIELDS ||
+            recv_all(fd, theirs, h.nfields * sizeof *theirs)) {
             close(fd); /* not a rank of this protocol: ignore it, keep waiting */
             continue;
         }
+        for (uint32_t i = 0; i < h.nfields; i++) theirs[i].name[sizeof theirs[i].name - 1] = theirs[i].value[sizeof theirs[i].value - 1] = 0;
         set_rcvtimeo(fd, 0);
         tune_socket(fd);
         int r = (int)h.rank;
@@ -164,9 +180,7 @@ static int open_hub(comm *c, const comm_cfg *cfg, uint64_t fp) {
             rc = lr_err(LR_EUSAGE, "rank %d was started with world size %u, rank 0 with %d", r, h.world, c->world);
         else if (r < 1 || r >= c->world || c->fd[r] >= 0)
             rc = lr_err(LR_EUSAGE, "rank %d connected %s", r, r >= 1 && r < c->world ? "twice" : "out of range");
-        else if (h.fingerprint != fp)
-            rc = lr_err(LR_EINPUT, "rank %d trains another model, data or settings (fingerprint %016llx, rank 0's %016llx)",
-                        r, (unsigned long long)h.fingerprint, (unsigned long long)fp);
+        else rc = compare_fields(r, theirs, (int)h.nfields, f, nf);
         if (rc) {
             reply rp = {(uint32_t)rc, {0}};
             snprintf(rp.msg, sizeof rp.msg, "%s", lr_errmsg());
@@ -184,7 +198,7 @@ static int open_hub(comm *c, const comm_cfg *cfg, uint64_t fp) {
     return rc;
 }
 
-static int open_spoke(comm *c, const comm_cfg *cfg, uint64_t fp) {
+static int open_spoke(comm *c, const comm_cfg *cfg, const comm_field *f, int nf) {
     double deadline = now() + cfg->timeout_s;
     int fd = -1, err = 0;
     for (;;) {
@@ -204,28 +218,29 @@ static int open_spoke(comm *c, const comm_cfg *cfg, uint64_t fp) {
     }
     tune_socket(fd);
     c->fd[0] = fd;
-    hello h = {{0}, (uint32_t)c->rank, (uint32_t)c->world, fp};
+    hello h = {{0}, (uint32_t)c->rank, (uint32_t)c->world, (uint32_t)nf, 0};
     memcpy(h.magic, MAGIC, sizeof MAGIC);
     reply rp;
     /* rank 0 answers once every rank is in, or at its own deadline */
     set_rcvtimeo(fd, 2 * cfg->timeout_s + 10);
-    if (send_all(fd, &h, sizeof h) || recv_all(fd, &rp, sizeof rp)) return gone(0, 0);
+    if (send_all(fd, &h, sizeof h) || send_all(fd, f, (size_t)nf * sizeof *f) || recv_all(fd, &rp, sizeof rp)) return gone(0, 0);
     set_rcvtimeo(fd, 0);
     rp.msg[sizeof rp.msg - 1] = 0;
     if (rp.code) return lr_err((int)rp.code, "rank 0 refused the rendezvous: %s", rp.msg);
     return 0;
 }
 
-int comm_open(comm **cp, const comm_cfg *cfg, uint64_t fingerprint) {
+int comm_open(comm **cp, const comm_cfg *cfg, const comm_field *f, int nf) {
     *cp = NULL;
     if (cfg->world <= 1) return 0;
+    if (nf < 0 || nf > COMM_MAX_FIELDS) return lr_err(LR_EUSAGE, "%d fields to agree on, at most %d", nf, COMM_MAX_FIELDS);
     if (cfg->rank < 0 || cfg->rank >= cfg->world)
         return lr_err(LR_EUSAGE, "rank %d is outside [0, %d) (world size %d)", cfg->rank, cfg->world, cfg->world);
     comm *c = xcalloc(1, sizeof *c);
     c->rank = cfg->rank, c->world = cfg->world;
     c->fd = xmalloc((size_t)c->world * sizeof(int));
     for (int r = 0; r < c->world; r++) c->fd[r] = -1;
-    int rc = c->rank ? open_spoke(c, cfg, fingerprint) : open_hub(c, cfg, fingerprint);
+    int rc = c->rank ? open_spoke(c, cfg, f, nf) : open_hub(c, cfg, f, nf);
     if (rc) {
         comm_close(c);
         return rc;

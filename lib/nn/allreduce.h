@@ -9,9 +9,11 @@
  *
  * Rendezvous (comm_open): rank 0 listens on addr:port, the others connect
  * (retrying until timeout_s, for ranks started in any order) and send
- * their rank, the world size and a fingerprint of what they train (model,
- * data, settings); rank 0 accepts only a full, consistent set of ranks with
- * its own fingerprint, and tells every rank so. Later operations are
+ * their rank, the world size and a fingerprint of what they train: a list
+ * of named fields (model, data, settings), each a hash of its value and
+ * the value as text for the message; rank 0 accepts only a full,
+ * consistent set of ranks whose every field equals its own, and tells
+ * every rank so, naming the first field that differs. Later operations are
  * collective: every rank calls the same ones in the same order; each
  * message carries its operation and length, and a mismatch is an error,
  * not a silent mix-up.
@@ -25,8 +27,8 @@
  *
  * Errors return LR_EIO (a peer gone, a connection refused or timed out, an
  * address in use), LR_EUSAGE (world sizes or ranks that do not fit) or
- * LR_EINPUT (another rank's fingerprint), with one line naming the peer
- * rank and the operation; callers prefix their own rank. */
+ * LR_EINPUT (another rank's fingerprint, naming the field), with one line
+ * naming the peer rank and the operation; callers prefix their own rank. */
 #ifndef LR_ALLREDUCE_H
 #define LR_ALLREDUCE_H
 
@@ -42,7 +44,17 @@ typedef struct {
     double timeout_s;  /* how long the rendezvous waits for the other ranks */
 } comm_cfg;
 
-int comm_open(comm **c, const comm_cfg *cfg, uint64_t fingerprint);
+/* One field of the fingerprint: what it is, its value as shown in a
+ * refusal (cut to fit), and a hash of the whole value. */
+enum { COMM_MAX_FIELDS = 64 };
+typedef struct {
+    char name[32], value[48];
+    uint64_t hash;
+} comm_field;
+
+/* f[0..nf), nf <= COMM_MAX_FIELDS: what the ranks must agree on, in an
+ * order every rank shares. */
+int comm_open(comm **c, const comm_cfg *cfg, const comm_field *f, int nf);
 void comm_close(comm *c);
 /* This process's rank and the world size (0 and 1 for NULL). */
 int comm_rank(const comm *c);

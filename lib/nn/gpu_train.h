@@ -7,8 +7,9 @@
  *
  * What lives on the device: the base model's weights (frozen), the LoRA
  * parameters as float32 master weights with their gradients and AdamW
- * moments, every activation the backward reads (forward.h's fwd_layer_acts),
- * a float32 KV cache, the loss rows' logits (chunked), the loss and its
+ * moments, every activation the backward reads (forward.h's fwd_layer_acts;
+ * or, recomputing, each layer's input and one layer's activations), a
+ * float32 KV cache, the loss rows' logits (chunked), the loss and its
  * logit gradient (k_softkl, k_ce), the backward (backward.h,
  * gemm_backward.h), the global gradient norm, clipping and AdamW
  * (k_grad_norm, k_adamw). The host sees per-call losses, the step's norm,
@@ -67,12 +68,27 @@ typedef struct {
 
 enum { GTRN_F32, GTRN_BF16 };
 
+/* Activation recomputation: keep every layer's activations for the
+ * backward (NEVER), or keep only each layer's input, the residual stream,
+ * and re-run that layer's forward just before its backward (ALWAYS: one
+ * layer's activations and one layer's KV cache on the device instead of
+ * every layer's; the same kernels on the same inputs, so the same bits,
+ * dropout masks included, for one more forward per layer but the last).
+ * AUTO recomputes when keeping would not fit: when the kept activations,
+ * the KV cache and the other buffers init makes would take more than 7/8
+ * of the budget, the free device memory after the weights and the LoRA
+ * state (mem_budget when nonzero). docs/CUDA.md has the rule. */
+enum { GTRN_RECOMPUTE_AUTO, GTRN_RECOMPUTE_ALWAYS, GTRN_RECOMPUTE_NEVER };
+
 /* The trainer's shape and precision: B slots of Tmax positions, at most
  * maxN rows a call; logits made at most chunk_floats floats at a time;
- * precision GTRN_F32 or GTRN_BF16. */
+ * precision GTRN_F32 or GTRN_BF16; recompute GTRN_RECOMPUTE_* (0: AUTO);
+ * mem_budget: bytes AUTO compares with (0: the free device memory). */
 typedef struct {
     int B, Tmax, maxN, precision;
     size_t chunk_floats;
+    int recompute;
+    size_t mem_budget;
 } gtrn_opts;
 
 /* Uploads m's weights (m->mem, converted to bf16 on the device under
@@ -82,6 +98,11 @@ void gpu_trn_free(gpu_trn *g);
 /* Bytes of device memory the trainer allocated for the base weights and
  * for the kept activations (the sizes passed to cudaMalloc). */
 void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_bytes);
+/* Whether the trainer recomputes activations (the AUTO rule resolved at
+ * init); *kept_bytes (NULL: skipped) = what keeping every layer's
+ * activations and KV cache would take, *budget_bytes = the budget AUTO
+ * compared it with. */
+int gpu_trn_recomputes(const gpu_trn *g, size_t *kept_bytes, size_t *budget_bytes);
 
 /* Host <-> device copies of the flat LoRA vectors (lo->n floats, lo->mem's
  * layout): parameters and the AdamW moments; NULL skips one. */

@@ -10,8 +10,10 @@
 # resumed ends byte-identical to an uninterrupted one; world size 1 by flag
 # or variable is byte-identical to no flag. Failures: a rank that leaves
 # (either side), nobody listening, another rank's data, a world size that
-# does not divide --batch, a rank out of range: one stderr line naming the
-# rank, the documented exit code, nothing under the final names. The
+# does not divide --batch, a rank out of range, ranks that differ in a
+# setting, the --recompute switch or the precision: one stderr line naming
+# the rank (and the field), the documented exit code, nothing under the
+# final names. The
 # emulated CUDA device trains data parallel through the host (no NCCL
 # there) and agrees with its one-process run (losses to 1e-6, adapters to
 # 1e-3, the tolerance of the device against the cpu).
@@ -165,9 +167,29 @@ set +e
 wait $!; rc1=$?
 set -e
 [ "$rc" = 2 ] && [ "$rc1" = 2 ] || die "mismatched data: exit $rc and $rc1"
-grep -q "^lr-tune: rank 0 of 2: rank 1 trains another model, data or settings (fingerprint" "$T/x0.err" || die "rank 0: $(cat "$T/x0.err")"
-grep -q "^lr-tune: rank 1 of 2: rank 0 refused the rendezvous: rank 1 trains another" "$T/x1.err" || die "rank 1: $(cat "$T/x1.err")"
+grep -q "^lr-tune: rank 0 of 2: rank 1 has another inputs (content) (\[\"" "$T/x0.err" || die "rank 0: $(cat "$T/x0.err")"
+grep -q "^lr-tune: rank 1 of 2: rank 0 refused the rendezvous: rank 1 has another inputs (content)" "$T/x1.err" || die "rank 1: $(cat "$T/x1.err")"
+[ "$(wc -l < "$T/x0.err")" = 1 ] && [ "$(wc -l < "$T/x1.err")" = 1 ] || die "mismatched data: more than one line: $(cat "$T"/x?.err)"
 nothing x
+# mismatch A B FIELD WANT ARGS...: rank 1 with extra arguments A, rank 0
+# with B: both exit 2, one error line each naming FIELD as WANT says,
+# nothing written
+mismatch() {
+    local a=$1 b=$2 field=$3 want=$4 port=${PORTS[NP++]} rc rc1; shift 4
+    set +e
+    "$@" --rank 1 --world 2 --master "127.0.0.1:$port" --out "$T/y" $a 2> "$T/y1.err" &
+    "$@" --rank 0 --world 2 --master "127.0.0.1:$port" --out "$T/y" $b 2> "$T/y0.err"; rc=$?
+    wait $!; rc1=$?
+    set -e
+    [ "$rc" = 2 ] && [ "$rc1" = 2 ] || die "$field: exit $rc and $rc1: $(cat "$T"/y?.err)"
+    # (rank 0's device line, on the device, comes first)
+    [ "$(tail -1 "$T/y0.err")" = "lr-tune: rank 0 of 2: rank 1 has another $field ($want)" ] || die "$field: rank 0: $(cat "$T/y0.err")"
+    [ "$(cat "$T/y1.err")" = "lr-tune: rank 1 of 2: rank 0 refused the rendezvous: rank 1 has another $field ($want)" ] ||
+        die "$field: rank 1: $(cat "$T/y1.err")"
+    nothing y
+}
+mismatch "--r 4" "--r 8" --r "4, rank 0's 8" "$LT" "${KL[@]}"
+mismatch "--recompute never" "" --recompute "never, rank 0's auto" "$LT" "${KL[@]}"
 # the world size must divide the batch; ranks inside the world
 expect_fail 1 "$LT" --rank 1 --world 3 --out "$T/b" "${KL[@]}"
 [[ $LAST_ERR == "lr-tune: rank 1 of 3: --batch 4 is not a multiple of the world size 3 (--rank/--world)" ]] || die "batch: $LAST_ERR"
@@ -185,3 +207,5 @@ dp 2 "$E/lr-tune" --out "$T/e2" --log "$T/e2.jsonl" "${G[@]}"
 [ "$(rcs)" = "0 0 " ] || die "emulated device, 2 ranks: $(rcs): $(cat "$T"/dp.*.err)"
 grep -q "gradients summed through the hosts over TCP (NCCL is not on every rank)" "$T/dp.0.err" || die "emu: $(cat "$T/dp.0.err")"
 same e1 e2 "emulated CUDA device, 2 ranks" 1e-3 # as the device against the cpu (tune_gpu_emu.sh)
+# ranks in other precisions (not a setting: a resume may change it) refused
+mismatch "--precision bf16" "" --precision "bf16, rank 0's f32" "$E/lr-tune" "${G[@]}"

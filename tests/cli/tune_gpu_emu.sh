@@ -16,7 +16,9 @@
 # relative difference is large (~0.8) for any bf16 rounding, ours or the
 # weights' alone; the precision in the device line, the log and the
 # checkpoint, a resume in f32 saying it changed; --precision bf16 refused
-# on the cpu. --full and
+# on the cpu. --recompute always: the same checkpoint bytes and losses as
+# keeping the activations (bf16, dropout on), on in the device line and the
+# checkpoint; a bad value and always on the cpu refused. --full and
 # --reference-quirks are refused on cuda with one line; the build without a
 # usable GPU refuses --device cuda (exit 4) and writes nothing.
 source "$LR_ROOT/tests/lib.sh"
@@ -87,11 +89,28 @@ echo "soft-KL bf16: adapter within $e of the cpu's (the cpu on bf16-rounded weig
 # its checkpoint records bf16; resumed in f32 it says so and continues
 "$E/lr-tune" --device cuda --out "$T/rb" --stop-after 3 "${KL[@]}" 2> /dev/null
 jq -e '.precision == "bf16"' "$T/rb.part/checkpoint-2/trainer_state.json" > /dev/null || die "the bf16 checkpoint does not record bf16"
+# --recompute always: the same bits as keeping the activations (bf16,
+# dropout on; rb above, stopped after 3 steps), said in the device line and
+# the checkpoint
+"$E/lr-tune" --device cuda --recompute always --out "$T/ka" --log "$T/ka.jsonl" --stop-after 3 "${KL[@]}" 2> "$T/ka.err"
+grep -q "precision bf16, recompute on (always: " "$T/ka.err" || die "no recompute in the device line: $(cat "$T/ka.err")"
+grep -q "precision bf16, recompute off (auto: " "$T/kb.err" || die "auto recomputes a tiny model: $(cat "$T/kb.err")"
+for f in adapter_model.safetensors optimizer.safetensors; do
+    cmp -s "$T/ka.part/checkpoint-2/$f" "$T/rb.part/checkpoint-2/$f" || die "recomputed checkpoint-2/$f differs from the kept one"
+done
+[ "$(jq -c '[.loss, .grad_norm]' "$T/ka.jsonl")" = "$(head -3 "$T/kb.jsonl" | jq -c '[.loss, .grad_norm]')" ] ||
+    die "recomputed losses differ: $(paste -d' ' "$T/ka.jsonl" "$T/kb.jsonl" | head -3)"
+jq -e '.recompute == "on"' "$T/ka.part/checkpoint-2/trainer_state.json" > /dev/null || die "the checkpoint does not record recompute on"
+jq -e '.recompute == "off"' "$T/rb.part/checkpoint-2/trainer_state.json" > /dev/null || die "the checkpoint does not record recompute off"
 "$E/lr-tune" --device cuda --precision f32 --out "$T/rb" --resume "${KL[@]}" 2> "$T/rb.err"
 grep -q "checkpoint-2 was trained in bf16, continuing in f32" "$T/rb.err" || die "no precision-change line: $(cat "$T/rb.err")"
 e=$(st_close "$T/rb/adapter_model.safetensors" "$T/kc/adapter_model.safetensors" 1e9)
 python3 -c "import sys; sys.exit(not float('$e') <= 1.5 * float('$ref'))" ||
     die "bf16 then f32: the adapter differs by $e, the cpu on bf16-rounded weights by $ref"
+expect_fail 1 "$E/lr-tune" --device cuda --recompute sometimes --out "$T/pb" "${KL[@]}"
+[[ $LAST_ERR == "lr-tune: --recompute sometimes: expected auto, always or never" ]] || die "bad recompute message: $LAST_ERR"
+expect_fail 1 "$B/lr-tune" --device cpu --recompute always --out "$T/pb" "${KL[@]}"
+[[ $LAST_ERR == "lr-tune: --recompute always: the cpu keeps every activation (use --device cuda)" ]] || die "cpu recompute message: $LAST_ERR"
 # bf16 is the device's: refused on the cpu, one line, nothing written
 expect_fail 1 "$B/lr-tune" --device cpu --precision bf16 --out "$T/pb" "${KL[@]}"
 [[ $LAST_ERR == *"--precision bf16: the cpu trains in float32 only"* ]] || die "cpu bf16 message: $LAST_ERR"

@@ -31,12 +31,16 @@ static float val(int r, size_t i) { return (float)((double)(i % 977) * 0.001 - 0
 
 enum { N = 600001 }; /* more than two chunks */
 
+/* the fingerprints: F7 differs from F42 in its second field, FV in a name */
+static const comm_field F42[] = {{"model", "m1", 1}, {"--r", "42", 42}}, F7[] = {{"model", "m1", 1}, {"--r", "7", 7}},
+                        FV[] = {{"model", "m1", 1}, {"--alpha", "42", 42}};
+
 /* what every rank of the happy path runs; returns its failure count */
 static int happy(int rank, int port) {
     int before = check_failures_;
     comm *c;
     comm_cfg cfg = {rank, 3, "127.0.0.1", port, 20};
-    CHECK(comm_open(&c, &cfg, 42) == 0);
+    CHECK(comm_open(&c, &cfg, F42, 2) == 0);
     if (!c) return 1;
     CHECK(comm_rank(c) == rank && comm_world(c) == 3);
     float *v = xmalloc(N * sizeof(float));
@@ -78,15 +82,36 @@ static int run_ranks(int w, int port, rank_fn fn) {
     return ok;
 }
 
-/* rank 1's fingerprint differs: both fail, LR_EINPUT */
+/* rank 1's fingerprint differs in a field: both fail, LR_EINPUT, naming it
+ * with both values */
 static int fp_mismatch(int rank, int port) {
     int before = check_failures_;
     comm *c;
     comm_cfg cfg = {rank, 2, "127.0.0.1", port, 20};
-    int rc = comm_open(&c, &cfg, rank ? 7 : 42);
+    int rc = comm_open(&c, &cfg, rank ? F7 : F42, 2);
     CHECK(rc == LR_EINPUT && !c);
-    CHECKF(strstr(lr_errmsg(), rank ? "rank 0 refused the rendezvous: rank 1 trains another" : "rank 1 trains another"), "%s",
-           lr_errmsg());
+    CHECKF(strstr(lr_errmsg(), rank ? "rank 0 refused the rendezvous: rank 1 has another --r (7, rank 0's 42)"
+                                    : "rank 1 has another --r (7, rank 0's 42)"),
+           "%s", lr_errmsg());
+    return check_failures_ - before;
+}
+
+/* rank 1 sends other fields (another version): LR_EUSAGE naming them; and
+ * fewer of them */
+static int fields_mismatch(int rank, int port) {
+    int before = check_failures_;
+    comm *c;
+    comm_cfg cfg = {rank, 2, "127.0.0.1", port, 20};
+    CHECK(comm_open(&c, &cfg, rank ? FV : F42, 2) == LR_EUSAGE && !c);
+    CHECKF(strstr(lr_errmsg(), "rank 1 sends the field --alpha where rank 0 has --r"), "%s", lr_errmsg());
+    return check_failures_ - before;
+}
+static int fields_fewer(int rank, int port) {
+    int before = check_failures_;
+    comm *c;
+    comm_cfg cfg = {rank, 2, "127.0.0.1", port, 20};
+    CHECK(comm_open(&c, &cfg, F42, rank ? 1 : 2) == LR_EUSAGE && !c);
+    CHECKF(strstr(lr_errmsg(), "rank 1 sends 1 fields to agree on, rank 0 2"), "%s", lr_errmsg());
     return check_failures_ - before;
 }
 
@@ -95,7 +120,7 @@ static int world_mismatch(int rank, int port) {
     int before = check_failures_;
     comm *c;
     comm_cfg cfg = {rank, rank ? 3 : 2, "127.0.0.1", port, 20};
-    CHECK(comm_open(&c, &cfg, 42) == LR_EUSAGE);
+    CHECK(comm_open(&c, &cfg, F42, 2) == LR_EUSAGE);
     CHECKF(strstr(lr_errmsg(), "rank 1 was started with world size 3, rank 0 with 2"), "%s", lr_errmsg());
     return check_failures_ - before;
 }
@@ -106,7 +131,7 @@ static int peer_gone(int rank, int port) {
     int before = check_failures_;
     comm *c;
     comm_cfg cfg = {rank, 3, "127.0.0.1", port, 20};
-    CHECK(comm_open(&c, &cfg, 42) == 0);
+    CHECK(comm_open(&c, &cfg, F42, 2) == 0);
     if (!c) return 1;
     if (rank == 2) _exit(0); /* as a crashed rank: no goodbye */
     float v[10] = {0};
@@ -122,7 +147,7 @@ static int out_of_step(int rank, int port) {
     int before = check_failures_;
     comm *c;
     comm_cfg cfg = {rank, 2, "127.0.0.1", port, 20};
-    CHECK(comm_open(&c, &cfg, 42) == 0);
+    CHECK(comm_open(&c, &cfg, F42, 2) == 0);
     if (!c) return 1;
     float v[10] = {0};
     if (rank == 0) {
@@ -137,7 +162,7 @@ int main(void) {
     /* world 1: no communicator, every operation leaves the values alone */
     comm *c = (comm *)1;
     comm_cfg one = {0, 1, "127.0.0.1", 1, 1};
-    CHECK(comm_open(&c, &one, 0) == 0 && c == NULL);
+    CHECK(comm_open(&c, &one, NULL, 0) == 0 && c == NULL);
     float v[3] = {1, 2, 3};
     double d = 5;
     CHECK(comm_sum_f32(NULL, v, 3, 0.5) == 0 && v[0] == 1 && v[2] == 3);
@@ -145,10 +170,12 @@ int main(void) {
     CHECK(comm_bcast(NULL, v, sizeof v) == 0 && comm_barrier(NULL) == 0);
     CHECK(comm_rank(NULL) == 0 && comm_world(NULL) == 1);
     comm_cfg bad = {2, 2, "127.0.0.1", 1, 1};
-    CHECK(comm_open(&c, &bad, 0) == LR_EUSAGE);
+    CHECK(comm_open(&c, &bad, NULL, 0) == LR_EUSAGE);
 
     CHECK(run_ranks(3, free_port(), happy));
     CHECK(run_ranks(2, free_port(), fp_mismatch));
+    CHECK(run_ranks(2, free_port(), fields_mismatch));
+    CHECK(run_ranks(2, free_port(), fields_fewer));
     CHECK(run_ranks(2, free_port(), world_mismatch));
     CHECK(run_ranks(3, free_port(), peer_gone));
     CHECK(run_ranks(2, free_port(), out_of_step));
@@ -156,10 +183,10 @@ int main(void) {
     /* nobody listening; nobody coming */
     int port = free_port();
     comm_cfg lone1 = {1, 2, "127.0.0.1", port, 0.3}, lone0 = {0, 2, "127.0.0.1", port, 0.3};
-    CHECK(comm_open(&c, &lone1, 42) == LR_EIO);
+    CHECK(comm_open(&c, &lone1, F42, 2) == LR_EIO);
     CHECKF(strstr(lr_errmsg(), "cannot reach rank 0 at 127.0.0.1:") && strstr(lr_errmsg(), "Connection refused"), "%s",
            lr_errmsg());
-    CHECK(comm_open(&c, &lone0, 42) == LR_EIO);
+    CHECK(comm_open(&c, &lone0, F42, 2) == LR_EIO);
     CHECKF(strstr(lr_errmsg(), "for 1 of the other 1 ranks (missing: 1)"), "%s", lr_errmsg());
     CHECK_DONE();
 }
