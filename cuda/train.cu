@@ -1,6 +1,8 @@
 /* train: the device trainer (nn/gpu_train.h), trainer.c's LoRA forward and
  * backward op for op on the device, then the loss (loss.cu) and the
- * optimizer step (adamw.cu). Float32 throughout, or under GTRN_BF16 the
+ * optimizer step (adamw.cu). Without LoRA (full) the same backward also
+ * makes every base tensor's gradient (grad_of: at its weight's offset, as
+ * trn_grads), and AdamW updates wmem itself. Float32 throughout, or under GTRN_BF16 the
  * base-weight products in bf16 (see gpu_train.h): lin_forward16 and
  * lin_backward16 are lin_forward and lin_backward with the bf16 weight and
  * activation, the rest of the layer the same kernels on the same float32
