@@ -108,7 +108,7 @@ expect_fail 1 "$E/lr-tune" --device cuda --precision f16 --out "$T/pb" "${KL[@]}
 # noise (~1e-7 of its tensor's largest) by a good part of lr either way, so
 # the two backends' weights differ by 1.8e-3 after one step (measured) for
 # reasons that are neither's error; test_gpu_trainer_full runs eps 1e-8.
-FULL=(--model "$T/m" --full --lr 1e-3 --eps 1e-6 --batch 4 --accum 2 --max-steps 6 --save-every 2 "$T/ex.lrs")
+FULL=(--model "$T/m" --full --lr 1e-3 --eps 1e-6 --batch 4 --accum 2 --max-steps 4 --save-every 2 "$T/ex.lrs")
 "$B/lr-tune" --device cpu --out "$T/fc" --log "$T/fc.jsonl" "${FULL[@]}" 2> /dev/null
 "$E/lr-tune" --device cuda --out "$T/fg" --log "$T/fg.jsonl" "${FULL[@]}" 2> "$T/fg.err"
 grep -q "device cuda (emulated CUDA device.*precision f32" "$T/fg.err" || die "no --full device line: $(cat "$T/fg.err")"
