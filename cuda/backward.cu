@@ -83,6 +83,23 @@ void k_bias_backward(float *dbias, const float *dout, int N, int OC, float *ws, 
     colsum(dbias, dout, NULL, NULL, N, OC, ws, CS(stream));
 }
 
+/* ---- embedding: a thread per column, the rows in order ----
+ * Rows repeating a token add into the same table row, so a thread owns one
+ * column of the whole table and walks the rows as the CPU twin does: no
+ * two threads write one value (no atomics) and the sums are the CPU's
+ * bit for bit. N is a call's rows, so the serial walk is short next to
+ * the GEMMs; a card wanting more would sort the rows by token first. */
+__global__ void embedding_backward_kernel(float *dwte, const float *dout, const int *tokens, int N, int C) {
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    for (int n = 0; n < N; n++) dwte[(size_t)tokens[n] * C + c] += dout[(size_t)n * C + c];
+}
+
+void k_embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C, void *stream) {
+    if (dwte && N > 0 && C > 0)
+        LAUNCH(embedding_backward_kernel, cdiv((size_t)C, 128), 128, 0, CS(stream), dwte, dout, tokens, N, C);
+}
+
 /* ---- RoPE: one block per row, a thread per rotation pair ----
  * The transpose of the forward's [[c, -s], [s, c]], angles as k_qkv_rope:
  * float32 pos * inv_freq, precise cosf/sinf. A thread reads its pair before

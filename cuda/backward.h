@@ -39,6 +39,10 @@ void k_rmsnorm_backward(float *dinp, float *dw, const float *dout, const float *
  * does nothing. ws: BWD_COLSUM_PARTS * OC floats of scratch. */
 void k_bias_backward(float *dbias, const float *dout, int N, int OC, float *ws, void *stream);
 
+/* embedding_backward: dwte (V, C) row tokens[n] += dout row n (N, C);
+ * rows sharing a token add up in row order. dwte NULL does nothing. */
+void k_embedding_backward(float *dwte, const float *dout, const int *tokens, int N, int C, void *stream);
+
 /* rope_backward: the inverse rotation of (N, H, HD) rows at positions pos
  * (N), HF rotate-half, inv_freq (HD/2) from rope_inv_freq as the forward's
  * k_qkv_rope takes it. OVERWRITES dinp (dinp == dout allowed). HD even. */

@@ -1,6 +1,8 @@
 /* train: the device trainer (nn/gpu_train.h), trainer.c's LoRA forward and
  * backward op for op on the device, then the loss (loss.cu) and the
- * optimizer step (adamw.cu). Float32 throughout, or under GTRN_BF16 the
+ * optimizer step (adamw.cu). Without LoRA (full) the same backward also
+ * makes every base tensor's gradient (grad_of: at its weight's offset, as
+ * trn_grads), and AdamW updates wmem itself. Float32 throughout, or under GTRN_BF16 the
  * base-weight products in bf16 (see gpu_train.h): lin_forward16 and
  * lin_backward16 are lin_forward and lin_backward with the bf16 weight and
  * activation, the rest of the layer the same kernels on the same float32
@@ -75,6 +77,7 @@ struct gpu_trn {
     int adapted[LORA_NMOD];
     float scale, dropout;
     float *p, *gr, *m1, *m2; // (n) parameters, gradients, moments
+    int full;                /* no LoRA: every base weight trained, p is wmem and gr has m->mem's layout */
     void *nccl;              /* data-parallel communicator (dpnccl.h), or NULL */
     float *act;              /* every activation, one allocation */
     tlayer *L;               /* host array of device pointers */
@@ -122,6 +125,7 @@ static int dalloc(void *pp, size_t bytes) {
 
 extern "C" void gpu_trn_free(gpu_trn *g) {
     if (!g) return;
+    if (g->full) g->p = NULL; /* wmem, freed once below */
     dpnccl_free(g->nccl);
     void *ptrs[] = {g->wmem, g->wmem16, g->smallw, g->act16, g->g16, g->logits16, g->p, g->gr, g->m1, g->m2, g->act,
                     g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos, g->rpos, g->apos, g->qonly, g->bwd, g->lg,
@@ -192,12 +196,13 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
     size_t chunk_floats = o->chunk_floats;
     g->bf16 = o->precision == GTRN_BF16;
     g->c = *c;
-    g->B = B, g->Tmax = Tmax, g->M = maxN, g->r = lo->r;
-    g->scale = lora_scale(lo), g->dropout = lo->dropout, g->n = lo->n;
+    g->B = B, g->Tmax = Tmax, g->M = maxN, g->full = !lo;
+    g->r = lo ? lo->r : 0, g->scale = lo ? lora_scale(lo) : 0.0f, g->dropout = lo ? lo->dropout : 0.0f;
+    g->n = lo ? lo->n : m->nparams;
     size_t cr = chunk_floats / (size_t)c->V;
     g->chunk_rows = cr < 1 ? 1 : cr > (size_t)maxN ? (size_t)maxN : cr;
     for (int k = 0; k < LORA_NMOD; k++)
-        if ((g->adapted[k] = lo->A[k] != NULL)) g->offA[k] = (size_t)(lo->A[k] - lo->mem), g->offB[k] = (size_t)(lo->B[k] - lo->mem);
+        if ((g->adapted[k] = lo && lo->A[k] != NULL)) g->offA[k] = (size_t)(lo->A[k] - lo->mem), g->offB[k] = (size_t)(lo->B[k] - lo->mem);
     if (cudaSetDevice(lr_cuda_dev) != cudaSuccess) return lr_err(LR_EGPU, "cuda: no usable device");
     if (!(g->blas = blas_create(NULL))) return lr_err(LR_EGPU, "cuda trainer: no cuBLAS handle");
     /* weights: one upload of m->mem, the pointers rebased as trn_grads does */
@@ -213,14 +218,15 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
         g->wbytes = m->nparams * sizeof(float);
     }
     float **lov[] = {&g->p, &g->gr, &g->m1, &g->m2};
-    for (int i = 0; i < 4; i++) {
+    for (int i = g->full; i < 4; i++) { /* full: the parameters are the weights just uploaded */
         if ((rc = dalloc(lov[i], g->n * sizeof(float)))) return rc;
         CK(cudaMemset(*lov[i], 0, g->n * sizeof(float)));
     }
-    CK(cudaMemcpy(g->p, lo->mem, g->n * sizeof(float), cudaMemcpyHostToDevice));
+    if (g->full) g->p = g->wmem;
+    else CK(cudaMemcpy(g->p, lo->mem, g->n * sizeof(float), cudaMemcpyHostToDevice));
     /* activations: per layer as fwd_layer_acts, then x_out, lnf, its rstd, one (M, C) temporary */
     size_t M = (size_t)maxN, C = (size_t)c->C, I = (size_t)c->I, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD;
-    size_t r = (size_t)lo->r, nmod = 0;
+    size_t r = (size_t)g->r, nmod = 0;
     for (int k = 0; k < LORA_NMOD; k++) nmod += g->adapted[k];
     size_t per_layer = M * (4 * C + 2 + 2 * QD + 2 * KD + 3 * I + nmod * r);
     /* bf16: ln1, att, ln2 and h are read only by base-weight products and
@@ -319,7 +325,8 @@ extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, const 
     *gp = NULL;
     const mcfg *c = &m->cfg;
     int B = o->B, Tmax = o->Tmax, maxN = o->maxN;
-    if (!lo) return lr_err(LR_EUSAGE, "cuda trainer: LoRA only (full-parameter training runs on the cpu)");
+    if (!lo && o->precision != GTRN_F32)
+        return lr_err(LR_EUSAGE, "cuda trainer: full-parameter training is float32 only (float32 master weights and products)");
     if (B < 1 || Tmax < 1 || maxN < 1) return lr_err(LR_EUSAGE, "cuda trainer: need B, Tmax and maxN >= 1");
     if (o->precision != GTRN_F32 && o->precision != GTRN_BF16)
         return lr_err(LR_EUSAGE, "cuda trainer: unknown precision %d", o->precision);
@@ -372,6 +379,21 @@ extern "C" int gpu_trn_zero_grad(gpu_trn *g) {
     return LR_OK;
 }
 
+/* Full-parameter training: the gradient of the base tensor at w (device
+ * pointer into wmem), which sits at the same offset of gr as w of wmem, as
+ * trn_grads lays it out (so a tied lm_head and the embedding share one
+ * gradient). NULL when the base is frozen, or for a NULL w. */
+static float *grad_of(const gpu_trn *g, const float *w) { return g->full && w ? g->gr + (w - g->wmem) : NULL; }
+
+/* layer l's bias of projection k, or NULL (gate/up/down have none) */
+static const float *bias_of(const gpu_trn *g, int k, int l) {
+    const mcfg *c = &g->c;
+    size_t QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD;
+    const float *b = k == LORA_Q ? g->w.bq : k == LORA_K ? g->w.bk : k == LORA_V ? g->w.bv : k == LORA_O ? g->w.bo : NULL;
+    size_t n = k == LORA_Q ? QD : k == LORA_O ? (size_t)c->C : KD;
+    return b ? b + (size_t)l * n : NULL;
+}
+
 /* A projection's base weight and input in the trainer's precision: the
  * float32 pair, or under GTRN_BF16 the bf16 pair (the other one NULL). */
 typedef struct {
@@ -411,7 +433,8 @@ static int lin_backward(gpu_trn *g, int l, int k, int N, float *dinp, const floa
     if (p.W16) {
         k_f32_to_bf16(g->g16, dout, (size_t)N * OC, NULL);
         CB(k_gemm_bf16(g->blas, 0, 0, N, IC, OC, 1.0f, g->g16, OC, p.W16, IC, 1.0f, dinp, IC));
-    } else CB(k_matmul_backward(g->blas, dinp, NULL, dout, NULL, p.W, N, IC, OC));
+    } else CB(k_matmul_backward(g->blas, dinp, grad_of(g, p.W), dout, p.x, p.W, N, IC, OC));
+    k_bias_backward(grad_of(g, bias_of(g, k, l)), dout, N, OC, g->ws, NULL); /* full only: else NULL, nothing */
     if (!g->adapted[k]) return LR_OK;
     int r = g->r;
     size_t oA = g->offA[k] + (size_t)l * r * IC, oB = g->offB[k] + (size_t)l * OC * r;
@@ -493,7 +516,7 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     CK(cudaMemset(g->dln, 0, M * C * fb));
     TRY(lin_backward(g, l, LORA_GATE, N, g->dln, g->dgate, PJ(wgate, lIC, t->ln2, t->ln2h), C, I, drop, seed));
     TRY(lin_backward(g, l, LORA_UP, N, g->dln, g->dup, PJ(wup, lIC, t->ln2, t->ln2h), C, I, drop, seed));
-    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_mid, w->ln2 + lC, t->r2, N, C, g->ws, NULL);
+    k_rmsnorm_backward(g->dres, grad_of(g, w->ln2 + lC), g->dln, t->x_mid, w->ln2 + lC, t->r2, N, C, g->ws, NULL);
     /* attention block */
     CK(cudaMemset(g->datt, 0, M * QD * fb));
     TRY(lin_backward(g, l, LORA_O, N, g->datt, g->dres, PJ(wo, lQC, t->att, t->atth), QD, C, drop, seed));
@@ -510,7 +533,7 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     TRY(lin_backward(g, l, LORA_Q, N, g->dln, g->dq, PJ(wq, lQC, t->ln1, t->ln1h), C, QD, drop, seed));
     TRY(lin_backward(g, l, LORA_K, N, g->dln, g->dk, PJ(wk, lKC, t->ln1, t->ln1h), C, KD, drop, seed));
     TRY(lin_backward(g, l, LORA_V, N, g->dln, g->dv, PJ(wv, lKC, t->ln1, t->ln1h), C, KD, drop, seed));
-    k_rmsnorm_backward(g->dres, NULL, g->dln, t->x_in, w->ln1 + lC, t->r1, N, C, g->ws, NULL);
+    k_rmsnorm_backward(g->dres, grad_of(g, w->ln1 + lC), g->dln, t->x_in, w->ln1 + lC, t->r1, N, C, g->ws, NULL);
     return LR_OK;
 }
 #undef PJ
@@ -641,12 +664,14 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
             k_f32_to_bf16(g->logits16, g->logits, (size_t)ne * V, NULL);
             CB(k_gemm_bf16(g->blas, 0, 0, ne, C, V, 1.0f, g->logits16, V, g->w16.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
         } else CB(k_gemm_f32(g->blas, 0, 0, ne, C, V, 1.0f, g->logits, V, g->w.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
+        /* full: lm_head's gradient from these entries (tied: the embedding's) */
+        if (g->full) CB(k_matmul_backward(g->blas, NULL, grad_of(g, g->w.lm_head), g->logits, g->lg, g->w.lm_head, ne, C, V));
     }
     /* backward */
     CK(cudaMemset(g->dln, 0, (size_t)N * C * fb));
     if (nw) LAUNCH(rows_sum_kernel, nw, 128, 0, (cudaStream_t)0, g->dln, g->dlg, g->wrow, g->wfirst, C);
     CK(cudaMemset(g->dres, 0, (size_t)N * C * fb));
-    k_rmsnorm_backward(g->dres, NULL, g->dln, g->x_out, g->w.norm, g->rstdf, N, C, g->ws, NULL);
+    k_rmsnorm_backward(g->dres, grad_of(g, g->w.norm), g->dln, g->x_out, g->w.norm, g->rstdf, N, C, g->ws, NULL);
     for (int l = c->L - 1; l >= 0; l--) {
         /* recomputing: the layer's activations remade from its kept input,
          * the same kernels and dropout keys as the forward above (the last
@@ -655,6 +680,7 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
         if (g->recompute && l + 1 < c->L) TRY(layer_forward(g, l, N, drop, drop_seed, qonly));
         TRY(layer_backward(g, l, N, drop, drop_seed, qonly));
     }
+    k_embedding_backward(grad_of(g, g->w.embed), g->dres, g->tok, N, C, NULL); /* full only */
     if (Ls->n) CK(cudaMemcpy(loss, g->eloss, (size_t)Ls->n * sizeof(double), cudaMemcpyDeviceToHost));
     CK(cudaGetLastError());
     return LR_OK;

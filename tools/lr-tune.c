@@ -90,11 +90,12 @@ static void usage(FILE *f) {
             "                           after its checkpoint)\n"
             "  --device cpu|cuda|auto   where to train [cpu]; auto: cuda when a GPU is present\n"
             "                           (and neither --full nor --reference-quirks is set).\n"
-            "                           cuda: LoRA only, the same outputs and checkpoints\n"
-            "                           as the cpu (docs/TUNE.md)\n"
+            "                           cuda: LoRA, or --full in float32 (small models: 16\n"
+            "                           bytes a parameter on the device), the same outputs\n"
+            "                           and checkpoints as the cpu (docs/TUNE.md)\n"
             "  --precision bf16|f32     the device trainer's base weights and their products\n"
-            "                           [cuda: bf16, cpu: f32, the only one it has]; bf16:\n"
-            "                           bf16 base weights and GEMM operands, float32\n"
+            "                           [cuda: bf16; --full and the cpu: f32, their only one];\n"
+            "                           bf16: bf16 base weights and GEMM operands, float32\n"
             "                           accumulation, LoRA weights, gradients and optimizer;\n"
             "                           f32: float32 throughout, the cpu's numbers. A\n"
             "                           --resume may change it, as it may change --device\n"
@@ -228,13 +229,16 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
     if (o->full && o->init_adapter) return lr_err(LR_EUSAGE, "--full trains the base weights: no --init-adapter");
     if (o->quirks && o->objective_s && strcmp(o->objective_s, "soft-kl"))
         return lr_err(LR_EUSAGE, "--reference-quirks: the reference's collate is the soft-KL objective's");
-    /* the device trainer is LoRA on the method's collate; the rest stays on the cpu */
-    if (!strcmp(o->device, "cuda") && o->full) return lr_err(LR_EUSAGE, "--device cuda: --full trains on the cpu only (use --device cpu)");
+    /* the device trainer runs the method's collate; the reference's stays on the cpu */
     if (!strcmp(o->device, "cuda") && o->quirks)
         return lr_err(LR_EUSAGE, "--device cuda: --reference-quirks trains on the cpu only (use --device cpu)");
     if (!strcmp(o->device, "auto")) o->device = !o->full && !o->quirks && gpu_device_count(NULL, 0) > 0 ? "cuda" : "cpu";
     /* bf16 is the device trainer's; the cpu trainer is float32 only */
-    if (!o->precision) o->precision = !strcmp(o->device, "cuda") ? "bf16" : "f32";
+    if (!o->precision) o->precision = !strcmp(o->device, "cuda") && !o->full ? "bf16" : "f32";
+    /* full training updates the weights themselves: float32 masters, and
+     * bf16 copies of them for the products would be a second model */
+    if (o->full && !strcmp(o->precision, "bf16"))
+        return lr_err(LR_EUSAGE, "--full --precision bf16: full-parameter training is float32 only (use --precision f32)");
     if (!strcmp(o->device, "cpu") && !strcmp(o->precision, "bf16"))
         return lr_err(LR_EUSAGE, "--precision bf16: the cpu trains in float32 only (use --device cuda, or --precision f32)");
     if (!o->recompute) o->recompute = "auto";

@@ -44,7 +44,6 @@ void tuner_free(tuner *tu) {
 }
 
 int tuner_use_gpu(tuner *tu) {
-    if (!tu->lo) return lr_err(LR_EUSAGE, "--device cuda: full-parameter training (--full) runs on the cpu only");
     gtrn_opts o = {.B = tu->B, .Tmax = tu->Tmax, .maxN = tu->max_rows, .precision = tu->precision, .chunk_floats = tu->chunk_floats,
                    .recompute = tu->recompute, .mem_budget = tu->mem_budget};
     int rc = gpu_trn_init(&tu->gpu, tu->m, tu->lo, &o);

@@ -20,7 +20,7 @@
  * logit gradients add).
  *
  * Backends: the CPU (trainer.h), or with tuner_use_gpu the device trainer
- * (nn/gpu_train.h, LoRA only): the same calls, rows, dropout masks, losses
+ * (nn/gpu_train.h, LoRA, or full in float32): the same calls, rows, dropout masks, losses
  * and optimizer arithmetic, with the parameters, gradients and AdamW
  * moments living on the device. tuner_download brings them back into
  * params / opt.m / opt.v (the checkpoint code and lr-tune's adapter save
@@ -92,8 +92,8 @@ typedef struct {
 int tuner_init(tuner *tu, model *m, lora *lo, int objective, int vlim, int pack, int max_rows, int max_len, int max_seqs,
                float lr, float beta1, float beta2, float eps, float wd, float clip);
 void tuner_free(tuner *tu);
-/* Moves training to the device: LoRA only; the CPU trainer's buffers are
- * released. Returns 0 or the backend's error (none: LR_EUSAGE). */
+/* Moves training to the device (LoRA in tu->precision; full: GTRN_F32
+ * only); the CPU trainer's buffers are released. Returns 0 or the backend's error (none: LR_EUSAGE). */
 int tuner_use_gpu(tuner *tu);
 /* Device -> host (params, opt.m, opt.v) and host -> device; no-ops on the
  * cpu. */

@@ -7,8 +7,10 @@
  *
  * What lives on the device: the base model's weights (frozen), the LoRA
  * parameters as float32 master weights with their gradients and AdamW
- * moments, every activation the backward reads (forward.h's fwd_layer_acts;
- * or, recomputing, each layer's input and one layer's activations), a
+ * moments (full-parameter training, lo NULL: the weights themselves are the
+ * parameters, with a gradient and moments of m->mem's layout), every
+ * activation the backward reads (forward.h's fwd_layer_acts; or,
+ * recomputing, each layer's input and one layer's activations), a
  * float32 KV cache, the loss rows' logits (chunked), the loss and its
  * logit gradient (k_softkl, k_ce), the backward (backward.h,
  * gemm_backward.h), the global gradient norm, clipping and AdamW
@@ -34,8 +36,13 @@
  * Rows as trainer.h: each call starts every slot fresh, row n joins slot
  * seq[n] at the next position; qpos (NULL, or -1 but for query-only rows)
  * is forward.h's query_pos. LoRA dropout is forward.h's counter-based mask
- * from drop_seed, bit for bit the CPU's. Full-parameter training is not
- * supported (lo must be set).
+ * from drop_seed, bit for bit the CPU's.
+ *
+ * Full-parameter training (lo NULL, GTRN_F32 only: refused otherwise):
+ * every tensor trn_backward gives a gradient (embedding, norms, q/k/v/o
+ * weights and biases, gate/up/down, final norm, an untied lm_head; a tied
+ * lm_head adds into the embedding's), the flat vectors of put/get/grads
+ * are m->nparams floats in m->mem's layout, as the CPU tuner's.
  *
  * Every function returns LR_OK or an LR_* code after lr_err. */
 #ifndef LR_GPU_TRAIN_H
@@ -104,8 +111,8 @@ void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_bytes);
  * compared it with. */
 int gpu_trn_recomputes(const gpu_trn *g, size_t *kept_bytes, size_t *budget_bytes);
 
-/* Host <-> device copies of the flat LoRA vectors (lo->n floats, lo->mem's
- * layout): parameters and the AdamW moments; NULL skips one. */
+/* Host <-> device copies of the flat parameter vectors (lo->n floats,
+ * lo->mem's layout; full: m->nparams, m->mem's): parameters and the AdamW moments; NULL skips one. */
 int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq);
 int gpu_trn_get(gpu_trn *g, float *params, float *exp_avg, float *exp_avg_sq, float *grads);
 /* Host -> device gradients (a sum over data-parallel ranks made on the host). */
@@ -113,7 +120,7 @@ int gpu_trn_put_grads(gpu_trn *g, const float *grads);
 
 int gpu_trn_zero_grad(gpu_trn *g);
 /* Forward of N rows, the loss entries' logits and loss, the backward, the
- * LoRA gradients accumulated (+=). loss[e] = entry e's unscaled loss (NaN:
+ * gradients accumulated (+=). loss[e] = entry e's unscaled loss (NaN:
  * a bad target, the objective's LR_EINPUT cases; the caller reports it). */
 int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq, const int *qpos, int training, uint64_t drop_seed,
                  const gtrn_loss *L, double *loss);
@@ -129,7 +136,7 @@ int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, fl
  * says whether it is there (LR_OK; else LR_EUSAGE saying why: the emulated
  * device and cuda/none.c never have it); rank 0 makes the unique id, every
  * rank joins with it (all ranks of the world, as ncclCommInitRank), and
- * gpu_trn_allreduce sums the LoRA gradients over the ranks in place, then
+ * gpu_trn_allreduce sums the gradients (LoRA, or full) over the ranks in place, then
  * multiplies them by scale. */
 enum { GPU_NCCL_ID_BYTES = 128 };
 int gpu_nccl_load(void);

@@ -16,7 +16,8 @@
 # final names. The
 # emulated CUDA device trains data parallel through the host (no NCCL
 # there) and agrees with its one-process run (losses to 1e-6, adapters to
-# 1e-3, the tolerance of the device against the cpu).
+# 1e-3, the tolerance of the device against the cpu), with --full too
+# (the sum covers every base weight; models within 1e-3).
 source "$LR_ROOT/tests/lib.sh"
 T=$LR_TMP LT=$LR_BIN/lr-tune
 if [ "${LR_SAN:-}" = 1 ]; then E=$LR_ROOT/build/san/emu; else E=$LR_ROOT/build/rel/emu; fi
@@ -209,3 +210,12 @@ grep -q "gradients summed through the hosts over TCP (NCCL is not on every rank)
 same e1 e2 "emulated CUDA device, 2 ranks" 1e-3 # as the device against the cpu (tune_gpu_emu.sh)
 # ranks in other precisions (not a setting: a resume may change it) refused
 mismatch "--precision bf16" "" --precision "bf16, rank 0's f32" "$E/lr-tune" "${G[@]}"
+# --full on the device: the sum covers every base weight's gradient
+# (--eps 1e-6 as tune_gpu_emu.sh's --full runs)
+F=(--device cuda --full --model "$T/m" --lr 1e-3 --eps 1e-6 --batch 4 --accum 1 --max-steps 3 "$T/ex.lrs")
+"$E/lr-tune" --out "$T/f1" --log "$T/f1.jsonl" "${F[@]}" 2> /dev/null
+dp 2 "$E/lr-tune" --out "$T/f2" --log "$T/f2.jsonl" "${F[@]}"
+[ "$(rcs)" = "0 0 " ] || die "emulated device --full, 2 ranks: $(rcs): $(cat "$T"/dp.*.err)"
+logs_close "$T/f2.jsonl" "$T/f1.jsonl" 1e-6 1e-6 lr examples || die "--full, 2 ranks: logs differ: $(paste -d' ' "$T/f1.jsonl" "$T/f2.jsonl" | head -2)"
+e=$(st_close "$T/f2/model.safetensors" "$T/f1/model.safetensors" 1e-3) || die "--full, 2 ranks: models differ by $e"
+echo "emulated CUDA device --full, 2 ranks: models within $e" >&2

@@ -121,6 +121,24 @@ static void test_bias(int N, int OC) {
     free(g), free(db0), free(db), free(dbr), free(ws);
 }
 
+/* Tokens drawn from a vocabulary smaller than the rows, so most repeat:
+ * every row's gradient must reach its token's row, bit for bit the CPU's
+ * (the same order of adds). */
+static void test_embedding(int N, int V, int C) {
+    float *g = frand((size_t)N * C, 1), *d0 = frand((size_t)V * C, 1), *d = fcopy(d0, (size_t)V * C),
+          *dr = fcopy(d0, (size_t)V * C);
+    int *tok = malloc((size_t)N * sizeof *tok);
+    for (int i = 0; i < N; i++) tok[i] = (int)((urand() + 1.0) * 0.5 * V) % V;
+    k_embedding_backward(DV(d, (size_t)V * C), DV(g, (size_t)N * C), DI(tok, N), N, C, NULL);
+    back();
+    embedding_backward(dr, g, tok, N, C);
+    CHECKF(!memcmp(d, dr, (size_t)V * C * sizeof(float)), "embedding N %d V %d C %d: %g", N, V, C,
+           delta_err(d, dr, d0, (size_t)V * C));
+    k_embedding_backward(NULL, DV(g, (size_t)N * C), DI(tok, N), N, C, NULL); /* NULL: nothing */
+    back();
+    free(g), free(d0), free(d), free(dr), free(tok);
+}
+
 /* Out of place and in place (dinp == dout); positions up to 4000, where
  * float32 angles are large. */
 static void test_rope(int N, int H, int HD) {
@@ -274,6 +292,9 @@ int main(void) {
     test_bias(1, 5);
     test_bias(37, 77);
     test_bias(300, 2304);
+    test_embedding(1, 3, 5);
+    test_embedding(40, 7, 77);
+    test_embedding(300, 50, 200); /* C not a multiple of the block */
     test_rope(1, 2, 64);
     test_rope(9, 12, 128);
     test_rope(5, 3, 10);
