@@ -13,6 +13,7 @@
  *    pages reused: greedy and sampled tokens equal to those of one page per
  *    slot (the contiguous layout) and of the CPU backend, graphs on and off. */
 #include "check.h"
+#include "eng_feed.h"
 
 #include "../../cuda/kernels.h"
 #include "base/rng.h"
@@ -121,20 +122,6 @@ static int pages_free(engine *e) {
     return k.free;
 }
 
-/* n rows of slot b (tokens i % V), the last one wanted; returns eng_run's code. */
-static int feed(engine *e, int b, int n, int V) {
-    int *tok = malloc((size_t)n * sizeof *tok), *seq = malloc((size_t)n * sizeof *seq);
-    unsigned char *want = calloc((size_t)n, 1);
-    for (int i = 0; i < n; i++) tok[i] = (i * 7 + b) % V, seq[i] = b;
-    want[n - 1] = 1;
-    int32_t am;
-    unsigned char bad;
-    eng_req q = {.co = {.kmax = 0}};
-    eng_res r = {.argmax = &am, .bad = &bad};
-    int rc = eng_run(e, n, tok, seq, want, &q, &r);
-    free(tok), free(seq), free(want);
-    return rc;
-}
 
 static void allocator(const model *m) {
     int V = m->cfg.V;

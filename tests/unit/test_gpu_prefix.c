@@ -11,6 +11,7 @@
  *    pool small enough to preempt, the shared pages survive the
  *    preemptions and every own page is back at the end. */
 #include "check.h"
+#include "eng_feed.h"
 
 #include "base/rng.h"
 #include "base/util.h"
@@ -35,20 +36,6 @@ static gpu_kv_info pages(const engine *e) {
     return k;
 }
 
-/* n rows of slot b, the last one wanted. */
-static int feed(engine *e, int b, int n, int V) {
-    int *tok = malloc((size_t)n * sizeof *tok), *seq = malloc((size_t)n * sizeof *seq);
-    unsigned char *want = calloc((size_t)n, 1);
-    for (int i = 0; i < n; i++) tok[i] = (i * 7 + b) % V, seq[i] = b;
-    want[n - 1] = 1;
-    int32_t am;
-    unsigned char bad;
-    eng_req q = {.co = {.kmax = 0}};
-    eng_res r = {.argmax = &am, .bad = &bad};
-    int rc = eng_run(e, n, tok, seq, want, &q, &r);
-    free(tok), free(seq), free(want);
-    return rc;
-}
 
 static void allocator(const model *m) {
     int V = m->cfg.V;

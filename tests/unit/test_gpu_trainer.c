@@ -86,15 +86,8 @@ static void run20(model *m, const lora *lo0, const batch *b, int objective, int 
         return;
     }
     int steps = 20;
-    double worst_l = 0, worst_n = 0;
-    for (int s = 0; s < steps; s++) {
-        double lcs, lgs, nc, ng;
-        lockstep(&c, &g, b, s, steps, &lcs, &lgs, &nc, &ng);
-        worst_l = fmax(worst_l, fabs(lgs - lcs) / fabs(lcs));
-        worst_n = fmax(worst_n, fabs(ng - nc) / fabs(nc));
-        if (s % 5 == 0 || s == steps - 1)
-            fprintf(stderr, "%s: step %d loss cpu %.7f gpu %.7f norm cpu %.6f gpu %.6f\n", tag, s + 1, lcs, lgs, nc, ng);
-    }
+    double worst_l, worst_n;
+    track(&c, &g, b, steps, tag, "gpu", &worst_l, &worst_n, NULL, NULL);
     CHECK(tuner_download(&g) == 0);
     CHECK(g.opt.t == c.opt.t && g.opt.t == steps);
     double ep = max_tensor_err(&lc, lg.mem, lc.mem, "params", tag);

@@ -133,16 +133,8 @@ static void run20(model *m, const lora *lo0, const batch *b, int objective, int 
         return;
     }
     int steps = 20;
-    double worst_l = 0, first = 0, last = 0;
-    for (int s = 0; s < steps; s++) {
-        double lcs, lgs, nc, ng;
-        lockstep(&c, &g, b, s, steps, &lcs, &lgs, &nc, &ng);
-        worst_l = fmax(worst_l, fabs(lgs - lcs) / fabs(lcs));
-        if (!s) first = lcs;
-        last = lcs;
-        if (s % 5 == 0 || s == steps - 1)
-            fprintf(stderr, "%s: step %d loss cpu %.7f bf16 %.7f norm cpu %.6f bf16 %.6f\n", tag, s + 1, lcs, lgs, nc, ng);
-    }
+    double worst_l, worst_n, first = 0, last = 0;
+    track(&c, &g, b, steps, tag, "bf16", &worst_l, &worst_n, &first, &last);
     CHECK(tuner_download(&g) == 0);
     CHECK(g.opt.t == c.opt.t && g.opt.t == steps);
     double ep = module_errs(&lc, lg.mem, lc.mem, "adapter rel err", tag);

@@ -134,15 +134,8 @@ static void run_steps(const char *dir, const batch *b, int steps, const char *ta
         CHECKF(0, "%s: %s", tag, lr_errmsg());
         return;
     }
-    double worst_l = 0, worst_n = 0;
-    for (int s = 0; s < steps; s++) {
-        double lcs, lgs, nc, ng;
-        lockstep(&c, &g, b, s, steps, &lcs, &lgs, &nc, &ng);
-        worst_l = fmax(worst_l, fabs(lgs - lcs) / fabs(lcs));
-        worst_n = fmax(worst_n, fabs(ng - nc) / fabs(nc));
-        if (s % 5 == 0 || s == steps - 1)
-            fprintf(stderr, "%s: step %d loss cpu %.7f gpu %.7f norm cpu %.6f gpu %.6f\n", tag, s + 1, lcs, lgs, nc, ng);
-    }
+    double worst_l, worst_n;
+    track(&c, &g, b, steps, tag, "gpu", &worst_l, &worst_n, NULL, NULL);
     CHECK(tuner_download(&g) == 0); /* the device's weights into mg.mem */
     CHECK(g.opt.t == c.opt.t && g.opt.t == steps);
     double ep = worst_tensor(&mc, mg.mem, mc.mem, "weights", tag, 1e-3);

@@ -3,7 +3,8 @@
  * packing shares a sequence), a repeated context (a shared loss row) and a
  * query-only row; SFT examples with prompts of varied length. Seeded, so
  * every test sees the same examples. And open_tuner, the tuner both
- * backends are compared with, and lockstep, one step of two of them. */
+ * backends are compared with, lockstep, one step of two of them, and
+ * track, a run of such steps. */
 #ifndef LR_TUNE_BATCHES_H
 #define LR_TUNE_BATCHES_H
 #include "method/tune.h"
@@ -11,7 +12,9 @@
 #include "nn/gpu_train.h"
 #include "base/util.h"
 
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,5 +121,23 @@ static void lockstep(tuner *c, tuner *g, const batch *b, int s, int steps, doubl
     }
     CHECKF(tuner_update(c, lr, nc) == 0, "%s", lr_errmsg());
     CHECKF(tuner_update(g, lr, ng) == 0, "%s", lr_errmsg());
+}
+/* `steps` lockstep steps of c (the cpu, the reference) and g (named gname
+ * in the log): every fifth step and the last logged to stderr; the worst
+ * relative loss and gradient-norm differences, and c's first and last
+ * summed loss (NULL: not wanted). */
+static inline void track(tuner *c, tuner *g, const batch *b, int steps, const char *tag, const char *gname, double *worst_l,
+                  double *worst_n, double *first, double *last) {
+    *worst_l = *worst_n = 0;
+    for (int s = 0; s < steps; s++) {
+        double lcs, lgs, nc, ng;
+        lockstep(c, g, b, s, steps, &lcs, &lgs, &nc, &ng);
+        *worst_l = fmax(*worst_l, fabs(lgs - lcs) / fabs(lcs));
+        *worst_n = fmax(*worst_n, fabs(ng - nc) / fabs(nc));
+        if (first && !s) *first = lcs;
+        if (last) *last = lcs;
+        if (s % 5 == 0 || s == steps - 1)
+            fprintf(stderr, "%s: step %d loss cpu %.7f %s %.7f norm cpu %.6f %s %.6f\n", tag, s + 1, lcs, gname, lgs, nc, gname, ng);
+    }
 }
 #endif
