@@ -27,6 +27,7 @@ if [ "${1:-}" = --all ]; then
 else
     [ $# -ge 3 ] || { echo "usage: tests/run.sh BIN_DIR UNIT_DIR LABEL [FILTER] | --all [FILTER]" >&2; exit 2; }
     filter=${4:-}
+    for d in "$1" "$2"; do [ -d "$d" ] || { echo "tests/run.sh: no directory $d" >&2; exit 2; }; done
     suites=("$(cd "$1" && pwd) $(cd "$2" && pwd) $3")
 fi
 jobs_max=${LR_TEST_JOBS:-$(nproc 2> /dev/null || echo 1)}
