@@ -327,6 +327,46 @@ int gen_sched_prefix(gen_ctx *c, gen_sched *s, const int32_t *tok, size_t n, siz
     return rc;
 }
 
+/* a prompt for gen_common_prefix's sort: lexicographic by tokens, a
+ * prefix before what continues it, then by index (a total order) */
+typedef struct {
+    const int32_t *t;
+    size_t n;
+    int i;
+} cp_prompt;
+static int by_tokens(const void *x, const void *y) {
+    const cp_prompt *a = x, *b = y;
+    size_t m = a->n < b->n ? a->n : b->n;
+    for (size_t t = 0; t < m; t++)
+        if (a->t[t] != b->t[t]) return a->t[t] < b->t[t] ? -1 : 1;
+    return a->n != b->n ? (a->n < b->n ? -1 : 1) : a->i - b->i;
+}
+
+size_t gen_common_prefix(const int32_t *const *tok, const size_t *len, int n, int *anchor) {
+    *anchor = -1;
+    if (n < 2) return 0;
+    cp_prompt *o = xmalloc((size_t)n * sizeof *o);
+    int k = (n + 1) / 2;
+    for (int i = 0; i < n; i++) o[i] = (cp_prompt){tok[i], len[i], i};
+    qsort(o, (size_t)n, sizeof *o, by_tokens);
+    size_t best = 0;
+    *anchor = o[0].i;
+    for (int w = 0; w + k <= n; w++) {
+        /* the window's common start is its two ends' (sorted order), short
+         * of the last token of every prompt in it */
+        const cp_prompt *a = &o[w], *b = &o[w + k - 1];
+        size_t c = a->n < b->n ? a->n : b->n, j = 0;
+        for (int i = w; i < w + k; i++) {
+            size_t cap = o[i].n ? o[i].n - 1 : 0;
+            if (cap < c) c = cap;
+        }
+        while (j < c && a->t[j] == b->t[j]) j++;
+        if (j > best) best = j, *anchor = a->i;
+    }
+    free(o);
+    return best;
+}
+
 void gen_sched_free(gen_sched *s) {
     if (s->prefix) eng_prefix_drop(s->e);
     free(s->prefix);

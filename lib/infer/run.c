@@ -172,18 +172,13 @@ static int generate_static(inf_run *r, prob_source *s, lrs_writer *w, int layout
     return rc;
 }
 
-static int by_size_desc(const void *a, const void *b) {
-    size_t x = *(const size_t *)a, y = *(const size_t *)b;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
 /* Reads the first window of problems (at most --batch, RUN_PREFIX_WINDOW)
- * into *first and shares the longest prefix of the first prompt that at
- * least half of them start with, short of each one's last token
- * (gen_sched_prefix keeps its whole pages, and only prompts longer than
+ * into *first and shares the longest prefix that at least half of them
+ * start with, short of each one's last token (gen_common_prefix; whichever
+ * prompts they are: an odd first prompt does not turn sharing off).
+ * gen_sched_prefix keeps its whole pages, and only prompts longer than
  * them that start with them use them; the problems are admitted in order
- * afterwards). One stderr
- * line says what is shared. */
+ * afterwards. One stderr line says what is shared. */
 static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, long *seen, gen_problem ***first,
                         int *nfirst, int *end) {
     int W = r->o.batch < RUN_PREFIX_WINDOW ? r->o.batch : RUN_PREFIX_WINDOW, rc = 0, n = 0;
@@ -197,20 +192,14 @@ static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, l
     }
     *first = f, *nfirst = n;
     if (rc || n < 2) return rc; /* one prompt shares with no other */
-    /* l[i]: tokens prompt i shares with the first, short of either's last; the prefix is the longest that
-     * half the window (the first prompt included) starts with, so that a few other prompts do not stop it */
-    size_t *l = xmalloc((size_t)n * sizeof *l), lcp;
-    for (int i = 0; i < n; i++) {
-        size_t j = 0, m = f[i]->nprompt < f[0]->nprompt ? f[i]->nprompt : f[0]->nprompt;
-        m = m ? m - 1 : 0;
-        while (j < m && f[i]->prompt[j] == f[0]->prompt[j]) j++;
-        l[i] = j;
-    }
-    qsort(l, (size_t)n, sizeof *l, by_size_desc);
-    lcp = l[(n + 1) / 2 - 1];
-    free(l);
+    const int32_t **tok = xmalloc((size_t)n * sizeof *tok);
+    size_t *len = xmalloc((size_t)n * sizeof *len);
+    for (int i = 0; i < n; i++) tok[i] = f[i]->prompt, len[i] = f[i]->nprompt;
+    int anchor;
+    size_t lcp = gen_common_prefix(tok, len, n, &anchor);
+    free(tok), free(len);
     size_t kept = 0;
-    if (lcp && (rc = gen_sched_prefix(r->g, sc, f[0]->prompt, lcp, &kept))) return rc;
+    if (lcp && (rc = gen_sched_prefix(r->g, sc, f[anchor]->prompt, lcp, &kept))) return rc;
     if (kept) {
         gpu_kv_info k;
         eng_pages(r->g->e, &k);

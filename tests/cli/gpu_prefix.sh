@@ -9,9 +9,10 @@ if [ "${LR_SAN:-}" = 1 ]; then E=$LR_ROOT/build/san/emu; else E=$LR_ROOT/build/r
 [ -x "$E/lr-infer" ] || die "no emulated-device lr-infer at $E"
 "$B/lr-mkmodel" "$T/exp" --seed 1 --hidden 64 --heads 4 --kv-heads 2 > /dev/null
 H="Solve each problem step by step and give the final answer after four hashes. Example: What is 2 plus 3? 2 plus 3 is 5. #### 5. Example: What is 4 times 6? 4 times 6 is 24. #### 24."
+# the problem without the header comes first: the rule takes what most prompts share, not the first one's start
+echo '{"question": "A problem without the header: 3 times 9?", "answer": "#### 27"}' > "$T/q.jsonl"
 for i in 1 2 3 4 5; do echo "{\"question\": \"$H Now: what is $i plus $((i * 7)) times two?\", \"answer\": \"#### $i\"}"; done \
-    > "$T/q.jsonl"
-echo '{"question": "A problem without the header: 3 times 9?", "answer": "#### 27"}' >> "$T/q.jsonl"
+    >> "$T/q.jsonl"
 # FMA attention (LR_GPU_TCATT=0): the calls differ with sharing, and tensor-core prefill is chosen by a call's shape
 run=(--model "$T/exp" --data "$T/q.jsonl" --layout gsm8k --preset raw --max-new-tokens 12 --max-context 256
      --device cuda --batch 6)
