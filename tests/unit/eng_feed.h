@@ -1,11 +1,23 @@
-/* eng_feed.h: feed, n rows of one slot through an engine, the last one
- * wanted: how the device KV tests fill a slot's pages without a generation. */
+/* eng_feed.h: what the device KV tests share: the tiny bf16 model they
+ * run (write_kv_model) and feed, n rows of one slot through an engine, the
+ * last one wanted: how they fill a slot's pages without a generation. */
 #ifndef LR_ENG_FEED_H
 #define LR_ENG_FEED_H
 #include "infer/engine.h"
+#include "model/mkmodel.h"
 
 #include <stdint.h>
 #include <stdlib.h>
+
+/* lr-mkmodel's tiny Qwen2 in bf16, 2 layers, hidden 64, GQA 4:2, seed 3,
+ * written to dir; returns mk_write_model's code (-1: the arguments). */
+static int write_kv_model(const char *dir) {
+    mk_opts o;
+    const char *args[] = {"--layers", "2", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--dtype", "bf16"};
+    if (mk_parse_args(&o, 10, (char **)args, NULL)) return -1;
+    o.seed = 3;
+    return mk_write_model(dir, &o);
+}
 
 /* n rows of slot b (tokens (i * 7 + b) % V), the last one wanted; returns eng_run's code. */
 static int feed(engine *e, int b, int n, int V) {

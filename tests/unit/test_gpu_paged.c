@@ -336,11 +336,7 @@ int main(void) {
     kernels_paged();
     char dir[300];
     snprintf(dir, sizeof dir, "%s/m", tmpdir);
-    mk_opts o;
-    const char *args[] = {"--layers", "2", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--dtype", "bf16"};
-    CHECK(mk_parse_args(&o, 10, (char **)args, NULL) == 0);
-    o.seed = 3;
-    CHECK(mk_write_model(dir, &o) == 0);
+    CHECK(write_kv_model(dir) == 0);
     model m, mc;
     CHECK(model_open(&m, dir) == 0 && model_load(&mc, dir) == 0);
     allocator(&m);

@@ -211,11 +211,7 @@ int main(void) {
     CHECK(mkdtemp(tmpdir) != NULL);
     char dir[300];
     snprintf(dir, sizeof dir, "%s/m", tmpdir);
-    mk_opts o;
-    const char *args[] = {"--layers", "2", "--hidden", "64", "--heads", "4", "--kv-heads", "2", "--dtype", "bf16"};
-    CHECK(mk_parse_args(&o, 10, (char **)args, NULL) == 0);
-    o.seed = 3;
-    CHECK(mk_write_model(dir, &o) == 0);
+    CHECK(write_kv_model(dir) == 0);
     model m;
     CHECK(model_open(&m, dir) == 0);
     allocator(&m);
