@@ -159,6 +159,16 @@ std::vector<int> g_ready; // ring buffer of fiber ids
 size_t g_rhead, g_rcount;
 Fiber *g_cur;
 int g_n, g_done, g_at_bar, g_first_done;
+/* LR_EMU_ORDER=reverse: blocks run last first and a block's fibers start,
+ * and are released from barriers, highest thread id first. A kernel that
+ * is free of races between threads of a block (between two barriers) and
+ * between blocks (within a launch) gives the same bits in either order;
+ * one that reads what another thread writes without a barrier between, or
+ * what an earlier block wrote, passes in one order only (a lower thread
+ * that writes runs first by default). tests/run.sh runs the sanitizer
+ * build's tests in this order and the release build's in the default one. */
+bool g_reverse;
+inline int ord(int k, int n) { return g_reverse ? n - 1 - k : k; }
 unsigned g_bar_gen;     // completed block barriers
 int g_bar_count[2];     // __syncthreads_count sums, by generation parity
 const char *g_name;
@@ -407,6 +417,12 @@ static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
                 name);
         abort();
     }
+    const char *order = getenv("LR_EMU_ORDER"); /* read at every launch: a test may switch it */
+    if (order && *order && strcmp(order, "reverse") && strcmp(order, "forward")) {
+        fprintf(stderr, "emu: LR_EMU_ORDER=%s: forward or reverse\n", order);
+        exit(2);
+    }
+    g_reverse = order && !strcmp(order, "reverse");
     int n = (int)(block.x * block.y * block.z);
     ensure_fibers(n);
     int nwarps = (n + 31) / 32;
@@ -435,9 +451,11 @@ static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
         f.tid.y = i / block.x % block.y;
         f.tid.z = i / (block.x * block.y);
     }
-    for (unsigned bz = 0; bz < grid.z; bz++)
-        for (unsigned by = 0; by < grid.y; by++)
-            for (unsigned bx = 0; bx < grid.x; bx++) {
+    for (unsigned bz0 = 0; bz0 < grid.z; bz0++)
+        for (unsigned by0 = 0; by0 < grid.y; by0++)
+            for (unsigned bx0 = 0; bx0 < grid.x; bx0++) {
+                unsigned bx = (unsigned)ord((int)bx0, (int)grid.x), by = (unsigned)ord((int)by0, (int)grid.y),
+                         bz = (unsigned)ord((int)bz0, (int)grid.z);
                 emu_blockIdx = uint3{bx, by, bz};
                 memset(g_smem, 0xff, smem);
                 for (int w = 0; w < nwarps; w++) {
@@ -458,10 +476,11 @@ static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
                 g_first_done = -1;
                 g_rhead = 0;
                 g_rcount = 0;
-                for (int i = 1; i < n; i++) ready_push(i);
-                start_if_new(&g_fibers[0]);
-                set_current(&g_fibers[0]);
-                do_switch(&g_main, &g_fibers[0].ctx, false);
+                for (int i = 1; i < n; i++) ready_push(ord(i, n));
+                Fiber *f0 = &g_fibers[ord(0, n)];
+                start_if_new(f0);
+                set_current(f0);
+                do_switch(&g_main, &f0->ctx, false);
                 if (g_done != n) report_deadlock();
             }
     free(g_smem);
@@ -503,7 +522,8 @@ int __syncthreads_count(int pred) {
         g_at_bar = 0;
         g_bar_gen++;
         g_bar_count[(gen + 1) & 1] = 0;
-        for (int i = 0; i < g_n; i++) {
+        for (int k = 0; k < g_n; k++) {
+            int i = ord(k, g_n);
             Fiber &f = g_fibers[i];
             if (&f == self) continue;
             f.state = RUNNABLE;
@@ -539,7 +559,8 @@ unsigned char (*warp_barrier(unsigned mask, const void *mine, size_t size, const
         w.arrived = 0;
         w.gen++;
         int base = self->warp * 32;
-        for (int i = base; i < base + 32; i++) {
+        for (int k = 0; k < 32; k++) {
+            int i = base + ord(k, 32);
             Fiber &f = g_fibers[i];
             if (&f == self) continue;
             f.state = RUNNABLE;
@@ -1174,8 +1195,21 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
 
 /* ------------------------------------------------- launches and graphs */
 
+namespace {
+std::mutex g_attr_mu;
+std::map<const void *, int> g_smem_optin; /* kernel -> MaxDynamicSharedMemorySize */
+} // namespace
+
+cudaError_t emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v) {
+    if (!fn || a != cudaFuncAttributeMaxDynamicSharedMemorySize || v < 0 || v > 232448)
+        return set_error(cudaErrorInvalidValue);
+    std::lock_guard<std::mutex> lk(g_attr_mu);
+    g_smem_optin[fn] = v;
+    return cudaSuccess;
+}
+
 void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
-                const char *name) {
+                const char *name, const void *fn) {
     if (!stream_ok(s)) {
         set_error(cudaErrorInvalidResourceHandle);
         return;
@@ -1185,6 +1219,17 @@ void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::f
         if (rec) s->invalid = true;
         set_error(cudaErrorInvalidConfiguration);
         return;
+    }
+    if (smem > 49152) { /* past the default 48 KiB only with the kernel's opt-in */
+        std::unique_lock<std::mutex> lk(g_attr_mu);
+        auto it = g_smem_optin.find(fn);
+        bool ok = it != g_smem_optin.end() && (size_t)it->second >= smem;
+        lk.unlock();
+        if (!ok) {
+            if (rec) s->invalid = true;
+            set_error(cudaErrorInvalidValue);
+            return;
+        }
     }
     if (rec) {
         std::function<void()> b = body; /* the kernel's arguments as they are now */

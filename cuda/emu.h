@@ -20,7 +20,11 @@
  *   multiple of 32, and any deadlock (no fiber can run, some unfinished).
  * - Launch configuration limits (block <= 1024 threads, 1024 x 1024 x 64,
  *   grid y,z <= 65535, dynamic shared memory <= 227 KiB): a bad launch does
- *   not run and sets cudaErrorInvalidConfiguration, as on a GPU.
+ *   not run and sets cudaErrorInvalidConfiguration, as on a GPU. Above
+ *   48 KiB of dynamic shared memory the kernel needs an opt-in
+ *   (cudaFuncSetAttribute(MaxDynamicSharedMemorySize) at least that
+ *   large, at most 227 KiB), else the launch does not run and sets
+ *   cudaErrorInvalidValue, as on a GPU.
  * - Device memory is host memory from malloc, filled with 0xFF bytes like
  *   uninitialised device memory; a registry of live allocations makes
  *   cudaFree/cudaMemcpy/cudaMemset/cublasGemmEx reject pointers or ranges
@@ -41,10 +45,17 @@
  *   checks) via float32 OpenBLAS: the arithmetic a real GEMM with f32
  *   accumulation does, up to summation order.
  *
+ * - LR_EMU_ORDER=reverse runs the blocks last first and starts (and
+ *   releases from each barrier) a block's threads highest first, so a
+ *   kernel that depends on the default order (a thread reading another's
+ *   write without a barrier, a block reading an earlier block's output)
+ *   gives other results in one of the two orders (tests/run.sh runs the
+ *   sanitizer build in reverse).
+ *
  * What is NOT emulated (bugs of these kinds pass here and fail on a GPU):
  * - no concurrency between blocks or between fibers except at the switch
- *   points: races between blocks, missing atomics, memory-ordering and
- *   __threadfence bugs are not caught; atomics are plain read-modify-write;
+ *   points: memory-ordering and __threadfence bugs are not caught, nor a
+ *   race both orders resolve alike; atomics are plain read-modify-write;
  * - warp-synchronous code that relies on lockstep execution without
  *   __syncwarp/shuffles (e.g. volatile shared-memory warp reductions) runs
  *   here as if it were correct; threads reaching different __syncthreads()
@@ -53,8 +64,6 @@
  * - `__shared__` variables keep their values from the previous block (on a
  *   GPU they are undefined), static shared memory sizes are not limited,
  *   and a kernel may read host memory, which a GPU cannot;
- * - the 48 KiB dynamic shared memory limit without
- *   cudaFuncSetAttribute(MaxDynamicSharedMemorySize) is not checked;
  * - streams and events are synchronous (events read the wall clock), so a
  *   host buffer overwritten before its asynchronous copy has run passes
  *   here; emu_pageable_async_copies() counts the asynchronous copies whose
@@ -255,7 +264,7 @@ typedef struct emu_stream *cudaStream_t;
  * stream being captured (cudaStreamBeginCapture) the launch does not run:
  * it is recorded, its arguments as they are now, for cudaGraphLaunch. */
 void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
-                const char *name);
+                const char *name, const void *fn);
 void *emu_dyn_smem();
 /* The kernel with its arguments evaluated and copied now, as a launch
  * copies them (a captured launch runs later: an argument like *ptr must not
@@ -264,7 +273,8 @@ template <class F, class... A> inline std::function<void()> emu_bind(F f, A... a
     return [=]() { f(args...); };
 }
 #define LAUNCH(kernel, grid, block, smem, stream, ...)                                                        \
-    emu_launch((cudaStream_t)(stream), (grid), (block), (smem), emu_bind(kernel, __VA_ARGS__), #kernel)
+    emu_launch((cudaStream_t)(stream), (grid), (block), (smem), emu_bind(kernel, __VA_ARGS__), #kernel,          \
+               reinterpret_cast<const void *>(kernel))
 #define DYN_SMEM(T, name) T *name = reinterpret_cast<T *>(emu_dyn_smem())
 
 /* ---- tensor cores: nvcuda::wmma (mma.h), bf16 16x16x16, float accumulate ----
@@ -426,7 +436,12 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = 0);
 cudaError_t cudaEventSynchronize(cudaEvent_t e);
 cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b);
 cudaError_t cudaMemGetInfo(size_t *free_b, size_t *total_b);
-template <class F> inline cudaError_t cudaFuncSetAttribute(F, cudaFuncAttribute, int) { return cudaSuccess; }
+/* Records a kernel's dynamic shared memory opt-in; a launch asking for more
+ * than 48 KiB without one that covers it fails (cudaErrorInvalidValue). */
+cudaError_t emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v);
+template <class F> inline cudaError_t cudaFuncSetAttribute(F f, cudaFuncAttribute a, int v) {
+    return emu_func_set_attribute(reinterpret_cast<const void *>(f), a, v);
+}
 
 /* ---- CUDA graphs by stream capture ----
  * Between cudaStreamBeginCapture and cudaStreamEndCapture the stream's

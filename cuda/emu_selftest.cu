@@ -107,6 +107,14 @@ __global__ void smem_garbage_kernel(unsigned *out) {
     sm[threadIdx.x] = 0;
 }
 
+// Writes the last float of 64 KiB of dynamic shared memory and reads it back: needs the opt-in above 48 KiB.
+__global__ void big_smem_kernel(float *out) {
+    DYN_SMEM(float, sm);
+    sm[16383] = 7.0f;
+    __syncthreads();
+    out[threadIdx.x] = sm[16383];
+}
+
 /* ---- warp shuffles and votes ---- */
 
 // Per thread (8 values): xor-sum, down-sum (lane 0 meaningful), broadcast lane 0,
@@ -300,6 +308,30 @@ extern "C" int emu_selftest_dyn_smem(void) {
     CK(cudaFree(g));
     for (size_t i = 0; i < hg.size(); i++)
         if (hg[i] != 0xffffffffu) fails += bad("dynamic smem garbage fill", (long long)i, hg[i], 0xffffffffu);
+    /* above 48 KiB: refused without an opt-in, or with one too small; runs with one that covers it */
+    float *o, ho = 0.0f;
+    const size_t big = 65536;
+    CK(cudaMalloc((void **)&o, 32 * sizeof(float)));
+    CK(cudaMemset(o, 0, 32 * sizeof(float)));
+    LAUNCH(big_smem_kernel, dim3(1), dim3(32), big, (cudaStream_t)0, o);
+    cudaError_t e_none = cudaGetLastError();
+    if (e_none != cudaErrorInvalidValue) fails += bad("64 KiB without an opt-in: error", 0, e_none, 1);
+    if (cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, 232449) !=
+        cudaErrorInvalidValue)
+        fails += bad("an opt-in above 227 KiB accepted", 0, 1, 0);
+    cudaGetLastError();
+    CK(cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)big - 4));
+    LAUNCH(big_smem_kernel, dim3(1), dim3(32), big, (cudaStream_t)0, o);
+    cudaError_t e_small = cudaGetLastError();
+    CK(cudaMemcpy(&ho, o, sizeof ho, cudaMemcpyDeviceToHost));
+    if (ho != 0.0f) fails += bad("a refused launch ran", 0, ho, 0.0f);
+    CK(cudaFuncSetAttribute(big_smem_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)big));
+    LAUNCH(big_smem_kernel, dim3(1), dim3(32), big, (cudaStream_t)0, o);
+    cudaError_t e_ok = cudaGetLastError();
+    CK(cudaMemcpy(&ho, o, sizeof ho, cudaMemcpyDeviceToHost));
+    CK(cudaFree(o));
+    if (e_small != cudaErrorInvalidValue) fails += bad("64 KiB with a 64 KiB - 4 opt-in: error", 0, e_small, 1);
+    if (e_ok != cudaSuccess || ho != 7.0f) fails += bad("64 KiB with its opt-in", 0, ho, 7.0f);
     for (int b = 0; b < blocks; b++)
         for (int t = 0; t < n; t++) {
             float w = (float)(b * 1000 + (n - 1 - t));
@@ -971,6 +1003,54 @@ extern "C" int emu_selftest_pipeline(void) {
             if (!ok[t * 8 + i] && fails++ < 8) fprintf(stderr, "emu_selftest: pipeline, thread %d: %s\n", t, what[i]);
     CK(cudaFree(ds));
     CK(cudaFree(dok));
+    return fails;
+}
+
+/* LR_EMU_ORDER: a kernel with a race between threads (thread t reads what
+ * thread t - 1 writes, no barrier between) and one between blocks (each
+ * block takes a ticket from a counter earlier blocks bumped): the first
+ * sees its neighbour's value only when lower threads run first, the second
+ * numbers the blocks in the order they ran. Then the same after a barrier,
+ * which must not depend on the order. */
+namespace {
+__global__ void order_kernel(int *seen, int *after, int *ticket, int *counter) {
+    DYN_SMEM(int, a); /* 64 ints, 0xFF bytes at each block's start */
+    int t = threadIdx.x;
+    a[t] = t + 1;
+    seen[blockIdx.x * 64 + t] = a[(t + 63) % 64]; /* racy: no barrier */
+    __syncthreads();
+    after[blockIdx.x * 64 + t] = a[(t + 63) % 64];
+    if (t == 0) ticket[blockIdx.x] = (*counter)++; /* racy between blocks: no atomic, order-dependent */
+}
+} // namespace
+
+extern "C" int emu_selftest_order(int reverse) {
+    const int nb = 4, n = 64;
+    int *d;
+    CK(cudaMalloc((void **)&d, (2 * nb * n + nb + 1) * sizeof(int)));
+    CK(cudaMemset(d, 0, (2 * nb * n + nb + 1) * sizeof(int)));
+    LAUNCH(order_kernel, dim3(nb), dim3(n), n * sizeof(int), (cudaStream_t)0, d, d + nb * n, d + 2 * nb * n, d + 2 * nb * n + nb);
+    CK(cudaGetLastError());
+    std::vector<int> h(2 * nb * n + nb);
+    CK(cudaMemcpy(h.data(), d, h.size() * sizeof(int), cudaMemcpyDeviceToHost));
+    CK(cudaFree(d));
+    int fails = 0;
+    for (int b = 0; b < nb; b++) {
+        int want_ticket = reverse ? nb - 1 - b : b;
+        if (h[2 * nb * n + b] != want_ticket && fails++ < 8)
+            fprintf(stderr, "emu_selftest: order %d: block %d ran as number %d, want %d\n", reverse, b,
+                    h[2 * nb * n + b], want_ticket);
+        for (int t = 0; t < n; t++) {
+            int nb_t = (t + 63) % 64, ran_before = reverse ? nb_t > t : nb_t < t;
+            int want = ran_before ? nb_t + 1 : -1; /* unwritten shared memory: 0xFF bytes */
+            if (h[b * n + t] != want && fails++ < 8)
+                fprintf(stderr, "emu_selftest: order %d: thread %d saw %d before the barrier, want %d\n", reverse, t,
+                        h[b * n + t], want);
+            if (h[nb * n + b * n + t] != nb_t + 1 && fails++ < 8)
+                fprintf(stderr, "emu_selftest: order %d: thread %d saw %d after the barrier\n", reverse, t,
+                        h[nb * n + b * n + t]);
+        }
+    }
     return fails;
 }
 

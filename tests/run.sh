@@ -9,6 +9,11 @@
 #            UBSan build in one queue (what `make test` runs), ending with
 #            one "N passed, N failed" line over both
 #
+# The sanitizer build's tests run the emulated device in its reverse order
+# (LR_EMU_ORDER=reverse: blocks last first, threads highest first), the
+# release build's in the default one, so a race between the threads of a
+# block or between blocks shows as a failure in one of the two.
+#
 # Every test runs in its own process with its own empty LR_TMP, so tests of
 # both builds can share the cores: most are single-threaded, and one queue
 # keeps both cores busy to the end. The longest ones are started first (a
@@ -69,6 +74,9 @@ launch() { # LABEL|BIN|UNITS|NAME
         if [ "$label" = san ]; then
             export LR_SAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
             export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
+            # the emulated device runs blocks and threads in the reverse order here (cuda/emu.cc): a race
+            # between threads or blocks that the default order hides changes the results in this one
+            export LR_EMU_ORDER=${LR_EMU_ORDER:-reverse}
         fi
         if [[ $name == cli/* ]]; then exec bash "$root/tests/$name.sh"; else exec "$units/$name"; fi
     ) > "$log" 2>&1 &

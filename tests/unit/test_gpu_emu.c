@@ -1,6 +1,7 @@
 /* gpu_emu: the emulated CUDA device (cuda/emu.cc) that the CUDA backend's
  * kernels are tested on: scheduler, barriers, shuffles, atomics, bf16,
- * wmma, asynchronous copies, runtime API and cublasGemmEx (cuda/emu_selftest.cu), and the strict
+ * wmma, asynchronous copies, runtime API and cublasGemmEx (cuda/emu_selftest.cu), the
+ * reversed scheduling order (LR_EMU_ORDER=reverse), and the strict
  * checks that make undefined kernels abort, each in a child process. */
 #include "check.h"
 
@@ -31,6 +32,7 @@ int emu_selftest_bad_wmma_partial_warp(void);
 int emu_selftest_bad_wmma_misaligned(void);
 int emu_selftest_pipeline(void);
 int emu_selftest_bad_pipeline_no_wait(void);
+int emu_selftest_order(int reverse);
 
 /* Runs fn in a child with stderr captured; checks that it died of SIGABRT
  * with a message containing every one of want[] (NULL-terminated). */
@@ -63,6 +65,13 @@ static void expect_abort(const char *label, int (*fn)(void), const char *const *
 }
 
 int main(void) {
+    /* the messages checked below name the threads that the default order
+     * (LR_EMU_ORDER unset) reaches first */
+    unsetenv("LR_EMU_ORDER");
+    CHECK(emu_selftest_order(0) == 0);
+    setenv("LR_EMU_ORDER", "reverse", 1);
+    CHECK(emu_selftest_order(1) == 0);
+    unsetenv("LR_EMU_ORDER");
     CHECK(emu_selftest_block_reduce() == 0);
     CHECK(emu_selftest_coords() == 0);
     CHECK(emu_selftest_dyn_smem() == 0);
