@@ -34,10 +34,10 @@
  * element-to-lane mapping, which CUDA leaves unspecified.
  *
  * Shared memory (dynamic), rows padded by 16 bytes (wmma's 32-byte
- * alignment kept, successive rows on other banks): dq 144.25 KiB at HD
- * 128 (Q, dO, K, V 4 x 17, S, dP 2 x 17, dS 9, dQ 33 KiB), 80.25 KiB at HD
+ * alignment kept, successive rows on other banks): dq 144.75 KiB at HD
+ * 128 (Q, dO, K, V 4 x 17, S, dP 2 x 17, dS 9, dQ 33 KiB), 96.75 KiB at HD
  * 64; dkv 186.75 KiB at HD 128 (Q, dO, K, V 4 x 17, S, dP 2 x 17, P, dS 2
- * x 9, dK, dV 2 x 33 KiB), 104.75 KiB at HD 64; both under sm_90's 227
+ * x 9, dK, dV 2 x 33 KiB), 122.75 KiB at HD 64; both under sm_90's 227
  * KiB opt-in a block (one block per multiprocessor at HD 128). */
 #include "common.cuh"
 #include "backward.h"
