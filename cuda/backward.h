@@ -74,7 +74,7 @@ int k_attention_backward(float *dq, float *dkc, float *dvc, float *stats, const 
                          const float *kc, const float *vc, const int *seq, const int *pos, int N, int NH, int NKV,
                          int HD, int B, int Tmax, void *stream);
 
-/* The same backward on tensor cores (cuda/attention_tc_backward.cu):
+/* The same backward on tensor cores (cuda/attention_tc_train.cu):
  * FlashAttention-2's backward made deterministic, products on wmma with
  * bf16 operands (q, dout and the cache rounded to bf16 as they are staged,
  * P and dS rounded before their products) and float accumulation, so it

@@ -61,7 +61,7 @@ struct gpu_trn {
     void *blas;
     int bf16;                /* precision GTRN_BF16 */
     int recompute;           /* activations recomputed per layer (gtrn_opts.recompute resolved at init) */
-    int tcatt;               /* bf16: the attention backward on tensor cores (k_attention_backward_tc), unless
+    int tcatt;               /* bf16: attention on tensor cores (k_attention_tc_f32, k_attention_backward_tc), unless
                               * LR_GPU_TCATT=0 or the shape or the device's shared memory rules it out */
     attb_tile *tiles, *h_tiles; /* tcatt: the call's query tiles (attb_tc_tiles), device and host */
     int *trows, *tsfirst, *h_trows, *h_tsfirst, ntiles; /* their row order (M) and per-slot firsts (B + 1) */
@@ -510,7 +510,9 @@ static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, cons
     k_rope_f32(t->q, g->inv_freq, g->rpos, N, NH, HD, NULL);
     k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
     k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
-    k_attention_f32(KEEP(t->att), t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
+    if (g->tcatt) /* served: init checked the shape */
+        k_attention_tc_f32(KEEP(t->att), t->q, kc, vc, g->apos, g->tiles, g->ntiles, g->trows, N, NH, NKV, HD, g->Tmax, NULL);
+    else k_attention_f32(KEEP(t->att), t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
     kept16(g, t->atth, (size_t)N * QD);
     TRY(lin_forward(g, l, LORA_O, N, g->tmp, PJ(wo, lQC, t->att, t->atth), AT(w->bo, lC), QD, C, drop, seed));
     k_residual_f32(t->x_mid, t->x_in, g->tmp, (size_t)N * C, NULL);
@@ -657,7 +659,7 @@ static int place_rows(gpu_trn *g, int N, const int *tokens, const int *seq, cons
     CK(cudaMemcpy(g->rpos, g->h_rpos, b, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(g->apos, g->h_apos, b, cudaMemcpyHostToDevice));
     if (qpos) CK(cudaMemcpy(g->qonly, qpos, b, cudaMemcpyHostToDevice));
-    if (g->tcatt) { /* the attention backward's query tiles, over the positions it attends to */
+    if (g->tcatt) { /* the tensor-core attention's query tiles, over the positions it attends to */
         g->ntiles = attb_tc_tiles(g->h_tiles, g->h_trows, g->h_tsfirst, seq, g->h_apos, N, g->B, g->c.NH / g->c.NKV);
         CK(cudaMemcpy(g->tiles, g->h_tiles, (size_t)g->ntiles * sizeof(attb_tile), cudaMemcpyHostToDevice));
         CK(cudaMemcpy(g->trows, g->h_trows, b, cudaMemcpyHostToDevice));

@@ -1,8 +1,10 @@
-/* attention_tc_backward: the attention backward on tensor cores
- * (backward.h k_attention_backward_tc), FlashAttention-2's backward made
- * deterministic. The same gradients as backward.cu's k_attention_backward
- * (the float32 reference), with every product on wmma (bf16 operands,
- * float accumulation) and the softmax arithmetic in float between them.
+/* attention_tc_train: the trainer's attention on tensor cores over its
+ * float32 KV cache, forward (train_forward.h k_attention_tc_f32) and
+ * backward (backward.h k_attention_backward_tc, FlashAttention-2's
+ * backward made deterministic). The same results as train_forward.cu's
+ * k_attention_f32 and backward.cu's k_attention_backward (the float32
+ * references), with every product on wmma (bf16 operands, float
+ * accumulation) and the softmax arithmetic in float between them.
  *
  * Query lanes: a tile (attb_tc_tiles, built on the host once per call)
  * holds up to BT_TQ / G rows of one slot, not necessarily consecutive nor
@@ -23,6 +25,9 @@
  *        slot's query tiles that reach the key tile, S^T = K Q^T and dP^T
  *        = V dO^T for the warp's 16 keys, P and dS from the stats (both
  *        rounded to bf16 as operands), dV += P^T dO, dK += dS^T Q.
+ *   fwd  one block per (query tile, KV head), attention_tc.cu's loop over
+ *        the float32 cache: S = Q K^T, the online softmax (P rounded to
+ *        bf16, l summing the rounded values), O += P V, out = O / l.
  * Each output row has one writer (a query lane of one dq block, a key of
  * one dkv block) and the sums run in a fixed order: no atomics, the same
  * bits on every run.
@@ -37,10 +42,13 @@
  * alignment kept, successive rows on other banks): dq 144.75 KiB at HD
  * 128 (Q, dO, K, V 4 x 17, S, dP 2 x 17, dS 9, dQ 33 KiB), 96.75 KiB at HD
  * 64; dkv 186.75 KiB at HD 128 (Q, dO, K, V 4 x 17, S, dP 2 x 17, P, dS 2
- * x 9, dK, dV 2 x 33 KiB), 122.75 KiB at HD 64; both under sm_90's 227
- * KiB opt-in a block (one block per multiprocessor at HD 128). */
+ * x 9, dK, dV 2 x 33 KiB), 122.75 KiB at HD 64; fwd 110.5 KiB at HD 128
+ * (Q, K, V 3 x 17, S 17, P 9, O 33 KiB), 70.5 KiB at HD 64; all under
+ * sm_90's 227 KiB opt-in a block (at HD 128 one block per multiprocessor
+ * for the backward, two for the forward). */
 #include "common.cuh"
 #include "backward.h"
+#include "train_forward.h"
 
 namespace wm = nvcuda::wmma;
 
@@ -52,7 +60,8 @@ namespace wm = nvcuda::wmma;
 #define BT_MAX_DEVS 64 /* devices whose shared-memory opt-in is remembered */
 
 /* Shared memory layout for head dim HD, offsets in bytes from the
- * (128-aligned) base; dkv: with P, dK and dV, dq: with dQ in dk's place. */
+ * (128-aligned) base; dkv: with P, dK and dV, dq: with dQ in dk's place.
+ * The forward's is its own (bt_fwd_layout). */
 struct bt_smem {
     int ld, sld, pld, old;                                          /* row strides in elements */
     size_t q, o, k, v, s, dp, p, ds, dk, dv, lane, bytes;
@@ -72,21 +81,25 @@ static __host__ __device__ inline bt_smem bt_layout(int HD, bool dkv) {
     return L;
 }
 
-/* The tile's query lanes into Qs and Os (bf16, zero past nq), their causal
- * limits into La (-1: padding); with stats, their lse and delta too. */
+/* The tile's query lanes into Qs and Os (bf16, zero past nq; Os NULL: q
+ * only), their causal limits into La (-1: padding); with stats, their lse
+ * and delta too. */
 static __device__ void bt_stage_lanes(bf16 *Qs, bf16 *Os, int *La, float *Ll, float *Ld, const float *q,
                                       const float *dout, const float *stats, const int *pos, const attb_tile &t,
                                       const int *rows, int kvh, int G, int NH, int N, int HD, int ld) {
     const int nq = t.n * G, QD = NH * HD;
     for (int i = threadIdx.x; i < BT_TQ * HD / 4; i += BT_THREADS) {
         int qi = i / (HD / 4), d = i % (HD / 4) * 4;
-        bf16 *x = Qs + qi * ld + d, *y = Os + qi * ld + d;
+        bf16 *x = Qs + qi * ld + d, *y = Os ? Os + qi * ld + d : NULL;
         const float *a = NULL, *b = NULL;
         if (qi < nq) { /* scalar loads: the trainer's q need not be 16-byte aligned */
             size_t at = (size_t)rows[t.first + qi / G] * QD + (size_t)(kvh * G + qi % G) * HD + d;
-            a = q + at, b = dout + at;
+            a = q + at, b = Os ? dout + at : NULL;
         }
-        for (int e = 0; e < 4; e++) x[e] = f2bf(a ? a[e] : 0.0f), y[e] = f2bf(b ? b[e] : 0.0f);
+        for (int e = 0; e < 4; e++) {
+            x[e] = f2bf(a ? a[e] : 0.0f);
+            if (Os) y[e] = f2bf(b ? b[e] : 0.0f);
+        }
     }
     for (int qi = threadIdx.x; qi < BT_TQ; qi += BT_THREADS) {
         int n = qi < nq ? rows[t.first + qi / G] : -1, h = kvh * G + qi % G;
@@ -140,6 +153,22 @@ static __device__ void bt_two_abt(float *C, float *D, int ldc, const bf16 *A, co
     }
 }
 
+/* C = A B^T alone, as bt_two_abt */
+static __device__ void bt_abt(float *C, int ldc, const bf16 *A, const bf16 *B, int nb, int HD, int ld) {
+    for (int j = 0; j < nb; j++) {
+        wm::fragment<wm::accumulator, 16, 16, 16, float> c;
+        wm::fill_fragment(c, 0.0f);
+        for (int kk = 0; kk < HD / 16; kk++) {
+            wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> a;
+            wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> b;
+            wm::load_matrix_sync(a, A + kk * 16, ld);
+            wm::load_matrix_sync(b, B + j * 16 * ld + kk * 16, ld);
+            wm::mma_sync(c, a, b, c);
+        }
+        wm::store_matrix_sync(C + j * 16, c, ldc, wm::mem_row_major);
+    }
+}
+
 /* Acc (16 x HD float, stride lda) += P B: P the warp's 16 rows of nb * 16
  * columns (bf16, stride pld), B (nb * 16 x HD, bf16 row-major, stride ld). */
 static __device__ void bt_acc_pb(float *Acc, int lda, const bf16 *P, int pld, const bf16 *B, int ld, int nb, int HD) {
@@ -164,6 +193,85 @@ static __device__ void bt_acc_pb(float *Acc, int lda, const bf16 *P, int pld, co
     extern __shared__ __align__(128) unsigned char bt_smem_[];                                                \
     unsigned char *name = bt_smem_
 #endif
+
+/* The forward's: Q, K, V, S, P, O and the lanes' limits */
+struct bt_fwd_smem {
+    int ld, sld, pld, old;
+    size_t q, k, v, s, p, o, lane, bytes;
+};
+static __host__ __device__ inline bt_fwd_smem bt_fwd_layout(int HD) {
+    bt_fwd_smem L;
+    L.ld = HD + BT_PAD, L.sld = BT_TK + 4, L.pld = BT_TK + BT_PAD, L.old = HD + 4;
+    size_t tile16 = (size_t)BT_TQ * L.ld * 2;
+    L.q = 0, L.k = tile16, L.v = 2 * tile16, L.s = 3 * tile16;
+    L.p = L.s + (size_t)BT_TQ * L.sld * 4;
+    L.o = L.p + (size_t)BT_TQ * L.pld * 2;
+    L.lane = L.o + (size_t)BT_TQ * L.old * 4;
+    L.bytes = L.lane + 2 * BT_TQ * 4; /* per lane: pos, 1 / l */
+    return L;
+}
+
+__global__ void __launch_bounds__(BT_THREADS)
+att_tc_f32_kernel(float *out, const float *q, const float *kc, const float *vc, const int *pos, const attb_tile *tiles,
+                  const int *rows, int NH, int NKV, int HD, int Tmax) {
+    BT_SMEM(smem);
+    const bt_fwd_smem L = bt_fwd_layout(HD);
+    bf16 *Qs = (bf16 *)(smem + L.q), *Ks = (bf16 *)(smem + L.k), *Vs = (bf16 *)(smem + L.v), *Ps = (bf16 *)(smem + L.p);
+    float *Ss = (float *)(smem + L.s), *Os = (float *)(smem + L.o);
+    int *La = (int *)(smem + L.lane);
+    float *Inv = (float *)(smem + L.lane) + BT_TQ;
+    const attb_tile t = tiles[blockIdx.x];
+    const int kvh = blockIdx.y, G = NH / NKV, QD = NH * HD, nq = t.n * G, klen = t.last + 1;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const float scale = 1.0f / sqrtf((float)HD);
+    const size_t base = ((size_t)t.slot * NKV + kvh) * Tmax * HD;
+    bt_stage_lanes(Qs, NULL, La, NULL, NULL, q, NULL, NULL, pos, t, rows, kvh, G, NH, 0, HD, L.ld);
+    for (int i = threadIdx.x; i < BT_TQ * HD; i += BT_THREADS) Os[i / HD * L.old + i % HD] = 0.0f;
+    __syncthreads();
+    const int r = lane / 2, hh = lane % 2, qi = warp * 16 + r, last_key = La[qi];
+    const int warp_last = warp_max(last_key);
+    float *srow = Ss + qi * L.sld;
+    bf16 *prow = Ps + qi * L.pld;
+    float m = -INFINITY, l = 0.0f;
+    for (int k0 = 0; k0 < klen; k0 += BT_TK) {
+        __syncthreads(); /* every warp done with the previous tile */
+        bt_stage_keys(Ks, Vs, kc + base, vc + base, k0, klen, HD, L.ld);
+        __syncthreads();
+        if (k0 > warp_last) continue; /* warp-uniform */
+        const int nkb = min(BT_TK / 16, (warp_last - k0) / 16 + 1);
+        bt_abt(Ss + warp * 16 * L.sld, L.sld, Qs + warp * 16 * L.ld, Ks, nkb, HD, L.ld);
+        __syncwarp();
+        /* online softmax of lane qi over keys hh, hh + 2, ... */
+        float mt = -INFINITY;
+        for (int c = hh; c < nkb * 16; c += 2)
+            if (k0 + c <= last_key) mt = fmaxf(mt, srow[c] * scale);
+        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
+        const float mn = fmaxf(m, mt);
+        float corr = 1.0f, psum = 0.0f;
+        if (mn > -INFINITY) {
+            corr = expf(m - mn); /* m = -inf (the first tile): 0, and O and l are 0 */
+            for (int c = hh; c < nkb * 16; c += 2) {
+                bf16 p = f2bf(k0 + c <= last_key ? expf(srow[c] * scale - mn) : 0.0f);
+                prow[c] = p;
+                psum += bf2f(p);
+            }
+            m = mn;
+        } else {
+            for (int c = hh; c < nkb * 16; c += 2) prow[c] = f2bf(0.0f);
+        }
+        psum += __shfl_xor_sync(0xffffffffu, psum, 1);
+        l = l * corr + psum;
+        for (int d = hh; d < HD; d += 2) Os[qi * L.old + d] *= corr;
+        __syncwarp();
+        bt_acc_pb(Os + warp * 16 * L.old, L.old, Ps + warp * 16 * L.pld, L.pld, Vs, L.ld, nkb, HD);
+    }
+    if (hh == 0) Inv[qi] = qi < nq ? 1.0f / l : 0.0f;
+    __syncthreads();
+    for (int i = threadIdx.x; i < nq * HD; i += BT_THREADS) {
+        int qo = i / HD, d = i % HD;
+        out[(size_t)rows[t.first + qo / G] * QD + (size_t)(kvh * G + qo % G) * HD + d] = Os[qo * L.old + d] * Inv[qo];
+    }
+}
 
 __global__ void __launch_bounds__(BT_THREADS)
 attb_tc_dq_kernel(float *dq, float *stats, const float *dout, const float *q, const float *kc, const float *vc,
@@ -304,8 +412,26 @@ int attb_tc_serves(int NH, int NKV, int HD) {
 }
 
 size_t attb_tc_smem(int HD) {
-    size_t a = bt_layout(HD, false).bytes, b = bt_layout(HD, true).bytes;
-    return a > b ? a : b;
+    size_t a = bt_layout(HD, false).bytes, b = bt_layout(HD, true).bytes, f = bt_fwd_layout(HD).bytes;
+    return a > b ? (a > f ? a : f) : (b > f ? b : f);
+}
+
+int k_attention_tc_f32(float *out, const float *q, const float *kc, const float *vc, const int *pos,
+                       const attb_tile *tiles, int ntiles, const int *rows, int N, int NH, int NKV, int HD, int Tmax,
+                       void *stream) {
+    if (!attb_tc_serves(NH, NKV, HD) || Tmax < 1 || NKV > 65535) return -1;
+    if (N < 1 || ntiles < 1) return 0;
+    size_t sf = bt_fwd_layout(HD).bytes;
+    static size_t opted[BT_MAX_DEVS]; /* as k_attention_backward_tc's */
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = BT_MAX_DEVS;
+    if ((dev >= BT_MAX_DEVS || sf > opted[dev]) &&
+        cudaFuncSetAttribute(att_tc_f32_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sf) == cudaSuccess &&
+        dev < BT_MAX_DEVS)
+        opted[dev] = sf;
+    LAUNCH(att_tc_f32_kernel, dim3(ntiles, NKV), BT_THREADS, sf, (cudaStream_t)stream, out, q, kc, vc, pos, tiles, rows,
+           NH, NKV, HD, Tmax);
+    return 0;
 }
 
 int attb_tc_tiles(attb_tile *tiles, int *rows, int *sfirst, const int *seq, const int *pos, int N, int B, int G) {

@@ -1,7 +1,9 @@
-/* The tensor-core attention backward (cuda/backward.h
- * k_attention_backward_tc) against the float32 one (k_attention_backward,
- * itself checked against the CPU by test_gpu_backward), on the emulated
- * device, over the rows the trainer packs: several slots of different
+/* The trainer's tensor-core attention (cuda/attention_tc_train.cu), the
+ * backward (backward.h k_attention_backward_tc) against the float32 one
+ * (k_attention_backward, itself checked against the CPU by
+ * test_gpu_backward) and the forward (train_forward.h k_attention_tc_f32)
+ * against k_attention_f32 (checked by test_gpu_train_forward), on the
+ * emulated device, over the rows the trainer packs: several slots of different
  * lengths with their rows interleaved, one slot longer than a key tile
  * (64), a cache whose last key tile is partial (Tmax 80), query-only rows,
  * N = 1.
@@ -16,11 +18,13 @@
  * under TC_MULT * e_in. A wrong mask, a missing scale or a wrong operand
  * moves results by O(1) relative, far past that. The stats (lse, delta)
  * are bounded likewise against the reference's own stats. Rows no query
- * reaches must come back bit for bit. */
+ * reaches must come back bit for bit. The forward is bounded the same way
+ * (it rounds q, the cache and P). */
 #include "check.h"
 
 #include "../../cuda/backward.h"
 #include "../../cuda/devmem.h"
+#include "../../cuda/train_forward.h"
 #include "io/safetensors.h"
 
 #include <stdint.h>
@@ -100,9 +104,32 @@ static grads run(int tc, const float *q, const float *go, const float *kc, const
     dev_free(dgo), dev_free(dqq), dev_free(dkc), dev_free(dvc), dev_free(dpos), dev_free(dseq);
     return g;
 }
+/* The forward's output (N, NH*HD), from a random start it must overwrite */
+static float *fwd(int tc, const float *q, const float *kc, const float *vc, const int *seq, const int *pos, int N, int NH,
+                  int NKV, int HD, int B, int Tmax) {
+    size_t nq = (size_t)N * NH * HD, csz = (size_t)B * NKV * Tmax * HD;
+    float *out = frand(nq, 100);
+    float *dout = up(out, nq * 4), *dqq = up(q, nq * 4), *dkc = up(kc, csz * 4), *dvc = up(vc, csz * 4);
+    int *dpos = up(pos, (size_t)N * 4), *dseq = up(seq, (size_t)N * 4), rc = 0;
+    if (tc) {
+        attb_tile *tiles = malloc((size_t)N * sizeof *tiles);
+        int *rows = malloc((size_t)N * sizeof *rows), *sfirst = malloc((size_t)(B + 1) * sizeof *sfirst);
+        int nt = attb_tc_tiles(tiles, rows, sfirst, seq, pos, N, B, NH / NKV);
+        void *dt = up(tiles, (size_t)nt * sizeof *tiles), *dr = up(rows, (size_t)N * 4);
+        rc = k_attention_tc_f32(dout, dqq, dkc, dvc, dpos, dt, nt, dr, N, NH, NKV, HD, Tmax, NULL);
+        dev_free(dt), dev_free(dr);
+        free(tiles), free(rows), free(sfirst);
+    } else
+        k_attention_f32(dout, dqq, dkc, dvc, dseq, dpos, N, NH, NKV, HD, Tmax, NULL);
+    CHECKF(rc == 0, "attention forward tc NH %d NKV %d HD %d: rc %d", NH, NKV, HD, rc);
+    down(out, dout, nq * 4);
+    dev_free(dqq), dev_free(dkc), dev_free(dvc), dev_free(dpos), dev_free(dseq);
+    return out;
+}
+
 static void grads_free(grads *g) { free(g->dq), free(g->dk), free(g->dv), free(g->stats); }
 
-/* Slot 0: `long0` rows (70: more than one key tile), interleaved with slot 1's
+/* Slot 0: `long0` rows (above 64: more than one key tile), interleaved with slot 1's
  * 6 rows; slot 2: 10 rows, then a query-only row (attending to the same
  * keys as the row before it); slot 1 a seventh row after them; slot 3 one
  * row at Tmax - 1 (80 keys: a full tile and a partial one). single: N = 1. */
@@ -155,6 +182,14 @@ static void test_case(int NH, int NKV, int HD, int long0, int single) {
         if (r.dk[i] == dk0[i] && r.dv[i] == dv0[i]) bad += t.dk[i] != dk0[i] || t.dv[i] != dv0[i];
     CHECKF(bad == 0, "attention tc NH %d NKV %d HD %d: %zu unreached cache values changed", NH, NKV, HD, bad);
     grads_free(&r), grads_free(&rb), grads_free(&t);
+    /* the forward */
+    float *o = fwd(0, q, kc, vc, seq, pos, N, NH, NKV, HD, B, Tmax), *ob = fwd(0, qb, kcb, vcb, seq, pos, N, NH, NKV, HD, B, Tmax);
+    float *ot = fwd(1, q, kc, vc, seq, pos, N, NH, NKV, HD, B, Tmax);
+    double fin = check_rel_err(ob, o, nq), ftc = check_rel_err(ot, o, nq);
+    fprintf(stderr, "attention forward tc NH %d NKV %d HD %d N %d: out %.2e (in %.2e)\n", NH, NKV, HD, N, ftc, fin);
+    CHECKF(ftc <= TC_MULT * fin && fin < 0.05, "attention forward tc NH %d NKV %d HD %d N %d: %g, bf16 inputs move it by %g",
+           NH, NKV, HD, N, ftc, fin);
+    free(o), free(ob), free(ot);
     free(q), free(go), free(kc), free(vc), free(dq0), free(dk0), free(dv0), free(qb), free(gob), free(kcb), free(vcb);
 }
 
@@ -188,13 +223,14 @@ static void test_limits(void) {
     int s = 0;
     attb_tile t = {0, 1, 0, 0};
     CHECK(k_attention_backward_tc(&x, &x, &x, &x, &x, &x, &x, &x, &s, &t, 1, &s, &s, 1, 2, 1, 12, 1, 8, NULL) == -1);
+    CHECK(k_attention_tc_f32(&x, &x, &x, &x, &s, &t, 1, &s, 1, 2, 1, 12, 8, NULL) == -1);
 }
 
 int main(void) {
     CHECK_SEED(rng);
     test_tiles();
     test_limits();
-    test_case(12, 2, 128, 70, 0); /* 6:1 at HD 128, Qwen2.5-Math-1.5B's shape */
+    test_case(12, 2, 128, 66, 0); /* 6:1 at HD 128, Qwen2.5-Math-1.5B's shape */
     test_case(14, 2, 64, 30, 0);  /* 7:1, Qwen2.5-0.5B's (slot 3's row spans two key tiles) */
     test_case(4, 2, 64, 70, 0);   /* 2:1: 32 rows a tile */
     test_case(12, 2, 128, 0, 1);  /* N = 1 */
