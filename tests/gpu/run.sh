@@ -463,8 +463,8 @@ export E2E_NEW E2E_BATCH RES
 # loss on the same 16 examples). Each trainer gets 7/16 of the stage's time
 # and stops there; its rate is then measured on the steps it ran (the
 # table says how many of the 50). Between them, lr-tune once more with
-# LR_GPU_TCATT=0 (the float32 FMA attention backward instead of the
-# tensor-core one) for 3 steps in 1/8 of the time: tcatt0_steps_s and
+# LR_GPU_TCATT=0 (the float32 FMA attention, forward and backward, instead
+# of the tensor-core one) for 3 steps in 1/8 of the time: tcatt0_steps_s and
 # tcatt_speedup in the same row. A timing, so after every check. ----
 train_stage() {
     local d=$WORK/train rc

@@ -143,8 +143,8 @@ def build_table(rows):
                    + (f"{f(mfu, '{:.1f}')}% of {f(kv.get('peak_tflops'), '{:.0f}')} TFLOP/s (dense bf16 peak)" if mfu is not None
                       else "n/a (no peak known for this card)") + f" | | >= 35% | {good} |")
         if "tcatt0_steps_s" in kv:
-            out.append(f"| LoRA training `{model}` with LR_GPU_TCATT=0 (the float32 attention backward; 3 steps) | "
-                       f"{f(kv.get('tcatt0_steps_s'))} steps/s | tensor-core backward {f(kv.get('ours_steps_s'))} steps/s | | "
+            out.append(f"| LoRA training `{model}` with LR_GPU_TCATT=0 (the float32 FMA attention; 3 steps) | "
+                       f"{f(kv.get('tcatt0_steps_s'))} steps/s | tensor-core attention {f(kv.get('ours_steps_s'))} steps/s | | "
                        f"{f(kv.get('tcatt_speedup'))}x |")
         out.append(f"| LoRA training first-step loss `{model}`: lr-tune cuda vs PEFT (rel diff) | "
                    f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= {kv.get('loss1_tol', '1e-3')} | "

@@ -153,7 +153,7 @@ def cmd_report(a):
         if a.peak > 0:
             kv["mfu_pct"] = "%.2f" % (100 * 6 * n * tok_s / (a.peak * 1e12))
             kv["peak_tflops"] = "%.0f" % a.peak
-    # the same training with LR_GPU_TCATT=0 (the float32 attention backward)
+    # the same training with LR_GPU_TCATT=0 (the float32 FMA attention)
     r_tc0, _ = rate(read_log(a.ours_tcatt0)) if a.ours_tcatt0 else (None, None)
     if r_tc0:
         kv["tcatt0_steps_s"] = "%.4g" % r_tc0

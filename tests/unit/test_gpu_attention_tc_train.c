@@ -2,7 +2,8 @@
  * backward (backward.h k_attention_backward_tc) against the float32 one
  * (k_attention_backward, itself checked against the CPU by
  * test_gpu_backward) and the forward (train_forward.h k_attention_tc_f32)
- * against k_attention_f32 (checked by test_gpu_train_forward), on the
+ * against k_attention_f32 (the float32 trainer's, which test_gpu_trainer
+ * checks against the CPU through the losses and gradients), on the
  * emulated device, over the rows the trainer packs: several slots of different
  * lengths with their rows interleaved, one slot longer than a key tile
  * (64), a cache whose last key tile is partial (Tmax 80), query-only rows,
