@@ -6,7 +6,8 @@
  * where the CPU twin allows it.
  *
  * Precision: float32 in and out, float32 arithmetic (the CPU twins'
- * precision); bf16 activations are not accepted here yet.
+ * precision), except k_attention_backward_tc (bf16 products); bf16
+ * activations are not accepted here yet.
  *
  * Determinism: no float atomics. Column sums (weight and bias gradients)
  * run as fixed per-block partial sums into a caller's workspace, then one
@@ -72,6 +73,33 @@ void k_swiglu_backward(float *dgate, float *dup, const float *dout, const float 
 int k_attention_backward(float *dq, float *dkc, float *dvc, float *stats, const float *dout, const float *q,
                          const float *kc, const float *vc, const int *seq, const int *pos, int N, int NH, int NKV,
                          int HD, int B, int Tmax, void *stream);
+
+/* The same backward on tensor cores (cuda/attention_tc_train.cu):
+ * FlashAttention-2's backward made deterministic, products on wmma with
+ * bf16 operands (q, dout and the cache rounded to bf16 as they are staged,
+ * P and dS rounded before their products) and float accumulation, so it
+ * differs from k_attention_backward by those roundings (docs/CUDA.md gives
+ * the measured errors). The same contract, with the rows in tiles built
+ * on the host by attb_tc_tiles from the same seq and pos: tiles (ntiles),
+ * rows (N) and sfirst (B + 1) are device copies of its outputs. Serves
+ * the shapes attb_tc_serves accepts (HD a multiple of 16 in [16, 128],
+ * NH / NKV <= 64) and needs attb_tc_smem(HD) bytes of shared memory a
+ * block (the caller checks the device has them). Returns 0, or -1
+ * (nothing launched) outside the limits. */
+typedef struct {
+    int first, n, slot, last; /* rows[first .. first+n-1], all of `slot`; last: their largest pos */
+} attb_tile;
+int attb_tc_serves(int NH, int NKV, int HD);
+size_t attb_tc_smem(int HD);
+/* Rows grouped by slot, each slot's by position, in tiles of at most 64 /
+ * G rows (G = NH / NKV): rows (N) gets the row order, tiles (room for N)
+ * the tiles, slot b's being sfirst[b] .. sfirst[b+1]-1 (sfirst: B + 1).
+ * seq in [0, B). Returns the count. */
+int attb_tc_tiles(attb_tile *tiles, int *rows, int *sfirst, const int *seq, const int *pos, int N, int B, int G);
+int k_attention_backward_tc(float *dq, float *dkc, float *dvc, float *stats, const float *dout, const float *q,
+                            const float *kc, const float *vc, const int *pos, const attb_tile *tiles, int ntiles,
+                            const int *rows, const int *sfirst, int N, int NH, int NKV, int HD, int B, int Tmax,
+                            void *stream);
 
 /* The backward of storing each row's k and v into the cache: dk, dv (N,
  * NKV*HD) = dkc, dvc (B, NKV, Tmax, HD) at (seq[n], pos[n]), OVERWRITTEN;

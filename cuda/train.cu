@@ -61,6 +61,10 @@ struct gpu_trn {
     void *blas;
     int bf16;                /* precision GTRN_BF16 */
     int recompute;           /* activations recomputed per layer (gtrn_opts.recompute resolved at init) */
+    int tcatt;               /* bf16: attention on tensor cores (k_attention_tc_f32, k_attention_backward_tc), unless
+                              * LR_GPU_TCATT=0 or the shape or the device's shared memory rules it out */
+    attb_tile *tiles, *h_tiles; /* tcatt: the call's query tiles (attb_tc_tiles), device and host */
+    int *trows, *tsfirst, *h_trows, *h_tsfirst, ntiles; /* their row order (M) and per-slot firsts (B + 1) */
     size_t need_bytes, budget; /* what keeping would take, and the budget the AUTO rule compared it with */
     float *wmem;             /* the model's float32 weights, m->mem's layout (f32) */
     model_weights w;         /* device pointers into wmem (f32); bf16: only the norms and biases, into smallw */
@@ -97,6 +101,13 @@ struct gpu_trn {
     size_t ecap, tcap;
 };
 
+/* An environment switch (LR_GPU_TCATT, as the inference forward's): on
+ * when set to anything but "0", dflt when unset or empty. */
+static int env_on(const char *name, int dflt) {
+    const char *v = getenv(name);
+    return v && *v ? strcmp(v, "0") != 0 : dflt;
+}
+
 static int imax3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
 /* Recomputation keeps one layer's activations and one layer's KV cache,
@@ -130,7 +141,7 @@ extern "C" void gpu_trn_free(gpu_trn *g) {
     void *ptrs[] = {g->wmem, g->wmem16, g->smallw, g->act16, g->g16, g->logits16, g->p, g->gr, g->m1, g->m2, g->act,
                     g->kc, g->vc, g->inv_freq, g->tok, g->seq, g->pos, g->rpos, g->apos, g->qonly, g->bwd, g->lg,
                     g->logits, g->dlg, g->erow, g->wrow, g->wfirst, g->ids, g->tgt, g->tw, g->off, g->eloss, g->work,
-                    g->norm, g->coef};
+                    g->norm, g->coef, g->tiles, g->trows, g->tsfirst};
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i]) cudaFree(ptrs[i]);
     blas_destroy(g->blas);
@@ -139,6 +150,9 @@ extern "C" void gpu_trn_free(gpu_trn *g) {
     free(g->h_rpos);
     free(g->h_apos);
     free(g->h_len);
+    free(g->h_tiles);
+    free(g->h_trows);
+    free(g->h_tsfirst);
     free(g);
 }
 
@@ -239,7 +253,13 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
                 (size_t)BWD_COLSUM_PARTS * imax3(c->C, (int)QD, c->I);
     size_t cr16 = g->bf16 ? (M * maxic + g->chunk_rows * V) * sizeof(uint16_t) : 0;
     size_t keep = (L * per_layer + M * (3 * C + 1) + 2 * L * g->kvl) * sizeof(float) + L * per_layer16 * sizeof(uint16_t);
-    size_t other = (nb + g->chunk_rows * (C + V)) * sizeof(float) + cr16 + 6 * M * sizeof(int);
+    if (g->bf16 && env_on("LR_GPU_TCATT", 1) && attb_tc_serves(c->NH, c->NKV, c->HD)) {
+        cudaDeviceProp prop;
+        g->tcatt = cudaGetDeviceProperties(&prop, lr_cuda_dev) == cudaSuccess &&
+                   prop.sharedMemPerBlockOptin >= attb_tc_smem(c->HD);
+    }
+    size_t tbytes = g->tcatt ? M * (sizeof(attb_tile) + sizeof(int)) + ((size_t)B + 1) * sizeof(int) : 0;
+    size_t other = (nb + g->chunk_rows * (C + V)) * sizeof(float) + cr16 + 6 * M * sizeof(int) + tbytes;
     if ((rc = choose_recompute(g, o, keep, other))) return rc;
     /* recomputing: every layer's input, one layer's other activations */
     size_t nkept = g->recompute ? 1 : L;
@@ -292,6 +312,13 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
         if ((rc = dalloc(iv[i], M * sizeof(int)))) return rc;
     g->h_pos = (int *)xmalloc(M * sizeof(int)), g->h_rpos = (int *)xmalloc(M * sizeof(int));
     g->h_apos = (int *)xmalloc(M * sizeof(int)), g->h_len = (int *)xmalloc((size_t)B * sizeof(int));
+    if (g->tcatt) {
+        if ((rc = dalloc(&g->tiles, M * sizeof(attb_tile))) || (rc = dalloc(&g->trows, M * sizeof(int))) ||
+            (rc = dalloc(&g->tsfirst, ((size_t)B + 1) * sizeof(int))))
+            return rc;
+        g->h_tiles = (attb_tile *)xmalloc(M * sizeof(attb_tile)), g->h_trows = (int *)xmalloc(M * sizeof(int));
+        g->h_tsfirst = (int *)xmalloc(((size_t)B + 1) * sizeof(int));
+    }
     if ((rc = dalloc(&g->bwd, nb * sizeof(float)))) return rc;
     a = g->bwd;
     TAKE(g->dres, M * C), TAKE(g->dln, M * C), TAKE(g->dq, M * QD), TAKE(g->datt, M * QD), TAKE(g->dk, M * KD);
@@ -483,7 +510,9 @@ static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, cons
     k_rope_f32(t->q, g->inv_freq, g->rpos, N, NH, HD, NULL);
     k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
     k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
-    k_attention_f32(KEEP(t->att), t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
+    if (g->tcatt) /* served: init checked the shape */
+        k_attention_tc_f32(KEEP(t->att), t->q, kc, vc, g->apos, g->tiles, g->ntiles, g->trows, N, NH, NKV, HD, g->Tmax, NULL);
+    else k_attention_f32(KEEP(t->att), t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
     kept16(g, t->atth, (size_t)N * QD);
     TRY(lin_forward(g, l, LORA_O, N, g->tmp, PJ(wo, lQC, t->att, t->atth), AT(w->bo, lC), QD, C, drop, seed));
     k_residual_f32(t->x_mid, t->x_in, g->tmp, (size_t)N * C, NULL);
@@ -523,8 +552,11 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     CK(cudaMemset(g->dq, 0, M * QD * fb));
     CK(cudaMemset(g->dkc, 0, g->kvl * fb));
     CK(cudaMemset(g->dvc, 0, g->kvl * fb));
-    if (k_attention_backward(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->B,
-                             g->Tmax, NULL))
+    int arc = g->tcatt ? k_attention_backward_tc(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->apos, g->tiles,
+                                                 g->ntiles, g->trows, g->tsfirst, N, NH, NKV, HD, g->B, g->Tmax, NULL)
+                       : k_attention_backward(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->seq, g->apos, N, NH,
+                                              NKV, HD, g->B, g->Tmax, NULL);
+    if (arc)
         return lr_err(LR_EINPUT, "cuda trainer: attention shape not supported (head_dim %d, %d/%d heads)", HD, NH, NKV);
     k_kv_gather(g->dk, g->dv, g->dkc, g->dvc, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
     k_rope_backward(g->dq, g->dq, g->inv_freq, g->rpos, N, NH, HD, NULL);
@@ -627,6 +659,12 @@ static int place_rows(gpu_trn *g, int N, const int *tokens, const int *seq, cons
     CK(cudaMemcpy(g->rpos, g->h_rpos, b, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(g->apos, g->h_apos, b, cudaMemcpyHostToDevice));
     if (qpos) CK(cudaMemcpy(g->qonly, qpos, b, cudaMemcpyHostToDevice));
+    if (g->tcatt) { /* the tensor-core attention's query tiles, over the positions it attends to */
+        g->ntiles = attb_tc_tiles(g->h_tiles, g->h_trows, g->h_tsfirst, seq, g->h_apos, N, g->B, g->c.NH / g->c.NKV);
+        CK(cudaMemcpy(g->tiles, g->h_tiles, (size_t)g->ntiles * sizeof(attb_tile), cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(g->trows, g->h_trows, b, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(g->tsfirst, g->h_tsfirst, ((size_t)g->B + 1) * sizeof(int), cudaMemcpyHostToDevice));
+    }
     return LR_OK;
 }
 

@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "backward.h" /* attb_tile */
 
 #ifdef __cplusplus
 extern "C" {
@@ -37,6 +38,18 @@ void k_kv_store_f32(float *kc, float *vc, const float *k, const float *v, const 
  * positions. HD <= 128. */
 void k_attention_f32(float *out, const float *q, const float *kc, const float *vc, const int *seq, const int *apos, int N,
                      int NH, int NKV, int HD, int Tmax, void *stream);
+/* The same attention on tensor cores (cuda/attention_tc_train.cu), for
+ * GTRN_BF16: q and the cache rounded to bf16 as they are staged, P
+ * rounded before O += P V, float accumulation and softmax, so it differs
+ * from k_attention_f32 by those roundings (docs/CUDA.md gives the measured
+ * errors). Rows in the backward's query tiles (backward.h attb_tc_tiles
+ * over the same seq and apos; tiles and rows are device copies), the
+ * shapes attb_tc_serves accepts, attb_tc_smem(HD) bytes of shared memory
+ * a block at most. OVERWRITES out. Returns 0, or -1 (nothing launched)
+ * outside the limits. */
+int k_attention_tc_f32(float *out, const float *q, const float *kc, const float *vc, const int *apos,
+                       const attb_tile *tiles, int ntiles, const int *rows, int N, int NH, int NKV, int HD, int Tmax,
+                       void *stream);
 /* swiglu_forward: h (n) = silu(gate) * up. */
 void k_swiglu_f32(float *h, const float *gate, const float *up, size_t n, void *stream);
 /* residual_forward: out (n) = a + b (out may alias a). */

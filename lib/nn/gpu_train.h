@@ -29,9 +29,11 @@
  *              SwiGLU's) are kept in bf16 only, and the LoRA products read
  *              them widened back to float32, as PEFT casts a bf16 input to
  *              its float32 adapter. Embedding rows come from the bf16
- *              table. Norms, RoPE, attention, softmax, the losses, the
- *              residual stream, the LoRA terms, their gradients and AdamW
- *              stay float32.
+ *              table. Attention, forward and backward, runs on tensor
+ *              cores (bf16 operands, float32 accumulation, in and out;
+ *              LR_GPU_TCATT=0 keeps it float32). Norms, RoPE, the KV
+ *              cache, softmax, the losses, the residual stream, the LoRA
+ *              terms, their gradients and AdamW stay float32.
  *
  * Rows as trainer.h: each call starts every slot fresh, row n joins slot
  * seq[n] at the next position; qpos (NULL, or -1 but for query-only rows)

@@ -460,9 +460,12 @@ export E2E_NEW E2E_BATCH RES
 # float32 LoRA weights; float32 both where the cpu stands in); steps/s after
 # the first step, tokens/s, MFU = 6 x (layer parameters) x tokens/s / peak,
 # and the first step's loss of both (LoRA B starts at 0: the base model's
-# loss on the same 16 examples). Each trainer gets half of the stage's time
+# loss on the same 16 examples). Each trainer gets 7/16 of the stage's time
 # and stops there; its rate is then measured on the steps it ran (the
-# table says how many of the 50). A timing, so after every check. ----
+# table says how many of the 50). Between them, lr-tune once more with
+# LR_GPU_TCATT=0 (the float32 FMA attention, forward and backward, instead
+# of the tensor-core one) for 3 steps in 1/8 of the time: tcatt0_steps_s and
+# tcatt_speedup in the same row. A timing, so after every check. ----
 train_stage() {
     local d=$WORK/train rc
     mkdir -p "$d"
@@ -470,8 +473,10 @@ train_stage() {
     "$BIN/lr-mkmodel" "$d/$TRAIN_SHAPE_NAME" $TRAIN_SHAPE --vocab 151936 --dtype bf16 --seed 5 > /dev/null &&
         python3 "$ROOT/tests/gpu/tune_ref.py" data --n 64 --len "$TRAIN_LEN" > "$d/ex.jsonl" &&
         "$BIN/lr-dump" --from-json "$d/ex.jsonl" > "$d/ex.lrs" || return 1
-    # each trainer: half of what is left after making the model, 20 s for the report
-    local half=$(((TRAIN_LIM - ($(date +%s) - TRAIN_T0) - 20) / 2))
+    # each trainer: 7/16 of what is left after making the model (20 s for
+    # the report), the LR_GPU_TCATT=0 run 1/8
+    local rest=$((TRAIN_LIM - ($(date +%s) - TRAIN_T0) - 20))
+    local half=$((rest * 7 / 16)) eighth=$((rest / 8))
     [ "$half" -ge 10 ] || { echo "train: no time left after making the model" >&2; return 1; }
     # shellcheck disable=SC2086
     timeout -k 5 "$half" "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter" --force --r 8 --alpha 16 \
@@ -480,6 +485,11 @@ train_stage() {
     rc=$?
     grep -E '^(lr-tune|step 1/)' "$d/ours.err" | head -n 3 >&2
     [ $rc = 0 ] || { echo "lr-tune exit $rc$([ $rc = 124 ] && echo ': stopped at its time share')" >&2; tail -n 2 "$d/ours.err" >&2; }
+    # shellcheck disable=SC2086
+    timeout -k 5 "$eighth" env LR_GPU_TCATT=0 "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" \
+        --out "$d/adapter-tcatt0" --force --r 8 --alpha 16 --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 \
+        --max-steps 3 --no-shuffle --no-pack --log "$d/tcatt0.jsonl" "$d/ex.lrs" 2> "$d/tcatt0.err" ||
+        echo "lr-tune (LR_GPU_TCATT=0) exit $?" >&2
     if timeout 60 "$PY" -c 'import peft' 2> /dev/null; then
         # shellcheck disable=SC2086
         timeout -k 5 "$half" "$PY" "$ROOT/tests/gpu/tune_ref.py" peft --model "$d/$TRAIN_SHAPE_NAME" --examples "$d/ex.jsonl" \
@@ -489,7 +499,7 @@ train_stage() {
         echo "train: no peft in $PY: no reference" >&2
     fi
     python3 "$ROOT/tests/gpu/tune_ref.py" report --model "$d/$TRAIN_SHAPE_NAME" --ours "$d/ours.jsonl" --ref "$d/ref.jsonl" \
-        --steps "$TRAIN_STEPS" --batch "$TRAIN_BATCH" --accum 2 --peak "${TRAIN_PEAK:-0}" --precision "$TRAIN_PREC"
+        --ours-tcatt0 "$d/tcatt0.jsonl" --steps "$TRAIN_STEPS" --batch "$TRAIN_BATCH" --accum 2 --peak "${TRAIN_PEAK:-0}" --precision "$TRAIN_PREC"
     rm -rf "${d:?}/$TRAIN_SHAPE_NAME"
     [ -s "$d/ours.jsonl" ]
 }

@@ -142,6 +142,10 @@ def build_table(rows):
         out.append(f"| LoRA training MFU `{model}` (6 x {f(kv.get('params_through'))} layer params x tok/s / peak) | "
                    + (f"{f(mfu, '{:.1f}')}% of {f(kv.get('peak_tflops'), '{:.0f}')} TFLOP/s (dense bf16 peak)" if mfu is not None
                       else "n/a (no peak known for this card)") + f" | | >= 35% | {good} |")
+        if "tcatt0_steps_s" in kv:
+            out.append(f"| LoRA training `{model}` with LR_GPU_TCATT=0 (the float32 FMA attention; 3 steps) | "
+                       f"{f(kv.get('tcatt0_steps_s'))} steps/s | tensor-core attention {f(kv.get('ours_steps_s'))} steps/s | | "
+                       f"{f(kv.get('tcatt_speedup'))}x |")
         out.append(f"| LoRA training first-step loss `{model}`: lr-tune cuda vs PEFT (rel diff) | "
                    f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= {kv.get('loss1_tol', '1e-3')} | "
                    f"{f(kv.get('loss1_rel_diff'))} {kv.get('loss1_result', 'n/a')} |")

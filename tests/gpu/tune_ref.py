@@ -22,10 +22,12 @@ transformers reference, and its result line.
       not how PEFT users train); f32: float32 throughout, no TF32. One JSON
       line per optimizer step: loss, step_s. Stops early after --max-s.
   tune_ref.py report --model DIR --ours LOG --ref LOG --steps S [--batch B --accum A]
-                     [--peak TFLOPS] [--precision bf16|f32]
+                     [--peak TFLOPS] [--precision bf16|f32] [--ours-tcatt0 LOG]
       prints one `train` key=value line for the table (run.sh, table.py):
       the precision both ran in, rates, MFU against the card's dense bf16
-      peak, and the first-step losses against the precision's tolerance.
+      peak, and the first-step losses against the precision's tolerance;
+      with --ours-tcatt0, the rate of lr-tune's run with LR_GPU_TCATT=0
+      and ours over it (tcatt_speedup).
 
 Needs torch/transformers/peft for `peft` only; the rest is the standard
 library, so run.sh can call it with any python3."""
@@ -151,6 +153,12 @@ def cmd_report(a):
         if a.peak > 0:
             kv["mfu_pct"] = "%.2f" % (100 * 6 * n * tok_s / (a.peak * 1e12))
             kv["peak_tflops"] = "%.0f" % a.peak
+    # the same training with LR_GPU_TCATT=0 (the float32 FMA attention)
+    r_tc0, _ = rate(read_log(a.ours_tcatt0)) if a.ours_tcatt0 else (None, None)
+    if r_tc0:
+        kv["tcatt0_steps_s"] = "%.4g" % r_tc0
+        if r_ours:
+            kv["tcatt_speedup"] = "%.3g" % (r_ours / r_tc0)
     if r_ref:
         kv["ref_steps_s"] = "%.4g" % r_ref
     if r_ours and r_ref:
@@ -194,6 +202,7 @@ def main():
     r.add_argument("--model", required=True)
     r.add_argument("--ours", required=True)
     r.add_argument("--ref", required=True)
+    r.add_argument("--ours-tcatt0", default="")
     r.add_argument("--steps", type=int, default=50)
     r.add_argument("--batch", type=int, default=8)
     r.add_argument("--accum", type=int, default=2)
