@@ -49,6 +49,7 @@
 #include "common.cuh"
 #include "kernels.h"
 #include "kvpage.cuh"
+#include "tc_softmax.cuh"
 
 namespace wm = nvcuda::wmma;
 
@@ -186,26 +187,7 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
         /* online softmax of row qi over keys h, h + 2, ... (32 of them) */
         float *srow = Ss + qi * L.sld;
         bf16 *prow = Ps + qi * L.pld;
-        float mt = -INFINITY;
-        for (int c = h; c < nkb * 16; c += 2)
-            if (k0 + c <= last_key) mt = fmaxf(mt, srow[c] * scale);
-        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-        const float mn = fmaxf(m, mt);
-        float corr = 1.0f, psum = 0.0f;
-        if (mn > -INFINITY) {
-            corr = expf(m - mn); /* m = -inf (first visible tile): 0, and O and l are 0 */
-            for (int c = h; c < nkb * 16; c += 2) {
-                bf16 p = f2bf(k0 + c <= last_key ? expf(srow[c] * scale - mn) : 0.0f);
-                prow[c] = p;
-                psum += bf2f(p);
-            }
-            m = mn;
-        } else {
-            for (int c = h; c < nkb * 16; c += 2) prow[c] = f2bf(0.0f);
-        }
-        psum += __shfl_xor_sync(0xffffffffu, psum, 1);
-        l = l * corr + psum;
-        for (int d = h; d < HD; d += 2) Os[qi * L.old + d] *= corr;
+        tc_softmax_step(srow, prow, Os + qi * L.old, h, nkb * 16, k0, last_key, scale, HD, &m, &l);
         __syncwarp();
 
         /* O_w += P_w V over the key blocks the warp sees */

@@ -49,6 +49,7 @@
 #include "common.cuh"
 #include "backward.h"
 #include "train_forward.h"
+#include "tc_softmax.cuh"
 
 namespace wm = nvcuda::wmma;
 
@@ -130,42 +131,28 @@ static __device__ void bt_stage_keys(bf16 *Ks, bf16 *Vs, const float *K, const f
 }
 
 /* C (16 x 16 blocks j < nb, row-major float at C with stride ldc) = A B^T
- * and D = A2 B2^T over HD: A, A2 the warp's 16 rows (row-major), B, B2
- * rows read as column-major (so B^T), all bf16 with stride ld. */
-static __device__ void bt_two_abt(float *C, float *D, int ldc, const bf16 *A, const bf16 *B, const bf16 *A2,
-                                  const bf16 *B2, int nb, int HD, int ld) {
+ * and, unless D is NULL (the same in every lane), D = A2 B2^T over HD: A,
+ * A2 the warp's 16 rows (row-major), B, B2 rows read as column-major (so
+ * B^T), all bf16 with stride ld. */
+static __device__ void bt_abt(float *C, float *D, int ldc, const bf16 *A, const bf16 *B, const bf16 *A2,
+                              const bf16 *B2, int nb, int HD, int ld) {
     for (int j = 0; j < nb; j++) {
         wm::fragment<wm::accumulator, 16, 16, 16, float> c, d;
         wm::fill_fragment(c, 0.0f);
-        wm::fill_fragment(d, 0.0f);
+        if (D) wm::fill_fragment(d, 0.0f);
         for (int kk = 0; kk < HD / 16; kk++) {
             wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> a;
             wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> b;
             wm::load_matrix_sync(a, A + kk * 16, ld);
             wm::load_matrix_sync(b, B + j * 16 * ld + kk * 16, ld);
             wm::mma_sync(c, a, b, c);
+            if (!D) continue;
             wm::load_matrix_sync(a, A2 + kk * 16, ld);
             wm::load_matrix_sync(b, B2 + j * 16 * ld + kk * 16, ld);
             wm::mma_sync(d, a, b, d);
         }
         wm::store_matrix_sync(C + j * 16, c, ldc, wm::mem_row_major);
-        wm::store_matrix_sync(D + j * 16, d, ldc, wm::mem_row_major);
-    }
-}
-
-/* C = A B^T alone, as bt_two_abt */
-static __device__ void bt_abt(float *C, int ldc, const bf16 *A, const bf16 *B, int nb, int HD, int ld) {
-    for (int j = 0; j < nb; j++) {
-        wm::fragment<wm::accumulator, 16, 16, 16, float> c;
-        wm::fill_fragment(c, 0.0f);
-        for (int kk = 0; kk < HD / 16; kk++) {
-            wm::fragment<wm::matrix_a, 16, 16, 16, bf16, wm::row_major> a;
-            wm::fragment<wm::matrix_b, 16, 16, 16, bf16, wm::col_major> b;
-            wm::load_matrix_sync(a, A + kk * 16, ld);
-            wm::load_matrix_sync(b, B + j * 16 * ld + kk * 16, ld);
-            wm::mma_sync(c, a, b, c);
-        }
-        wm::store_matrix_sync(C + j * 16, c, ldc, wm::mem_row_major);
+        if (D) wm::store_matrix_sync(D + j * 16, d, ldc, wm::mem_row_major);
     }
 }
 
@@ -239,29 +226,10 @@ att_tc_f32_kernel(float *out, const float *q, const float *kc, const float *vc, 
         __syncthreads();
         if (k0 > warp_last) continue; /* warp-uniform */
         const int nkb = min(BT_TK / 16, (warp_last - k0) / 16 + 1);
-        bt_abt(Ss + warp * 16 * L.sld, L.sld, Qs + warp * 16 * L.ld, Ks, nkb, HD, L.ld);
+        bt_abt(Ss + warp * 16 * L.sld, NULL, L.sld, Qs + warp * 16 * L.ld, Ks, NULL, NULL, nkb, HD, L.ld);
         __syncwarp();
         /* online softmax of lane qi over keys hh, hh + 2, ... */
-        float mt = -INFINITY;
-        for (int c = hh; c < nkb * 16; c += 2)
-            if (k0 + c <= last_key) mt = fmaxf(mt, srow[c] * scale);
-        mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
-        const float mn = fmaxf(m, mt);
-        float corr = 1.0f, psum = 0.0f;
-        if (mn > -INFINITY) {
-            corr = expf(m - mn); /* m = -inf (the first tile): 0, and O and l are 0 */
-            for (int c = hh; c < nkb * 16; c += 2) {
-                bf16 p = f2bf(k0 + c <= last_key ? expf(srow[c] * scale - mn) : 0.0f);
-                prow[c] = p;
-                psum += bf2f(p);
-            }
-            m = mn;
-        } else {
-            for (int c = hh; c < nkb * 16; c += 2) prow[c] = f2bf(0.0f);
-        }
-        psum += __shfl_xor_sync(0xffffffffu, psum, 1);
-        l = l * corr + psum;
-        for (int d = hh; d < HD; d += 2) Os[qi * L.old + d] *= corr;
+        tc_softmax_step(srow, prow, Os + qi * L.old, hh, nkb * 16, k0, last_key, scale, HD, &m, &l);
         __syncwarp();
         bt_acc_pb(Os + warp * 16 * L.old, L.old, Ps + warp * 16 * L.pld, L.pld, Vs, L.ld, nkb, HD);
     }
@@ -303,7 +271,7 @@ attb_tc_dq_kernel(float *dq, float *stats, const float *dout, const float *q, co
             __syncthreads();
             if (k0 > warp_last) continue; /* warp-uniform: nothing of this tile is visible to the warp */
             const int nkb = min(BT_TK / 16, (warp_last - k0) / 16 + 1); /* key blocks the warp's lanes can see */
-            bt_two_abt(Ss + warp * 16 * L.sld, DPs + warp * 16 * L.sld, L.sld, Qw, Ks, Ow, Vs, nkb, HD, L.ld);
+            bt_abt(Ss + warp * 16 * L.sld, DPs + warp * 16 * L.sld, L.sld, Qw, Ks, Ow, Vs, nkb, HD, L.ld);
             __syncwarp();
             if (pass == 0) { /* running max m, sum l of e^(s - m), and of e^(s - m) dp */
                 float mt = -INFINITY;
@@ -382,7 +350,7 @@ attb_tc_dkv_kernel(float *dkc, float *dvc, const float *stats, const float *dout
         __syncthreads();
         if (k0 + warp * 16 > t.last) continue; /* warp-uniform: no lane of the tile sees the warp's keys */
         const int nlb = (t.n * G + 15) / 16;    /* lane blocks holding real lanes */
-        bt_two_abt(Ss + warp * 16 * L.sld, DPs + warp * 16 * L.sld, L.sld, Ks + warp * 16 * L.ld, Qs,
+        bt_abt(Ss + warp * 16 * L.sld, DPs + warp * 16 * L.sld, L.sld, Ks + warp * 16 * L.ld, Qs,
                    Vs + warp * 16 * L.ld, Os, nlb, HD, L.ld);
         __syncwarp();
         const float *srow = Ss + c * L.sld, *drow = DPs + c * L.sld;

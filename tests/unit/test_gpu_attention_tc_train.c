@@ -22,6 +22,7 @@
  * reaches must come back bit for bit. The forward is bounded the same way
  * (it rounds q, the cache and P). */
 #include "check.h"
+#include "randf.h"
 
 #include "../../cuda/backward.h"
 #include "../../cuda/devmem.h"
@@ -35,21 +36,6 @@
 
 #define TC_MULT 3.0
 
-static uint64_t rng = 20261202;
-static double urand(void) { /* [-1, 1) */
-    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
-}
-static float *frand(size_t n, double scale) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(scale * urand());
-    return p;
-}
-static float *fcopy(const float *x, size_t n) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    memcpy(p, x, (n ? n : 1) * sizeof *p);
-    return p;
-}
 static float *fround(const float *x, size_t n) { /* x rounded to bf16 */
     float *p = fcopy(x, n);
     for (size_t i = 0; i < n; i++) p[i] = st_bf16_to_f32(st_f32_to_bf16(x[i]));
@@ -228,7 +214,8 @@ static void test_limits(void) {
 }
 
 int main(void) {
-    CHECK_SEED(rng);
+    randf_state = 20261202;
+    CHECK_SEED(randf_state);
     test_tiles();
     test_limits();
     test_case(12, 2, 128, 40, 0); /* 6:1 at HD 128, Qwen2.5-Math-1.5B's shape */

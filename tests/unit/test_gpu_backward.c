@@ -14,6 +14,7 @@
  * (float32 epsilon is 1.2e-7, so this allows ~80 ulps of accumulated
  * rounding; a wrong index, mask or formula gives errors of order 1e-2 to 1). */
 #include "check.h"
+#include "randf.h"
 
 #include "../../cuda/backward.h"
 #include "../../cuda/devmem.h"
@@ -27,21 +28,6 @@
 
 #define TOL 1e-5
 
-static uint64_t rng = 20261201;
-static double urand(void) { /* [-1, 1) */
-    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(rng >> 11) / 4503599627370496.0 - 1.0;
-}
-static float *frand(size_t n, double scale) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    for (size_t i = 0; i < n; i++) p[i] = (float)(scale * urand());
-    return p;
-}
-static float *fcopy(const float *x, size_t n) {
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    memcpy(p, x, n * sizeof *p);
-    return p;
-}
 
 /* Device copies of host buffers for one launch: devcopy(h, bytes) (DV,
  * DI: counted in floats, ints) uploads h (the same device copy again for
@@ -284,7 +270,8 @@ static void test_attention_limits(void) {
 }
 
 int main(void) {
-    CHECK_SEED(rng);
+    randf_state = 20261201;
+    CHECK_SEED(randf_state);
     test_rmsnorm(1, 96);
     test_rmsnorm(7, 77);
     test_rmsnorm(33, 1000); /* 17 row chunks of 2 */
