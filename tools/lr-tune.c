@@ -291,7 +291,11 @@ int main(int argc, char **argv) {
     rc = out_check_inputs(o.out, ins, nin + 2);
     free(ins);
     if (rc) goto done;
-    if ((rc = model_load(&m, o.model_dir))) goto done;
+    /* bf16 LoRA on the device: the trainer uploads the tensors from the
+     * mmap'd checkpoint, so the host never widens the model to float32
+     * (twice a bf16 checkpoint's size); --full and float32 need the copy */
+    int opened = !strcmp(o.device, "cuda") && !o.full && !strcmp(o.precision, "bf16");
+    if ((rc = opened ? model_open(&m, o.model_dir) : model_load(&m, o.model_dir))) goto done;
     if ((rc = tplan_data(&o, &m, inputs, nin, &ds))) goto done;
     tplan_schedule(&o, &ds, &sc);
     if ((rc = tplan_tuner(&o, &m, &lo, &ds, &sc, &tu))) goto done;
