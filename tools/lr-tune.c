@@ -318,13 +318,15 @@ int main(int argc, char **argv) {
         int dev = 0;
         if (rk.world > 1 && (rc = gpu_select_device(rk.local, &dev))) goto done;
         if ((rc = tuner_use_gpu(&tu))) goto done;
-        size_t need = 0, budget = 0;
+        size_t need = 0, budget = 0, wbytes = 0, abytes = 0;
         int recomp = gpu_trn_recomputes(tu.gpu, &need, &budget);
+        gpu_trn_mem(tu.gpu, &wbytes, &abytes);
         if (lead)
             fprintf(stderr, "lr-tune: device cuda (%s, %s backend), precision %s, recompute %s (%s: keeping every "
-                    "activation takes %.1f MiB of %.1f MiB %s)\n", name, gpu_backend(), o.precision,
-                    recomp ? "on" : "off", o.recompute, (double)need / 1048576.0, (double)budget / 1048576.0,
-                    o.device_mem ? "allowed (--device-memory)" : "free");
+                    "activation takes %.1f MiB of %.1f MiB %s), weights %.1f MiB, activations %.1f MiB\n", name,
+                    gpu_backend(), o.precision, recomp ? "on" : "off", o.recompute, (double)need / 1048576.0,
+                    (double)budget / 1048576.0, o.device_mem ? "allowed (--device-memory)" : "free",
+                    (double)wbytes / 1048576.0, (double)abytes / 1048576.0);
     }
     long total = sc.total, steps_per_epoch = sc.steps_per_epoch, mb_per_epoch = sc.mb_per_epoch;
     if (!(set = tplan_settings(&o, &m, total, inputs, nin, &rc))) goto done;
