@@ -39,6 +39,8 @@ extern "C" {
 }
 
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -156,50 +158,80 @@ extern "C" void gpu_trn_free(gpu_trn *g) {
     free(g);
 }
 
-/* GTRN_BF16's weights: m->mem through a float32 staging buffer into
- * bf16 on the device (no host copy of the whole model), and the norm
- * weights and biases, read by float32 kernels, as float32 */
+/* Layer l's elements [o, o + k) of part p as float32 on the host: the
+ * loaded copy (model_load), or the opened checkpoint's tensor (model_open):
+ * float32 as it is in the mmap, another dtype converted into host (k
+ * floats). */
+static const float *part_f32(const model *m, const model_part *p, int l, size_t o, size_t k, float *host) {
+    if (m->mem) return m->mem + p->off + (size_t)l * p->each + o;
+    const st_tensor *t = model_tensor(m, p->suffix, p->per_layer ? l : -1);
+    if (t->dtype == ST_F32) return (const float *)t->data + o;
+    st_to_f32(host, (const char *)t->data + o * st_dtype_size(t->dtype), t->dtype, k);
+    return host;
+}
+
+/* GTRN_BF16's weights in m->mem's layout (model_parts), part by part and
+ * layer by layer: an opened checkpoint's bf16 tensors copied as they are,
+ * every other one through a float32 staging buffer into bf16 on the device
+ * (k_f32_to_bf16, the same rounding whichever way the float32 values came:
+ * model_load's widened copy, a float32 tensor, an f16 one converted on the
+ * host chunk by chunk), so no host copy of the whole model exists (an
+ * opened tensor's mmap'd pages dropped once copied); and the norm weights
+ * and biases, read by float32 kernels, as float32 too */
 static int upload_bf16(gpu_trn *g, const model *m) {
     const mcfg *c = &m->cfg;
-    size_t n = m->nparams, C = (size_t)c->C, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD, L = (size_t)c->L;
-    int rc = dalloc(&g->wmem16, n * sizeof(uint16_t));
-    if (rc) return rc;
-    size_t chunk = n < ((size_t)16 << 20) ? n : ((size_t)16 << 20);
-    float *stage = NULL;
-    if ((rc = dalloc(&stage, chunk * sizeof(float)))) return rc;
-    for (size_t o = 0; o < n; o += chunk) {
-        size_t k = n - o < chunk ? n - o : chunk;
-        /* cudaMemcpy on the default stream waits for the previous chunk's conversion */
-        if (cudaMemcpy(stage, m->mem + o, k * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess) {
-            cudaFree(stage);
-            return lr_err(LR_EGPU, "cuda trainer: uploading the weights failed");
+    model_part parts[MODEL_MAX_PARTS];
+    size_t n;
+    int np = model_parts(c, parts, &n), rc;
+    if ((rc = dalloc(&g->wmem16, n * sizeof(uint16_t)))) return rc;
+    size_t chunk = n < ((size_t)16 << 20) ? n : ((size_t)16 << 20), ns = 0;
+    for (int i = 0; i < np; i++) ns += parts[i].cols ? 0 : (size_t)(parts[i].per_layer ? c->L : 1) * parts[i].each;
+    float *stage = NULL, *host = NULL; /* host: only for an opened model's tensors not in float32 */
+    if ((rc = dalloc(&stage, chunk * sizeof(float))) || (rc = dalloc(&g->smallw, ns * sizeof(float)))) {
+        cudaFree(stage);
+        return rc;
+    }
+    float *at = g->smallw;
+    rc = LR_OK;
+    for (int i = 0; i < np && !rc; i++) {
+        const model_part *p = &parts[i];
+        int nl = p->per_layer ? c->L : 1;
+        if (!p->cols) ((float **)&g->w)[p->field] = at;
+        for (int l = 0; l < nl && !rc; l++) {
+            uint16_t *dst = g->wmem16 + p->off + (size_t)l * p->each;
+            const st_tensor *t = m->mem ? NULL : model_tensor(m, p->suffix, p->per_layer ? l : -1);
+            if (t && !host && t->dtype != ST_F32) host = (float *)xmalloc(chunk * sizeof(float));
+            if (t && t->dtype == ST_BF16) { /* straight from the mmap */
+                if (cudaMemcpy(dst, t->data, p->each * sizeof(uint16_t), cudaMemcpyHostToDevice) != cudaSuccess) rc = LR_EGPU;
+            } else {
+                for (size_t o = 0; o < p->each && !rc; o += chunk) {
+                    size_t k = p->each - o < chunk ? p->each - o : chunk;
+                    /* cudaMemcpy on the default stream waits for the previous chunk's conversion */
+                    if (cudaMemcpy(stage, part_f32(m, p, l, o, k, host), k * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess)
+                        rc = LR_EGPU;
+                    else k_f32_to_bf16(dst + o, stage, k, NULL);
+                }
+            }
+            if (!rc && !p->cols &&
+                cudaMemcpy(at, part_f32(m, p, l, 0, p->each, host), p->each * sizeof(float), cudaMemcpyHostToDevice) != cudaSuccess)
+                rc = LR_EGPU;
+            if (!p->cols) at += p->each;
+            st_drop_pages(t); /* copied: its pages need not stay resident */
         }
-        k_f32_to_bf16(g->wmem16 + o, stage, k, NULL);
     }
     cudaError_t done = cudaDeviceSynchronize();
     cudaFree(stage);
+    free(host);
+    if (rc) return lr_err(LR_EGPU, "cuda trainer: uploading the weights failed");
     CK(done);
-    const model_weights *w = &m->w;
-#define R16(p) ((p) ? g->wmem16 + ((p) - m->mem) : NULL)
-    g->w16.embed = R16(w->embed), g->w16.wq = R16(w->wq), g->w16.wk = R16(w->wk), g->w16.wv = R16(w->wv);
-    g->w16.wo = R16(w->wo), g->w16.wgate = R16(w->wgate), g->w16.wup = R16(w->wup), g->w16.wdown = R16(w->wdown);
-    g->w16.lm_head = R16(w->lm_head);
+    size_t off[sizeof(model_weights) / sizeof(float *)];
+    for (size_t i = 0; i < sizeof off / sizeof off[0]; i++) off[i] = SIZE_MAX;
+    for (int i = 0; i < np; i++) off[parts[i].field] = parts[i].off;
+#define R16(f) (off[offsetof(model_weights, f) / sizeof(float *)] != SIZE_MAX ? g->wmem16 + off[offsetof(model_weights, f) / sizeof(float *)] : NULL)
+    g->w16.embed = R16(embed), g->w16.wq = R16(wq), g->w16.wk = R16(wk), g->w16.wv = R16(wv);
+    g->w16.wo = R16(wo), g->w16.wgate = R16(wgate), g->w16.wup = R16(wup), g->w16.wdown = R16(wdown);
+    g->w16.lm_head = c->tied ? g->w16.embed : R16(lm_head);
 #undef R16
-    struct {
-        const float *src;
-        float **dst;
-        size_t n;
-    } sm[] = {{w->ln1, &g->w.ln1, L * C}, {w->ln2, &g->w.ln2, L * C}, {w->norm, &g->w.norm, C}, {w->bq, &g->w.bq, L * QD},
-              {w->bk, &g->w.bk, L * KD},  {w->bv, &g->w.bv, L * KD},  {w->bo, &g->w.bo, L * C}};
-    size_t ns = 0;
-    for (size_t i = 0; i < sizeof sm / sizeof sm[0]; i++) ns += sm[i].src ? sm[i].n : 0;
-    if ((rc = dalloc(&g->smallw, ns * sizeof(float)))) return rc;
-    float *at = g->smallw;
-    for (size_t i = 0; i < sizeof sm / sizeof sm[0]; i++) {
-        if (!sm[i].src) continue;
-        CK(cudaMemcpy(at, sm[i].src, sm[i].n * sizeof(float), cudaMemcpyHostToDevice));
-        *sm[i].dst = at, at += sm[i].n;
-    }
     g->wbytes = n * sizeof(uint16_t) + ns * sizeof(float);
     return LR_OK;
 }
@@ -359,7 +391,11 @@ extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, const 
         return lr_err(LR_EUSAGE, "cuda trainer: unknown precision %d", o->precision);
     if (o->recompute < GTRN_RECOMPUTE_AUTO || o->recompute > GTRN_RECOMPUTE_NEVER)
         return lr_err(LR_EUSAGE, "cuda trainer: unknown recompute setting %d", o->recompute);
-    if (!m->mem) return lr_err(LR_EUSAGE, "cuda trainer: the model's float32 weights are not loaded");
+    /* an opened model (model_open) has no float32 copy: bf16 LoRA uploads
+     * its tensors from the checkpoint; full training and float32 products
+     * need model_load's weights */
+    if (!m->mem && (!m->st || !lo || o->precision != GTRN_BF16))
+        return lr_err(LR_EUSAGE, "cuda trainer: the model's float32 weights are not loaded (model_open'ed: bf16 LoRA only)");
     if (c->HD > 128 || c->HD % 4)
         return lr_err(LR_EINPUT, "cuda trainer: head_dim %d not supported (at most 128, a multiple of 4)", c->HD);
     if (B > 65535) return lr_err(LR_EUSAGE, "cuda trainer: %d slots, at most 65535", B);

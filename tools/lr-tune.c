@@ -106,6 +106,11 @@ static void usage(FILE *f) {
             "                           does so when keeping them all would not fit the\n"
             "                           free device memory (docs/CUDA.md); the cpu keeps\n"
             "                           them all (always refused there)\n"
+            "  --device-memory MiB      the device memory auto lets the activations, the\n"
+            "                           KV cache and the trainer's buffers take besides\n"
+            "                           the weights and the LoRA state [the free memory\n"
+            "                           once those are uploaded]: for a shared card, or\n"
+            "                           to keep headroom (cuda only)\n"
             "Data parallel: one lr-tune per rank, the same command and inputs on each;\n"
             "--batch is the global micro-batch, rank r of W takes its examples\n"
             "[r*B/W, (r+1)*B/W); rank 0 alone writes --out, checkpoints and --log.\n"
@@ -128,7 +133,7 @@ static void usage(FILE *f) {
 enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH, O_ACCUM,
        O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS, O_SAVE, O_RESUME,
        O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE, O_FORCE, O_QUIRKS, O_RESCHED, O_RANK, O_WORLD, O_MASTER,
-       O_DPTIME, O_PREC, O_RECOMP };
+       O_DPTIME, O_PREC, O_RECOMP, O_DEVMEM };
 
 /* the data-parallel flags, resolved with the environment by ranks.h */
 typedef struct {
@@ -153,7 +158,7 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
         {"device", 1, 0, O_DEVICE},     {"force", 0, 0, O_FORCE},       {"reference-quirks", 0, 0, O_QUIRKS},
         {"rank", 1, 0, O_RANK},         {"world", 1, 0, O_WORLD},       {"master", 1, 0, O_MASTER},
         {"dp-timeout", 1, 0, O_DPTIME}, {"precision", 1, 0, O_PREC},   {"recompute", 1, 0, O_RECOMP},
-        {"help", 0, 0, 'h'},
+        {"device-memory", 1, 0, O_DEVMEM}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     int c, idx = 0, rc = LR_OK;
     char flag[64];
@@ -203,6 +208,7 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
         case O_WORLD: dp->world = optarg; break;
         case O_MASTER: dp->master = optarg; break;
         case O_DPTIME: rc = opt_double(flag, optarg, 0.1, 1e6, &dp->timeout); break;
+        case O_DEVMEM: rc = opt_long(flag, optarg, 1, 1L << 30, &o->device_mem); break;
         case O_DEVICE:
             if (strcmp(optarg, "cpu") && strcmp(optarg, "cuda") && strcmp(optarg, "auto"))
                 rc = lr_err(LR_EUSAGE, "--device %s: expected cpu, cuda or auto", optarg);
@@ -244,6 +250,9 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
     if (!o->recompute) o->recompute = "auto";
     if (!strcmp(o->device, "cpu") && !strcmp(o->recompute, "always"))
         return lr_err(LR_EUSAGE, "--recompute always: the cpu keeps every activation (use --device cuda)");
+    if (!strcmp(o->device, "cpu") && o->device_mem)
+        return lr_err(LR_EUSAGE, "--device-memory %ld: the cpu trainer has no device memory to budget (use --device cuda)",
+                      o->device_mem);
     return LR_OK;
 }
 
@@ -291,7 +300,11 @@ int main(int argc, char **argv) {
     rc = out_check_inputs(o.out, ins, nin + 2);
     free(ins);
     if (rc) goto done;
-    if ((rc = model_load(&m, o.model_dir))) goto done;
+    /* bf16 LoRA on the device: the trainer uploads the tensors from the
+     * mmap'd checkpoint, so the host never widens the model to float32
+     * (twice a bf16 checkpoint's size); --full and float32 need the copy */
+    int opened = !strcmp(o.device, "cuda") && !o.full && !strcmp(o.precision, "bf16");
+    if ((rc = opened ? model_open(&m, o.model_dir) : model_load(&m, o.model_dir))) goto done;
     if ((rc = tplan_data(&o, &m, inputs, nin, &ds))) goto done;
     tplan_schedule(&o, &ds, &sc);
     if ((rc = tplan_tuner(&o, &m, &lo, &ds, &sc, &tu))) goto done;
@@ -305,12 +318,15 @@ int main(int argc, char **argv) {
         int dev = 0;
         if (rk.world > 1 && (rc = gpu_select_device(rk.local, &dev))) goto done;
         if ((rc = tuner_use_gpu(&tu))) goto done;
-        size_t need = 0, budget = 0;
+        size_t need = 0, budget = 0, wbytes = 0, abytes = 0;
         int recomp = gpu_trn_recomputes(tu.gpu, &need, &budget);
+        gpu_trn_mem(tu.gpu, &wbytes, &abytes);
         if (lead)
             fprintf(stderr, "lr-tune: device cuda (%s, %s backend), precision %s, recompute %s (%s: keeping every "
-                    "activation takes %.1f MiB of %.1f MiB free)\n", name, gpu_backend(), o.precision,
-                    recomp ? "on" : "off", o.recompute, (double)need / 1048576.0, (double)budget / 1048576.0);
+                    "activation takes %.1f MiB of %.1f MiB %s), weights %.1f MiB, activations %.1f MiB\n", name,
+                    gpu_backend(), o.precision, recomp ? "on" : "off", o.recompute, (double)need / 1048576.0,
+                    (double)budget / 1048576.0, o.device_mem ? "allowed (--device-memory)" : "free",
+                    (double)wbytes / 1048576.0, (double)abytes / 1048576.0);
     }
     long total = sc.total, steps_per_epoch = sc.steps_per_epoch, mb_per_epoch = sc.mb_per_epoch;
     if (!(set = tplan_settings(&o, &m, total, inputs, nin, &rc))) goto done;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -286,6 +287,16 @@ void st_close(st_set *s) {
 const st_tensor *st_find(const st_set *s, const char *name) {
     st_tensor key = {.name = (char *)name};
     return s->ntensors ? bsearch(&key, s->tensors, (size_t)s->ntensors, sizeof key, cmp_tensor_name) : NULL;
+}
+
+void st_drop_pages(const st_tensor *t) {
+    if (!t || !t->nbytes) return;
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = (uintptr_t)t->data & ~(uintptr_t)(pg - 1), e = (uintptr_t)t->data + t->nbytes;
+    /* a read-only private file mapping: dropped pages are read again from
+     * the file on the next access, so a neighbour sharing an edge page
+     * loses nothing (a failure only leaves the pages resident) */
+    (void)madvise((void *)a, e - a, MADV_DONTNEED);
 }
 
 static void fmt_shape(char *buf, size_t n, int ndim, const int64_t *shape) {

@@ -55,6 +55,12 @@ void st_close(st_set *s);
 
 /* The tensor of that name, or NULL. */
 const st_tensor *st_find(const st_set *s, const char *name);
+/* Drops t's pages from this process's resident memory (madvise
+ * MADV_DONTNEED; they stay in the page cache and are read again on the next
+ * access): for a reader that has copied the tensor elsewhere, such as a
+ * device upload, so that walking a 15 GB checkpoint does not leave it all
+ * resident. NULL: nothing. */
+void st_drop_pages(const st_tensor *t);
 /* Converts tensor `name` to float32 into out after checking that it exists,
  * has a float dtype and exactly the shape (ndim, shape). Error example:
  * "model.safetensors: tensor model.layers.0.self_attn.q_proj.weight: shape

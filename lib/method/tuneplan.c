@@ -73,6 +73,7 @@ int tplan_tuner(const tune_cfg *c, model *m, lora *lo, const tune_data *ds, cons
     tu->dropout_on = 1;
     tu->seed = c->seed;
     tu->precision = c->precision && !strcmp(c->precision, "bf16") ? GTRN_BF16 : GTRN_F32;
+    tu->mem_budget = (size_t)c->device_mem << 20;
     tu->recompute = !c->recompute || !strcmp(c->recompute, "auto") ? GTRN_RECOMPUTE_AUTO
                     : !strcmp(c->recompute, "always")             ? GTRN_RECOMPUTE_ALWAYS
                                                                   : GTRN_RECOMPUTE_NEVER;

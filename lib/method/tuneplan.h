@@ -39,6 +39,7 @@ typedef struct {
     int full, group_len, stop_after, r, batch, accum, epochs, warmup, pack, shuffle, by_problem, vlim, max_len, max_rows,
         save_every, resume, force, quirks, max_len_set, reschedule, lm;
     long max_steps;           /* <= 0: from epochs */
+    long device_mem;          /* --device-memory, MiB: the budget --recompute auto compares with (0: the free device memory) */
     double alpha, dropout, lr, wd, clip, beta1, beta2, eps;
     uint64_t seed;
     unsigned targets;         /* the LoRA modules (lora_parse_targets of targets_s) */

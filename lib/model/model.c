@@ -5,6 +5,7 @@
 #include "base/util.h"
 
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,13 +54,45 @@ static int read_config_bytes(const char *dir, char **buf, size_t *len) {
     return rc;
 }
 
-/* One row of the size table: where the tensor goes and its HF name. */
-typedef struct {
-    float **dst;
-    const char *suffix; /* per-layer suffix, or full name when global */
-    int per_layer;
-    int64_t rows, cols; /* cols == 0: a vector */
-} wspec;
+#define FIELD(f) (int)(offsetof(model_weights, f) / sizeof(float *))
+
+int model_parts(const mcfg *c, model_part *p, size_t *total) {
+    int64_t C = c->C, I = c->I, V = c->V, QD = (int64_t)c->NH * c->HD, KD = (int64_t)c->NKV * c->HD;
+    struct {
+        int field, have;
+        const char *suffix;
+        int per_layer;
+        int64_t rows, cols;
+    } all[] = {
+        {FIELD(embed), 1, "model.embed_tokens.weight", 0, V, C},
+        {FIELD(ln1), 1, "input_layernorm.weight", 1, C, 0},
+        {FIELD(wq), 1, "self_attn.q_proj.weight", 1, QD, C},
+        {FIELD(bq), c->qkv_bias, "self_attn.q_proj.bias", 1, QD, 0},
+        {FIELD(wk), 1, "self_attn.k_proj.weight", 1, KD, C},
+        {FIELD(bk), c->qkv_bias, "self_attn.k_proj.bias", 1, KD, 0},
+        {FIELD(wv), 1, "self_attn.v_proj.weight", 1, KD, C},
+        {FIELD(bv), c->qkv_bias, "self_attn.v_proj.bias", 1, KD, 0},
+        {FIELD(wo), 1, "self_attn.o_proj.weight", 1, C, QD},
+        {FIELD(bo), c->o_bias, "self_attn.o_proj.bias", 1, C, 0},
+        {FIELD(ln2), 1, "post_attention_layernorm.weight", 1, C, 0},
+        {FIELD(wgate), 1, "mlp.gate_proj.weight", 1, I, C},
+        {FIELD(wup), 1, "mlp.up_proj.weight", 1, I, C},
+        {FIELD(wdown), 1, "mlp.down_proj.weight", 1, C, I},
+        {FIELD(norm), 1, "model.norm.weight", 0, C, 0},
+        {FIELD(lm_head), !c->tied, "lm_head.weight", 0, V, C},
+    };
+    int n = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        if (!all[i].have) continue;
+        size_t each = (size_t)all[i].rows * (size_t)(all[i].cols ? all[i].cols : 1);
+        p[n++] = (model_part){all[i].field, all[i].suffix, all[i].per_layer, all[i].rows, all[i].cols, at, each};
+        at += (size_t)(all[i].per_layer ? c->L : 1) * each;
+    }
+    *total = at;
+    return n;
+}
+#undef FIELD
 
 static int load(model *m, const char *dir, int read) {
     memset(m, 0, sizeof *m);
@@ -67,29 +100,9 @@ static int load(model *m, const char *dir, int read) {
     if (rc) return rc;
     const mcfg *c = &m->cfg;
     model_weights *w = &m->w;
-    int64_t C = c->C, I = c->I, V = c->V, QD = (int64_t)c->NH * c->HD, KD = (int64_t)c->NKV * c->HD;
-    wspec spec[] = {
-        {&w->embed, "model.embed_tokens.weight", 0, V, C},
-        {&w->ln1, "input_layernorm.weight", 1, C, 0},
-        {&w->wq, "self_attn.q_proj.weight", 1, QD, C},
-        {c->qkv_bias ? &w->bq : NULL, "self_attn.q_proj.bias", 1, QD, 0},
-        {&w->wk, "self_attn.k_proj.weight", 1, KD, C},
-        {c->qkv_bias ? &w->bk : NULL, "self_attn.k_proj.bias", 1, KD, 0},
-        {&w->wv, "self_attn.v_proj.weight", 1, KD, C},
-        {c->qkv_bias ? &w->bv : NULL, "self_attn.v_proj.bias", 1, KD, 0},
-        {&w->wo, "self_attn.o_proj.weight", 1, C, QD},
-        {c->o_bias ? &w->bo : NULL, "self_attn.o_proj.bias", 1, C, 0},
-        {&w->ln2, "post_attention_layernorm.weight", 1, C, 0},
-        {&w->wgate, "mlp.gate_proj.weight", 1, I, C},
-        {&w->wup, "mlp.up_proj.weight", 1, I, C},
-        {&w->wdown, "mlp.down_proj.weight", 1, C, I},
-        {&w->norm, "model.norm.weight", 0, C, 0},
-        {c->tied ? NULL : &w->lm_head, "lm_head.weight", 0, V, C},
-    };
-    int ns = (int)(sizeof spec / sizeof spec[0]);
-    size_t total = 0;
-    for (int i = 0; i < ns; i++)
-        if (spec[i].dst) total += (size_t)(spec[i].per_layer ? c->L : 1) * (size_t)spec[i].rows * (size_t)(spec[i].cols ? spec[i].cols : 1);
+    model_part spec[MODEL_MAX_PARTS];
+    size_t total;
+    int ns = model_parts(c, spec, &total);
     st_set s;
     if ((rc = st_open_dir(&s, dir))) return lr_err_prefix(rc, "%s", dir);
     char *cfgbytes = NULL;
@@ -101,19 +114,17 @@ static int load(model *m, const char *dir, int read) {
      * only checked, to be read later from the kept mmap. */
     m->mem = read ? xmalloc(total * sizeof(float)) : NULL;
     m->nparams = total;
-    float *at = m->mem;
     char name[256];
     for (int i = 0; i < ns && !rc; i++) {
-        if (!spec[i].dst) continue;
-        *spec[i].dst = read ? at : NULL;
+        float *at = read ? m->mem + spec[i].off : NULL;
+        ((float **)w)[spec[i].field] = at;
         int64_t shape[2] = {spec[i].rows, spec[i].cols};
         int nd = spec[i].cols ? 2 : 1;
-        size_t each = (size_t)spec[i].rows * (size_t)(spec[i].cols ? spec[i].cols : 1);
         for (int l = 0; l < (spec[i].per_layer ? c->L : 1) && !rc; l++) {
             if (spec[i].per_layer) model_tensor_name(name, sizeof name, l, spec[i].suffix);
             else snprintf(name, sizeof name, "%s", spec[i].suffix);
             rc = read ? st_read_f32(&s, name, nd, shape, at) : st_check(&s, name, nd, shape, NULL);
-            if (read) at += each;
+            if (read) at += spec[i].each;
         }
     }
     /* Tied checkpoints sometimes still store lm_head.weight; like
@@ -124,13 +135,12 @@ static int load(model *m, const char *dir, int read) {
         /* Unused tensors mean a config we do not understand (e.g. MLP
          * biases, extra norms): refuse rather than ignore them. */
         size_t expect = (size_t)extra;
-        for (int i = 0; i < ns; i++) if (spec[i].dst) expect += spec[i].per_layer ? (size_t)c->L : 1;
+        for (int i = 0; i < ns; i++) expect += spec[i].per_layer ? (size_t)c->L : 1;
         if ((size_t)s.ntensors != expect) {
             for (int t = 0; t < s.ntensors; t++) {
                 const char *n = s.tensors[t].name;
                 int known = extra && !strcmp(n, "lm_head.weight");
                 for (int i = 0; i < ns && !known; i++) {
-                    if (!spec[i].dst) continue;
                     size_t sl = strlen(spec[i].suffix), nl = strlen(n);
                     known = spec[i].per_layer ? (nl > sl && !strcmp(n + nl - sl, spec[i].suffix) && !strncmp(n, "model.layers.", 13))
                                               : !strcmp(n, spec[i].suffix);

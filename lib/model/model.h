@@ -53,12 +53,30 @@ typedef struct {
     model_bf16 w16;      /* all NULL unless model_make_bf16() was called */
     uint16_t *mem16;
     float *mem;          /* the one allocation behind w */
-    size_t nparams;      /* floats in mem */
+    size_t nparams;      /* floats in mem (model_open: the floats it would take) */
     char *name;          /* folder name */
     uint64_t hash;       /* the identity hash above */
     st_set *st;         /* model_open: the open checkpoint (else NULL) */
     char hash_hex[17];
 } model;
+
+/* One tensor kind of m->mem's layout, in model_load's order: the
+ * model_weights pointer it fills (its index, model_weights seen as an array
+ * of float pointers), its HF name (a per-layer suffix, or the full name),
+ * its shape in one layer, and where it sits: the floats before it, and the
+ * floats of one layer (layer l at off + l * each). A backend that reads an
+ * opened model (model_open) lays its copy out by this table. */
+typedef struct {
+    int field;
+    const char *suffix;
+    int per_layer;
+    int64_t rows, cols; /* cols 0: a vector (a norm weight or a bias) */
+    size_t off, each;
+} model_part;
+enum { MODEL_MAX_PARTS = 16 };
+/* The parts config c has (no biases it lacks, no lm_head when tied) into
+ * p[MODEL_MAX_PARTS]; returns their number, *total = the floats of m->mem. */
+int model_parts(const mcfg *c, model_part *p, size_t *total);
 
 /* Loads DIR (config.json, generation_config.json, safetensors) into m.
  * Returns 0, LR_EIO or LR_EINPUT with a message naming file and tensor. */

@@ -20,8 +20,10 @@
  * Precision, chosen at init:
  *   GTRN_F32   float32 base weights, float32 GEMMs and activations, the CPU
  *              trainer's arithmetic up to summation order.
- *   GTRN_BF16  the base weights as bf16 (m->mem rounded to nearest, half
- *              the memory; norm weights and biases stay float32); every
+ *   GTRN_BF16  the base weights as bf16 (m->mem rounded to nearest, or
+ *              for a model_open'ed m the checkpoint's tensors: bf16 as
+ *              they are, others rounded the same way; half the memory;
+ *              norm weights and biases stay float32); every
  *              product with a base weight (q/k/v/o, gate/up/down, lm_head,
  *              and the input gradients through them) has bf16 operands and
  *              float32 accumulation and output; the activations those
@@ -101,7 +103,9 @@ typedef struct {
 } gtrn_opts;
 
 /* Uploads m's weights (m->mem, converted to bf16 on the device under
- * GTRN_BF16) and lo's parameters; moments and gradients start at zero. */
+ * GTRN_BF16; with LoRA under GTRN_BF16 m may be model_open'ed instead,
+ * the tensors then read from its mmap'd checkpoint, the same device bits)
+ * and lo's parameters; moments and gradients start at zero. */
 int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, const gtrn_opts *o);
 void gpu_trn_free(gpu_trn *g);
 /* Bytes of device memory the trainer allocated for the base weights and

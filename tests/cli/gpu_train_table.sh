@@ -2,7 +2,8 @@
 # report on hand-made logs gives the rates, ratio, MFU (6 x layer params x
 # tokens/s / peak, worked out here by hand) and first-step loss verdict;
 # table.py turns them into the three rows with their goals; a skip line
-# becomes a SKIPPED row; the example records tune_ref.py data writes pass
+# becomes a SKIPPED row; a --recompute always run's rate and both device
+# lines' memory figures make a fourth; the example records tune_ref.py data writes pass
 # lr-dump --from-json and lr-tune trains on them (one cpu step).
 source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN T=$LR_TMP G=$LR_ROOT/tests/gpu
@@ -51,6 +52,23 @@ out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --re
 printf '%s\n' '{"step": 1, "loss": 2.02, "step_s": 9}' > "$T/ref2.jsonl"
 out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --ref "$T/ref2.jsonl" --steps 50)
 [[ $out == *"loss1_result=DIFFERS"* && $out != *ref_steps_s* && $out != *mfu_pct* ]] || die "differs: $out"
+# --recompute always beside the kept run: both rates (after the warm-up
+# step: recomputing 2 steps in 1.25 s, 1.6 steps/s, 0.8 of the kept 2) and
+# both device lines' memory figures, in one row
+printf '%s\n' '{"step": 1, "loss": 2.0, "step_s": 6, "tokens": 100}' '{"step": 2, "loss": 1.9, "step_s": 0.625, "tokens": 100}' \
+    '{"step": 3, "loss": 1.8, "step_s": 0.625, "tokens": 100}' > "$T/rec.jsonl"
+echo 'lr-tune: device cuda (X, cuda backend), precision bf16, recompute off (auto: keeping every activation takes 7800.5 MiB of 130000.0 MiB free), weights 2944.0 MiB, activations 6600.2 MiB' > "$T/ours.err"
+echo 'lr-tune: device cuda (X, cuda backend), precision bf16, recompute on (always: keeping every activation takes 7800.5 MiB of 130000.0 MiB free), weights 2944.0 MiB, activations 560.7 MiB' > "$T/rec.err"
+out=$(python3 "$G/tune_ref.py" report --model "$T/m" --ours "$T/ours.jsonl" --ref "$T/ref.jsonl" --steps 50 --ours-err "$T/ours.err" \
+    --recomp "$T/rec.jsonl" --recomp-err "$T/rec.err" | grep '^train_recompute ')
+for want in steps_kept=3 steps_recomp=3 kept_steps_s=2 recomp_steps_s=1.6 ratio=0.8 kept_recompute=off recomp_recompute=on \
+    kept_keep_mib=7800.5 kept_free_mib=130000.0 kept_act_mib=6600.2 recomp_act_mib=560.7 kept_weights_mib=2944.0; do
+    [[ " $out " == *" $want "* ]] || die "recompute report lacks $want: $out"
+done
+echo "$out" > "$T/resr.txt"
+python3 "$G/table.py" "$T/resr.txt" "$T/perf.md" "$T/perf4.md" --card X --date 2026-01-01 > "$T/tabler.md"
+grep -qF '| LoRA training `m`, `--recompute always` vs kept: steps/s (3 / 3 steps), device activations (keeping every activation takes 7800 MiB of 130000 MiB free) | 1.6 steps/s, 561 MiB | kept 2 steps/s, 6600 MiB (weights 2944 MiB) | one more forward a layer | 0.80x of kept |' "$T/tabler.md" ||
+    die "recompute row: $(cat "$T/tabler.md")"
 # the stage's input is a valid example stream
 python3 "$G/tune_ref.py" data --n 5 --len 30 --vocab 300 > "$T/ex.jsonl"
 "$B/lr-dump" --from-json "$T/ex.jsonl" > "$T/ex.lrs" || die "lr-dump --from-json rejects the examples"

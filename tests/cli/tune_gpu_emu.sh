@@ -19,7 +19,9 @@
 # on the cpu. --recompute always: the same checkpoint bytes and losses as
 # keeping the activations (bf16, dropout on), on in the device line and the
 # checkpoint, and with --full the same model bytes; a bad value and always
-# on the cpu refused. --full (float32):
+# on the cpu refused. --device-memory: a 1 MiB budget makes auto recompute
+# (the device line, the checkpoint), 64 GiB keeps; 0, a negative value and
+# the cpu refused with one line. --full (float32):
 # the log and the model folder close to the cpu's (the same bounds, model
 # 1e-3 per tensor), a folder lr-infer runs, checkpoints resumed across
 # backends both ways; --full --precision bf16 and --reference-quirks are
@@ -115,6 +117,23 @@ expect_fail 1 "$E/lr-tune" --device cuda --recompute sometimes --out "$T/pb" "${
 [[ $LAST_ERR == "lr-tune: --recompute sometimes: expected auto, always or never" ]] || die "bad recompute message: $LAST_ERR"
 expect_fail 1 "$B/lr-tune" --device cpu --recompute always --out "$T/pb" "${KL[@]}"
 [[ $LAST_ERR == "lr-tune: --recompute always: the cpu keeps every activation (use --device cuda)" ]] || die "cpu recompute message: $LAST_ERR"
+# --device-memory: the budget auto compares with; 1 MiB is less than the
+# tiny model's kept activations (2048 rows a call), so auto recomputes,
+# said in the device line and the checkpoint; 64 GiB keeps them
+"$E/lr-tune" --device cuda --device-memory 1 --out "$T/dm" --max-steps 3 --stop-after 2 "${KL[@]}" 2> "$T/dm.err"
+grep -q "precision bf16, recompute on (auto: keeping every activation takes .* MiB of 1.0 MiB allowed (--device-memory))" "$T/dm.err" ||
+    die "a 1 MiB budget does not recompute: $(cat "$T/dm.err")"
+jq -e '.recompute == "on"' "$T/dm.part/checkpoint-2/trainer_state.json" > /dev/null || die "the 1 MiB budget's checkpoint does not record recompute on"
+"$E/lr-tune" --device cuda --device-memory 65536 --out "$T/dl" --max-steps 1 "${KL[@]}" 2> "$T/dl.err"
+grep -q "precision bf16, recompute off (auto: keeping every activation takes .* MiB of 65536.0 MiB allowed" "$T/dl.err" ||
+    die "a 64 GiB budget recomputes: $(cat "$T/dl.err")"
+for v in 0 -3; do
+    expect_fail 1 "$E/lr-tune" --device cuda --device-memory "$v" --out "$T/pb" "${KL[@]}"
+    [[ $LAST_ERR == "lr-tune: --device-memory: expected an integer in [1, 1073741824], got \"$v\"" ]] || die "--device-memory $v message: $LAST_ERR"
+done
+expect_fail 1 "$B/lr-tune" --device cpu --device-memory 100 --out "$T/pb" "${KL[@]}"
+[[ $LAST_ERR == "lr-tune: --device-memory 100: the cpu trainer has no device memory to budget (use --device cuda)" ]] ||
+    die "cpu --device-memory message: $LAST_ERR"
 # bf16 is the device's: refused on the cpu, one line, nothing written
 expect_fail 1 "$B/lr-tune" --device cpu --precision bf16 --out "$T/pb" "${KL[@]}"
 [[ $LAST_ERR == *"--precision bf16: the cpu trains in float32 only"* ]] || die "cpu bf16 message: $LAST_ERR"

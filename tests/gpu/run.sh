@@ -30,7 +30,10 @@
 #      accum 2, contexts of ~300 tokens, 50 steps or as many as its time
 #      share allows) against PEFT + transformers on the same card, model
 #      and examples (tune_ref.py): steps/s, tokens/s, MFU and the two
-#      first-step losses; skipped with a reason when lr-tune, peft or the
+#      first-step losses, and the same lr-tune run with --recompute always:
+#      its steps/s beside the kept run's, and both device lines' memory
+#      figures (weights, activations allocated, what keeping every
+#      activation takes of the free memory); skipped with a reason when lr-tune, peft or the
 #      time is missing; then the LightReasoner method end to end on the
 #      1.5B shape, and last, when time and disk are left, on the
 #      Qwen2.5-Math-7B shape built there: lr-infer generate (expert) ->
@@ -146,7 +149,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train|train_recompute) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -460,12 +463,15 @@ export E2E_NEW E2E_BATCH RES
 # float32 LoRA weights; float32 both where the cpu stands in); steps/s after
 # the first step, tokens/s, MFU = 6 x (layer parameters) x tokens/s / peak,
 # and the first step's loss of both (LoRA B starts at 0: the base model's
-# loss on the same 16 examples). Each trainer gets 7/16 of the stage's time
-# and stops there; its rate is then measured on the steps it ran (the
-# table says how many of the 50). Between them, lr-tune once more with
-# LR_GPU_TCATT=0 (the float32 FMA attention, forward and backward, instead
-# of the tensor-core one) for 3 steps in 1/8 of the time: tcatt0_steps_s and
-# tcatt_speedup in the same row. A timing, so after every check. ----
+# loss on the same 16 examples). Then lr-tune again with --recompute
+# always (on the device only): its rate against the kept run's, and the
+# device lines' memory figures; and lr-tune once more with LR_GPU_TCATT=0
+# (the float32 FMA attention, forward and backward, instead of the
+# tensor-core one) for 3 steps: tcatt0_steps_s and tcatt_speedup in the
+# train row. Shares of the stage's time: the kept run and PEFT 5/16 each,
+# the recomputing run 1/4, the LR_GPU_TCATT=0 run 1/8; each run stops at
+# its share, and its rate is then measured on the steps it ran (the table
+# says how many of the 50). A timing, so after every check. ----
 train_stage() {
     local d=$WORK/train rc
     mkdir -p "$d"
@@ -473,18 +479,26 @@ train_stage() {
     "$BIN/lr-mkmodel" "$d/$TRAIN_SHAPE_NAME" $TRAIN_SHAPE --vocab 151936 --dtype bf16 --seed 5 > /dev/null &&
         python3 "$ROOT/tests/gpu/tune_ref.py" data --n 64 --len "$TRAIN_LEN" > "$d/ex.jsonl" &&
         "$BIN/lr-dump" --from-json "$d/ex.jsonl" > "$d/ex.lrs" || return 1
-    # each trainer: 7/16 of what is left after making the model (20 s for
-    # the report), the LR_GPU_TCATT=0 run 1/8
+    # the runs' shares of what is left after making the model (20 s for the
+    # report): lr-tune kept and PEFT 5/16 each, lr-tune recomputing 1/4,
+    # the LR_GPU_TCATT=0 run 1/8
     local rest=$((TRAIN_LIM - ($(date +%s) - TRAIN_T0) - 20))
-    local half=$((rest * 7 / 16)) eighth=$((rest / 8))
+    local half=$((rest * 5 / 16)) quarter=$((rest / 4)) eighth=$((rest / 8))
     [ "$half" -ge 10 ] || { echo "train: no time left after making the model" >&2; return 1; }
-    # shellcheck disable=SC2086
-    timeout -k 5 "$half" "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter" --force --r 8 --alpha 16 \
-        --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 --max-steps "$TRAIN_STEPS" --no-shuffle --no-pack \
-        --log "$d/ours.jsonl" "$d/ex.lrs" 2> "$d/ours.err"
-    rc=$?
-    grep -E '^(lr-tune|step 1/)' "$d/ours.err" | head -n 3 >&2
-    [ $rc = 0 ] || { echo "lr-tune exit $rc$([ $rc = 124 ] && echo ': stopped at its time share')" >&2; tail -n 2 "$d/ours.err" >&2; }
+    local how lim
+    for how in ours recomp; do
+        lim=$half
+        [ $how = recomp ] && lim=$quarter
+        # shellcheck disable=SC2086
+        timeout -k 5 "$lim" "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter_$how" --force --r 8 --alpha 16 \
+            --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 --max-steps "$TRAIN_STEPS" --no-shuffle --no-pack \
+            $([ $how = recomp ] && [ "$DEV" = cuda ] && echo --recompute always) --log "$d/$how.jsonl" "$d/ex.lrs" 2> "$d/$how.err"
+        rc=$?
+        grep -E '^(lr-tune|step 1/)' "$d/$how.err" | head -n 3 >&2
+        [ $rc = 0 ] || { echo "lr-tune ($how) exit $rc$([ $rc = 124 ] && echo ': stopped at its time share')" >&2; tail -n 2 "$d/$how.err" >&2; }
+        # the cpu stand-in keeps every activation: no second run to compare
+        [ "$DEV" = cuda ] || break
+    done
     # shellcheck disable=SC2086
     timeout -k 5 "$eighth" env LR_GPU_TCATT=0 "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" \
         --out "$d/adapter-tcatt0" --force --r 8 --alpha 16 --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 \
@@ -498,8 +512,10 @@ train_stage() {
     else
         echo "train: no peft in $PY: no reference" >&2
     fi
+    # shellcheck disable=SC2046
     python3 "$ROOT/tests/gpu/tune_ref.py" report --model "$d/$TRAIN_SHAPE_NAME" --ours "$d/ours.jsonl" --ref "$d/ref.jsonl" \
-        --ours-tcatt0 "$d/tcatt0.jsonl" --steps "$TRAIN_STEPS" --batch "$TRAIN_BATCH" --accum 2 --peak "${TRAIN_PEAK:-0}" --precision "$TRAIN_PREC"
+        --ours-tcatt0 "$d/tcatt0.jsonl" --steps "$TRAIN_STEPS" --batch "$TRAIN_BATCH" --accum 2 --peak "${TRAIN_PEAK:-0}" --precision "$TRAIN_PREC" \
+        $([ "$DEV" = cuda ] && echo --ours-err "$d/ours.err" --recomp "$d/recomp.jsonl" --recomp-err "$d/recomp.err")
     rm -rf "${d:?}/$TRAIN_SHAPE_NAME"
     [ -s "$d/ours.jsonl" ]
 }

@@ -150,6 +150,20 @@ def build_table(rows):
                    f"{kv.get('loss1_ours', 'n/a')} | {kv.get('loss1_ref', 'n/a')} | rel diff <= {kv.get('loss1_tol', '1e-3')} | "
                    f"{f(kv.get('loss1_rel_diff'))} {kv.get('loss1_result', 'n/a')} |")
     for k, kv in rows:
+        if k != "train_recompute":
+            continue
+        try:
+            r = f"{float(kv['ratio']):.2f}x of kept"
+        except (KeyError, ValueError):
+            r = "n/a"
+        mem = (f"keeping every activation takes {f(kv.get('kept_keep_mib'), '{:.0f}')} MiB of "
+               f"{f(kv.get('kept_free_mib'), '{:.0f}')} MiB free")
+        out.append(f"| LoRA training `{kv.get('model', '?')}`, `--recompute always` vs kept: steps/s "
+                   f"({kv.get('steps_recomp', '?')} / {kv.get('steps_kept', '?')} steps), device activations "
+                   f"({mem}) | {f(kv.get('recomp_steps_s'))} steps/s, {f(kv.get('recomp_act_mib'), '{:.0f}')} MiB | "
+                   f"kept {f(kv.get('kept_steps_s'))} steps/s, {f(kv.get('kept_act_mib'), '{:.0f}')} MiB "
+                   f"(weights {f(kv.get('kept_weights_mib'), '{:.0f}')} MiB) | one more forward a layer | {r} |")
+    for k, kv in rows:
         if k == "e2e":
             out += e2e_rows(kv)
     only = [n for n, kv in stages.items() if kv.get("result") == "SKIPPED_ONLY"]

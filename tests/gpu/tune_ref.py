@@ -23,15 +23,19 @@ transformers reference, and its result line.
       line per optimizer step: loss, step_s. Stops early after --max-s.
   tune_ref.py report --model DIR --ours LOG --ref LOG --steps S [--batch B --accum A]
                      [--peak TFLOPS] [--precision bf16|f32] [--ours-tcatt0 LOG]
+                     [--ours-err ERR --recomp LOG --recomp-err ERR]
       prints one `train` key=value line for the table (run.sh, table.py):
       the precision both ran in, rates, MFU against the card's dense bf16
       peak, and the first-step losses against the precision's tolerance;
       with --ours-tcatt0, the rate of lr-tune's run with LR_GPU_TCATT=0
-      and ours over it (tcatt_speedup).
+      and ours over it (tcatt_speedup). With --recomp (the same lr-tune run
+      with --recompute always) also a `train_recompute` line: both runs'
+      steps/s and their ratio, and the memory figures of both device lines
+      (ERR: each run's stderr).
 
 Needs torch/transformers/peft for `peft` only; the rest is the standard
 library, so run.sh can call it with any python3."""
-import argparse, json, random, sys, time
+import argparse, json, random, re, sys, time
 
 
 def cmd_data(a):
@@ -178,7 +182,43 @@ def cmd_report(a):
         kv["loss1_tol"] = "1e-2" if a.precision == "bf16" else "1e-3"
         kv["loss1_result"] = "ok" if abs(lo - lr) <= tol * max(abs(lr), 1e-30) else "DIFFERS"
     print("train " + " ".join("%s=%s" % kv_ for kv_ in kv.items()))
+    if a.recomp:
+        print("train_recompute " + " ".join("%s=%s" % kv_ for kv_ in recompute_kv(a, kv["model"], ours).items()))
     return 0
+
+
+# lr-tune's device line: "recompute on (always: keeping every activation
+# takes X MiB of Y MiB free), weights W MiB, activations A MiB"
+DEVICE_LINE = re.compile(r"recompute (on|off) \((\w+): keeping every activation takes ([\d.]+) MiB of ([\d.]+) MiB "
+                         r"(?:free|allowed[^)]*\))\), weights ([\d.]+) MiB, activations ([\d.]+) MiB")
+
+
+def device_line(path, prefix, kv):
+    try:
+        m = next((m for m in map(DEVICE_LINE.search, open(path)) if m), None)
+    except OSError:
+        m = None
+    if m:
+        kv[prefix + "recompute"], kv[prefix + "keep_mib"], kv[prefix + "free_mib"] = m.group(1), m.group(3), m.group(4)
+        kv[prefix + "weights_mib"], kv[prefix + "act_mib"] = m.group(5), m.group(6)
+
+
+def recompute_kv(a, model, kept):
+    rec = read_log(a.recomp)
+    kv = {"model": model, "steps_kept": len(kept), "steps_recomp": len(rec)}
+    r_kept, _ = rate(kept)
+    r_rec, _ = rate(rec)
+    if r_kept:
+        kv["kept_steps_s"] = "%.4g" % r_kept
+    if r_rec:
+        kv["recomp_steps_s"] = "%.4g" % r_rec
+    if r_kept and r_rec:
+        kv["ratio"] = "%.3g" % (r_rec / r_kept)
+    if a.ours_err:
+        device_line(a.ours_err, "kept_", kv)
+    if a.recomp_err:
+        device_line(a.recomp_err, "recomp_", kv)
+    return kv
 
 
 def main():
@@ -208,6 +248,9 @@ def main():
     r.add_argument("--accum", type=int, default=2)
     r.add_argument("--peak", type=float, default=0)
     r.add_argument("--precision", choices=["bf16", "f32"], default="f32")
+    r.add_argument("--ours-err")
+    r.add_argument("--recomp")
+    r.add_argument("--recomp-err")
     a = p.parse_args()
     return {"data": cmd_data, "peft": cmd_peft, "report": cmd_report}[a.cmd](a) or 0
 

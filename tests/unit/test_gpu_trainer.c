@@ -57,12 +57,8 @@ static void one_step(model *m, const lora *lo0, const batch *b, int objective, i
         CHECKF(0, "%s: %s", tag, lr_errmsg());
         return;
     }
-    double scale = 1.0 / b->n, l_c = 0, l_g = 0;
-    CHECKF(tuner_zero_grad(&c) == 0 && tuner_zero_grad(&g) == 0, "%s", lr_errmsg());
-    CHECKF(tuner_accumulate(&c, b->ex, b->n, scale, &l_c) == 0, "%s", lr_errmsg());
-    CHECKF(tuner_accumulate(&g, b->ex, b->n, scale, &l_g) == 0, "%s", lr_errmsg());
-    float *gg = xmalloc(g.n * sizeof(float));
-    CHECK(gpu_trn_get(g.gpu, NULL, NULL, NULL, gg) == 0);
+    double l_c, l_g;
+    float *gg = accumulate_once(&c, &g, b, &l_c, &l_g);
     double e = max_tensor_err(&lc, gg, c.grads, "gradient", tag), gmax = 0;
     for (size_t i = 0; i < c.n; i++) gmax = fmax(gmax, fabs(c.grads[i]));
     fprintf(stderr, "%s: loss cpu %.9g gpu %.9g (rel %.1e); LoRA gradients max rel err %.2e (max |g| %.3g); rows %ld/%ld calls %ld/%ld\n",

@@ -13,7 +13,12 @@
  *       losses track the CPU run's and the final adapter is close to it;
  *   (c) device memory: the weights take 2 bytes a parameter (plus the
  *       float32 norm weights and biases), half the float32 trainer's; the
- *       kept activations shrink by the four bf16 ones.
+ *       kept activations shrink by the four bf16 ones;
+ *   (d) the model opened (model_open, as lr-tune opens it for bf16: no
+ *       float32 copy on the host) against the model loaded: one
+ *       accumulation gives the same loss and gradients bit for bit, on a
+ *       float32 checkpoint (untied and tied) and on a tied one mixing F16,
+ *       BF16 and F32 tensors.
  *
  * Tolerances, from bf16's unit roundoff u = 2^-9 = 1.95e-3: every base
  * product rounds both operands (the weight once, the activation or output
@@ -41,10 +46,12 @@
 #include "model/lora.h"
 #include "model/mkmodel.h"
 #include "model/model.h"
+#include "io/safetensors.h"
 #include "base/util.h"
 
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,6 +186,88 @@ static void memory(model *m, const lora *lo0) {
     gpu_trn_free(f), gpu_trn_free(h);
 }
 
+/* (d) an opened model (model_open: the checkpoint mmap'd, no float32 copy,
+ * as lr-tune --device cuda --precision bf16 opens it) against the same
+ * model loaded (model_load's float32 copy rounded on the device): the
+ * device's weights must be the same bits, so one accumulation gives the
+ * same loss and gradients bit for bit, and the same weight bytes */
+static void opened(const char *dir, const lora *lo0, const batch *b, const char *tag) {
+    model ml, mo;
+    if (model_load(&ml, dir) || model_open(&mo, dir)) {
+        CHECKF(0, "%s: %s", tag, lr_errmsg());
+        return;
+    }
+    CHECK(mo.mem == NULL && mo.st != NULL && mo.nparams == ml.nparams && mo.hash == ml.hash);
+    tuner tl, to;
+    lora ll, lo;
+    if (open_tuner(&tl, &ll, lo0, &ml, TUNE_SOFTKL, GTRN_BF16, 1, 32) || open_tuner(&to, &lo, lo0, &mo, TUNE_SOFTKL, GTRN_BF16, 1, 32)) {
+        CHECKF(0, "%s: %s", tag, lr_errmsg());
+        return;
+    }
+    double l_l = 0, l_o = 0;
+    CHECKF(tuner_zero_grad(&tl) == 0 && tuner_zero_grad(&to) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&tl, b->ex, b->n, 1.0 / b->n, &l_l) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(&to, b->ex, b->n, 1.0 / b->n, &l_o) == 0, "%s", lr_errmsg());
+    float *gl = xmalloc(tl.n * sizeof(float)), *go = xmalloc(tl.n * sizeof(float));
+    CHECK(gpu_trn_get(tl.gpu, NULL, NULL, NULL, gl) == 0 && gpu_trn_get(to.gpu, NULL, NULL, NULL, go) == 0);
+    size_t wl, wo, diff = 0;
+    gpu_trn_mem(tl.gpu, &wl, NULL);
+    gpu_trn_mem(to.gpu, &wo, NULL);
+    for (size_t i = 0; i < tl.n; i++) diff += memcmp(gl + i, go + i, sizeof(float)) != 0;
+    fprintf(stderr, "%s: opened vs loaded: loss %.9g / %.9g, %zu of %zu gradients differ, weights %zu / %zu bytes\n", tag,
+            l_o, l_l, diff, tl.n, wo, wl);
+    CHECK(l_o == l_l && diff == 0 && wo == wl);
+    /* the float32 trainer needs the float32 copy */
+    gpu_trn *f = NULL;
+    gtrn_opts o32 = {.B = 8, .Tmax = 32, .maxN = 64, .precision = GTRN_F32, .chunk_floats = 1u << 20};
+    CHECK(gpu_trn_init(&f, &mo, lo0, &o32) == LR_EUSAGE && !f);
+    free(gl), free(go);
+    tuner_free(&tl), tuner_free(&to);
+    lora_free(&ll), lora_free(&lo);
+    model_free(&ml), model_free(&mo);
+}
+
+/* dir's checkpoint rewritten with its tensors in turn as F16, BF16 and
+ * F32 (sorted by name), so an opened model's every upload path runs: a bf16
+ * tensor copied as it is, an f16 one converted on the host, a float32 one */
+static int mixed_dtypes(const char *dir) {
+    char path[1100], tmpp[1100];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    snprintf(tmpp, sizeof tmpp, "%s/model.safetensors.tmp", dir);
+    st_set s;
+    if (st_open_dir(&s, dir)) return -1;
+    st_wtensor *wt = xcalloc((size_t)s.ntensors, sizeof *wt);
+    void **bufs = xcalloc((size_t)s.ntensors, sizeof *bufs);
+    for (int i = 0; i < s.ntensors; i++) {
+        const st_tensor *t = &s.tensors[i];
+        size_t n = (size_t)t->numel;
+        int dt = i % 3 == 0 ? ST_F16 : i % 3 == 1 ? ST_BF16 : ST_F32;
+        float *f = xmalloc(n * sizeof(float));
+        st_to_f32(f, t->data, t->dtype, n);
+        if (dt == ST_F32) bufs[i] = f;
+        else {
+            uint16_t *h = xmalloc(n * sizeof(uint16_t));
+            for (size_t k = 0; k < n; k++) {
+                if (dt == ST_BF16) h[k] = st_f32_to_bf16(f[k]);
+                else {
+                    _Float16 x = (_Float16)f[k];
+                    memcpy(&h[k], &x, 2);
+                }
+            }
+            free(f);
+            bufs[i] = h;
+        }
+        wt[i] = (st_wtensor){t->name, dt, t->ndim, {0}, bufs[i]};
+        memcpy(wt[i].shape, t->shape, sizeof t->shape);
+    }
+    int rc = st_write(tmpp, wt, s.ntensors);
+    for (int i = 0; i < s.ntensors; i++) free(bufs[i]);
+    free(bufs), free(wt);
+    st_close(&s);
+    if (!rc && rename(tmpp, path)) rc = -1;
+    return rc;
+}
+
 static int load(model *m, const char *tmp, const char *name, int tied) {
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/%s", tmp, name);
@@ -226,6 +315,18 @@ int main(void) {
         snprintf(tag, sizeof tag, "%s, soft-kl 20 steps, dropout 0.1", lm);
         if (!san || tied) run20(&m, &lo0, &kl, TUNE_SOFTKL, 1, tag);
         if (!tied) memory(&m, &lo0);
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", tmp, tied ? "bf16_tied" : "bf16_untied");
+        snprintf(tag, sizeof tag, "%s, float32 checkpoint", lm);
+        if (!san) opened(dir, &lo0, &kl, tag); /* the sanitizers: the mixed checkpoint has every upload path */
+        if (tied) { /* tied: the embedding's bf16 copy is lm_head's too */
+            snprintf(dir, sizeof dir, "%s/bf16_mixed", tmp);
+            mk_opts o;
+            mk_defaults(&o);
+            o.tied = 1;
+            CHECKF(mk_write_model(dir, &o) == 0 && mixed_dtypes(dir) == 0, "%s", lr_errmsg());
+            opened(dir, &lo0, &kl, "tied, f16/bf16/f32 checkpoint");
+        }
         free_batch(&kl), free_batch(&sft);
         lora_free(&lo0);
         model_free(&m), model_free(&mr);

@@ -7,14 +7,17 @@
  *   (a) one accumulation (soft-KL packed, with a shared loss row, a
  *       query-only row and repeated tokens; SFT): the loss and the gradient
  *       of every base tensor (embedding, the norms, q/k/v/o with their
- *       biases, gate/up/down, the final norm, lm_head when untied);
+ *       biases, gate/up/down, the final norm, lm_head when untied); also
+ *       on a Llama with attention_bias (biases on q/k/v and o_proj, which
+ *       no Qwen2 has), untied;
  *   (b) on the tied model, a 10-step soft-KL run (AdamW with weight decay,
  *       clipping, a linear schedule): per-step losses and gradient norms
  *       track the CPU run's, and every trained tensor and both moments
  *       agree at the end.
  *
- * Under LR_SAN=1 (the sanitizers look for memory errors, not numbers) only
- * the tied model is run, which has every code path, and (b) for 4 steps.
+ * Under LR_SAN=1 (the sanitizers look for memory errors, not numbers) the
+ * untied Qwen2 is skipped (the tied one and the Llama have every code
+ * path between them), and (b) runs 4 steps.
  *
  * Tolerances: both sides are float32 with float32 GEMMs and differ in
  * summation order only. One accumulation: loss 1e-5 relative, each tensor's
@@ -99,12 +102,8 @@ static void one_step(const char *dir, const batch *b, int objective, const char 
         return;
     }
     CHECK(g.n == mc.nparams && c.n == mc.nparams);
-    double scale = 1.0 / b->n, l_c = 0, l_g = 0;
-    CHECKF(tuner_zero_grad(&c) == 0 && tuner_zero_grad(&g) == 0, "%s", lr_errmsg());
-    CHECKF(tuner_accumulate(&c, b->ex, b->n, scale, &l_c) == 0, "%s", lr_errmsg());
-    CHECKF(tuner_accumulate(&g, b->ex, b->n, scale, &l_g) == 0, "%s", lr_errmsg());
-    float *gg = xmalloc(g.n * sizeof(float));
-    CHECK(gpu_trn_get(g.gpu, NULL, NULL, NULL, gg) == 0);
+    double l_c, l_g;
+    float *gg = accumulate_once(&c, &g, b, &l_c, &l_g);
     double e = worst_tensor(&mc, gg, c.grads, "gradient", tag, 1e-4);
     /* every tensor has a gradient to compare */
     tensor t[16];
@@ -173,18 +172,24 @@ int main(void) {
     CHECK_SEED(rng);
     (void)open_tuner; /* tune_batches.h's LoRA tuner; this test opens full ones (open_full) */
     model m;
-    for (int tied = san; tied < 2; tied++) {
+    /* 0 untied, 1 tied (Qwen2); 2: Llama with attention_bias, the one
+     * with an o_proj bias (Qwen2 has none), untied */
+    for (int variant = san; variant < 3; variant++) {
+        int tied = variant == 1, obias = variant == 2;
+        const char *name = obias ? "llama-bias" : tied ? "tied" : "untied";
         char dir[1024];
-        snprintf(dir, sizeof dir, "%s/gpu_trainer_full_%s", tmp, tied ? "tied" : "untied");
+        snprintf(dir, sizeof dir, "%s/gpu_trainer_full_%s", tmp, name);
         mk_opts o;
         mk_defaults(&o);
         o.tied = tied;
+        if (obias) o.arch = "llama", o.bias = 1;
         CHECKF(mk_write_model(dir, &o) == 0, "%s", lr_errmsg());
         if (model_load(&m, dir)) {
             CHECKF(0, "%s", lr_errmsg());
             CHECK_DONE();
         }
         CHECK(m.w.bq != NULL && m.cfg.NKV < m.cfg.NH && (m.w.lm_head == m.w.embed) == tied);
+        CHECK((m.w.bo != NULL) == obias);
         batch kl = make_softkl(m.cfg.V, 4), sft = make_sft(m.cfg.V, 5);
         model_free(&m);
         /* repeated tokens within one sequence: make one if the draw has none */
@@ -192,8 +197,11 @@ int main(void) {
             for (int i = 0; i < kl.n; i++)
                 if (kl.ex[i].problem == 0) kl.ex[i].tokens[1] = kl.ex[i].tokens[0]; /* its steps still extend one another */
         CHECK(has_repeat(&kl));
-        one_step(dir, &kl, TUNE_SOFTKL, tied ? "tied, soft-kl" : "untied, soft-kl");
-        one_step(dir, &sft, TUNE_SFT, tied ? "tied, sft" : "untied, sft");
+        char tag[64];
+        snprintf(tag, sizeof tag, "%s, soft-kl", name);
+        one_step(dir, &kl, TUNE_SOFTKL, tag);
+        snprintf(tag, sizeof tag, "%s, sft", name);
+        one_step(dir, &sft, TUNE_SFT, tag);
         if (tied) run_steps(dir, &kl, san ? 4 : 10, "tied, soft-kl");
         free_batch(&kl), free_batch(&sft);
     }

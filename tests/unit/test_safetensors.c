@@ -59,6 +59,11 @@ int main(void) {
     CHECK(st_read_f32(&s, "w.none", 1, (int64_t[]){2}, out) == LR_EINPUT);
     CHECKF(strstr(lr_errmsg(), "tensor w.none: missing") != NULL, "%s", lr_errmsg());
     CHECK(st_find(&s, "w.i32") && st_find(&s, "w.i32")->nbytes == 8);
+    /* dropped pages are read again from the file: the same bytes */
+    for (int i = 0; i < s.ntensors; i++) st_drop_pages(&s.tensors[i]);
+    st_drop_pages(NULL);
+    CHECK(st_read_f32(&s, "w.f32", 2, (int64_t[]){2, 3}, out) == 0 && !memcmp(out, a, sizeof a));
+    CHECK(!memcmp(st_find(&s, "w.f16")->data, h, sizeof h) && !memcmp(st_find(&s, "w.i32")->data, ints, sizeof ints));
     st_close(&s);
 
     /* mutation check: flipped header bytes and truncations must give

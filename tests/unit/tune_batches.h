@@ -3,8 +3,9 @@
  * packing shares a sequence), a repeated context (a shared loss row) and a
  * query-only row; SFT examples with prompts of varied length. Seeded, so
  * every test sees the same examples. And open_tuner, the tuner both
- * backends are compared with, lockstep, one step of two of them, and
- * track, a run of such steps. */
+ * backends are compared with, accumulate_once, one accumulation of both
+ * with the device's gradients fetched, lockstep, one step of two of them,
+ * and track, a run of such steps. */
 #ifndef LR_TUNE_BATCHES_H
 #define LR_TUNE_BATCHES_H
 #include "method/tune.h"
@@ -121,6 +122,20 @@ static void lockstep(tuner *c, tuner *g, const batch *b, int s, int steps, doubl
     }
     CHECKF(tuner_update(c, lr, nc) == 0, "%s", lr_errmsg());
     CHECKF(tuner_update(g, lr, ng) == 0, "%s", lr_errmsg());
+}
+/* One accumulation of all of b (scale 1 / its size) on c (the cpu) and g
+ * (the device), both zeroed first: the summed losses into *l_c and *l_g,
+ * and g's gradients fetched from the device into a new array (g->n
+ * floats; the caller frees it). */
+static inline float *accumulate_once(tuner *c, tuner *g, const batch *b, double *l_c, double *l_g) {
+    double scale = 1.0 / b->n;
+    *l_c = *l_g = 0;
+    CHECKF(tuner_zero_grad(c) == 0 && tuner_zero_grad(g) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(c, b->ex, b->n, scale, l_c) == 0, "%s", lr_errmsg());
+    CHECKF(tuner_accumulate(g, b->ex, b->n, scale, l_g) == 0, "%s", lr_errmsg());
+    float *gg = xmalloc(g->n * sizeof(float));
+    CHECK(gpu_trn_get(g->gpu, NULL, NULL, NULL, gg) == 0);
+    return gg;
 }
 /* `steps` lockstep steps of c (the cpu, the reference) and g (named gname
  * in the log): every fifth step and the last logged to stderr; the worst
