@@ -30,6 +30,16 @@ static inline double check_rel_err(const float *a, const float *ref, size_t n) {
     }
     return mr > 0 ? md / mr : md;
 }
+/* check_rel_err of what a and ref each added to the same starting values
+ * start: a gradient far smaller than those values would otherwise hide in
+ * them. */
+static inline double check_delta_err(const float *a, const float *ref, const float *start, size_t n) {
+    float *da = malloc((n ? n : 1) * sizeof *da), *dr = malloc((n ? n : 1) * sizeof *dr);
+    for (size_t i = 0; i < n; i++) da[i] = a[i] - start[i], dr[i] = ref[i] - start[i];
+    double e = check_rel_err(da, dr, n);
+    free(da), free(dr);
+    return e;
+}
 #define CHECK_SEED(seed) fprintf(stderr, "seed %llu\n", (unsigned long long)(seed))
 #define CHECK_DONE() do { fprintf(stderr, "%d checks, %d failed\n", check_count_, check_failures_); \
     return check_failures_ ? 1 : (check_count_ ? 0 : 1); } while (0)

@@ -52,14 +52,6 @@ static void down(void *h, void *d, size_t bytes) {
     dev_free(d);
 }
 
-/* What a gradient run added to the starting values */
-static double delta_err(const float *a, const float *ref, const float *start, size_t n) {
-    float *da = malloc((n ? n : 1) * sizeof *da), *dr = malloc((n ? n : 1) * sizeof *dr);
-    for (size_t i = 0; i < n; i++) da[i] = a[i] - start[i], dr[i] = ref[i] - start[i];
-    double e = check_rel_err(da, dr, n);
-    free(da), free(dr);
-    return e;
-}
 
 typedef struct {
     float *dq, *dk, *dv, *stats;
@@ -146,9 +138,9 @@ static void test_case(int NH, int NKV, int HD, int long0, int single) {
     grads t = run(1, q, go, kc, vc, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
     clock_t c2 = clock();
     size_t ns = (size_t)N * NH;
-    double in[5] = {delta_err(rb.dq, r.dq, dq0, nq), delta_err(rb.dk, r.dk, dk0, csz), delta_err(rb.dv, r.dv, dv0, csz),
+    double in[5] = {check_delta_err(rb.dq, r.dq, dq0, nq), check_delta_err(rb.dk, r.dk, dk0, csz), check_delta_err(rb.dv, r.dv, dv0, csz),
                     check_rel_err(rb.stats, r.stats, ns), check_rel_err(rb.stats + ns, r.stats + ns, ns)};
-    double tc[5] = {delta_err(t.dq, r.dq, dq0, nq), delta_err(t.dk, r.dk, dk0, csz), delta_err(t.dv, r.dv, dv0, csz),
+    double tc[5] = {check_delta_err(t.dq, r.dq, dq0, nq), check_delta_err(t.dk, r.dk, dk0, csz), check_delta_err(t.dv, r.dv, dv0, csz),
                     check_rel_err(t.stats, r.stats, ns), check_rel_err(t.stats + ns, r.stats + ns, ns)};
     const char *name[5] = {"dq", "dk", "dv", "lse", "delta"};
     fprintf(stderr, "attention tc NH %d NKV %d HD %d N %d (%.1f s fma, %.1f s tc):", NH, NKV, HD, N,

@@ -58,16 +58,6 @@ static void back(void) {
 #define DV(p, n) ((float *)devcopy((p), (size_t)(n) * sizeof(float)))
 #define DI(p, n) ((int *)devcopy((p), (size_t)(n) * sizeof(int)))
 
-/* The relative error (check_rel_err) of what each side added to the same
- * starting values start: a gradient far smaller than those values would
- * otherwise hide in them. */
-static double delta_err(const float *a, const float *ref, const float *start, size_t n) {
-    float *da = malloc((n ? n : 1) * sizeof *da), *dr = malloc((n ? n : 1) * sizeof *dr);
-    for (size_t i = 0; i < n; i++) da[i] = a[i] - start[i], dr[i] = ref[i] - start[i];
-    double e = check_rel_err(da, dr, n);
-    free(da), free(dr);
-    return e;
-}
 
 /* dinp and dw, each alone and together; C not a multiple of 32, N = 1, N
  * not a multiple of the colsum row chunks. */
@@ -84,7 +74,7 @@ static void test_rmsnorm(int N, int C) {
                            DV(w, C), DV(rstd, N), N, C, DV(ws, BWD_COLSUM_PARTS * C), NULL);
         back();
         rmsnorm_backward(mode == 2 ? NULL : dxr, mode == 1 ? NULL : dwr, g, x, w, rstd, N, C);
-        double ex = delta_err(dx, dxr, dx0, (size_t)N * C), ew = delta_err(dw, dwr, dw0, C);
+        double ex = check_delta_err(dx, dxr, dx0, (size_t)N * C), ew = check_delta_err(dw, dwr, dw0, C);
         CHECKF(ex < TOL && ew < TOL, "rmsnorm N %d C %d mode %d: dinp %g dw %g", N, C, mode, ex, ew);
         /* the skipped gradient is untouched */
         if (mode == 2) CHECK(!memcmp(dx, dx0, (size_t)N * C * 4));
@@ -100,7 +90,7 @@ static void test_bias(int N, int OC) {
     k_bias_backward(DV(db, OC), DV(g, N * OC), N, OC, DV(ws, BWD_COLSUM_PARTS * OC), NULL);
     back();
     bias_backward(dbr, g, N, OC);
-    double e = delta_err(db, dbr, db0, OC);
+    double e = check_delta_err(db, dbr, db0, OC);
     CHECKF(e < TOL, "bias N %d OC %d: %g", N, OC, e);
     k_bias_backward(NULL, DV(g, N * OC), N, OC, NULL, NULL); /* NULL: nothing (would crash otherwise) */
     back();
@@ -119,7 +109,7 @@ static void test_embedding(int N, int V, int C) {
     back();
     embedding_backward(dr, g, tok, N, C);
     CHECKF(!memcmp(d, dr, (size_t)V * C * sizeof(float)), "embedding N %d V %d C %d: %g", N, V, C,
-           delta_err(d, dr, d0, (size_t)V * C));
+           check_delta_err(d, dr, d0, (size_t)V * C));
     k_embedding_backward(NULL, DV(g, (size_t)N * C), DI(tok, N), N, C, NULL); /* NULL: nothing */
     back();
     free(g), free(d0), free(d), free(dr), free(tok);
@@ -155,7 +145,7 @@ static void test_swiglu(int N, int I) {
     k_swiglu_backward(DV(dg, n), DV(du, n), DV(go, n), DV(gate, n), DV(up, n), N, I, I, NULL);
     back();
     swiglu_backward(dgr, dur, go, gate, up, (long)n);
-    double eg = delta_err(dg, dgr, dg0, n), eu = delta_err(du, dur, du0, n);
+    double eg = check_delta_err(dg, dgr, dg0, n), eu = check_delta_err(du, dur, du0, n);
     CHECKF(eg < TOL && eu < TOL, "swiglu N %d I %d: dgate %g dup %g", N, I, eg, eu);
     float *gu = malloc(2 * n * 4), *dgu = malloc(2 * n * 4);
     for (int r = 0; r < N; r++) {
@@ -198,7 +188,7 @@ static void test_dropout(size_t n, float p, uint64_t key) {
     k_dropout_backward(DV(d, n), DV(x, n), n, p, key, NULL);
     back();
     dropout_backward(dr, x, (long)n, p, key);
-    double e = delta_err(d, dr, d0, n);
+    double e = check_delta_err(d, dr, d0, n);
     CHECKF(e < TOL, "dropout backward n %zu p %g: %g", n, p, e);
     free(x), free(y), free(yr), free(xi), free(d0), free(d), free(dr);
 }
@@ -235,7 +225,7 @@ static void test_attention(int NH, int NKV, int HD, int single) {
     back();
     CHECK(rc == 0);
     attention_backward(dqr, dkr, dvr, go, q, kc, vc, seqs, poss, N, NH, NKV, HD, Tmax, 1);
-    double eq = delta_err(dq, dqr, dq0, (size_t)N * QD), ek = delta_err(dk, dkr, dk0, csz), ev = delta_err(dv, dvr, dv0, csz);
+    double eq = check_delta_err(dq, dqr, dq0, (size_t)N * QD), ek = check_delta_err(dk, dkr, dk0, csz), ev = check_delta_err(dv, dvr, dv0, csz);
     CHECKF(eq < TOL && ek < TOL && ev < TOL, "attention NH %d NKV %d HD %d N %d: dq %g dk %g dv %g", NH, NKV, HD, N, eq,
            ek, ev);
     /* stats: lse and delta of query (n, h) recomputed here in double */
