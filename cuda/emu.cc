@@ -1195,6 +1195,21 @@ cudaError_t cudaEventElapsedTime(float *ms, cudaEvent_t a, cudaEvent_t b) {
 
 /* ------------------------------------------------- launches and graphs */
 
+static std::atomic<bool> g_host_ptrs_ok{false};
+extern "C" void emu_allow_host_pointers(int on) { g_host_ptrs_ok = on != 0; }
+
+bool emu_kernel_ptr_ok(const void *p) {
+    if (g_host_ptrs_ok) return true;
+    std::lock_guard<std::mutex> lk(g_mu);
+    return in_registry(g_dev, p, 0) || in_registry(g_host, p, 0); /* n = 0: one past the end too */
+}
+
+void emu_bad_kernel_ptr(const char *kernel, int arg, const void *p) {
+    fprintf(stderr, "emu: kernel %s: argument %d (%p) is not device memory (cudaMalloc/cudaMallocHost): a host pointer\n",
+            kernel, arg, p);
+    abort();
+}
+
 namespace {
 std::mutex g_attr_mu;
 std::map<const void *, int> g_smem_optin; /* kernel -> MaxDynamicSharedMemorySize */

@@ -63,7 +63,9 @@
  *   barrier, as hardware does, though CUDA calls it undefined;
  * - `__shared__` variables keep their values from the previous block (on a
  *   GPU they are undefined), static shared memory sizes are not limited,
- *   and a kernel may read host memory, which a GPU cannot;
+ *   and a kernel may read host memory through a pointer it finds in memory
+ *   or in a structure argument (pointer arguments themselves are checked:
+ *   emu_check_args), which a GPU cannot;
  * - streams and events are synchronous (events read the wall clock), so a
  *   host buffer overwritten before its asynchronous copy has run passes
  *   here; emu_pageable_async_copies() counts the asynchronous copies whose
@@ -272,9 +274,31 @@ void *emu_dyn_smem();
 template <class F, class... A> inline std::function<void()> emu_bind(F f, A... args) {
     return [=]() { f(args...); };
 }
+/* A kernel's pointer arguments must be device memory (cudaMalloc, or
+ * cudaMallocHost's pinned memory, which a card maps), NULL, or one past
+ * such an allocation's end: a host pointer that works here is an illegal
+ * address on a card. Checked at every launch; a bad one aborts with one
+ * line naming the kernel and the argument. Pointers inside structures
+ * passed by value are not seen. */
+bool emu_kernel_ptr_ok(const void *p);
+/* on: host pointers pass too, for the kernel tests that hand their host
+ * buffers to the launchers directly (the emulator shares one memory);
+ * everything else, the tools and the tests of whole forwards and trainers
+ * included, runs with the check */
+extern "C" void emu_allow_host_pointers(int on);
+[[noreturn]] void emu_bad_kernel_ptr(const char *kernel, int arg, const void *p);
+template <class T> inline void emu_check_arg(const char *, int, T) {}
+template <class T> inline void emu_check_arg(const char *kernel, int arg, T *p) {
+    if (p && !emu_kernel_ptr_ok((const void *)p)) emu_bad_kernel_ptr(kernel, arg, (const void *)p);
+}
+template <class... A> inline void emu_check_args(const char *kernel, A... args) {
+    int i = 0;
+    (emu_check_arg(kernel, i++, args), ...);
+}
 #define LAUNCH(kernel, grid, block, smem, stream, ...)                                                        \
-    emu_launch((cudaStream_t)(stream), (grid), (block), (smem), emu_bind(kernel, __VA_ARGS__), #kernel,          \
-               reinterpret_cast<const void *>(kernel))
+    (emu_check_args(#kernel, __VA_ARGS__),                                                                    \
+     emu_launch((cudaStream_t)(stream), (grid), (block), (smem), emu_bind(kernel, __VA_ARGS__), #kernel,         \
+                reinterpret_cast<const void *>(kernel)))
 #define DYN_SMEM(T, name) T *name = reinterpret_cast<T *>(emu_dyn_smem())
 
 /* ---- tensor cores: nvcuda::wmma (mma.h), bf16 16x16x16, float accumulate ----

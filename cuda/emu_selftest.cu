@@ -1069,6 +1069,11 @@ int run_bad(int which) {
     case 6: LAUNCH(wmma_bad_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d, 0); break;
     case 7: LAUNCH(wmma_bad_kernel, dim3(1), dim3(32), 0, (cudaStream_t)0, d, 1); break;
     case 8: LAUNCH(pipeline_kernel, dim3(1), dim3(32), 12 * 32 * 4, (cudaStream_t)0, (int *)d + 512, (const float *)d, 1); break;
+    case 9: { /* a host buffer where device memory belongs: an illegal address on a card */
+        static float host[64];
+        LAUNCH(dyn_smem_kernel, dim3(1), dim3(32), 64 * sizeof(float), (cudaStream_t)0, host);
+        break;
+    }
     }
     cudaDeviceSynchronize();
     CK(cudaFree(d));
@@ -1085,3 +1090,4 @@ extern "C" int emu_selftest_bad_partial_mask(void) { return run_bad(4); }
 extern "C" int emu_selftest_bad_wmma_partial_warp(void) { return run_bad(6); }
 extern "C" int emu_selftest_bad_wmma_misaligned(void) { return run_bad(7); }
 extern "C" int emu_selftest_bad_pipeline_no_wait(void) { return run_bad(8); }
+extern "C" int emu_selftest_bad_host_pointer(void) { return run_bad(9); }

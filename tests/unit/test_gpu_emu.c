@@ -33,6 +33,7 @@ int emu_selftest_bad_wmma_misaligned(void);
 int emu_selftest_pipeline(void);
 int emu_selftest_bad_pipeline_no_wait(void);
 int emu_selftest_order(int reverse);
+int emu_selftest_bad_host_pointer(void);
 
 /* Runs fn in a child with stderr captured; checks that it died of SIGABRT
  * with a message containing every one of want[] (NULL-terminated). */
@@ -106,5 +107,7 @@ int main(void) {
     expect_abort("wmma misaligned pointer", emu_selftest_bad_wmma_misaligned, w7);
     const char *const w8[] = {"kernel pipeline_kernel,", "thread (0,0,0)", "returned with 2 asynchronous copies", NULL};
     expect_abort("asynchronous copies never waited for", emu_selftest_bad_pipeline_no_wait, w8);
+    const char *const w9[] = {"kernel dyn_smem_kernel:", "argument 0", "not device memory", NULL};
+    expect_abort("a host pointer argument", emu_selftest_bad_host_pointer, w9);
     CHECK_DONE();
 }

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cuda/emu.cc: this test hands host buffers to the launchers directly */
+void emu_allow_host_pointers(int on);
+
 static uint64_t rng = 12345;
 static double urand(void) { /* [-1, 1) */
     rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -417,6 +420,7 @@ static void test_att_tc_tiles(void) {
 }
 
 int main(void) {
+    emu_allow_host_pointers(1);
     CHECK_SEED(rng);
     test_embedding_rmsnorm_swiglu();
     test_qkv_attention(4, 2, 16);

@@ -25,6 +25,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cuda/emu.cc: this test hands host buffers to the launchers directly */
+void emu_allow_host_pointers(int on);
+
 static uint64_t rng = 20261201;
 
 /* ---- 1. agreement with the host sampler ---- */
@@ -242,6 +245,7 @@ static void test_distribution(void) {
 }
 
 int main(void) {
+    emu_allow_host_pointers(1);
     CHECK_SEED(rng);
     test_agreement();
     test_distribution();
