@@ -62,16 +62,23 @@ done
 e=$(st_close "$T/rg.part/checkpoint-2/optimizer.safetensors" "$T/rc.part/checkpoint-2/optimizer.safetensors" 1e-3) ||
     die "checkpoint-2 optimizer state differs by $e"
 jq -e '.precision == "f32"' "$T/rc.part/checkpoint-2/trainer_state.json" > /dev/null || die "the cpu checkpoint does not record f32"
-# resume across backends: cpu checkpoint on the device, device checkpoint on the cpu
-"$E/lr-tune" --device cuda --precision f32 --out "$T/rc" --resume --log "$T/rc.jsonl" "${KL[@]}" 2> "$T/rc.err"
-grep -q "resuming from .*checkpoint-2" "$T/rc.err" || die "cuda did not resume the cpu checkpoint: $(cat "$T/rc.err")"
-"$B/lr-tune" --device cpu --out "$T/rg" --resume --log "$T/rg.jsonl" "${KL[@]}" 2> "$T/rg.err"
-grep -q "resuming from .*checkpoint-2" "$T/rg.err" || die "cpu did not resume the cuda checkpoint: $(cat "$T/rg.err")"
-for r in rc rg; do
-    e=$(st_close "$T/$r/adapter_model.safetensors" "$T/kc/adapter_model.safetensors" 1e-3) ||
-        die "$r: resumed across backends, the adapter differs from the uninterrupted run by $e"
-    echo "$r resumed across backends: adapter within $e of the uninterrupted cpu run" >&2
-done
+# resume across backends: WHAT's cpu checkpoint ($T/RC.part) on the device and its device checkpoint
+# ($T/RG.part) on the cpu, each logging to $T/R.jsonl, then each result's FILE within 1e-3 of the
+# uninterrupted cpu run's REF; ARGS: the run's other arguments
+cross_resume() { # WHAT RC RG FILE REF ARGS...
+    local what=$1 rc=$2 rg=$3 file=$4 ref=$5 r e
+    shift 5
+    "$E/lr-tune" --device cuda --precision f32 --out "$T/$rc" --resume --log "$T/$rc.jsonl" "$@" 2> "$T/$rc.err"
+    grep -q "resuming from .*checkpoint-2" "$T/$rc.err" || die "cuda did not resume the cpu $what checkpoint: $(cat "$T/$rc.err")"
+    "$B/lr-tune" --device cpu --out "$T/$rg" --resume --log "$T/$rg.jsonl" "$@" 2> "$T/$rg.err"
+    grep -q "resuming from .*checkpoint-2" "$T/$rg.err" || die "cpu did not resume the cuda $what checkpoint: $(cat "$T/$rg.err")"
+    for r in "$rc" "$rg"; do
+        e=$(st_close "$T/$r/$file" "$ref" 1e-3) ||
+            die "$r: $what resumed across backends, $file differs from the uninterrupted run by $e"
+        echo "$r: $what resumed across backends, $file within $e of the uninterrupted cpu run" >&2
+    done
+}
+cross_resume LoRA rc rg adapter_model.safetensors "$T/kc/adapter_model.safetensors" "${KL[@]}"
 [ "$(wc -l < "$T/rc.jsonl")" = 4 ] && jq -se '.[0].step == 3' "$T/rc.jsonl" > /dev/null || die "resumed log: steps 3..6"
 
 # bf16, the device's default: within bf16's bounds of the cpu run
@@ -172,15 +179,7 @@ cmp -s "$T/fk/model.safetensors" "$T/fg/model.safetensors" || die "--full: the r
 "$E/lr-tune" --device cuda --out "$T/frg" --stop-after 3 "${FULL[@]}" 2> /dev/null
 cmp -s "$T/frc.part/checkpoint-2/trainer_state.json" "$T/frg.part/checkpoint-2/trainer_state.json" ||
     die "--full checkpoint-2/trainer_state.json differs between backends"
-"$E/lr-tune" --device cuda --out "$T/frc" --resume "${FULL[@]}" 2> "$T/frc.err"
-grep -q "resuming from .*checkpoint-2" "$T/frc.err" || die "cuda did not resume the cpu --full checkpoint: $(cat "$T/frc.err")"
-"$B/lr-tune" --device cpu --out "$T/frg" --resume "${FULL[@]}" 2> "$T/frg.err"
-grep -q "resuming from .*checkpoint-2" "$T/frg.err" || die "cpu did not resume the cuda --full checkpoint: $(cat "$T/frg.err")"
-for r in frc frg; do
-    e=$(st_close "$T/$r/model.safetensors" "$T/fc/model.safetensors" 1e-3) ||
-        die "$r: --full resumed across backends, the model differs from the uninterrupted run by $e"
-    echo "$r: --full resumed across backends, model within $e of the uninterrupted cpu run" >&2
-done
+cross_resume --full frc frg model.safetensors "$T/fc/model.safetensors" "${FULL[@]}"
 # --full is float32 only
 expect_fail 1 "$E/lr-tune" --device cuda --full --precision bf16 --out "$T/f" "${KL[@]}"
 [[ $LAST_ERR == *"--full --precision bf16: full-parameter training is float32 only"* ]] || die "--full bf16 message: $LAST_ERR"
