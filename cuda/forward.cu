@@ -43,13 +43,6 @@ extern "C" {
 #include <stdlib.h>
 #include <string.h>
 
-/* An environment switch (LR_GPU_PROFILE, LR_GPU_GRAPHS, LR_GPU_TCATT): on when set to
- * anything but "0", dflt when unset or empty. */
-static int env_on(const char *name, int dflt) {
-    const char *v = getenv(name);
-    return v && *v ? strcmp(v, "0") != 0 : dflt;
-}
-
 /* Every host-side value the launches of a one-chunk call depend on besides
  * the engine's fixed buffers: a call with the same key runs the same
  * launches with the same arguments, so it may replay their graph. gen

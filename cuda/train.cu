@@ -103,13 +103,6 @@ struct gpu_trn {
     size_t ecap, tcap;
 };
 
-/* An environment switch (LR_GPU_TCATT, as the inference forward's): on
- * when set to anything but "0", dflt when unset or empty. */
-static int env_on(const char *name, int dflt) {
-    const char *v = getenv(name);
-    return v && *v ? strcmp(v, "0") != 0 : dflt;
-}
-
 static int imax3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
 /* Recomputation keeps one layer's activations and one layer's KV cache,
