@@ -95,6 +95,8 @@ struct gpu_fwd {
     int nsm;                 /* multiprocessors, for att_splits and k_compact_slices */
     int tcatt;               /* tensor-core attention for prefill-shaped calls: 0 off (LR_GPU_TCATT=0, or the
                                 shape or the device's shared memory does not allow it) */
+    int gu16;                /* LR_GPU_GU16=1: the gate/up GEMM writes bf16 (k_swiglu_bf16 reads it), as
+                                transformers' bf16 Linear does; off by default (docs/CUDA.md "Accuracy") */
     float *d_part;           /* split-KV attention partials, grown as needed */
     size_t part_n;
     /* results of one call, grown as needed */
@@ -459,6 +461,7 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
     CB(cublasCreate(&g->cb));
     CB(cublasSetStream(g->cb, g->st));
     g->graphs = env_on("LR_GPU_GRAPHS", 1);
+    g->gu16 = env_on("LR_GPU_GU16", 0);
     if (g->graphs) { /* 32 MiB, what cuBLAS takes on Hopper by default; set after the stream, which resets it */
         size_t wsn = (size_t)32 << 20;
         CK(cudaMalloc(&g->ws, wsn));
@@ -548,12 +551,18 @@ extern "C" void gpu_fwd_reset(gpu_fwd *g, int b) {
 /* running                                                           */
 
 /* out (N, OUT) = in (N, K) W^T (+ out when beta = 1); W (OUT, K) row-major,
- * i.e. the column-major GEMM out^T = W^T' in^T with W transposed. */
-static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, int K, int OUT, float beta) {
+ * i.e. the column-major GEMM out^T = W^T' in^T with W transposed. out is
+ * float32, or bf16 for otype CUDA_R_16BF (rounded once from the float32
+ * sum). */
+static int gemm_to(gpu_fwd *g, void *out, cudaDataType otype, const bf16 *in, const bf16 *W, int N, int K, int OUT,
+                   float beta) {
     const float one = 1.0f;
     CB(cublasGemmEx(g->cb, CUBLAS_OP_T, CUBLAS_OP_N, OUT, N, K, &one, W, CUDA_R_16BF, K, in, CUDA_R_16BF, K, &beta,
-                    out, CUDA_R_32F, OUT, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                    out, otype, OUT, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return LR_OK;
+}
+static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, int K, int OUT, float beta) {
+    return gemm_to(g, out, CUDA_R_32F, in, W, N, K, OUT, beta);
 }
 
 /* d_tiles: ntc tiles for the tensor-core kernel (att_tc_tiles), then the
@@ -584,9 +593,10 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntc, int nt, int splits) 
     if (y->bo) k_add_bias(g->x, y->bo, n, C, g->st);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln2, NULL, n, C, eps, g->st);
     PROF(GPU_PROF_GEMM);
-    if ((rc = gemm(g, g->gu, g->ln, y->wgu, n, C, 2 * I, 0.0f))) return rc;
+    if ((rc = gemm_to(g, g->gu, g->gu16 ? CUDA_R_16BF : CUDA_R_32F, g->ln, y->wgu, n, C, 2 * I, 0.0f))) return rc;
     PROF(GPU_PROF_ELEMENTWISE);
-    k_swiglu((uint16_t *)g->h, g->gu, n, I, g->st);
+    if (g->gu16) k_swiglu_bf16((uint16_t *)g->h, (const uint16_t *)g->gu, n, I, g->st);
+    else k_swiglu((uint16_t *)g->h, g->gu, n, I, g->st);
     PROF(GPU_PROF_GEMM);
     return gemm(g, g->x, g->h, y->wdown, n, I, C, 1.0f);
 }

@@ -112,6 +112,8 @@ void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uin
 
 /* h (N, I) bf16 = silu(gate) * up, gu (N, 2I) f32 = [gate | up] per row. */
 void k_swiglu(uint16_t *h, const float *gu, int N, int I, void *stream);
+/* The same from gu in bf16 (the gate/up GEMM's output under LR_GPU_GU16). */
+void k_swiglu_bf16(uint16_t *h, const uint16_t *gu, int N, int I, void *stream);
 
 /* x (N, C) += b (C). */
 void k_add_bias(float *x, const float *b, int N, int C, void *stream);

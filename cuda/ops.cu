@@ -72,17 +72,25 @@ void k_qkv_rope(float *q, uint16_t *kc, uint16_t *vc, const float *qkv, const fl
                NKV, HD, kv);
 }
 
-__global__ void swiglu_kernel(bf16 *h, const float *gu, int N, int I) {
+/* gate and up read as float: float32 from the GEMM, or bf16 (LR_GPU_GU16) */
+static __device__ __forceinline__ float gu_at(const float *gu, size_t i) { return gu[i]; }
+static __device__ __forceinline__ float gu_at(const bf16 *gu, size_t i) { return bf2f(gu[i]); }
+
+template <class T> __global__ void swiglu_kernel(bf16 *h, const T *gu, int N, int I) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i < (size_t)N * I) {
         size_t n = i / I, c = i % I;
-        float g = gu[n * 2 * I + c], u = gu[n * 2 * I + I + c];
+        float g = gu_at(gu, n * 2 * I + c), u = gu_at(gu, n * 2 * I + I + c);
         h[i] = f2bf(g / (1.0f + expf(-g)) * u);
     }
 }
 
 void k_swiglu(uint16_t *h, const float *gu, int N, int I, void *stream) {
-    LAUNCH(swiglu_kernel, cdiv((size_t)N * I, 256), 256, 0, CS(stream), (bf16 *)h, gu, N, I);
+    LAUNCH(swiglu_kernel<float>, cdiv((size_t)N * I, 256), 256, 0, CS(stream), (bf16 *)h, gu, N, I);
+}
+
+void k_swiglu_bf16(uint16_t *h, const uint16_t *gu, int N, int I, void *stream) {
+    LAUNCH(swiglu_kernel<bf16>, cdiv((size_t)N * I, 256), 256, 0, CS(stream), (bf16 *)h, (const bf16 *)gu, N, I);
 }
 
 __global__ void add_bias_kernel(float *x, const float *b, int N, int C) {

@@ -9,7 +9,8 @@
 #      (hf_ref.py build): our logits vs transformers' (float32 reference),
 #      then teacher forcing of 256 x 400 tokens, ours (`bench_gpu teacher`,
 #      attention on tensor cores; the expert once more with LR_GPU_TCATT=0,
-#      the row MODEL-tcatt0) vs transformers (hf_ref.py ref); if
+#      the row MODEL-tcatt0, and with LR_GPU_GU16=1, MODEL-gu16, also in
+#      the largest batch's decode) vs transformers (hf_ref.py ref); if
 #      transformers cannot build a shape,
 #      lr-mkmodel makes it for our timing alone (LR_GPU_NO_TORCH=1 takes that
 #      path on purpose);
@@ -265,18 +266,26 @@ declare -A MKSHAPE=(
     [tiny-1.5b]="--hidden 256 --inter 384 --layers 2 --heads 2 --kv-heads 1 --untied --rope-theta 1e4")
 TRAIN_SHAPE=${MKSHAPE[$TRAIN_SHAPE_NAME]}
 # greedy decode at batch 1, 64 and 256 (generate mode's compact list per
-# step): tok/s and % of the memory-bandwidth roofline
+# step): tok/s and % of the memory-bandwidth roofline; for the expert, the
+# largest batch once more with LR_GPU_GU16=1 (bf16 gate/up GEMM outputs),
+# the row MODEL-gu16
 decode_stages() {
     local b
     for b in $DECODE_B; do
         # shellcheck disable=SC2086
         stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" --profile "$1" --batch "$b" $DECODE
     done
+    [ "$2" = "${SHAPES%% *}" ] || return 0
+    b=${DECODE_B##* }
+    ln -sfn "$1" "$1-gu16"
+    # shellcheck disable=SC2086
+    stage "decode_${2}_gu16_b$b" 60 env LR_GPU_GU16=1 "$GBIN/bench_gpu" decode --device "$DEV" --profile "$1-gu16" --batch "$b" $DECODE
 }
 # teacher forcing (prefill-shaped calls: attention on tensor cores), and for
 # the expert (the first shape) once more with LR_GPU_TCATT=0 (the FMA
-# attention kernel), through a link named MODEL-tcatt0 so that the table
-# shows it as a row of its own beside the first
+# attention kernel) and once with LR_GPU_GU16=1 (bf16 gate/up outputs),
+# through links named MODEL-tcatt0 and MODEL-gu16 so that the table shows
+# each as a row of its own beside the first
 teacher_stages() {
     # shellcheck disable=SC2086
     stage "teacher_$2" 120 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$1" $TEACH
@@ -284,6 +293,9 @@ teacher_stages() {
     ln -sfn "$1" "$1-tcatt0"
     # shellcheck disable=SC2086
     stage "teacher_${2}_tcatt0" 120 env LR_GPU_TCATT=0 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$1-tcatt0" $TEACH
+    ln -sfn "$1" "$1-gu16"
+    # shellcheck disable=SC2086
+    stage "teacher_${2}_gu16" 120 env LR_GPU_GU16=1 "$GBIN/bench_gpu" teacher --device "$DEV" --profile "$1-gu16" $TEACH
 }
 for s in $SHAPES; do
     d=$WORK/hf/$s
