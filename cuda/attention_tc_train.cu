@@ -49,6 +49,7 @@
 #include "common.cuh"
 #include "backward.h"
 #include "train_forward.h"
+#include "smem_optin.cuh"
 #include "tc_softmax.cuh"
 
 namespace wm = nvcuda::wmma;
@@ -58,7 +59,6 @@ namespace wm = nvcuda::wmma;
 #define BT_THREADS 128 /* 4 warps of 16 lanes (dq) or 16 keys (dkv) */
 #define BT_MAX_HD 128
 #define BT_PAD 8       /* bf16 elements (16 bytes) of padding per shared row */
-#define BT_MAX_DEVS 64 /* devices whose shared-memory opt-in is remembered */
 
 /* Shared memory layout for head dim HD, offsets in bytes from the
  * (128-aligned) base; dkv: with P, dK and dV, dq: with dQ in dk's place.
@@ -390,13 +390,8 @@ int k_attention_tc_f32(float *out, const float *q, const float *kc, const float 
     if (!attb_tc_serves(NH, NKV, HD) || Tmax < 1 || NKV > 65535) return -1;
     if (N < 1 || ntiles < 1) return 0;
     size_t sf = bt_fwd_layout(HD).bytes;
-    static size_t opted[BT_MAX_DEVS]; /* as k_attention_backward_tc's */
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = BT_MAX_DEVS;
-    if ((dev >= BT_MAX_DEVS || sf > opted[dev]) &&
-        cudaFuncSetAttribute(att_tc_f32_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sf) == cudaSuccess &&
-        dev < BT_MAX_DEVS)
-        opted[dev] = sf;
+    static size_t opted[SMEM_OPTIN_DEVS];
+    smem_optin(att_tc_f32_kernel, sf, opted);
     LAUNCH(att_tc_f32_kernel, dim3(ntiles, NKV), BT_THREADS, sf, (cudaStream_t)stream, out, q, kc, vc, pos, tiles, rows,
            NH, NKV, HD, Tmax);
     return 0;
@@ -440,16 +435,9 @@ int k_attention_backward_tc(float *dq, float *dkc, float *dvc, float *stats, con
     if (!attb_tc_serves(NH, NKV, HD) || B < 1 || B > 65535 || Tmax < 1 || NKV > 65535) return -1;
     if (N < 1 || ntiles < 1) return 0;
     size_t sq = bt_layout(HD, false).bytes, sk = bt_layout(HD, true).bytes;
-    /* The most shared memory opted in so far, per device (the attribute
-     * belongs to the device current at the call), as k_attention_tc. */
-    static size_t opted[BT_MAX_DEVS];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = BT_MAX_DEVS;
-    if ((dev >= BT_MAX_DEVS || sk > opted[dev]) &&
-        cudaFuncSetAttribute(attb_tc_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sq) == cudaSuccess &&
-        cudaFuncSetAttribute(attb_tc_dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sk) == cudaSuccess &&
-        dev < BT_MAX_DEVS)
-        opted[dev] = sk;
+    static size_t opted_q[SMEM_OPTIN_DEVS], opted_k[SMEM_OPTIN_DEVS];
+    smem_optin(attb_tc_dq_kernel, sq, opted_q);
+    smem_optin(attb_tc_dkv_kernel, sk, opted_k);
     cudaStream_t st = (cudaStream_t)stream;
     LAUNCH(attb_tc_dq_kernel, dim3(ntiles, NKV), BT_THREADS, sq, st, dq, stats, dout, q, kc, vc, pos, tiles, rows, N,
            NH, NKV, HD, Tmax);
