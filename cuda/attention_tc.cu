@@ -187,7 +187,7 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
         /* online softmax of row qi over keys h, h + 2, ... (32 of them) */
         float *srow = Ss + qi * L.sld;
         bf16 *prow = Ps + qi * L.pld;
-        tc_softmax_step(srow, prow, Os + qi * L.old, h, nkb * 16, k0, last_key, scale, HD, &m, &l);
+        tc_softmax_step(srow, prow, Os + qi * L.old, h, nkb * 16, k0, last_key, scale, HD, &m, &l, NULL);
         __syncwarp();
 
         /* O_w += P_w V over the key blocks the warp sees */
