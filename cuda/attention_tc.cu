@@ -49,6 +49,7 @@
 #include "common.cuh"
 #include "kernels.h"
 #include "kvpage.cuh"
+#include "smem_optin.cuh"
 #include "tc_softmax.cuh"
 
 namespace wm = nvcuda::wmma;
@@ -58,7 +59,6 @@ namespace wm = nvcuda::wmma;
 #define TC_WARPS (TC_TQ / 16)
 #define TC_THREADS (TC_WARPS * 32)
 #define TC_PER (ATT_TC_MAX_HD / 16) /* 16-byte pieces of a K (and of a V) tile per thread, at most: TC_TK * HD / 8 / TC_THREADS */
-#define TC_MAX_DEVS 64 /* devices whose shared-memory opt-in k_attention_tc remembers (more: it opts in at every launch) */
 #define TC_PAD 8 /* bf16 elements (16 bytes) of padding per shared row */
 
 /* The first of key rows k0 .. k0 + TC_TK - 1 of KV head kvh of `slot` in a
@@ -187,7 +187,7 @@ attention_tc_kernel(bf16 *out, const float *q, const bf16 *kc, const bf16 *vc, c
         /* online softmax of row qi over keys h, h + 2, ... (32 of them) */
         float *srow = Ss + qi * L.sld;
         bf16 *prow = Ps + qi * L.pld;
-        tc_softmax_step(srow, prow, Os + qi * L.old, h, nkb * 16, k0, last_key, scale, HD, &m, &l);
+        tc_softmax_step(srow, prow, Os + qi * L.old, h, nkb * 16, k0, last_key, scale, HD, &m, &l, NULL);
         __syncwarp();
 
         /* O_w += P_w V over the key blocks the warp sees */
@@ -240,16 +240,8 @@ void k_attention_tc(uint16_t *out, const float *q, const uint16_t *kc, const uin
                     int ntiles, int NH, int NKV, int HD, kv_pages kv, void *stream) {
     if (ntiles < 1) return;
     size_t smem = att_tc_smem(HD);
-    /* The most shared memory opted in so far, per device: the attribute
-     * (needed beyond 48 KiB) belongs to the device current at the call, so
-     * a process that moves to another device opts in again there. */
-    static size_t opted[TC_MAX_DEVS];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = TC_MAX_DEVS;
-    if ((dev >= TC_MAX_DEVS || smem > opted[dev]) &&
-        cudaFuncSetAttribute(attention_tc_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) == cudaSuccess &&
-        dev < TC_MAX_DEVS)
-        opted[dev] = smem;
+    static size_t opted[SMEM_OPTIN_DEVS];
+    smem_optin(attention_tc_kernel, smem, opted);
     LAUNCH(attention_tc_kernel, dim3(ntiles, NKV), TC_THREADS, smem, (cudaStream_t)stream, (bf16 *)out, q,
            (const bf16 *)kc, (const bf16 *)vc, tiles, NH, NKV, HD, kv);
 }

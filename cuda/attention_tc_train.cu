@@ -15,19 +15,26 @@
  * positions. A block is 4 warps; each warp owns 16 query lanes (the dq
  * kernel) or 16 keys (the dk/dv kernel) and, once the block has staged
  * its operands, works alone with only __syncwarp between its steps.
- *   dq   one block per (query tile, KV head). Pass 1 over the key tiles:
- *        S = Q K^T and dP = dO V^T, an online rescaled sum gives each
- *        lane's lse and delta = sum_t p_t dp_t (in float, p unrounded:
- *        no dependence on the forward's output), written to stats. Pass
- *        2 recomputes S and dP, P = exp(S / sqrt(HD) - lse), dS = P (dP -
- *        delta) / sqrt(HD) rounded to bf16, and dQ += dS K.
+ *   dq   one block per (query tile, KV head). Each lane's lse and
+ *        delta = sum_t p_t dp_t first: given the forward's lse and output
+ *        O (the trainer's case), lse as it is and delta = dO . O
+ *        (FlashAttention-2: sum_t p_t (dO . V_t) = dO . sum_t p_t V_t),
+ *        one HD-long dot; without them pass 0 over the key tiles, S = Q
+ *        K^T and dP = dO V^T and an online rescaled sum (in float, p
+ *        unrounded). Then pass 1 (the only one with the forward's): S and
+ *        dP, P = exp(S / sqrt(HD) - lse), dS = P (dP - delta) / sqrt(HD)
+ *        rounded to bf16, and dQ += dS K; lse and delta go to stats.
+ *        Products a (query tile, key tile): 3 (S, dP, dQ), 5 with pass 0.
  *   dkv  one block per (key tile, KV head, slot), after dq: over the
  *        slot's query tiles that reach the key tile, S^T = K Q^T and dP^T
  *        = V dO^T for the warp's 16 keys, P and dS from the stats (both
- *        rounded to bf16 as operands), dV += P^T dO, dK += dS^T Q.
+ *        rounded to bf16 as operands), dV += P^T dO, dK += dS^T Q: 4
+ *        products a (query tile, key tile).
  *   fwd  one block per (query tile, KV head), attention_tc.cu's loop over
  *        the float32 cache: S = Q K^T, the online softmax (P rounded to
- *        bf16, l summing the rounded values), O += P V, out = O / l.
+ *        bf16, l summing the rounded values), O += P V, out = O / l; for
+ *        the backward, lse = m + log of the sum of P unrounded (as the
+ *        backward's pass 0 would find it).
  * Each output row has one writer (a query lane of one dq block, a key of
  * one dkv block) and the sums run in a fixed order: no atomics, the same
  * bits on every run.
@@ -49,6 +56,7 @@
 #include "common.cuh"
 #include "backward.h"
 #include "train_forward.h"
+#include "smem_optin.cuh"
 #include "tc_softmax.cuh"
 
 namespace wm = nvcuda::wmma;
@@ -58,7 +66,6 @@ namespace wm = nvcuda::wmma;
 #define BT_THREADS 128 /* 4 warps of 16 lanes (dq) or 16 keys (dkv) */
 #define BT_MAX_HD 128
 #define BT_PAD 8       /* bf16 elements (16 bytes) of padding per shared row */
-#define BT_MAX_DEVS 64 /* devices whose shared-memory opt-in is remembered */
 
 /* Shared memory layout for head dim HD, offsets in bytes from the
  * (128-aligned) base; dkv: with P, dK and dV, dq: with dQ in dk's place.
@@ -199,8 +206,8 @@ static __host__ __device__ inline bt_fwd_smem bt_fwd_layout(int HD) {
 }
 
 __global__ void __launch_bounds__(BT_THREADS)
-att_tc_f32_kernel(float *out, const float *q, const float *kc, const float *vc, const int *pos, const attb_tile *tiles,
-                  const int *rows, int NH, int NKV, int HD, int Tmax) {
+att_tc_f32_kernel(float *out, float *lse, const float *q, const float *kc, const float *vc, const int *pos,
+                  const attb_tile *tiles, const int *rows, int NH, int NKV, int HD, int Tmax) {
     BT_SMEM(smem);
     const bt_fwd_smem L = bt_fwd_layout(HD);
     bf16 *Qs = (bf16 *)(smem + L.q), *Ks = (bf16 *)(smem + L.k), *Vs = (bf16 *)(smem + L.v), *Ps = (bf16 *)(smem + L.p);
@@ -219,7 +226,7 @@ att_tc_f32_kernel(float *out, const float *q, const float *kc, const float *vc, 
     const int warp_last = warp_max(last_key);
     float *srow = Ss + qi * L.sld;
     bf16 *prow = Ps + qi * L.pld;
-    float m = -INFINITY, l = 0.0f;
+    float m = -INFINITY, l = 0.0f, lx = 0.0f; /* lx: the sum of P unrounded, for lse */
     for (int k0 = 0; k0 < klen; k0 += BT_TK) {
         __syncthreads(); /* every warp done with the previous tile */
         bt_stage_keys(Ks, Vs, kc + base, vc + base, k0, klen, HD, L.ld);
@@ -229,11 +236,12 @@ att_tc_f32_kernel(float *out, const float *q, const float *kc, const float *vc, 
         bt_abt(Ss + warp * 16 * L.sld, NULL, L.sld, Qs + warp * 16 * L.ld, Ks, NULL, NULL, nkb, HD, L.ld);
         __syncwarp();
         /* online softmax of lane qi over keys hh, hh + 2, ... */
-        tc_softmax_step(srow, prow, Os + qi * L.old, hh, nkb * 16, k0, last_key, scale, HD, &m, &l);
+        tc_softmax_step(srow, prow, Os + qi * L.old, hh, nkb * 16, k0, last_key, scale, HD, &m, &l, lse ? &lx : NULL);
         __syncwarp();
         bt_acc_pb(Os + warp * 16 * L.old, L.old, Ps + warp * 16 * L.pld, L.pld, Vs, L.ld, nkb, HD);
     }
     if (hh == 0) Inv[qi] = qi < nq ? 1.0f / l : 0.0f;
+    if (lse && hh == 0 && qi < nq) lse[(size_t)rows[t.first + qi / G] * NH + kvh * G + qi % G] = m + logf(lx);
     __syncthreads();
     for (int i = threadIdx.x; i < nq * HD; i += BT_THREADS) {
         int qo = i / HD, d = i % HD;
@@ -242,8 +250,9 @@ att_tc_f32_kernel(float *out, const float *q, const float *kc, const float *vc, 
 }
 
 __global__ void __launch_bounds__(BT_THREADS)
-attb_tc_dq_kernel(float *dq, float *stats, const float *dout, const float *q, const float *kc, const float *vc,
-                  const int *pos, const attb_tile *tiles, const int *rows, int N, int NH, int NKV, int HD, int Tmax) {
+attb_tc_dq_kernel(float *dq, float *stats, const float *flse, const bf16 *o, const float *dout, const float *q,
+                  const float *kc, const float *vc, const int *pos, const attb_tile *tiles, const int *rows, int N,
+                  int NH, int NKV, int HD, int Tmax) {
     BT_SMEM(smem);
     const bt_smem L = bt_layout(HD, false);
     bf16 *Qs = (bf16 *)(smem + L.q), *Os = (bf16 *)(smem + L.o), *Ks = (bf16 *)(smem + L.k), *Vs = (bf16 *)(smem + L.v);
@@ -264,7 +273,18 @@ attb_tc_dq_kernel(float *dq, float *stats, const float *dout, const float *q, co
     const bf16 *Qw = Qs + warp * 16 * L.ld, *Ow = Os + warp * 16 * L.ld;
     float *srow = Ss + qi * L.sld, *drow = DPs + qi * L.sld;
     float m = -INFINITY, l = 0.0f, pd = 0.0f, lse = 0.0f, delta = 0.0f;
-    for (int pass = 0; pass < 2; pass++) {
+    if (flse) { /* the forward's lse, and delta = dO . O (padding lanes: 0, 0), the lane's two threads on alternate
+                 * elements; then pass 1 only */
+        float s = 0.0f;
+        if (qi < nq) {
+            const int n = rows[t.first + qi / G], h = kvh * G + qi % G;
+            const size_t at = (size_t)n * QD + (size_t)h * HD;
+            for (int d = hh; d < HD; d += 2) s += dout[at + d] * bf2f(o[at + d]);
+            lse = flse[(size_t)n * NH + h];
+        }
+        delta = s + __shfl_xor_sync(0xffffffffu, s, 1);
+    }
+    for (int pass = flse ? 1 : 0; pass < 2; pass++) {
         for (int k0 = 0; k0 < klen; k0 += BT_TK) {
             __syncthreads(); /* every warp done with the previous tile */
             bt_stage_keys(Ks, Vs, kc + base, vc + base, k0, klen, HD, L.ld);
@@ -384,21 +404,16 @@ size_t attb_tc_smem(int HD) {
     return a > b ? (a > f ? a : f) : (b > f ? b : f);
 }
 
-int k_attention_tc_f32(float *out, const float *q, const float *kc, const float *vc, const int *pos,
+int k_attention_tc_f32(float *out, float *lse, const float *q, const float *kc, const float *vc, const int *pos,
                        const attb_tile *tiles, int ntiles, const int *rows, int N, int NH, int NKV, int HD, int Tmax,
                        void *stream) {
     if (!attb_tc_serves(NH, NKV, HD) || Tmax < 1 || NKV > 65535) return -1;
     if (N < 1 || ntiles < 1) return 0;
     size_t sf = bt_fwd_layout(HD).bytes;
-    static size_t opted[BT_MAX_DEVS]; /* as k_attention_backward_tc's */
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = BT_MAX_DEVS;
-    if ((dev >= BT_MAX_DEVS || sf > opted[dev]) &&
-        cudaFuncSetAttribute(att_tc_f32_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sf) == cudaSuccess &&
-        dev < BT_MAX_DEVS)
-        opted[dev] = sf;
-    LAUNCH(att_tc_f32_kernel, dim3(ntiles, NKV), BT_THREADS, sf, (cudaStream_t)stream, out, q, kc, vc, pos, tiles, rows,
-           NH, NKV, HD, Tmax);
+    static size_t opted[SMEM_OPTIN_DEVS];
+    smem_optin(att_tc_f32_kernel, sf, opted);
+    LAUNCH(att_tc_f32_kernel, dim3(ntiles, NKV), BT_THREADS, sf, (cudaStream_t)stream, out, lse, q, kc, vc, pos, tiles,
+           rows, NH, NKV, HD, Tmax);
     return 0;
 }
 
@@ -433,26 +448,19 @@ int attb_tc_tiles(attb_tile *tiles, int *rows, int *sfirst, const int *seq, cons
     return nt;
 }
 
-int k_attention_backward_tc(float *dq, float *dkc, float *dvc, float *stats, const float *dout, const float *q,
-                            const float *kc, const float *vc, const int *pos, const attb_tile *tiles, int ntiles,
-                            const int *rows, const int *sfirst, int N, int NH, int NKV, int HD, int B, int Tmax,
-                            void *stream) {
-    if (!attb_tc_serves(NH, NKV, HD) || B < 1 || B > 65535 || Tmax < 1 || NKV > 65535) return -1;
+int k_attention_backward_tc(float *dq, float *dkc, float *dvc, float *stats, const float *lse, const uint16_t *o,
+                            const float *dout, const float *q, const float *kc, const float *vc, const int *pos,
+                            const attb_tile *tiles, int ntiles, const int *rows, const int *sfirst, int N, int NH,
+                            int NKV, int HD, int B, int Tmax, void *stream) {
+    if (!attb_tc_serves(NH, NKV, HD) || B < 1 || B > 65535 || Tmax < 1 || NKV > 65535 || (lse && !o)) return -1;
     if (N < 1 || ntiles < 1) return 0;
     size_t sq = bt_layout(HD, false).bytes, sk = bt_layout(HD, true).bytes;
-    /* The most shared memory opted in so far, per device (the attribute
-     * belongs to the device current at the call), as k_attention_tc. */
-    static size_t opted[BT_MAX_DEVS];
-    int dev = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || dev < 0) dev = BT_MAX_DEVS;
-    if ((dev >= BT_MAX_DEVS || sk > opted[dev]) &&
-        cudaFuncSetAttribute(attb_tc_dq_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sq) == cudaSuccess &&
-        cudaFuncSetAttribute(attb_tc_dkv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sk) == cudaSuccess &&
-        dev < BT_MAX_DEVS)
-        opted[dev] = sk;
+    static size_t opted_q[SMEM_OPTIN_DEVS], opted_k[SMEM_OPTIN_DEVS];
+    smem_optin(attb_tc_dq_kernel, sq, opted_q);
+    smem_optin(attb_tc_dkv_kernel, sk, opted_k);
     cudaStream_t st = (cudaStream_t)stream;
-    LAUNCH(attb_tc_dq_kernel, dim3(ntiles, NKV), BT_THREADS, sq, st, dq, stats, dout, q, kc, vc, pos, tiles, rows, N,
-           NH, NKV, HD, Tmax);
+    LAUNCH(attb_tc_dq_kernel, dim3(ntiles, NKV), BT_THREADS, sq, st, dq, stats, lse, (const bf16 *)o, dout, q, kc, vc, pos,
+           tiles, rows, N, NH, NKV, HD, Tmax);
     LAUNCH(attb_tc_dkv_kernel, dim3(cdiv((size_t)Tmax, BT_TK), NKV, B), BT_THREADS, sk, st, dkc, dvc, stats, dout, q,
            kc, vc, pos, tiles, rows, sfirst, N, NH, NKV, HD, Tmax);
     return 0;

@@ -21,6 +21,7 @@
 #define LR_CUDA_BACKWARD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -96,10 +97,16 @@ size_t attb_tc_smem(int HD);
  * the tiles, slot b's being sfirst[b] .. sfirst[b+1]-1 (sfirst: B + 1).
  * seq in [0, B). Returns the count. */
 int attb_tc_tiles(attb_tile *tiles, int *rows, int *sfirst, const int *seq, const int *pos, int N, int B, int G);
-int k_attention_backward_tc(float *dq, float *dkc, float *dvc, float *stats, const float *dout, const float *q,
-                            const float *kc, const float *vc, const int *pos, const attb_tile *tiles, int ntiles,
-                            const int *rows, const int *sfirst, int N, int NH, int NKV, int HD, int B, int Tmax,
-                            void *stream);
+/* lse, o: the forward's (train_forward.h k_attention_tc_f32) log-sum-exp
+ * (N * NH, [n * NH + h]) and output rounded to bf16 (raw bits, (N,
+ * NH*HD)) for these rows, or lse NULL (o unused): with them the dq kernel
+ * takes lse as it is and delta = dout . o per (row, head) and makes one
+ * pass over the keys; without, it first recomputes both from the scores,
+ * a second pass. stats as k_attention_backward's either way. */
+int k_attention_backward_tc(float *dq, float *dkc, float *dvc, float *stats, const float *lse, const uint16_t *o,
+                            const float *dout, const float *q, const float *kc, const float *vc, const int *pos,
+                            const attb_tile *tiles, int ntiles, const int *rows, const int *sfirst, int N, int NH,
+                            int NKV, int HD, int B, int Tmax, void *stream);
 
 /* The backward of storing each row's k and v into the cache: dk, dv (N,
  * NKV*HD) = dkc, dvc (B, NKV, Tmax, HD) at (seq[n], pos[n]), OVERWRITTEN;

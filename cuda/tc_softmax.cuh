@@ -13,21 +13,27 @@
  * exp(S scale - m) rounded to bf16, the operand P V needs, 0 where masked;
  * orow: the row's O, rescaled by exp(m_old - m); *m, *l: the running max
  * and the sum of the rounded P, so the output O / l is a convex combination
- * of V rows. A row that sees no key yet keeps m = -inf and P = 0. */
+ * of V rows. A row that sees no key yet keeps m = -inf and P = 0.
+ * *lx, unless lx is NULL: the running sum of P unrounded, so that m +
+ * log(*lx) is the row's log-sum-exp as the float32 reference has it (the
+ * trainer's forward hands it to the backward, whose P = exp(s - lse) is
+ * unrounded). */
 static __device__ __forceinline__ void tc_softmax_step(const float *srow, bf16 *prow, float *orow, int h, int nk,
-                                                       int k0, int last_key, float scale, int HD, float *m, float *l) {
+                                                       int k0, int last_key, float scale, int HD, float *m, float *l,
+                                                       float *lx) {
     float mt = -INFINITY;
     for (int c = h; c < nk; c += 2)
         if (k0 + c <= last_key) mt = fmaxf(mt, srow[c] * scale);
     mt = fmaxf(mt, __shfl_xor_sync(0xffffffffu, mt, 1));
     const float mn = fmaxf(*m, mt);
-    float corr = 1.0f, psum = 0.0f;
+    float corr = 1.0f, psum = 0.0f, xsum = 0.0f;
     if (mn > -INFINITY) {
         corr = expf(*m - mn); /* m = -inf (the first visible tile): 0, and O and l are 0 */
         for (int c = h; c < nk; c += 2) {
-            bf16 p = f2bf(k0 + c <= last_key ? expf(srow[c] * scale - mn) : 0.0f);
+            float e = k0 + c <= last_key ? expf(srow[c] * scale - mn) : 0.0f;
+            bf16 p = f2bf(e);
             prow[c] = p;
-            psum += bf2f(p);
+            psum += bf2f(p), xsum += e;
         }
         *m = mn;
     } else {
@@ -35,6 +41,10 @@ static __device__ __forceinline__ void tc_softmax_step(const float *srow, bf16 *
     }
     psum += __shfl_xor_sync(0xffffffffu, psum, 1);
     *l = *l * corr + psum;
+    if (lx) { /* warp-uniform */
+        xsum += __shfl_xor_sync(0xffffffffu, xsum, 1);
+        *lx = *lx * corr + xsum;
+    }
     for (int d = h; d < HD; d += 2) orow[d] *= corr;
 }
 #endif

@@ -53,6 +53,7 @@ extern "C" {
 typedef struct {
     float *x_in, *ln1, *r1, *q, *k, *v, *att, *x_mid, *ln2, *r2, *gate, *up, *h;
     uint16_t *ln1h, *atth, *ln2h, *hh; // bf16: ln1, att, ln2, h kept as bf16 only (the float32 ones NULL)
+    float *lse; // tcatt: (M, NH) the attention forward's log-sum-exp, which the backward reads with atth
     float *u[LORA_NMOD]; // (M, r) A drop(inp) of each adapted module, NULL otherwise
 } tlayer;
 
@@ -267,7 +268,13 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
     size_t M = (size_t)maxN, C = (size_t)c->C, I = (size_t)c->I, QD = (size_t)c->NH * c->HD, KD = (size_t)c->NKV * c->HD;
     size_t r = (size_t)g->r, nmod = 0;
     for (int k = 0; k < LORA_NMOD; k++) nmod += g->adapted[k];
-    size_t per_layer = M * (4 * C + 2 + 2 * QD + 2 * KD + 3 * I + nmod * r);
+    if (g->bf16 && env_on("LR_GPU_TCATT", 1) && attb_tc_serves(c->NH, c->NKV, c->HD)) {
+        cudaDeviceProp prop;
+        g->tcatt = cudaGetDeviceProperties(&prop, lr_cuda_dev) == cudaSuccess &&
+                   prop.sharedMemPerBlockOptin >= attb_tc_smem(c->HD);
+    }
+    /* tcatt: the attention's lse, NH floats a row */
+    size_t per_layer = M * (4 * C + 2 + 2 * QD + 2 * KD + 3 * I + nmod * r + (g->tcatt ? (size_t)c->NH : 0));
     /* bf16: ln1, att, ln2 and h are read only by base-weight products and
      * the LoRA terms, so they are kept in bf16 alone */
     size_t per_layer16 = g->bf16 ? M * (2 * C + QD + I) : 0;
@@ -278,11 +285,6 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
                 (size_t)BWD_COLSUM_PARTS * imax3(c->C, (int)QD, c->I);
     size_t cr16 = g->bf16 ? (M * maxic + g->chunk_rows * V) * sizeof(uint16_t) : 0;
     size_t keep = (L * per_layer + M * (3 * C + 1) + 2 * L * g->kvl) * sizeof(float) + L * per_layer16 * sizeof(uint16_t);
-    if (g->bf16 && env_on("LR_GPU_TCATT", 1) && attb_tc_serves(c->NH, c->NKV, c->HD)) {
-        cudaDeviceProp prop;
-        g->tcatt = cudaGetDeviceProperties(&prop, lr_cuda_dev) == cudaSuccess &&
-                   prop.sharedMemPerBlockOptin >= attb_tc_smem(c->HD);
-    }
     size_t tbytes = g->tcatt ? M * (sizeof(attb_tile) + sizeof(int)) + ((size_t)B + 1) * sizeof(int) : 0;
     size_t other = (nb + g->chunk_rows * (C + V)) * sizeof(float) + cr16 + 6 * M * sizeof(int) + tbytes;
     if ((rc = choose_recompute(g, o, keep, other))) return rc;
@@ -316,6 +318,7 @@ static int init(gpu_trn *g, const model *m, const lora *lo, const gtrn_opts *o) 
         TAKE_KEPT(t->ln2, t->ln2h, M * C);
         TAKE(t->r2, M), TAKE(t->gate, M * I), TAKE(t->up, M * I);
         TAKE_KEPT(t->h, t->hh, M * I);
+        if (g->tcatt) TAKE(t->lse, M * c->NH);
         for (int k = 0; k < LORA_NMOD; k++)
             if (g->adapted[k]) TAKE(t->u[k], M * r);
     }
@@ -540,7 +543,7 @@ static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, cons
     k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
     k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
     if (g->tcatt) /* served: init checked the shape */
-        k_attention_tc_f32(KEEP(t->att), t->q, kc, vc, g->apos, g->tiles, g->ntiles, g->trows, N, NH, NKV, HD, g->Tmax, NULL);
+        k_attention_tc_f32(KEEP(t->att), t->lse, t->q, kc, vc, g->apos, g->tiles, g->ntiles, g->trows, N, NH, NKV, HD, g->Tmax, NULL);
     else k_attention_f32(KEEP(t->att), t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
     kept16(g, t->atth, (size_t)N * QD);
     TRY(lin_forward(g, l, LORA_O, N, g->tmp, PJ(wo, lQC, t->att, t->atth), AT(w->bo, lC), QD, C, drop, seed));
@@ -581,8 +584,10 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     CK(cudaMemset(g->dq, 0, M * QD * fb));
     CK(cudaMemset(g->dkc, 0, g->kvl * fb));
     CK(cudaMemset(g->dvc, 0, g->kvl * fb));
-    int arc = g->tcatt ? k_attention_backward_tc(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->apos, g->tiles,
-                                                 g->ntiles, g->trows, g->tsfirst, N, NH, NKV, HD, g->B, g->Tmax, NULL)
+    /* tcatt: from the forward's lse and output (kept, or remade just now) */
+    int arc = g->tcatt ? k_attention_backward_tc(g->dq, g->dkc, g->dvc, g->stats, t->lse, t->atth, g->datt, t->q, kc, vc,
+                                                 g->apos, g->tiles, g->ntiles, g->trows, g->tsfirst, N, NH, NKV, HD,
+                                                 g->B, g->Tmax, NULL)
                        : k_attention_backward(g->dq, g->dkc, g->dvc, g->stats, g->datt, t->q, kc, vc, g->seq, g->apos, N, NH,
                                               NKV, HD, g->B, g->Tmax, NULL);
     if (arc)

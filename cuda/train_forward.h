@@ -45,9 +45,12 @@ void k_attention_f32(float *out, const float *q, const float *kc, const float *v
  * errors). Rows in the backward's query tiles (backward.h attb_tc_tiles
  * over the same seq and apos; tiles and rows are device copies), the
  * shapes attb_tc_serves accepts, attb_tc_smem(HD) bytes of shared memory
- * a block at most. OVERWRITES out. Returns 0, or -1 (nothing launched)
- * outside the limits. */
-int k_attention_tc_f32(float *out, const float *q, const float *kc, const float *vc, const int *apos,
+ * a block at most. OVERWRITES out, and unless lse is NULL lse (N * NH):
+ * each (row, head)'s log-sum-exp of its scaled scores at [n * NH + h], of
+ * P unrounded (as k_attention_backward's stats), for
+ * k_attention_backward_tc. Returns 0, or -1 (nothing launched) outside the
+ * limits. */
+int k_attention_tc_f32(float *out, float *lse, const float *q, const float *kc, const float *vc, const int *apos,
                        const attb_tile *tiles, int ntiles, const int *rows, int N, int NH, int NKV, int HD, int Tmax,
                        void *stream);
 /* swiglu_forward: h (n) = silu(gate) * up. */

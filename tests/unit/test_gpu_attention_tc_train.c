@@ -20,7 +20,13 @@
  * moves results by O(1) relative, far past that. The stats (lse, delta)
  * are bounded likewise against the reference's own stats. Rows no query
  * reaches must come back bit for bit. The forward is bounded the same way
- * (it rounds q, the cache and P). */
+ * (it rounds q, the cache and P); its lse sums P unrounded, so it must be
+ * the reference's on the bf16 inputs to 1e-5 as the backward's stats are.
+ * The backward runs twice: on its own (two passes over the keys, lse and
+ * delta recomputed), and in one pass from the forward's lse and its output
+ * rounded to bf16 (as the trainer keeps it), delta = dO . O; the latter
+ * under the same 3 e_in against the float32 reference, delta included
+ * (O carries the forward's bf16 error, so no 1e-5 for it). */
 #include "check.h"
 #include "randf.h"
 
@@ -57,10 +63,12 @@ typedef struct {
     float *dq, *dk, *dv, *stats;
 } grads;
 
-/* One backward from the same starting gradients; tc: the tensor-core one */
-static grads run(int tc, const float *q, const float *go, const float *kc, const float *vc, const float *dq0,
-                 const float *dk0, const float *dv0, const int *seq, const int *pos, int N, int NH, int NKV, int HD,
-                 int B, int Tmax) {
+/* One backward from the same starting gradients; tc: the tensor-core one,
+ * in one pass from the forward's lse and bf16 output o16 (N * NH, and N x
+ * NH*HD) unless lse is NULL */
+static grads run(int tc, const float *lse, const uint16_t *o16, const float *q, const float *go, const float *kc,
+                 const float *vc, const float *dq0, const float *dk0, const float *dv0, const int *seq, const int *pos,
+                 int N, int NH, int NKV, int HD, int B, int Tmax) {
     size_t nq = (size_t)N * NH * HD, csz = (size_t)B * NKV * Tmax * HD, ns = (size_t)2 * N * NH;
     grads g = {fcopy(dq0, nq), fcopy(dk0, csz), fcopy(dv0, csz), calloc(ns, sizeof(float))};
     float *ddq = up(g.dq, nq * 4), *ddk = up(g.dk, csz * 4), *ddv = up(g.dv, csz * 4), *dst = up(g.stats, ns * 4);
@@ -72,9 +80,11 @@ static grads run(int tc, const float *q, const float *go, const float *kc, const
         int *rows = malloc((size_t)N * sizeof *rows), *sfirst = malloc((size_t)(B + 1) * sizeof *sfirst);
         int nt = attb_tc_tiles(tiles, rows, sfirst, seq, pos, N, B, NH / NKV);
         void *dt = up(tiles, (size_t)nt * sizeof *tiles), *dr = up(rows, (size_t)N * 4), *dsf = up(sfirst, (size_t)(B + 1) * 4);
-        rc = k_attention_backward_tc(ddq, ddk, ddv, dst, dgo, dqq, dkc, dvc, dpos, dt, nt, dr, dsf, N, NH, NKV, HD, B,
-                                     Tmax, NULL);
-        dev_free(dt), dev_free(dr), dev_free(dsf);
+        float *dl = lse ? up(lse, (size_t)N * NH * 4) : NULL;
+        uint16_t *dob = lse ? up(o16, nq * 2) : NULL;
+        rc = k_attention_backward_tc(ddq, ddk, ddv, dst, dl, dob, dgo, dqq, dkc, dvc, dpos, dt, nt, dr, dsf, N, NH, NKV,
+                                     HD, B, Tmax, NULL);
+        dev_free(dt), dev_free(dr), dev_free(dsf), dev_free(dl), dev_free(dob);
         free(tiles), free(rows), free(sfirst);
     } else
         rc = k_attention_backward(ddq, ddk, ddv, dst, dgo, dqq, dkc, dvc, dseq, dpos, N, NH, NKV, HD, B, Tmax, NULL);
@@ -83,8 +93,9 @@ static grads run(int tc, const float *q, const float *go, const float *kc, const
     dev_free(dgo), dev_free(dqq), dev_free(dkc), dev_free(dvc), dev_free(dpos), dev_free(dseq);
     return g;
 }
-/* The forward's output (N, NH*HD), from a random start it must overwrite */
-static float *fwd(int tc, const float *q, const float *kc, const float *vc, const int *seq, const int *pos, int N, int NH,
+/* The forward's output (N, NH*HD), from a random start it must overwrite;
+ * tc with lse: its lse too (N * NH, likewise) */
+static float *fwd(int tc, float *lse, const float *q, const float *kc, const float *vc, const int *seq, const int *pos, int N, int NH,
                   int NKV, int HD, int B, int Tmax) {
     size_t nq = (size_t)N * NH * HD, csz = (size_t)B * NKV * Tmax * HD;
     float *out = frand(nq, 100);
@@ -95,7 +106,14 @@ static float *fwd(int tc, const float *q, const float *kc, const float *vc, cons
         int *rows = malloc((size_t)N * sizeof *rows), *sfirst = malloc((size_t)(B + 1) * sizeof *sfirst);
         int nt = attb_tc_tiles(tiles, rows, sfirst, seq, pos, N, B, NH / NKV);
         void *dt = up(tiles, (size_t)nt * sizeof *tiles), *dr = up(rows, (size_t)N * 4);
-        rc = k_attention_tc_f32(dout, dqq, dkc, dvc, dpos, dt, nt, dr, N, NH, NKV, HD, Tmax, NULL);
+        float *dl = NULL;
+        if (lse) {
+            float *r = frand((size_t)N * NH, 100);
+            dl = up(r, (size_t)N * NH * 4);
+            free(r);
+        }
+        rc = k_attention_tc_f32(dout, dl, dqq, dkc, dvc, dpos, dt, nt, dr, N, NH, NKV, HD, Tmax, NULL);
+        if (lse) down(lse, dl, (size_t)N * NH * 4);
         dev_free(dt), dev_free(dr);
         free(tiles), free(rows), free(sfirst);
     } else
@@ -132,10 +150,10 @@ static void test_case(int NH, int NKV, int HD, int long0, int single) {
     float *dq0 = frand(nq, 1), *dk0 = frand(csz, 1), *dv0 = frand(csz, 1);
     float *qb = fround(q, nq), *gob = fround(go, nq), *kcb = fround(kc, csz), *vcb = fround(vc, csz);
     clock_t c0 = clock();
-    grads r = run(0, q, go, kc, vc, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
-    grads rb = run(0, qb, gob, kcb, vcb, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
+    grads r = run(0, NULL, NULL, q, go, kc, vc, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
+    grads rb = run(0, NULL, NULL, qb, gob, kcb, vcb, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
     clock_t c1 = clock();
-    grads t = run(1, q, go, kc, vc, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
+    grads t = run(1, NULL, NULL, q, go, kc, vc, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
     clock_t c2 = clock();
     size_t ns = (size_t)N * NH;
     double in[5] = {check_delta_err(rb.dq, r.dq, dq0, nq), check_delta_err(rb.dk, r.dk, dk0, csz), check_delta_err(rb.dv, r.dv, dv0, csz),
@@ -160,14 +178,54 @@ static void test_case(int NH, int NKV, int HD, int long0, int single) {
     for (size_t i = 0; i < csz; i++)
         if (r.dk[i] == dk0[i] && r.dv[i] == dv0[i]) bad += t.dk[i] != dk0[i] || t.dv[i] != dv0[i];
     CHECKF(bad == 0, "attention tc NH %d NKV %d HD %d: %zu unreached cache values changed", NH, NKV, HD, bad);
-    grads_free(&r), grads_free(&rb), grads_free(&t);
-    /* the forward */
-    float *o = fwd(0, q, kc, vc, seq, pos, N, NH, NKV, HD, B, Tmax), *ob = fwd(0, qb, kcb, vcb, seq, pos, N, NH, NKV, HD, B, Tmax);
-    float *ot = fwd(1, q, kc, vc, seq, pos, N, NH, NKV, HD, B, Tmax);
+    grads_free(&t);
+    /* the forward, with its lse */
+    float *o = fwd(0, NULL, q, kc, vc, seq, pos, N, NH, NKV, HD, B, Tmax);
+    float *ob = fwd(0, NULL, qb, kcb, vcb, seq, pos, N, NH, NKV, HD, B, Tmax);
+    float *lse = malloc(ns * sizeof *lse), *ot = fwd(1, lse, q, kc, vc, seq, pos, N, NH, NKV, HD, B, Tmax);
     double fin = check_rel_err(ob, o, nq), ftc = check_rel_err(ot, o, nq);
-    fprintf(stderr, "attention forward tc NH %d NKV %d HD %d N %d: out %.2e (in %.2e)\n", NH, NKV, HD, N, ftc, fin);
+    double fl = check_rel_err(lse, r.stats, ns), flb = check_rel_err(lse, rb.stats, ns);
+    fprintf(stderr, "attention forward tc NH %d NKV %d HD %d N %d: out %.2e (in %.2e) lse %.2e (in %.2e; %.2e vs bf16 inputs)\n",
+            NH, NKV, HD, N, ftc, fin, fl, in[3], flb);
     CHECKF(ftc <= TC_MULT * fin && fin < 0.05, "attention forward tc NH %d NKV %d HD %d N %d: %g, bf16 inputs move it by %g",
            NH, NKV, HD, N, ftc, fin);
+    /* its lse sums P unrounded: the reference's on the same bf16 inputs, float32 rounding apart */
+    CHECKF(flb < 1e-5 && fl <= TC_MULT * in[3], "attention forward tc NH %d NKV %d HD %d N %d: lse %g (%g vs bf16 inputs)",
+           NH, NKV, HD, N, fl, flb);
+    /* delta = dO . O from the forward's O: float32 or rounded to bf16 (the
+     * trainer keeps the latter), against the reference's sum_t p_t dp_t */
+    uint16_t *o16 = malloc(nq * sizeof *o16);
+    float *df = malloc(ns * sizeof *df), *dh = malloc(ns * sizeof *dh);
+    for (size_t i = 0; i < nq; i++) o16[i] = st_f32_to_bf16(ot[i]);
+    for (size_t i = 0; i < ns; i++) {
+        double a = 0.0, b = 0.0;
+        for (int d = 0; d < HD; d++) {
+            size_t at = i * HD + d; /* (n, h) at n * NH + h: row n's head h */
+            a += (double)go[at] * ot[at], b += (double)go[at] * st_bf16_to_f32(o16[i * HD + d]);
+        }
+        df[i] = (float)a, dh[i] = (float)b;
+    }
+    /* the one-pass backward from them */
+    clock_t c3 = clock();
+    grads u = run(1, lse, o16, q, go, kc, vc, dq0, dk0, dv0, seq, pos, N, NH, NKV, HD, B, Tmax);
+    clock_t c4 = clock();
+    double one[5] = {check_delta_err(u.dq, r.dq, dq0, nq), check_delta_err(u.dk, r.dk, dk0, csz), check_delta_err(u.dv, r.dv, dv0, csz),
+                     check_rel_err(u.stats, r.stats, ns), check_rel_err(u.stats + ns, r.stats + ns, ns)};
+    fprintf(stderr, "attention tc one pass NH %d NKV %d HD %d N %d (%.1f s): delta from O f32 %.2e, bf16 %.2e;", NH, NKV,
+            HD, N, (double)(c4 - c3) / CLOCKS_PER_SEC, check_rel_err(df, r.stats + ns, ns), check_rel_err(dh, r.stats + ns, ns));
+    for (int i = 0; i < 5; i++) fprintf(stderr, " %s %.2e", name[i], one[i]);
+    fprintf(stderr, "\n");
+    for (int i = 0; i < 5; i++)
+        CHECKF(one[i] <= TC_MULT * in[i], "attention tc one pass NH %d NKV %d HD %d N %d: %s %g, bf16 inputs move it by %g",
+               NH, NKV, HD, N, name[i], one[i], in[i]);
+    CHECKF(check_rel_err(u.stats, lse, ns) == 0.0, "attention tc one pass NH %d NKV %d HD %d N %d: stats' lse is not the forward's",
+           NH, NKV, HD, N);
+    bad = 0;
+    for (size_t i = 0; i < csz; i++)
+        if (r.dk[i] == dk0[i] && r.dv[i] == dv0[i]) bad += u.dk[i] != dk0[i] || u.dv[i] != dv0[i];
+    CHECKF(bad == 0, "attention tc one pass NH %d NKV %d HD %d: %zu unreached cache values changed", NH, NKV, HD, bad);
+    grads_free(&r), grads_free(&rb), grads_free(&u);
+    free(lse), free(o16), free(df), free(dh);
     free(o), free(ob), free(ot);
     free(q), free(go), free(kc), free(vc), free(dq0), free(dk0), free(dv0), free(qb), free(gob), free(kcb), free(vcb);
 }
@@ -201,8 +259,10 @@ static void test_limits(void) {
     float x = 0;
     int s = 0;
     attb_tile t = {0, 1, 0, 0};
-    CHECK(k_attention_backward_tc(&x, &x, &x, &x, &x, &x, &x, &x, &s, &t, 1, &s, &s, 1, 2, 1, 12, 1, 8, NULL) == -1);
-    CHECK(k_attention_tc_f32(&x, &x, &x, &x, &s, &t, 1, &s, 1, 2, 1, 12, 8, NULL) == -1);
+    CHECK(k_attention_backward_tc(&x, &x, &x, &x, NULL, NULL, &x, &x, &x, &x, &s, &t, 1, &s, &s, 1, 2, 1, 12, 1, 8, NULL) == -1);
+    CHECK(k_attention_backward_tc(&x, &x, &x, &x, &x, NULL, &x, &x, &x, &x, &s, &t, 1, &s, &s, 1, 2, 1, 16, 1, 8, NULL) ==
+          -1); /* lse without o */
+    CHECK(k_attention_tc_f32(&x, NULL, &x, &x, &x, &s, &t, 1, &s, 1, 2, 1, 12, 8, NULL) == -1);
 }
 
 int main(void) {

@@ -98,10 +98,12 @@ static void memory(model *m, const lora *lo0, int prec) {
     gpu_trn_mem(r, &wr, &ar);
     CHECK(!gpu_trn_recomputes(k, &need, &budget) && gpu_trn_recomputes(r, NULL, NULL));
     /* one layer's activations (as fwd_layer_acts, the LoRA terms' u); under
-     * bf16 ln1, att, ln2 and h at 2 bytes; each recomputed layer keeps its
-     * input x_in (M, C) */
+     * bf16 ln1, att, ln2 and h at 2 bytes, and the tensor-core attention's
+     * lse (M, NH); each recomputed layer keeps its input x_in (M, C) */
     size_t f32 = M * (4 * C + 2 + 2 * QD + 2 * KD + 3 * I + nmod * (size_t)lo0->r), h16 = 0;
+    const char *tc = getenv("LR_GPU_TCATT");
     if (prec == GTRN_BF16) h16 = M * (2 * C + QD + I), f32 -= h16;
+    if (prec == GTRN_BF16 && (!tc || !*tc || strcmp(tc, "0"))) f32 += M * c->NH; /* the tensor-core attention's lse */
     size_t saved = (L - 1) * ((f32 - M * C) * 4 + h16 * 2);
     fprintf(stderr, "%s memory: activations kept %zu bytes, recomputed %zu (%.3f); saved %zu, computed %zu; weights %zu %zu; keeping needs %zu of %zu free\n",
             pname(prec), ak, ar, (double)ar / ak, ak - ar, saved, wk, wr, need, budget);
