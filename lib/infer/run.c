@@ -176,9 +176,10 @@ static int generate_static(inf_run *r, prob_source *s, lrs_writer *w, int layout
  * into *first and shares the longest prefix that at least half of them
  * start with, short of each one's last token (gen_common_prefix; whichever
  * prompts they are: an odd first prompt does not turn sharing off).
- * gen_sched_prefix keeps its whole pages, and only prompts longer than
- * them that start with them use them; the problems are admitted in order
- * afterwards. One stderr line says what is shared. */
+ * gen_sched_prefix keeps it (cuda: its whole pages; cpu: all of it), and
+ * only prompts longer than what is kept that start with it use it; the
+ * problems are admitted in order afterwards. One stderr line says what is
+ * shared. */
 static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, long *seen, gen_problem ***first,
                         int *nfirst, int *end) {
     int W = r->o.batch < RUN_PREFIX_WINDOW ? r->o.batch : RUN_PREFIX_WINDOW, rc = 0, n = 0;
@@ -200,12 +201,14 @@ static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, l
     free(tok), free(len);
     size_t kept = 0;
     if (lcp && (rc = gen_sched_prefix(r->g, sc, f[anchor]->prompt, lcp, &kept))) return rc;
-    if (kept) {
+    if (kept && r->g->e->dev == ENG_CUDA) {
         gpu_kv_info k;
         eng_pages(r->g->e, &k);
         fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n",
                 lr_progname, kept, k.shared, n, lcp);
-    }
+    } else if (kept) /* no pages on cpu: each sharing slot starts on a copy */
+        fprintf(stderr, "%s: shared prefix: %zu tokens, copied into each slot that shares it (half the first %d "
+                "prompts share %zu)\n", lr_progname, kept, n, lcp);
     return 0;
 }
 
@@ -228,7 +231,7 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
     long seen = 0;
     gen_problem **first = NULL; /* the first window, read ahead for the shared prefix, then admitted in order */
     int nfirst = 0, ifirst = 0;
-    if (o->shared_prefix && g->e->dev == ENG_CUDA) rc = share_prefix(r, s, layout, &sc, &seen, &first, &nfirst, &end);
+    if (o->shared_prefix) rc = share_prefix(r, s, layout, &sc, &seen, &first, &nfirst, &end);
     size_t held = 0, held_max = o->ahead_bytes ? o->ahead_bytes : RUN_AHEAD_BYTES;
     uint64_t tokens0 = g->tokens;
     while (!rc) {
