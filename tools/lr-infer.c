@@ -361,6 +361,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s), %llu forward passes\n",
                 lr_progname, run.written, (unsigned long long)run.prog.tokens, dt, dt > 0 ? run.prog.tokens / dt : 0.0,
                 (unsigned long long)g.calls);
+        run_report_prefix(&run);
         if (dev == ENG_CUDA && !o.follow && !o.static_batches)
             fprintf(stderr, "%s: at most %d problems live at once, %ld preemptions\n", lr_progname, run.peak_live,
                     run.preemptions);

@@ -178,8 +178,8 @@ static int generate_static(inf_run *r, prob_source *s, lrs_writer *w, int layout
  * prompts they are: an odd first prompt does not turn sharing off).
  * gen_sched_prefix keeps it (cuda: its whole pages; cpu: all of it), and
  * only prompts longer than what is kept that start with it use it; the
- * problems are admitted in order afterwards. One stderr line says what is
- * shared. */
+ * problems are admitted in order afterwards; r->prefix notes what is
+ * shared (run_report_prefix). */
 static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, long *seen, gen_problem ***first,
                         int *nfirst, int *end) {
     int W = r->o.batch < RUN_PREFIX_WINDOW ? r->o.batch : RUN_PREFIX_WINDOW, rc = 0, n = 0;
@@ -201,15 +201,22 @@ static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, l
     free(tok), free(len);
     size_t kept = 0;
     if (lcp && (rc = gen_sched_prefix(r->g, sc, f[anchor]->prompt, lcp, &kept))) return rc;
-    if (kept && r->g->e->dev == ENG_CUDA) {
+    if (kept) {
         gpu_kv_info k;
         eng_pages(r->g->e, &k);
-        fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n",
-                lr_progname, kept, k.shared, n, lcp);
-    } else if (kept) /* no pages on cpu: each sharing slot starts on a copy */
-        fprintf(stderr, "%s: shared prefix: %zu tokens, copied into each slot that shares it (half the first %d "
-                "prompts share %zu)\n", lr_progname, kept, n, lcp);
+        r->prefix.kept = kept, r->prefix.lcp = lcp, r->prefix.pages = k.shared, r->prefix.window = n;
+    }
     return 0;
+}
+
+void run_report_prefix(const inf_run *r) {
+    if (!r->prefix.kept) return;
+    if (r->g->e->dev == ENG_CUDA)
+        fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n", lr_progname,
+                r->prefix.kept, r->prefix.pages, r->prefix.window, r->prefix.lcp);
+    else /* no pages on cpu: each sharing slot starts on a copy */
+        fprintf(stderr, "%s: shared prefix: %zu tokens, copied into each slot that shares it (half the first %d "
+                "prompts share %zu)\n", lr_progname, r->prefix.kept, r->prefix.window, r->prefix.lcp);
 }
 
 /* Continuous batching: the window holds the problems read and not yet
