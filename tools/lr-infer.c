@@ -129,12 +129,13 @@ static void usage(FILE *f) {
         "                         >= --max-context: one page a slot. --kv-pages and\n"
         "                         --kv-page change speed and memory; the records only\n"
         "                         by rounding where a small pool preempts\n"
-        "  --no-shared-prefix     cuda, continuous generation: compute every prompt whole.\n"
+        "  --no-shared-prefix     continuous generation: compute every prompt whole.\n"
         "                         By default the longest start that at least half of\n"
-        "                         the first --batch prompts (at most 64) share, in\n"
-        "                         whole KV pages, is computed once and its pages shared\n"
-        "                         by every prompt that starts with it (one stderr line\n"
-        "                         says so); the records differ only by float rounding\n"
+        "                         the first --batch prompts (at most 64) share is\n"
+        "                         computed once and every prompt that starts with it\n"
+        "                         runs on it (cuda: its whole KV pages, shared; cpu: a\n"
+        "                         copy of its keys and values); one stderr line says\n"
+        "                         so. The records differ only by float rounding\n"
         "  --batching MODE        generate: continuous (default): a finished problem's\n"
         "                         place goes to the next one at the next forward pass;\n"
         "                         static: --batch problems at a time, each batch running\n"
@@ -360,6 +361,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %ld problems written, %llu tokens in %.2f s (%.1f tok/s), %llu forward passes\n",
                 lr_progname, run.written, (unsigned long long)run.prog.tokens, dt, dt > 0 ? run.prog.tokens / dt : 0.0,
                 (unsigned long long)g.calls);
+        run_report_prefix(&run);
         if (dev == ENG_CUDA && !o.follow && !o.static_batches)
             fprintf(stderr, "%s: at most %d problems live at once, %ld preemptions\n", lr_progname, run.peak_live,
                     run.preemptions);

@@ -37,6 +37,8 @@ typedef struct {
     int heap_cap;
     smp_scratch smp;       /* ENG_CPU: sampling scratch, made on first use */
     int tmax;              /* positions per slot */
+    float *pre_k, *pre_v;  /* ENG_CPU: the shared prefix's keys and values (fwd_save_prefix), or NULL */
+    int npre;              /* ENG_CPU: its positions */
 } engine;
 
 /* "cpu", "cuda" or "auto" (cuda when a GPU is present, else cpu). */
@@ -70,13 +72,18 @@ void eng_pages(const engine *e, gpu_kv_info *k);
 int eng_pages_more(const engine *e, int b, int len);
 int eng_pages_join(const engine *e, int len, int shared);
 
-/* The shared prompt prefix, computed once (cuda only; docs/CUDA.md):
- * eng_prefix_keep turns slot b's cache, just filled with the prefix's
- * tokens, into the prefix (its whole pages; slot b is emptied) and returns
- * the positions kept, 0 when none (the cpu backend, under one page, or a
- * pool too small to hold a full context beside it). eng_prefix_attach
- * starts empty slot b on it (length = the prefix's); eng_prefix_drop gives
- * its pages back once no slot holds them. */
+/* The shared prompt prefix, computed once (docs/CUDA.md "The shared
+ * prompt prefix"): eng_prefix_keep turns slot b's cache, just filled with
+ * the prefix's tokens, into the prefix (slot b is emptied) and returns the
+ * positions kept, 0 when none: one prefix at a time; on cuda its whole
+ * pages, none under one page or when the pool could not hold a full
+ * context beside them; on cpu all of it, copied out of the cache.
+ * eng_prefix_attach starts empty slot b on it (length = the prefix's; cpu:
+ * a copy of its keys and values); eng_prefix_drop gives it back (cuda: its
+ * pages, once no slot holds them). eng_prefix_min: the shortest prefix
+ * worth keeping, so that a scheduler runs none shorter (cuda: one page;
+ * cpu: 1, see engine.c). */
+int eng_prefix_min(const engine *e);
 int eng_prefix_keep(engine *e, int b);
 void eng_prefix_attach(engine *e, int b);
 void eng_prefix_drop(engine *e);

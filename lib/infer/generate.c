@@ -303,9 +303,8 @@ void gen_sched_init(gen_sched *s, gen_ctx *c, int B, size_t prefill_rows) {
 
 int gen_sched_prefix(gen_ctx *c, gen_sched *s, const int32_t *tok, size_t n, size_t *kept) {
     *kept = 0;
-    gpu_kv_info k;
-    eng_pages(c->e, &k);
-    if (s->prefix || s->nlive || n < (size_t)k.page || n > (size_t)eng_tmax(c->e)) return 0; /* not one page */
+    if (s->prefix || s->nlive || n < (size_t)eng_prefix_min(c->e) || n > (size_t)eng_tmax(c->e))
+        return 0; /* too short to keep (cuda: under one page): run nothing */
     if (n > s->cap) {
         s->cap = n;
         s->tok = xrealloc(s->tok, s->cap * sizeof *s->tok);

@@ -16,7 +16,7 @@
  *     are preempted (their pages freed) and later re-prefilled from prompt
  *     + the tokens they already produced, before any new problem joins
  *     (gen_sched_prefix: prompts that start with a shared prefix run on
- *     its pages, computed once, and feed only their own rows). A
+ *     it, computed once, and feed only their own rows). A
  *     problem's tokens and lists are the static loop's (the same rows
  *     through the same model; only the float rounding of a different batch,
  *     or of a re-prefill, may differ, ~1e-6);
@@ -127,7 +127,7 @@ typedef struct {
     int *dn;                   // (B) pages slot b's next decode row takes (0 unless live and prefilled)
     int dneed;                 /* their sum: kept as slots grow and vacate */
     int32_t *prefix;           /* the shared prompt prefix (gen_sched_prefix), NULL: none */
-    size_t nprefix;            /* its tokens: whole KV pages */
+    size_t nprefix;            /* its tokens (cuda: whole KV pages) */
     long shared_joins;         /* admissions (re-admissions too) that ran on it */
     long order;                /* the next admission's number */
     long preemptions;          /* problems preempted so far */
@@ -145,13 +145,14 @@ typedef struct {
 void gen_sched_init(gen_sched *s, gen_ctx *g, int B, size_t prefill_rows);
 void gen_sched_free(gen_sched *s);
 /* The shared prompt prefix, computed once: tok[0..n) are prefilled in one
- * call (slots empty) and the engine keeps their whole pages
- * (eng_prefix_keep). From then on a problem whose prompt is longer than the
+ * call (slots empty; none when n is under eng_prefix_min) and the engine
+ * keeps them (eng_prefix_keep: cuda their whole pages, cpu a copy of
+ * their keys and values). From then on a problem whose prompt is longer than the
  * kept prefix and starts with it joins on it: only its own rows run (from
  * the prefix's length on) and only its own pages count, for admission and
  * preemption alike; other problems run as before. *kept: the tokens kept,
- * 0 when the engine keeps none (then nothing changes). The prefix's pages
- * go back at gen_sched_free. Returns an LR_E* code on an engine error. */
+ * 0 when the engine keeps none (then nothing changes). The prefix goes
+ * back at gen_sched_free. Returns an LR_E* code on an engine error. */
 int gen_sched_prefix(gen_ctx *g, gen_sched *s, const int32_t *tok, size_t n, size_t *kept);
 /* The prefix rule: the longest token run that at least ceil(n/2) of the n
  * prompts start with, each of them past it (a prompt's last token always

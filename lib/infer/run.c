@@ -176,9 +176,10 @@ static int generate_static(inf_run *r, prob_source *s, lrs_writer *w, int layout
  * into *first and shares the longest prefix that at least half of them
  * start with, short of each one's last token (gen_common_prefix; whichever
  * prompts they are: an odd first prompt does not turn sharing off).
- * gen_sched_prefix keeps its whole pages, and only prompts longer than
- * them that start with them use them; the problems are admitted in order
- * afterwards. One stderr line says what is shared. */
+ * gen_sched_prefix keeps it (cuda: its whole pages; cpu: all of it), and
+ * only prompts longer than what is kept that start with it use it; the
+ * problems are admitted in order afterwards; r->prefix notes what is
+ * shared (run_report_prefix). */
 static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, long *seen, gen_problem ***first,
                         int *nfirst, int *end) {
     int W = r->o.batch < RUN_PREFIX_WINDOW ? r->o.batch : RUN_PREFIX_WINDOW, rc = 0, n = 0;
@@ -203,10 +204,19 @@ static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, l
     if (kept) {
         gpu_kv_info k;
         eng_pages(r->g->e, &k);
-        fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n",
-                lr_progname, kept, k.shared, n, lcp);
+        r->prefix.kept = kept, r->prefix.lcp = lcp, r->prefix.pages = k.shared, r->prefix.window = n;
     }
     return 0;
+}
+
+void run_report_prefix(const inf_run *r) {
+    if (!r->prefix.kept) return;
+    if (r->g->e->dev == ENG_CUDA)
+        fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n", lr_progname,
+                r->prefix.kept, r->prefix.pages, r->prefix.window, r->prefix.lcp);
+    else /* no pages on cpu: each sharing slot starts on a copy */
+        fprintf(stderr, "%s: shared prefix: %zu tokens, copied into each slot that shares it (half the first %d "
+                "prompts share %zu)\n", lr_progname, r->prefix.kept, r->prefix.window, r->prefix.lcp);
 }
 
 /* Continuous batching: the window holds the problems read and not yet
@@ -228,7 +238,7 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
     long seen = 0;
     gen_problem **first = NULL; /* the first window, read ahead for the shared prefix, then admitted in order */
     int nfirst = 0, ifirst = 0;
-    if (o->shared_prefix && g->e->dev == ENG_CUDA) rc = share_prefix(r, s, layout, &sc, &seen, &first, &nfirst, &end);
+    if (o->shared_prefix) rc = share_prefix(r, s, layout, &sc, &seen, &first, &nfirst, &end);
     size_t held = 0, held_max = o->ahead_bytes ? o->ahead_bytes : RUN_AHEAD_BYTES;
     uint64_t tokens0 = g->tokens;
     while (!rc) {

@@ -60,6 +60,9 @@ typedef struct {
     int peak;                  /* continuous: most problems held at once (live + finished) */
     int peak_live;             /* continuous: most problems live at once (gen_sched) */
     long preemptions;          /* continuous: problems preempted for KV pages (gen_sched) */
+    /* continuous: the shared prompt prefix kept (share_prefix; kept 0: none): its tokens, the pages it holds
+     * (cuda), the first window's prompts and the start half of them share; run_report_prefix prints it */
+    struct { size_t kept, lcp; int pages, window; } prefix;
     lr_progress prog;
 } inf_run;
 
@@ -67,6 +70,10 @@ typedef struct {
 #define RUN_PREFIX_WINDOW 64
 
 void run_init(inf_run *r, const run_opts *o, gen_ctx *g, const tok_t *tok);
+/* The stderr line "shared prefix: N tokens, ..." when one was kept, else
+ * nothing; printed with the summary of a run that succeeded, so that a
+ * failed one still says only what failed. */
+void run_report_prefix(const inf_run *r);
 void run_free(inf_run *r);
 /* lrs_resume's on_record: notes the idx of every record already written. */
 int run_note_done(const msgpack_object *rec, void *r);

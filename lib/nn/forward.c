@@ -88,6 +88,35 @@ void fwd_reset(fwd *f, int b) {
     else if (b < f->B) f->len[b] = 0;
 }
 
+/* Where block (l, h) of a saved prefix lies in the cache: positions
+ * 0..n-1 of slot b's (l, h) block; the prefix's own block is number
+ * l * NKV + h, of n * HD floats. */
+static size_t prefix_at(const fwd *f, int b, int l, int h) {
+    const mcfg *c = &f->m->cfg;
+    return (((size_t)l * f->B + b) * c->NKV + h) * (size_t)f->Tmax * c->HD;
+}
+
+void fwd_save_prefix(const fwd *f, int b, int n, float *k, float *v) {
+    const mcfg *c = &f->m->cfg;
+    size_t blk = (size_t)n * c->HD;
+    for (int l = 0, i = 0; l < c->L; l++)
+        for (int h = 0; h < c->NKV; h++, i++) {
+            memcpy(k + i * blk, f->kc + prefix_at(f, b, l, h), blk * sizeof(float));
+            memcpy(v + i * blk, f->vc + prefix_at(f, b, l, h), blk * sizeof(float));
+        }
+}
+
+void fwd_load_prefix(fwd *f, int b, int n, const float *k, const float *v) {
+    const mcfg *c = &f->m->cfg;
+    size_t blk = (size_t)n * c->HD;
+    for (int l = 0, i = 0; l < c->L; l++)
+        for (int h = 0; h < c->NKV; h++, i++) {
+            memcpy(f->kc + prefix_at(f, b, l, h), k + i * blk, blk * sizeof(float));
+            memcpy(f->vc + prefix_at(f, b, l, h), v + i * blk, blk * sizeof(float));
+        }
+    f->len[b] = n;
+}
+
 void fwd_set_lora(fwd *f, const lora *lo) {
     const mcfg *c = &f->m->cfg;
     free(f->u_mem);

@@ -108,6 +108,15 @@ int fwd_init(fwd *f, const model *m, int B, int Tmax, int max_tokens, int keep_a
 void fwd_free(fwd *f);
 /* Empties slot b (or every slot when b < 0). */
 void fwd_reset(fwd *f, int b);
+/* A prompt prefix's keys and values outside the cache, laid out (L, NKV,
+ * n, HD) (one block of n positions per layer and head: a slot's first n
+ * positions are contiguous there too). fwd_save_prefix copies slot b's
+ * first n positions (n <= len[b]) into k and v; fwd_load_prefix copies
+ * them into empty slot b and sets len[b] = n, so its next rows run from
+ * position n as if the prefix's had run in the slot: keys and values
+ * depend only on the tokens and positions before them. */
+void fwd_save_prefix(const fwd *f, int b, int n, float *k, float *v);
+void fwd_load_prefix(fwd *f, int b, int n, const float *k, const float *v);
 /* Adds lo's adapters (shaped for this model: lora_alloc on its config) to
  * every later run, or removes them (lo NULL). lo is read, not copied: its
  * parameters may change between runs (training). */
