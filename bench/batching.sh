@@ -26,8 +26,12 @@ printf '| batching | problems | tokens | forward passes | wall s | tok/s (wall) 
 printf '|---|---|---|---|---|---|---|---|\n'
 for mode in static continuous; do
     rm -f $d/$mode.lrs
-    OPENBLAS_NUM_THREADS=$TH /usr/bin/time -f 'cpu %U %S' bin/lr-infer "${RUN[@]}" --batching $mode -o $d/$mode.lrs \
-        2> $d/$mode.err
+    # continuous batching alone: without --no-shared-prefix it would also compute the prompts' common start
+    # ("Question ") once, which static batches do not
+    share=()
+    [ $mode = continuous ] && share=(--no-shared-prefix)
+    OPENBLAS_NUM_THREADS=$TH /usr/bin/time -f 'cpu %U %S' bin/lr-infer "${RUN[@]}" --batching $mode "${share[@]}" \
+        -o $d/$mode.lrs 2> $d/$mode.err
     tok=$(sed -n 's/.*problems written, \([0-9]*\) tokens in.*/\1/p' $d/$mode.err)
     wall=$(sed -n 's/.*tokens in \([0-9.]*\) s.*/\1/p' $d/$mode.err)
     passes=$(sed -n 's/.* \([0-9]*\) forward passes$/\1/p' $d/$mode.err)
