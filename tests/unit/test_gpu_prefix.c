@@ -27,6 +27,7 @@
 #include <string.h>
 
 enum { TMAX = 256, NP = 8, MAXNEW = 12, HEAD = 176 };
+#include "gen_outcome.h"
 
 static char tmpdir[] = "/tmp/lr-gpuprefix-XXXXXX";
 
@@ -74,19 +75,6 @@ static void allocator(const model *m) {
     eng_free(&e);
 }
 
-typedef struct {
-    int32_t tok[NP][MAXNEW];
-    float *lp[NP];  /* every step's list of log-probs, concatenated */
-    size_t nlp[NP];
-    int T[NP];
-    long preemptions, shared_joins;
-    size_t kept;
-} outcome;
-
-static void outcome_free(outcome *o) {
-    for (int i = 0; i < NP; i++) free(o->lp[i]);
-}
-
 /* NP problems: 0..4 a HEAD-token header + 8..12 own tokens, 5 and 6 their
  * own prompts, 7 the header's first `whole` tokens only. prefix: the
  * tokens offered to gen_sched_prefix (0: none). free_end: the free pages
@@ -115,45 +103,15 @@ static outcome generate(engine *e, int V, int prefix, int whole, int *free_end) 
     outcome o;
     memset(&o, 0, sizeof o);
     int rc = prefix ? gen_sched_prefix(&g, &s, head, (size_t)prefix, &o.kept) : 0;
-    int next = 0;
-    while (!rc && (next < NP || gen_busy(&s))) {
-        while (next < NP && gen_can_admit(&s, &ps[next])) gen_admit(&s, &ps[next++]);
-        rc = gen_step(&g, &s);
-    }
+    if (!rc) rc = run_all(&g, &s, ps);
     CHECKF(rc == 0, "%s", lr_errmsg());
     *free_end = pages(e).free;
-    o.preemptions = s.preemptions, o.shared_joins = s.shared_joins;
-    for (int i = 0; i < NP; i++) {
-        CHECK(gen_done(&ps[i]) && !ps[i].failed);
-        CHECK(!ps[i].shared || i < 5); /* problem 7 (the kept header only) and 5, 6 never share */
-        o.T[i] = (int)ps[i].T;
-        memcpy(o.tok[i], ps[i].tokens, ps[i].T * sizeof(int32_t));
-        o.nlp[i] = ps[i].nids;
-        o.lp[i] = malloc((ps[i].nids + 1) * sizeof(float));
-        memcpy(o.lp[i], ps[i].lp, ps[i].nids * sizeof(float));
-        gen_problem_clear(&ps[i]);
-    }
+    outcome_take(&o, ps, &s);
+    for (int i = 0; i < NP; i++) CHECK(!o.shared[i] || i < 5); /* problem 7 (the kept header only) and 5, 6 never share */
     free(ps);
     gen_sched_free(&s);
     gen_free(&g);
     return o;
-}
-
-/* Problems whose tokens differ; *worst: the largest log-prob difference
- * over the steps both lists cover alike (same tokens so far). */
-static int differing(const outcome *a, const outcome *b, double *worst) {
-    int d = 0;
-    *worst = 0;
-    for (int i = 0; i < NP; i++) {
-        int same = a->T[i] == b->T[i] && !memcmp(a->tok[i], b->tok[i], (size_t)a->T[i] * sizeof(int32_t));
-        d += !same;
-        if (!same || a->nlp[i] != b->nlp[i]) continue;
-        for (size_t j = 0; j < a->nlp[i]; j++) {
-            double x = fabs((double)a->lp[i][j] - b->lp[i][j]);
-            if (x > *worst) *worst = x;
-        }
-    }
-    return d;
 }
 
 static void generation(const model *m, int tc) {

@@ -29,6 +29,7 @@
 #include <string.h>
 
 enum { TMAX = 128, SLOTS = 4, NP = 9, MAXNEW = 10, HEAD = 40 };
+#include "gen_outcome.h"
 
 static char tmpdir[] = "/tmp/lr-prefixcpu-XXXXXX";
 
@@ -125,19 +126,6 @@ static void engine_level(const model *m) {
     eng_free(&e);
 }
 
-typedef struct {
-    int32_t tok[NP][MAXNEW];
-    float *lp[NP]; /* every step's list of log-probs, concatenated */
-    size_t nlp[NP];
-    int T[NP], shared[NP];
-    long shared_joins;
-    size_t kept;
-} outcome;
-
-static void outcome_free(outcome *o) {
-    for (int i = 0; i < NP; i++) free(o->lp[i]);
-}
-
 /* NP problems: 1..5 a HEAD-token header + 3..7 own tokens, 0 and 6 their
  * own prompts (0 first: it overwrites slot 0, where the prefix was
  * computed), 7 the header + 1 token, 8 the header only. prefix: the
@@ -167,49 +155,15 @@ static outcome generate(engine *e, int V, int prefix) {
     outcome o;
     memset(&o, 0, sizeof o);
     int rc = prefix ? gen_sched_prefix(&g, &s, head, (size_t)prefix, &o.kept) : 0;
-    int next = 0;
-    while (!rc && (next < NP || gen_busy(&s))) {
-        while (next < NP && gen_can_admit(&s, &ps[next])) gen_admit(&s, &ps[next++]);
-        rc = gen_step(&g, &s);
-    }
+    if (!rc) rc = run_all(&g, &s, ps);
     CHECKF(rc == 0, "%s", lr_errmsg());
     CHECK(free_pages(e) == SLOTS && (e->npre == (int)o.kept));
-    o.shared_joins = s.shared_joins;
-    for (int i = 0; i < NP; i++) {
-        CHECK(gen_done(&ps[i]) && !ps[i].failed);
-        o.shared[i] = ps[i].shared;
-        o.T[i] = (int)ps[i].T;
-        memcpy(o.tok[i], ps[i].tokens, ps[i].T * sizeof(int32_t));
-        o.nlp[i] = ps[i].nids;
-        o.lp[i] = malloc((ps[i].nids + 1) * sizeof(float));
-        memcpy(o.lp[i], ps[i].lp, ps[i].nids * sizeof(float));
-        gen_problem_clear(&ps[i]);
-    }
+    outcome_take(&o, ps, &s);
     free(ps);
     gen_sched_free(&s);
     CHECK(e->npre == 0); /* dropped with the scheduler */
     gen_free(&g);
     return o;
-}
-
-/* Problems whose tokens differ; *worst: the largest log-prob difference
- * over the problems whose tokens and lists are alike. */
-static int differing(const outcome *a, const outcome *b, double *worst) {
-    int d = 0;
-    *worst = 0;
-    for (int i = 0; i < NP; i++) {
-        int same = a->T[i] == b->T[i] && !memcmp(a->tok[i], b->tok[i], (size_t)a->T[i] * sizeof(int32_t));
-        d += !same;
-        if (!same || a->nlp[i] != b->nlp[i]) {
-            *worst = INFINITY;
-            continue;
-        }
-        for (size_t j = 0; j < a->nlp[i]; j++) {
-            double x = fabs((double)a->lp[i][j] - b->lp[i][j]);
-            if (x > *worst) *worst = x;
-        }
-    }
-    return d;
 }
 
 static void generation(const model *m) {
