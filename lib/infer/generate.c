@@ -232,7 +232,53 @@ int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
  * rows 0..T-2; they are fed as a prompt chunk, then chunks of CH tokens per
  * problem, so that at most n * CH rows are wanted at once. Each wanted row
  * gathers this model's log-probs of the followed list of its step. */
-int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
+/* One call of tok[0..n) in slot b, its last row wanted (a call must want
+ * one; its results are dropped, and with sampling no stream is drawn). */
+static int prefill_rows(gen_ctx *c, int b, const int32_t *tok, size_t n, int *rt, int *rs, unsigned char *want) {
+    for (size_t i = 0; i < n; i++) rt[i] = tok[i], rs[i] = b, want[i] = i + 1 == n;
+    ensure_res(c, 1, 0);
+    if (c->o.sample) c->uni[0] = 0.5;
+    eng_req q = make_req(c, 0);
+    return run_rows(c, (int)n, rt, rs, want, &q);
+}
+
+/* gen_follow's shared prefix: from[b], the prompt rows of slot b already in
+ * its cache (the prefix attached), 0 for the others; *kept, the tokens kept
+ * (0: none, nothing attached). Returns the engine's code. */
+static int follow_prefix(gen_ctx *c, gen_problem *ps, int n, size_t *from, int *rt, int *rs, unsigned char *want,
+                         long *kept_out) {
+    const int32_t **tok = xmalloc((size_t)n * sizeof *tok);
+    size_t *len = xmalloc((size_t)n * sizeof *len);
+    int *slot = xmalloc((size_t)n * sizeof *slot), m = 0, anchor = 0;
+    for (int b = 0; b < n; b++)
+        if (!ps[b].failed) tok[m] = ps[b].prompt, len[m] = ps[b].nprompt, slot[m++] = b;
+    size_t lcp = m > 1 ? gen_common_prefix(tok, len, m, &anchor) : 0;
+    long kept = 0;
+    int rc = 0;
+    if (lcp >= (size_t)eng_prefix_min(c->e)) {
+        const gen_problem *a = &ps[slot[anchor]];
+        rc = prefill_rows(c, slot[anchor], a->prompt, lcp, rt, rs, want);
+        if (!rc) kept = eng_prefix_keep(c->e, slot[anchor]);
+        eng_reset(c->e, slot[anchor]); /* emptied by a keep; after a failed call, no half-filled slot */
+        for (int b = 0; b < n && kept > 0; b++) {
+            gen_problem *p = &ps[b];
+            if (p->failed || p->nprompt <= (size_t)kept || memcmp(p->prompt, a->prompt, (size_t)kept * sizeof *p->prompt))
+                continue;
+            eng_prefix_attach(c->e, b);
+            from[b] = (size_t)kept;
+            c->prefix_rows += (uint64_t)kept;
+        }
+        if (kept > 0) {
+            c->prefix_rows -= (uint64_t)kept; /* computed once */
+            if ((size_t)kept > c->prefix_max) c->prefix_max = (size_t)kept;
+        }
+    }
+    free(tok), free(len), free(slot);
+    *kept_out = kept;
+    return rc;
+}
+
+int gen_follow(gen_ctx *c, gen_problem *ps, int n, int share) {
     enum { CH = 64 };
     eng_reset(c->e, -1);
     size_t total = 0, maxT = 0;
@@ -245,7 +291,9 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
     int *rt = xmalloc(cap * sizeof *rt), *rs = xmalloc(cap * sizeof *rs);
     size_t *rstep = xmalloc(cap * sizeof *rstep); /* the step a wanted row predicts */
     unsigned char *want = xmalloc(cap);
-    int rc = 0;
+    size_t *from = xcalloc((size_t)n, sizeof *from); /* prompt rows already in slot b's cache */
+    long kept = 0;
+    int rc = share ? follow_prefix(c, ps, n, from, rt, rs, want, &kept) : 0;
     /* lo = -1: the prompt chunk; then tokens lo .. lo+CH-1 (only < T-1) */
     for (long lo = -1; !rc && (lo < 0 || (size_t)lo + 1 < maxT); lo = lo < 0 ? 0 : lo + CH) {
         size_t r = 0, G = 0, ng = 0;
@@ -253,7 +301,7 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
             gen_problem *p = &ps[b];
             if (p->failed) continue;
             if (lo < 0)
-                for (size_t i = 0; i < p->nprompt; i++, r++)
+                for (size_t i = from[b]; i < p->nprompt; i++, r++)
                     rt[r] = p->prompt[i], rs[r] = b, rstep[r] = 0, want[r] = i + 1 == p->nprompt && p->T > 0;
             else
                 for (size_t i = (size_t)lo; i < (size_t)lo + CH && i + 1 < p->T; i++, r++)
@@ -284,7 +332,8 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n) {
             else c->tokens++;
         }
     }
-    free(rt), free(rs), free(rstep), free(want);
+    if (kept > 0) eng_prefix_drop(c->e); /* its pages go back as the next batch resets the slots */
+    free(rt), free(rs), free(rstep), free(want), free(from);
     return rc;
 }
 
@@ -311,10 +360,7 @@ int gen_sched_prefix(gen_ctx *c, gen_sched *s, const int32_t *tok, size_t n, siz
         s->seq = xrealloc(s->seq, s->cap * sizeof *s->seq);
         s->want = xrealloc(s->want, s->cap);
     }
-    for (size_t i = 0; i < n; i++) s->tok[i] = tok[i], s->seq[i] = 0, s->want[i] = i + 1 == n;
-    if (c->o.sample) c->uni[0] = 0.5; /* a row must be wanted; its draw is dropped, no stream consumed */
-    eng_req q = make_req(c, 0);
-    int rc = run_rows(c, (int)n, s->tok, s->seq, s->want, &q);
+    int rc = prefill_rows(c, 0, tok, n, s->tok, s->seq, s->want);
     int got = rc ? 0 : eng_prefix_keep(c->e, 0);
     if (rc) eng_reset(c->e, 0);
     if (got > 0) {

@@ -94,6 +94,8 @@ typedef struct {
     int32_t *gids;             // (glps_cap)
     uint64_t tokens;           /* steps recorded so far (throughput) */
     uint64_t calls, rows;      /* engine calls and rows run so far */
+    uint64_t prefix_rows;      /* gen_follow with share: prompt rows the shared prefixes spared */
+    size_t prefix_max;         /* and the longest prefix kept */
 } gen_ctx;
 
 void gen_init(gen_ctx *g, engine *e, const gen_opts *o);
@@ -109,8 +111,14 @@ void gen_fail(gen_problem *p, const char *fmt, ...) __attribute__((format(printf
 
 /* Generates for ps[0..n) (prompts set, failed ones skipped). */
 int gen_generate(gen_ctx *g, gen_problem *ps, int n);
-/* Teacher-forces ps[0..n), each loaded by gen_load_followed. */
-int gen_follow(gen_ctx *g, gen_problem *ps, int n);
+/* Teacher-forces ps[0..n), each loaded by gen_load_followed. share: the
+ * batch's shared prompt prefix (gen_common_prefix over its prompts) is
+ * computed once, in the slot of a prompt that starts with it, kept
+ * (eng_prefix_keep) and attached to every slot whose prompt starts with
+ * it, whose rows then run from there; dropped when the batch ends. It
+ * never needs more KV pages than the batch without it (the prefix's pages
+ * are its first prompt's). g->prefix_rows counts the prompt rows spared. */
+int gen_follow(gen_ctx *g, gen_problem *ps, int n, int share);
 
 /* Pages a problem joins with beyond those of its prompt, so that it does
  * not need one at its first decode steps (and is not preempted at once). */

@@ -211,7 +211,10 @@ static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, l
 
 void run_report_prefix(const inf_run *r) {
     if (!r->prefix.kept) return;
-    if (r->g->e->dev == ENG_CUDA)
+    if (r->prefix.spared) /* follow: one per batch */
+        fprintf(stderr, "%s: shared prefix: each batch's common prompt start (at most %zu tokens) computed once, "
+                "%llu prompt rows spared\n", lr_progname, r->prefix.kept, (unsigned long long)r->prefix.spared);
+    else if (r->g->e->dev == ENG_CUDA)
         fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n", lr_progname,
                 r->prefix.kept, r->prefix.pages, r->prefix.window, r->prefix.lcp);
     else /* no pages on cpu: each sharing slot starts on a copy */
@@ -321,10 +324,11 @@ int run_follow(inf_run *r, lrs_reader *fr, lrs_writer *w) {
             }
             n++;
         }
-        if (!rc && n) rc = gen_follow(r->g, ps, n);
+        if (!rc && n) rc = gen_follow(r->g, ps, n, o->shared_prefix);
         if (!rc && n) rc = flush_batch(r, w, ps, n, 1, tokens0);
     }
     for (int b = 0; b < o->batch; b++) gen_problem_clear(&ps[b]);
     free(ps);
+    if (r->g->prefix_rows) r->prefix.kept = r->g->prefix_max, r->prefix.spared = r->g->prefix_rows;
     return rc;
 }

@@ -1,4 +1,5 @@
-# lr-infer on prompts with a common few-shot header, on each backend: the
+# lr-infer on prompts with a common few-shot header, on each backend,
+# generating and then following the generated stream (--follow): the
 # header is computed once (one stderr line says so) and the records are
 # those of --no-shared-prefix: the same tokens and list lengths, log-probs
 # within float rounding (the engines' cases: test_prefix_cpu,
@@ -20,11 +21,11 @@ recs() { "$B/lr-dump" "$1" | tail -n +2 | grep -v "\"lrs_end\""; }
 
 # prefix NAME BOUND LINE_RE LR-INFER OPTION...: runs it with and without
 # --no-shared-prefix; LINE_RE (sed) must find the kept tokens in the line
+GEN=(--data "$T/q.jsonl" --layout gsm8k --preset raw --max-new-tokens 12)
 prefix() {
     local name=$1 bound=$2 re=$3 bin=$4
     shift 4
-    local run=(--model "$T/exp" --data "$T/q.jsonl" --layout gsm8k --preset raw --max-new-tokens 12
-               --max-context 256 "$@")
+    local run=(--model "$T/exp" --max-context 256 "$@")
     "$bin" "${run[@]}" -o "$T/$name-on.lrs" 2> "$T/$name-on.log"
     "$bin" "${run[@]}" --no-shared-prefix -o "$T/$name-off.lrs" 2> "$T/$name-off.log"
     kept=$(sed -n "s/$re/\1/p" "$T/$name-on.log")
@@ -34,7 +35,9 @@ prefix() {
     [ "$(recs "$T/$name-on.lrs" | jq -c '[.idx, .prompt, .tokens, .k, .finish]')" = \
       "$(recs "$T/$name-off.lrs" | jq -c '[.idx, .prompt, .tokens, .k, .finish]')" ] || die "$name: sharing changed the records"
     # compared sorted: this near-flat random model's lists hold near-ties whose order rounding may swap
-    worst=$(paste <(recs "$T/$name-on.lrs" | jq -c '.top_lp | sort') <(recs "$T/$name-off.lrs" | jq -c '.top_lp | sort') |
+    # (follow: also the log-probs of the followed stream's ids, in their order)
+    lps='(.top_lp | sort) + (.ref_lp // [])'
+    worst=$(paste <(recs "$T/$name-on.lrs" | jq -c "$lps") <(recs "$T/$name-off.lrs" | jq -c "$lps") |
         jq -sR '[split("\n")[] | select(length > 0) | split("\t") | map(fromjson) | transpose[] | (.[0] - .[1]) | fabs] | max')
     jq -ne "$worst < $bound" > /dev/null || die "$name: log-probs moved by $worst"
     echo "$name: shared prefix of $kept tokens; the same tokens, log-probs within $worst"
@@ -44,10 +47,14 @@ prefix() {
 # 1e-5 (measured 1.9e-6): BLAS rounds a row's sums by the rows of its call (the prefix alone, then the own
 # rows); a wrong context moves them by far more
 prefix cpu 1e-5 '.*shared prefix: \([0-9]*\) tokens, copied into each slot that shares it (half the first 4 prompts share \1).*' \
-    "$B/lr-infer" --device cpu --batch 4 --threads 1
+    "$B/lr-infer" "${GEN[@]}" --device cpu --batch 4 --threads 1
+# following that stream in one batch of 6: the batch's common start, computed once, spares 4 copies of it
+FOLLOW_RE='.*shared prefix: each batch.s common prompt start (at most \([0-9]*\) tokens) computed once, [0-9]* prompt rows spared'
+prefix cpu-follow 1e-5 "$FOLLOW_RE" "$B/lr-infer" --follow "$T/cpu-on.lrs" --device cpu --batch 6 --threads 1
 # cuda, FMA attention (LR_GPU_TCATT=0: tensor-core prefill is chosen by a call's shape, and the calls differ
 # with sharing): 128 tokens, 2 whole pages. Log-probs within 2e-2, measured 4 of the 6 records bit-identical
 # and 2 within 1.0e-2 from their first step: the unshared run's first call runs every prompt whole, the shared
 # one only the rows after the prefix, and GEMMs of other row counts round otherwise (a wrong page moves
 # log-probs by far more)
-LR_GPU_TCATT=0 prefix cuda 2e-2 '.*shared prefix: \(128\) tokens, 2 pages .*' "$E/lr-infer" --device cuda --batch 6
+LR_GPU_TCATT=0 prefix cuda 2e-2 '.*shared prefix: \(128\) tokens, 2 pages .*' "$E/lr-infer" "${GEN[@]}" --device cuda --batch 6
+LR_GPU_TCATT=0 prefix cuda-follow 2e-2 "$FOLLOW_RE" "$E/lr-infer" --follow "$T/cpu-on.lrs" --device cuda --batch 6
