@@ -252,7 +252,7 @@ static int follow_prefix(gen_ctx *c, gen_problem *ps, int n, size_t *from, int *
     int *slot = xmalloc((size_t)n * sizeof *slot), m = 0, anchor = 0;
     for (int b = 0; b < n; b++)
         if (!ps[b].failed) tok[m] = ps[b].prompt, len[m] = ps[b].nprompt, slot[m++] = b;
-    size_t lcp = m > 1 ? gen_common_prefix(tok, len, m, &anchor) : 0;
+    size_t lcp = m > 1 ? gen_common_prefix(tok, len, m, &anchor, NULL) : 0;
     long kept = 0;
     int rc = 0;
     if (lcp >= (size_t)eng_prefix_min(c->e)) {
@@ -387,28 +387,34 @@ static int by_tokens(const void *x, const void *y) {
     return a->n != b->n ? (a->n < b->n ? -1 : 1) : a->i - b->i;
 }
 
-size_t gen_common_prefix(const int32_t *const *tok, const size_t *len, int n, int *anchor) {
+size_t gen_common_prefix(const int32_t *const *tok, const size_t *len, int n, int *anchor, int *count) {
     *anchor = -1;
+    if (count) *count = 0;
     if (n < 2) return 0;
     cp_prompt *o = xmalloc((size_t)n * sizeof *o);
-    int k = (n + 1) / 2;
+    int need = n < 4 ? 2 : (n + 1) / 2, bestk = 0; /* at least two: a prompt alone shares nothing */
     for (int i = 0; i < n; i++) o[i] = (cp_prompt){tok[i], len[i], i};
     qsort(o, (size_t)n, sizeof *o, by_tokens);
     size_t best = 0;
     *anchor = o[0].i;
-    for (int w = 0; w + k <= n; w++) {
-        /* the window's common start is its two ends' (sorted order), short
-         * of the last token of every prompt in it */
-        const cp_prompt *a = &o[w], *b = &o[w + k - 1];
-        size_t c = a->n < b->n ? a->n : b->n, j = 0;
-        for (int i = w; i < w + k; i++) {
-            size_t cap = o[i].n ? o[i].n - 1 : 0;
-            if (cap < c) c = cap;
+    for (int w = 0; w + need <= n; w++) {
+        /* the window o[w..e]'s common start: the least common start of
+         * neighbours in it, short of the last token of every prompt in it */
+        size_t c = o[w].n ? o[w].n - 1 : 0;
+        for (int e = w + 1; e < n && c; e++) {
+            const cp_prompt *x = &o[e - 1], *y = &o[e];
+            size_t j = 0, m = x->n < y->n ? x->n : y->n;
+            while (j < m && j < c && x->t[j] == y->t[j]) j++;
+            c = j;
+            if (y->n && y->n - 1 < c) c = y->n - 1;
+            int k = e - w + 1;
+            /* the most prompt rows spared: k prompts of c shared tokens, the longer prefix on a tie */
+            if (k >= need && ((size_t)k * c > (size_t)bestk * best || ((size_t)k * c == (size_t)bestk * best && c > best)))
+                best = c, bestk = k, *anchor = o[w].i;
         }
-        while (j < c && a->t[j] == b->t[j]) j++;
-        if (j > best) best = j, *anchor = a->i;
     }
     free(o);
+    if (count) *count = best ? bestk : 0;
     return best;
 }
 

@@ -162,14 +162,18 @@ void gen_sched_free(gen_sched *s);
  * 0 when the engine keeps none (then nothing changes). The prefix goes
  * back at gen_sched_free. Returns an LR_E* code on an engine error. */
 int gen_sched_prefix(gen_ctx *g, gen_sched *s, const int32_t *tok, size_t n, size_t *kept);
-/* The prefix rule: the longest token run that at least ceil(n/2) of the n
- * prompts start with, each of them past it (a prompt's last token always
- * runs as its own row). Which prompts share it does not matter: the
- * prompts are sorted, and a prefix that k of them share is the common
- * start of k neighbours in that order, so the answer is the best window
- * of ceil(n/2) neighbours. *anchor: the index of a prompt that starts with
- * it (-1 when n < 2: one prompt shares with no other). */
-size_t gen_common_prefix(const int32_t *const *tok, const size_t *len, int n, int *anchor);
+/* The prefix rule: of the token runs that at least ceil(n/2) of the n
+ * prompts (and at least two) start with, each of them past it (a prompt's last token always
+ * runs as its own row), the one that spares the most rows: k prompts
+ * sharing c tokens, the largest k * c (on a tie the longer run), so that
+ * a token one half of them add to a header all of them share does not
+ * cost the other half the header. Which prompts share it does not
+ * matter: the prompts are sorted, and a run that k of them share is the
+ * common start of k neighbours in that order, so the answer is the best
+ * window of at least ceil(n/2) neighbours. *anchor: the index of a prompt
+ * that starts with it (-1 when n < 2: one prompt shares with no other);
+ * *count (unless NULL): the k prompts that continue it (0: none). */
+size_t gen_common_prefix(const int32_t *const *tok, const size_t *len, int n, int *anchor, int *count);
 /* 1 when p can join now: no preempted problem is waiting, a slot is free,
  * its prompt fits this call's prefill budget (an empty budget takes any
  * prompt), and its prompt's pages + GEN_RESERVE_PAGES (at most a full

@@ -196,15 +196,16 @@ static int share_prefix(inf_run *r, prob_source *s, int layout, gen_sched *sc, l
     const int32_t **tok = xmalloc((size_t)n * sizeof *tok);
     size_t *len = xmalloc((size_t)n * sizeof *len);
     for (int i = 0; i < n; i++) tok[i] = f[i]->prompt, len[i] = f[i]->nprompt;
-    int anchor;
-    size_t lcp = gen_common_prefix(tok, len, n, &anchor);
+    int anchor, count;
+    size_t lcp = gen_common_prefix(tok, len, n, &anchor, &count);
     free(tok), free(len);
     size_t kept = 0;
     if (lcp && (rc = gen_sched_prefix(r->g, sc, f[anchor]->prompt, lcp, &kept))) return rc;
     if (kept) {
         gpu_kv_info k;
         eng_pages(r->g->e, &k);
-        r->prefix.kept = kept, r->prefix.lcp = lcp, r->prefix.pages = k.shared, r->prefix.window = n;
+        r->prefix.kept = kept, r->prefix.lcp = lcp, r->prefix.pages = k.shared, r->prefix.window = n,
+        r->prefix.count = count;
     }
     return 0;
 }
@@ -215,11 +216,11 @@ void run_report_prefix(const inf_run *r) {
         fprintf(stderr, "%s: shared prefix: each batch's common prompt start (at most %zu tokens) computed once, "
                 "%llu prompt rows spared\n", lr_progname, r->prefix.kept, (unsigned long long)r->prefix.spared);
     else if (r->g->e->dev == ENG_CUDA)
-        fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (half the first %d prompts share %zu)\n", lr_progname,
-                r->prefix.kept, r->prefix.pages, r->prefix.window, r->prefix.lcp);
+        fprintf(stderr, "%s: shared prefix: %zu tokens, %d pages (%d of the first %d prompts share %zu)\n", lr_progname,
+                r->prefix.kept, r->prefix.pages, r->prefix.count, r->prefix.window, r->prefix.lcp);
     else /* no pages on cpu: each sharing slot starts on a copy */
-        fprintf(stderr, "%s: shared prefix: %zu tokens, copied into each slot that shares it (half the first %d "
-                "prompts share %zu)\n", lr_progname, r->prefix.kept, r->prefix.window, r->prefix.lcp);
+        fprintf(stderr, "%s: shared prefix: %zu tokens, copied into each slot that shares it (%d of the first %d "
+                "prompts share %zu)\n", lr_progname, r->prefix.kept, r->prefix.count, r->prefix.window, r->prefix.lcp);
 }
 
 /* Continuous batching: the window holds the problems read and not yet

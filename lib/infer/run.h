@@ -61,9 +61,9 @@ typedef struct {
     int peak_live;             /* continuous: most problems live at once (gen_sched) */
     long preemptions;          /* continuous: problems preempted for KV pages (gen_sched) */
     /* continuous: the shared prompt prefix kept (share_prefix; kept 0: none): its tokens, the pages it holds
-     * (cuda), the first window's prompts and the start half of them share; follow: the longest one a batch
-     * kept and the prompt rows they spared (spared > 0); run_report_prefix prints it */
-    struct { size_t kept, lcp; int pages, window; uint64_t spared; } prefix;
+     * (cuda), the first window's prompts, the start `count` of them share (gen_common_prefix); follow: the
+     * longest one a batch kept and the prompt rows they spared (spared > 0); run_report_prefix prints it */
+    struct { size_t kept, lcp; int pages, window, count; uint64_t spared; } prefix;
     lr_progress prog;
 } inf_run;
 

@@ -46,7 +46,7 @@ prefix() {
 # cpu, 4 slots for 6 problems: two of them join on the prefix in a slot freed by another. Log-probs within
 # 1e-5 (measured 1.9e-6): BLAS rounds a row's sums by the rows of its call (the prefix alone, then the own
 # rows); a wrong context moves them by far more
-prefix cpu 1e-5 '.*shared prefix: \([0-9]*\) tokens, copied into each slot that shares it (half the first 4 prompts share \1).*' \
+prefix cpu 1e-5 '.*shared prefix: \([0-9]*\) tokens, copied into each slot that shares it ([0-9]* of the first 4 prompts share \1).*' \
     "$B/lr-infer" "${GEN[@]}" --device cpu --batch 4 --threads 1
 # following that stream in one batch of 6: the batch's common start, computed once, spares 4 copies of it
 FOLLOW_RE='.*shared prefix: each batch.s common prompt start (at most \([0-9]*\) tokens) computed once, [0-9]* prompt rows spared'
