@@ -395,25 +395,28 @@ size_t gen_common_prefix(const int32_t *const *tok, const size_t *len, int n, in
     int need = n < 4 ? 2 : (n + 1) / 2, bestk = 0; /* at least two: a prompt alone shares nothing */
     for (int i = 0; i < n; i++) o[i] = (cp_prompt){tok[i], len[i], i};
     qsort(o, (size_t)n, sizeof *o, by_tokens);
-    size_t best = 0;
+    /* adj[e]: the common start of neighbours e - 1 and e, short of the last
+     * token of each (the window o[w..e]'s is the least adj in it) */
+    size_t *adj = xmalloc((size_t)n * sizeof *adj), best = 0;
+    for (int e = 1; e < n; e++) {
+        const cp_prompt *x = &o[e - 1], *y = &o[e];
+        size_t j = 0, m = x->n < y->n ? x->n : y->n;
+        m = m ? m - 1 : 0;
+        while (j < m && x->t[j] == y->t[j]) j++;
+        adj[e] = j;
+    }
     *anchor = o[0].i;
     for (int w = 0; w + need <= n; w++) {
-        /* the window o[w..e]'s common start: the least common start of
-         * neighbours in it, short of the last token of every prompt in it */
-        size_t c = o[w].n ? o[w].n - 1 : 0;
+        size_t c = SIZE_MAX;
         for (int e = w + 1; e < n && c; e++) {
-            const cp_prompt *x = &o[e - 1], *y = &o[e];
-            size_t j = 0, m = x->n < y->n ? x->n : y->n;
-            while (j < m && j < c && x->t[j] == y->t[j]) j++;
-            c = j;
-            if (y->n && y->n - 1 < c) c = y->n - 1;
+            if (adj[e] < c) c = adj[e];
             int k = e - w + 1;
             /* the most prompt rows spared: k prompts of c shared tokens, the longer prefix on a tie */
             if (k >= need && ((size_t)k * c > (size_t)bestk * best || ((size_t)k * c == (size_t)bestk * best && c > best)))
                 best = c, bestk = k, *anchor = o[w].i;
         }
     }
-    free(o);
+    free(o), free(adj);
     if (count) *count = best ? bestk : 0;
     return best;
 }
