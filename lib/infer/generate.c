@@ -260,16 +260,16 @@ static int follow_prefix(gen_ctx *c, gen_problem *ps, int n, size_t *from, int *
         rc = prefill_rows(c, slot[anchor], a->prompt, lcp, rt, rs, want);
         if (!rc) kept = eng_prefix_keep(c->e, slot[anchor]);
         eng_reset(c->e, slot[anchor]); /* emptied by a keep; after a failed call, no half-filled slot */
+        int joined = 0;
         for (int b = 0; b < n && kept > 0; b++) {
             gen_problem *p = &ps[b];
             if (p->failed || p->nprompt <= (size_t)kept || memcmp(p->prompt, a->prompt, (size_t)kept * sizeof *p->prompt))
                 continue;
             eng_prefix_attach(c->e, b);
-            from[b] = (size_t)kept;
-            c->prefix_rows += (uint64_t)kept;
+            from[b] = (size_t)kept, joined++;
         }
-        if (kept > 0) {
-            c->prefix_rows -= (uint64_t)kept; /* computed once */
+        if (joined) { /* computed once instead of in each */
+            c->prefix_rows += (uint64_t)(joined - 1) * (uint64_t)kept;
             if ((size_t)kept > c->prefix_max) c->prefix_max = (size_t)kept;
         }
     }
