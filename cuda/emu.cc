@@ -396,22 +396,70 @@ cudaError_t set_error(cudaError_t e) {
 
 /* ------------------------------------------------------------------ launch */
 
-/* Runs a launch whose configuration was checked (emu_launch, or a graph). */
-/* Launches that ran, by kernel name as LAUNCH spells it (emu_kernel_launches). */
-static std::mutex g_count_mu;
-static std::map<std::string, size_t> g_launch_count;
+/* Launches that ran, by kernel name as LAUNCH spells it: their count
+ * (emu_kernel_launches) and the largest block and dynamic shared memory
+ * any of them asked for. With LR_EMU_LAUNCH_DIR set, a process leaves them
+ * in a file of its own there when it exits (launch_log), so that
+ * tests/cuda_resources.py can check every configuration the test suite
+ * launched against the registers and shared memory ptxas gave each
+ * kernel on sm_90: what a card would refuse or run at a lower occupancy
+ * than the code assumes, and the emulator cannot see. */
+namespace {
+struct launch_rec {
+    std::string file; /* the launching source file, as __FILE__ spells it */
+    size_t count = 0, smem_max = 0;
+    unsigned threads_min = 0, threads_max = 0;
+};
+std::mutex g_count_mu;
+
+struct launch_log {
+    std::map<std::string, launch_rec> recs;
+    ~launch_log() { /* at exit: runs after main returns or exit(), not after abort or _exit */
+        const char *dir = getenv("LR_EMU_LAUNCH_DIR");
+        if (!dir || !*dir || recs.empty()) return;
+        std::string path = std::string(dir) + "/launches.XXXXXX", text;
+        std::vector<char> tmpl(path.begin(), path.end());
+        tmpl.push_back(0);
+        int fd = mkstemp(tmpl.data()); /* unique even when a later process reuses this pid */
+        if (fd < 0) {
+            fprintf(stderr, "emu: LR_EMU_LAUNCH_DIR=%s: cannot create a file there\n", dir);
+            return;
+        }
+        char line[512];
+        for (auto &kv : recs) {
+            const launch_rec &r = kv.second;
+            snprintf(line, sizeof line, "%s %s %zu %u %u %zu\n", r.file.c_str(), kv.first.c_str(), r.count,
+                     r.threads_min, r.threads_max, r.smem_max);
+            text += line;
+        }
+        ssize_t w = write(fd, text.data(), text.size());
+        if (w != (ssize_t)text.size()) fprintf(stderr, "emu: %s: short write\n", tmpl.data());
+        close(fd);
+    }
+};
+launch_log g_launches;
+} // namespace
 
 extern "C" size_t emu_kernel_launches(const char *name) {
     std::lock_guard<std::mutex> lk(g_count_mu);
-    auto it = g_launch_count.find(name);
-    return it == g_launch_count.end() ? 0 : it->second;
+    auto it = g_launches.recs.find(name);
+    return it == g_launches.recs.end() ? 0 : it->second.count;
 }
 
-static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name) {
-    {
-        std::lock_guard<std::mutex> lk(g_count_mu);
-        g_launch_count[name]++;
-    }
+static void count_launch(const char *name, const char *file, unsigned threads, size_t smem) {
+    std::lock_guard<std::mutex> lk(g_count_mu);
+    launch_rec &r = g_launches.recs[name];
+    if (!r.count) r.file = file, r.threads_min = threads;
+    r.count++;
+    if (threads < r.threads_min) r.threads_min = threads;
+    if (threads > r.threads_max) r.threads_max = threads;
+    if (smem > r.smem_max) r.smem_max = smem;
+}
+
+/* Runs a launch whose configuration was checked (emu_launch, or a graph). */
+static void run_launch(dim3 grid, dim3 block, size_t smem, const std::function<void()> &body, const char *name,
+                       const char *file) {
+    count_launch(name, file, block.x * block.y * block.z, smem);
     if (g_busy.exchange(true)) {
         fprintf(stderr, "emu: launch of %s while another launch runs (from a kernel or a second host thread)\n",
                 name);
@@ -1224,7 +1272,7 @@ cudaError_t emu_func_set_attribute(const void *fn, cudaFuncAttribute a, int v) {
 }
 
 void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
-                const char *name, const void *fn) {
+                const char *name, const char *file, const void *fn) {
     if (!stream_ok(s)) {
         set_error(cudaErrorInvalidResourceHandle);
         return;
@@ -1248,14 +1296,14 @@ void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::f
     }
     if (rec) {
         std::function<void()> b = body; /* the kernel's arguments as they are now */
-        s->nodes.push_back([=]() { run_launch(grid, block, smem, b, name); });
+        s->nodes.push_back([=]() { run_launch(grid, block, smem, b, name, file); });
         return;
     }
     if (!s && capture_breaks()) {
         set_error(cudaErrorStreamCaptureImplicit);
         return;
     }
-    run_launch(grid, block, smem, body, name);
+    run_launch(grid, block, smem, body, name, file);
 }
 
 cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode mode) {

@@ -266,7 +266,7 @@ typedef struct emu_stream *cudaStream_t;
  * stream being captured (cudaStreamBeginCapture) the launch does not run:
  * it is recorded, its arguments as they are now, for cudaGraphLaunch. */
 void emu_launch(cudaStream_t s, dim3 grid, dim3 block, size_t smem, const std::function<void()> &body,
-                const char *name, const void *fn);
+                const char *name, const char *file, const void *fn);
 void *emu_dyn_smem();
 /* The kernel with its arguments evaluated and copied now, as a launch
  * copies them (a captured launch runs later: an argument like *ptr must not
@@ -298,7 +298,7 @@ template <class... A> inline void emu_check_args(const char *kernel, A... args) 
 #define LAUNCH(kernel, grid, block, smem, stream, ...)                                                        \
     (emu_check_args(#kernel, __VA_ARGS__),                                                                    \
      emu_launch((cudaStream_t)(stream), (grid), (block), (smem), emu_bind(kernel, __VA_ARGS__), #kernel,         \
-                reinterpret_cast<const void *>(kernel)))
+                __FILE__, reinterpret_cast<const void *>(kernel)))
 #define DYN_SMEM(T, name) T *name = reinterpret_cast<T *>(emu_dyn_smem())
 
 /* ---- tensor cores: nvcuda::wmma (mma.h), bf16 16x16x16, float accumulate ----
