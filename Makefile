@@ -62,6 +62,7 @@ ifneq ($(SAN),1)
 REAL_LIB  := build/cuda/libgpu_cuda.a
 GPU_LIBS  := $(REAL_LIB) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
 GPU_DEP   := $(REAL_LIB)
+REAL_RES  := $(CUDA_SRC:%.cu=build/cuda/%.ptxas) build/cuda/occupancy
 endif
 endif
 GPU_LIBS  ?= $(NONE_LIBS)
@@ -78,7 +79,7 @@ build/tokenizers/qwen/tokenizer_config.json: tests/fixtures/qwen/tokenizer_confi
 	@mkdir -p $(dir $@)
 	cp $< $@
 
-all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH) $(QWEN_TOK)
+all: $(LIB) $(TOOLS) $(UNITS) $(BENCHES) $(EMU_TOOLS) $(EMU_BENCH) $(QWEN_TOK) $(REAL_RES)
 
 
 $(BUILD)/%.o: %.c
@@ -131,10 +132,22 @@ $(EMU_LIB): $(EMU_OBJ)
 
 # The real CUDA backend: compiled and linked whenever nvcc exists, so a
 # CUDA compile error fails the build even on machines without a GPU.
+# ptxas's resource report of each kernel (registers, static shared memory,
+# spills: --resource-usage) is kept beside its object as .ptxas, for
+# tests/cuda_resources.py; everything else nvcc prints still reaches stderr.
 NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -lineinfo
-build/cuda/%.o: %.cu
+build/cuda/%.o build/cuda/%.ptxas: %.cu
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -Icuda -Xcompiler -Wall,-Wextra,-Werror -MMD -MP -c $< -o $@
+	@echo "$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -Icuda -Xcompiler -Wall,-Wextra,-Werror -MMD -MP --resource-usage -c $< -o build/cuda/$*.o"
+	@$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -Icuda -Xcompiler -Wall,-Wextra,-Werror -MMD -MP \
+	    --resource-usage -c $< -o build/cuda/$*.o 2> build/cuda/$*.ptxas.tmp; rc=$$?; \
+	grep -v -e '^ptxas info' -e '^    [0-9]* bytes stack frame' build/cuda/$*.ptxas.tmp >&2; \
+	[ $$rc = 0 ] && mv build/cuda/$*.ptxas.tmp build/cuda/$*.ptxas; exit $$rc
+# NVIDIA's occupancy calculator (header-only) on sm_90's limits, for
+# tests/cuda_resources.py
+build/cuda/occupancy: tests/occupancy.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O1 -Wall -Wextra -Werror -I$(CUDA_HOME)/include $< -o $@
 build/cuda/libgpu_cuda.a: $(CUDA_SRC:%.cu=build/cuda/%.o)
 	$(AR) rcs $@ $^
 

@@ -66,11 +66,14 @@ declare -A pass=() fail=() failed=() jname=() jlog=() jt0=()
 for s in "${suites[@]}"; do read -r _ _ label <<< "$s"; pass[$label]=0 fail[$label]=0 failed[$label]=; done
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
+# every emulated launch's kernel, block and dynamic shared memory, for
+# cuda/resources at the end (cuda/emu.cc, tests/cuda_resources.py)
+mkdir "$logs/launches"
 launch() { # LABEL|BIN|UNITS|NAME
     local label bin units name; IFS='|' read -r label bin units name <<< "$1"
     local log="$logs/$label.${name//\//_}"
     (
-        export LR_BIN=$bin LR_ROOT=$root LR_TMP; LR_TMP=$(mktemp -d)
+        export LR_BIN=$bin LR_ROOT=$root LR_TMP LR_EMU_LAUNCH_DIR=$logs/launches; LR_TMP=$(mktemp -d)
         if [ "$label" = san ]; then
             export LR_SAN=1 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
             export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
@@ -104,7 +107,27 @@ for q in "${queue[@]}"; do
 done
 while [ ${#jname[@]} -gt 0 ]; do reap; done
 
+# cuda/resources: the launches of the whole suite against ptxas's registers
+# and shared memory of the real build's kernels (tests/cuda_resources.py);
+# only after an unfiltered run (a filtered one launches too few kernels),
+# and only where nvcc built the real backend.
 P=0 F=0
+if [ -z "$filter" ]; then
+    res=$root/build/cuda/cuda
+    if ls "$res"/*.ptxas > /dev/null 2>&1 && [ -x "$root/build/cuda/occupancy" ]; then
+        t1=$SECONDS
+        if python3 "$root/tests/cuda_resources.py" "$root/build/cuda/occupancy" "$res" "$logs/launches" > "$logs/resources" 2>&1; then
+            P=$((P + 1))
+            printf 'PASS %-40s [%s] %ss\n' cuda/resources cuda $((SECONDS - t1))
+        else
+            F=$((F + 1))
+            printf 'FAIL %-40s [%s] %ss\n' cuda/resources cuda $((SECONDS - t1))
+            tail -n 30 "$logs/resources" | sed 's/^/    /'
+        fi
+    else
+        echo "[cuda] SKIP cuda/resources: no real CUDA build (nvcc not found), so no ptxas report to check launches against"
+    fi
+fi
 for s in "${suites[@]}"; do
     read -r _ _ label <<< "$s"
     command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi -L > /dev/null 2>&1 ||

@@ -1,0 +1,80 @@
+# tests/cuda_resources.py on made-up ptxas reports and launch records: a
+# clean set passes with the blocks NVIDIA's occupancy calculator gives;
+# each kind of launch a card refuses or runs below what the code assumes,
+# a spill, and either side missing a kernel fail with a line naming it.
+# (The check of the suite's own launches runs at the end of tests/run.sh.)
+. "$LR_ROOT/tests/lib.sh"
+occ=$LR_ROOT/build/cuda/occupancy
+if [ ! -x "$occ" ]; then
+    echo "SKIP: no build/cuda/occupancy (built with the real CUDA backend, where nvcc is found)"
+    exit 0
+fi
+T=$LR_TMP
+chk() { python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l" --table > "$T/out" 2> "$T/err"; }
+entry() { # MANGLED REGS SMEM STORES LOADS
+    printf "ptxas info    : Compiling entry function '%s' for 'sm_90'\n" "$1"
+    printf "ptxas info    : Function properties for %s\n" "$1"
+    printf "    0 bytes stack frame, %s bytes spill stores, %s bytes spill loads\n" "$4" "$5"
+    if [ "$3" = 0 ]; then printf "ptxas info    : Used %s registers, used 1 barriers\n" "$2"
+    else printf "ptxas info    : Used %s registers, used 1 barriers, %s bytes smem\n" "$2" "$3"; fi
+}
+setup() { # the clean set: three kernels of two files, each launched
+    rm -rf "$T/p" "$T/l"; mkdir -p "$T/p" "$T/l"
+    { entry _Z8k_simplePf 16 0 0 0; entry _ZN12_GLOBAL__N_19k_privateEv 128 0 0 0; } > "$T/p/ops.ptxas"
+    entry _Z16attention_kernelILb1EEvv 75 37248 0 0 > "$T/p/attention.ptxas"
+    printf '%s\n' "cuda/ops.cu k_simple 3 64 256 0" "cuda/ops.cu k_private 2 128 128 147712" > "$T/l/launches.a"
+    echo "cuda/attention.cu attention_kernel<true> 5 128 128 0" > "$T/l/launches.b"
+}
+fails() { # WHAT PATTERN: the check fails with a line matching PATTERN
+    if chk; then die "$1: passed"; fi
+    grep -q -- "$2" "$T/err" || { cat "$T/err" >&2; die "$1: no line matching '$2'"; }
+}
+
+setup
+chk || { cat "$T/err" >&2; die "the clean set failed"; }
+# 256 threads of 16 registers: 8 blocks by threads (16 by registers); 128 x 128 registers and
+# 147,712 + 1,024 bytes: one block, by shared memory; 75 registers and
+# 37,248 bytes: 6 by each
+grep -q '^| ops | `k_simple` | 64-256 | 16 | 0 | 0 | 0 | 8 | threads | 3 |' "$T/out" || { cat "$T/out" >&2; die "k_simple row"; }
+grep -q '^| ops | `k_private` | 128 | 128 | 0 | 147712 | 0 | 1 | shared memory | 2 |' "$T/out" || die "k_private row"
+grep -q '^| attention | `attention_kernel<true>` | 128 | 75 | 37248 | 0 | 0 | 6 | registers and shared memory | 5 |' "$T/out" ||
+    die "attention row"
+# two records of one kernel add their counts and keep the largest launch
+echo "cuda/ops.cu k_simple 1 512 512 0" > "$T/l/launches.c"
+chk || die "a second record failed"
+grep -q '`k_simple` | 64-512 | 16 | 0 | 0 | 0 | 4 | threads | 4 |' "$T/out" || die "records not joined"
+
+setup # one byte of static shared memory too many: 232,448 in all is the most a block has
+echo "cuda/ops.cu k_private 1 128 128 232448" > "$T/l/launches.c"
+{ entry _Z8k_simplePf 16 0 0 0; entry _ZN12_GLOBAL__N_19k_privateEv 128 1 0 0; } > "$T/p/ops.ptxas"
+fails "shared memory" "k_private: a card refuses the launch"
+setup # 1024 threads of 65 registers: more than 65,536 a block
+{ entry _Z8k_simplePf 65 0 0 0; entry _ZN12_GLOBAL__N_19k_privateEv 128 0 0 0; } > "$T/p/ops.ptxas"
+echo "cuda/ops.cu k_simple 1 1024 1024 0" > "$T/l/launches.c"
+fails "registers" "k_simple: a card refuses the launch: 1024 threads x 65 registers"
+setup # att_splits assumes two blocks an SM of the split attention
+entry _Z16attention_kernelILb1EEvv 75 120000 0 0 > "$T/p/attention.ptxas"
+fails "min blocks" "attention_kernel<true>: 1 block(s) an SM (limited by shared memory), but att_splits"
+setup
+{ entry _Z8k_simplePf 16 0 4 4; entry _ZN12_GLOBAL__N_19k_privateEv 128 0 0 0; } > "$T/p/ops.ptxas"
+fails "spill" "k_simple: 4 bytes of spill stores"
+setup
+rm "$T/l/launches.b"
+fails "unlaunched" "attention_kernel<true>: no test launched it"
+setup
+echo "cuda/ops.cu k_other 1 32 32 0" > "$T/l/launches.c"
+fails "uncompiled" "k_other: launched by the tests but not in ptxas's report"
+setup
+echo "cuda/ops.cu k_simple 1 32" > "$T/l/launches.c"
+expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l"
+[[ $LAST_ERR == *"launches.c:1: want 6 fields, got 4" ]] || die "bad record: $LAST_ERR"
+
+# the real build's reports parse: every kernel ptxas compiled has a name and registers
+if ls "$LR_ROOT"/build/cuda/cuda/*.ptxas > /dev/null 2>&1; then
+    n=$(cat "$LR_ROOT"/build/cuda/cuda/*.ptxas | grep -c "Compiling entry function")
+    mkdir -p "$T/l2" && echo "cuda/ops.cu embedding_kernel 1 256 256 0" > "$T/l2/launches.a"
+    python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$LR_ROOT/build/cuda/cuda" "$T/l2" --table > "$T/out" 2> "$T/err" || true
+    rows=$(grep -c '^| [a-z_]* | `' "$T/out")
+    [ "$rows" -ge "$n" ] || die "$n kernels in the real reports, $rows rows"
+fi
+echo "ok"
