@@ -136,13 +136,14 @@ $(EMU_LIB): $(EMU_OBJ)
 # spills: --resource-usage) is kept beside its object as .ptxas, for
 # tests/cuda_resources.py; everything else nvcc prints still reaches stderr.
 NVCCFLAGS ?= -O3 -std=c++17 -arch=sm_90 -lineinfo
+NVCC_CMD = $(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -Icuda -Xcompiler -Wall,-Wextra,-Werror -MMD -MP --resource-usage \
+           -c $< -o build/cuda/$*.o
 build/cuda/%.o build/cuda/%.ptxas: %.cu
 	@mkdir -p $(dir $@)
-	@echo "$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -Icuda -Xcompiler -Wall,-Wextra,-Werror -MMD -MP --resource-usage -c $< -o build/cuda/$*.o"
-	@$(NVCC) $(NVCCFLAGS) $(CPPFLAGS) -Icuda -Xcompiler -Wall,-Wextra,-Werror -MMD -MP \
-	    --resource-usage -c $< -o build/cuda/$*.o 2> build/cuda/$*.ptxas.tmp; rc=$$?; \
+	@echo "$(NVCC_CMD)"
+	@$(NVCC_CMD) 2> build/cuda/$*.ptxas.tmp; rc=$$?; \
 	grep -v -e '^ptxas info' -e '^    [0-9]* bytes stack frame' build/cuda/$*.ptxas.tmp >&2; \
-	[ $$rc = 0 ] && mv build/cuda/$*.ptxas.tmp build/cuda/$*.ptxas; exit $$rc
+	if [ $$rc = 0 ]; then mv build/cuda/$*.ptxas.tmp build/cuda/$*.ptxas; else rm -f build/cuda/$*.ptxas.tmp; fi; exit $$rc
 # NVIDIA's occupancy calculator (header-only) on sm_90's limits, for
 # tests/cuda_resources.py
 build/cuda/occupancy: tests/occupancy.cc
