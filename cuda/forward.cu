@@ -26,7 +26,13 @@
  * and replayed while the shape stays; the per-call copies stay outside
  * the graph, around its launch, and the values that change every step
  * (tokens, slots, positions, attention tiles, uniforms) reach the kernels
- * through device memory at fixed addresses. */
+ * through device memory at fixed addresses.
+ *
+ * Decode runs one step ahead (gpu_fwd_submit / gpu_fwd_collect): a call
+ * is queued with rows that take the previous call's picks on the device
+ * (k_feed), before the host has seen them, so the host's work on one step
+ * overlaps the device's on the next. Each of the two calls in flight has
+ * its own half of the pinned arena, page table rows included. */
 #include "check.cuh"
 #include "common.cuh"
 #include "kernels.h"
@@ -49,7 +55,7 @@ extern "C" {
  * counts reallocations of the per-call buffers the launches point into. */
 typedef struct {
     double mass, temperature, top_p;
-    int n, nw, ntc, nt, splits, kmax, kmin, top_k, flags; /* flags: 1 gather, 2 sample */
+    int n, nw, ntc, nt, splits, kmax, kmin, top_k, flags; /* flags: 1 gather, 2 sample, 4 fed, 8 fed by samples */
     unsigned gen;
 } graph_key; /* no padding: compared and copied with memcmp/memcpy */
 static_assert(sizeof(graph_key) == 3 * sizeof(double) + 10 * sizeof(int), "graph_key has padding");
@@ -58,6 +64,36 @@ typedef struct {
     bf16 *wqkv, *wo, *wgu, *wdown;  // (QD+2KD, C) (C, QD) (2I, C) (C, I)
     float *bqkv, *bo, *ln1, *ln2;   // (QD+2KD) or NULL, (C) or NULL, (C), (C)
 } gpu_layer;
+
+/* One call's host side of the bus, in pinned memory so that copies are
+ * asynchronous DMA: uploads (every row's token, feed, slot, position and
+ * tile, in place per chunk, since a chunk's copy may still be pending
+ * while the next chunk is being filled; the page table rows that changed;
+ * the gather offsets and ids; the uniforms) and the downloads of the
+ * per-row results, copied to the caller's arrays when the call is
+ * collected. The logits rows of --full go straight to the caller's
+ * (pageable) array. */
+typedef struct {
+    int *tok, *feed, *seq, *pos, *rows, *ptab;
+    att_tile *tiles;
+    int64_t *goff;
+    int32_t *gids;
+    double *uni;
+    unsigned char *bad;
+    int32_t *argmax, *k, *ids, *sampled;
+    float *lps, *tail, *glps, *gtail;
+} pin_layout;
+
+/* A call queued and not yet collected: where its results wait (its pinned
+ * half) and go (the caller's arrays). */
+typedef struct {
+    pin_layout h;
+    eng_res r;               /* the caller's arrays (a copy: the struct itself may change meanwhile) */
+    size_t G, K, ng;
+    int gather, sample, half;
+    int marked;              /* its half's event was recorded (a later call was queued behind it) */
+    int done;                /* delivered already (a profiled call is collected at submit) */
+} gpu_call;
 
 struct gpu_fwd {
     const model *m;
@@ -72,7 +108,8 @@ struct gpu_fwd {
     int *len;                /* host: tokens held per slot */
     /* the paged cache: page positions a page, mp table entries per slot */
     int page, mp, pages;
-    int *ptab;               /* pinned host page tables (B, mp): uploaded to d_ptab, -1 unused */
+    int *ptab;               /* host page tables (B, mp): their changed rows reach d_ptab through a call's
+                                pinned half (a table may change while an earlier call's copy is pending), -1 unused */
     int *d_ptab;             /* device page tables at a fixed address (graphs read it) */
     int *held;               /* host: pages in slot b's table */
     int *freel, nfree;       /* free pages, a stack */
@@ -87,11 +124,22 @@ struct gpu_fwd {
     bf16 *lnf;               // (LM, C)
     float *logits;           // (LM, V)
     char *cws;               /* k_compact's scratch, sized for any call of <= LM rows */
-    int *d_tok, *d_seq, *d_pos, *d_rows; // (M)
+    int *d_tok, *d_seq, *d_pos, *d_rows, *d_feed; // (M)
     att_tile *d_tiles;       // (M)
-    /* pinned host memory for one call's uploads and downloads (pin_layout) */
-    char *pin;
-    size_t pin_n;
+    /* pinned host memory for a call's uploads and downloads (pin_layout): one half for each of the two calls
+       that may be in flight, taken in turn */
+    char *pin[2];
+    size_t pin_n[2];
+    int half;                /* the half the next call takes */
+    gpu_call fl[2];          /* the calls in flight, oldest at fl[flh] */
+    int nfl, flh;
+    cudaEvent_t ev[2];       /* per half: recorded after that call's downloads once a later call is queued */
+    const int *pick;         /* the last call's picks on the device (d_sampled or d_argmax), for the next call's
+                                fed rows; NULL before any call */
+    size_t pick_n;           /* its wanted rows */
+    int *d_pick2;            /* a copy of them for a fed call of several chunks, whose first chunk's picks
+                                overwrite them before a later chunk's rows are fed; pick2_n entries */
+    size_t pick2_n;
     int nsm;                 /* multiprocessors, for att_splits and k_compact_slices */
     int tcatt;               /* tensor-core attention for prefill-shaped calls: 0 off (LR_GPU_TCATT=0, or the
                                 shape or the device's shared memory does not allow it) */
@@ -313,7 +361,7 @@ static int pages_init(gpu_fwd *g, const gpu_kv *kv) {
     size_t kvn = (size_t)c->L * pages * c->NKV * page * c->HD;
     int rc;
     if ((rc = dalloc(&g->kc, kvn)) || (rc = dalloc(&g->vc, kvn)) || (rc = dalloc(&g->d_ptab, (size_t)most))) return rc;
-    CK(cudaMallocHost((void **)&g->ptab, (size_t)most * sizeof(int)));
+    g->ptab = (int *)xmalloc((size_t)most * sizeof(int));
     for (long i = 0; i < most; i++) g->ptab[i] = -1;
     CK(cudaMemcpy(g->d_ptab, g->ptab, (size_t)most * sizeof(int), cudaMemcpyHostToDevice));
     g->held = (int *)xcalloc((size_t)g->B, sizeof(int));
@@ -354,8 +402,8 @@ static int pages_more(const gpu_fwd *g, int b, int len) {
 }
 
 /* Takes the pages the call's N rows need (every slot's table covering its
- * length after the call) and uploads the changed table rows; nothing is
- * taken when the pool cannot cover all of them. */
+ * length after the call; the changed rows are marked dirty, for the call
+ * to upload); nothing is taken when the pool cannot cover all of them. */
 static int pages_take(gpu_fwd *g, int N, const int *seq) {
     for (int i = 0; i < N; i++) g->want_len[seq[i]] = g->len[seq[i]];
     long need = 0;
@@ -381,12 +429,22 @@ static int pages_take(gpu_fwd *g, int N, const int *seq) {
         g->want_len[b] = 0;
         mark_dirty(g, b);
     }
-    if (g->dirty_hi >= g->dirty_lo) {
-        size_t at = (size_t)g->dirty_lo * g->mp, n = (size_t)(g->dirty_hi - g->dirty_lo + 1) * g->mp;
-        PROF(GPU_PROF_H2D);
-        CK(cudaMemcpyAsync(g->d_ptab + at, g->ptab + at, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
-        g->dirty_lo = g->B, g->dirty_hi = -1;
-    }
+    return LR_OK;
+}
+
+/* Entries of the dirty table rows, which the call copies into its pinned half. */
+static size_t dirty_entries(const gpu_fwd *g) {
+    return g->dirty_hi >= g->dirty_lo ? (size_t)(g->dirty_hi - g->dirty_lo + 1) * g->mp : 0;
+}
+
+/* Uploads the dirty table rows through pinned staging (n: dirty_entries). */
+static int ptab_upload(gpu_fwd *g, int *staging, size_t n) {
+    if (!n) return LR_OK;
+    size_t at = (size_t)g->dirty_lo * g->mp;
+    memcpy(staging, g->ptab + at, n * sizeof(int));
+    PROF(GPU_PROF_H2D);
+    CK(cudaMemcpyAsync(g->d_ptab + at, staging, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+    g->dirty_lo = g->B, g->dirty_hi = -1;
     return LR_OK;
 }
 
@@ -427,6 +485,7 @@ extern "C" void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) {
 }
 
 static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_tokens, int kmax, const gpu_kv *kv);
+static int ensure_results(gpu_fwd *g, size_t G, size_t ng);
 
 /* A failed init frees what it allocated: callers do not free an engine that
  * never started. */
@@ -475,8 +534,9 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
         (rc = dalloc(&g->ln, M * C)) || (rc = dalloc(&g->att, M * QD)) || (rc = dalloc(&g->h, M * I)) ||
         (rc = dalloc(&g->lnf, (size_t)g->LM * C)) || (rc = dalloc(&g->logits, (size_t)g->LM * V)) ||
         (rc = dalloc(&g->d_tok, M)) || (rc = dalloc(&g->d_seq, M)) || (rc = dalloc(&g->d_pos, M)) ||
-        (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_tiles, M)))
+        (rc = dalloc(&g->d_rows, M)) || (rc = dalloc(&g->d_feed, M)) || (rc = dalloc(&g->d_tiles, M)))
         return rc;
+    for (int h = 0; h < 2; h++) CK(cudaEventCreateWithFlags(&g->ev[h], cudaEventDisableTiming));
     size_t cws = 0; /* the slice count falls as rows grow, so the largest need is at no fixed row count */
     for (int n = 1; n <= g->LM; n++) {
         size_t b = k_compact_ws_bytes(n, (int)V, k_compact_slices(n, (int)V, g->nsm));
@@ -484,6 +544,9 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
     }
     if ((rc = dalloc(&g->cws, cws))) return rc;
     g->len = (int *)xcalloc((size_t)B, sizeof(int));
+    /* results for B wanted rows from the start: a decode call (one wanted
+     * row a slot) never reallocates the picks the next call's fed rows read */
+    if ((rc = ensure_results(g, (size_t)B, 0))) return rc;
     if ((rc = pages_init(g, kv))) return rc; /* last: the pool takes a share of what is left */
     if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new();
     free(g->stage16), free(g->stage32);
@@ -513,6 +576,7 @@ extern "C" void gpu_fwd_graph_stats(const gpu_fwd *g, gpu_graph_stats *s) {
 
 extern "C" void gpu_fwd_free(gpu_fwd *g) {
     if (!g) return;
+    if (g->st) (void)cudaStreamSynchronize(g->st); /* a call may still be in flight */
     if (g->gexec) cudaGraphExecDestroy(g->gexec);
     if (g->ws) cudaFree(g->ws);
     if (g->prof) {
@@ -527,13 +591,17 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
         }
     void *p[] = {g->embed, g->lm_head != g->embed ? g->lm_head : NULL, g->norm, g->inv_freq, g->kc, g->vc, g->x,
                  g->qkv, g->q, g->gu, g->ln, g->att, g->h, g->lnf, g->logits, g->d_tok, g->d_seq, g->d_pos,
-                 g->d_rows, g->d_tiles, g->d_k, g->d_ids, g->d_argmax, g->d_gids, g->d_lps, g->d_tail, g->d_glps,
+                 g->d_rows, g->d_feed, g->d_pick2, g->d_tiles, g->d_k, g->d_ids, g->d_argmax, g->d_gids, g->d_lps,
+                 g->d_tail, g->d_glps,
                  g->d_gtail, g->d_bad, g->d_goff, g->d_uni, g->d_sampled, g->d_part, g->cws};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) if (p[i]) cudaFree(p[i]);
     if (g->cb) cublasDestroy(g->cb);
     if (g->st) cudaStreamDestroy(g->st);
-    if (g->pin) cudaFreeHost(g->pin);
-    if (g->ptab) cudaFreeHost(g->ptab);
+    for (int h = 0; h < 2; h++) {
+        if (g->pin[h]) cudaFreeHost(g->pin[h]);
+        if (g->ev[h]) cudaEventDestroy(g->ev[h]);
+    }
+    free(g->ptab);
     if (g->d_ptab) cudaFree(g->d_ptab);
     free(g->layer), free(g->len), free(g->held), free(g->want_len), free(g->freel), free(g->refs), free(g->pre);
     free(g->stage16), free(g->stage32);
@@ -628,49 +696,34 @@ static int ensure_results(gpu_fwd *g, size_t G, size_t ng) {
     return LR_OK;
 }
 
-/* One call's host side of the bus, in pinned memory so that copies are
- * asynchronous DMA: uploads (every row's token, slot, position and tile, in
- * place per chunk, since a chunk's copy may still be pending while the next
- * chunk is being filled; the gather offsets and ids; the uniforms) and the
- * downloads of the per-row results, copied to the caller's arrays after the
- * final synchronisation. The logits rows of --full go straight to the
- * caller's (pageable) array. */
-typedef struct {
-    int *tok, *seq, *pos, *rows;
-    att_tile *tiles;
-    int64_t *goff;
-    int32_t *gids;
-    double *uni;
-    unsigned char *bad;
-    int32_t *argmax, *k, *ids, *sampled;
-    float *lps, *tail, *glps, *gtail;
-} pin_layout;
 
 /* Carves l out of base (NULL: only measures); returns the bytes used. */
-static size_t pin_carve(char *base, pin_layout *l, size_t N, size_t G, size_t K, size_t ng) {
+static size_t pin_carve(char *base, pin_layout *l, size_t N, size_t G, size_t K, size_t ng, size_t nptab) {
     size_t at = 0;
 #define PIN(field, count)                                                                                     \
     do {                                                                                                      \
         l->field = base ? (decltype(l->field))(base + at) : NULL;                                             \
         at += ((count) * sizeof *l->field + 63) / 64 * 64;                                                    \
     } while (0)
-    PIN(tok, N); PIN(seq, N); PIN(pos, N); PIN(rows, N); PIN(tiles, N); PIN(goff, G + 1); PIN(gids, ng);
+    PIN(tok, N); PIN(feed, N); PIN(ptab, nptab); PIN(seq, N); PIN(pos, N); PIN(rows, N); PIN(tiles, N);
+    PIN(goff, G + 1); PIN(gids, ng);
     PIN(uni, G); PIN(bad, G); PIN(argmax, G); PIN(k, G); PIN(ids, G * K); PIN(sampled, G); PIN(lps, G * K);
     PIN(tail, G); PIN(glps, ng); PIN(gtail, G);
 #undef PIN
     return at;
 }
 
-static int pin_grow(gpu_fwd *g, pin_layout *l, size_t N, size_t G, size_t K, size_t ng) {
-    size_t need = pin_carve(NULL, l, N, G, K, ng);
-    if (need > g->pin_n) {
-        if (g->pin) cudaFreeHost(g->pin);
-        g->pin = NULL, g->pin_n = 0;
+/* Half h of the arena, grown to fit; its last call has been collected. */
+static int pin_grow(gpu_fwd *g, int h, pin_layout *l, size_t N, size_t G, size_t K, size_t ng, size_t nptab) {
+    size_t need = pin_carve(NULL, l, N, G, K, ng, nptab);
+    if (need > g->pin_n[h]) {
+        if (g->pin[h]) cudaFreeHost(g->pin[h]);
+        g->pin[h] = NULL, g->pin_n[h] = 0;
         size_t n = need + need / 2; /* room to grow without a new allocation each call */
-        CK(cudaMallocHost((void **)&g->pin, n));
-        g->pin_n = n;
+        CK(cudaMallocHost((void **)&g->pin[h], n));
+        g->pin_n[h] = n;
     }
-    pin_carve(g->pin, l, N, G, K, ng);
+    pin_carve(g->pin[h], l, N, G, K, ng, nptab);
     return LR_OK;
 }
 
@@ -687,11 +740,12 @@ template <class T> static void deliver(T *host, const T *pinned, size_t n) {
  * chunk's wanted rows are results gbase.. of the call. The --full logits
  * copy is the only copy here (graph_run never captures a call with one). */
 static int chunk_launches(gpu_fwd *g, const eng_req *q, eng_res *r, int n, int nw, int ntc, int nt, int splits,
-                          size_t gbase) {
+                          size_t gbase, const int *fsrc) {
     const mcfg *c = &g->c;
     const int V = c->V, C = c->C;
     int rc;
     PROF(GPU_PROF_ELEMENTWISE);
+    if (fsrc) k_feed(g->d_tok, g->d_feed, fsrc, n, V, g->st); /* the fed rows' tokens: the last call's picks */
     k_embedding(g->x, g->d_tok, (const uint16_t *)g->embed, n, C, g->st);
     for (int l = 0; l < c->L; l++)
         if ((rc = layer_forward(g, l, n, ntc, nt, splits))) return rc;
@@ -741,7 +795,7 @@ static void graph_failed(gpu_fwd *g, cudaGraph_t graph, cudaGraphExec_t exec) {
  * plainly this time (*ran = 0), so that the one-off shapes of continuous
  * batching (a prompt joining) neither capture nor evict the decode graph. */
 static int graph_run(gpu_fwd *g, const graph_key *k, const eng_req *q, eng_res *r, int n, int nw, int ntc, int nt,
-                     int splits, int *ran) {
+                     int splits, const int *fsrc, int *ran) {
     *ran = 0;
     if (!g->gexec || memcmp(k, &g->gkey, sizeof *k)) {
         if (!g->gseen_ok || memcmp(k, &g->gseen, sizeof *k)) {
@@ -754,7 +808,7 @@ static int graph_run(gpu_fwd *g, const graph_key *k, const eng_req *q, eng_res *
             graph_failed(g, NULL, NULL);
             return LR_OK;
         }
-        int rc = chunk_launches(g, q, r, n, nw, ntc, nt, splits, 0);
+        int rc = chunk_launches(g, q, r, n, nw, ntc, nt, splits, 0, fsrc);
         cudaError_t e = cudaStreamEndCapture(g->st, &graph); /* always: the stream leaves capture mode */
         if (!rc && e == cudaSuccess && graph) e = cudaGraphInstantiate(&exec, graph, 0);
         if (rc || e != cudaSuccess || !graph || !exec) {
@@ -773,20 +827,70 @@ static int graph_run(gpu_fwd *g, const graph_key *k, const eng_req *q, eng_res *
     return LR_OK;
 }
 
-extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want,
-                           const eng_req *q, eng_res *r) {
+/* Copies call k's results from its pinned half to the caller's arrays. */
+static void deliver_call(const gpu_call *k) {
+    const pin_layout *h = &k->h;
+    const eng_res *r = &k->r;
+    size_t G = k->G, K = k->K, ng = k->ng;
+    deliver(r->bad, h->bad, G), deliver(r->argmax, h->argmax, G);
+    if (K)
+        deliver(r->k, h->k, G), deliver(r->ids, h->ids, G * K), deliver(r->lps, h->lps, G * K),
+        deliver(r->tail, h->tail, G);
+    if (k->gather) deliver(r->glps, h->glps, ng), deliver(r->gtail, h->gtail, G);
+    if (k->sample) deliver(r->sampled, h->sampled, G);
+}
+
+extern "C" int gpu_fwd_submit(gpu_fwd *g, int N, const int *tokens, const int *feed, const int *seq,
+                              const unsigned char *want, const eng_req *q, eng_res *r) {
     const mcfg *c = &g->c;
+    if (g->nfl == 2) return lr_err(LR_EUSAGE, "cuda forward: a third call queued before the first was collected");
     if (q->co.kmax > g->kmax)
         return lr_err(LR_EUSAGE, "cuda forward: kmax %d above the %d it was sized for", q->co.kmax, g->kmax);
     int rc = fwd_check_rows("cuda forward", g->len, g->B, g->Tmax, c->V, N, tokens, seq);
     if (rc) return rc;
-    if (g->prof) CK(prof_start(g->prof, GPU_PROF_HOST, g->st));
-    if ((rc = pages_take(g, N, seq))) return rc;
     size_t G = 0;
+    int fed = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
-    size_t ng = q->gids ? q->goff[G] : 0, K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0;
-    pin_layout h;
-    if ((rc = ensure_results(g, G, ng)) || (rc = pin_grow(g, &h, (size_t)N, G, K, ng))) return rc;
+    for (int i = 0; feed && i < N; i++) {
+        if (feed[i] >= 0 && (!g->pick || (size_t)feed[i] >= g->pick_n))
+            return lr_err(LR_EUSAGE, "cuda forward: row %d fed from pick %d of a previous call of %zu", i, feed[i],
+                          g->pick ? g->pick_n : (size_t)0);
+        fed |= feed[i] >= 0;
+    }
+    /* the picks fed rows read stay where they are: a fed call never grows the results */
+    if (fed && G > g->rcap)
+        return lr_err(LR_EUSAGE, "cuda forward: a fed call of %zu wanted rows, above the %zu of a decode step", G,
+                      g->rcap);
+    if (g->prof) CK(prof_start(g->prof, GPU_PROF_HOST, g->st));
+    /* the call before, still in flight: its end is marked before this one's
+     * first copy, so that collecting it waits for it alone */
+    if (g->nfl) {
+        gpu_call *prev = &g->fl[(g->flh + g->nfl - 1) % 2];
+        if (!prev->done && !prev->marked) {
+            CK(cudaEventRecord(g->ev[prev->half], g->st));
+            prev->marked = 1;
+        }
+    }
+    if ((rc = pages_take(g, N, seq))) return rc;
+    size_t ng = q->gids ? q->goff[G] : 0, K = q->co.kmax > 0 ? (size_t)q->co.kmax : 0, nptab = dirty_entries(g);
+    gpu_call *k = &g->fl[(g->flh + g->nfl) % 2];
+    memset(k, 0, sizeof *k);
+    k->half = g->half, k->r = *r, k->G = G, k->K = K, k->ng = ng, k->gather = q->gids != NULL,
+    k->sample = q->uniform != NULL;
+    pin_layout &h = k->h;
+    if ((rc = ensure_results(g, G, ng)) || (rc = pin_grow(g, k->half, &h, (size_t)N, G, K, ng, nptab)) ||
+        (rc = ptab_upload(g, h.ptab, nptab)))
+        return rc;
+    const int *fsrc = fed ? g->pick : NULL;
+    if (fed && N > g->M) { /* several chunks: feed every one from the picks as they were */
+        if (g->pick_n > g->pick2_n) {
+            if (g->d_pick2) cudaFree(g->d_pick2);
+            if ((rc = dalloc(&g->d_pick2, g->pick_n))) return rc;
+            g->pick2_n = g->pick_n;
+        }
+        CK(cudaMemcpyAsync(g->d_pick2, g->pick, g->pick_n * sizeof(int), cudaMemcpyDeviceToDevice, g->st));
+        fsrc = g->d_pick2;
+    }
     if (q->gids) {
         for (size_t j = 0; j <= G; j++) h.goff[j] = (int64_t)q->goff[j];
         PROF(GPU_PROF_H2D);
@@ -803,12 +907,14 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     }
     size_t gbase = 0;
     for (int start = 0; start < N; start += g->M) {
-        int n = N - start < g->M ? N - start : g->M, nw = 0;
+        int n = N - start < g->M ? N - start : g->M, nw = 0, cfed = 0;
         PROF(GPU_PROF_HOST);
-        int *tok = h.tok + start, *sq = h.seq + start, *pos = h.pos + start, *rows = h.rows + start;
+        int *tok = h.tok + start, *fd = h.feed + start, *sq = h.seq + start, *pos = h.pos + start,
+            *rows = h.rows + start;
         att_tile *tiles = h.tiles + start;
         for (int i = 0; i < n; i++) {
             tok[i] = tokens[start + i], sq[i] = seq[start + i];
+            fd[i] = feed ? feed[start + i] : -1, cfed |= fd[i] >= 0;
             pos[i] = g->len[sq[i]]++;
             if (!want || want[start + i]) rows[nw++] = i;
         }
@@ -828,20 +934,24 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
         }
         PROF(GPU_PROF_H2D);
         CK(cudaMemcpyAsync(g->d_tok, tok, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
+        if (cfed) CK(cudaMemcpyAsync(g->d_feed, fd, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_seq, sq, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_pos, pos, n * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_rows, rows, nw * sizeof(int), cudaMemcpyHostToDevice, g->st));
         CK(cudaMemcpyAsync(g->d_tiles, tiles, nt * sizeof(att_tile), cudaMemcpyHostToDevice, g->st));
+        const int *cs = cfed ? fsrc : NULL;
         int ran = 0;
         if (start == 0 && n == N && g->graphs && !g->prof && N <= g->B && nw <= g->LM && !(q->logits && r->logits)) {
-            graph_key k;
-            memset(&k, 0, sizeof k); /* padding too: keys compare with memcmp */
-            k.n = n, k.nw = nw, k.ntc = ntc, k.nt = nt, k.splits = splits, k.kmax = q->co.kmax, k.kmin = q->co.kmin;
-            k.mass = q->co.mass, k.flags = (q->gids != NULL) | (q->uniform != NULL) << 1, k.gen = g->gen;
-            if (q->uniform) k.temperature = q->smp.temperature, k.top_k = q->smp.top_k, k.top_p = q->smp.top_p;
-            if ((rc = graph_run(g, &k, q, r, n, nw, ntc, nt, splits, &ran))) return rc;
+            graph_key gk;
+            memset(&gk, 0, sizeof gk); /* padding too: keys compare with memcmp */
+            gk.n = n, gk.nw = nw, gk.ntc = ntc, gk.nt = nt, gk.splits = splits, gk.kmax = q->co.kmax,
+            gk.kmin = q->co.kmin, gk.mass = q->co.mass, gk.gen = g->gen;
+            gk.flags = (q->gids != NULL) | (q->uniform != NULL) << 1 | (cs != NULL) << 2 |
+                       (cs && cs == g->d_sampled) << 3;
+            if (q->uniform) gk.temperature = q->smp.temperature, gk.top_k = q->smp.top_k, gk.top_p = q->smp.top_p;
+            if ((rc = graph_run(g, &gk, q, r, n, nw, ntc, nt, splits, cs, &ran))) return rc;
         }
-        if (!ran && (rc = chunk_launches(g, q, r, n, nw, ntc, nt, splits, gbase))) return rc;
+        if (!ran && (rc = chunk_launches(g, q, r, n, nw, ntc, nt, splits, gbase, cs))) return rc;
         gbase += (size_t)nw;
     }
     PROF(GPU_PROF_D2H);
@@ -854,12 +964,29 @@ extern "C" int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq,
     if (q->gids && ((rc = fetch_async(g, h.glps, g->d_glps, ng)) || (rc = fetch_async(g, h.gtail, g->d_gtail, G))))
         return rc;
     if (q->uniform && (rc = fetch_async(g, h.sampled, g->d_sampled, G))) return rc;
-    PROF(GPU_PROF_KINDS); /* the call's last event */
-    CK(cudaStreamSynchronize(g->st));
-    if (g->prof) CK(prof_collect(g->prof));
-    deliver(r->bad, h.bad, G), deliver(r->argmax, h.argmax, G);
-    if (K) deliver(r->k, h.k, G), deliver(r->ids, h.ids, G * K), deliver(r->lps, h.lps, G * K), deliver(r->tail, h.tail, G);
-    if (q->gids) deliver(r->glps, h.glps, ng), deliver(r->gtail, h.gtail, G);
-    if (q->uniform) deliver(r->sampled, h.sampled, G);
+    /* queued: the next call's fed rows read this one's picks */
+    g->nfl++, g->half ^= 1;
+    g->pick = q->uniform ? g->d_sampled : g->d_argmax, g->pick_n = G;
+    if (g->prof) { /* profiled calls run one at a time, each timed whole */
+        PROF(GPU_PROF_KINDS); /* the call's last event */
+        CK(cudaStreamSynchronize(g->st));
+        CK(prof_collect(g->prof));
+        deliver_call(k);
+        k->done = 1;
+    }
     return LR_OK;
 }
+
+extern "C" int gpu_fwd_collect(gpu_fwd *g) {
+    if (!g->nfl) return LR_OK;
+    gpu_call *k = &g->fl[g->flh];
+    g->flh = (g->flh + 1) % 2, g->nfl--;
+    if (k->done) return LR_OK;
+    /* a later call queued behind it: wait for its event, not for the stream */
+    if (k->marked) CK(cudaEventSynchronize(g->ev[k->half]));
+    else CK(cudaStreamSynchronize(g->st));
+    deliver_call(k);
+    return LR_OK;
+}
+
+extern "C" int gpu_fwd_pending(const gpu_fwd *g) { return g->nfl; }

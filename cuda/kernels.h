@@ -19,6 +19,11 @@ extern "C" {
 /* x[n] = wte[tokens[n]] (bf16 -> f32). x (N, C), wte (V, C). */
 void k_embedding(float *x, const int *tokens, const uint16_t *wte, int N, int C, void *stream);
 
+/* ops_cpu.h feed_tokens on the device: tok[n] = src[feed[n]] (0 outside
+ * [0, V)) where feed[n] >= 0. tok, feed (N), src (the previous call's
+ * argmax or sampled ids). */
+void k_feed(int *tok, const int *feed, const int *src, int N, int V, void *stream);
+
 /* out[n] = bf16(w * x[rows[n]] / sqrt(mean(x[rows[n]]^2) + eps)), rows NULL
  * meaning rows[n] = n (the final norm gathers the wanted rows this way).
  * out (N, C) bf16, x (*, C) f32, w (C) f32. */

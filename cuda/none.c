@@ -26,11 +26,13 @@ int gpu_fwd_init(gpu_fwd **g, const model *m, int B, int Tmax, int max_tokens, i
     return lr_err(LR_EUSAGE, "--device cuda: this build has no CUDA backend (rebuild where nvcc is installed)");
 }
 
-int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
-                eng_res *r) {
-    (void)g, (void)N, (void)tokens, (void)seq, (void)want, (void)q, (void)r;
+int gpu_fwd_submit(gpu_fwd *g, int N, const int *tokens, const int *feed, const int *seq, const unsigned char *want,
+                   const eng_req *q, eng_res *r) {
+    (void)g, (void)N, (void)tokens, (void)feed, (void)seq, (void)want, (void)q, (void)r;
     return lr_err(LR_EUSAGE, "no CUDA backend in this build");
 }
+int gpu_fwd_collect(gpu_fwd *g) { return (void)g, LR_OK; }
+int gpu_fwd_pending(const gpu_fwd *g) { return (void)g, 0; }
 
 void gpu_fwd_reset(gpu_fwd *g, int b) { (void)g, (void)b; }
 void gpu_fwd_pages(const gpu_fwd *g, gpu_kv_info *k) { (void)g, memset(k, 0, sizeof *k); }

@@ -18,6 +18,18 @@ void k_embedding(float *x, const int *tokens, const uint16_t *wte, int N, int C,
     LAUNCH(embedding_kernel, cdiv((size_t)N * C, 256), 256, 0, CS(stream), x, tokens, (const bf16 *)wte, N, C);
 }
 
+__global__ void feed_kernel(int *tok, const int *feed, const int *src, int N, int V) {
+    int n = blockIdx.x * blockDim.x + threadIdx.x;
+    if (n < N && feed[n] >= 0) {
+        int t = src[feed[n]];
+        tok[n] = t >= 0 && t < V ? t : 0;
+    }
+}
+
+void k_feed(int *tok, const int *feed, const int *src, int N, int V, void *stream) {
+    if (N > 0) LAUNCH(feed_kernel, cdiv((size_t)N, 256), 256, 0, CS(stream), tok, feed, src, N, V);
+}
+
 /* One block per row: the sum of squares in float32 (as the CPU twin and
  * transformers' Qwen2RMSNorm compute it), then the scaled row. */
 __global__ void rmsnorm_kernel(bf16 *out, const float *x, const float *w, const int *rows, int C, float eps) {

@@ -3,6 +3,7 @@
 
 #include "infer/gpu.h"
 #include "base/util.h"
+#include "nn/ops_cpu.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -40,11 +41,13 @@ int eng_init_kv(engine *e, const model *m, eng_device dev, int B, int Tmax, int 
     return fwd_init(&e->cpu, m, B, Tmax, max_tokens, 0, nthreads);
 }
 
-/* The CPU twin of the device's per-row reductions (cuda/compact.cu). */
-static void cpu_row(engine *e, const float *row, int V, size_t g, const eng_req *q, eng_res *r) {
+/* The CPU twin of the device's per-row reductions (cuda/compact.cu); the
+ * row's pick (its draw, or its argmax; -1 for a NaN row) into *pick. */
+static void cpu_row(engine *e, const float *row, int V, size_t g, const eng_req *q, eng_res *r, int32_t *pick) {
     int bad = 0;
     for (int i = 0; i < V && !bad; i++) bad = !isfinite(row[i]);
     if (r->bad) r->bad[g] = (unsigned char)bad;
+    *pick = -1;
     if (bad) {
         if (q->uniform) r->sampled[g] = -1;
         return;
@@ -57,22 +60,53 @@ static void cpu_row(engine *e, const float *row, int V, size_t g, const eng_req 
     if (q->gids)
         cd_gather(row, V, q->gids + q->goff[g], (int)(q->goff[g + 1] - q->goff[g]), r->glps + q->goff[g],
                   &r->gtail[g]);
-    if (r->argmax) {
+    if (r->argmax || !q->uniform) {
         int best = 0;
         for (int i = 1; i < V; i++)
             if (row[i] > row[best]) best = i;
-        r->argmax[g] = best;
+        if (r->argmax) r->argmax[g] = best;
+        *pick = best;
     }
-    if (q->uniform) r->sampled[g] = smp_draw_u(row, &q->smp, q->uniform[g], &e->smp);
+    if (q->uniform) *pick = r->sampled[g] = smp_draw_u(row, &q->smp, q->uniform[g], &e->smp);
 }
 
 int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
             eng_res *r) {
-    if (e->dev == ENG_CPU && q->co.kmax > e->heap_cap)
+    int rc = eng_submit(e, N, tokens, NULL, seq, want, q, r);
+    while (eng_pending(e)) {
+        int rc2 = eng_collect(e);
+        if (!rc) rc = rc2;
+    }
+    return rc;
+}
+
+int eng_pending(const engine *e) { return e->dev == ENG_CUDA ? gpu_fwd_pending(e->gpu) : e->pending; }
+
+int eng_collect(engine *e) {
+    if (e->dev == ENG_CUDA) return gpu_fwd_collect(e->gpu);
+    if (e->pending) e->pending--; /* on cpu a call's results are in place once it is submitted */
+    return LR_OK;
+}
+
+int eng_submit(engine *e, int N, const int *tokens, const int *feed, const int *seq, const unsigned char *want,
+               const eng_req *q, eng_res *r) {
+    if (e->dev == ENG_CUDA) return gpu_fwd_submit(e->gpu, N, tokens, feed, seq, want, q, r);
+    if (q->co.kmax > e->heap_cap)
         return lr_err(LR_EUSAGE, "engine: kmax %d above the %d it was sized for", q->co.kmax, e->heap_cap);
-    if (e->dev == ENG_CUDA) return gpu_fwd_run(e->gpu, N, tokens, seq, want, q, r);
+    if (e->pending == 2) return lr_err(LR_EUSAGE, "engine: a third call queued before the first was collected");
     size_t G = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
+    if (feed) { /* the fed rows take the last call's picks, as the device's k_feed does */
+        if ((size_t)N > e->ftok_cap) e->ftok = xrealloc(e->ftok, (size_t)N * sizeof *e->ftok), e->ftok_cap = (size_t)N;
+        memcpy(e->ftok, tokens, (size_t)N * sizeof *tokens);
+        for (int i = 0; i < N; i++)
+            if (feed[i] >= 0 && (!e->picked || (size_t)feed[i] >= e->npick))
+                return lr_err(LR_EUSAGE, "engine: row %d fed from pick %d of a previous call of %zu", i, feed[i],
+                              e->picked ? e->npick : (size_t)0);
+        feed_tokens(e->ftok, feed, e->pick, N, e->m->cfg.V);
+        tokens = e->ftok;
+    }
+    if (G > e->pick_cap) e->pick = xrealloc(e->pick, G * sizeof *e->pick), e->pick_cap = G;
     int V = e->m->cfg.V;
     if (q->uniform && e->smp.V != V) smp_free(&e->smp), smp_init(&e->smp, V);
     float *dst = r->logits;
@@ -84,7 +118,8 @@ int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned 
         dst = e->logits;
     }
     int rc = fwd_run(&e->cpu, N, tokens, seq, want, dst);
-    for (size_t g = 0; !rc && g < G; g++) cpu_row(e, dst + g * (size_t)V, V, g, q, r);
+    for (size_t g = 0; !rc && g < G; g++) cpu_row(e, dst + g * (size_t)V, V, g, q, r, &e->pick[g]);
+    if (!rc) e->npick = G, e->picked = 1, e->pending++;
     return rc;
 }
 
@@ -168,6 +203,7 @@ void eng_free(engine *e) {
     free(e->logits);
     free(e->heap);
     free(e->pre_k), free(e->pre_v);
+    free(e->pick), free(e->ftok);
     smp_free(&e->smp);
     memset(e, 0, sizeof *e);
 }

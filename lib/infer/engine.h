@@ -39,6 +39,11 @@ typedef struct {
     int tmax;              /* positions per slot */
     float *pre_k, *pre_v;  /* ENG_CPU: the shared prefix's keys and values (fwd_save_prefix), or NULL */
     int npre;              /* ENG_CPU: its positions */
+    int pending;           /* ENG_CPU: calls submitted (and run) but not yet collected */
+    int32_t *pick;         /* ENG_CPU: the last call's picks (eng_submit's feed), npick of them */
+    int *ftok;             /* ENG_CPU: a fed call's tokens */
+    size_t npick, pick_cap, ftok_cap;
+    int picked;            /* ENG_CPU: a call has run (its picks are pick) */
 } engine;
 
 /* "cpu", "cuda" or "auto" (cuda when a GPU is present, else cpu). */
@@ -55,6 +60,22 @@ int eng_init_kv(engine *e, const model *m, eng_device dev, int B, int Tmax, int 
                 const gpu_kv *kv);
 int eng_run(engine *e, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
             eng_res *r);
+/* Decode one step ahead (docs/CUDA.md "Decode one step ahead"):
+ * eng_submit queues the call eng_run would run and returns (cpu: once it
+ * has run); its results reach r at the eng_collect that takes it, calls
+ * being collected oldest first, at most two uncollected at once. r's
+ * arrays must stay put until then; tokens, feed, seq, want and q's
+ * uniforms and gathers are read at submit. feed: NULL, or per row -1 or a
+ * wanted row g of the call submitted just before, whose pick (res.sampled[g]
+ * when that call sampled, else its argmax; 0 for a NaN row) becomes this
+ * row's token in place of tokens[i] (which must still be an id of the
+ * vocabulary), on the device, before the host has seen it. eng_run:
+ * eng_submit without feed, then eng_collect until none is left. A fed call
+ * wants at most B rows (one a slot). eng_pending: calls not yet collected. */
+int eng_submit(engine *e, int N, const int *tokens, const int *feed, const int *seq, const unsigned char *want,
+               const eng_req *q, eng_res *r);
+int eng_collect(engine *e);
+int eng_pending(const engine *e);
 void eng_reset(engine *e, int b);
 void eng_free(engine *e);
 /* Positions per slot (the cache length). */

@@ -74,9 +74,13 @@ int gpu_fwd_prefix_keep(gpu_fwd *g, int b);
 void gpu_fwd_prefix_attach(gpu_fwd *g, int b);
 /* Drops the prefix's own hold: its pages are freed once no slot holds them. */
 void gpu_fwd_prefix_drop(gpu_fwd *g);
-/* eng_run's contract (engine.h). */
-int gpu_fwd_run(gpu_fwd *g, int N, const int *tokens, const int *seq, const unsigned char *want, const eng_req *q,
-                eng_res *r);
+/* eng_submit's and eng_collect's contract (engine.h): a call queued (at
+ * most two uncollected), collected oldest first; gpu_fwd_pending: those
+ * not yet collected. */
+int gpu_fwd_submit(gpu_fwd *g, int N, const int *tokens, const int *feed, const int *seq, const unsigned char *want,
+                   const eng_req *q, eng_res *r);
+int gpu_fwd_collect(gpu_fwd *g);
+int gpu_fwd_pending(const gpu_fwd *g);
 void gpu_fwd_reset(gpu_fwd *g, int b);
 void gpu_fwd_free(gpu_fwd *g);
 

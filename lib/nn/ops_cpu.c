@@ -27,6 +27,11 @@ void embedding_forward(float *out, const int *tokens, const float *wte, int N, i
     for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, wte + (size_t)tokens[n] * C, (size_t)C * sizeof(float));
 }
 
+void feed_tokens(int *tok, const int *feed, const int *src, int N, int V) {
+    for (int n = 0; n < N; n++)
+        if (feed[n] >= 0) tok[n] = src[feed[n]] >= 0 && src[feed[n]] < V ? src[feed[n]] : 0;
+}
+
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps) {
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;

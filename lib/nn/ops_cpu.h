@@ -26,6 +26,13 @@ pool *ops_pool(void);
 void embedding_forward(float *out, const int *tokens, const float *wte, int N, int C);
 // out (N, C), tokens (N), wte (V, C)
 
+/* The tokens of a call whose rows take the previous call's picks (decode
+ * one step ahead, engine.h eng_submit): tok[n] = src[feed[n]] where
+ * feed[n] >= 0, 0 when that pick is outside [0, V) (a NaN row's -1: the
+ * row's results are dropped, but its embedding must read a real row);
+ * tok[n] unchanged where feed[n] < 0. */
+void feed_tokens(int *tok, const int *feed, const int *src, int N, int V);
+
 /* HF RMSNorm: out = w * x / sqrt(mean(x^2) + eps); saves rstd (N) for backward. */
 void rmsnorm_forward(float *out, float *rstd, const float *inp, const float *w, int N, int C, float eps);
 

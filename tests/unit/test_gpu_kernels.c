@@ -57,6 +57,17 @@ static void test_embedding_rmsnorm_swiglu(void) {
     embedding_forward(xr, tok, wte, N, C);
     CHECK(!memcmp(x, xr, (size_t)N * C * 4));
 
+    /* the previous call's picks fed to this call's rows (decode one step
+     * ahead): rows 1, 2, 4 and 6 take picks 2, 0, 3 and 1 (pick 1, a NaN
+     * row's -1, and pick 3, past V, become 0); rows 0, 3 and 5 keep theirs */
+    int feed[7] = {-1, 2, 0, -1, 3, -1, 1}, src[4] = {11, -1, 42, 50};
+    int ft[7], fr[7];
+    memcpy(ft, tok, sizeof tok), memcpy(fr, tok, sizeof tok);
+    k_feed(ft, feed, src, N, V, NULL);
+    feed_tokens(fr, feed, src, N, V);
+    int want_ft[7] = {3, 42, 11, 3, 0, 8, 0};
+    CHECK(!memcmp(ft, fr, sizeof ft) && !memcmp(fr, want_ft, sizeof ft));
+
     float *w = frand(C, 1), *ref = malloc((size_t)N * C * 4);
     uint16_t *out = malloc((size_t)N * C * 2);
     k_rmsnorm(out, x, w, NULL, N, C, 1e-6f, NULL);
