@@ -363,9 +363,12 @@ int main(int argc, char **argv) {
                 lr_progname, run.written, (unsigned long long)run.prog.tokens, dt, dt > 0 ? run.prog.tokens / dt : 0.0,
                 (unsigned long long)g.calls);
         run_report_prefix(&run);
-        if (dev == ENG_CUDA && !o.follow && !o.static_batches)
+        if (dev == ENG_CUDA && !o.follow && !o.static_batches) {
             fprintf(stderr, "%s: at most %d problems live at once, %ld preemptions\n", lr_progname, run.peak_live,
                     run.preemptions);
+            fprintf(stderr, "%s: %ld of %llu forward passes queued one step ahead, %ld rows of them dropped (their "
+                    "problems had ended)\n", lr_progname, run.ahead, (unsigned long long)g.calls, run.wasted);
+        }
     }
 out:
     if (w) {

@@ -16,10 +16,12 @@ void gen_init(gen_ctx *g, engine *e, const gen_opts *o) {
 }
 
 void gen_free(gen_ctx *g) {
-    eng_res *r = &g->res;
     free(g->goff), free(g->gids), free(g->uni);
-    free(r->k), free(r->ids), free(r->lps), free(r->tail), free(r->gtail), free(r->argmax), free(r->sampled);
-    free(r->bad), free(r->logits), free(r->glps);
+    for (int i = 0; i < 2; i++) {
+        eng_res *r = i ? &g->res_next : &g->res;
+        free(r->k), free(r->ids), free(r->lps), free(r->tail), free(r->gtail), free(r->argmax), free(r->sampled);
+        free(r->bad), free(r->logits), free(r->glps);
+    }
     memset(g, 0, sizeof *g);
 }
 
@@ -103,28 +105,29 @@ static int record_step(const gen_ctx *c, gen_problem *p, size_t t, size_t g) {
 static int need_logits(const gen_opts *o) { return o->full; }
 
 /* Room for `rows` wanted rows (and their logits when needed) and `ng`
- * gathered ids. */
+ * gathered ids; res_next as res, but for the gathers (only gen_follow,
+ * which queues nothing ahead, gathers). */
 static void ensure_res(gen_ctx *c, size_t rows, size_t ng) {
     size_t K = (size_t)c->o.co.kmax, V = (size_t)c->o.V;
-    eng_res *r = &c->res;
     if (rows > c->res_rows) {
-        r->k = xrealloc(r->k, rows * sizeof *r->k);
-        r->ids = xrealloc(r->ids, rows * K * sizeof *r->ids);
-        r->lps = xrealloc(r->lps, rows * K * sizeof *r->lps);
-        r->tail = xrealloc(r->tail, rows * sizeof *r->tail);
-        r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
-        r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
-        r->bad = xrealloc(r->bad, rows);
-        if (c->o.sample) {
-            r->sampled = xrealloc(r->sampled, rows * sizeof *r->sampled);
-            c->uni = xrealloc(c->uni, rows * sizeof *c->uni);
+        for (int i = 0; i < 2; i++) {
+            eng_res *r = i ? &c->res_next : &c->res;
+            r->k = xrealloc(r->k, rows * sizeof *r->k);
+            r->ids = xrealloc(r->ids, rows * K * sizeof *r->ids);
+            r->lps = xrealloc(r->lps, rows * K * sizeof *r->lps);
+            r->tail = xrealloc(r->tail, rows * sizeof *r->tail);
+            r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
+            r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
+            r->bad = xrealloc(r->bad, rows);
+            if (c->o.sample) r->sampled = xrealloc(r->sampled, rows * sizeof *r->sampled);
+            if (need_logits(&c->o)) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
         }
-        if (need_logits(&c->o)) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
+        if (c->o.sample) c->uni = xrealloc(c->uni, rows * sizeof *c->uni);
         c->goff = xrealloc(c->goff, (rows + 1) * sizeof *c->goff);
         c->res_rows = rows;
     }
     if (ng > c->glps_cap) {
-        r->glps = xrealloc(r->glps, ng * sizeof *r->glps);
+        c->res.glps = xrealloc(c->res.glps, ng * sizeof *c->res.glps);
         c->gids = xrealloc(c->gids, ng * sizeof *c->gids);
         c->glps_cap = ng;
     }
@@ -344,8 +347,13 @@ void gen_sched_init(gen_sched *s, gen_ctx *c, int B, size_t prefill_rows) {
     s->live = xcalloc((size_t)B, sizeof *s->live);
     s->wait = xcalloc((size_t)B, sizeof *s->wait);
     s->dn = xcalloc((size_t)B, sizeof *s->dn);
-    s->gslot = xmalloc((size_t)B * sizeof *s->gslot);
+    s->flp[0] = xcalloc((size_t)B, sizeof *s->flp[0]);
+    s->flp[1] = xcalloc((size_t)B, sizeof *s->flp[1]);
+    s->flg = xmalloc((size_t)B * sizeof *s->flg);
+    for (int b = 0; b < B; b++) s->flg[b] = -1;
     s->prefill_rows = prefill_rows ? prefill_rows : 4096;
+    const char *ov = getenv("LR_GPU_OVERLAP"); /* as the other LR_GPU_ switches: "0" turns it off */
+    s->overlap = c->e->dev == ENG_CUDA && !(ov && !strcmp(ov, "0"));
     ensure_res(c, (size_t)B, 0);
     eng_reset(c->e, -1);
 }
@@ -358,6 +366,7 @@ int gen_sched_prefix(gen_ctx *c, gen_sched *s, const int32_t *tok, size_t n, siz
         s->cap = n;
         s->tok = xrealloc(s->tok, s->cap * sizeof *s->tok);
         s->seq = xrealloc(s->seq, s->cap * sizeof *s->seq);
+        s->feed = xrealloc(s->feed, s->cap * sizeof *s->feed); /* every row array grows with cap */
         s->want = xrealloc(s->want, s->cap);
     }
     int rc = prefill_rows(c, 0, tok, n, s->tok, s->seq, s->want);
@@ -422,16 +431,19 @@ size_t gen_common_prefix(const int32_t *const *tok, const size_t *len, int n, in
 }
 
 void gen_sched_free(gen_sched *s) {
+    while (eng_pending(s->e)) (void)eng_collect(s->e); /* an error left calls queued: their results are dropped */
     if (s->prefix) eng_prefix_drop(s->e);
     free(s->prefix);
-    free(s->live), free(s->wait), free(s->dn), free(s->tok), free(s->seq), free(s->gslot), free(s->want);
+    free(s->live), free(s->wait), free(s->dn), free(s->tok), free(s->seq), free(s->feed), free(s->want);
+    free(s->flp[0]), free(s->flp[1]), free(s->flg);
     memset(s, 0, sizeof *s);
 }
 
 /* Positions p's cache holds after its next call: prompt + every token but
- * the newest (which that call feeds) for a live one; the same for one
- * (re)joining, whose call feeds prompt + all its tokens. */
-static size_t target_len(const gen_problem *p) { return p->nprompt + p->T; }
+ * the newest (which that call feeds) for a live one, + one a row of it
+ * queued (whose token is not yet taken); the same for one (re)joining,
+ * whose call feeds prompt + all its tokens. */
+static size_t target_len(const gen_problem *p) { return p->nprompt + p->T + (size_t)p->pend; }
 
 static int free_pages(const gen_sched *s) {
     gpu_kv_info k;
@@ -490,10 +502,20 @@ void gen_admit(gen_sched *s, gen_problem *p) {
     place(s, p);
 }
 
-int gen_busy(const gen_sched *s) { return s->nlive > 0 || s->nwait > 0; }
+int gen_busy(const gen_sched *s) { return s->nlive > 0 || s->nwait > 0 || s->nfl > 0; }
 
-/* Empties slot b: its pages go back to the engine. */
+/* Empties slot b: its pages go back to the engine (a queued call's row
+ * of it still runs on them: the engine's calls run in order, so a later
+ * call that takes them writes after it), and its rows of queued calls
+ * are dropped. */
 static void vacate(gen_ctx *c, gen_sched *s, int b) {
+    for (int i = 0; i < s->nfl; i++) {
+        int h = (s->flh + i) % 2;
+        for (int g = 0; g < s->flG[h]; g++)
+            if (s->flp[h][g] == s->live[b]) s->flp[h][g] = NULL;
+    }
+    s->live[b]->pend = 0;
+    s->flg[b] = -1;
     s->live[b] = NULL;
     s->nlive--;
     s->dneed -= s->dn[b], s->dn[b] = 0;
@@ -517,10 +539,23 @@ static void preempt_newest(gen_ctx *c, gen_sched *s) {
     s->preemptions++;
 }
 
-/* Rows in slot order: a live problem's last token, or a joining one's
- * prompt and tokens so far (only the last row wanted); wanted row g is slot
- * gslot[g]'s. */
-int gen_step(gen_ctx *c, gen_sched *s) {
+/* Whether p has a row in the next call: not when the rows queued for it
+ * already produce its last token (max_new). */
+static int runs_next(const gen_ctx *c, const gen_problem *p) {
+    return !p->prefilled || (int)(p->T + (size_t)p->pend) < c->o.max_new;
+}
+
+static void recount_need(gen_sched *s) {
+    s->dneed = 0; /* one scan a call, not one per problem tried */
+    for (int b = 0; b < s->B; b++)
+        if (s->live[b]) s->dneed += s->dn[b] = step_pages(s, s->live[b]);
+}
+
+/* Queues one call (ahead: behind the one queued, nothing when that would
+ * need a preemption or no live problem has a row), in slot order: a live
+ * problem's newest token, fed from the queued call when that produces it,
+ * or a joining one's prompt and tokens so far (only the last row wanted). */
+static int submit_call(gen_ctx *c, gen_sched *s, int ahead) {
     while (s->nwait && fits_now(s, s->wait[0])) {
         place(s, s->wait[0]);
         memmove(s->wait, s->wait + 1, (size_t)--s->nwait * sizeof *s->wait);
@@ -536,9 +571,10 @@ int gen_step(gen_ctx *c, gen_sched *s) {
         return 0;
     }
     for (;;) { /* the pages this call takes, against those free */
-        int need = 0, fr = free_pages(s);
+        int need = 0, fr = free_pages(s), rows = 0;
         for (int b = 0; b < s->B; b++)
-            if (s->live[b]) need += step_pages(s, s->live[b]);
+            if (s->live[b] && runs_next(c, s->live[b])) need += step_pages(s, s->live[b]), rows++;
+        if (ahead && (need > fr || !rows)) return 0; /* taken first, then stepped as without overlap */
         if (need <= fr || !s->nlive) break;
         preempt_newest(c, s);
     }
@@ -548,37 +584,77 @@ int gen_step(gen_ctx *c, gen_sched *s) {
         s->cap = N * 2;
         s->tok = xrealloc(s->tok, s->cap * sizeof *s->tok);
         s->seq = xrealloc(s->seq, s->cap * sizeof *s->seq);
+        s->feed = xrealloc(s->feed, s->cap * sizeof *s->feed);
         s->want = xrealloc(s->want, s->cap);
     }
+    int h = (s->flh + s->nfl) % 2, G = 0, fed = 0;
     size_t r = 0;
-    int G = 0;
     for (int b = 0; b < s->B; b++) {
         gen_problem *p = s->live[b];
-        if (!p) continue;
+        if (!p || !runs_next(c, p)) {
+            if (p) s->flg[b] = -1;
+            continue;
+        }
         if (p->prefilled) {
-            s->tok[r] = p->tokens[p->T - 1], s->seq[r] = b, s->want[r++] = 1;
+            /* pend 1: its newest token is the queued call's pick, not yet seen */
+            s->tok[r] = p->pend ? 0 : p->tokens[p->T - 1], s->feed[r] = p->pend ? s->flg[b] : -1, s->seq[r] = b;
+            fed |= p->pend > 0;
+            s->want[r++] = 1;
         } else {
             /* the slot is empty, or holds the shared prefix only (place) */
             size_t n = target_len(p);
             for (size_t i = p->shared ? s->nprefix : 0; i < n; i++)
-                s->tok[r] = i < p->nprompt ? p->prompt[i] : p->tokens[i - p->nprompt], s->seq[r] = b,
-                s->want[r++] = i + 1 == n;
+                s->tok[r] = i < p->nprompt ? p->prompt[i] : p->tokens[i - p->nprompt], s->feed[r] = -1,
+                s->seq[r] = b, s->want[r++] = i + 1 == n;
             p->prefilled = 1;
         }
         draw_uniform(c, (size_t)G, p);
-        s->gslot[G++] = b;
+        p->pend++;
+        s->flg[b] = G;
+        s->flp[h][G++] = p;
     }
+    s->flG[h] = G;
     s->queued = 0, s->promised = 0;
     eng_req q = make_req(c, 0);
-    int rc = run_rows(c, (int)r, s->tok, s->seq, s->want, &q);
-    for (int g = 0; !rc && g < G; g++) {
-        int b = s->gslot[g];
-        if (!take_step(c, s->live[b], (size_t)g)) vacate(c, s, b);
+    c->calls++;
+    c->rows += (uint64_t)r;
+    int rc = eng_submit(c->e, (int)r, s->tok, fed ? s->feed : NULL, s->seq, s->want, &q,
+                        ahead ? &c->res_next : &c->res);
+    if (rc) return rc;
+    s->nfl++;
+    s->ahead += ahead;
+    recount_need(s);
+    return 0;
+}
+
+/* Takes the oldest queued call's results (in c->res): each problem's step;
+ * those that end leave their slot. */
+static int take_call(gen_ctx *c, gen_sched *s) {
+    int rc = eng_collect(c->e), h = s->flh;
+    for (int g = 0; !rc && g < s->flG[h]; g++) {
+        gen_problem *p = s->flp[h][g];
+        if (!p) { /* it ended at an earlier step */
+            s->wasted++;
+            continue;
+        }
+        p->pend--;
+        if (!take_step(c, p, (size_t)g)) vacate(c, s, p->slot);
     }
-    s->dneed = 0; /* every slot grew: one scan a call, not one per problem tried */
-    for (int b = 0; !rc && b < s->B; b++)
-        if (s->live[b]) s->dneed += s->dn[b] = step_pages(s, s->live[b]);
+    s->flh = (h + 1) % 2, s->nfl--;
+    if (s->nfl) { /* the call behind it is next: its results are c->res */
+        eng_res t = c->res;
+        c->res = c->res_next, c->res_next = t;
+    }
+    if (!rc) recount_need(s);
     return rc;
+}
+
+int gen_step(gen_ctx *c, gen_sched *s) {
+    int rc = 0;
+    if (!s->nfl && (rc = submit_call(c, s, 0))) return rc;
+    if (!s->nfl) return 0;
+    if (s->overlap && (rc = submit_call(c, s, 1))) return rc;
+    return take_call(c, s);
 }
 
 int gen_done(const gen_problem *p) { return p->failed || p->finish != NULL; }

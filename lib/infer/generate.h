@@ -62,6 +62,7 @@ typedef struct {
     int prefilled;             /* gen_sched: prompt + tokens[0..T-1) are in the slot's cache */
     long order;                /* gen_sched: admission number (the newest live problem is preempted first) */
     int shared;                /* gen_sched: its prompt starts with the shared prefix, which it runs on */
+    int pend;                  /* gen_sched: its rows queued on the engine and not yet taken (0, 1 or 2) */
     char *err;                 /* why it failed (malloc'd) */
 } gen_problem;
 
@@ -87,8 +88,9 @@ typedef struct {
     engine *e;
     gen_opts o;
     double *uni;               // (res_rows) with sample: the next call's uniform per wanted row
-    /* one engine call's results, for up to res_rows wanted rows */
-    eng_res res;
+    /* one engine call's results, for up to res_rows wanted rows; res_next:
+     * those of a call queued behind it (gen_sched's overlap) */
+    eng_res res, res_next;
     size_t res_rows, glps_cap;
     size_t *goff;              // (res_rows + 1) follow mode's gather offsets
     int32_t *gids;             // (glps_cap)
@@ -143,13 +145,27 @@ typedef struct {
     size_t queued;             /* prompt rows admitted but not yet run */
     int promised;              /* pages those rows will take */
     size_t prefill_rows;       /* at most this many prompt rows per call (>= one prompt) */
-    int *tok, *seq, *gslot;    /* one call's rows; wanted row g's slot */
+    int *tok, *seq, *feed;     /* one call's rows: token, slot, and the pick it is fed (-1: its token) */
     unsigned char *want;
     size_t cap;
+    /* decode one step ahead (docs/CUDA.md): with overlap each gen_step
+     * queues the next call, whose decode rows take the queued call's picks
+     * on the engine (eng_submit's feed), before it takes that call's
+     * results, so the host's work on one step (its lists, the stop
+     * strings, writing, admitting) overlaps the device's on the next */
+    int overlap;               /* set by gen_sched_init: cuda engines, unless LR_GPU_OVERLAP=0 */
+    int nfl, flh;              /* calls queued and not yet taken (0..2), the oldest's index */
+    gen_problem **flp[2];      // (B) each queued call's wanted row g: its problem, NULL once that has ended
+    int flG[2];                /* their wanted rows */
+    int *flg;                  // (B) slot b's wanted row in the newest queued call (-1: none)
+    long ahead;                /* calls queued ahead of the last one's results */
+    long wasted;               /* rows run for problems that had ended meanwhile (their results dropped) */
 } gen_sched;
 
 /* B: the engine's slots; prefill_rows: 0 for the default (4096). Empties
- * every slot of the engine. */
+ * every slot of the engine. s->overlap is 1 on a cuda engine unless the
+ * environment has LR_GPU_OVERLAP=0; a caller may set it either way before
+ * the first gen_step. */
 void gen_sched_init(gen_sched *s, gen_ctx *g, int B, size_t prefill_rows);
 void gen_sched_free(gen_sched *s);
 /* The shared prompt prefix, computed once: tok[0..n) are prefilled in one
@@ -189,9 +205,15 @@ void gen_admit(gen_sched *s, gen_problem *p);
  * rejoin, oldest first, while they fit; then, while the call's rows need
  * more pages than are free, the newest live problem is preempted. Problems
  * that end (EOS, max_new, NaN logits: finish or failed set) leave their
- * slot, and their pages go back. Returns an LR_E* code on an engine error. */
+ * slot, and their pages go back. With overlap, a call is queued before the
+ * last one's results are taken: its rows for the problems that then end
+ * are run and dropped (s->wasted), and problems admitted after a step join
+ * one call later; a call that would need a preemption is not queued ahead
+ * (the step runs as without overlap), so a problem's sampling stream is
+ * drawn only for rows whose results it takes, as without. Returns an
+ * LR_E* code on an engine error. */
 int gen_step(gen_ctx *g, gen_sched *s);
-/* 1 while a problem is live or waiting to rejoin. */
+/* 1 while a problem is live or waiting to rejoin, or a call is queued. */
 int gen_busy(const gen_sched *s);
 /* 1 when p has finished (written or reported next), 0 while live. */
 int gen_done(const gen_problem *p);

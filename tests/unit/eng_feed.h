@@ -20,7 +20,7 @@ static int write_kv_model(const char *dir) {
 }
 
 /* n rows of slot b (tokens (i * 7 + b) % V), the last one wanted; returns eng_run's code. */
-static int feed(engine *e, int b, int n, int V) {
+__attribute__((unused)) static int feed(engine *e, int b, int n, int V) {
     int *tok = malloc((size_t)n * sizeof *tok), *seq = malloc((size_t)n * sizeof *seq);
     unsigned char *want = calloc((size_t)n, 1);
     for (int i = 0; i < n; i++) tok[i] = (i * 7 + b) % V, seq[i] = b;
