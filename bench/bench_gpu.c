@@ -32,7 +32,7 @@ static const char USAGE[] =
     "       bench_gpu logits [options] DIR TOKENS_FILE OUT_FILE\n"
     "       bench_gpu teacher [options] DIR [--seqs N] [--len T] [--batch S] [--chunk R] [--peak TFLOPS]\n"
     "       bench_gpu decode [options] DIR [--batch B] [--prompt P] [--steps N] [--bw GBPS]\n"
-    "                        [--temperature T [--top-p P] [--top-k K]]\n"
+    "                        [--temperature T [--top-p P] [--top-k K]] [--ahead]\n"
     "check: cpu (reference) vs the device on packed rows of several slots, a\n"
     "  prompt chunk then appended rows (the KV-cache path) and a slot reset;\n"
     "  one line per model; exit 5 when a bound is broken:\n"
@@ -57,7 +57,9 @@ static const char USAGE[] =
     "  / step time, as % of --bw (default: 4800 GB/s H200, 3350 H100 SXM).\n"
     "  With --temperature T > 0 each step samples instead (on the device, one\n"
     "  uniform per row sent, the id back, as lr-infer does), the drawn token fed\n"
-    "  back.\n"
+    "  back. With --ahead each step is queued before the last one's results are\n"
+    "  read, its tokens that step's picks on the device (engine.h eng_submit's\n"
+    "  feed), as lr-infer's continuous batching runs; printed as ahead=on.\n"
     "options: --device cuda|cpu (default cuda; cpu: the cpu engine stands in,\n"
     "  for dry runs)   --threads N (cpu threads, default all)\n"
     "  --profile (teacher, decode on cuda: after the timed run, the same calls\n"
@@ -584,9 +586,13 @@ static double card_bw(const char *name) {
 
 static int cmd_decode(int argc, char **argv, const opts *o) {
     const char *dir = NULL;
-    int B = 1, P = 128, steps = 64, top_k = 0;
+    int B = 1, P = 128, steps = 64, top_k = 0, ahead = 0;
     double bw = -1, temp = 0, top_p = 1;
     for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--ahead")) {
+            ahead = 1;
+            continue;
+        }
         int *iv = !strcmp(argv[i], "--batch") ? &B : !strcmp(argv[i], "--prompt") ? &P
                   : !strcmp(argv[i], "--steps") ? &steps : !strcmp(argv[i], "--top-k") ? &top_k : NULL;
         double *dv = !strcmp(argv[i], "--bw") ? &bw : !strcmp(argv[i], "--temperature") ? &temp
@@ -618,16 +624,18 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
     int *tok = xmalloc(N * sizeof *tok), *seq = xmalloc(N * sizeof *seq);
     unsigned char *want = xcalloc(N, 1);
     eng_req q = {.co = {.mass = CD_DEFAULT_MASS, .kmax = CD_DEFAULT_KMAX, .kmin = CD_DEFAULT_KMIN}};
-    resbuf R;
+    resbuf R, R2; /* R2: the results of the step queued behind R's (--ahead) */
     res_alloc(&R, (size_t)B, CD_DEFAULT_KMAX, 0, V, 0);
+    res_alloc(&R2, (size_t)B, CD_DEFAULT_KMAX, 0, V, 0);
     /* sampling: one stream per slot, as lr-infer keeps one per problem */
     double *uni = xmalloc((size_t)B * sizeof *uni);
-    int32_t *drawn = xmalloc((size_t)B * sizeof *drawn);
+    int32_t *drawn = xmalloc((size_t)B * sizeof *drawn), *drawn2 = xmalloc((size_t)B * sizeof *drawn2);
+    int *feed = xmalloc((size_t)B * sizeof *feed);
     uint64_t *streams = xmalloc((size_t)B * sizeof *streams);
     for (int b = 0; b < B; b++) streams[b] = rng_stream(1, (uint64_t)b);
     if (temp > 0) {
         q.uniform = uni, q.smp = (smp_opts){.temperature = temp, .top_p = top_p, .top_k = top_k};
-        R.r.sampled = drawn;
+        R.r.sampled = drawn, R2.r.sampled = drawn2;
         for (int b = 0; b < B; b++) uni[b] = rng_unit(&streams[b]);
     }
     uint64_t x = 0x9e3779b97f4a7c15ULL;
@@ -642,7 +650,7 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
     size_t nbad = 0;
     for (int b = 0; b < B; b++) seq[b] = b, want[b] = 1;
     /* step 0 is a warm-up (first decode-shaped call), not timed */
-    for (int st = 0; st < steps && !rc; st++) {
+    for (int st = 0; st < (ahead ? 1 : steps) && !rc; st++) {
         for (int b = 0; b < B; b++) tok[b] = temp > 0 && drawn[b] >= 0 ? drawn[b] : R.r.argmax[b];
         if (temp > 0)
             for (int b = 0; b < B; b++) uni[b] = rng_unit(&streams[b]);
@@ -650,6 +658,29 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
         rc = eng_run(&e, B, tok, seq, want, &q, &R.r);
         if (st > 0) t_run += lr_now() - t0;
         for (int b = 0; b < B && !rc; b++) nbad += R.r.bad[b];
+    }
+    if (ahead && !rc) { /* steps 1.. queued one ahead, each fed the picks of the one before */
+        eng_res *res[2] = {&R.r, &R2.r};
+        for (int b = 0; b < B; b++) tok[b] = temp > 0 && drawn[b] >= 0 ? drawn[b] : R.r.argmax[b], feed[b] = b;
+        if (temp > 0)
+            for (int b = 0; b < B; b++) uni[b] = rng_unit(&streams[b]);
+        t0 = lr_now();
+        rc = eng_submit(&e, B, tok, NULL, seq, want, &q, res[1]); /* step 1, from the warm-up's picks */
+        for (int st = 1; st < steps && !rc; st++) {
+            if (st + 1 < steps) {
+                if (temp > 0)
+                    for (int b = 0; b < B; b++) uni[b] = rng_unit(&streams[b]);
+                rc = eng_submit(&e, B, tok, feed, seq, want, &q, res[(st + 1) % 2]);
+            }
+            if (!rc) rc = eng_collect(&e);
+            for (int b = 0; b < B && !rc; b++) nbad += res[st % 2]->bad[b];
+        }
+        t_run = lr_now() - t0;
+        while (eng_pending(&e)) (void)eng_collect(&e);
+        if (res[(steps - 1) % 2] != &R.r) { /* the last step's picks, where the profiled pass reads them */
+            memcpy(R.r.argmax, R2.r.argmax, (size_t)B * sizeof *R.r.argmax);
+            if (temp > 0) memcpy(drawn, drawn2, (size_t)B * sizeof *drawn);
+        }
     }
     /* the same number of steps again, profiled (the timed ones were not) */
     double t_prof = 0;
@@ -680,6 +711,7 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
                dir, eng_device_name(o->dev), card, B, P, steps, t_prefill, 1e3 * step_s, B / step_s,
                wbytes + kvbytes, gbps, bw, bw > 0 ? 100 * gbps / bw : 0, nbad);
         if (temp > 0) printf(" temperature=%g top_p=%g top_k=%d", temp, top_p, top_k);
+        printf(" ahead=%s", ahead ? "on" : "off");
         if (o->dev == ENG_CUDA) { /* the timed steps' CUDA graphs (the profiled ones run plainly) */
             gpu_graph_stats gs;
             gpu_fwd_graph_stats(e.gpu, &gs);
@@ -689,8 +721,8 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
         printf("\n");
         if (profiled) print_profile(temp > 0 ? "decode-sampled" : "decode", dir, &e, B, t_prof);
     }
-    res_free(&R);
-    free(tok), free(seq), free(want), free(uni), free(drawn), free(streams);
+    res_free(&R), res_free(&R2);
+    free(tok), free(seq), free(want), free(uni), free(drawn), free(drawn2), free(feed), free(streams);
     eng_free(&e);
     model_free(&m);
     return rc;

@@ -21,7 +21,8 @@
 #      floor), compact lists and gathered log-probs; then once with
 #      --inject-error 0.05, which must fail (the check can fail);
 #      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
-#      memory-bandwidth roofline (`bench_gpu decode`);
+#      memory-bandwidth roofline (`bench_gpu decode`); the expert's batch 1
+#      once more queued one step ahead (--ahead), the row MODEL-ahead;
 #   4. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu
 #      and on cuda, lr-kl selects the same steps on >= 99% of them; then,
 #      a timing only and so after every check, sampled decode (temperature
@@ -267,8 +268,10 @@ declare -A MKSHAPE=(
 TRAIN_SHAPE=${MKSHAPE[$TRAIN_SHAPE_NAME]}
 # greedy decode at batch 1, 64 and 256 (generate mode's compact list per
 # step): tok/s and % of the memory-bandwidth roofline; for the expert, the
-# largest batch once more with LR_GPU_GU16=1 (bf16 gate/up GEMM outputs),
-# the row MODEL-gu16
+# smallest batch once more queued one step ahead (--ahead: each step's
+# tokens the last one's picks on the device, as lr-infer runs), the row
+# MODEL-ahead, and the largest once more with LR_GPU_GU16=1 (bf16 gate/up
+# GEMM outputs), the row MODEL-gu16
 decode_stages() {
     local b
     for b in $DECODE_B; do
@@ -276,6 +279,10 @@ decode_stages() {
         stage "decode_${2}_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" --profile "$1" --batch "$b" $DECODE
     done
     [ "$2" = "${SHAPES%% *}" ] || return 0
+    b=${DECODE_B%% *}
+    ln -sfn "$1" "$1-ahead"
+    # shellcheck disable=SC2086
+    stage "decode_${2}_ahead_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" --ahead "$1-ahead" --batch "$b" $DECODE
     b=${DECODE_B##* }
     ln -sfn "$1" "$1-gu16"
     # shellcheck disable=SC2086

@@ -98,6 +98,8 @@ def build_table(rows):
                 ("ok" if float(pct) >= 60 else "below goal") if b == "1" else "")
             how = (f"sampled decode (temperature {kv['temperature']}, top-p {kv.get('top_p', '1')})"
                    if "temperature" in kv else "greedy decode")
+            if kv.get("ahead") == "on":
+                how += " queued one step ahead"
             out.append(f"| {how} `{name(kv.get('what'))}`, batch {b}, prompt {kv.get('prompt', '?')}: tok/s, "
                        f"step ms, % of memory-bandwidth roofline | {f(kv.get('tok_s'), '{:.0f}')}, "
                        f"{f(kv.get('step_ms'))} ms, {f(pct, '{:.1f}')}% of {f(kv.get('bw_peak'), '{:.0f}')} GB/s | | "
