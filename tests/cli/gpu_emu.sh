@@ -96,6 +96,20 @@ pre3=$(sed -n 's/.* \([0-9]*\) preemptions$/\1/p' "$T/kv3.log")
 [ "$(toks "$T/kv4.lrs")" = "$(toks "$T/kv_all.lrs")" ] && [ "$(toks "$T/kv3.lrs")" = "$(toks "$T/kv_all.lrs")" ] ||
     die "the paged pools changed the tokens"
 echo "paged: $pre preemptions with 4 pages, $pre3 with 3, the same tokens"
+
+# decode one step ahead (on by default on cuda): the log counts the
+# passes queued ahead; with LR_GPU_OVERLAP=0 none are, and the tokens are
+# the same, sampled and in the pool of 3 pages (preempting), and so are the
+# records' lists but for the rounding of other calls
+ahead=$(sed -n 's/.*: \([0-9]*\) of [0-9]* forward passes queued one step ahead.*/\1/p' "$T/kv3.log")
+[ "${ahead:-0}" -gt 0 ] || die "no pass queued ahead: $(cat "$T/kv3.log")"
+LR_GPU_OVERLAP=0 LR_GPU_TCATT=0 "$E/lr-infer" "${kvr[@]}" --kv-pages 3 -o "$T/kv3_off.lrs" 2> "$T/off.log"
+grep -q ": 0 of [0-9]* forward passes queued one step ahead" "$T/off.log" || die "LR_GPU_OVERLAP=0: $(cat "$T/off.log")"
+[ "$(toks "$T/kv3_off.lrs")" = "$(toks "$T/kv3.lrs")" ] || die "LR_GPU_OVERLAP=0 changed the paged tokens"
+LR_GPU_OVERLAP=0 "$E/lr-infer" "${smp[@]}" --device cuda --temperature 0.8 --top-p 0.9 --top-k 20 --seed 3 \
+    -o "$T/s_off.lrs" 2> /dev/null
+[ "$(toks "$T/s_off.lrs")" = "$(toks "$T/s_gpu1.lrs")" ] || die "LR_GPU_OVERLAP=0 changed the sampled tokens"
+echo "one step ahead: $ahead passes queued ahead in the pool of 3 pages; the same tokens with it off"
 expect_fail 1 "$E/lr-infer" "${kvr[@]}" --kv-page 48 -o "$T/kvbad.lrs"
 [[ $LAST_ERR == *"multiple of 64"* ]] || die "--kv-page 48 message: $LAST_ERR"
 expect_fail 1 "$E/lr-infer" "${kvr[@]}" --kv-pages 1 -o "$T/kvbad.lrs"
