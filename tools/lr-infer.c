@@ -366,9 +366,12 @@ int main(int argc, char **argv) {
         if (dev == ENG_CUDA && !o.follow && !o.static_batches) {
             fprintf(stderr, "%s: at most %d problems live at once, %ld preemptions\n", lr_progname, run.peak_live,
                     run.preemptions);
-            fprintf(stderr, "%s: %ld of %llu forward passes queued one step ahead, %ld rows of them dropped (their "
-                    "problems had ended)\n", lr_progname, run.ahead, (unsigned long long)g.calls, run.wasted);
-        }
+            fprintf(stderr, "%s: %llu of %llu forward passes queued one step ahead, %ld rows of them dropped (their "
+                    "problems had ended)\n", lr_progname, (unsigned long long)g.ahead, (unsigned long long)g.calls,
+                    run.wasted);
+        } else if (dev == ENG_CUDA && o.follow)
+            fprintf(stderr, "%s: %llu of %llu forward passes queued one step ahead\n", lr_progname,
+                    (unsigned long long)g.ahead, (unsigned long long)g.calls);
     }
 out:
     if (w) {

@@ -13,10 +13,12 @@ void gen_init(gen_ctx *g, engine *e, const gen_opts *o) {
     memset(g, 0, sizeof *g);
     g->e = e;
     g->o = *o;
+    const char *ov = getenv("LR_GPU_OVERLAP"); /* as the other LR_GPU_ switches: "0" turns it off */
+    g->overlap = e->dev == ENG_CUDA && !(ov && !strcmp(ov, "0"));
 }
 
 void gen_free(gen_ctx *g) {
-    free(g->goff), free(g->gids), free(g->uni);
+    free(g->goff), free(g->goff_next), free(g->gids), free(g->uni);
     for (int i = 0; i < 2; i++) {
         eng_res *r = i ? &g->res_next : &g->res;
         free(r->k), free(r->ids), free(r->lps), free(r->tail), free(r->gtail), free(r->argmax), free(r->sampled);
@@ -104,33 +106,44 @@ static int record_step(const gen_ctx *c, gen_problem *p, size_t t, size_t g) {
  * engine samples where the logits are, from the uniforms it is sent. */
 static int need_logits(const gen_opts *o) { return o->full; }
 
-/* Room for `rows` wanted rows (and their logits when needed) and `ng`
- * gathered ids; res_next as res, but for the gathers (only gen_follow,
- * which queues nothing ahead, gathers). */
-static void ensure_res(gen_ctx *c, size_t rows, size_t ng) {
+/* Room in buffer i (0: res and goff, 1: res_next and goff_next) for
+ * `rows` wanted rows (and their logits when needed) and `ng` gathered
+ * log-probs, and in the request arrays (uniforms, gathered ids) for the
+ * same. The other buffer is left alone: a call queued on it may still
+ * deliver there. */
+static void grow_buf(gen_ctx *c, int i, size_t rows, size_t ng) {
     size_t K = (size_t)c->o.co.kmax, V = (size_t)c->o.V;
-    if (rows > c->res_rows) {
-        for (int i = 0; i < 2; i++) {
-            eng_res *r = i ? &c->res_next : &c->res;
-            r->k = xrealloc(r->k, rows * sizeof *r->k);
-            r->ids = xrealloc(r->ids, rows * K * sizeof *r->ids);
-            r->lps = xrealloc(r->lps, rows * K * sizeof *r->lps);
-            r->tail = xrealloc(r->tail, rows * sizeof *r->tail);
-            r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
-            r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
-            r->bad = xrealloc(r->bad, rows);
-            if (c->o.sample) r->sampled = xrealloc(r->sampled, rows * sizeof *r->sampled);
-            if (need_logits(&c->o)) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
-        }
-        if (c->o.sample) c->uni = xrealloc(c->uni, rows * sizeof *c->uni);
-        c->goff = xrealloc(c->goff, (rows + 1) * sizeof *c->goff);
-        c->res_rows = rows;
+    eng_res *r = i ? &c->res_next : &c->res;
+    size_t **goff = i ? &c->goff_next : &c->goff;
+    if (rows > c->res_rows[i]) {
+        r->k = xrealloc(r->k, rows * sizeof *r->k);
+        r->ids = xrealloc(r->ids, rows * K * sizeof *r->ids);
+        r->lps = xrealloc(r->lps, rows * K * sizeof *r->lps);
+        r->tail = xrealloc(r->tail, rows * sizeof *r->tail);
+        r->gtail = xrealloc(r->gtail, rows * sizeof *r->gtail);
+        r->argmax = xrealloc(r->argmax, rows * sizeof *r->argmax);
+        r->bad = xrealloc(r->bad, rows);
+        if (c->o.sample) r->sampled = xrealloc(r->sampled, rows * sizeof *r->sampled);
+        if (need_logits(&c->o)) r->logits = xrealloc(r->logits, rows * V * sizeof *r->logits);
+        *goff = xrealloc(*goff, (rows + 1) * sizeof **goff);
+        c->res_rows[i] = rows;
     }
-    if (ng > c->glps_cap) {
-        c->res.glps = xrealloc(c->res.glps, ng * sizeof *c->res.glps);
-        c->gids = xrealloc(c->gids, ng * sizeof *c->gids);
-        c->glps_cap = ng;
-    }
+    if (ng > c->glps_cap[i]) r->glps = xrealloc(r->glps, ng * sizeof *r->glps), c->glps_cap[i] = ng;
+    if (c->o.sample && rows > c->uni_cap) c->uni = xrealloc(c->uni, rows * sizeof *c->uni), c->uni_cap = rows;
+    if (ng > c->gids_cap) c->gids = xrealloc(c->gids, ng * sizeof *c->gids), c->gids_cap = ng;
+}
+
+/* Both buffers (nothing queued). */
+static void ensure_res(gen_ctx *c, size_t rows, size_t ng) { grow_buf(c, 0, rows, ng), grow_buf(c, 1, rows, ng); }
+
+/* The queued call's buffer becomes res (and goff), where record_step reads. */
+static void swap_bufs(gen_ctx *c) {
+    eng_res t = c->res;
+    c->res = c->res_next, c->res_next = t;
+    size_t *o = c->goff, n;
+    c->goff = c->goff_next, c->goff_next = o;
+    n = c->res_rows[0], c->res_rows[0] = c->res_rows[1], c->res_rows[1] = n;
+    n = c->glps_cap[0], c->glps_cap[0] = c->glps_cap[1], c->glps_cap[1] = n;
 }
 
 static eng_req make_req(const gen_ctx *c, int gather) {
@@ -209,7 +222,7 @@ int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
             want[r] = i + 1 == p->nprompt;
         }
     }
-    ensure_res(c, (size_t)n, 0);
+    grow_buf(c, 0, (size_t)n, 0);
     for (int a = 0; a < na; a++) draw_uniform(c, (size_t)a, &ps[slot[a]]);
     eng_req q = make_req(c, 0);
     int rc = na ? run_rows(c, (int)total, rows_tok, rows_seq, want, &q) : 0;
@@ -239,7 +252,7 @@ int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
  * one; its results are dropped, and with sampling no stream is drawn). */
 static int prefill_rows(gen_ctx *c, int b, const int32_t *tok, size_t n, int *rt, int *rs, unsigned char *want) {
     for (size_t i = 0; i < n; i++) rt[i] = tok[i], rs[i] = b, want[i] = i + 1 == n;
-    ensure_res(c, 1, 0);
+    grow_buf(c, 0, 1, 0);
     if (c->o.sample) c->uni[0] = 0.5;
     eng_req q = make_req(c, 0);
     return run_rows(c, (int)n, rt, rs, want, &q);
@@ -291,52 +304,82 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n, int share) {
         if (ps[b].T > maxT) maxT = ps[b].T;
     }
     size_t cap = total > (size_t)n * CH ? total : (size_t)n * CH;
-    int *rt = xmalloc(cap * sizeof *rt), *rs = xmalloc(cap * sizeof *rs);
-    size_t *rstep = xmalloc(cap * sizeof *rstep); /* the step a wanted row predicts */
-    unsigned char *want = xmalloc(cap);
+    /* a call's rows: tokens (read at submit), and per buffer what taking
+     * its results needs: slot, the step a wanted row predicts, wanted */
+    int *rt = xmalloc(cap * sizeof *rt), *rs[2];
+    size_t *rstep[2], nr[2];
+    unsigned char *want[2];
+    for (int h = 0; h < 2; h++)
+        rs[h] = xmalloc(cap * sizeof *rs[h]), rstep[h] = xmalloc(cap * sizeof *rstep[h]), want[h] = xmalloc(cap);
     size_t *from = xcalloc((size_t)n, sizeof *from); /* prompt rows already in slot b's cache */
     long kept = 0;
-    int rc = share ? follow_prefix(c, ps, n, from, rt, rs, want, &kept) : 0;
+    int rc = share ? follow_prefix(c, ps, n, from, rt, rs[0], want[0], &kept) : 0;
+    /* with overlap a call is queued before the last one's results are
+     * taken (all its tokens are known): cur is the oldest queued call's
+     * buffer, queued how many are */
+    int cur = 0, queued = 0;
     /* lo = -1: the prompt chunk; then tokens lo .. lo+CH-1 (only < T-1) */
-    for (long lo = -1; !rc && (lo < 0 || (size_t)lo + 1 < maxT); lo = lo < 0 ? 0 : lo + CH) {
+    for (long lo = -1; !rc && (lo < 0 || (size_t)lo + 1 < maxT || queued); lo = lo < 0 ? 0 : lo + CH) {
+        int h = (cur + queued) % 2;
         size_t r = 0, G = 0, ng = 0;
-        for (int b = 0; b < n; b++) {
+        int *s_ = rs[h];
+        size_t *st = rstep[h];
+        unsigned char *w = want[h];
+        for (int b = 0; b < n && (lo < 0 || (size_t)lo + 1 < maxT); b++) {
             gen_problem *p = &ps[b];
             if (p->failed) continue;
             if (lo < 0)
                 for (size_t i = from[b]; i < p->nprompt; i++, r++)
-                    rt[r] = p->prompt[i], rs[r] = b, rstep[r] = 0, want[r] = i + 1 == p->nprompt && p->T > 0;
+                    rt[r] = p->prompt[i], s_[r] = b, st[r] = 0, w[r] = i + 1 == p->nprompt && p->T > 0;
             else
                 for (size_t i = (size_t)lo; i < (size_t)lo + CH && i + 1 < p->T; i++, r++)
-                    rt[r] = p->tokens[i], rs[r] = b, rstep[r] = i + 1, want[r] = 1;
+                    rt[r] = p->tokens[i], s_[r] = b, st[r] = i + 1, w[r] = 1;
         }
-        if (r == 0) continue;
-        for (size_t i = 0; i < r; i++)
-            if (want[i]) G++, ng += (size_t)ps[rs[i]].fk[rstep[i]];
-        ensure_res(c, G, ng);
-        G = 0, c->goff[0] = 0;
-        for (size_t i = 0; i < r; i++) {
-            if (!want[i]) continue;
-            const gen_problem *p = &ps[rs[i]];
-            size_t k = (size_t)p->fk[rstep[i]];
-            if (k) memcpy(c->gids + c->goff[G], p->fids + p->foff[rstep[i]], k * sizeof *c->gids);
-            c->goff[G + 1] = c->goff[G] + k;
-            G++;
+        if (r) {
+            for (size_t i = 0; i < r; i++)
+                if (w[i]) G++, ng += (size_t)ps[s_[i]].fk[st[i]];
+            /* buffer h is free: its last call was taken (the other may be queued) */
+            grow_buf(c, h, G, ng);
+            size_t *goff = h ? c->goff_next : c->goff;
+            G = 0, goff[0] = 0;
+            for (size_t i = 0; i < r; i++) {
+                if (!w[i]) continue;
+                const gen_problem *p = &ps[s_[i]];
+                size_t k = (size_t)p->fk[st[i]];
+                if (k) memcpy(c->gids + goff[G], p->fids + p->foff[st[i]], k * sizeof *c->gids);
+                goff[G + 1] = goff[G] + k;
+                G++;
+            }
+            eng_req q = make_req(c, 1);
+            q.goff = goff;
+            c->calls++;
+            c->rows += (uint64_t)r;
+            rc = eng_submit(c->e, (int)r, rt, NULL, s_, w, &q, h ? &c->res_next : &c->res);
+            if (rc) break;
+            c->ahead += queued > 0;
+            nr[h] = r, queued++;
         }
-        eng_req q = make_req(c, 1);
-        rc = run_rows(c, (int)r, rt, rs, want, &q);
+        /* take the oldest call once another is queued behind it, or at once
+         * without overlap, or when no call is left to queue */
+        if (!queued || (queued < 2 && c->overlap && r)) continue;
+        rc = eng_collect(c->e);
+        if (cur) swap_bufs(c); /* record_step reads res and goff */
         size_t g = 0;
-        for (size_t i = 0; !rc && i < r; i++) {
-            if (!want[i]) continue;
-            gen_problem *p = &ps[rs[i]];
+        for (size_t i = 0; !rc && i < nr[cur]; i++) {
+            if (!want[cur][i]) continue;
+            gen_problem *p = &ps[rs[cur][i]];
             size_t gi = g++;
-            if (p->failed) continue;
-            if (record_step(c, p, rstep[i], gi)) gen_fail(p, "NaN or infinite logits; problem skipped");
+            if (p->failed) continue; /* failed at an earlier call, with this one queued */
+            if (record_step(c, p, rstep[cur][i], gi)) gen_fail(p, "NaN or infinite logits; problem skipped");
             else c->tokens++;
         }
+        if (cur) swap_bufs(c);
+        cur ^= 1, queued--;
     }
+    while (eng_pending(c->e)) (void)eng_collect(c->e); /* an error left a call queued: its results are dropped */
     if (kept > 0) eng_prefix_drop(c->e); /* its pages go back as the next batch resets the slots */
-    free(rt), free(rs), free(rstep), free(want), free(from);
+    free(rt), free(from);
+    for (int h = 0; h < 2; h++) free(rs[h]), free(rstep[h]), free(want[h]);
     return rc;
 }
 
@@ -352,8 +395,7 @@ void gen_sched_init(gen_sched *s, gen_ctx *c, int B, size_t prefill_rows) {
     s->flg = xmalloc((size_t)B * sizeof *s->flg);
     for (int b = 0; b < B; b++) s->flg[b] = -1;
     s->prefill_rows = prefill_rows ? prefill_rows : 4096;
-    const char *ov = getenv("LR_GPU_OVERLAP"); /* as the other LR_GPU_ switches: "0" turns it off */
-    s->overlap = c->e->dev == ENG_CUDA && !(ov && !strcmp(ov, "0"));
+    s->overlap = c->overlap;
     ensure_res(c, (size_t)B, 0);
     eng_reset(c->e, -1);
 }
@@ -622,7 +664,7 @@ static int submit_call(gen_ctx *c, gen_sched *s, int ahead) {
                         ahead ? &c->res_next : &c->res);
     if (rc) return rc;
     s->nfl++;
-    s->ahead += ahead;
+    s->ahead += ahead, c->ahead += ahead;
     recount_need(s);
     return 0;
 }
@@ -641,10 +683,7 @@ static int take_call(gen_ctx *c, gen_sched *s) {
         if (!take_step(c, p, (size_t)g)) vacate(c, s, p->slot);
     }
     s->flh = (h + 1) % 2, s->nfl--;
-    if (s->nfl) { /* the call behind it is next: its results are c->res */
-        eng_res t = c->res;
-        c->res = c->res_next, c->res_next = t;
-    }
+    if (s->nfl) swap_bufs(c); /* the call behind it is next: its results are c->res */
     if (!rc) recount_need(s);
     return rc;
 }

@@ -87,15 +87,21 @@ typedef struct {
 typedef struct {
     engine *e;
     gen_opts o;
-    double *uni;               // (res_rows) with sample: the next call's uniform per wanted row
-    /* one engine call's results, for up to res_rows wanted rows; res_next:
-     * those of a call queued behind it (gen_sched's overlap) */
+    double *uni;               // (uni_cap) with sample: the next call's uniform per wanted row (read at submit)
+    int32_t *gids;             // (gids_cap) the next call's gathered ids (read at submit)
+    /* one engine call's results and follow mode's gather offsets into them,
+     * room for res_rows[0] wanted rows and glps_cap[0] gathered log-probs;
+     * res_next, goff_next: those of a call queued behind it (overlap) */
     eng_res res, res_next;
-    size_t res_rows, glps_cap;
-    size_t *goff;              // (res_rows + 1) follow mode's gather offsets
-    int32_t *gids;             // (glps_cap)
+    size_t *goff, *goff_next;  // (res_rows[i] + 1)
+    size_t res_rows[2], glps_cap[2], uni_cap, gids_cap;
+    /* decode one step ahead, and follow mode's calls queued one ahead
+     * (docs/CUDA.md): 1 on a cuda engine unless LR_GPU_OVERLAP=0 (gen_init;
+     * a caller may set it, before gen_sched_init for gen_sched) */
+    int overlap;
     uint64_t tokens;           /* steps recorded so far (throughput) */
     uint64_t calls, rows;      /* engine calls and rows run so far */
+    uint64_t ahead;            /* calls queued while another was (both loops' overlap) */
     uint64_t prefix_rows;      /* gen_follow with share: prompt rows the shared prefixes spared */
     size_t prefix_max;         /* and the longest prefix kept */
 } gen_ctx;
@@ -121,6 +127,8 @@ int gen_generate(gen_ctx *g, gen_problem *ps, int n);
  * never needs more KV pages than the batch without it (the prefix's pages
  * are its first prompt's). g->prefix_rows counts the prompt rows spared. */
 int gen_follow(gen_ctx *g, gen_problem *ps, int n, int share);
+/* (With g->overlap, each of gen_follow's calls is queued before the last
+ * one's results are recorded: the same calls, the same records.) */
 
 /* Pages a problem joins with beyond those of its prompt, so that it does
  * not need one at its first decode steps (and is not preempted at once). */

@@ -286,7 +286,7 @@ static int generate_continuous(inf_run *r, prob_source *s, lrs_writer *w, int la
     for (; ifirst < nfirst; ifirst++) gen_problem_clear(first[ifirst]), free(first[ifirst]);
     free(first);
     free(win);
-    r->peak_live = sc.peak_live, r->preemptions = sc.preemptions, r->ahead = sc.ahead, r->wasted = sc.wasted;
+    r->peak_live = sc.peak_live, r->preemptions = sc.preemptions, r->wasted = sc.wasted;
     gen_sched_free(&sc);
     return rc;
 }

@@ -60,7 +60,7 @@ typedef struct {
     int peak;                  /* continuous: most problems held at once (live + finished) */
     int peak_live;             /* continuous: most problems live at once (gen_sched) */
     long preemptions;          /* continuous: problems preempted for KV pages (gen_sched) */
-    long ahead, wasted;        /* continuous: calls queued one step ahead, and their rows dropped (gen_sched) */
+    long wasted;               /* continuous: rows of calls queued one step ahead, dropped (gen_sched) */
     /* continuous: the shared prompt prefix kept (share_prefix; kept 0: none): its tokens, the pages it holds
      * (cuda), the first window's prompts, the start `count` of them share (gen_common_prefix); follow: the
      * longest one a batch kept and the prompt rows they spared (spared > 0); run_report_prefix prints it */

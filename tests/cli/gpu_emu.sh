@@ -109,7 +109,15 @@ grep -q ": 0 of [0-9]* forward passes queued one step ahead" "$T/off.log" || die
 LR_GPU_OVERLAP=0 "$E/lr-infer" "${smp[@]}" --device cuda --temperature 0.8 --top-p 0.9 --top-k 20 --seed 3 \
     -o "$T/s_off.lrs" 2> /dev/null
 [ "$(toks "$T/s_off.lrs")" = "$(toks "$T/s_gpu1.lrs")" ] || die "LR_GPU_OVERLAP=0 changed the sampled tokens"
-echo "one step ahead: $ahead passes queued ahead in the pool of 3 pages; the same tokens with it off"
+# follow mode's calls queued one ahead too: the same records bit for bit
+# (the same calls: all its tokens are known)
+fa=$(sed -n 's/.*: \([0-9]*\) of [0-9]* forward passes queued one step ahead.*/\1/p' "$T/log")
+[ "${fa:-0}" -gt 0 ] || die "follow: no pass queued ahead: $(cat "$T/log")"
+LR_GPU_OVERLAP=0 "$E/lr-infer" --model "$T/ama" --follow "$T/e.lrs" --device cuda -o "$T/a_off.lrs" 2> /dev/null
+# (the header's first line names the output: records only)
+cmp -s <("$B/lr-dump" "$T/a_gpu.lrs" | tail -n +2) <("$B/lr-dump" "$T/a_off.lrs" | tail -n +2) ||
+    die "follow: LR_GPU_OVERLAP=0 changed the records"
+echo "one step ahead: $ahead passes queued ahead in the pool of 3 pages, $fa in follow; the same tokens with it off"
 expect_fail 1 "$E/lr-infer" "${kvr[@]}" --kv-page 48 -o "$T/kvbad.lrs"
 [[ $LAST_ERR == *"multiple of 64"* ]] || die "--kv-page 48 message: $LAST_ERR"
 expect_fail 1 "$E/lr-infer" "${kvr[@]}" --kv-pages 1 -o "$T/kvbad.lrs"

@@ -18,7 +18,11 @@
  * own stream, and on these backends a row's results do not depend on the
  * other rows of its call (FMA attention on the device). With a pool too
  * small for every problem, calls that would preempt are not queued ahead,
- * every page comes back, and the tokens still agree. */
+ * every page comes back, and the tokens still agree.
+ *
+ * Follow mode (gen_follow): its chunks' calls queued one ahead are the
+ * calls of a run without overlap, so every record must be the same bit for
+ * bit. */
 #include "check.h"
 #include "eng_feed.h"
 
@@ -277,6 +281,69 @@ static void test_small_pool(const model *m, int V) {
     unsetenv("LR_GPU_TCATT");
 }
 
+/* ---- follow mode: its calls queued one ahead ---- */
+
+/* B followed problems of 150, 70, 3 and 100 tokens (chunks of 64: three
+ * calls past the prompts' for the longest) with made-up followed lists,
+ * teacher-forced with overlap on or off; returns every record's numbers
+ * concatenated (lists, tails, log-probs of the followed lists) in *out. */
+static size_t follow(engine *e, int V, int overlap, float **out, uint64_t *ahead) {
+    static const int T[B] = {150, 70, 3, 100};
+    gen_opts go = {.V = V, .co = {.mass = 0.9, .kmax = KMAX, .kmin = 1}};
+    gen_ctx g;
+    gen_init(&g, e, &go);
+    CHECK(g.overlap == (e->dev == ENG_CUDA));
+    g.overlap = overlap;
+    gen_problem ps[B];
+    memset(ps, 0, sizeof ps);
+    uint64_t r = 5;
+    for (int b = 0; b < B; b++) {
+        gen_problem *p = &ps[b];
+        p->nprompt = 4 + (size_t)b * 2, p->T = (size_t)T[b];
+        p->prompt = malloc(p->nprompt * sizeof *p->prompt);
+        for (size_t i = 0; i < p->nprompt; i++) p->prompt[i] = 30 + (int)(rng_unit(&r) * (V - 30));
+        p->tokens = malloc(p->T * sizeof *p->tokens), p->fk = malloc(p->T * sizeof *p->fk);
+        p->foff = malloc((p->T + 1) * sizeof *p->foff);
+        p->foff[0] = 0;
+        for (size_t t = 0; t < p->T; t++)
+            p->tokens[t] = (int)(rng_unit(&r) * V), p->fk[t] = 1 + (int)(t % 5), p->foff[t + 1] = p->foff[t] + p->fk[t];
+        p->nf = p->foff[p->T];
+        p->fids = malloc(p->nf * sizeof *p->fids);
+        for (size_t j = 0; j < p->nf; j++) p->fids[j] = (int)(rng_unit(&r) * V);
+        p->cap_T = p->T, p->k = malloc(p->T * sizeof *p->k), p->tail = malloc(p->T * sizeof *p->tail);
+        p->ref_lp = malloc(p->nf * sizeof *p->ref_lp), p->ref_tail = malloc(p->T * sizeof *p->ref_tail);
+    }
+    int rc = gen_follow(&g, ps, B, 0);
+    CHECKF(rc == 0, "%s", lr_errmsg());
+    CHECK(eng_pending(e) == 0);
+    *ahead = g.ahead;
+    size_t n = 0;
+    for (int b = 0; b < B; b++) n += ps[b].nids * 2 + ps[b].nf + ps[b].T * 3;
+    float *o = malloc((n + 1) * sizeof *o), *q = o;
+    for (int b = 0; b < B; b++) {
+        const gen_problem *p = &ps[b];
+        CHECK(!p->failed);
+        for (size_t j = 0; j < p->nids; j++) *q++ = (float)p->ids[j], *q++ = p->lp[j];
+        for (size_t j = 0; j < p->nf; j++) *q++ = p->ref_lp[j];
+        for (size_t t = 0; t < p->T; t++) *q++ = (float)p->k[t], *q++ = p->tail[t], *q++ = p->ref_tail[t];
+        gen_problem_clear(&ps[b]);
+    }
+    gen_free(&g);
+    *out = o;
+    return n;
+}
+
+static void test_follow(engine *e, int V, const char *what) {
+    float *a, *b;
+    uint64_t ahead_off, ahead_on;
+    size_t na = follow(e, V, 0, &a, &ahead_off), nb = follow(e, V, 1, &b, &ahead_on);
+    fprintf(stderr, "  %s follow: %zu numbers; %llu calls queued ahead with overlap, %llu without\n", what, na,
+            (unsigned long long)ahead_on, (unsigned long long)ahead_off);
+    CHECK(ahead_off == 0 && ahead_on >= 2);
+    CHECKF(na == nb && na > 1000 && !memcmp(a, b, na * sizeof *a), "%s follow: overlap changed the records", what);
+    free(a), free(b);
+}
+
 int main(void) {
     CHECK(mkdtemp(tmpdir) != NULL);
     char dir[300];
@@ -294,6 +361,7 @@ int main(void) {
     test_engine(&e, V, "cuda");
     CHECKF(emu_graph_launches() > g0, "no fed decode step replayed from a graph");
     test_sched(&e, V, "cuda");
+    test_follow(&e, V, "cuda");
     eng_free(&e);
     /* calls of 3 rows a chunk: a fed call's later chunks must read the
      * picks of the call before, not those its own first chunk made */
@@ -306,6 +374,7 @@ int main(void) {
     CHECKF(eng_init(&e, &m, ENG_CPU, B, TMAX, 512, KMAX, 1) == 0, "%s", lr_errmsg());
     test_engine(&e, V, "cpu");
     test_sched(&e, V, "cpu");
+    test_follow(&e, V, "cpu");
     eng_free(&e);
     model_free(&m);
     char cmd[400];
