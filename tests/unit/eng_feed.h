@@ -7,6 +7,7 @@
 #include "model/mkmodel.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* lr-mkmodel's tiny Qwen2 in bf16, 2 layers, hidden 64, GQA 4:2, seed 3,
@@ -17,6 +18,21 @@ static int write_kv_model(const char *dir) {
     if (mk_parse_args(&o, 10, (char **)args, NULL)) return -1;
     o.seed = 3;
     return mk_write_model(dir, &o);
+}
+
+/* The tests' folder: tmpdir (a mkdtemp template) made and that model
+ * written into tmpdir/m, whose path goes to dir (n bytes); 0 on success. */
+__attribute__((unused)) static int make_kv_model(char *tmpdir, char *dir, size_t n) {
+    if (!mkdtemp(tmpdir)) return -1;
+    snprintf(dir, n, "%s/m", tmpdir);
+    return write_kv_model(dir);
+}
+
+/* Removes tmpdir and everything in it; system()'s status. */
+__attribute__((unused)) static int remove_tmp(const char *tmpdir) {
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+    return system(cmd);
 }
 
 /* n rows of slot b (tokens (i * 7 + b) % V), the last one wanted; returns eng_run's code. */

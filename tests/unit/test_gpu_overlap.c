@@ -345,10 +345,8 @@ static void test_follow(engine *e, int V, const char *what) {
 }
 
 int main(void) {
-    CHECK(mkdtemp(tmpdir) != NULL);
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/m", tmpdir);
-    CHECK(write_kv_model(dir) == 0);
+    CHECK(make_kv_model(tmpdir, dir, sizeof dir) == 0);
     model m;
     CHECKF(model_load(&m, dir) == 0, "%s", lr_errmsg());
     int V = m.cfg.V;
@@ -377,8 +375,6 @@ int main(void) {
     test_follow(&e, V, "cpu");
     eng_free(&e);
     model_free(&m);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    CHECK(system(cmd) == 0);
+    CHECK(remove_tmp(tmpdir) == 0);
     CHECK_DONE();
 }

@@ -166,10 +166,8 @@ static void generation(const model *m, int tc) {
 }
 
 int main(void) {
-    CHECK(mkdtemp(tmpdir) != NULL);
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/m", tmpdir);
-    CHECK(write_kv_model(dir) == 0);
+    CHECK(make_kv_model(tmpdir, dir, sizeof dir) == 0);
     model m;
     CHECK(model_open(&m, dir) == 0);
     allocator(&m);
@@ -177,8 +175,6 @@ int main(void) {
     generation(&m, 1);
     unsetenv("LR_GPU_TCATT");
     model_free(&m);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    CHECK(system(cmd) == 0);
+    CHECK(remove_tmp(tmpdir) == 0);
     CHECK_DONE();
 }

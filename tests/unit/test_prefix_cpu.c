@@ -191,17 +191,13 @@ static void generation(const model *m) {
 }
 
 int main(void) {
-    CHECK(mkdtemp(tmpdir) != NULL);
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/m", tmpdir);
-    CHECK(write_kv_model(dir) == 0);
+    CHECK(make_kv_model(tmpdir, dir, sizeof dir) == 0);
     model m;
     CHECK(model_load(&m, dir) == 0);
     engine_level(&m);
     generation(&m);
     model_free(&m);
-    char cmd[400];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    CHECK(system(cmd) == 0);
+    CHECK(remove_tmp(tmpdir) == 0);
     CHECK_DONE();
 }
