@@ -664,7 +664,7 @@ static int submit_call(gen_ctx *c, gen_sched *s, int ahead) {
                         ahead ? &c->res_next : &c->res);
     if (rc) return rc;
     s->nfl++;
-    s->ahead += ahead, c->ahead += ahead;
+    c->ahead += ahead;
     recount_need(s);
     return 0;
 }

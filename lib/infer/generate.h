@@ -161,19 +161,17 @@ typedef struct {
      * on the engine (eng_submit's feed), before it takes that call's
      * results, so the host's work on one step (its lists, the stop
      * strings, writing, admitting) overlaps the device's on the next */
-    int overlap;               /* set by gen_sched_init: cuda engines, unless LR_GPU_OVERLAP=0 */
+    int overlap;               /* gen_sched_init copies the context's (gen_ctx.overlap) */
     int nfl, flh;              /* calls queued and not yet taken (0..2), the oldest's index */
     gen_problem **flp[2];      // (B) each queued call's wanted row g: its problem, NULL once that has ended
     int flG[2];                /* their wanted rows */
     int *flg;                  // (B) slot b's wanted row in the newest queued call (-1: none)
-    long ahead;                /* calls queued ahead of the last one's results */
     long wasted;               /* rows run for problems that had ended meanwhile (their results dropped) */
 } gen_sched;
 
 /* B: the engine's slots; prefill_rows: 0 for the default (4096). Empties
- * every slot of the engine. s->overlap is 1 on a cuda engine unless the
- * environment has LR_GPU_OVERLAP=0; a caller may set it either way before
- * the first gen_step. */
+ * every slot of the engine. s->overlap is g->overlap; a caller may set
+ * it either way before the first gen_step. */
 void gen_sched_init(gen_sched *s, gen_ctx *g, int B, size_t prefill_rows);
 void gen_sched_free(gen_sched *s);
 /* The shared prompt prefix, computed once: tok[0..n) are prefilled in one

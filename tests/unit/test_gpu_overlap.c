@@ -176,7 +176,7 @@ static outcome generate(engine *e, int V, int slots, int sample, int overlap, co
     gpu_kv_info k;
     eng_pages(e, &k);
     CHECKF(k.free == k.pages, "%d of %d pages free at the end", k.free, k.pages);
-    outcome o = {.ahead = s.ahead, .wasted = s.wasted, .preemptions = s.preemptions, .calls = (long)g.calls};
+    outcome o = {.ahead = (long)g.ahead, .wasted = s.wasted, .preemptions = s.preemptions, .calls = (long)g.calls};
     for (int i = 0; i < NP; i++) {
         CHECK(gen_done(&ps[i]) && !ps[i].failed && ps[i].pend == 0);
         o.T[i] = (int)ps[i].T;
