@@ -135,8 +135,8 @@ struct gpu_fwd {
     int nfl, flh;
     cudaEvent_t ev[2];       /* per half: recorded after that call's downloads once a later call is queued */
     const int *pick;         /* the last call's picks on the device (d_sampled or d_argmax), for the next call's
-                                fed rows; NULL before any call */
-    size_t pick_n;           /* its wanted rows */
+                                fed rows */
+    size_t pick_n;           /* its wanted rows (0: no call yet) */
     int *d_pick2;            /* a copy of them for a fed call of several chunks, whose first chunk's picks
                                 overwrite them before a later chunk's rows are fed; pick2_n entries */
     size_t pick2_n;
@@ -852,9 +852,9 @@ extern "C" int gpu_fwd_submit(gpu_fwd *g, int N, const int *tokens, const int *f
     int fed = 0;
     for (int i = 0; i < N; i++) G += !want || want[i];
     for (int i = 0; feed && i < N; i++) {
-        if (feed[i] >= 0 && (!g->pick || (size_t)feed[i] >= g->pick_n))
+        if (feed[i] >= 0 && (size_t)feed[i] >= g->pick_n) /* pick_n 0 before any call */
             return lr_err(LR_EUSAGE, "cuda forward: row %d fed from pick %d of a previous call of %zu", i, feed[i],
-                          g->pick ? g->pick_n : (size_t)0);
+                          g->pick_n);
         fed |= feed[i] >= 0;
     }
     /* the picks fed rows read stay where they are: a fed call never grows the results */

@@ -100,9 +100,9 @@ int eng_submit(engine *e, int N, const int *tokens, const int *feed, const int *
         if ((size_t)N > e->ftok_cap) e->ftok = xrealloc(e->ftok, (size_t)N * sizeof *e->ftok), e->ftok_cap = (size_t)N;
         memcpy(e->ftok, tokens, (size_t)N * sizeof *tokens);
         for (int i = 0; i < N; i++)
-            if (feed[i] >= 0 && (!e->picked || (size_t)feed[i] >= e->npick))
+            if (feed[i] >= 0 && (size_t)feed[i] >= e->npick) /* npick 0 before any call */
                 return lr_err(LR_EUSAGE, "engine: row %d fed from pick %d of a previous call of %zu", i, feed[i],
-                              e->picked ? e->npick : (size_t)0);
+                              e->npick);
         feed_tokens(e->ftok, feed, e->pick, N, e->m->cfg.V);
         tokens = e->ftok;
     }
@@ -119,7 +119,7 @@ int eng_submit(engine *e, int N, const int *tokens, const int *feed, const int *
     }
     int rc = fwd_run(&e->cpu, N, tokens, seq, want, dst);
     for (size_t g = 0; !rc && g < G; g++) cpu_row(e, dst + g * (size_t)V, V, g, q, r, &e->pick[g]);
-    if (!rc) e->npick = G, e->picked = 1, e->pending++;
+    if (!rc) e->npick = G, e->pending++;
     return rc;
 }
 

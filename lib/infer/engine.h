@@ -40,10 +40,9 @@ typedef struct {
     float *pre_k, *pre_v;  /* ENG_CPU: the shared prefix's keys and values (fwd_save_prefix), or NULL */
     int npre;              /* ENG_CPU: its positions */
     int pending;           /* ENG_CPU: calls submitted (and run) but not yet collected */
-    int32_t *pick;         /* ENG_CPU: the last call's picks (eng_submit's feed), npick of them */
+    int32_t *pick;         /* ENG_CPU: the last call's picks (eng_submit's feed), npick of them (0: no call yet) */
     int *ftok;             /* ENG_CPU: a fed call's tokens */
     size_t npick, pick_cap, ftok_cap;
-    int picked;            /* ENG_CPU: a call has run (its picks are pick) */
 } engine;
 
 /* "cpu", "cuda" or "auto" (cuda when a GPU is present, else cpu). */

@@ -18,9 +18,10 @@ void gen_init(gen_ctx *g, engine *e, const gen_opts *o) {
 }
 
 void gen_free(gen_ctx *g) {
-    free(g->goff), free(g->goff_next), free(g->gids), free(g->uni);
+    free(g->gids), free(g->uni);
     for (int i = 0; i < 2; i++) {
-        eng_res *r = i ? &g->res_next : &g->res;
+        eng_res *r = &g->res[i];
+        free(g->goff[i]);
         free(r->k), free(r->ids), free(r->lps), free(r->tail), free(r->gtail), free(r->argmax), free(r->sampled);
         free(r->bad), free(r->logits), free(r->glps);
     }
@@ -83,8 +84,8 @@ void gen_problem_clear(gen_problem *p) {
  * followed list of step t (gathered by the engine into res->glps at
  * goff[g]), and with full the whole log-softmax from the logits row.
  * Returns nonzero for NaN/inf logits (the problem fails). */
-static int record_step(const gen_ctx *c, gen_problem *p, size_t t, size_t g) {
-    const eng_res *res = &c->res;
+static int record_step(const gen_ctx *c, int buf, gen_problem *p, size_t t, size_t g) {
+    const eng_res *res = &c->res[buf];
     int V = c->o.V, kmax = c->o.co.kmax, full = c->o.full;
     if (res->bad[g]) return 1;
     int k = res->k[g];
@@ -95,7 +96,8 @@ static int record_step(const gen_ctx *c, gen_problem *p, size_t t, size_t g) {
     p->k[t] = k;
     p->nids += (size_t)k;
     if (p->fk) {
-        if (p->fk[t] > 0) memcpy(p->ref_lp + p->foff[t], res->glps + c->goff[g], (size_t)p->fk[t] * sizeof *p->ref_lp);
+        if (p->fk[t] > 0)
+            memcpy(p->ref_lp + p->foff[t], res->glps + c->goff[buf][g], (size_t)p->fk[t] * sizeof *p->ref_lp);
         p->ref_tail[t] = res->gtail[g];
     }
     if (full) cd_log_softmax(p->full + t * (size_t)V, res->logits + g * (size_t)V, V);
@@ -106,15 +108,15 @@ static int record_step(const gen_ctx *c, gen_problem *p, size_t t, size_t g) {
  * engine samples where the logits are, from the uniforms it is sent. */
 static int need_logits(const gen_opts *o) { return o->full; }
 
-/* Room in buffer i (0: res and goff, 1: res_next and goff_next) for
+/* Room in buffer i (res[i], goff[i]) for
  * `rows` wanted rows (and their logits when needed) and `ng` gathered
  * log-probs, and in the request arrays (uniforms, gathered ids) for the
  * same. The other buffer is left alone: a call queued on it may still
  * deliver there. */
 static void grow_buf(gen_ctx *c, int i, size_t rows, size_t ng) {
     size_t K = (size_t)c->o.co.kmax, V = (size_t)c->o.V;
-    eng_res *r = i ? &c->res_next : &c->res;
-    size_t **goff = i ? &c->goff_next : &c->goff;
+    eng_res *r = &c->res[i];
+    size_t **goff = &c->goff[i];
     if (rows > c->res_rows[i]) {
         r->k = xrealloc(r->k, rows * sizeof *r->k);
         r->ids = xrealloc(r->ids, rows * K * sizeof *r->ids);
@@ -136,18 +138,8 @@ static void grow_buf(gen_ctx *c, int i, size_t rows, size_t ng) {
 /* Both buffers (nothing queued). */
 static void ensure_res(gen_ctx *c, size_t rows, size_t ng) { grow_buf(c, 0, rows, ng), grow_buf(c, 1, rows, ng); }
 
-/* The queued call's buffer becomes res (and goff), where record_step reads. */
-static void swap_bufs(gen_ctx *c) {
-    eng_res t = c->res;
-    c->res = c->res_next, c->res_next = t;
-    size_t *o = c->goff, n;
-    c->goff = c->goff_next, c->goff_next = o;
-    n = c->res_rows[0], c->res_rows[0] = c->res_rows[1], c->res_rows[1] = n;
-    n = c->glps_cap[0], c->glps_cap[0] = c->glps_cap[1], c->glps_cap[1] = n;
-}
-
 static eng_req make_req(const gen_ctx *c, int gather) {
-    return (eng_req){.co = c->o.co, .gids = gather ? c->gids : NULL, .goff = gather ? c->goff : NULL,
+    return (eng_req){.co = c->o.co, .gids = gather ? c->gids : NULL, .goff = gather ? c->goff[0] : NULL,
                      .logits = need_logits(&c->o), .uniform = c->o.sample && !gather ? c->uni : NULL,
                      .smp = c->o.smp};
 }
@@ -162,7 +154,7 @@ static void draw_uniform(gen_ctx *c, size_t g, gen_problem *p) {
 static int run_rows(gen_ctx *c, int N, const int *tok, const int *seq, const unsigned char *want, const eng_req *q) {
     c->calls++;
     c->rows += (uint64_t)N;
-    return eng_run(c->e, N, tok, seq, want, q, &c->res);
+    return eng_run(c->e, N, tok, seq, want, q, &c->res[0]);
 }
 
 /* Does the text of p's newest tokens now contain a stop string? Only a
@@ -186,13 +178,13 @@ static int stop_hit(const gen_opts *o, const gen_problem *p) {
 /* Takes step p->T of p from wanted row g of the last call: records it,
  * picks the next token (greedy or p's own sampling stream), and says
  * whether p goes on (1) or has ended (0: finish set, or failed). */
-static int take_step(gen_ctx *c, gen_problem *p, size_t g) {
+static int take_step(gen_ctx *c, int buf, gen_problem *p, size_t g) {
     const gen_opts *o = &c->o;
-    if (record_step(c, p, p->T, g)) {
+    if (record_step(c, buf, p, p->T, g)) {
         gen_fail(p, "NaN or infinite logits; problem skipped");
         return 0;
     }
-    int next = o->sample ? c->res.sampled[g] : c->res.argmax[g];
+    int next = o->sample ? c->res[buf].sampled[g] : c->res[buf].argmax[g];
     p->tokens[p->T++] = next;
     c->tokens++;
     for (int e = 0; e < o->neos; e++)
@@ -232,7 +224,7 @@ int gen_generate(gen_ctx *c, gen_problem *ps, int n) {
         int keep = 0;
         for (int a = 0; a < na; a++) {
             gen_problem *p = &ps[slot[a]];
-            if (!take_step(c, p, (size_t)a)) continue;
+            if (!take_step(c, 0, p, (size_t)a)) continue;
             slot[keep] = slot[a];
             tok[keep++] = p->tokens[p->T - 1];
         }
@@ -319,13 +311,14 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n, int share) {
      * buffer, queued how many are */
     int cur = 0, queued = 0;
     /* lo = -1: the prompt chunk; then tokens lo .. lo+CH-1 (only < T-1) */
-    for (long lo = -1; !rc && (lo < 0 || (size_t)lo + 1 < maxT || queued); lo = lo < 0 ? 0 : lo + CH) {
-        int h = (cur + queued) % 2;
+    for (long lo = -1; !rc; lo = lo < 0 ? 0 : lo + CH) {
+        int h = (cur + queued) % 2, more = lo < 0 || (size_t)lo + 1 < maxT; /* chunks left to queue */
+        if (!more && !queued) break;
         size_t r = 0, G = 0, ng = 0;
         int *s_ = rs[h];
         size_t *st = rstep[h];
         unsigned char *w = want[h];
-        for (int b = 0; b < n && (lo < 0 || (size_t)lo + 1 < maxT); b++) {
+        for (int b = 0; b < n && more; b++) {
             gen_problem *p = &ps[b];
             if (p->failed) continue;
             if (lo < 0)
@@ -340,7 +333,7 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n, int share) {
                 if (w[i]) G++, ng += (size_t)ps[s_[i]].fk[st[i]];
             /* buffer h is free: its last call was taken (the other may be queued) */
             grow_buf(c, h, G, ng);
-            size_t *goff = h ? c->goff_next : c->goff;
+            size_t *goff = c->goff[h];
             G = 0, goff[0] = 0;
             for (size_t i = 0; i < r; i++) {
                 if (!w[i]) continue;
@@ -354,7 +347,7 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n, int share) {
             q.goff = goff;
             c->calls++;
             c->rows += (uint64_t)r;
-            rc = eng_submit(c->e, (int)r, rt, NULL, s_, w, &q, h ? &c->res_next : &c->res);
+            rc = eng_submit(c->e, (int)r, rt, NULL, s_, w, &q, &c->res[h]);
             if (rc) break;
             c->ahead += queued > 0;
             nr[h] = r, queued++;
@@ -363,17 +356,15 @@ int gen_follow(gen_ctx *c, gen_problem *ps, int n, int share) {
          * without overlap, or when no call is left to queue */
         if (!queued || (queued < 2 && c->overlap && r)) continue;
         rc = eng_collect(c->e);
-        if (cur) swap_bufs(c); /* record_step reads res and goff */
         size_t g = 0;
         for (size_t i = 0; !rc && i < nr[cur]; i++) {
             if (!want[cur][i]) continue;
             gen_problem *p = &ps[rs[cur][i]];
             size_t gi = g++;
             if (p->failed) continue; /* failed at an earlier call, with this one queued */
-            if (record_step(c, p, rstep[cur][i], gi)) gen_fail(p, "NaN or infinite logits; problem skipped");
+            if (record_step(c, cur, p, rstep[cur][i], gi)) gen_fail(p, "NaN or infinite logits; problem skipped");
             else c->tokens++;
         }
-        if (cur) swap_bufs(c);
         cur ^= 1, queued--;
     }
     while (eng_pending(c->e)) (void)eng_collect(c->e); /* an error left a call queued: its results are dropped */
@@ -660,8 +651,7 @@ static int submit_call(gen_ctx *c, gen_sched *s, int ahead) {
     eng_req q = make_req(c, 0);
     c->calls++;
     c->rows += (uint64_t)r;
-    int rc = eng_submit(c->e, (int)r, s->tok, fed ? s->feed : NULL, s->seq, s->want, &q,
-                        ahead ? &c->res_next : &c->res);
+    int rc = eng_submit(c->e, (int)r, s->tok, fed ? s->feed : NULL, s->seq, s->want, &q, &c->res[h]);
     if (rc) return rc;
     s->nfl++;
     c->ahead += ahead;
@@ -669,8 +659,8 @@ static int submit_call(gen_ctx *c, gen_sched *s, int ahead) {
     return 0;
 }
 
-/* Takes the oldest queued call's results (in c->res): each problem's step;
- * those that end leave their slot. */
+/* Takes the oldest queued call's results (in c->res[flh], the buffer of
+ * its queue slot): each problem's step; those that end leave their slot. */
 static int take_call(gen_ctx *c, gen_sched *s) {
     int rc = eng_collect(c->e), h = s->flh;
     for (int g = 0; !rc && g < s->flG[h]; g++) {
@@ -680,10 +670,9 @@ static int take_call(gen_ctx *c, gen_sched *s) {
             continue;
         }
         p->pend--;
-        if (!take_step(c, p, (size_t)g)) vacate(c, s, p->slot);
+        if (!take_step(c, h, p, (size_t)g)) vacate(c, s, p->slot);
     }
     s->flh = (h + 1) % 2, s->nfl--;
-    if (s->nfl) swap_bufs(c); /* the call behind it is next: its results are c->res */
     if (!rc) recount_need(s);
     return rc;
 }

@@ -89,11 +89,12 @@ typedef struct {
     gen_opts o;
     double *uni;               // (uni_cap) with sample: the next call's uniform per wanted row (read at submit)
     int32_t *gids;             // (gids_cap) the next call's gathered ids (read at submit)
-    /* one engine call's results and follow mode's gather offsets into them,
-     * room for res_rows[0] wanted rows and glps_cap[0] gathered log-probs;
-     * res_next, goff_next: those of a call queued behind it (overlap) */
-    eng_res res, res_next;
-    size_t *goff, *goff_next;  // (res_rows[i] + 1)
+    /* two buffers of one engine call's results and follow mode's gather
+     * offsets into them, buffer i with room for res_rows[i] wanted rows and
+     * glps_cap[i] gathered log-probs: a call fills one while a call queued
+     * before it (overlap) may still deliver to the other */
+    eng_res res[2];
+    size_t *goff[2];           // (res_rows[i] + 1)
     size_t res_rows[2], glps_cap[2], uni_cap, gids_cap;
     /* decode one step ahead, and follow mode's calls queued one ahead
      * (docs/CUDA.md): 1 on a cuda engine unless LR_GPU_OVERLAP=0 (gen_init;
