@@ -89,7 +89,7 @@ static void usage(FILE *f) {
             "  --log FILE               JSON lines, one per step (a resume drops the lines\n"
             "                           after its checkpoint)\n"
             "  --device cpu|cuda|auto   where to train [cpu]; auto: cuda when a GPU is present\n"
-            "                           (and neither --full nor --reference-quirks is set).\n"
+            "                           (and --full is not set).\n"
             "                           cuda: LoRA, or --full in float32 (small models: 16\n"
             "                           bytes a parameter on the device), the same outputs\n"
             "                           and checkpoints as the cpu (docs/TUNE.md)\n"
@@ -235,10 +235,7 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
     if (o->full && o->init_adapter) return lr_err(LR_EUSAGE, "--full trains the base weights: no --init-adapter");
     if (o->quirks && o->objective_s && strcmp(o->objective_s, "soft-kl"))
         return lr_err(LR_EUSAGE, "--reference-quirks: the reference's collate is the soft-KL objective's");
-    /* the device trainer runs the method's collate; the reference's stays on the cpu */
-    if (!strcmp(o->device, "cuda") && o->quirks)
-        return lr_err(LR_EUSAGE, "--device cuda: --reference-quirks trains on the cpu only (use --device cpu)");
-    if (!strcmp(o->device, "auto")) o->device = !o->full && !o->quirks && gpu_device_count(NULL, 0) > 0 ? "cuda" : "cpu";
+    if (!strcmp(o->device, "auto")) o->device = !o->full && gpu_device_count(NULL, 0) > 0 ? "cuda" : "cpu";
     /* bf16 is the device trainer's; the cpu trainer is float32 only */
     if (!o->precision) o->precision = !strcmp(o->device, "cuda") && !o->full ? "bf16" : "f32";
     /* full training updates the weights themselves: float32 masters, and
