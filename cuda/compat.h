@@ -22,8 +22,13 @@ using std::isnan;
 #include <cuda_runtime.h>
 #include <mma.h>
 
-/* kernel<<<grid, block, smem, stream>>>(args...) */
-#define LAUNCH(kernel, grid, block, smem, stream, ...) kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__)
+#include "launchlog.h"
+
+/* kernel<<<grid, block, smem, stream>>>(args...), noted for
+ * LR_GPU_LAUNCH_DIR (launchlog.h) */
+#define LAUNCH(kernel, grid, block, smem, stream, ...)                                                        \
+    (lr_launch_note(#kernel, __FILE__, reinterpret_cast<const void *>(kernel), dim3(block), (size_t)(smem)),  \
+     kernel<<<(grid), (block), (smem), (stream)>>>(__VA_ARGS__))
 /* T *name = this block's dynamic shared memory */
 #define DYN_SMEM(T, name)                                                                                     \
     extern __shared__ __align__(16) unsigned char lr_dyn_smem_[];                                             \

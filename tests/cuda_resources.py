@@ -30,6 +30,18 @@ NVIDIA's occupancy calculator (tests/occupancy.cc over cuda_occupancy.h):
 Usage: tests/cuda_resources.py OCCUPANCY_BIN PTXAS_DIR LAUNCH_DIR [--table]
   exit 0: all checks pass; 1: a check failed (one line each on stderr);
   2: bad input. --table prints the per-kernel table (markdown) on stdout.
+
+On a card (tests/gpu/run.sh), what the card itself says is set beside it:
+  tests/cuda_resources.py --card OCCUPANCY_BIN PTXAS_DIR LAUNCH_DIR TABLE_OUT
+reads the card.* files the real build leaves under LR_GPU_LAUNCH_DIR
+(cuda/launchlog.h: per kernel its largest launch, the registers and static
+shared memory the runtime reports, and cudaOccupancyMaxActiveBlocksPer-
+Multiprocessor's blocks) and checks, kernel by kernel, that the card runs
+ptxas's registers and static shared memory, that its blocks an SM are the
+calculator's for the same launch, and MIN_BLOCKS; writes the per-kernel
+table to TABLE_OUT (markdown) and one `occupancy ...` line for run.sh's
+table on stdout. Without card files (run.sh --dry: only the emulator's
+launches.*) the line says so, result=DRY, exit 0.
 """
 import glob
 import os
@@ -190,7 +202,96 @@ def occupancy(occ_bin, launches):
     return res
 
 
+def read_card(folder):
+    """(device line, [(file, kernel, rec)]) from every card.* file (cuda/launchlog.h)."""
+    device, out = None, []
+    for path in sorted(glob.glob(os.path.join(folder, "card.*"))):
+        with open(path, errors="replace") as f:
+            for n, line in enumerate(f, 1):
+                if line.startswith("#device "):
+                    device = device or line[len("#device "):].strip()
+                    continue
+                p = line.split()
+                if len(p) != 11:
+                    die("%s:%d: want 11 fields, got %d" % (path, n, len(p)))
+                src = os.path.basename(p[0])
+                if src.endswith(".cu"):
+                    src = src[:-3]
+                v = [int(x) for x in p[2:]]
+                out.append((src, p[1], dict(zip(("count", "tmin", "tmax", "smem", "regs", "static", "local",
+                                                 "maxt", "blocks"), v))))
+    return device, out
+
+
+def card_main(args):
+    if len(args) != 4:
+        die("usage: tests/cuda_resources.py --card OCCUPANCY_BIN PTXAS_DIR LAUNCH_DIR TABLE_OUT")
+    occ_bin, ptx_dir, dir_, table_out = args
+    device, recs = read_card(dir_)
+    if not recs:
+        emu = glob.glob(os.path.join(dir_, "launches.*"))
+        print('occupancy result=DRY kernels=%d why="no card records (%s): nothing to set beside the calculator"' %
+              (len(read_launches(dir_)) if emu else 0, "the emulated device's launches only" if emu else "no launch"))
+        return 0
+    ptx = read_ptxas(ptx_dir)
+    known = [r for r in recs if (r[0], r[1]) in ptx]
+    calc = occupancy(occ_bin, [(r[2]["tmax"], ptx[(r[0], r[1])]["regs"], ptx[(r[0], r[1])]["smem"], r[2]["smem"])
+                               for r in known]) if known else []
+    worst = {}  # per kernel: the record with the fewest card blocks, and its calculator figure
+    errs = []
+    for (src, name, r), (cb, lim) in zip(known, calc):
+        key = (src, name)
+        if key not in worst or r["blocks"] < worst[key][0]["blocks"]:
+            worst[key] = (r, cb, lim)
+    for src, name, r in recs:
+        if (src, name) not in ptx:
+            errs.append("%s.cu: %s: launched on the card but not in ptxas's report" % (src, name))
+    rows, differ, relied, other = [], [], [], []
+    for key in sorted(worst):
+        r, cb, lim = worst[key]
+        p = ptx[key]
+        src, name = key
+        note = []
+        if r["regs"] != p["regs"] or r["static"] != p["smem"]:
+            errs.append("%s.cu: %s: the card runs %d registers and %d bytes of static shared memory, ptxas "
+                        "reported %d and %d (another binary: JIT from PTX?)" % (src, name, r["regs"], r["static"],
+                                                                               p["regs"], p["smem"]))
+            note.append("not ptxas's binary")
+            other.append(name)
+        if r["blocks"] < 1:
+            errs.append("%s.cu: %s: the card gives 0 blocks an SM (or refused: %d) at %d threads and %d bytes of "
+                        "dynamic shared memory" % (src, name, r["blocks"], r["tmax"], r["smem"]))
+        if r["blocks"] != cb:
+            errs.append("%s.cu: %s: %d block(s) an SM on the card, %d by the calculator (%d threads, %d bytes "
+                        "dynamic)" % (src, name, r["blocks"], cb, r["tmax"], r["smem"]))
+            differ.append("%s %d/%d" % (name, cb, r["blocks"]))
+            note.append("differs")
+        want = MIN_BLOCKS.get(key)
+        if want:
+            relied.append("%s %d" % (name, r["blocks"]))
+            if r["blocks"] < want[0]:
+                errs.append("%s.cu: %s: %d block(s) an SM on the card, but %s" % (src, name, r["blocks"], want[1]))
+                note.append("below the %d relied on" % want[0])
+        rows.append("| %s | `%s` | %d | %d | %d / %d | %d | %d | %d | %s | %s |" %
+                    (src, name, r["tmax"], r["smem"], p["regs"], r["regs"], r["local"], cb, r["blocks"], lim,
+                     ", ".join(note) or "ok"))
+    with open(table_out, "w") as f:
+        f.write("Device: %s\n\n" % (device or "unknown"))
+        f.write("| file | kernel | threads (most) | dynamic smem (most) | registers ptxas / card | local bytes | "
+                "blocks / SM calculator | card | calculator's limit | |\n|---|---|---|---|---|---|---|---|---|---|\n")
+        f.write("\n".join(rows) + "\n")
+    for e in errs:
+        print("cuda_resources: " + e, file=sys.stderr)
+    print('occupancy kernels=%d agree=%d differ="%s" relied="%s" other_binary="%s" device="%s" result=%s' %
+          (len(worst), len(worst) - len(differ), ", ".join(differ) or "none", ", ".join(relied) or "none",
+           ", ".join(other) or "none",
+           (device or "unknown").replace('"', "'"), "FAIL" if errs else "ok"))
+    return 1 if errs else 0
+
+
 def main(argv):
+    if argv[:1] == ["--card"]:
+        return card_main(argv[1:])
     args = [a for a in argv if a != "--table"]
     if len(args) != 3:
         die("usage: tests/cuda_resources.py OCCUPANCY_BIN PTXAS_DIR LAUNCH_DIR [--table]")

@@ -1,7 +1,10 @@
 # tests/cuda_resources.py on made-up ptxas reports and launch records: a
 # clean set passes with the blocks NVIDIA's occupancy calculator gives;
 # each kind of launch a card refuses or runs below what the code assumes,
-# a spill, and either side missing a kernel fail with a line naming it.
+# a spill, and either side missing a kernel fail with a line naming it;
+# --card: a card's own figures that agree pass, and blocks below the
+# calculator's or what the code relies on, or registers other than
+# ptxas's, fail.
 # (The check of the suite's own launches runs at the end of tests/run.sh.)
 . "$LR_ROOT/tests/lib.sh"
 occ=$LR_ROOT/build/cuda/occupancy
@@ -68,6 +71,47 @@ setup
 echo "cuda/ops.cu k_simple 1 32" > "$T/l/launches.c"
 expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l"
 [[ $LAST_ERR == *"launches.c:1: want 6 fields, got 4" ]] || die "bad record: $LAST_ERR"
+
+# --card: what a card reported (cuda/launchlog.h's card.* files) beside
+# ptxas and the calculator. The clean set's card agrees: registers, static
+# shared memory and blocks as the calculator's for the same launch.
+cardchk() { python3 "$LR_ROOT/tests/cuda_resources.py" --card "$occ" "$T/p" "$T/l" "$T/ct.md" > "$T/cout" 2> "$T/cerr"; }
+card() { # the clean set's card, BLOCKS of attention_kernel<true> and k_simple's REGISTERS
+    { echo "#device 9.0 sms=132 regs_per_sm=65536 smem_per_sm=233472 smem_optin=232448 NVIDIA H200"
+      echo "cuda/ops.cu k_simple 3 64 256 0 ${2:-16} 0 0 1024 8"
+      echo "cuda/ops.cu k_private 2 128 128 147712 128 0 0 1024 1"
+      echo "cuda/attention.cu attention_kernel<true> 5 128 128 0 75 37248 0 1024 $1"; } > "$T/l/card.x"
+}
+setup; card 6
+cardchk || { cat "$T/cerr" >&2; die "--card: the agreeing card failed"; }
+grep -q '^occupancy kernels=3 agree=3 differ="none" relied="attention_kernel<true> 6" other_binary="none" device="9.0 .*NVIDIA H200" result=ok$' "$T/cout" ||
+    die "--card line: $(cat "$T/cout")"
+grep -q '^| attention | `attention_kernel<true>` | 128 | 0 | 75 / 75 | 0 | 6 | 6 | registers and shared memory | ok |' "$T/ct.md" ||
+    { cat "$T/ct.md" >&2; die "--card table row"; }
+# the card holds fewer blocks than the calculator says, and fewer than att_splits relies on
+setup; card 1
+if cardchk; then die "--card: 1 block against the calculator's 6 passed"; fi
+grep -q 'attention_kernel<true>: 1 block(s) an SM on the card, 6 by the calculator' "$T/cerr" || die "--card differ: $(cat "$T/cerr")"
+grep -q 'attention_kernel<true>: 1 block(s) an SM on the card, but att_splits' "$T/cerr" || die "--card min blocks: $(cat "$T/cerr")"
+grep -q 'differ="attention_kernel<true> 6/1" .* result=FAIL$' "$T/cout" || die "--card FAIL line: $(cat "$T/cout")"
+# the card runs other registers than ptxas's report (another binary)
+setup; card 6 32
+if cardchk; then die "--card: 32 registers against ptxas's 16 passed"; fi
+grep -q 'k_simple: the card runs 32 registers and 0 bytes of static shared memory, ptxas reported 16 and 0' "$T/cerr" ||
+    die "--card registers: $(cat "$T/cerr")"
+# the line becomes run.sh's table row (tests/gpu/table.py)
+printf '# empty\n\n## GPU runs\n' > "$T/perf.md"
+python3 "$LR_ROOT/tests/gpu/table.py" "$T/cout" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/row.md" ||
+    die "table.py on the --card line failed"
+grep -q '^| blocks / SM on the card .* | 3 of 3 kernels agree; differ (calculator/card): none; .*; registers or static shared memory not ptxas.s: k_simple .* | FAIL |$' \
+    "$T/row.md" || die "--card table row: $(cat "$T/row.md")"
+# no card files (run.sh --dry, the emulated device): said, exit 0
+setup
+cardchk || die "--card without card files failed"
+grep -q '^occupancy result=DRY kernels=3 ' "$T/cout" || die "--card dry line: $(cat "$T/cout")"
+setup; echo "cuda/ops.cu k_simple 1 32" > "$T/l/card.y"
+expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" --card "$occ" "$T/p" "$T/l" "$T/ct.md"
+[[ $LAST_ERR == *"card.y:1: want 11 fields, got 4" ]] || die "bad card record: $LAST_ERR"
 
 # the real build's reports parse: every kernel ptxas compiled has a name and registers
 if ls "$LR_ROOT"/build/cuda/cuda/*.ptxas > /dev/null 2>&1; then

@@ -11,6 +11,10 @@
 #                                when nvcc and cuda/*.cu existed at build time)
 #   build/gpu-bundle/bin-emu/    bench_gpu lr-infer lr-tune on the emulated device, when
 #                                built (for run.sh --dry only)
+#   build/gpu-bundle/bin/occupancy  NVIDIA's occupancy calculator on sm_90's limits
+#                                (tests/occupancy.cc) and build/gpu-bundle/ptxas/,
+#                                ptxas's report of every kernel, for the card's
+#                                occupancy row (tests/cuda_resources.py --card)
 #   build/gpu-bundle/obj/        liblr.a and the mains' objects, so run.sh
 #                                can relink against the machine's own CUDA if
 #                                the prebuilt binaries cannot start there
@@ -29,6 +33,8 @@ TOK=build/tokenizers/qwen
 # only what the bundle holds (make all also builds every unit test)
 targets="$TOK/tokenizer.json $TOK/tokenizer_config.json bin/lr-mkmodel bin/lr-infer bin/lr-kl bin/lr-contrast bin/lr-dump bin/lr-tune bin/lr-merge build/rel/bench/bench_gpu build/rel/cuda/none.o"
 [ -f cuda/emu.cc ] && targets="$targets build/rel/emu/bench_gpu build/rel/emu/lr-infer build/rel/emu/lr-tune"
+# the calculator and ptxas's reports come with the real backend (make's NVCC)
+{ command -v nvcc || ls /usr/local/cuda/bin/nvcc; } > /dev/null 2>&1 && targets="$targets build/cuda/occupancy"
 make -s -j"$(nproc)" $targets >&2
 OUT=build/gpu-bundle
 rm -rf "$OUT"
@@ -38,6 +44,10 @@ for t in $TOOLS; do cp bin/$t "$OUT/bin/"; cp build/rel/tools/$t.o "$OUT/obj/"; 
 cp build/rel/bench/bench_gpu "$OUT/bin/"
 cp build/rel/bench/bench_gpu.o build/rel/liblr.a build/rel/cuda/none.o "$OUT/obj/"
 for t in bench_gpu lr-infer lr-tune; do [ -x build/rel/emu/$t ] && cp build/rel/emu/$t "$OUT/bin-emu/"; done
+if [ -x build/cuda/occupancy ] && ls build/cuda/cuda/*.ptxas > /dev/null 2>&1; then
+    cp build/cuda/occupancy "$OUT/bin/"
+    mkdir -p "$OUT/ptxas" && cp build/cuda/cuda/*.ptxas "$OUT/ptxas/"
+fi
 strip -g "$OUT"/bin/* "$OUT"/obj/*.o "$OUT"/obj/*.a $(ls "$OUT"/bin-emu/* 2> /dev/null) 2> /dev/null || true
 
 # which backend did bench_gpu get? (the skip line names it without a GPU)

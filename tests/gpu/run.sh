@@ -44,7 +44,13 @@
 #      20) optimizer steps, each part timed and extrapolated to the paper's
 #      1000 problems x 1000 steps (tests/gpu/e2e.py), beside the paper's
 #      0.5 h (1.5B) and 0.75 h (7B);
-#   5. ONE markdown table, rewritten after every stage and by a trap on any
+#   5. at the end, however the script ends after the probe, the blocks an SM
+#      the card gives each kernel the run launched (every process leaves
+#      them under LR_GPU_LAUNCH_DIR: cuda/launchlog.h) beside NVIDIA's
+#      calculator on ptxas's report, what cuda/resources checks without a
+#      card (tests/cuda_resources.py --card; per kernel in
+#      $OUT/occupancy.md);
+#   6. ONE markdown table, rewritten after every stage and by a trap on any
 #      exit (so a call cut short still leaves what it measured), into
 #      docs/PERF.md under "### <card>, <date>" (replacing that card's earlier
 #      table), copied with the log and the raw results to $OUT.
@@ -109,9 +115,27 @@ write_table() {
     timeout 30 python3 "$ROOT/tests/gpu/table.py" "$RES" "$ROOT/docs/PERF.md" "$OUTDIR/PERF.md" --card "$CARD" \
         --date "$date" --note "$note" > "$OUTDIR/table.md" 2> "$OUTDIR/table.err" || cat "$OUTDIR/table.err"
 }
+# blocks an SM as the card gives them beside the calculator's
+# (tests/cuda_resources.py --card, over what every process of the run
+# left in $WORK/launches: cuda/launchlog.h), once, before the last table
+occupancy_check() {
+    ((PROBED)) && [ -d "$WORK/launches" ] && [ ! -e "$WORK/occupancy.done" ] || return 0
+    touch "$WORK/occupancy.done"
+    if [ -x "$BUNDLE/bin/occupancy" ] && [ -d "$PTXAS" ]; then
+        timeout -k 5 30 python3 "$ROOT/tests/cuda_resources.py" --card "$BUNDLE/bin/occupancy" "$PTXAS" "$WORK/launches" \
+            "$OUTDIR/occupancy.md" > "$WORK/occupancy.line" 2> "$OUTDIR/occupancy.err"
+        echo "-- occupancy: exit $? ($(wc -l < "$OUTDIR/occupancy.err") problem line(s) in $OUTDIR/occupancy.err)"
+        cat "$OUTDIR/occupancy.err"
+        grep '^occupancy ' "$WORK/occupancy.line" >> "$RES" ||
+            echo "occupancy result=ERROR why=\"tests/cuda_resources.py --card wrote no line\"" >> "$RES"
+    else
+        echo "occupancy result=ERROR why=\"the bundle has no occupancy calculator or ptxas reports (make gpu-bundle)\"" >> "$RES"
+    fi
+}
 finish() {
     local rc=$?
     trap - EXIT
+    occupancy_check
     write_table
     echo "== table ($CARD)"
     cat "$OUTDIR/table.md" 2> /dev/null
@@ -164,6 +188,7 @@ cat "$BUNDLE/MANIFEST"
 mkdir -p "$WORK/lib" "$WORK/tok"
 tar xzf "$BUNDLE/lib.tar.gz" -C "$WORK/lib" && tar xzf "$BUNDLE/tokenizer.tar.gz" -C "$WORK/tok" || { echo "run.sh: cannot unpack the bundle"; exit 1; }
 BIN=$BUNDLE/bin
+PTXAS=$BUNDLE/ptxas # ptxas's report of the bundled kernels (relink: of its own)
 # CUDA's libraries: the RUNPATH (this build machine's CUDA prefix) may not
 # exist there; add the first folder that has libcublas.so.13
 NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2> /dev/null || true)
@@ -183,11 +208,16 @@ relink() {
     echo "relinking against $ch (nvcc $($nv --version 2> /dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p'))"
     if ls cuda/*.cu > /dev/null 2>&1; then
         local pids=() p
+        mkdir -p "$r/ptxas"
         for s in cuda/*.cu; do
-            timeout -k 5 240 "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilib -Icuda -D_GNU_SOURCE -c "$s" -o "$r/$(basename "$s" .cu).o" &
+            # ptxas's report (--resource-usage) for occupancy_check, errors to the log
+            { timeout -k 5 240 "$nv" -O3 -std=c++17 -arch=sm_90 -lineinfo -Ilib -Icuda -D_GNU_SOURCE --resource-usage \
+                -c "$s" -o "$r/$(basename "$s" .cu).o" 2> "$r/ptxas/$(basename "$s" .cu).ptxas" ||
+                { grep -v '^ptxas info\|^    [0-9]* bytes stack' "$r/ptxas/$(basename "$s" .cu).ptxas" >&2; false; }; } &
             pids+=($!)
         done
         for p in "${pids[@]}"; do wait "$p" || return 1; done
+        PTXAS=$r/ptxas
         ar rcs "$r/libgpu_cuda.a" "$r"/*.o || return 1
         gl="$r/libgpu_cuda.a -L$ch/lib64 -Wl,-rpath,$ch/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++"
     else
@@ -219,6 +249,11 @@ if ! usable; then
 fi
 PROBED=1
 echo "bench_gpu: $out"
+# every process from here on leaves its kernels' launches there (the real
+# build: with the card's registers and blocks an SM; the emulator: the
+# launches alone), for occupancy_check at the end
+mkdir -p "$WORK/launches"
+export LR_GPU_LAUNCH_DIR=$WORK/launches LR_EMU_LAUNCH_DIR=$WORK/launches
 
 # which device is under test: cuda; in the dry run the emulated one, or the
 # cpu engine standing in (then 'cuda' lines compare cpu with cpu)

@@ -168,6 +168,19 @@ def build_table(rows):
     for k, kv in rows:
         if k == "e2e":
             out += e2e_rows(kv)
+    for k, kv in rows:
+        if k != "occupancy":
+            continue
+        item = ("blocks / SM on the card (cudaOccupancyMaxActiveBlocksPerMultiprocessor) for each kernel the run "
+                "launched, and its registers, vs ptxas's report and NVIDIA's calculator (`cuda/resources`)")
+        if kv.get("result") in ("DRY", "ERROR"):
+            out.append(f"| {item} | {kv.get('why', '?')} | | | {kv['result']} |")
+            continue
+        out.append(f"| {item} | {kv.get('agree', '?')} of {kv.get('kernels', '?')} kernels agree; differ "
+                   f"(calculator/card): {kv.get('differ', '?')}; relied on: {kv.get('relied', '?')}; registers or static "
+                   f"shared memory not ptxas's: {kv.get('other_binary', '?')} "
+                   f"(`occupancy.md` in the run's output) | calculator, sm_90 limits | all agree, relied-on >= 2 | "
+                   f"{kv.get('result', '?')} |")
     only = [n for n, kv in stages.items() if kv.get("result") == "SKIPPED_ONLY"]
     if only:
         out.append(f"| stages left out by LR_GPU_ONLY | {', '.join(f'`{n}`' for n in only)} | | | SKIPPED |")
