@@ -44,6 +44,13 @@
 #      20) optimizer steps, each part timed and extrapolated to the paper's
 #      1000 problems x 1000 steps (tests/gpu/e2e.py), beside the paper's
 #      0.5 h (1.5B) and 0.75 h (7B);
+#      then, before the 7B shape, compute-sanitizer's memcheck and
+#      racecheck on a tiny model's check, sampled decode queued ahead and
+#      2 LoRA training steps (races between a block's threads, which the
+#      emulator cannot show; "UNAVAILABLE" where the runtime refuses the
+#      tool); then evaluation's generation: the 1.5B shape on 256 MATH500
+#      toolkit prompts x 2048 new tokens in one lr-infer call, and from its
+#      rate all seven benchmarks' worst case;
 #   5. at the end, however the script ends after the probe, the blocks an SM
 #      the card gives each kernel the run launched (every process leaves
 #      them under LR_GPU_LAUNCH_DIR: cuda/launchlog.h) beside NVIDIA's
@@ -175,7 +182,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train|train_recompute) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train|train_recompute|eval_gen) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -602,6 +609,116 @@ for s in $SHAPES; do
         $DECODE --temperature 0.8 --top-p 0.95
 done
 
+# ---- 7. compute-sanitizer: memcheck (out-of-bounds, misaligned and
+# uninitialised-address accesses) and racecheck (shared-memory hazards
+# between a block's threads: the emulator runs a block's threads one at a
+# time between barriers, so it cannot show them) on the tiny GQA model's
+# check, on sampled decode queued one step ahead (the device sampler, the
+# fed tokens, graphs) and on 2 LoRA training steps of a tiny model with
+# head dim 64 (the trainer's tensor-core attention, forward and backward).
+# Some runtimes refuse the tool ("Device not supported" on gVisor): the row
+# says so. --dry runs the commands alone on the emulated device. ----
+SANI=$(command -v compute-sanitizer 2> /dev/null ||
+    ls ${NVCC:+"$(dirname "$NVCC")/compute-sanitizer"} /usr/local/cuda/bin/compute-sanitizer 2> /dev/null | head -n 1)
+# san TOOL WHAT CMD...: CMD under compute-sanitizer --tool TOOL (its own
+# limit SAN_LIM, inside the stage's); one "sanitize" line in the results
+SAN_LIM=40
+export DRY SANI SAN_LIM
+san() {
+    local tool=$1 what=$2 log=$WORK/san/$1_$2.log rc n why res; shift 2
+    rm -f "$log" "$log.err"
+    if ((DRY)); then
+        "$@" > /dev/null 2> "$log.err"; rc=$?
+        echo "sanitize tool=$tool what=$what rc=$rc result=DRY why=\"dry run: the command alone (exit $rc), no card to sanitize\"" >> "$RES"
+        return $rc
+    fi
+    if [ -z "$SANI" ]; then
+        echo "sanitize tool=$tool what=$what result=UNAVAILABLE why=\"no compute-sanitizer on this machine\"" >> "$RES"
+        return 0
+    fi
+    timeout -k 5 "$SAN_LIM" "$SANI" --tool "$tool" --error-exitcode 9 --print-limit 20 --log-file "$log" "$@" \
+        > /dev/null 2> "$log.err"; rc=$?
+    n=$(sed -nE 's/.*ERROR SUMMARY: ([0-9]+) error.*/\1/p' "$log" 2> /dev/null | tail -n 1)
+    [ -n "$n" ] || n=$(sed -nE 's/.*RACECHECK SUMMARY: [0-9]+ hazards? displayed \(([0-9]+) errors?.*/\1/p' "$log" 2> /dev/null | tail -n 1)
+    why=$(grep -m 1 -E '^========= +(Invalid|Error|Race|Warning|Program hit|Device not|.*not supported)' "$log" 2> /dev/null |
+        sed 's/^========= *//' | tr '"' "'" | cut -c 1-160)
+    if grep -qiE 'device not supported|not supported on this' "$log" "$log.err" 2> /dev/null; then
+        res=UNAVAILABLE why="compute-sanitizer refuses the device here: ${why:-$(head -c 160 "$log.err" | tr '\n"' " '")}"
+    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        res=TIMEOUT why="over ${SAN_LIM}s under the tool${n:+ ($n errors by then)}"
+    elif [ -z "$n" ]; then
+        res=ERROR why="no summary from compute-sanitizer (exit $rc): $(tail -n 2 "$log.err" 2> /dev/null | tr '\n"' " '" | cut -c 1-160)"
+    elif [ "$n" != 0 ]; then
+        res=FAIL why="$why"
+    elif [ "$rc" != 0 ]; then
+        res=FAIL why="no error found, but the program exited $rc: $(tail -n 1 "$log.err" | tr '"' "'" | cut -c 1-160)"
+    else
+        res=ok why=
+    fi
+    echo "sanitize tool=$tool what=$what errors=${n:-?} rc=$rc result=$res why=\"$why\"" | tee -a "$RES"
+    [ "$res" != FAIL ] && [ "$res" != ERROR ]
+}
+mkdir -p "$WORK/san"
+if "$BIN/lr-mkmodel" "$WORK/san/m" --seed 3 --hidden 256 --heads 4 --kv-heads 2 --layers 2 > /dev/null &&
+    "$BIN/lr-dump" --from-json "$ROOT/tests/fixtures/examples_small.jsonl" > "$WORK/san/ex.lrs"; then
+    for tool in memcheck racecheck; do
+        [ -d "$M/gqa64" ] && stage "san_${tool}_check" $((SAN_LIM + 10)) san "$tool" check \
+            "$GBIN/bench_gpu" check --device "$DEV" --bound 0.05 "$M/gqa64"
+        [ -d "$M/gqa64" ] && stage "san_${tool}_decode" $((SAN_LIM + 10)) san "$tool" decode "$GBIN/bench_gpu" decode \
+            --device "$DEV" "$M/gqa64" --batch 4 --prompt 16 --steps 8 --temperature 0.8 --top-p 0.95 --ahead
+        stage "san_${tool}_tune" $((SAN_LIM + 10)) san "$tool" tune "$GTUNE" --device "$DEV" --model "$WORK/san/m" \
+            --out "$WORK/san/o_$tool" --max-steps 2 --batch 2 --accum 1 --dropout 0.1 --targets all "$WORK/san/ex.lrs"
+    done
+else
+    echo "sanitize result=ERROR why=\"lr-mkmodel or lr-dump failed for the tiny training model\"" >> "$RES"
+fi
+
+# ---- evaluation's generation on the device: the 1.5B shape on MATH500's
+# toolkit prompts (pipelines/lightreasoner.mk's EVAL_INFER: greedy, the
+# toolkit's stops, 2048 new tokens), EVAL_N problems in one lr-infer call
+# at batch EVAL_N. Random weights run every answer to 2048 tokens, so the
+# rate, and all seven benchmarks' problems at 2048 tokens each from it, are
+# the evaluation's worst case on this card (a trained model stops earlier).
+# Cut at EVAL_LIM s, the row gives the rate it stayed under. ----
+if ((DRY)); then EVAL_N=4 EVAL_NEW=8 EVAL_LIM=60; else EVAL_N=${LR_GPU_EVAL_N:-256} EVAL_NEW=2048 EVAL_LIM=${LR_GPU_EVAL_LIM:-90}; fi
+EVAL_ALL=0
+for s in gsm8k math500 svamp asdiv minerva_math olympiadbench mmlu_stem; do
+    EVAL_ALL=$((EVAL_ALL + $(wc -l < "$ROOT/data/$s/test.jsonl")))
+done
+export EVAL_N EVAL_NEW EVAL_LIM EVAL_ALL E2E_EXP15
+eval_stage() {
+    local m=$WORK/hf/$E2E_EXP15 d=$WORK/eval rc t0 line
+    mkdir -p "$d"
+    t0=$(date +%s.%N)
+    timeout -k 5 "$EVAL_LIM" "$GINFER" --model "$m" --data "$ROOT/data/math500/test.jsonl" --preset toolkit \
+        --temperature 0 --top-p 1 --max-new-tokens "$EVAL_NEW" --max-context 4096 --eos '<|im_end|>' \
+        --eos '<|endoftext|>' --stop '</s>' --limit "$EVAL_N" --batch "$EVAL_N" --device "$DEV" -o "$d/e.lrs" 2> "$d/err"
+    rc=$?
+    line=$(grep "problems written" "$d/err" | tail -n 1)
+    python3 - "$rc" "$t0" "$line" << 'PY'
+import re, sys, time
+rc, t0, line = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+import os
+n, new, lim, total = (int(os.environ[k]) for k in ("EVAL_N", "EVAL_NEW", "EVAL_LIM", "EVAL_ALL"))
+head = f"eval_gen model={os.environ['E2E_EXP15']} problems={n} new={new} batch={n} all_seven={total}"
+m = re.search(r"(\d+) problems written, (\d+) tokens in ([\d.]+) s \(([\d.]+) tok/s\), (\d+) forward passes", line)
+if rc in (124, 137):
+    print(f"{head} result=CUT lim_s={lim} tok_s_below={n * new / lim:.0f} all_seven_s_above={total * 2048 / (n * new / lim):.0f}")
+elif rc != 0 or not m:
+    print(f'{head} result=ERROR why="lr-infer exit {rc}"')
+    sys.exit(1)
+else:
+    probs, toks, s, tps, passes = int(m[1]), int(m[2]), float(m[3]), float(m[4]), int(m[5])
+    print(f"{head} result=ok written={probs} tokens={toks} s={s:.2f} tok_s={tps:.0f} passes={passes} "
+          f"wall_s={time.time() - t0:.2f} all_seven_s={total * 2048 / tps:.0f}")
+PY
+}
+if [ -f "$WORK/hf/$E2E_EXP15/config.json" ]; then
+    stage eval_gen $((EVAL_LIM + 15)) eval_stage
+else
+    echo "eval_gen result=SKIPPED why=\"no model of the $E2E_EXP15 shape (built earlier: see its build stage)\"" >> "$RES"
+fi
+
 # ---- the 7B shape end to end (see above): last, when time and disk allow ----
 e2e7() {
     local s=$E2E_EXP7 d=$WORK/hf/$E2E_EXP7 avail why=
@@ -628,7 +745,7 @@ e2e7() {
 }
 e2e7
 
-# ---- 7. the table: written by the EXIT trap (finish) ----
+# ---- 8. the table: written by the EXIT trap (finish) ----
 fails=$(grep -cE 'result=(FAIL|ERROR|NO_GPU)|^stage .* rc=[1-9]' "$RES")
 echo "run.sh: $fails failing lines in the results"
 [ "$fails" = 0 ]

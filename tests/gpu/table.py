@@ -169,6 +169,34 @@ def build_table(rows):
         if k == "e2e":
             out += e2e_rows(kv)
     for k, kv in rows:
+        if k != "eval_gen":
+            continue
+        item = (f"evaluation's generation, `{kv.get('model', '?')}` on MATH500's toolkit prompts: "
+                f"{kv.get('problems', '?')} problems x {kv.get('new', '?')} new tokens in one lr-infer call "
+                f"(random weights: every answer runs to the end)")
+        res = kv.get("result", "?")
+        if res == "ok":
+            ours = f"{f(kv.get('tok_s'), '{:.0f}')} tok/s ({kv.get('tokens', '?')} tokens in {kv.get('s', '?')} s)"
+            ref = f"all seven benchmarks ({kv.get('all_seven', '?')} problems) at 2048 tokens each: " \
+                  f"{f(kv.get('all_seven_s'), '{:.0f}')} s, an upper bound"
+        elif res == "CUT":
+            ours = f"cut at {kv.get('lim_s', '?')} s: under {kv.get('tok_s_below', '?')} tok/s"
+            ref = f"all seven ({kv.get('all_seven', '?')} problems) at 2048: over {kv.get('all_seven_s_above', '?')} s"
+        else:
+            ours, ref = kv.get("why", "?"), ""
+        out.append(f"| {item} | {ours} | {ref} | measured | {res} |")
+    what = {"check": "`bench_gpu check` on the tiny GQA model",
+            "decode": "sampled decode queued one step ahead (batch 4)",
+            "tune": "2 LoRA training steps (head dim 64, tensor-core attention)"}
+    for k, kv in rows:
+        if k != "sanitize":
+            continue
+        item = f"compute-sanitizer `{kv.get('tool', '?')}`: {what.get(kv.get('what'), kv.get('what', '?'))}"
+        res = kv.get("result", "?")
+        ours = (f"{kv.get('errors', '?')} errors" + (f" ({kv['why']})" if kv.get("why") else "")) if res in (
+            "ok", "FAIL") else kv.get("why", "?")
+        out.append(f"| {item} | {ours} | | 0 errors | {res} |")
+    for k, kv in rows:
         if k != "occupancy":
             continue
         item = ("blocks / SM on the card (cudaOccupancyMaxActiveBlocksPerMultiprocessor) for each kernel the run "
