@@ -154,6 +154,24 @@ def read_ptxas(folder):
     return out
 
 
+def records(path, nfields):
+    """(source file stem, kernel, [the integer fields]) per line of a launch record file, '#' lines skipped."""
+    with open(path, errors="replace") as f:
+        lines = f.read().splitlines()
+    for n, line in enumerate(lines, 1):
+        if line.startswith("#"):
+            continue
+        p = line.split()
+        if len(p) != nfields:
+            die("%s:%d: want %d fields, got %d" % (path, n, nfields, len(p)))
+        try:
+            v = [int(x) for x in p[2:]]
+        except ValueError:
+            die("%s:%d: a count or size that is not an integer" % (path, n))
+        src = os.path.basename(p[0])
+        yield (src[:-3] if src.endswith(".cu") else src), p[1], v
+
+
 def read_launches(folder):
     """{(file, kernel): {count, tmin, tmax, smem}} over every launches.* file."""
     files = glob.glob(os.path.join(folder, "launches.*"))
@@ -161,21 +179,14 @@ def read_launches(folder):
         die("%s: no launch records (the emulated tests write them under LR_EMU_LAUNCH_DIR)" % folder)
     out = {}
     for path in files:
-        with open(path) as f:
-            for n, line in enumerate(f, 1):
-                p = line.split()
-                if len(p) != 6:
-                    die("%s:%d: want 6 fields, got %d" % (path, n, len(p)))
-                src = os.path.basename(p[0])
-                if src.endswith(".cu"):
-                    src = src[:-3]
-                key = (src, p[1])
-                count, tmin, tmax, smem = (int(x) for x in p[2:])
-                r = out.setdefault(key, {"count": 0, "tmin": tmin, "tmax": 0, "smem": 0})
-                r["count"] += count
-                r["tmin"] = min(r["tmin"], tmin)
-                r["tmax"] = max(r["tmax"], tmax)
-                r["smem"] = max(r["smem"], smem)
+        for src, name, v in records(path, 6):
+            key = (src, name)
+            count, tmin, tmax, smem = v
+            r = out.setdefault(key, {"count": 0, "tmin": tmin, "tmax": 0, "smem": 0})
+            r["count"] += count
+            r["tmin"] = min(r["tmin"], tmin)
+            r["tmax"] = max(r["tmax"], tmax)
+            r["smem"] = max(r["smem"], smem)
     return out
 
 
@@ -207,19 +218,12 @@ def read_card(folder):
     device, out = None, []
     for path in sorted(glob.glob(os.path.join(folder, "card.*"))):
         with open(path, errors="replace") as f:
-            for n, line in enumerate(f, 1):
-                if line.startswith("#device "):
-                    device = device or line[len("#device "):].strip()
-                    continue
-                p = line.split()
-                if len(p) != 11:
-                    die("%s:%d: want 11 fields, got %d" % (path, n, len(p)))
-                src = os.path.basename(p[0])
-                if src.endswith(".cu"):
-                    src = src[:-3]
-                v = [int(x) for x in p[2:]]
-                out.append((src, p[1], dict(zip(("count", "tmin", "tmax", "smem", "regs", "static", "local",
-                                                 "maxt", "blocks"), v))))
+            first = f.readline()
+        if first.startswith("#device "):
+            device = device or first[len("#device "):].strip()
+        for src, name, v in records(path, 11):
+            out.append((src, name, dict(zip(("count", "tmin", "tmax", "smem", "regs", "static", "local", "maxt",
+                                             "blocks"), v))))
     return device, out
 
 

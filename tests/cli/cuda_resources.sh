@@ -71,6 +71,9 @@ setup
 echo "cuda/ops.cu k_simple 1 32" > "$T/l/launches.c"
 expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l"
 [[ $LAST_ERR == *"launches.c:1: want 6 fields, got 4" ]] || die "bad record: $LAST_ERR"
+echo "cuda/ops.cu k_simple 1 32 x 0" > "$T/l/launches.c"
+expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l"
+[[ $LAST_ERR == *"launches.c:1: a count or size that is not an integer" ]] || die "bad number: $LAST_ERR"
 
 # --card: what a card reported (cuda/launchlog.h's card.* files) beside
 # ptxas and the calculator. The clean set's card agrees: registers, static
