@@ -13,7 +13,9 @@
  * --card sets beside ptxas's report and NVIDIA's calculator: the check
  * tests/gpu/run.sh makes on a card of what cuda/resources reasons without
  * one. The emulated device keeps its own record (cuda/emu.cc,
- * LR_EMU_LAUNCH_DIR). Unset, a launch costs one load and a branch. */
+ * LR_EMU_LAUNCH_DIR). Unset, a launch costs one load and a branch; set,
+ * a lock and a search by the kernel's address (a graph's replays make no
+ * note: their launches were noted at capture). */
 #ifndef LR_CUDA_LAUNCHLOG_H
 #define LR_CUDA_LAUNCHLOG_H
 
