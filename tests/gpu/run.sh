@@ -22,7 +22,9 @@
 #      --inject-error 0.05, which must fail (the check can fail);
 #      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
 #      memory-bandwidth roofline (`bench_gpu decode`); the expert's batch 1
-#      once more queued one step ahead (--ahead), the row MODEL-ahead;
+#      once more queued one step ahead (--ahead), the row MODEL-ahead; and
+#      transformers' generate() on the expert at batch 64 and 256, the same
+#      prompt and steps (gen_ref.py generate: the batched-generation goal);
 #   4. lr-kl agreement: expert stream generated on cpu, amateur follow on cpu
 #      and on cuda, lr-kl selects the same steps on >= 99% of them; then,
 #      a timing only and so after every check, sampled decode (temperature
@@ -43,7 +45,10 @@
 #      lr-tune --device cuda -> lr-merge on 256 GSM8K problems and 50 (7B:
 #      20) optimizer steps, each part timed and extrapolated to the paper's
 #      1000 problems x 1000 steps (tests/gpu/e2e.py), beside the paper's
-#      0.5 h (1.5B) and 0.75 h (7B);
+#      0.5 h (1.5B) and 0.75 h (7B); after the 1.5B chain, the authors'
+#      sampling loop on the same models and problems for 35 s (gen_ref.py
+#      authors), extrapolated to 1000 problems beside our sampling, follow,
+#      lr-kl and lr-contrast (the sampling goal: 50x, under 10 s);
 #      then, before the 7B shape, compute-sanitizer's memcheck and
 #      racecheck on a tiny model's check, sampled decode queued ahead and
 #      2 LoRA training steps (races between a block's threads, which the
@@ -182,7 +187,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train|train_recompute|eval_gen) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train|train_recompute|eval_gen|hf_generate|hf_authors) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -363,6 +368,12 @@ for s in $SHAPES; do
     fi
     teacher_stages "$d" "$s"
     decode_stages "$d" "$s"
+    # transformers' generate() at the decode stages' batches above 1, the
+    # same prompt and steps: the batched-generation goal's reference (the expert)
+    hb=$(tr ' ' '\n' <<< "$DECODE_B" | awk '$1 > 1' | paste -sd, -)
+    # shellcheck disable=SC2086
+    [ "$s" = "${SHAPES%% *}" ] && [ -n "$hb" ] &&
+        stage "hfgen_$s" 120 "$PY" "$ROOT/tests/gpu/gen_ref.py" generate --model "$d" --batch "$hb" $DECODE --device "$HFDEV"
     ours=()
     [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")
     # shellcheck disable=SC2086
@@ -599,6 +610,16 @@ fi
 
 # the method end to end on the 1.5B shape (see above); paper 0.5 h, goal 5 min
 e2e "$E2E_EXP15" "$E2E_STEPS" "$E2E_LIM" "$E2E_MERGE_S" 1800 300
+# the sampling goal's reference: the authors' loop (transformers' generate,
+# then the amateur on every step's re-tokenised prefix; gen_ref.py authors)
+# on the same models and GSM8K problems, for AUTH_S seconds, extrapolated to
+# 1000 problems beside the e2e stage's sampling + follow + lr-kl + lr-contrast
+AUTH_S=$( ((DRY)) && echo 10 || echo "${LR_GPU_AUTH_S:-35}")
+if [ -f "$WORK/hf/$E2E_EXP15/config.json" ] && [ -f "$WORK/hf/$E2E_AMA/config.json" ]; then
+    stage authors $((AUTH_S + 40)) "$PY" "$ROOT/tests/gpu/gen_ref.py" authors --expert "$WORK/hf/$E2E_EXP15" \
+        --amateur "$WORK/hf/$E2E_AMA" --data "$ROOT/data/gsm8k/train.jsonl" --n 64 --max-new "$E2E_NEW" \
+        --max-s "$AUTH_S" --device "$HFDEV"
+fi
 
 # ---- 6. sampled decode: the greedy decode's steps drawn on the device, its
 # cost next to greedy's; a timing only, so it comes after every check ----

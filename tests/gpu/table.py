@@ -104,6 +104,22 @@ def build_table(rows):
                        f"step ms, % of memory-bandwidth roofline | {f(kv.get('tok_s'), '{:.0f}')}, "
                        f"{f(kv.get('step_ms'))} ms, {f(pct, '{:.1f}')}% of {f(kv.get('bw_peak'), '{:.0f}')} GB/s | | "
                        f"{'>= 60% (batch 1)' if b == '1' else ''} | {good} |")
+    # batched generation: ours (greedy decode, compact lists) vs transformers' generate at equal batch
+    ours_dec = {(name(kv.get("what")), kv.get("batch")): kv for k, kv in rows
+                if k == "decode" and "temperature" not in kv and kv.get("ahead") != "on"}
+    for k, kv in rows:
+        if k != "hf_generate":
+            continue
+        o = ours_dec.get((kv.get("model"), kv.get("batch")), {})
+        try:
+            ratio = float(o["tok_s"]) / float(kv["tok_s"])
+            r = f"{ratio:.2f}x " + ("ok" if ratio >= 5 else "below goal")
+        except (KeyError, ValueError, ZeroDivisionError):
+            r = "n/a"
+        out.append(f"| batched generation `{kv.get('model', '?')}`, batch {kv.get('batch', '?')}, prompt "
+                   f"{kv.get('prompt', '?')}, {kv.get('steps', '?')} steps: decode tok/s, ours (a compact list a "
+                   f"step) vs transformers' generate (greedy, prefill left out) | {f(o.get('tok_s'), '{:.0f}')} | "
+                   f"{f(kv.get('tok_s'), '{:.0f}')} ({f(kv.get('step_ms'))} ms a step) | >= 5x | {r} |")
     kinds = ("gemm", "attention", "compact", "sample", "elementwise", "h2d", "d2h", "host")
     for k, kv in rows:
         if k != "gpu_profile":
@@ -168,6 +184,10 @@ def build_table(rows):
     for k, kv in rows:
         if k == "e2e":
             out += e2e_rows(kv)
+    e2e = {kv.get("shape"): kv for k, kv in rows if k == "e2e"}
+    for k, kv in rows:
+        if k == "hf_authors":
+            out.append(sampling_row(kv, e2e.get(kv.get("expert"), {})))
     for k, kv in rows:
         if k != "eval_gen":
             continue
@@ -218,6 +238,26 @@ def build_table(rows):
                 "timed out" if kv.get("rc") in ("124", "137") else f"exit {kv.get('rc')}")
             out.append(f"| stage `{n}` | {why} | | | {'FAIL' if 'exit' in why or 'timed' in why else 'SKIPPED'} |")
     return "\n".join(out)
+
+
+def sampling_row(a, e):
+    """the sampling goal: ours (e2e's generate + follow + lr-kl + lr-contrast, extrapolated to 1000 problems,
+    model loads left out) vs the authors' loop (gen_ref.py authors, its per-problem time x 1000, loads left out)"""
+    try:
+        ours = (float(e["sample_ext_s"]) - float(e["sample_setup_s"]) + float(e["follow_ext_s"]) -
+                float(e["follow_setup_s"]) + float(e["kl_ext_s"]) + float(e["contrast_ext_s"]))
+        loads = float(e["sample_setup_s"]) + float(e["follow_setup_s"])
+        ratio = float(a["ext_1000_s"]) / ours
+        r = f"{ratio:.1f}x, " + ("ok" if ratio >= 50 and ours < 10 else "below goal")
+        o = f"{ours:.1f} s (+ {loads:.1f} s loading both models)"
+    except (KeyError, ValueError, ZeroDivisionError):
+        r, o = "n/a", "n/a (no e2e line for this shape)"
+    return (f"| sampling stage, `{a.get('expert', '?')}` + follow `{a.get('amateur', '?')}`, 1000 GSM8K problems x "
+            f"{a.get('new', '?')} tokens (extrapolated; ours from the e2e row's {e.get('n', '?')} problems, theirs "
+            f"from {a.get('problems', '?')}): ours (generate, follow, lr-kl, lr-contrast) vs the authors' loop "
+            f"(generate, then the amateur on every step's re-tokenised prefix) | {o} | "
+            f"{f(a.get('ext_1000_s'), '{:.0f}')} s (+ {f(a.get('load_s'))} s loading; kept {a.get('kept_pct', '?')}% "
+            f"of steps at beta 0.4) | >= 50x and < 10 s | {r} |")
 
 
 def e2e_rows(kv):
