@@ -62,7 +62,7 @@ ifneq ($(SAN),1)
 REAL_LIB  := build/cuda/libgpu_cuda.a
 GPU_LIBS  := $(REAL_LIB) -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart_static -ldl -lrt -lstdc++
 GPU_DEP   := $(REAL_LIB)
-REAL_RES  := $(CUDA_SRC:%.cu=build/cuda/%.ptxas) build/cuda/occupancy
+REAL_RES  := $(CUDA_SRC:%.cu=build/cuda/%.ptxas) build/cuda/occupancy build/cuda/launchlog_check
 endif
 endif
 GPU_LIBS  ?= $(NONE_LIBS)
@@ -149,6 +149,10 @@ build/cuda/%.o build/cuda/%.ptxas: %.cu
 build/cuda/occupancy: tests/occupancy.cc
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O1 -Wall -Wextra -Werror -I$(CUDA_HOME)/include $< -o $@
+# cuda/launchlog.cu's record written without a card (tests/launchlog_check.cc)
+build/cuda/launchlog_check: tests/launchlog_check.cc build/cuda/cuda/launchlog.o
+	$(CXX) -std=c++17 -O1 -Wall -Wextra -Werror -I$(CUDA_HOME)/include -Icuda $< build/cuda/cuda/launchlog.o \
+	    -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -pthread -o $@
 build/cuda/libgpu_cuda.a: $(CUDA_SRC:%.cu=build/cuda/%.o)
 	$(AR) rcs $@ $^
 

@@ -24,8 +24,8 @@ const char *g_dir;
 std::once_flag g_once;
 
 /* At exit, while the runtime still stands: the handler is registered at
- * the first launch, after the runtime's own teardown was (exit runs them
- * in reverse order). The card's figures are asked for here rather than at
+ * the first launch, after the runtime registered its own teardown at its
+ * first call (exit runs them in reverse order; not yet seen on a card). The card's figures are asked for here rather than at
  * the launch, where a stream being captured into a graph forbids calls
  * that are not launches. */
 void write_log() {
@@ -43,11 +43,12 @@ void write_log() {
     int dev = -1;
     cudaDeviceProp p;
     if (cudaGetDevice(&dev) == cudaSuccess && cudaGetDeviceProperties(&p, dev) == cudaSuccess) {
+        p.name[sizeof p.name - 1] = 0;
+        for (char *c = p.name; *c; c++) /* one line, whatever the name holds */
+            if ((unsigned char)*c < ' ') *c = ' ';
         snprintf(line, sizeof line, "#device %d.%d sms=%d regs_per_sm=%d smem_per_sm=%zu smem_optin=%zu %s\n", p.major,
                  p.minor, p.multiProcessorCount, p.regsPerMultiprocessor, p.sharedMemPerMultiprocessor,
                  p.sharedMemPerBlockOptin, p.name);
-        for (char *c = line + 8; *c && *c != '\n'; c++) /* one line, whatever the name holds */
-            if (*c == '\r') *c = ' ';
         text += line;
     } else {
         text += "#device unknown\n";

@@ -4,7 +4,7 @@
 # a spill, and either side missing a kernel fail with a line naming it;
 # --card: a card's own figures that agree pass, and blocks below the
 # calculator's or what the code relies on, or registers other than
-# ptxas's, fail.
+# ptxas's, fail; cuda/launchlog.cu writes the record --card reads.
 # (The check of the suite's own launches runs at the end of tests/run.sh.)
 . "$LR_ROOT/tests/lib.sh"
 occ=$LR_ROOT/build/cuda/occupancy
@@ -115,6 +115,30 @@ grep -q '^occupancy result=DRY kernels=3 ' "$T/cout" || die "--card dry line: $(
 setup; echo "cuda/ops.cu k_simple 1 32" > "$T/l/card.y"
 expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" --card "$occ" "$T/p" "$T/l" "$T/ct.md"
 [[ $LAST_ERR == *"card.y:1: want 11 fields, got 4" ]] || die "bad card record: $LAST_ERR"
+
+# cuda/launchlog.cu itself (tests/launchlog_check.cc, no card here): nothing
+# without LR_GPU_LAUNCH_DIR; with it, one card.* file at exit, the launches
+# joined by kernel (counts, least and most threads, most dynamic shared
+# memory), -1 for what the runtime did not answer, a "#device" line; and
+# --card reads it and fails on those -1 (registers not ptxas's, no blocks)
+lc=$LR_ROOT/build/cuda/launchlog_check
+if [ -x "$lc" ]; then
+    rm -rf "$T/ll" && mkdir -p "$T/ll"
+    (cd "$T/ll" && "$lc") || die "launchlog_check without LR_GPU_LAUNCH_DIR failed"
+    [ -z "$(ls -A "$T/ll")" ] || die "launchlog wrote without LR_GPU_LAUNCH_DIR: $(ls "$T/ll")"
+    LR_GPU_LAUNCH_DIR=$T/ll "$lc" || die "launchlog_check failed"
+    [ "$(ls "$T/ll" | grep -c '^card\.')" = 1 ] || die "launchlog: want one card.* file: $(ls "$T/ll")"
+    f=$(ls "$T"/ll/card.*)
+    [ "$(head -n 1 "$f" | cut -c 1-8)" = "#device " ] || die "launchlog: no #device line: $(cat "$f")"
+    grep -qx 'cuda/ops.cu k_one 2 128 256 1024 -1 -1 -1 -1 -1' "$f" || die "launchlog k_one: $(cat "$f")"
+    grep -qx 'cuda/attention.cu k_two<true> 1 32 32 0 -1 -1 -1 -1 -1' "$f" || die "launchlog k_two: $(cat "$f")"
+    [ "$(wc -l < "$f")" = 3 ] || die "launchlog: want 3 lines: $(cat "$f")"
+    setup; rm -f "$T"/l/*; cp "$f" "$T/l/"
+    { entry _Z5k_onev 16 0 0 0; } > "$T/p/ops.ptxas"
+    if cardchk; then die "--card passed the runtime's -1 answers"; fi
+    grep -q 'k_one: the card runs -1 registers' "$T/cerr" || die "--card on launchlog's file: $(cat "$T/cerr")"
+    grep -q 'k_two<true>: launched on the card but not in ptxas' "$T/cerr" || die "--card k_two: $(cat "$T/cerr")"
+fi
 
 # the real build's reports parse: every kernel ptxas compiled has a name and registers
 if ls "$LR_ROOT"/build/cuda/cuda/*.ptxas > /dev/null 2>&1; then
