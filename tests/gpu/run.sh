@@ -89,7 +89,9 @@
 # and CUDA first, as done automatically when the prebuilt binaries cannot run).
 # LR_GPU_ONLY=REGEX runs only the stages whose name matches (one table row
 # lists the others), e.g. LR_GPU_ONLY='build_|e2e' for the end-to-end timing
-# of both shapes in one call.
+# of both shapes (the 7B one only when the 1.5B chain leaves it 300 s), or
+# LR_GPU_ONLY='build_qwen2.5-0.5b|qwen2.5-math-7b' for the 7B shape alone
+# (its amateur built too), a call of its own.
 set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -436,7 +438,8 @@ stage kl 90 kl_stage
 # on cuda, so 1000 are about four of them. The 1.5B shape after the
 # training stage, which leaves it E2E_LIM s; the 7B shape last, built
 # there, only when its time and disk are left (LR_GPU_ONLY='build_|e2e'
-# runs these stages alone; LR_GPU_E2E_LIM and LR_GPU_E2E7_LIM set the two
+# runs these stages alone, LR_GPU_ONLY='build_qwen2.5-0.5b|qwen2.5-math-7b'
+# the 7B one with its amateur; LR_GPU_E2E_LIM and LR_GPU_E2E7_LIM set the two
 # stages' limits, LR_GPU_E2E_N, LR_GPU_E2E_STEPS and LR_GPU_E2E7_STEPS
 # their sizes). ----
 if ((DRY)); then
@@ -737,7 +740,7 @@ PY
 if [ -f "$WORK/hf/$E2E_EXP15/config.json" ]; then
     stage eval_gen $((EVAL_LIM + 15)) eval_stage
 else
-    echo "eval_gen result=SKIPPED why=\"no model of the $E2E_EXP15 shape (built earlier: see its build stage)\"" >> "$RES"
+    echo "eval_gen model=$E2E_EXP15 problems=$EVAL_N new=$EVAL_NEW result=SKIPPED why=\"no model of the $E2E_EXP15 shape (built earlier: see its build stage)\"" >> "$RES"
 fi
 
 # ---- the 7B shape end to end (see above): last, when time and disk allow ----
@@ -745,7 +748,7 @@ e2e7() {
     local s=$E2E_EXP7 d=$WORK/hf/$E2E_EXP7 avail why=
     avail=$(df -Pk "$WORK" | awk 'NR == 2 { printf "%d", $4 / 1048576 }')
     if [ "$(left)" -lt $((E2E7_MIN + RESERVE)) ]; then
-        why="time budget: $(left)s left, the 7B shape needs ${E2E7_MIN}s (build, chain, merge); LR_GPU_ONLY='build_|e2e' runs it alone"
+        why="time budget: $(left)s left, the 7B shape needs ${E2E7_MIN}s (build, chain, merge); LR_GPU_ONLY='build_${E2E_AMA}|${E2E_EXP7}' runs it alone"
     elif [ "${avail:-0}" -lt "$E2E7_DISK" ]; then
         why="disk: ${avail:-?} GB free under $WORK, the 7B shape and its merge need $E2E7_DISK GB"
     fi
