@@ -117,6 +117,9 @@ exec > >(tee "$OUTDIR/run.log") 2>&1
 echo "run.sh: $( ((DRY)) && echo DRY RUN, ) work dir $WORK, budget ${BUDGET}s, commit $(git rev-parse --short HEAD 2> /dev/null || echo ?)"
 
 left() { echo $((BUDGET - ($(date +%s) - T0))); }
+# fit LIMIT: LIMIT, or less when the budget has less left, so that a stage's
+# own time limit inside stage()'s cap ends it first (a cut, not a kill)
+fit() { local l=$(($(left) - RESERVE - 10)); echo $(($1 < l ? $1 : (l > 1 ? l : 1))); }
 CARD="(not probed yet)"
 PY=python3 PROBED=0
 # the table from what the stages printed so far (cheap: rewritten after
@@ -619,9 +622,12 @@ e2e "$E2E_EXP15" "$E2E_STEPS" "$E2E_LIM" "$E2E_MERGE_S" 1800 300
 # 1000 problems beside the e2e stage's sampling + follow + lr-kl + lr-contrast
 AUTH_S=$( ((DRY)) && echo 10 || echo "${LR_GPU_AUTH_S:-35}")
 if [ -f "$WORK/hf/$E2E_EXP15/config.json" ] && [ -f "$WORK/hf/$E2E_AMA/config.json" ]; then
-    stage authors $((AUTH_S + 40)) "$PY" "$ROOT/tests/gpu/gen_ref.py" authors --expert "$WORK/hf/$E2E_EXP15" \
+    # 40 s of the stage for loading both models and the problem in progress
+    a=$(($(fit $((AUTH_S + 40))) - 40))
+    [ "$a" -ge 5 ] || a=5
+    stage authors $((a + 40)) "$PY" "$ROOT/tests/gpu/gen_ref.py" authors --expert "$WORK/hf/$E2E_EXP15" \
         --amateur "$WORK/hf/$E2E_AMA" --data "$ROOT/data/gsm8k/train.jsonl" --n 64 --max-new "$E2E_NEW" \
-        --max-s "$AUTH_S" --device "$HFDEV"
+        --max-s "$a" --device "$HFDEV"
 fi
 
 # ---- 6. sampled decode: the greedy decode's steps drawn on the device, its
@@ -646,7 +652,7 @@ SANI=$(command -v compute-sanitizer 2> /dev/null ||
     ls ${NVCC:+"$(dirname "$NVCC")/compute-sanitizer"} /usr/local/cuda/bin/compute-sanitizer 2> /dev/null | head -n 1)
 # san TOOL WHAT CMD...: CMD under compute-sanitizer --tool TOOL (its own
 # limit SAN_LIM, inside the stage's); one "sanitize" line in the results
-SAN_LIM=40
+SAN_MAX=40 SAN_LIM=40
 export DRY SANI SAN_LIM
 san() {
     local tool=$1 what=$2 log=$WORK/san/$1_$2.log rc n why res; shift 2
@@ -686,10 +692,13 @@ mkdir -p "$WORK/san"
 if "$BIN/lr-mkmodel" "$WORK/san/m" --seed 3 --hidden 256 --heads 4 --kv-heads 2 --layers 2 > /dev/null &&
     "$BIN/lr-dump" --from-json "$ROOT/tests/fixtures/examples_small.jsonl" > "$WORK/san/ex.lrs"; then
     for tool in memcheck racecheck; do
+        SAN_LIM=$(fit $SAN_MAX)
         [ -d "$M/gqa64" ] && stage "san_${tool}_check" $((SAN_LIM + 10)) san "$tool" check \
             "$GBIN/bench_gpu" check --device "$DEV" --bound 0.05 "$M/gqa64"
+        SAN_LIM=$(fit $SAN_MAX)
         [ -d "$M/gqa64" ] && stage "san_${tool}_decode" $((SAN_LIM + 10)) san "$tool" decode "$GBIN/bench_gpu" decode \
             --device "$DEV" "$M/gqa64" --batch 4 --prompt 16 --steps 8 --temperature 0.8 --top-p 0.95 --ahead
+        SAN_LIM=$(fit $SAN_MAX)
         stage "san_${tool}_tune" $((SAN_LIM + 10)) san "$tool" tune "$GTUNE" --device "$DEV" --model "$WORK/san/m" \
             --out "$WORK/san/o_$tool" --max-steps 2 --batch 2 --accum 1 --dropout 0.1 --targets all "$WORK/san/ex.lrs"
     done
@@ -738,6 +747,7 @@ else:
 PY
 }
 if [ -f "$WORK/hf/$E2E_EXP15/config.json" ]; then
+    EVAL_LIM=$(fit "$EVAL_LIM")
     stage eval_gen $((EVAL_LIM + 15)) eval_stage
 else
     echo "eval_gen model=$E2E_EXP15 problems=$EVAL_N new=$EVAL_NEW result=SKIPPED why=\"no model of the $E2E_EXP15 shape (built earlier: see its build stage)\"" >> "$RES"
