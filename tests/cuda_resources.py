@@ -241,12 +241,16 @@ def card_main(args):
     known = [r for r in recs if (r[0], r[1]) in ptx]
     calc = occupancy(occ_bin, [(r[2]["tmax"], ptx[(r[0], r[1])]["regs"], ptx[(r[0], r[1])]["smem"], r[2]["smem"])
                                for r in known]) if known else []
-    worst = {}  # per kernel: the record with the fewest card blocks, and its calculator figure
+    # every process's record against the calculator at that record's own
+    # launch; the table shows per kernel the record with the fewest blocks
+    worst, mismatch = {}, {}
     errs = []
     for (src, name, r), (cb, lim) in zip(known, calc):
         key = (src, name)
         if key not in worst or r["blocks"] < worst[key][0]["blocks"]:
             worst[key] = (r, cb, lim)
+        if r["blocks"] != cb and key not in mismatch:
+            mismatch[key] = (r, cb)
     for src, name, r in recs:
         if (src, name) not in ptx:
             errs.append("%s.cu: %s: launched on the card but not in ptxas's report" % (src, name))
@@ -265,10 +269,11 @@ def card_main(args):
         if r["blocks"] < 1:
             errs.append("%s.cu: %s: the card gives 0 blocks an SM (or refused: %d) at %d threads and %d bytes of "
                         "dynamic shared memory" % (src, name, r["blocks"], r["tmax"], r["smem"]))
-        if r["blocks"] != cb:
+        if key in mismatch:
+            m, mc = mismatch[key]
             errs.append("%s.cu: %s: %d block(s) an SM on the card, %d by the calculator (%d threads, %d bytes "
-                        "dynamic)" % (src, name, r["blocks"], cb, r["tmax"], r["smem"]))
-            differ.append("%s %d/%d" % (name, cb, r["blocks"]))
+                        "dynamic)" % (src, name, m["blocks"], mc, m["tmax"], m["smem"]))
+            differ.append("%s %d/%d" % (name, mc, m["blocks"]))
             note.append("differs")
         want = MIN_BLOCKS.get(key)
         if want:

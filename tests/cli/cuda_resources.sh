@@ -97,6 +97,13 @@ if cardchk; then die "--card: 1 block against the calculator's 6 passed"; fi
 grep -q 'attention_kernel<true>: 1 block(s) an SM on the card, 6 by the calculator' "$T/cerr" || die "--card differ: $(cat "$T/cerr")"
 grep -q 'attention_kernel<true>: 1 block(s) an SM on the card, but att_splits' "$T/cerr" || die "--card min blocks: $(cat "$T/cerr")"
 grep -q 'differ="attention_kernel<true> 6/1" .* result=FAIL$' "$T/cout" || die "--card FAIL line: $(cat "$T/cout")"
+# a second process's record of a kernel disagreeing with the calculator at
+# its own launch is found, though another record has fewer blocks
+setup; card 6
+echo "cuda/ops.cu k_simple 1 64 64 0 16 0 0 1024 9" > "$T/l/card.z"
+if cardchk; then die "--card: a second record's 9 blocks against the calculator's 32 passed"; fi
+grep -q 'k_simple: 9 block(s) an SM on the card, 32 by the calculator (64 threads' "$T/cerr" || die "--card second record: $(cat "$T/cerr")"
+grep -q '^| ops | `k_simple` | 256 | 0 | 16 / 16 | 0 | 8 | 8 | .* | differs |' "$T/ct.md" || die "--card worst row: $(cat "$T/ct.md")"
 # the card runs other registers than ptxas's report (another binary)
 setup; card 6 32
 if cardchk; then die "--card: 32 registers against ptxas's 16 passed"; fi

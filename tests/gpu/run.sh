@@ -729,9 +729,8 @@ eval_stage() {
     rc=$?
     line=$(grep "problems written" "$d/err" | tail -n 1)
     python3 - "$rc" "$t0" "$line" << 'PY'
-import re, sys, time
+import os, re, sys, time
 rc, t0, line = int(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
-import os
 n, new, lim, total = (int(os.environ[k]) for k in ("EVAL_N", "EVAL_NEW", "EVAL_LIM", "EVAL_ALL"))
 head = f"eval_gen model={os.environ['E2E_EXP15']} problems={n} new={new} batch={n} all_seven={total}"
 m = re.search(r"(\d+) problems written, (\d+) tokens in ([\d.]+) s \(([\d.]+) tok/s\), (\d+) forward passes", line)
