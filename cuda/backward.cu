@@ -159,10 +159,12 @@ void k_swiglu_backward(float *dgate, float *dup, const float *dout, const float 
  *            a cache row has one writer and no atomics are needed.
  * Both use p_t = exp(s_t - lse), so dq and dk see the same probabilities.
  * This is the correctness reference, O(queries x keys x HD) plain FMAs, each
- * attb_dkv block scanning all N rows for its slot's; on a card the fast
- * path is cuDNN's fused attention backward (cudnn frontend SDPA backward,
- * FlashAttention-2 style: tensor-core tiles, the same lse/delta
- * recomputation) over a padded or ragged batch layout. */
+ * attb_dkv block scanning all N rows for its slot's; the bf16 trainer's
+ * fast path is attention_tc_train.cu's k_attention_backward_tc
+ * (FlashAttention-2's backward on wmma tiles, the same lse/delta
+ * recomputation), which the tests hold to this one. cuDNN's fused
+ * attention backward is not used: tests/gpu/run.sh times cuDNN's forward
+ * through torch beside ours, to say whether it would pay. */
 #define AB_TK 32
 #define AB_THREADS (AB_TK * 4)
 #define AB_MAX_HD 128

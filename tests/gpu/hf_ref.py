@@ -17,6 +17,12 @@ transformers, no internet; --device cpu for the dry run here).
       of --batch sequences) followed by what bench_gpu teacher computes per row:
       log_softmax, topk(32), gather of 256 ids, results to the host;
       CUDA-synchronised, one warm-up batch first. --seqs 0: no timing.
+      --attn: then times attention alone, as bench_gpu teacher's profiled pass
+      computes it (one call: --batch sequences of --len tokens, causal, every
+      layer), through torch's scaled_dot_product_attention on each backend
+      it has: flash, cudnn (cuDNN's fused attention), efficient, math; bf16,
+      K and V expanded to the query heads beforehand; CUDA events, best of 5
+      (one "hf_attention" line a backend; skipped="..." where one refuses).
   hf_ref.py floor  --model DIR [--model DIR2 ...] [--device cuda]
       transformers' own bf16 error on each model DIR (any HF folder, e.g. one of
       lr-mkmodel's): a few seeded random sequences through the model in bf16
@@ -24,7 +30,7 @@ transformers, no internet; --device cpu for the dry run here).
       (bench_gpu check's measure), max over rows. bench_gpu check's bound for
       that model is then max(1e-2, 1.5 x this floor): bf16 itself cannot do
       better on random unit-gain weights, so a fixed 1e-2 would fail them.
-Prints key=value lines starting "hf_logits", "hf_teacher" and "bf16_floor"
+Prints key=value lines starting "hf_logits", "hf_teacher", "hf_attention" and "bf16_floor"
 (parsed by tests/gpu/table.py and run.sh); exit 5 when our logits are off
 (see REL_BOUND)."""
 import argparse, json, os, shutil, sys, time
@@ -196,7 +202,66 @@ def ref(a):
         print(f"hf_teacher model={os.path.basename(a.model.rstrip('/'))} dev={dev} torch={torch.__version__} "
               f"seqs={a.seqs} len={T} batch={B} tokens={tok} run_s={dt:.3f} tok_s={tok / dt:.0f} "
               f"gemm_tflops={2 * matmul_params(cfgd) * tok / dt / 1e12:.2f}", flush=True)
+    if a.attn:
+        attention(cfgd, a.batch, a.len, dev, os.path.basename(a.model.rstrip('/')))
     return rc
+
+
+def attention(cfgd, B, T, dev, model):
+    """Attention of one teacher-forcing call, all layers, per SDPA backend.
+    The question it answers: would cuDNN's fused attention (or torch's
+    flash kernel) beat ours (`attention` in bench_gpu teacher's profile) on
+    this card and shape."""
+    import torch.nn.functional as F
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError as e:
+        print(f'hf_attention model={model} backend=all skipped="torch {torch.__version__}: {e}"', flush=True)
+        return
+    H, KV, L = cfgd["num_attention_heads"], cfgd["num_key_value_heads"], cfgd["num_hidden_layers"]
+    D = cfgd["hidden_size"] // H
+    g = torch.Generator(device=dev).manual_seed(3)
+    q = torch.randn(B, H, T, D, device=dev, dtype=torch.bfloat16, generator=g)
+    k, v = (torch.randn(B, KV, T, D, device=dev, dtype=torch.bfloat16, generator=g).repeat_interleave(H // KV, 1)
+            for _ in range(2))
+    # causal: T (T + 1) / 2 scores a head, two products of D multiply-adds each
+    flop = 2 * 2 * B * H * D * T * (T + 1) / 2 * L
+    head = f"hf_attention model={model} batch={B} len={T} heads={H} kv_heads={KV} head_dim={D} layers={L}"
+    for bname in ("FLASH_ATTENTION", "CUDNN_ATTENTION", "EFFICIENT_ATTENTION", "MATH"):
+        be = getattr(SDPBackend, bname, None)
+        label = bname.split("_")[0].lower()
+        if be is None:
+            print(f'{head} backend={label} skipped="not in torch {torch.__version__}"', flush=True)
+            continue
+
+        def layers():
+            for _ in range(L):
+                o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return o
+        try:
+            with sdpa_kernel(be), torch.no_grad():
+                layers()  # warm-up (and the backend's refusal, if any)
+                sync(dev)
+                best = float("inf")
+                for _ in range(5):
+                    if dev == "cuda":
+                        t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                        t0.record()
+                        layers()
+                        t1.record()
+                        t1.synchronize()
+                        ms = t0.elapsed_time(t1)
+                    else:
+                        t0 = time.perf_counter()
+                        layers()
+                        ms = 1e3 * (time.perf_counter() - t0)
+                    best = min(best, ms)
+        except RuntimeError as e:
+            why = " ".join(str(e).split())[:160].replace('"', "'")
+            print(f'{head} backend={label} skipped="{why}"', flush=True)
+            continue
+        print(f"{head} backend={label} ms={best:.3f} tflops={flop / best / 1e9:.1f}", flush=True)
+    del q, k, v
 
 
 def floor(a):
@@ -234,6 +299,7 @@ def main():
     r.add_argument("--seqs", type=int, default=256)
     r.add_argument("--len", type=int, default=400)
     r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--attn", action="store_true", help="time attention alone on each SDPA backend")
     fl = sub.add_parser("floor")
     fl.add_argument("--model", required=True, action="append")
     fl.add_argument("--device", default="cuda")

@@ -192,7 +192,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|kl_agree|bf16_floor|train|train_recompute|eval_gen|hf_generate|hf_authors) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|hf_attention|kl_agree|bf16_floor|train|train_recompute|eval_gen|hf_generate|hf_authors) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -381,6 +381,9 @@ for s in $SHAPES; do
         stage "hfgen_$s" 120 "$PY" "$ROOT/tests/gpu/gen_ref.py" generate --model "$d" --batch "$hb" $DECODE --device "$HFDEV"
     ours=()
     [ -s "$WORK/ours_$s.bin" ] && ours=(--ours "$WORK/ours_$s.bin")
+    # the expert's attention alone on torch's SDPA backends (cuDNN's fused
+    # attention among them) beside the teacher profile's attention kind
+    [ "$s" = "${SHAPES%% *}" ] && ours+=(--attn)
     # shellcheck disable=SC2086
     stage "torch_$s" 150 "$PY" "$ROOT/tests/gpu/hf_ref.py" ref --model "$d" "${ours[@]}" --device "$HFDEV" $TEACH
     rm -f "$WORK/ours_$s.bin"

@@ -136,6 +136,34 @@ def build_table(rows):
         out.append(f"| device time by kind, {mode} `{name(model)}`, batch {kv.get('batch', '?')} (profiled pass: "
                    f"{kv.get('calls', '?')} calls, {f(kv.get('total_ms'), '{:.1f}')} ms) | {shares} | events span "
                    f"{cover} | | |")
+    # attention alone at the teacher shape: ours (the profiled pass's
+    # attention kind, tensor-core kernel and LR_GPU_TCATT=0's FMA one)
+    # against torch's SDPA backends on the same card, cuDNN's among them
+    prof = {name(next((t.rstrip(":") for t in kv.get("_rest", "").split()[1:2]), "?")): kv
+            for k, kv in rows if k == "gpu_profile" and kv.get("what") == "teacher"}
+    hfa = {}
+    for k, kv in rows:
+        if k == "hf_attention":
+            hfa.setdefault(kv.get("model"), []).append(kv)
+    for model, lines in hfa.items():
+        o, o0 = prof.get(model, {}), prof.get(model + "-tcatt0", {})
+        ref = {kv.get("backend"): kv for kv in lines}
+        times = {b: float(kv["ms"]) for b, kv in ref.items() if "ms" in kv}
+        refs = ", ".join(f"{b} {f(kv.get('ms'))} ms ({f(kv.get('tflops'), '{:.0f}')} TFLOP/s)" if "ms" in kv
+                         else f"{b} skipped ({kv.get('skipped', '?')})" for b, kv in ref.items())
+        try:
+            ours = float(o["attention_ms"])
+            best = min(times, key=times.get)
+            r = ("ok: ours fastest" if ours <= times[best] else
+                 f"{best} {ours / times[best]:.2f}x faster" + (": worth wiring in" if best == "cudnn" else ""))
+        except (KeyError, ValueError, ZeroDivisionError):
+            r = "n/a"
+        h = lines[0]
+        out.append(f"| attention alone, teacher forcing `{model}` (one call: batch {h.get('batch', '?')} x "
+                   f"{h.get('len', '?')} tokens, {h.get('layers', '?')} layers, {h.get('heads', '?')}/"
+                   f"{h.get('kv_heads', '?')} heads of {h.get('head_dim', '?')}): ms | tensor cores "
+                   f"{f(o.get('attention_ms'))} ms, FMA (LR_GPU_TCATT=0) {f(o0.get('attention_ms'))} ms | torch SDPA: "
+                   f"{refs} | faster than every backend | {r} |")
     for k, kv in rows:
         if k != "train":
             continue
