@@ -548,7 +548,7 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
      * row a slot) never reallocates the picks the next call's fed rows read */
     if ((rc = ensure_results(g, (size_t)B, 0))) return rc;
     if ((rc = pages_init(g, kv))) return rc; /* last: the pool takes a share of what is left */
-    if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new();
+    if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new(GPU_PROF_KINDS);
     free(g->stage16), free(g->stage32);
     g->stage16 = NULL, g->stage32 = NULL, g->stage16_n = g->stage32_n = 0;
     return LR_OK;
@@ -556,7 +556,7 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
 
 extern "C" int gpu_fwd_set_profile(gpu_fwd *g, int on) {
     prof_free(g->prof);
-    g->prof = on ? prof_new() : NULL;
+    g->prof = on ? prof_new(GPU_PROF_KINDS) : NULL;
     return LR_OK;
 }
 
@@ -565,7 +565,7 @@ extern "C" int gpu_fwd_profile(const gpu_fwd *g, gpu_prof *p) {
         memset(p, 0, sizeof *p);
         return 1;
     }
-    *p = *prof_totals(g->prof);
+    prof_read(g->prof, p->ms, &p->total_ms, &p->calls, &p->events);
     return 0;
 }
 
@@ -580,7 +580,9 @@ extern "C" void gpu_fwd_free(gpu_fwd *g) {
     if (g->gexec) cudaGraphExecDestroy(g->gexec);
     if (g->ws) cudaFree(g->ws);
     if (g->prof) {
-        if (prof_totals(g->prof)->calls) gpu_prof_print(stderr, prof_totals(g->prof));
+        gpu_prof p;
+        prof_read(g->prof, p.ms, &p.total_ms, &p.calls, &p.events);
+        if (p.calls) gpu_prof_print(stderr, &p);
         prof_free(g->prof);
     }
     if (g->layer)

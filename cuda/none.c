@@ -49,6 +49,11 @@ int gpu_trn_init(gpu_trn **g, const model *m, const lora *lo, const gtrn_opts *o
     return lr_err(LR_EUSAGE, "--device cuda: this build has no CUDA backend (rebuild where nvcc is installed)");
 }
 void gpu_trn_free(gpu_trn *g) { (void)g; }
+int gpu_trn_profile(const gpu_trn *g, gtrn_prof *p) {
+    (void)g;
+    memset(p, 0, sizeof *p);
+    return 1;
+}
 void gpu_trn_mem(const gpu_trn *g, size_t *weight_bytes, size_t *act_bytes) {
     (void)g;
     if (weight_bytes) *weight_bytes = 0;

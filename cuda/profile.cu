@@ -7,10 +7,16 @@ struct prof {
     std::vector<cudaEvent_t> ev; /* a pool reused by every call, grown as needed */
     std::vector<int> kind;       /* kind[i]: what runs from ev[i] to ev[i + 1] */
     size_t n = 0;                /* marks of the current call */
-    gpu_prof tot{};
+    std::vector<double> ms;      /* by kind */
+    double total_ms = 0;
+    long calls = 0, events = 0;
 };
 
-prof *prof_new(void) { return new prof; }
+prof *prof_new(int nkinds) {
+    prof *p = new prof;
+    p->ms.assign((size_t)nkinds, 0.0);
+    return p;
+}
 
 void prof_free(prof *p) {
     if (!p) return;
@@ -35,7 +41,7 @@ cudaError_t prof_mark(prof *p, int kind, cudaStream_t st) {
     cudaError_t rc = cudaEventRecord(p->ev[p->n], st);
     if (rc != cudaSuccess) return rc;
     p->kind[p->n++] = kind;
-    p->tot.events++;
+    p->events++;
     return cudaSuccess;
 }
 
@@ -47,14 +53,17 @@ cudaError_t prof_collect(prof *p) {
         float ms = 0;
         cudaError_t rc = cudaEventElapsedTime(&ms, p->ev[i], p->ev[i + 1]);
         if (rc != cudaSuccess) return rc;
-        if (p->kind[i] >= 0 && p->kind[i] < GPU_PROF_KINDS) p->tot.ms[p->kind[i]] += ms;
+        if (p->kind[i] >= 0 && (size_t)p->kind[i] < p->ms.size()) p->ms[(size_t)p->kind[i]] += ms;
     }
     float all = 0;
     cudaError_t rc = cudaEventElapsedTime(&all, p->ev[0], p->ev[n - 1]);
     if (rc != cudaSuccess) return rc;
-    p->tot.total_ms += all;
-    p->tot.calls++;
+    p->total_ms += all;
+    p->calls++;
     return cudaSuccess;
 }
 
-const gpu_prof *prof_totals(const prof *p) { return &p->tot; }
+void prof_read(const prof *p, double *ms, double *total_ms, long *calls, long *events) {
+    for (size_t k = 0; k < p->ms.size(); k++) ms[k] = p->ms[k];
+    *total_ms = p->total_ms, *calls = p->calls, *events = p->events;
+}

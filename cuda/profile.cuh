@@ -1,7 +1,8 @@
-/* profile: the CUDA forward's kernel time by kind (infer/gpu.h, gpu_prof),
- * from CUDA events on its stream. A call marks where each group of
+/* profile: kernel time by kind from CUDA events on a stream, for the
+ * forward (infer/gpu.h gpu_prof) and the trainer (nn/gpu_train.h
+ * gtrn_prof), each with its own kinds 0 .. nkinds - 1. A call marks where each group of
  * launches of one kind begins (prof_start for its first mark, prof_mark
- * after, kind GPU_PROF_KINDS for its end); a mark of the kind already
+ * after, a kind >= nkinds for its end); a mark of the kind already
  * running records nothing, so consecutive groups of one kind are one
  * segment. After the call's final synchronisation prof_collect adds the
  * device time between consecutive events to the earlier one's kind. The
@@ -12,19 +13,17 @@
 
 #include "compat.h"
 
-extern "C" {
-#include "infer/gpu.h"
-}
-
 struct prof;
 
-prof *prof_new(void);
+prof *prof_new(int nkinds);
 void prof_free(prof *p);
 /* Forgets the marks of an unfinished call, then marks kind. */
 cudaError_t prof_start(prof *p, int kind, cudaStream_t st);
 cudaError_t prof_mark(prof *p, int kind, cudaStream_t st);
 /* Once the call's marks have completed (stream synchronised). */
 cudaError_t prof_collect(prof *p);
-const gpu_prof *prof_totals(const prof *p);
+/* The totals so far: ms[0 .. nkinds - 1] by kind, the calls' first-to-last
+ * event spans summed, the calls collected and the events recorded. */
+void prof_read(const prof *p, double *ms, double *total_ms, long *calls, long *events);
 
 #endif

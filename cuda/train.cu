@@ -29,6 +29,7 @@
 #include "dropout.h"
 #include "gemm_backward.h"
 #include "kernels.h"
+#include "profile.cuh"
 #include "train_forward.h"
 
 extern "C" {
@@ -102,7 +103,25 @@ struct gpu_trn {
     double *eloss, *work, *norm;
     float *coef;
     size_t ecap, tcap;
+    struct prof *prof;       /* kernel time by kind (gpu_train.h gtrn_prof); NULL: the profile is off */
 };
+
+/* Marks the start of a group of launches of one kind (profile.cuh) on the
+ * stream every trainer launch goes to; nothing when the profile is off. */
+#define TP(kind)                                                                                              \
+    do {                                                                                                      \
+        if (g->prof) CK(prof_mark(g->prof, (kind), (cudaStream_t)0));                                         \
+    } while (0)
+
+/* A profiled call's last mark, then its times collected once the device
+ * has run everything up to it. */
+static int prof_end(gpu_trn *g) {
+    if (!g->prof) return LR_OK;
+    CK(prof_mark(g->prof, GTRN_PROF_KINDS, (cudaStream_t)0));
+    CK(cudaDeviceSynchronize());
+    CK(prof_collect(g->prof));
+    return LR_OK;
+}
 
 static int imax3(int a, int b, int c) { return a > b ? (a > c ? a : c) : (b > c ? b : c); }
 
@@ -132,6 +151,11 @@ static int dalloc(void *pp, size_t bytes) {
 
 extern "C" void gpu_trn_free(gpu_trn *g) {
     if (!g) return;
+    if (g->prof) {
+        gtrn_prof p;
+        if (!gpu_trn_profile(g, &p) && p.calls) gtrn_prof_print(stderr, &p);
+        prof_free(g->prof);
+    }
     if (g->full) g->p = NULL; /* wmem, freed once below */
     dpnccl_free(g->nccl);
     void *ptrs[] = {g->wmem, g->wmem16, g->smallw, g->act16, g->g16, g->logits16, g->p, g->gr, g->m1, g->m2, g->act,
@@ -401,8 +425,16 @@ extern "C" int gpu_trn_init(gpu_trn **gp, const model *m, const lora *lo, const 
         gpu_trn_free(g);
         return rc;
     }
+    if (env_on("LR_GPU_PROFILE", 0)) g->prof = prof_new(GTRN_PROF_KINDS);
     *gp = g;
     return LR_OK;
+}
+
+extern "C" int gpu_trn_profile(const gpu_trn *g, gtrn_prof *p) {
+    memset(p, 0, sizeof *p);
+    if (!g->prof) return 1;
+    prof_read(g->prof, p->ms, &p->total_ms, &p->calls, &p->events);
+    return 0;
 }
 
 extern "C" int gpu_trn_put(gpu_trn *g, const float *params, const float *exp_avg, const float *exp_avg_sq) {
@@ -466,10 +498,15 @@ typedef struct {
  * there in place). */
 static int lin_forward(gpu_trn *g, int l, int k, int N, float *out, proj p, const float *b, int IC, int OC, int drop,
                        uint64_t seed) {
+    TP(GTRN_PROF_GEMM);
     if (p.W16) CB(k_gemm_bf16(g->blas, 0, 1, N, OC, IC, 1.0f, p.x16, IC, p.W16, IC, 0.0f, out, OC));
     else CB(k_gemm_f32(g->blas, 0, 1, N, OC, IC, 1.0f, p.x, IC, p.W, IC, 0.0f, out, OC));
-    if (b) k_add_bias(out, b, N, OC, NULL);
+    if (b) {
+        TP(GTRN_PROF_ELEMENTWISE);
+        k_add_bias(out, b, N, OC, NULL);
+    }
     if (!g->adapted[k]) return LR_OK;
+    TP(GTRN_PROF_LORA);
     int r = g->r;
     const float *A = g->p + g->offA[k] + (size_t)l * r * IC, *Bm = g->p + g->offB[k] + (size_t)l * OC * r;
     const float *x = p.x;
@@ -490,11 +527,21 @@ static int lin_forward(gpu_trn *g, int l, int k, int N, float *out, proj p, cons
 static int lin_backward(gpu_trn *g, int l, int k, int N, float *dinp, const float *dout, proj p, int IC, int OC, int drop,
                         uint64_t seed) {
     if (p.W16) {
+        TP(GTRN_PROF_ELEMENTWISE);
         k_f32_to_bf16(g->g16, dout, (size_t)N * OC, NULL);
+        TP(GTRN_PROF_GEMM_BWD);
         CB(k_gemm_bf16(g->blas, 0, 0, N, IC, OC, 1.0f, g->g16, OC, p.W16, IC, 1.0f, dinp, IC));
-    } else CB(k_matmul_backward(g->blas, dinp, grad_of(g, p.W), dout, p.x, p.W, N, IC, OC));
-    k_bias_backward(grad_of(g, bias_of(g, k, l)), dout, N, OC, g->ws, NULL); /* full only: else NULL, nothing */
+    } else {
+        TP(GTRN_PROF_GEMM_BWD);
+        CB(k_matmul_backward(g->blas, dinp, grad_of(g, p.W), dout, p.x, p.W, N, IC, OC));
+    }
+    float *gb = grad_of(g, bias_of(g, k, l)); /* full only: else NULL */
+    if (gb) {
+        TP(GTRN_PROF_ELEMENTWISE);
+        k_bias_backward(gb, dout, N, OC, g->ws, NULL);
+    }
     if (!g->adapted[k]) return LR_OK;
+    TP(GTRN_PROF_LORA);
     int r = g->r;
     size_t oA = g->offA[k] + (size_t)l * r * IC, oB = g->offB[k] + (size_t)l * OC * r;
     const float *u = g->L[l].u[k], *x = p.x;
@@ -534,27 +581,34 @@ static int layer_forward(gpu_trn *g, int l, int N, int drop, uint64_t seed, cons
     float *kc = g->kc + kv_off(g, l), *vc = g->vc + kv_off(g, l);
     float eps = (float)c->rms_eps;
 #define AT(p, off) ((p) ? (p) + (off) : NULL)
+    TP(GTRN_PROF_ELEMENTWISE);
     k_rmsnorm_f32(KEEP(t->ln1), t->r1, t->x_in, w->ln1 + lC, N, C, eps, NULL);
     kept16(g, t->ln1h, (size_t)N * C);
     TRY(lin_forward(g, l, LORA_Q, N, t->q, PJ(wq, lQC, t->ln1, t->ln1h), AT(w->bq, (size_t)l * QD), C, QD, drop, seed));
     TRY(lin_forward(g, l, LORA_K, N, t->k, PJ(wk, lKC, t->ln1, t->ln1h), AT(w->bk, (size_t)l * KD), C, KD, drop, seed));
     TRY(lin_forward(g, l, LORA_V, N, t->v, PJ(wv, lKC, t->ln1, t->ln1h), AT(w->bv, (size_t)l * KD), C, KD, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     k_rope_f32(t->q, g->inv_freq, g->rpos, N, NH, HD, NULL);
     k_rope_f32(t->k, g->inv_freq, g->rpos, N, NKV, HD, NULL);
     k_kv_store_f32(kc, vc, t->k, t->v, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
+    TP(GTRN_PROF_ATTENTION);
     if (g->tcatt) /* served: init checked the shape */
         k_attention_tc_f32(KEEP(t->att), t->lse, t->q, kc, vc, g->apos, g->tiles, g->ntiles, g->trows, N, NH, NKV, HD, g->Tmax, NULL);
     else k_attention_f32(KEEP(t->att), t->q, kc, vc, g->seq, g->apos, N, NH, NKV, HD, g->Tmax, NULL);
+    TP(GTRN_PROF_ELEMENTWISE);
     kept16(g, t->atth, (size_t)N * QD);
     TRY(lin_forward(g, l, LORA_O, N, g->tmp, PJ(wo, lQC, t->att, t->atth), AT(w->bo, lC), QD, C, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     k_residual_f32(t->x_mid, t->x_in, g->tmp, (size_t)N * C, NULL);
     k_rmsnorm_f32(KEEP(t->ln2), t->r2, t->x_mid, w->ln2 + lC, N, C, eps, NULL);
     kept16(g, t->ln2h, (size_t)N * C);
     TRY(lin_forward(g, l, LORA_GATE, N, t->gate, PJ(wgate, lIC, t->ln2, t->ln2h), NULL, C, I, drop, seed));
     TRY(lin_forward(g, l, LORA_UP, N, t->up, PJ(wup, lIC, t->ln2, t->ln2h), NULL, C, I, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     k_swiglu_f32(KEEP(t->h), t->gate, t->up, (size_t)N * I, NULL);
     kept16(g, t->hh, (size_t)N * I);
     TRY(lin_forward(g, l, LORA_DOWN, N, g->tmp, PJ(wdown, lIC, t->h, t->hh), NULL, I, C, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     k_residual_f32(x_next, t->x_mid, g->tmp, (size_t)N * C, NULL);
 #undef AT
     return LR_OK;
@@ -569,22 +623,27 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     const float *kc = g->kc + kv_off(g, l), *vc = g->vc + kv_off(g, l);
     size_t fb = sizeof(float);
     /* MLP block */
+    TP(GTRN_PROF_ELEMENTWISE);
     CK(cudaMemset(g->dh, 0, M * I * fb));
     TRY(lin_backward(g, l, LORA_DOWN, N, g->dh, g->dres, PJ(wdown, lIC, t->h, t->hh), I, C, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     CK(cudaMemset(g->dgate, 0, M * I * fb));
     CK(cudaMemset(g->dup, 0, M * I * fb));
     k_swiglu_backward(g->dgate, g->dup, g->dh, t->gate, t->up, N, I, I, NULL);
     CK(cudaMemset(g->dln, 0, M * C * fb));
     TRY(lin_backward(g, l, LORA_GATE, N, g->dln, g->dgate, PJ(wgate, lIC, t->ln2, t->ln2h), C, I, drop, seed));
     TRY(lin_backward(g, l, LORA_UP, N, g->dln, g->dup, PJ(wup, lIC, t->ln2, t->ln2h), C, I, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     k_rmsnorm_backward(g->dres, grad_of(g, w->ln2 + lC), g->dln, t->x_mid, w->ln2 + lC, t->r2, N, C, g->ws, NULL);
     /* attention block */
     CK(cudaMemset(g->datt, 0, M * QD * fb));
     TRY(lin_backward(g, l, LORA_O, N, g->datt, g->dres, PJ(wo, lQC, t->att, t->atth), QD, C, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     CK(cudaMemset(g->dq, 0, M * QD * fb));
     CK(cudaMemset(g->dkc, 0, g->kvl * fb));
     CK(cudaMemset(g->dvc, 0, g->kvl * fb));
     /* tcatt: from the forward's lse and output (kept, or remade just now) */
+    TP(GTRN_PROF_ATTENTION_BWD);
     int arc = g->tcatt ? k_attention_backward_tc(g->dq, g->dkc, g->dvc, g->stats, t->lse, t->atth, g->datt, t->q, kc, vc,
                                                  g->apos, g->tiles, g->ntiles, g->trows, g->tsfirst, N, NH, NKV, HD,
                                                  g->B, g->Tmax, NULL)
@@ -592,6 +651,7 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
                                               NKV, HD, g->B, g->Tmax, NULL);
     if (arc)
         return lr_err(LR_EINPUT, "cuda trainer: attention shape not supported (head_dim %d, %d/%d heads)", HD, NH, NKV);
+    TP(GTRN_PROF_ELEMENTWISE);
     k_kv_gather(g->dk, g->dv, g->dkc, g->dvc, g->seq, g->pos, qonly, N, NKV, HD, g->Tmax, NULL);
     k_rope_backward(g->dq, g->dq, g->inv_freq, g->rpos, N, NH, HD, NULL);
     k_rope_backward(g->dk, g->dk, g->inv_freq, g->rpos, N, NKV, HD, NULL);
@@ -599,6 +659,7 @@ static int layer_backward(gpu_trn *g, int l, int N, int drop, uint64_t seed, con
     TRY(lin_backward(g, l, LORA_Q, N, g->dln, g->dq, PJ(wq, lQC, t->ln1, t->ln1h), C, QD, drop, seed));
     TRY(lin_backward(g, l, LORA_K, N, g->dln, g->dk, PJ(wk, lKC, t->ln1, t->ln1h), C, KD, drop, seed));
     TRY(lin_backward(g, l, LORA_V, N, g->dln, g->dv, PJ(wv, lKC, t->ln1, t->ln1h), C, KD, drop, seed));
+    TP(GTRN_PROF_ELEMENTWISE);
     k_rmsnorm_backward(g->dres, grad_of(g, w->ln1 + lC), g->dln, t->x_in, w->ln1 + lC, t->r1, N, C, g->ws, NULL);
     return LR_OK;
 }
@@ -639,12 +700,14 @@ static int put_loss(gpu_trn *g, const gtrn_loss *Ls, int *nw) {
             return rc;
         g->ecap = cap;
     }
+    TP(GTRN_PROF_HOST);
     int *wrow = (int *)xmalloc(((size_t)n + 1) * sizeof(int)), *wfirst = (int *)xmalloc(((size_t)n + 1) * sizeof(int));
     int k = 0;
     for (int e = 0; e < n; e++)
         if (!k || wrow[k - 1] != Ls->row[e]) wfirst[k] = e, wrow[k++] = Ls->row[e];
     wfirst[k] = n;
     *nw = k;
+    TP(GTRN_PROF_H2D);
     cudaError_t e1 = cudaMemcpy(g->erow, Ls->row, (size_t)n * sizeof(int), cudaMemcpyHostToDevice);
     cudaError_t e2 = cudaMemcpy(g->wrow, wrow, (size_t)k * sizeof(int), cudaMemcpyHostToDevice);
     cudaError_t e3 = cudaMemcpy(g->wfirst, wfirst, ((size_t)k + 1) * sizeof(int), cudaMemcpyHostToDevice);
@@ -687,6 +750,7 @@ static int place_rows(gpu_trn *g, int N, const int *tokens, const int *seq, cons
         else g->h_rpos[i] = g->h_apos[i] = g->h_pos[i] = (*len)++;
     }
     size_t b = (size_t)N * sizeof(int);
+    TP(GTRN_PROF_H2D);
     CK(cudaMemcpy(g->tok, tokens, b, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(g->seq, seq, b, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(g->pos, g->h_pos, b, cudaMemcpyHostToDevice));
@@ -694,7 +758,9 @@ static int place_rows(gpu_trn *g, int N, const int *tokens, const int *seq, cons
     CK(cudaMemcpy(g->apos, g->h_apos, b, cudaMemcpyHostToDevice));
     if (qpos) CK(cudaMemcpy(g->qonly, qpos, b, cudaMemcpyHostToDevice));
     if (g->tcatt) { /* the tensor-core attention's query tiles, over the positions it attends to */
+        TP(GTRN_PROF_HOST);
         g->ntiles = attb_tc_tiles(g->h_tiles, g->h_trows, g->h_tsfirst, seq, g->h_apos, N, g->B, g->c.NH / g->c.NKV);
+        TP(GTRN_PROF_H2D);
         CK(cudaMemcpy(g->tiles, g->h_tiles, (size_t)g->ntiles * sizeof(attb_tile), cudaMemcpyHostToDevice));
         CK(cudaMemcpy(g->trows, g->h_trows, b, cudaMemcpyHostToDevice));
         CK(cudaMemcpy(g->tsfirst, g->h_tsfirst, ((size_t)g->B + 1) * sizeof(int), cudaMemcpyHostToDevice));
@@ -709,6 +775,7 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
     for (int e = 0; e < Ls->n; e++)
         if (Ls->row[e] < 0 || Ls->row[e] >= N || (e && Ls->row[e] < Ls->row[e - 1]))
             return lr_err(LR_EUSAGE, "cuda trainer: loss rows must be nondecreasing rows in [0, %d)", N);
+    if (g->prof) CK(prof_start(g->prof, GTRN_PROF_HOST, (cudaStream_t)0));
     TRY(place_rows(g, N, tokens, seq, qpos));
     int nw = 0;
     if (Ls->n) TRY(put_loss(g, Ls, &nw));
@@ -716,32 +783,49 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
     const int *qonly = qpos ? g->qonly : NULL;
     size_t fb = sizeof(float);
     /* forward */
+    TP(GTRN_PROF_ELEMENTWISE);
     if (g->bf16) k_embedding(g->L[0].x_in, g->tok, g->w16.embed, N, C, NULL);
     else k_embedding_f32(g->L[0].x_in, g->tok, g->w.embed, N, C, NULL);
     for (int l = 0; l < c->L; l++)
         TRY(layer_forward(g, l, N, drop, drop_seed, qonly));
+    TP(GTRN_PROF_ELEMENTWISE);
     k_rmsnorm_f32(g->lnf, g->rstdf, g->x_out, g->w.norm, N, C, (float)c->rms_eps, NULL);
     /* the loss entries' logits, loss and gradient, chunk by chunk, down to
      * their final-norm rows' gradient dlg */
     for (int e0 = 0; e0 < Ls->n; e0 += (int)g->chunk_rows) {
         int ne = Ls->n - e0 < (int)g->chunk_rows ? Ls->n - e0 : (int)g->chunk_rows;
+        TP(GTRN_PROF_LOSS);
         k_gather_rows(g->lg, g->lnf, g->erow + e0, ne, C, NULL);
         if (g->bf16) {
+            TP(GTRN_PROF_ELEMENTWISE);
             k_f32_to_bf16(g->g16, g->lg, (size_t)ne * C, NULL);
+            TP(GTRN_PROF_GEMM);
             CB(k_gemm_bf16(g->blas, 0, 1, ne, V, C, 1.0f, g->g16, C, g->w16.lm_head, C, 0.0f, g->logits, V));
-        } else CB(k_gemm_f32(g->blas, 0, 1, ne, V, C, 1.0f, g->lg, C, g->w.lm_head, C, 0.0f, g->logits, V));
+        } else {
+            TP(GTRN_PROF_GEMM);
+            CB(k_gemm_f32(g->blas, 0, 1, ne, V, C, 1.0f, g->lg, C, g->w.lm_head, C, 0.0f, g->logits, V));
+        }
+        TP(GTRN_PROF_LOSS);
         if (Ls->objective == GTRN_CE) k_ce(g->logits, ne, V, Ls->vlim, g->tgt + e0, Ls->scale, g->eloss + e0, NULL);
         else k_softkl(g->logits, ne, V, Ls->vlim, g->ids, g->tw, g->off + e0, Ls->scale, g->eloss + e0, NULL);
         if (g->bf16) {
+            TP(GTRN_PROF_ELEMENTWISE);
             k_f32_to_bf16(g->logits16, g->logits, (size_t)ne * V, NULL);
+            TP(GTRN_PROF_GEMM_BWD);
             CB(k_gemm_bf16(g->blas, 0, 0, ne, C, V, 1.0f, g->logits16, V, g->w16.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
-        } else CB(k_gemm_f32(g->blas, 0, 0, ne, C, V, 1.0f, g->logits, V, g->w.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
+        } else {
+            TP(GTRN_PROF_GEMM_BWD);
+            CB(k_gemm_f32(g->blas, 0, 0, ne, C, V, 1.0f, g->logits, V, g->w.lm_head, C, 0.0f, g->dlg + (size_t)e0 * C, C));
+        }
         /* full: lm_head's gradient from these entries (tied: the embedding's) */
         if (g->full) CB(k_matmul_backward(g->blas, NULL, grad_of(g, g->w.lm_head), g->logits, g->lg, g->w.lm_head, ne, C, V));
     }
     /* backward */
+    TP(GTRN_PROF_ELEMENTWISE);
     CK(cudaMemset(g->dln, 0, (size_t)N * C * fb));
+    TP(GTRN_PROF_LOSS);
     if (nw) LAUNCH(rows_sum_kernel, nw, 128, 0, (cudaStream_t)0, g->dln, g->dlg, g->wrow, g->wfirst, C);
+    TP(GTRN_PROF_ELEMENTWISE);
     CK(cudaMemset(g->dres, 0, (size_t)N * C * fb));
     k_rmsnorm_backward(g->dres, grad_of(g, g->w.norm), g->dln, g->x_out, g->w.norm, g->rstdf, N, C, g->ws, NULL);
     for (int l = c->L - 1; l >= 0; l--) {
@@ -752,26 +836,34 @@ extern "C" int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq
         if (g->recompute && l + 1 < c->L) TRY(layer_forward(g, l, N, drop, drop_seed, qonly));
         TRY(layer_backward(g, l, N, drop, drop_seed, qonly));
     }
-    k_embedding_backward(grad_of(g, g->w.embed), g->dres, g->tok, N, C, NULL); /* full only */
+    if (g->full) {
+        TP(GTRN_PROF_ELEMENTWISE);
+        k_embedding_backward(grad_of(g, g->w.embed), g->dres, g->tok, N, C, NULL);
+    }
+    TP(GTRN_PROF_D2H);
     if (Ls->n) CK(cudaMemcpy(loss, g->eloss, (size_t)Ls->n * sizeof(double), cudaMemcpyDeviceToHost));
     CK(cudaGetLastError());
-    return LR_OK;
+    return prof_end(g);
 }
 
 extern "C" int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, float wd, long t, double clip,
                               double *norm, int *finite) {
     double nm[2];
+    if (g->prof) CK(prof_start(g->prof, GTRN_PROF_OPTIMIZER, (cudaStream_t)0));
     k_grad_norm(g->gr, g->n, clip, g->work, g->norm, g->coef, NULL);
+    TP(GTRN_PROF_D2H);
     CK(cudaMemcpy(nm, g->norm, sizeof(double), cudaMemcpyDeviceToHost));
     *norm = nm[0];
     *finite = 1;
-    if (!isfinite(nm[0])) return LR_OK;
+    if (!isfinite(nm[0])) return prof_end(g);
+    TP(GTRN_PROF_OPTIMIZER);
     k_adamw(g->p, g->m1, g->m2, g->gr, g->coef, g->n, lr, beta1, beta2, eps, wd, t, NULL);
     /* every parameter finite iff the sum of their squares is (in double it
      * cannot overflow for finite floats) */
     k_grad_norm(g->p, g->n, 0.0, g->work, g->norm + 1, g->coef, NULL);
+    TP(GTRN_PROF_D2H);
     CK(cudaMemcpy(nm + 1, g->norm + 1, sizeof(double), cudaMemcpyDeviceToHost));
     *finite = isfinite(nm[1]) != 0;
     CK(cudaGetLastError());
-    return LR_OK;
+    return prof_end(g);
 }

@@ -54,6 +54,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "model/lora.h"
 #include "model/model.h"
@@ -136,6 +137,43 @@ int gpu_trn_call(gpu_trn *g, int N, const int *tokens, const int *seq, const int
  * the update. */
 int gpu_trn_update(gpu_trn *g, float lr, float beta1, float beta2, float eps, float wd, long t, double clip, double *norm,
                    int *finite);
+
+/* Kernel time by kind (opt-in: LR_GPU_PROFILE=1 in the environment at
+ * gpu_trn_init), as the forward's (infer/gpu.h gpu_prof): every
+ * gpu_trn_call and gpu_trn_update brackets each group of launches of one
+ * kind with CUDA events and, after its final synchronisation, adds the
+ * device time between consecutive events to that kind; total_ms, the
+ * first-to-last-event spans summed, is what the kinds add up to. Layers
+ * remade by recomputation count in the forward's kinds. When off, no
+ * event is recorded. gpu_trn_free prints the totals on stderr (a table and
+ * one "gpu_profile train:" key=value line, gtrn_prof_print) when the
+ * profile saw calls. */
+enum {
+    GTRN_PROF_GEMM,          /* base projections' forward GEMMs, the loss rows' lm_head */
+    GTRN_PROF_GEMM_BWD,      /* base projections' input-gradient GEMMs (weight gradients with --full), lm_head's */
+    GTRN_PROF_LORA,          /* LoRA's products forward and backward, their inputs widened and dropped out */
+    GTRN_PROF_ATTENTION,     /* attention forward */
+    GTRN_PROF_ATTENTION_BWD, /* attention backward (dq, dk, dv) */
+    GTRN_PROF_LOSS,          /* loss rows gathered, soft-KL / cross-entropy and their logit gradients, row sums */
+    GTRN_PROF_ELEMENTWISE,   /* embedding, RMSNorm, RoPE, KV store, SwiGLU, residuals, biases, casts, memsets; their backwards */
+    GTRN_PROF_OPTIMIZER,     /* gradient norm and clip, AdamW, the finiteness check */
+    GTRN_PROF_H2D,           /* copies host -> device (rows, loss targets) */
+    GTRN_PROF_D2H,           /* copies device -> host (losses, norms) */
+    GTRN_PROF_HOST,          /* the device waiting for the host between groups */
+    GTRN_PROF_KINDS
+};
+typedef struct {
+    double ms[GTRN_PROF_KINDS];
+    double total_ms;
+    long calls, events; /* profiled gpu_trn_call and gpu_trn_update calls; events recorded */
+} gtrn_prof;
+/* "gemm", "gemm_bwd", "lora", ... (the table's names and the line's keys). */
+const char *gtrn_prof_kind(int kind);
+/* The totals as a table, then one line "gpu_profile train: calls=N
+ * events=N total_ms=X sum_ms=X KIND_ms=X KIND_pct=X ...". */
+void gtrn_prof_print(FILE *f, const gtrn_prof *p);
+/* The totals so far; 0 when the profile is on, 1 when off (then *p zeroed). */
+int gpu_trn_profile(const gpu_trn *g, gtrn_prof *p);
 
 /* Data parallelism over NCCL, in the real CUDA build only, NCCL loaded at
  * run time (libnccl.so.2, so the build does not need it): gpu_nccl_load

@@ -4,7 +4,9 @@
 # table.py turns them into the three rows with their goals; a skip line
 # becomes a SKIPPED row; a --recompute always run's rate and both device
 # lines' memory figures make a fourth; the example records tune_ref.py data writes pass
-# lr-dump --from-json and lr-tune trains on them (one cpu step).
+# lr-dump --from-json and lr-tune trains on them (one cpu step); and
+# lr-tune --device cuda with LR_GPU_PROFILE=1 (emulated device) prints the
+# "gpu_profile train:" line run.sh takes, which table.py makes a row of.
 source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN T=$LR_TMP G=$LR_ROOT/tests/gpu
 mkdir -p "$T/m"
@@ -81,4 +83,21 @@ python3 "$G/tune_ref.py" data --n 4 --len 30 --vocab "$V" > "$T/ex2.jsonl"
 "$B/lr-tune" --model "$T/tiny" --out "$T/ad" --r 8 --alpha 16 --targets q,v --dropout 0.05 --batch 2 --accum 2 \
     --max-steps 1 --no-shuffle --no-pack --log "$T/tl.jsonl" "$T/ex2.lrs" 2> "$T/tl.err" || die "lr-tune: $(tail -n 2 "$T/tl.err")"
 [ "$(wc -l < "$T/tl.jsonl")" = 1 ] || die "lr-tune log"
+# the profiled device run, as run.sh's train stage makes it and reads it
+if [ "${LR_SAN:-}" = 1 ]; then E=$LR_ROOT/build/san/emu; else E=$LR_ROOT/build/rel/emu; fi
+[ -x "$E/lr-tune" ] || die "no emulated-device lr-tune at $E"
+LR_GPU_PROFILE=1 "$E/lr-tune" --device cuda --precision bf16 --model "$T/tiny" --out "$T/adp" --r 8 --alpha 16 --targets q,v \
+    --dropout 0.05 --batch 2 --accum 2 --max-steps 2 --no-shuffle --no-pack --log "$T/tp.jsonl" "$T/ex2.lrs" 2> "$T/tp.err" ||
+    die "profiled lr-tune: $(tail -n 2 "$T/tp.err")"
+sed -n 's|^gpu_profile train: |gpu_profile train tiny: steps=2 batch=2 accum=2 |p' "$T/tp.err" > "$T/resp.txt"
+[ "$(wc -l < "$T/resp.txt")" = 1 ] || die "no gpu_profile train line: $(tail -n 20 "$T/tp.err")"
+# two steps of two accumulations: 4 calls and 2 updates
+grep -q ' calls=6 ' "$T/resp.txt" || die "calls: $(cat "$T/resp.txt")"
+python3 "$G/table.py" "$T/resp.txt" "$T/perf.md" "$T/perf5.md" --card X --date 2026-01-01 > "$T/tablep.md"
+r=$(grep -F '| device time by kind, LoRA training `tiny`, 2 steps of batch 2 x accum 2 (profiled run: 6 calls,' "$T/tablep.md") ||
+    die "profile row: $(cat "$T/tablep.md")"
+for k in gemm gemm_bwd lora attention attention_bwd loss elementwise optimizer h2d d2h host; do
+    [[ $r == *" $k "[0-9]*"%"* ]] || die "profile row lacks $k: $r"
+done
+[[ $r != *n/a* ]] || die "profile row: $r"
 echo ok

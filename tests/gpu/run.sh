@@ -561,15 +561,15 @@ train_stage() {
         python3 "$ROOT/tests/gpu/tune_ref.py" data --n 64 --len "$TRAIN_LEN" > "$d/ex.jsonl" &&
         "$BIN/lr-dump" --from-json "$d/ex.jsonl" > "$d/ex.lrs" || return 1
     # the runs' shares of what is left after making the model (20 s for the
-    # report): lr-tune kept and PEFT 5/16 each, lr-tune recomputing 1/4,
-    # the LR_GPU_TCATT=0 run 1/8
+    # report): lr-tune kept and PEFT 5/16 each, lr-tune recomputing 3/16,
+    # the LR_GPU_TCATT=0 run 1/8, the profiled run 1/16
     local rest=$((TRAIN_LIM - ($(date +%s) - TRAIN_T0) - 20))
-    local half=$((rest * 5 / 16)) quarter=$((rest / 4)) eighth=$((rest / 8))
+    local half=$((rest * 5 / 16)) recomp_s=$((rest * 3 / 16)) eighth=$((rest / 8)) sixteenth=$((rest / 16))
     [ "$half" -ge 10 ] || { echo "train: no time left after making the model" >&2; return 1; }
     local how lim
     for how in ours recomp; do
         lim=$half
-        [ $how = recomp ] && lim=$quarter
+        [ $how = recomp ] && lim=$recomp_s
         # shellcheck disable=SC2086
         timeout -k 5 "$lim" "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter_$how" --force --r 8 --alpha 16 \
             --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 --max-steps "$TRAIN_STEPS" --no-shuffle --no-pack \
@@ -580,6 +580,17 @@ train_stage() {
         # the cpu stand-in keeps every activation: no second run to compare
         [ "$DEV" = cuda ] || break
     done
+    # kernel time by kind over 2 steps (LR_GPU_PROFILE=1 puts events around
+    # every group of launches of one kind: a run of its own, apart from the
+    # timed ones); its "gpu_profile train:" line goes to the results
+    if [ "$DEV" = cuda ]; then
+        # shellcheck disable=SC2086
+        timeout -k 5 "$((sixteenth > 5 ? sixteenth : 5))" env LR_GPU_PROFILE=1 "$GTUNE" --device cuda --precision "$TRAIN_PREC" \
+            --model "$d/$TRAIN_SHAPE_NAME" --out "$d/adapter-prof" --force --r 8 --alpha 16 --targets q,v --dropout 0.05 \
+            --batch $TRAIN_BATCH --accum 2 --max-steps 2 --no-shuffle --no-pack --log "$d/prof.jsonl" "$d/ex.lrs" 2> "$d/prof.err" ||
+            echo "lr-tune (LR_GPU_PROFILE=1) exit $?" >&2
+        sed -n "s|^gpu_profile train: |gpu_profile train $TRAIN_SHAPE_NAME: steps=2 batch=$TRAIN_BATCH accum=2 |p" "$d/prof.err"
+    fi
     # shellcheck disable=SC2086
     timeout -k 5 "$eighth" env LR_GPU_TCATT=0 "$GTUNE" --device "$DEV" --precision "$TRAIN_PREC" --model "$d/$TRAIN_SHAPE_NAME" \
         --out "$d/adapter-tcatt0" --force --r 8 --alpha 16 --targets q,v --dropout 0.05 --batch $TRAIN_BATCH --accum 2 \

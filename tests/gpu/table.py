@@ -121,8 +121,17 @@ def build_table(rows):
                    f"step) vs transformers' generate (greedy, prefill left out) | {f(o.get('tok_s'), '{:.0f}')} | "
                    f"{f(kv.get('tok_s'), '{:.0f}')} ({f(kv.get('step_ms'))} ms a step) | >= 5x | {r} |")
     kinds = ("gemm", "attention", "compact", "sample", "elementwise", "h2d", "d2h", "host")
+    tkinds = ("gemm", "gemm_bwd", "lora", "attention", "attention_bwd", "loss", "elementwise", "optimizer", "h2d",
+              "d2h", "host")
     for k, kv in rows:
         if k != "gpu_profile":
+            continue
+        if kv.get("what") == "train":  # lr-tune's: "gpu_profile train MODEL: steps=..."
+            model = next((t.rstrip(":") for t in kv.get("_rest", "").split()[1:2]), "?")
+            shares = ", ".join(f"{n} {f(kv.get(n + '_pct'), '{:.1f}')}%" for n in tkinds)
+            out.append(f"| device time by kind, LoRA training `{model}`, {kv.get('steps', '?')} steps of batch "
+                       f"{kv.get('batch', '?')} x accum {kv.get('accum', '?')} (profiled run: {kv.get('calls', '?')} "
+                       f"calls, {f(kv.get('total_ms'), '{:.1f}')} ms, the first step's warm-up in it) | {shares} | | | |")
             continue
         mode = {"teacher": "teacher forcing", "decode": "greedy decode",
                 "decode-sampled": "sampled decode"}.get(kv.get("what"), kv.get("what", "?"))

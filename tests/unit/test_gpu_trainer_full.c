@@ -170,7 +170,7 @@ int main(void) {
     const char *tmp = getenv("LR_TMP") ? getenv("LR_TMP") : "/tmp";
     int san = getenv("LR_SAN") && !strcmp(getenv("LR_SAN"), "1");
     CHECK_SEED(rng);
-    (void)open_tuner; /* tune_batches.h's LoRA tuner; this test opens full ones (open_full) */
+    (void)open_tuner, (void)lora_all_seven; /* tune_batches.h's LoRA tuner and LoRA; this test opens full ones (open_full) */
     model m;
     /* 0 untied, 1 tied (Qwen2); 2: Llama with attention_bias, the one
      * with an o_proj bias (Qwen2 has none), untied */

@@ -75,6 +75,16 @@ static batch make_softkl(int V, int nprob) {
     return b;
 }
 
+/* The LoRA every device-trainer test starts from: r 4, alpha 8, dropout
+ * 0.1, on all seven projections of a model of config c; B random (PEFT's
+ * init has B = 0, which would leave every A without a gradient). */
+static void lora_all_seven(lora *lo0, const mcfg *c) {
+    lora_alloc(lo0, c, 4, 8.0f, 0.1f, (1u << LORA_NMOD) - 1);
+    lora_init(lo0, 5);
+    for (int k = 0; k < LORA_NMOD; k++)
+        for (size_t i = 0; i < (size_t)c->L * lo0->out[k] * lo0->r; i++) lo0->B[k][i] = (float)(0.2 * (urand01() - 0.5));
+}
+
 static batch make_sft(int V, int n) {
     batch b = {xcalloc((size_t)n, sizeof(tune_example)), n};
     for (int i = 0; i < n; i++) {
