@@ -300,11 +300,7 @@ int main(void) {
             CHECK_DONE();
         for (size_t i = 0; i < mr.nparams; i++) mr.mem[i] = bf16_round(mr.mem[i]);
         lora lo0;
-        lora_alloc(&lo0, &m.cfg, 4, 8.0f, 0.1f, (1u << LORA_NMOD) - 1);
-        lora_init(&lo0, 5);
-        /* PEFT's init has B = 0; random B so that every A has a gradient */
-        for (int k = 0; k < LORA_NMOD; k++)
-            for (size_t i = 0; i < (size_t)m.cfg.L * lo0.out[k] * lo0.r; i++) lo0.B[k][i] = (float)(0.2 * (urand01() - 0.5));
+        lora_all_seven(&lo0, &m.cfg);
         batch kl = make_softkl(m.cfg.V, 4), sft = make_sft(m.cfg.V, 5);
         const char *lm = tied ? "tied" : "untied";
         char tag[128];

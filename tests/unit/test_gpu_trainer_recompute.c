@@ -166,11 +166,7 @@ int main(void) {
     }
     CHECK(m.cfg.L == 3 && m.w.bq != NULL && m.cfg.NKV < m.cfg.NH);
     lora lo0;
-    lora_alloc(&lo0, &m.cfg, 4, 8.0f, 0.1f, (1u << LORA_NMOD) - 1);
-    lora_init(&lo0, 5);
-    /* PEFT's init has B = 0; random B so that every A has a gradient */
-    for (int k = 0; k < LORA_NMOD; k++)
-        for (size_t i = 0; i < (size_t)m.cfg.L * lo0.out[k] * lo0.r; i++) lo0.B[k][i] = (float)(0.2 * (urand01() - 0.5));
+    lora_all_seven(&lo0, &m.cfg);
     batch kl = make_softkl(m.cfg.V, 3), sft = make_sft(m.cfg.V, 4);
     int san = getenv("LR_SAN") && !strcmp(getenv("LR_SAN"), "1");
     char tag[128];
