@@ -18,7 +18,9 @@
 #include "infer/compact.h"
 #include "infer/engine.h"
 #include "infer/gpu.h"
+#include "model/lora.h"
 #include "model/model.h"
+#include "nn/gpu_train.h"
 #include "base/rng.h"
 #include "base/util.h"
 
@@ -33,6 +35,7 @@ static const char USAGE[] =
     "       bench_gpu teacher [options] DIR [--seqs N] [--len T] [--batch S] [--chunk R] [--peak TFLOPS]\n"
     "       bench_gpu decode [options] DIR [--batch B] [--prompt P] [--steps N] [--bw GBPS]\n"
     "                        [--temperature T [--top-p P] [--top-k K]] [--ahead]\n"
+    "       bench_gpu nccl [options] DIR\n"
     "check: cpu (reference) vs the device on packed rows of several slots, a\n"
     "  prompt chunk then appended rows (the KV-cache path) and a slot reset;\n"
     "  one line per model; exit 5 when a bound is broken:\n"
@@ -60,6 +63,14 @@ static const char USAGE[] =
     "  back. With --ahead each step is queued before the last one's results are\n"
     "  read, its tokens that step's picks on the device (engine.h eng_submit's\n"
     "  feed), as lr-infer's continuous batching runs; printed as ahead=on.\n"
+    "nccl: the data-parallel gradient sum over NCCL as lr-tune makes it, on the\n"
+    "  one card a machine may have: libnccl.so.2 loaded, a unique id, a world\n"
+    "  of one rank joined, then the device trainer's LoRA gradient (q,v r 8 on\n"
+    "  DIR, set to known values) all-reduced in place with scale 1 (must come\n"
+    "  back bit for bit) and 0.5 (exactly halved). One line \"nccl ...\n"
+    "  result=ok|FAIL|UNAVAILABLE|ERROR\" (UNAVAILABLE, exit 0: no NCCL here,\n"
+    "  as on the emulated device; FAIL exits 5; ERROR: a call failed, its\n"
+    "  message, exit 1-4). Two ranks need two cards.\n"
     "options: --device cuda|cpu (default cuda; cpu: the cpu engine stands in,\n"
     "  for dry runs)   --threads N (cpu threads, default all)\n"
     "  --profile (teacher, decode on cuda: after the timed run, the same calls\n"
@@ -728,6 +739,71 @@ static int cmd_decode(int argc, char **argv, const opts *o) {
     return rc;
 }
 
+/* ---- nccl ---- */
+
+/* Worst |got - want| over n floats, and how many differ at all. */
+static size_t count_diff(const float *got, const float *want, size_t n, double *worst) {
+    size_t bad = 0;
+    *worst = 0;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&got[i], &want[i], sizeof *got)) {
+            double d = fabs((double)got[i] - want[i]);
+            bad++;
+            *worst = d > *worst || isnan(d) ? d : *worst;
+        }
+    return bad;
+}
+
+static int cmd_nccl(int argc, char **argv, const opts *o) {
+    if (argc != 1) return lr_err(LR_EUSAGE, "nccl takes one DIR (see --help)");
+    if (o->dev == ENG_CPU) {
+        printf("nccl result=UNAVAILABLE why=\"--device cpu: NCCL sums device gradients\"\n");
+        return LR_OK;
+    }
+    if (skip_without_gpu(o)) return LR_OK;
+    if (gpu_nccl_load()) {
+        printf("nccl result=UNAVAILABLE why=\"%s\"\n", lr_errmsg());
+        return LR_OK;
+    }
+    model m;
+    int rc = load_dev(&m, argv[0], o->dev);
+    if (rc) return rc;
+    lora lo;
+    lora_alloc(&lo, &m.cfg, 8, 16, 0, (1u << LORA_Q) | (1u << LORA_V));
+    lora_init(&lo, 1);
+    gtrn_opts go = {.B = 1, .Tmax = 8, .maxN = 8, .precision = GTRN_BF16, .recompute = GTRN_RECOMPUTE_NEVER};
+    gpu_trn *g = NULL;
+    size_t n = lo.n;
+    float *want = xmalloc(n * sizeof *want), *got = xmalloc(n * sizeof *got);
+    /* values whose halving is exact: no subnormals, no zeros */
+    uint64_t st = rng_stream(7, 0);
+    for (size_t i = 0; i < n; i++) want[i] = (float)(rng_unit(&st) * 2 - 1) + (i & 1 ? 3.0f : -3.0f);
+    unsigned char id[GPU_NCCL_ID_BYTES];
+    double t0 = lr_now(), t_join = 0, worst1 = 0, worst2 = 0;
+    size_t bad1 = 0, bad2 = 0;
+    if (!(rc = gpu_trn_init(&g, &m, &lo, &go)) && !(rc = gpu_trn_put_grads(g, want)) && !(rc = gpu_nccl_id(id)) &&
+        !(rc = gpu_trn_nccl_join(g, id, 0, 1))) {
+        t_join = lr_now() - t0;
+        if (!(rc = gpu_trn_allreduce(g, 1.0f)) && !(rc = gpu_trn_get(g, NULL, NULL, NULL, got))) {
+            bad1 = count_diff(got, want, n, &worst1);
+            for (size_t i = 0; i < n; i++) want[i] *= 0.5f;
+            if (!(rc = gpu_trn_allreduce(g, 0.5f)) && !(rc = gpu_trn_get(g, NULL, NULL, NULL, got)))
+                bad2 = count_diff(got, want, n, &worst2);
+        }
+    }
+    if (rc) printf("nccl floats=%zu result=ERROR why=\"%s\"\n", n, lr_errmsg());
+    else
+        printf("nccl world=1 floats=%zu join_s=%.3f differ_scale1=%zu worst_scale1=%.3g differ_scale05=%zu "
+               "worst_scale05=%.3g result=%s\n",
+               n, t_join, bad1, worst1, bad2, worst2, bad1 || bad2 ? "FAIL" : "ok");
+    fflush(stdout);
+    gpu_trn_free(g);
+    free(want), free(got);
+    lora_free(&lo);
+    model_free(&m);
+    return rc ? rc : bad1 || bad2 ? 5 : LR_OK;
+}
+
 static int cmd_check(int argc, char **argv, const opts *o) {
     if (argc < 1) return lr_err(LR_EUSAGE, "check needs at least one DIR (see --help)");
     if (skip_without_gpu(o)) return LR_OK;
@@ -777,6 +853,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(cmd, "logits")) rc = cmd_logits(argc - 2, argv + 2, &o);
     else if (!strcmp(cmd, "teacher")) rc = cmd_teacher(argc - 2, argv + 2, &o);
     else if (!strcmp(cmd, "decode")) rc = cmd_decode(argc - 2, argv + 2, &o);
+    else if (!strcmp(cmd, "nccl")) rc = cmd_nccl(argc - 2, argv + 2, &o);
     else rc = lr_err(LR_EUSAGE, "unknown subcommand %s (see --help)", cmd);
     if (rc == 5) return 5;
     return rc ? lr_fail(rc) : 0;

@@ -2,7 +2,9 @@
 # engines and fails (exit 5) when the device's logits are scaled by 1.05;
 # without a GPU it skips with exit 0 (make bench); the logits file has the
 # documented layout; and, where the emulated device is built, check passes
-# for cuda (emulated) against cpu on a tiny bf16 model (bound 0.03).
+# for cuda (emulated) against cpu on a tiny bf16 model (bound 0.03);
+# nccl says UNAVAILABLE, naming why, on the cpu and the emulated device
+# (exit 0: run.sh's row says so) and refuses a missing DIR.
 source "$LR_ROOT/tests/lib.sh"
 B=$LR_BIN T=$LR_TMP
 if [ "${LR_SAN:-}" = 1 ]; then D=$LR_ROOT/build/san; else D=$LR_ROOT/build/rel; fi
@@ -31,5 +33,10 @@ if [ -x "$D/emu/bench_gpu" ]; then
     # here the device path and the strict self-consistency checks are
     out=$("$D/emu/bench_gpu" check --device cuda --bound 0.03 "$T/m") || die "emulated device vs cpu: $out"
     echo "$out"
+    out=$("$D/emu/bench_gpu" nccl "$T/m") || die "emulated nccl exit $?: $out"
+    [ "$out" = 'nccl result=UNAVAILABLE why="no NCCL on the emulated CUDA device"' ] || die "emulated nccl: $out"
 fi
+out=$("$G" nccl --device cpu "$T/m") || die "cpu nccl exit $?: $out"
+[[ $out == "nccl result=UNAVAILABLE why=\"--device cpu: "* ]] || die "cpu nccl: $out"
+expect_fail 1 "$G" nccl --device cpu
 echo ok

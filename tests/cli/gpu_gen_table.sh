@@ -6,7 +6,8 @@
 # loads left out, against gen_ref.py authors: the ratio, 50x and 10 s), the
 # evaluation row (ok and cut short), the compute-sanitizer rows, teacher
 # forcing against the 1.5x and 3x goals, and attention alone against
-# torch's SDPA backends (ours fastest; cuDNN faster; a backend skipped).
+# torch's SDPA backends (ours fastest; cuDNN faster; a backend skipped),
+# and the one-rank NCCL all-reduce (ok, failed, no NCCL there).
 source "$LR_ROOT/tests/lib.sh"
 T=$LR_TMP G=$LR_ROOT/tests/gpu
 cat > "$T/res.txt" << 'R'
@@ -31,6 +32,7 @@ gpu_profile teacher /w/hf/qm-tcatt0: batch=32 calls=4 events=900 wall_ms=120 tot
 hf_attention model=qm batch=32 len=400 heads=12 kv_heads=2 head_dim=128 layers=28 backend=flash ms=25.000 tflops=103.9
 hf_attention model=qm batch=32 len=400 heads=12 kv_heads=2 head_dim=128 layers=28 backend=cudnn ms=10.000 tflops=259.8
 hf_attention model=qm batch=32 len=400 heads=12 kv_heads=2 head_dim=128 layers=28 backend=efficient skipped="No viable backend"
+nccl world=1 floats=3584 join_s=0.412 differ_scale1=0 worst_scale1=0 differ_scale05=0 worst_scale05=0 result=ok
 R
 printf '# p\n\n## GPU runs\n\n' > "$T/perf.md"
 python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
@@ -69,4 +71,15 @@ sed -i '/backend=cudnn/d' "$T/res.txt"
 python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
 r=$(row 'attention alone, teacher forcing `qm`')
 [[ $r == *"| ok: ours fastest |" ]] || die "attention row, ours fastest: $r"
+r=$(row 'NCCL all-reduce of the device trainer')
+[[ $r == *"| 3584 floats: 0 differ after the sum, 0 after the sum scaled by 0.5; joined in 0.412 s | the gradient put there | 0 and 0 (bit for bit) | ok |" ]] ||
+    die "nccl row: $r"
+sed -i 's/^nccl .*/nccl world=1 floats=3584 join_s=0.4 differ_scale1=0 worst_scale1=0 differ_scale05=1792 worst_scale05=2 result=FAIL/' "$T/res.txt"
+python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+r=$(row 'NCCL all-reduce of the device trainer')
+[[ $r == *"| 3584 floats: 0 differ after the sum, 1792 after the sum scaled by 0.5; "*"| FAIL |" ]] || die "failed nccl row: $r"
+sed -i 's/^nccl .*/nccl result=UNAVAILABLE why="cannot load libnccl.so.2: libnccl.so.2: cannot open shared object file"/' "$T/res.txt"
+python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+r=$(row 'NCCL all-reduce of the device trainer')
+[[ $r == *"| cannot load libnccl.so.2: libnccl.so.2: cannot open shared object file | | | UNAVAILABLE |" ]] || die "unavailable nccl row: $r"
 echo ok

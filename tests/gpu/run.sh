@@ -19,7 +19,9 @@
 #      vocabulary): logits relative error within each model's bound, which is
 #      max(1e-2, 1.5 x transformers' own bf16 error on that model) (hf_ref.py
 #      floor), compact lists and gathered log-probs; then once with
-#      --inject-error 0.05, which must fail (the check can fail);
+#      --inject-error 0.05, which must fail (the check can fail); the NCCL
+#      gradient sum of lr-tune's data parallelism on a world of one rank
+#      (`bench_gpu nccl`: libnccl.so.2 from the system or torch's wheels);
 #      and greedy decode at batch 1, 64 and 256: tok/s and the share of the
 #      memory-bandwidth roofline (`bench_gpu decode`); the expert's batch 1
 #      once more queued one step ahead (--ahead), the row MODEL-ahead; and
@@ -192,7 +194,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|teacher|decode|gpu_profile|hf_logits|hf_teacher|hf_attention|kl_agree|bf16_floor|train|train_recompute|eval_gen|hf_generate|hf_authors) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|nccl|teacher|decode|gpu_profile|hf_logits|hf_teacher|hf_attention|kl_agree|bf16_floor|train|train_recompute|eval_gen|hf_generate|hf_authors) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -209,12 +211,20 @@ PTXAS=$BUNDLE/ptxas # ptxas's report of the bundled kernels (relink: of its own)
 # CUDA's libraries: the RUNPATH (this build machine's CUDA prefix) may not
 # exist there; add the first folder that has libcublas.so.13
 NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2> /dev/null || true)
-CUDA_LIB=
-for d in ${NVCC:+$(dirname "$(dirname "$NVCC")")/lib64} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
-    $(python3 -c 'import nvidia, os; [print(os.path.join(p, s, "lib")) for p in nvidia.__path__ for s in os.listdir(p)]' 2> /dev/null); do
+CUDA_LIB= NCCL_LIB=
+# (the NVIDIA wheels torch brings: nvidia/cublas/lib, nvidia/nccl/lib, ...)
+NVWHEELS=$(timeout 30 python3 -c 'import nvidia, os; [print(os.path.join(p, s, "lib")) for p in nvidia.__path__ for s in os.listdir(p)]' 2> /dev/null)
+for d in ${NVCC:+$(dirname "$(dirname "$NVCC")")/lib64} /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib $NVWHEELS; do
     ls "$d"/libcublas.so.* > /dev/null 2>&1 && { CUDA_LIB=$d; break; }
 done
-export LD_LIBRARY_PATH=$WORK/lib${CUDA_LIB:+:$CUDA_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+# libnccl.so.2, which lr-tune and `bench_gpu nccl` open at run time: the
+# system's when the loader finds one, else the first such folder that has it
+if ! ldconfig -p 2> /dev/null | grep -q 'libnccl\.so\.2 '; then
+    for d in "$CUDA_LIB" $NVWHEELS; do
+        [ -e "$d/libnccl.so.2" ] && { NCCL_LIB=$d; break; }
+    done
+fi
+export LD_LIBRARY_PATH=$WORK/lib${CUDA_LIB:+:$CUDA_LIB}${NCCL_LIB:+:$NCCL_LIB}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
 # relink the bundled objects with this machine's nvcc/CUDA (the sources travel)
@@ -413,6 +423,10 @@ neg_check() {
     [ $rc = 5 ]
 }
 stage check_negative 30 neg_check
+# the data-parallel gradient sum over NCCL (what lr-tune's ranks make) on a
+# world of one rank, the most one card can hold: loaded, joined, the
+# trainer's gradient summed in place bit for bit and scaled
+stage nccl 30 "$GBIN/bench_gpu" nccl --device "$DEV" "$M/gqa64"
 
 # ---- 4. lr-kl agreement ----
 kl_stage() {

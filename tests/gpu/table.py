@@ -62,6 +62,15 @@ def build_table(rows):
         elif k == "check_negative":
             out.append(f"| check catches a 5% logits error (--inject-error) | exit {kv.get('rc', '?')} | | exit 5 | "
                        f"{kv.get('result', '?')} |")
+        elif k == "nccl":
+            item = "NCCL all-reduce of the device trainer's LoRA gradient, one rank (`bench_gpu nccl`)"
+            if kv.get("result") in ("UNAVAILABLE", "ERROR"):
+                out.append(f"| {item} | {kv.get('why', '?')} | | | {kv['result']} |")
+                continue
+            out.append(f"| {item} | {kv.get('floats', '?')} floats: {kv.get('differ_scale1', '?')} differ after "
+                       f"the sum, {kv.get('differ_scale05', '?')} after the sum scaled by 0.5; joined in "
+                       f"{kv.get('join_s', '?')} s | the gradient put there | 0 and 0 (bit for bit) | "
+                       f"{kv.get('result', '?')} |")
         elif k == "kl_agree":
             out.append(f"| lr-kl selection, amateur cpu vs device ({kv.get('steps', '?')} steps, beta = median "
                        f"{f(kv.get('beta'))}) | {kv.get('agree_pct', '?')}% agree, max KL diff "
