@@ -83,10 +83,14 @@ interrupt() { # SIGNAL: start the run, wait for two resume points, send SIGNAL
         done
         kill -"$1" "$pid" 2> /dev/null || true
         set +e; wait "$pid"; rc=$?; set -e
-        # the signal came too late (no such process, or a zombie not yet
-        # reaped): a complete run, exit 0 with FILE written
-        if [ "$rc" = 0 ] && [ -s "$T/s.lrs" ]; then
-            echo "SIG$1: try $try: the run ended before the signal, again"
+        # the signal came too late: the run had ended (no such process, or
+        # a zombie not yet reaped: exit 0), or had renamed FILE into place
+        # and was leaving (exit 130): either way FILE is the whole run's,
+        # the uninterrupted one's records, and this try tested nothing
+        if [ -e "$T/s.lrs" ] && { [ "$rc" = 0 ] || [ "$rc" = 130 ]; } && [ ! -e "$T/s.lrs.part" ]; then
+            cmp -s <(records "$T/u.lrs") <(records "$T/s.lrs") ||
+                die "SIG$1: FILE exists after an interrupted run (exit $rc), and is not the whole run's"
+            echo "SIG$1: try $try: the run ended before the signal (exit $rc), again"
             continue
         fi
         [ "$rc" = 130 ] || die "SIG$1 mid-run: exit $rc (wanted 130)"
