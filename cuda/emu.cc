@@ -917,6 +917,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int d) {
     p->major = 9;
     p->minor = 0;
     p->sharedMemPerBlockOptin = 232448;
+    memcpy(p->uuid.bytes, "emulated device", 16); // one device, so one UUID for every process on it
     return cudaSuccess;
 }
 

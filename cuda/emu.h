@@ -410,8 +410,12 @@ typedef enum {
     cudaMemcpyDefault = 4
 } cudaMemcpyKind;
 typedef struct emu_event *cudaEvent_t;
+struct cudaUUID_t {
+    char bytes[16];
+};
 struct cudaDeviceProp {
     char name[256];
+    cudaUUID_t uuid;
     size_t totalGlobalMem;
     int multiProcessorCount;
     int major, minor;

@@ -105,6 +105,11 @@ int gpu_trn_allreduce(gpu_trn *g, float scale) {
     return gpu_nccl_load();
 }
 
+int gpu_trn_device_uuid(const gpu_trn *g, unsigned char uuid[16]) {
+    (void)g, memset(uuid, 0, 16);
+    return lr_err(LR_EUSAGE, "no CUDA backend in this build");
+}
+
 /* infer/gpu.h: no profile and no graphs without a device */
 int gpu_fwd_set_profile(gpu_fwd *g, int on) {
     (void)g, (void)on;

@@ -465,6 +465,14 @@ extern "C" int gpu_trn_nccl_join(gpu_trn *g, const unsigned char id[GPU_NCCL_ID_
 
 extern "C" int gpu_trn_allreduce(gpu_trn *g, float scale) { return dpnccl_sum(g->nccl, g->gr, g->n, scale); }
 
+extern "C" int gpu_trn_device_uuid(const gpu_trn *g, unsigned char uuid[16]) {
+    (void)g; /* the trainer lives on the device gpu_select_device made current */
+    cudaDeviceProp p;
+    CK(cudaGetDeviceProperties(&p, lr_cuda_dev));
+    memcpy(uuid, p.uuid.bytes, 16);
+    return LR_OK;
+}
+
 extern "C" int gpu_trn_zero_grad(gpu_trn *g) {
     CK(cudaMemset(g->gr, 0, g->n * sizeof(float)));
     return LR_OK;

@@ -121,6 +121,11 @@ static void usage(FILE *f) {
             "                           else 127.0.0.1:29500]; LOCAL_RANK (else\n"
             "                           SLURM_LOCALID, else the rank) picks the CUDA device\n"
             "  --dp-timeout S [600]     how long ranks wait for each other at the start\n"
+            "  --dp-backend auto|nccl|host  how the ranks sum gradients [auto]: nccl on\n"
+            "                           the device (every rank on cuda with a card of its\n"
+            "                           own and libnccl.so.2; refused otherwise), host\n"
+            "                           through rank 0 over TCP, auto nccl when it can,\n"
+            "                           else host (rank 0's start line says why)\n"
             "  -h, --help\n"
             "A NaN or infinite loss, gradient or weight stops training (exit 2); the\n"
             "checkpoints written so far stay in OUT.part.\n"
@@ -133,7 +138,7 @@ static void usage(FILE *f) {
 enum { O_OBJ = 256, O_TGT, O_R, O_ALPHA, O_DROP, O_INIT, O_LR, O_WARM, O_WD, O_CLIP, O_B1, O_B2, O_EPS, O_BATCH, O_ACCUM,
        O_EPOCHS, O_MAXSTEPS, O_SEED, O_NOSHUF, O_BYPROB, O_PACK, O_NOPACK, O_VLIM, O_MAXLEN, O_MAXROWS, O_SAVE, O_RESUME,
        O_STOP, O_LOG, O_FULL, O_BYLEN, O_MODEL, O_OUT, O_DEVICE, O_FORCE, O_QUIRKS, O_RESCHED, O_RANK, O_WORLD, O_MASTER,
-       O_DPTIME, O_PREC, O_RECOMP, O_DEVMEM };
+       O_DPTIME, O_PREC, O_RECOMP, O_DEVMEM, O_DPBACK };
 
 /* the data-parallel flags, resolved with the environment by ranks.h */
 typedef struct {
@@ -158,7 +163,7 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
         {"device", 1, 0, O_DEVICE},     {"force", 0, 0, O_FORCE},       {"reference-quirks", 0, 0, O_QUIRKS},
         {"rank", 1, 0, O_RANK},         {"world", 1, 0, O_WORLD},       {"master", 1, 0, O_MASTER},
         {"dp-timeout", 1, 0, O_DPTIME}, {"precision", 1, 0, O_PREC},   {"recompute", 1, 0, O_RECOMP},
-        {"device-memory", 1, 0, O_DEVMEM}, {"help", 0, 0, 'h'},
+        {"device-memory", 1, 0, O_DEVMEM}, {"dp-backend", 1, 0, O_DPBACK}, {"help", 0, 0, 'h'},
         {0, 0, 0, 0}};
     int c, idx = 0, rc = LR_OK;
     char flag[64];
@@ -219,6 +224,11 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
                 rc = lr_err(LR_EUSAGE, "--precision %s: expected bf16 or f32", optarg);
             o->precision = optarg;
             break;
+        case O_DPBACK:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "nccl") && strcmp(optarg, "host"))
+                rc = lr_err(LR_EUSAGE, "--dp-backend %s: expected auto, nccl or host", optarg);
+            o->dp_backend = optarg;
+            break;
         case O_RECOMP:
             if (strcmp(optarg, "auto") && strcmp(optarg, "always") && strcmp(optarg, "never"))
                 rc = lr_err(LR_EUSAGE, "--recompute %s: expected auto, always or never", optarg);
@@ -247,6 +257,8 @@ static int parse(tune_cfg *o, dp_flags *dp, int argc, char **argv, int *help) {
     if (!o->recompute) o->recompute = "auto";
     if (!strcmp(o->device, "cpu") && !strcmp(o->recompute, "always"))
         return lr_err(LR_EUSAGE, "--recompute always: the cpu keeps every activation (use --device cuda)");
+    if (!strcmp(o->device, "cpu") && o->dp_backend && !strcmp(o->dp_backend, "nccl"))
+        return lr_err(LR_EUSAGE, "--dp-backend nccl: NCCL sums device gradients (use --device cuda, or host)");
     if (!strcmp(o->device, "cpu") && o->device_mem)
         return lr_err(LR_EUSAGE, "--device-memory %ld: the cpu trainer has no device memory to budget (use --device cuda)",
                       o->device_mem);
@@ -333,7 +345,7 @@ int main(int argc, char **argv) {
     const char *how;
     comm_field fields[COMM_MAX_FIELDS];
     if ((rc = comm_open(&dp, &cc, fields, tplan_fields(set, &o, fields, COMM_MAX_FIELDS)))) goto done;
-    if ((rc = tuner_use_comm(&tu, dp, &how))) goto done;
+    if ((rc = tuner_use_comm(&tu, dp, tplan_dp_backend(&o), &how))) goto done;
     if (dp && lead)
         fprintf(stderr, "lr-tune: data parallel, %d ranks (%s) meeting at %s:%d; each takes %d of a micro-batch's %d; %s\n",
                 rk.world, rk.src, rk.addr, rk.port, share, o.batch, how);

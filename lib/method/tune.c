@@ -61,21 +61,62 @@ const char *tuner_recompute(const tuner *tu) { return tu->gpu && gpu_trn_recompu
 
 int tuner_upload(tuner *tu) { return tu->gpu ? gpu_trn_put(tu->gpu, tu->params, tu->opt.m, tu->opt.v) : LR_OK; }
 
-int tuner_use_comm(tuner *tu, comm *c, const char **how) {
+/* Why NCCL cannot sum over the ranks of c, into why[n] (empty: it can).
+ * Every rank gets the same answer: each puts whether it trains on the
+ * device, whether it can load NCCL and a hash of its card's UUID at its
+ * own index, and one sum gives every rank all of them. A rank without
+ * NCCL would leave the others waiting in ncclCommInitRank; two ranks on
+ * one card fail there. */
+static int nccl_blocker(tuner *tu, comm *c, char *why, size_t n) {
+    int W = comm_world(c), r = comm_rank(c), rc = LR_OK;
+    double *v = xcalloc((size_t)3 * W, sizeof *v);
+    unsigned char uuid[16];
+    char load_why[160] = "";
+    if (tu->gpu) {
+        v[r] = 1;
+        if (!gpu_nccl_load()) v[W + r] = 1;
+        else snprintf(load_why, sizeof load_why, "%s", lr_errmsg());
+        if ((rc = gpu_trn_device_uuid(tu->gpu, uuid))) goto out;
+        /* 48 bits of the UUID's hash, 1 added: exact in a double, 0 for none */
+        v[2 * W + r] = (double)(lr_fnv1a64(0xcbf29ce484222325ULL, uuid, sizeof uuid) >> 16) + 1;
+    }
+    if ((rc = comm_sum_f64(c, v, (size_t)3 * W))) goto out;
+    why[0] = 0;
+    for (int k = 0; k < W && !why[0]; k++)
+        if (!v[k]) snprintf(why, n, "rank %d trains on the cpu", k);
+    for (int a = 0; a < W && !why[0]; a++)
+        for (int b = a + 1; b < W && !why[0]; b++)
+            if (v[2 * W + a] == v[2 * W + b]) snprintf(why, n, "ranks %d and %d are on one card, and NCCL wants a card a rank", a, b);
+    for (int k = 0; k < W && !why[0]; k++)
+        if (!v[W + k]) snprintf(why, n, "rank %d cannot load NCCL%s%.100s", k, k == r && load_why[0] ? ": " : "", k == r ? load_why : "");
+out:
+    free(v);
+    return rc;
+}
+
+int tuner_use_comm(tuner *tu, comm *c, int backend, const char **how) {
     tu->dp = c;
     *how = "one process";
     if (!c) return LR_OK;
-    /* NCCL only when every rank can: a rank without it would leave the
-     * others waiting in ncclCommInitRank */
-    double have = tu->gpu && !gpu_nccl_load() ? 1.0 : 0.0;
-    int rc = comm_sum_f64(c, &have, 1);
+    if (backend == TUNER_DP_HOST) {
+        *how = tu->gpu ? "gradients summed through the hosts over TCP (--dp-backend host)" : "gradients summed over TCP";
+        return LR_OK;
+    }
+    char why[160];
+    int rc = nccl_blocker(tu, c, why, sizeof why);
     if (rc) return rc;
-    *how = tu->gpu ? "gradients summed through the hosts over TCP (NCCL is not on every rank)" : "gradients summed over TCP";
-    if (have < comm_world(c)) return LR_OK;
     unsigned char id[1 + GPU_NCCL_ID_BYTES] = {0};
-    if (!comm_rank(c)) id[0] = !gpu_nccl_id(id + 1);
-    if ((rc = comm_bcast(c, id, sizeof id))) return rc;
-    if (!id[0]) return LR_OK;
+    if (!why[0]) {
+        if (!comm_rank(c)) id[0] = !gpu_nccl_id(id + 1);
+        if ((rc = comm_bcast(c, id, sizeof id))) return rc;
+        if (!id[0]) snprintf(why, sizeof why, "rank 0 could not make NCCL's unique id");
+    }
+    if (why[0] && backend == TUNER_DP_NCCL) return lr_err(LR_EUSAGE, "--dp-backend nccl: %s", why);
+    if (why[0]) {
+        if (tu->gpu) snprintf(tu->dp_how, sizeof tu->dp_how, "gradients summed through the hosts over TCP (not NCCL: %.150s)", why);
+        *how = tu->gpu ? tu->dp_how : "gradients summed over TCP";
+        return LR_OK;
+    }
     if ((rc = gpu_trn_nccl_join(tu->gpu, id + 1, comm_rank(c), comm_world(c)))) return rc;
     tu->nccl = 1;
     *how = "gradients summed by NCCL";

@@ -86,6 +86,7 @@ typedef struct {
     size_t mem_budget; /* the device trainer's gtrn_opts.mem_budget (0: its free memory) */
     comm *dp;          /* the data-parallel ranks (tuner_use_comm), or NULL: one process */
     int nccl;          /* a device run's gradients are summed by NCCL (else through the host) */
+    char dp_how[256];  /* tuner_use_comm's *how, when it names ranks */
 } tuner;
 
 /* max_len: longest sequence (context) in rows; max_rows >= max_len. */
@@ -104,11 +105,18 @@ const char *tuner_precision(const tuner *tu);
  * keeps them all). */
 const char *tuner_recompute(const tuner *tu);
 int tuner_upload(tuner *tu);
+/* How the ranks sum their gradients (lr-tune's --dp-backend): AUTO is
+ * NCCL when every rank trains on the device, can load NCCL and has a card
+ * of its own (NCCL refuses two ranks on one card), else through the
+ * hosts; NCCL insists (refused, naming the rank, when one of those does
+ * not hold); HOST always through the hosts over TCP. */
+enum { TUNER_DP_AUTO, TUNER_DP_NCCL, TUNER_DP_HOST };
 /* Joins the ranks of c (NULL: one process, nothing changes), after
- * tuner_use_gpu: a device run sums over NCCL when every rank has it
- * (gpu_train.h), else through the host over c; *how says which, for the
- * log. c stays the caller's. */
-int tuner_use_comm(tuner *tu, comm *c, const char **how);
+ * tuner_use_gpu, summing as backend (TUNER_DP_*, the same on every rank:
+ * lr-tune's rendezvous compares it); *how says how and, under AUTO, why
+ * not NCCL, for the log. A refused NCCL is LR_EUSAGE on every rank alike.
+ * c stays the caller's. */
+int tuner_use_comm(tuner *tu, comm *c, int backend, const char **how);
 /* Rank 0's state (parameters, moments, the counters and *step: a
  * resumed checkpoint's) on every rank; no-op in one process. */
 int tuner_bcast_state(tuner *tu, long *step);

@@ -162,6 +162,7 @@ int tplan_fields(const json_t *settings, const tune_cfg *c, comm_field *f, int m
      * version of it cannot join with another one */
     const char *extra[][2] = {{"--precision", c->precision ? c->precision : "f32"},
                               {"--recompute", c->recompute ? c->recompute : "auto"},
+                              {"--dp-backend", c->dp_backend ? c->dp_backend : "auto"},
                               {"data shard", "rank r of W: [r*B/W, (r+1)*B/W) of each batch"}};
     for (size_t i = 0; i < sizeof extra / sizeof extra[0] && nf < max; i++) {
         json_t *s = json_string(extra[i][1]);
@@ -169,4 +170,9 @@ int tplan_fields(const json_t *settings, const tune_cfg *c, comm_field *f, int m
         json_decref(s);
     }
     return nf;
+}
+
+int tplan_dp_backend(const tune_cfg *c) {
+    const char *b = c->dp_backend ? c->dp_backend : "auto";
+    return !strcmp(b, "nccl") ? TUNER_DP_NCCL : !strcmp(b, "host") ? TUNER_DP_HOST : TUNER_DP_AUTO;
 }

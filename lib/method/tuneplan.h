@@ -14,8 +14,8 @@
  *   tplan_fields    what data-parallel ranks must agree on before they
  *                   train together: those settings one field each, and
  *                   what a resume may change but the ranks may not mix
- *                   (the precision, the recompute switch, the data shard
- *                   rule).
+ *                   (the precision, the recompute switch, the gradient
+ *                   sum's backend, the data shard rule).
  *
  * Each returns 0 or the LR_E* code with the message set (LR_EUSAGE for a
  * setting that does not fit the inputs, LR_EINPUT naming the example). */
@@ -36,6 +36,7 @@ typedef struct {
     const char *device;       /* "cpu" or "cuda" (tools resolve "auto" before setup) */
     const char *precision;    /* "f32" or "bf16" (tools resolve the device's default before setup) */
     const char *recompute;    /* the device trainer's activation recomputation: "auto" (NULL), "always" or "never" */
+    const char *dp_backend;   /* how ranks sum gradients: "auto" (NULL), "nccl" or "host" (tune.h TUNER_DP_*) */
     int full, group_len, stop_after, r, batch, accum, epochs, warmup, pack, shuffle, by_problem, vlim, max_len, max_rows,
         save_every, resume, force, quirks, max_len_set, reschedule, lm;
     long max_steps;           /* <= 0: from epochs */
@@ -63,7 +64,10 @@ int tplan_tuner(const tune_cfg *c, model *m, lora *lo, const tune_data *ds, cons
 json_t *tplan_settings(const tune_cfg *c, const model *m, long total, char *const *inputs, int nin, int *rc);
 /* The fields (allreduce.h) of settings, key by key in sorted order, each
  * hashed as FNV-1a 64 of its compact JSON, then c's --precision,
- * --recompute and the data shard rule; returns how many (at most max). */
+ * --recompute, --dp-backend and the data shard rule; returns how many (at
+ * most max). */
 int tplan_fields(const json_t *settings, const tune_cfg *c, comm_field *f, int max);
+/* c->dp_backend as TUNER_DP_*. */
+int tplan_dp_backend(const tune_cfg *c);
 
 #endif

@@ -187,5 +187,9 @@ int gpu_nccl_load(void);
 int gpu_nccl_id(unsigned char id[GPU_NCCL_ID_BYTES]);
 int gpu_trn_nccl_join(gpu_trn *g, const unsigned char id[GPU_NCCL_ID_BYTES], int rank, int world);
 int gpu_trn_allreduce(gpu_trn *g, float scale);
+/* The 16-byte UUID of the trainer's device (cudaDeviceProp.uuid): the same
+ * card seen from two processes, whatever its index in each (NCCL wants one
+ * card a rank); every process on the emulated device gets one UUID. */
+int gpu_trn_device_uuid(const gpu_trn *g, unsigned char uuid[16]);
 
 #endif

@@ -11,11 +11,13 @@
 # or variable is byte-identical to no flag. Failures: a rank that leaves
 # (either side), nobody listening, another rank's data, a world size that
 # does not divide --batch, a rank out of range, ranks that differ in a
-# setting, the --recompute switch or the precision: one stderr line naming
+# setting, the --recompute switch, the --dp-backend or the precision; an
+# NCCL asked of the cpu or an unknown backend: one stderr line naming
 # the rank (and the field), the documented exit code, nothing under the
 # final names. The
-# emulated CUDA device trains data parallel through the host (no NCCL
-# there) and agrees with its one-process run (losses to 1e-6, adapters to
+# emulated CUDA device trains data parallel through the host (every rank
+# on one card: no NCCL, and auto says why; --dp-backend host the same bits,
+# --dp-backend nccl refused by every rank) and agrees with its one-process run (losses to 1e-6, adapters to
 # 1e-3, the tolerance of the device against the cpu), with --full too
 # (the sum covers every base weight; models within 1e-3).
 source "$LR_ROOT/tests/lib.sh"
@@ -191,6 +193,12 @@ mismatch() {
 }
 mismatch "--r 4" "--r 8" --r "4, rank 0's 8" "$LT" "${KL[@]}"
 mismatch "--recompute never" "" --recompute "never, rank 0's auto" "$LT" "${KL[@]}"
+mismatch "--dp-backend host" "" --dp-backend "host, rank 0's auto" "$LT" "${KL[@]}"
+# --dp-backend: nccl is the device's; a value it does not know
+expect_fail 1 "$LT" --rank 0 --world 2 --dp-backend nccl --out "$T/b" "${KL[@]}"
+[[ $LAST_ERR == "lr-tune: --dp-backend nccl: NCCL sums device gradients (use --device cuda, or host)" ]] || die "cpu nccl: $LAST_ERR"
+expect_fail 1 "$LT" --dp-backend mpi --out "$T/b" "${KL[@]}"
+[[ $LAST_ERR == "lr-tune: --dp-backend mpi: expected auto, nccl or host" ]] || die "bad backend: $LAST_ERR"
 # the world size must divide the batch; ranks inside the world
 expect_fail 1 "$LT" --rank 1 --world 3 --out "$T/b" "${KL[@]}"
 [[ $LAST_ERR == "lr-tune: rank 1 of 3: --batch 4 is not a multiple of the world size 3 (--rank/--world)" ]] || die "batch: $LAST_ERR"
@@ -206,8 +214,26 @@ G=(--device cuda --precision f32 --model "$T/m" --lr 1e-2 --batch 4 --accum 1 --
 "$E/lr-tune" --out "$T/e1" --log "$T/e1.jsonl" "${G[@]}" 2> /dev/null
 dp 2 "$E/lr-tune" --out "$T/e2" --log "$T/e2.jsonl" "${G[@]}"
 [ "$(rcs)" = "0 0 " ] || die "emulated device, 2 ranks: $(rcs): $(cat "$T"/dp.*.err)"
-grep -q "gradients summed through the hosts over TCP (NCCL is not on every rank)" "$T/dp.0.err" || die "emu: $(cat "$T/dp.0.err")"
+# every rank on the emulated device is on its one card: auto falls back
+# to the hosts and says why
+grep -q "gradients summed through the hosts over TCP (not NCCL: ranks 0 and 1 are on one card, and NCCL wants a card a rank)" "$T/dp.0.err" ||
+    die "emu: $(cat "$T/dp.0.err")"
 same e1 e2 "emulated CUDA device, 2 ranks" 1e-3 # as the device against the cpu (tune_gpu_emu.sh)
+# --dp-backend host: the same sum, the same bits, and the line says so
+dp 2 "$E/lr-tune" --out "$T/e3" --dp-backend host "${G[@]}"
+[ "$(rcs)" = "0 0 " ] || die "--dp-backend host: $(rcs): $(cat "$T"/dp.*.err)"
+grep -q "gradients summed through the hosts over TCP (--dp-backend host)" "$T/dp.0.err" || die "host: $(cat "$T/dp.0.err")"
+cmp -s "$T/e2/adapter_model.safetensors" "$T/e3/adapter_model.safetensors" || die "--dp-backend host differs from auto's host sum"
+# --dp-backend nccl where NCCL cannot run: every rank refuses alike, exit
+# 1, one line each (after rank 0's device line), nothing written
+dp 2 "$E/lr-tune" --out "$T/e4" --dp-backend nccl "${G[@]}"
+[ "$(rcs)" = "1 1 " ] || die "--dp-backend nccl on one card: $(rcs): $(cat "$T"/dp.*.err)"
+for k in 0 1; do
+    [ "$(tail -1 "$T/dp.$k.err")" = "lr-tune: rank $k of 2: --dp-backend nccl: ranks 0 and 1 are on one card, and NCCL wants a card a rank" ] ||
+        die "--dp-backend nccl, rank $k: $(cat "$T/dp.$k.err")"
+done
+[ "$(wc -l < "$T/dp.1.err")" = 1 ] || die "--dp-backend nccl: rank 1 printed more: $(cat "$T/dp.1.err")"
+nothing e4
 # ranks in other precisions (not a setting: a resume may change it) refused
 mismatch "--precision bf16" "" --precision "bf16, rank 0's f32" "$E/lr-tune" "${G[@]}"
 # --full on the device: the sum covers every base weight's gradient
