@@ -7,7 +7,8 @@
 # evaluation row (ok and cut short), the compute-sanitizer rows, teacher
 # forcing against the 1.5x and 3x goals, and attention alone against
 # torch's SDPA backends (ours fastest; cuDNN faster; a backend skipped),
-# and the one-rank NCCL all-reduce (ok, failed, no NCCL there).
+# the one-rank NCCL all-reduce (ok, failed, no NCCL there), and lr-tune's
+# two ranks on one card.
 source "$LR_ROOT/tests/lib.sh"
 T=$LR_TMP G=$LR_ROOT/tests/gpu
 cat > "$T/res.txt" << 'R'
@@ -33,6 +34,7 @@ hf_attention model=qm batch=32 len=400 heads=12 kv_heads=2 head_dim=128 layers=2
 hf_attention model=qm batch=32 len=400 heads=12 kv_heads=2 head_dim=128 layers=28 backend=cudnn ms=10.000 tflops=259.8
 hf_attention model=qm batch=32 len=400 heads=12 kv_heads=2 head_dim=128 layers=28 backend=efficient skipped="No viable backend"
 nccl world=1 floats=3584 join_s=0.412 differ_scale1=0 worst_scale1=0 differ_scale05=0 worst_scale05=0 result=ok
+dp ranks=2 card=one dev=cuda steps=3 host_rc=0/0 host_steps=3 loss_rel_max=3.1e-07 nccl_rc=1/1 refused=ok result=ok
 R
 printf '# p\n\n## GPU runs\n\n' > "$T/perf.md"
 python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
@@ -71,6 +73,9 @@ sed -i '/backend=cudnn/d' "$T/res.txt"
 python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
 r=$(row 'attention alone, teacher forcing `qm`')
 [[ $r == *"| ok: ours fastest |" ]] || die "attention row, ours fastest: $r"
+r=$(row 'lr-tune data parallel, 2 ranks on one card')
+[[ $r == *"(tiny model, 3 steps, f32): "*"| exit 0/0, loss rel diff max 3.1e-07; nccl exit 1/1, refused ok | one process | <= 1e-4; exit 1/1 with the one-card line | ok |" ]] ||
+    die "dp row: $r"
 r=$(row 'NCCL all-reduce of the device trainer')
 [[ $r == *"| 3584 floats: 0 differ after the sum, 0 after the sum scaled by 0.5; joined in 0.412 s | the gradient put there | 0 and 0 (bit for bit) | ok |" ]] ||
     die "nccl row: $r"

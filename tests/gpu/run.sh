@@ -40,7 +40,9 @@
 #      its steps/s beside the kept run's, and both device lines' memory
 #      figures (weights, activations allocated, what keeping every
 #      activation takes of the free memory); skipped with a reason when lr-tune, peft or the
-#      time is missing; then the LightReasoner method end to end on the
+#      time is missing; lr-tune data parallel with two ranks on the one
+#      card (--dp-backend host against one process; --dp-backend nccl
+#      refused by both, the card shared); then the LightReasoner method end to end on the
 #      1.5B shape, and last, when time and disk are left, on the
 #      Qwen2.5-Math-7B shape built there: lr-infer generate (expert) ->
 #      lr-infer --follow (the 0.5B amateur) -> lr-kl -> lr-contrast ->
@@ -194,7 +196,7 @@ stage() {
     rc=$?
     cat "$WORK/$name.out"
     [ -s "$WORK/$name.err" ] && { echo "-- stderr (last 15 lines):"; tr '\r' '\n' < "$WORK/$name.err" | grep -v '^ *$' | tail -n 15; }
-    grep -E '^(check|check_negative|nccl|teacher|decode|gpu_profile|hf_logits|hf_teacher|hf_attention|kl_agree|bf16_floor|train|train_recompute|eval_gen|hf_generate|hf_authors) ' "$WORK/$name.out" >> "$RES"
+    grep -E '^(check|check_negative|nccl|dp|teacher|decode|gpu_profile|hf_logits|hf_teacher|hf_attention|kl_agree|bf16_floor|train|train_recompute|eval_gen|hf_generate|hf_authors) ' "$WORK/$name.out" >> "$RES"
     echo "stage name=$name rc=$rc s=$(($(date +%s) - t))" >> "$RES"
     echo "-- $name: exit $rc in $(($(date +%s) - t))s"
     write_table
@@ -641,6 +643,59 @@ elif [ "$TRAIN_LIM" -lt 60 ]; then
 else
     stage train "$TRAIN_LIM" train_stage
 fi
+
+# lr-tune data parallel with both ranks on this one card: --dp-backend host
+# (the device trainer's gradients summed through the hosts) against one
+# process, step by step; --dp-backend nccl, which must be refused by both
+# ranks because they share the card (found by its UUID), before NCCL
+# itself would fail on it
+dp_stage() {
+    local d=$WORK/dp b port rc0 rc1
+    mkdir -p "$d"
+    "$BIN/lr-mkmodel" "$d/m" --seed 3 > /dev/null &&
+        "$BIN/lr-dump" --from-json "$ROOT/tests/fixtures/examples_small.jsonl" > "$d/ex.lrs" || return 1
+    local A=(--device "$DEV" --precision f32 --model "$d/m" --lr 1e-2 --batch 4 --accum 1 --max-steps 3 --targets q,v
+        --dropout 0 "$d/ex.lrs")
+    "$GTUNE" --out "$d/one" --log "$d/one.jsonl" "${A[@]}" 2> "$d/one.err" || { tail -n 2 "$d/one.err" >&2; return 1; }
+    for b in host nccl; do
+        [ "$b" = nccl ] && [ "$DEV" != cuda ] && continue # the cpu stand-in refuses nccl at its flags
+        port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        "$GTUNE" --rank 1 --world 2 --master "127.0.0.1:$port" --dp-timeout 30 --dp-backend $b --out "$d/$b" "${A[@]}" \
+            2> "$d/$b.1.err" &
+        "$GTUNE" --rank 0 --world 2 --master "127.0.0.1:$port" --dp-timeout 30 --dp-backend $b --out "$d/$b" \
+            --log "$d/$b.jsonl" "${A[@]}" 2> "$d/$b.0.err"
+        rc0=$?
+        wait $!
+        rc1=$?
+        echo "$b $rc0 $rc1" >> "$d/rcs"
+        grep -h "^lr-tune: data parallel\|^lr-tune: rank" "$d/$b".?.err >&2
+    done
+    python3 - "$d" "$DEV" << 'PY'
+import json, sys
+d, dev = sys.argv[1], sys.argv[2]
+rcs = {b: (r0, r1) for b, r0, r1 in (l.split() for l in open(f"{d}/rcs"))}
+def log(n):
+    try:
+        return [json.loads(l) for l in open(f"{d}/{n}.jsonl") if l.strip()]
+    except OSError:
+        return []
+one, host = log("one"), log("host")
+rel = max((abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(one, host)), default=float("nan"))
+ok = rcs.get("host") == ("0", "0") and len(host) == len(one) > 0 and rel <= 1e-4
+want = "--dp-backend nccl: ranks 0 and 1 are on one card, and NCCL wants a card a rank"
+if "nccl" in rcs:
+    lines = [open(f"{d}/nccl.{k}.err").read().strip().splitlines()[-1:] for k in (0, 1)]
+    refused = rcs["nccl"] == ("1", "1") and all(l and l[0] == f"lr-tune: rank {k} of 2: {want}" for k, l in enumerate(lines))
+    nccl = f"nccl_rc={'/'.join(rcs['nccl'])} refused={'ok' if refused else 'FAIL'}"
+    ok = ok and refused
+else:
+    nccl = "nccl_rc=none refused=n/a"
+print(f"dp ranks=2 card=one dev={dev} steps={len(one)} host_rc={'/'.join(rcs.get('host', ('?', '?')))} "
+      f"host_steps={len(host)} loss_rel_max={rel:.3g} {nccl} result={'ok' if ok else 'FAIL'}")
+sys.exit(0 if ok else 1)
+PY
+}
+[ -x "$GTUNE" ] && stage dp 60 dp_stage
 
 # the method end to end on the 1.5B shape (see above); paper 0.5 h, goal 5 min
 e2e "$E2E_EXP15" "$E2E_STEPS" "$E2E_LIM" "$E2E_MERGE_S" 1800 300

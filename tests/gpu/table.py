@@ -71,6 +71,12 @@ def build_table(rows):
                        f"the sum, {kv.get('differ_scale05', '?')} after the sum scaled by 0.5; joined in "
                        f"{kv.get('join_s', '?')} s | the gradient put there | 0 and 0 (bit for bit) | "
                        f"{kv.get('result', '?')} |")
+        elif k == "dp":
+            out.append(f"| lr-tune data parallel, 2 ranks on one card (tiny model, {kv.get('steps', '?')} steps, f32): "
+                       f"`--dp-backend host` loss vs one process; `--dp-backend nccl` refused (the card shared) | "
+                       f"exit {kv.get('host_rc', '?')}, loss rel diff max {kv.get('loss_rel_max', '?')}; nccl exit "
+                       f"{kv.get('nccl_rc', '?')}, refused {kv.get('refused', '?')} | one process | <= 1e-4; exit 1/1 "
+                       f"with the one-card line | {kv.get('result', '?')} |")
         elif k == "kl_agree":
             out.append(f"| lr-kl selection, amateur cpu vs device ({kv.get('steps', '?')} steps, beta = median "
                        f"{f(kv.get('beta'))}) | {kv.get('agree_pct', '?')}% agree, max KL diff "
