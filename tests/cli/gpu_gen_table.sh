@@ -37,7 +37,9 @@ nccl world=1 floats=3584 join_s=0.412 differ_scale1=0 worst_scale1=0 differ_scal
 dp ranks=2 card=one dev=cuda steps=3 host_rc=0/0 host_steps=3 loss_rel_max=3.1e-07 nccl_rc=1/1 refused=ok result=ok
 R
 printf '# p\n\n## GPU runs\n\n' > "$T/perf.md"
-python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+# the table from $T/res.txt as it stands
+retable() { python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"; }
+retable
 row() { grep -F -- "$1" "$T/table.md" || die "no row with '$1': $(cat "$T/table.md")"; }
 r=$(row 'batched generation `qm`, batch 64,')
 [[ $r == *"| 6400 | 1000 (20 ms a step) | >= 5x | 6.40x ok |" ]] || die "batch 64 generation row: $r"
@@ -55,7 +57,7 @@ r=$(row 'sampling stage, `qm` + follow `qa`')
 [[ $r == *"ours from the e2e row's 256 problems, theirs from 12"* ]] || die "sampling row sizes: $r"
 # met: ours 5 s of run against 3000 s
 sed -i 's/sample_ext_s=105.6/sample_ext_s=7/; s/follow_ext_s=17.6/follow_ext_s=3/; s/kl_ext_s=3.9/kl_ext_s=0.5/; s/contrast_ext_s=2 /contrast_ext_s=0.5 /' "$T/res.txt"
-python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+retable
 r=$(row 'sampling stage, `qm` + follow `qa`')
 [[ $r == *"| 5.0 s (+ 6.0 s loading both models) | "*"| 600.0x, ok |" ]] || die "met sampling row: $r"
 r=$(row "evaluation's generation")
@@ -70,7 +72,7 @@ r=$(row 'attention alone, teacher forcing `qm`')
 [[ $r == *"(one call: batch 32 x 400 tokens, 28 layers, 12/2 heads of 128): ms | tensor cores 20 ms, FMA (LR_GPU_TCATT=0) 60 ms | torch SDPA: flash 25 ms (104 TFLOP/s), cudnn 10 ms (260 TFLOP/s), efficient skipped (No viable backend) | faster than every backend | cudnn 2.00x faster: worth wiring in |" ]] ||
     die "attention row, cuDNN faster: $r"
 sed -i '/backend=cudnn/d' "$T/res.txt"
-python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+retable
 r=$(row 'attention alone, teacher forcing `qm`')
 [[ $r == *"| ok: ours fastest |" ]] || die "attention row, ours fastest: $r"
 r=$(row 'lr-tune data parallel, 2 ranks on one card')
@@ -80,11 +82,11 @@ r=$(row 'NCCL all-reduce of the device trainer')
 [[ $r == *"| 3584 floats: 0 differ after the sum, 0 after the sum scaled by 0.5; joined in 0.412 s | the gradient put there | 0 and 0 (bit for bit) | ok |" ]] ||
     die "nccl row: $r"
 sed -i 's/^nccl .*/nccl world=1 floats=3584 join_s=0.4 differ_scale1=0 worst_scale1=0 differ_scale05=1792 worst_scale05=2 result=FAIL/' "$T/res.txt"
-python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+retable
 r=$(row 'NCCL all-reduce of the device trainer')
 [[ $r == *"| 3584 floats: 0 differ after the sum, 1792 after the sum scaled by 0.5; "*"| FAIL |" ]] || die "failed nccl row: $r"
 sed -i 's/^nccl .*/nccl result=UNAVAILABLE why="cannot load libnccl.so.2: libnccl.so.2: cannot open shared object file"/' "$T/res.txt"
-python3 "$G/table.py" "$T/res.txt" "$T/perf.md" "$T/perf2.md" --card X --date 2026-01-01 > "$T/table.md"
+retable
 r=$(row 'NCCL all-reduce of the device trainer')
 [[ $r == *"| cannot load libnccl.so.2: libnccl.so.2: cannot open shared object file | | | UNAVAILABLE |" ]] || die "unavailable nccl row: $r"
 echo ok

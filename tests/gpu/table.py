@@ -43,6 +43,15 @@ def name(path):
     return path.rstrip("/").split("/")[-1] if path else "?"
 
 
+def why_row(out, item, kv, results):
+    """A row of its reason alone, for a line whose result is one of results
+    (nothing measured); True when it was one."""
+    if kv.get("result") not in results:
+        return False
+    out.append(f"| {item} | {kv.get('why', '?')} | | | {kv['result']} |")
+    return True
+
+
 def build_table(rows):
     out = ["| item | ours | reference | goal | result |", "| --- | --- | --- | --- | --- |"]
     stages = {kv.get("name"): kv for k, kv in rows if k == "stage"}
@@ -64,8 +73,7 @@ def build_table(rows):
                        f"{kv.get('result', '?')} |")
         elif k == "nccl":
             item = "NCCL all-reduce of the device trainer's LoRA gradient, one rank (`bench_gpu nccl`)"
-            if kv.get("result") in ("UNAVAILABLE", "ERROR"):
-                out.append(f"| {item} | {kv.get('why', '?')} | | | {kv['result']} |")
+            if why_row(out, item, kv, ("UNAVAILABLE", "ERROR")):
                 continue
             out.append(f"| {item} | {kv.get('floats', '?')} floats: {kv.get('differ_scale1', '?')} differ after "
                        f"the sum, {kv.get('differ_scale05', '?')} after the sum scaled by 0.5; joined in "
@@ -273,8 +281,7 @@ def build_table(rows):
             continue
         item = ("blocks / SM on the card (cudaOccupancyMaxActiveBlocksPerMultiprocessor) for each kernel the run "
                 "launched, and its registers, vs ptxas's report and NVIDIA's calculator (`cuda/resources`)")
-        if kv.get("result") in ("DRY", "ERROR"):
-            out.append(f"| {item} | {kv.get('why', '?')} | | | {kv['result']} |")
+        if why_row(out, item, kv, ("DRY", "ERROR")):
             continue
         out.append(f"| {item} | {kv.get('agree', '?')} of {kv.get('kernels', '?')} kernels agree; differ "
                    f"(calculator/card): {kv.get('differ', '?')}; relied on: {kv.get('relied', '?')}; registers or static "
