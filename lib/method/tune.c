@@ -76,14 +76,17 @@ static int nccl_blocker(tuner *tu, comm *c, char *why, size_t n) {
         v[r] = 1;
         if (!gpu_nccl_load()) v[W + r] = 1;
         else snprintf(load_why, sizeof load_why, "%s", lr_errmsg());
-        if ((rc = gpu_trn_device_uuid(tu->gpu, uuid))) goto out;
-        /* 48 bits of the UUID's hash, 1 added: exact in a double, 0 for none */
-        v[2 * W + r] = (double)(lr_fnv1a64(0xcbf29ce484222325ULL, uuid, sizeof uuid) >> 16) + 1;
+        /* 48 bits of the UUID's hash, 1 added: exact in a double, 0 for a
+         * card that cannot be told (this rank still takes part in the sum,
+         * so that the others do not wait for it) */
+        if (!gpu_trn_device_uuid(tu->gpu, uuid))
+            v[2 * W + r] = (double)(lr_fnv1a64(0xcbf29ce484222325ULL, uuid, sizeof uuid) >> 16) + 1;
     }
     if ((rc = comm_sum_f64(c, v, (size_t)3 * W))) goto out;
     why[0] = 0;
     for (int k = 0; k < W && !why[0]; k++)
         if (!v[k]) snprintf(why, n, "rank %d trains on the cpu", k);
+        else if (!v[2 * W + k]) snprintf(why, n, "rank %d cannot tell which card it is on", k);
     for (int a = 0; a < W && !why[0]; a++)
         for (int b = a + 1; b < W && !why[0]; b++)
             if (v[2 * W + a] == v[2 * W + b]) snprintf(why, n, "ranks %d and %d are on one card, and NCCL wants a card a rank", a, b);
