@@ -21,8 +21,16 @@
 #   EVAL_N            rows of each benchmark scored (empty: all)
 #   MMLU_SHOTS        mmlu_stem's examples: 5 (the toolkit's script, default) or 0 (the authors' command)
 #   OUT               work folder (build/run)
-#   DEVICE            lr-infer's backend: auto (cuda when a GPU is present), cpu, cuda
+#   DEVICE            lr-infer's and lr-tune's backend: auto (cuda when a GPU is present), cpu, cuda
 #   BATCH             problems per forward (empty: lr-infer's default, 8 cpu / 64 cuda)
+#   GPUS              GPUs of this node to use (1): every lr-infer run in GPUS
+#                     shards, one process per card, joined by lr-dump --cat;
+#                     lr-tune as GPUS data-parallel ranks (TUNE_BATCH a
+#                     multiple of GPUS) meeting at 127.0.0.1:TUNE_PORT (29500);
+#                     GPU_IDS picks the cards (0 .. GPUS-1); pipelines/gpus.sh
+#                     does it (docs/SCALE.md)
+# (gpus.sh beside this file, wherever make is run from)
+GPUS_SH := $(dir $(lastword $(MAKEFILE_LIST)))gpus.sh
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c # a failing lr-dump in `lr-dump | lr-eval` fails the target
 BIN      ?= bin
@@ -39,6 +47,12 @@ TARGET   ?= contrast
 BATCH    ?=
 DEVICE   ?= auto
 INFER_RUN = --device $(DEVICE) $(if $(BATCH),--batch $(BATCH))
+GPUS     ?= 1
+TUNE_PORT ?= 29500
+export GPU_IDS
+# $(SHARDED) OUT LR-INFER ARGS: the run in GPUS shards (or as it is, GPUS=1)
+SHARDED  = $(GPUS_SH) infer $(GPUS)
+RANKS    = LOG_DIR=$(OUT) $(GPUS_SH) tune $(GPUS) $(TUNE_PORT)
 STEPS    ?= 1000
 TUNE_BATCH ?= 8
 ACCUM    ?= 2
@@ -62,11 +76,11 @@ all: $(OUT)/summary.md
 
 # Stage 1: the expert generates and records its distributions ...
 $(OUT)/expert.lrs: | $(OUT)
-	$(call begin,sample-expert) $(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
-	    $(INFER_RUN) $(INFER_FLAGS) -o $@ $(call end,sample-expert)
+	$(call begin,sample-expert) $(SHARDED) $@ $(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) \
+	    --max-new-tokens $(MAX_NEW) $(INFER_RUN) $(INFER_FLAGS) $(call end,sample-expert)
 # ... the amateur reads the same tokens ...
 $(OUT)/amateur.lrs: $(OUT)/expert.lrs
-	$(call begin,sample-amateur) $(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) -o $@ \
+	$(call begin,sample-amateur) $(SHARDED) $@ $(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) \
 	    $(call end,sample-amateur)
 # ... the steps where they disagree become soft-label examples.
 $(OUT)/examples.lrs: $(OUT)/expert.lrs $(OUT)/amateur.lrs
@@ -77,7 +91,7 @@ $(OUT)/examples.lrs: $(OUT)/expert.lrs $(OUT)/amateur.lrs
 
 # Stage 2: LoRA on the expert, merged for evaluation.
 $(OUT)/adapter/adapter_config.json: $(OUT)/examples.lrs
-	$(call begin,tune) $(BIN)/lr-tune --model $(EXPERT) --objective soft-kl --out $(OUT)/adapter --force --resume \
+	$(call begin,tune) $(RANKS) $(BIN)/lr-tune --model $(EXPERT) --device $(DEVICE) --objective soft-kl --out $(OUT)/adapter --force --resume \
 	    --max-steps $(STEPS) --batch $(TUNE_BATCH) --accum $(ACCUM) --save-every $(SAVE_EVERY) \
 	    --log $(OUT)/tune-log.jsonl $(TUNE_FLAGS) $< $(call end,tune)
 	@tail -n 1 $(OUT)/tune-log.jsonl | jq -r '"pipeline: tuned \(.step) optimizer steps, \(.examples) examples seen, last loss \(.loss)"' >&2
@@ -103,10 +117,10 @@ define eval_rules
 $(OUT)/eval-data/$(2)/$(notdir $(1)): $(1)
 	mkdir -p $$(dir $$@) && $(if $(EVAL_N),head -n $(EVAL_N),cat) $$< > $$@.part && mv $$@.part $$@
 $(OUT)/eval-base/$(2)/summary.json: $(OUT)/eval-data/$(2)/$(notdir $(1))
-	$(BIN)/lr-infer --model $(EXPERT) --data $$< $(EVAL_INFER) -o $(OUT)/eval-base-$(2).lrs
+	$(SHARDED) $(OUT)/eval-base-$(2).lrs $(BIN)/lr-infer --model $(EXPERT) --data $$< $(EVAL_INFER)
 	mkdir -p $(OUT)/eval-base && $(BIN)/lr-eval score --pred $(OUT)/eval-base-$(2).lrs --data $$< --label base --out-dir $$(dir $$@)
 $(OUT)/eval-tuned/$(2)/summary.json: $(OUT)/eval-data/$(2)/$(notdir $(1)) $(OUT)/merged/config.json
-	$(BIN)/lr-infer --model $(OUT)/merged --data $$< $(EVAL_INFER) -o $(OUT)/eval-tuned-$(2).lrs
+	$(SHARDED) $(OUT)/eval-tuned-$(2).lrs $(BIN)/lr-infer --model $(OUT)/merged --data $$< $(EVAL_INFER)
 	mkdir -p $(OUT)/eval-tuned && $(BIN)/lr-eval score --pred $(OUT)/eval-tuned-$(2).lrs --data $$< --label tuned --out-dir $$(dir $$@)
 endef
 $(foreach f,$(EVAL_FILES),$(eval $(call eval_rules,$(f),$(call layout_of,$(f)))))
