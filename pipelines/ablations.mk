@@ -60,12 +60,12 @@ ablations: $(OUT)/ablations.md
 $(S1)/expert.lrs:
 	$(call stage_begin,sample expert)
 	mkdir -p $(S1)
-	$(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
-	    $(INFER_RUN) $(INFER_FLAGS) $(SAMPLE_FLAGS) -o $@
+	$(SHARDED) $@ $(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
+	    $(INFER_RUN) $(INFER_FLAGS) $(SAMPLE_FLAGS)
 	$(call stage_end,sample expert,$(S1)/times/expert)
 $(S1)/amateur.lrs: $(S1)/expert.lrs
 	$(call stage_begin,sample amateur)
-	$(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS) -o $@
+	$(SHARDED) $@ $(BIN)/lr-infer --model $(AMATEUR) --follow $< $(INFER_RUN) $(INFER_FLAGS)
 	$(call stage_end,sample amateur,$(S1)/times/amateur)
 
 # $(call examples_rule,DIR,VARIANT,SEED[,STAGE1]): DIR/examples.lrs from the
@@ -95,12 +95,12 @@ $(OUT)/lightreasoner-r2/s$(1)/expert/config.json: $(OUT)/lightreasoner/s$(1)/ada
 	$$(call stage_end,merge round 1 seed $(1),$(OUT)/lightreasoner-r2/s$(1)/times/merge)
 $(OUT)/lightreasoner-r2/s$(1)/stage1/expert.lrs: $(OUT)/lightreasoner-r2/s$(1)/expert/config.json
 	$$(call stage_begin,sample expert round 2 seed $(1))
-	$(BIN)/lr-infer --model $(OUT)/lightreasoner-r2/s$(1)/expert --data $(DATA) --limit $(N) --max-new-tokens $(MAX_NEW) \
-	    $(INFER_RUN) $(INFER_FLAGS) $(SAMPLE_FLAGS) -o $$@
+	$(SHARDED) $$@ $(BIN)/lr-infer --model $(OUT)/lightreasoner-r2/s$(1)/expert --data $(DATA) --limit $(N) \
+	    --max-new-tokens $(MAX_NEW) $(INFER_RUN) $(INFER_FLAGS) $(SAMPLE_FLAGS)
 	$$(call stage_end,sample expert round 2 seed $(1),$(OUT)/lightreasoner-r2/s$(1)/stage1/times/expert)
 $(OUT)/lightreasoner-r2/s$(1)/stage1/amateur.lrs: $(OUT)/lightreasoner-r2/s$(1)/stage1/expert.lrs
 	$$(call stage_begin,sample amateur round 2 seed $(1))
-	$(BIN)/lr-infer --model $(AMATEUR) --follow $$< $(INFER_RUN) $(INFER_FLAGS) -o $$@
+	$(SHARDED) $$@ $(BIN)/lr-infer --model $(AMATEUR) --follow $$< $(INFER_RUN) $(INFER_FLAGS)
 	$$(call stage_end,sample amateur round 2 seed $(1),$(OUT)/lightreasoner-r2/s$(1)/stage1/times/amateur)
 $(call examples_rule,$(OUT)/lightreasoner-r2/s$(1),lightreasoner-r2,,$(OUT)/lightreasoner-r2/s$(1)/stage1)
 $(call tune_rule,$(OUT)/lightreasoner-r2/s$(1),$(LABEL_lightreasoner-r2) seed $(1),$(OUT)/lightreasoner-r2/s$(1)/examples.lrs,$(TUNE_FLAGS) --seed $(1),$(OUT)/lightreasoner-r2/s$(1)/expert)

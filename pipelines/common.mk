@@ -18,6 +18,8 @@
 #                     order; lr-kl's draw for the random control)
 #   TUNE_FLAGS        lr-tune flags shared by every tuned run (steps, lr, ...)
 #   DEVICE, BATCH, THREADS   lr-infer's backend, problems per forward, CPU threads
+#   GPUS, GPU_IDS, TUNE_PORT every lr-infer run in GPUS shards and every lr-tune
+#                     as GPUS ranks, one card each (pipelines/gpus.mk; no -j then)
 #   OUT               work folder
 #   V                 V=1 echoes every command (stages print their names anyway)
 SHELL := /bin/bash
@@ -25,6 +27,7 @@ SHELL := /bin/bash
 .ONESHELL:
 .DELETE_ON_ERROR:
 
+include $(dir $(lastword $(MAKEFILE_LIST)))gpus.mk
 BIN      ?= bin
 OUT      ?= build/report
 EXPERT   ?= $(error set EXPERT=model folder)
@@ -82,7 +85,7 @@ $(1)/eval/summary.json: $(EVAL_SUBSET) $(4)
 	$$(call stage_begin,eval $(2))
 	rm -rf $(1)/eval $(1)/eval.part
 	mkdir -p $(1)
-	$(BIN)/lr-infer $(3) --data $(EVAL_SUBSET) $(EVAL_INFER) -o $(1)/eval.lrs
+	$(SHARDED) $(1)/eval.lrs $(BIN)/lr-infer $(3) --data $(EVAL_SUBSET) $(EVAL_INFER)
 	$(BIN)/lr-dump $(1)/eval.lrs | $(BIN)/lr-eval score --pred - --data $(EVAL_SUBSET) --label '$(2)' \
 	    --out-dir $(1)/eval.part 2> $(1)/eval.log || { cat $(1)/eval.log >&2; false; }
 	mv $(1)/eval.part $(1)/eval
@@ -100,7 +103,7 @@ $(1)/adapter/adapter_config.json: $(3) $(if $(5),$(5)/config.json)
 	$$(call stage_begin,tune $(2))
 	rm -rf $(1)/adapter $(1)/adapter.part $(1)/eval.lrs
 	mkdir -p $(1)
-	$(BIN)/lr-tune --model $(or $(5),$(EXPERT)) --out $(1)/adapter.part --log $(1)/tune-log.jsonl.part $(4) $(3) \
+	$(call RANKS,$(1)) $(BIN)/lr-tune --model $(or $(5),$(EXPERT)) --out $(1)/adapter.part --log $(1)/tune-log.jsonl.part $(4) $(3) \
 	    2> $(1)/tune.log || { tail -n 3 $(1)/tune.log >&2; false; }
 	mv $(1)/tune-log.jsonl.part $(1)/tune-log.jsonl
 	mv $(1)/adapter.part $(1)/adapter

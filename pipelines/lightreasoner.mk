@@ -27,10 +27,8 @@
 #                     shards, one process per card, joined by lr-dump --cat;
 #                     lr-tune as GPUS data-parallel ranks (TUNE_BATCH a
 #                     multiple of GPUS) meeting at 127.0.0.1:TUNE_PORT (29500);
-#                     GPU_IDS picks the cards (0 .. GPUS-1); pipelines/gpus.sh
-#                     does it (docs/SCALE.md)
-# (gpus.sh beside this file, wherever make is run from)
-GPUS_SH := $(dir $(lastword $(MAKEFILE_LIST)))gpus.sh
+#                     GPU_IDS picks the cards (0 .. GPUS-1); pipelines/gpus.mk
+include $(dir $(lastword $(MAKEFILE_LIST)))gpus.mk
 SHELL := /bin/bash
 .SHELLFLAGS := -eo pipefail -c # a failing lr-dump in `lr-dump | lr-eval` fails the target
 BIN      ?= bin
@@ -47,12 +45,6 @@ TARGET   ?= contrast
 BATCH    ?=
 DEVICE   ?= auto
 INFER_RUN = --device $(DEVICE) $(if $(BATCH),--batch $(BATCH))
-GPUS     ?= 1
-TUNE_PORT ?= 29500
-export GPU_IDS
-# $(SHARDED) OUT LR-INFER ARGS: the run in GPUS shards (or as it is, GPUS=1)
-SHARDED  = $(GPUS_SH) infer $(GPUS)
-RANKS    = LOG_DIR=$(OUT) $(GPUS_SH) tune $(GPUS) $(TUNE_PORT)
 STEPS    ?= 1000
 TUNE_BATCH ?= 8
 ACCUM    ?= 2
@@ -91,7 +83,7 @@ $(OUT)/examples.lrs: $(OUT)/expert.lrs $(OUT)/amateur.lrs
 
 # Stage 2: LoRA on the expert, merged for evaluation.
 $(OUT)/adapter/adapter_config.json: $(OUT)/examples.lrs
-	$(call begin,tune) $(RANKS) $(BIN)/lr-tune --model $(EXPERT) --device $(DEVICE) --objective soft-kl --out $(OUT)/adapter --force --resume \
+	$(call begin,tune) $(call RANKS,$(OUT)) $(BIN)/lr-tune --model $(EXPERT) --device $(DEVICE) --objective soft-kl --out $(OUT)/adapter --force --resume \
 	    --max-steps $(STEPS) --batch $(TUNE_BATCH) --accum $(ACCUM) --save-every $(SAVE_EVERY) \
 	    --log $(OUT)/tune-log.jsonl $(TUNE_FLAGS) $< $(call end,tune)
 	@tail -n 1 $(OUT)/tune-log.jsonl | jq -r '"pipeline: tuned \(.step) optimizer steps, \(.examples) examples seen, last loss \(.loss)"' >&2

@@ -39,7 +39,7 @@ $(OUT)/report.md: $(OUT)/base/eval/summary.json $(row_evals)
 	  echo "SFT: first $(SFT_N) problems x $(SFT_SAMPLES) samples at T $(SFT_TEMP), top-p $(SFT_TOP_P), $(SFT_MAX_NEW) new tokens"
 	  echo "lr-tune (every tuned row): $(TUNE_FLAGS)"; echo "lr-tune (SFT): $(SFT_TUNE_FLAGS) --objective sft"
 	  echo "seeds: $(SEEDS)"; echo "evaluation: first $(EVAL_N) rows of $(EVAL_DATA), $(EVAL_MAX_NEW) new tokens"
-	  echo "devices: lr-infer --device $(DEVICE)$(if $(THREADS), --threads $(THREADS))"; } > $(OUT)/report/settings.txt
+	  echo "devices: lr-infer --device $(DEVICE)$(if $(THREADS), --threads $(THREADS))$(if $(filter-out 1,$(GPUS)), over $(GPUS) GPUs (shards and ranks))"; } > $(OUT)/report/settings.txt
 	BIN=$(BIN) SEEDS="$(SEEDS)" BETA=$(BETA) EXPERT=$(EXPERT) TRACE=$(TRACE) SETTINGS=$(OUT)/report/settings.txt \
 	    $(PIPELINES)report.sh $(OUT) $(row_args)
 	echo

@@ -39,9 +39,9 @@ define sample_rule
 $(SD)/k$(1).lrs:
 	$$(call stage_begin,sft sample $(1))
 	mkdir -p $(SD)
-	$(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(SFT_N) --max-new-tokens $(SFT_MAX_NEW) \
+	$(SHARDED) $$@ $(BIN)/lr-infer --model $(EXPERT) --data $(DATA) --limit $(SFT_N) --max-new-tokens $(SFT_MAX_NEW) \
 	    --temperature $(SFT_TEMP) --top-p $(SFT_TOP_P) --seed $(1) --top-k-max 1 --eos '<|im_end|>' --eos '<|endoftext|>' \
-	    $(INFER_RUN) $(INFER_FLAGS) -o $$@
+	    $(INFER_RUN) $(INFER_FLAGS)
 	$$(call stage_end,sft sample $(1),$(SD)/times/k$(1))
 $(SD)/k$(1).kept.lrs: $(SD)/k$(1).lrs
 	$$(call stage_begin,sft filter $(1))

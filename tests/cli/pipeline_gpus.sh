@@ -8,7 +8,9 @@
 # left, each shard and rank sees the card GPU_IDS gives it; a rerun of the
 # complete run redoes nothing; a failing shard stops the stage naming
 # itself, with nothing under the stage's name; a TUNE_BATCH the ranks do
-# not divide is refused by lr-tune; gpus.sh's own usage errors.
+# not divide is refused by lr-tune; the report's Makefiles (stage 1, the
+# examples, a seed's training and evaluation through ablations.mk) alike;
+# gpus.sh's own usage errors.
 source "$LR_ROOT/tests/lib.sh"
 T=$LR_TMP D=$LR_ROOT/tests/fixtures/arith-mini/gsm8k
 "$LR_BIN/lr-mkmodel" "$T/expert" --layers 2 --hidden 64 --seed 21 > /dev/null
@@ -69,6 +71,27 @@ if run odd 3 GPU_IDS="0 1 2" TUNE_BATCH=4 "$T/odd/adapter/adapter_config.json" >
 fi
 grep -q "is not a multiple of the world size 3" "$T/odd.err" || die "odd batch: $(cat "$T/odd.err")"
 [ ! -e "$T/odd/adapter/adapter_config.json" ] || die "odd batch: an adapter was written"
+
+# the report's Makefiles (common.mk, ablations.mk) alike: stage 1 in
+# shards, the method's examples, one seed's training as ranks and its
+# evaluation in shards
+rab() { # OUT GPUS: the method's seed-1 evaluation through ablations.mk
+    make --no-print-directory -C "$LR_ROOT" -f pipelines/ablations.mk OUT="$T/$1" GPUS="$2" BIN="$T/bin" \
+        EXPERT="$T/expert" AMATEUR="$T/amateur" DATA="$D/train.jsonl" EVAL_DATA="$D/test.jsonl" N=10 MAX_NEW=24 \
+        EVAL_N=6 EVAL_MAX_NEW=32 DEVICE=cpu BATCH=1 THREADS=1 BETA=0 SEEDS=1 TUNE_PORT="$port" \
+        TUNE_FLAGS="--lr 1e-3 --batch 4 --accum 1 --max-steps 3 --dropout 0" "$T/$1/lightreasoner/s1/eval/summary.json"
+}
+rab abl1 1 > /dev/null 2> "$T/abl1.err" || { tail -n 20 "$T/abl1.err" >&2; die "ablations.mk GPUS=1 failed"; }
+rab abl2 2 > /dev/null 2> "$T/abl2.err" || { tail -n 20 "$T/abl2.err" >&2; die "ablations.mk GPUS=2 failed"; }
+for f in stage1/expert.lrs stage1/amateur.lrs lightreasoner/examples.lrs; do
+    [ -s "$T/abl2/$f" ] && cmp -s <(records "$T/abl1/$f") <(records "$T/abl2/$f") || die "ablations.mk GPUS=2: $f differs"
+done
+# (the tuned model's answers may differ where its adapter does in the last bits)
+[ "$("$LR_BIN/lr-dump" --count "$T/abl2/lightreasoner/s1/eval.lrs")" = 6 ] || die "ablations.mk GPUS=2: the evaluation's stream"
+grep -q "data parallel, 2 ranks" "$T/abl2/lightreasoner/s1/tune.log" || die "ablations.mk: lr-tune not over 2 ranks"
+e=$(st_close "$T/abl2/lightreasoner/s1/adapter/adapter_model.safetensors" "$T/abl1/lightreasoner/s1/adapter/adapter_model.safetensors" 1e-4) ||
+    die "ablations.mk GPUS=2: adapter differs by $e"
+[ -z "$(find "$T/abl2" -name '*.shard-*')" ] || die "ablations.mk: shard files left"
 
 # gpus.sh's usage
 G=$LR_ROOT/pipelines/gpus.sh
