@@ -30,8 +30,8 @@ shift 3
 read -r -a ids <<< "${GPU_IDS:-$(seq -s ' ' 0 $((n - 1)))}"
 [ "${#ids[@]}" -ge "$n" ] || die "GPU_IDS lists ${#ids[@]} cards for $n processes"
 
-# wait_all NAME... : waits for the pids in PIDS (name i for pid i), returns
-# the first nonzero status after saying whose it was
+# wait_all WHAT: waits for every pid in PIDS (WHAT i of N is PIDS[i], its
+# log LOGS[i]), returns the first nonzero status after saying whose it was
 wait_all() {
     local i rc first=0
     for i in "${!PIDS[@]}"; do
