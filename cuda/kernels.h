@@ -126,6 +126,31 @@ void k_add_bias(float *x, const float *b, int N, int C, void *stream);
 /* f32 -> bf16 of n values (weight upload). */
 void k_f32_to_bf16(uint16_t *out, const float *in, size_t n, void *stream);
 
+/* Calls of at most GEMV_MAX_ROWS rows (small-batch decode): each of a
+ * layer's projections as one matrix-vector product fused with the kernels
+ * around it in the unfused layer (cuda/gemv.cu). W is the projection's
+ * bf16 weight (OUT, K) row-major, as the GEMMs take it. k_gemv_fits says
+ * whether a call of N rows on a model of these widths may take them
+ * (widths multiples of 8 for 16-byte loads, the N normed rows within 48
+ * KiB of shared memory). maxblocks > 0 caps the grid, 0 gives every warp
+ * one pair of weight rows: the qkv and gate/up kernels norm their input
+ * rows once a block, so the forward caps them at 2 blocks a
+ * multiprocessor, and leaves the o and down products uncapped. */
+#define GEMV_MAX_ROWS 4
+int k_gemv_fits(int N, int C, int QD, int KD, int I);
+/* k_rmsnorm(x, lnw) -> qkv product with W (QD + 2 KD, C) -> k_qkv_rope. x
+ * (N, C) f32, the other arguments k_qkv_rope's. */
+void k_gemv_qkv(float *q, uint16_t *kc, uint16_t *vc, const float *x, const float *lnw, float eps, const uint16_t *W,
+                const float *bias, const float *inv_freq, const int *seq, const int *pos, int N, int C, int NH, int NKV,
+                int HD, kv_pages kv, int maxblocks, void *stream);
+/* k_rmsnorm(x, lnw) -> gate/up product with W (2I, C) -> k_swiglu: h (N, I) bf16. */
+void k_gemv_swiglu(uint16_t *h, const float *x, const float *lnw, float eps, const uint16_t *W, int N, int C, int I,
+                   int maxblocks, void *stream);
+/* x (N, OUT) f32 += in (N, K) bf16 W^T, then + bias (NULL: none): the o and
+ * down products' residual add, and k_add_bias. */
+void k_gemv_add(float *x, const uint16_t *in, const uint16_t *W, const float *bias, int N, int K, int OUT,
+                int maxblocks, void *stream);
+
 /* Per-row reductions of logits (G, V) f32, compact.c's cd_select /
  * cd_gather / argmax on the device:
  *   bad[g]     1 when row g holds a NaN/inf (then nothing else is written);

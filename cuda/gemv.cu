@@ -1,0 +1,200 @@
+/* gemv: a decoder layer's four projections for calls of a few rows (batch-1
+ * to batch-4 decode), as matrix-vector products fused with the
+ * element-wise kernels around them (kernels.h k_gemv_*).
+ *
+ * Why: at batch 1 a layer's GEMMs read 93.6 MB of bf16 weights on
+ * Qwen2.5-Math-1.5B (46.8 M parameters), about 20 us at 4.8 TB/s, while
+ * the unfused layer launches nine kernels (ten with o's bias), the two
+ * RMSNorms, bias + RoPE and SwiGLU among them, each a launch and a round of
+ * latency for a few kilobytes, and writes and re-reads the float32 qkv and
+ * gate/up outputs. Here a layer is five launches (six with split-KV's
+ * combine): the input norm, the
+ * qkv product, bias, RoPE and the cache write in one; attention; the o
+ * product with the residual add (and o's bias); the post-attention norm,
+ * the gate/up product and SwiGLU in one; the down product with the
+ * residual add.
+ *
+ * Work split: a warp takes a pair of weight rows, the pair an epilogue
+ * needs together (a RoPE rotation pair (i, i + HD/2) of one head; gate row
+ * j with up row j; two neighbouring rows elsewhere), and dots both with
+ * the call's rows, each lane reading 16 bytes (8 bf16) of both weight rows
+ * a step and the input's same 8 columns, so the weights stream through
+ * once per call. Lanes < n then finish row n's outputs.
+ *
+ * Rounding: the normed inputs are k_rmsnorm's bits (the same loops, block
+ * size and reduction in every block), and every epilogue is the unfused
+ * kernel's float arithmetic in the same order; only the dot products'
+ * summation order differs from cuBLAS's (float32 accumulation both). */
+#include "common.cuh"
+#include "kernels.h"
+#include "kvpage.cuh"
+
+#define CS(s) ((cudaStream_t)(s))
+#define GV_NORM_THREADS 256 /* k_rmsnorm's block: the same reduction, the same norm bits */
+#define GV_ADD_THREADS 128  /* smaller blocks for the products without a norm: more SMs busy */
+
+/* the 8 bf16 of a 16-byte load as floats (element 0 in the low half) */
+static __device__ __forceinline__ void unpack8(uint4 u, float f[8]) {
+    const unsigned w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        f[2 * j] = __uint_as_float(w[j] << 16);
+        f[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+    }
+}
+
+/* acc[0][r], acc[1][r] (every lane) = weight rows a and b of W (K wide)
+ * dotted with input row r (row stride ld), r < n. K and ld multiples of 8,
+ * W and in 16-byte aligned. */
+static __device__ void dot2(float acc[2][GEMV_MAX_ROWS], const bf16 *W, int K, int a, int b, const bf16 *in, int ld,
+                            int n) {
+    const int lane = threadIdx.x & 31;
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[0][r] = acc[1][r] = 0.0f;
+    const uint4 *wa = (const uint4 *)(W + (size_t)a * K), *wb = (const uint4 *)(W + (size_t)b * K);
+#pragma unroll 4
+    for (int k = lane; k < K / 8; k += 32) {
+        float fa[8], fb[8];
+        unpack8(__ldg(wa + k), fa);
+        unpack8(__ldg(wb + k), fb);
+#pragma unroll
+        for (int r = 0; r < GEMV_MAX_ROWS; r++) {
+            if (r >= n) break;
+            float fx[8];
+            unpack8(((const uint4 *)(in + (size_t)r * ld))[k], fx);
+#pragma unroll
+            for (int j = 0; j < 8; j++) acc[0][r] += fa[j] * fx[j], acc[1][r] += fb[j] * fx[j];
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[0][r] = warp_sum(acc[0][r]), acc[1][r] = warp_sum(acc[1][r]);
+}
+
+/* row `lane`'s pair of sums, without indexing the arrays by a variable
+ * (which would put them in local memory) */
+static __device__ __forceinline__ void pick(const float acc[2][GEMV_MAX_ROWS], int r, float *x1, float *x2) {
+#pragma unroll
+    for (int i = 0; i < GEMV_MAX_ROWS; i++)
+        if (i == r) *x1 = acc[0][i], *x2 = acc[1][i];
+}
+
+/* xs (n, C) bf16 in shared memory = rmsnorm_kernel's rows of x; a barrier
+ * after. GV_NORM_THREADS threads, as rmsnorm_kernel, so the bits match. */
+static __device__ void norm_rows(bf16 *xs, const float *x, const float *w, int n, int C, float eps, float *red) {
+    for (int r = 0; r < n; r++) {
+        const float *xr = x + (size_t)r * C;
+        float ss = 0;
+        for (int i = threadIdx.x; i < C; i += blockDim.x) ss += xr[i] * xr[i];
+        ss = block_sum(ss, red);
+        float rr = 1.0f / sqrtf(ss / C + eps);
+        for (int i = threadIdx.x; i < C; i += blockDim.x) xs[(size_t)r * C + i] = f2bf(w[i] * (xr[i] * rr));
+    }
+    __syncthreads();
+}
+
+/* pairs: (NH + NKV) * HD / 2 rotation pairs of [q | k], then KD / 2 pairs
+ * of neighbouring v rows; the epilogue is qkv_rope_kernel's */
+__global__ void __launch_bounds__(GV_NORM_THREADS)
+gemv_qkv_kernel(float *q, bf16 *kc, bf16 *vc, const float *x, const float *lnw, float eps, const bf16 *W,
+                const float *bias, const float *inv_freq, const int *seq, const int *pos, int n, int C, int NH, int NKV,
+                int HD, kv_pages kv) {
+    DYN_SMEM(bf16, xs);
+    __shared__ float red[32];
+    norm_rows(xs, x, lnw, n, C, eps, red);
+    const int half = HD / 2, QD = NH * HD, KD = NKV * HD, pqk = (NH + NKV) * half, P = pqk + KD / 2;
+    const int warps = blockDim.x / 32, lane = threadIdx.x & 31;
+    for (int p = blockIdx.x * warps + threadIdx.x / 32; p < P; p += gridDim.x * warps) {
+        const int h = p < pqk ? p / half : 0, i = p < pqk ? p % half : 0;
+        const int a = p < pqk ? h * HD + i : QD + KD + 2 * (p - pqk), b = p < pqk ? a + half : a + 1;
+        float acc[2][GEMV_MAX_ROWS];
+        dot2(acc, W, C, a, b, xs, C, n);
+        if (lane >= n) continue; /* every lane reaches the next pair's shuffles */
+        const int r = lane;
+        float x1 = 0, x2 = 0;
+        pick(acc, r, &x1, &x2);
+        if (p < pqk) {
+            if (bias) x1 += bias[a], x2 += bias[b];
+            float ang = (float)pos[r] * inv_freq[i], c = cosf(ang), s = sinf(ang);
+            float o1 = x1 * c - x2 * s, o2 = x2 * c + x1 * s;
+            if (h < NH) {
+                q[(size_t)r * QD + a] = o1;
+                q[(size_t)r * QD + b] = o2;
+            } else {
+                bf16 *dst = kc + kv_row(kv, seq[r], NKV, h - NH, pos[r], HD);
+                dst[i] = f2bf(o1);
+                dst[i + half] = f2bf(o2);
+            }
+        } else {
+            const int j = a - QD - KD; /* even, so j + 1 is in the same head */
+            bf16 *dst = vc + kv_row(kv, seq[r], NKV, j / HD, pos[r], HD) + j % HD;
+            dst[0] = f2bf(x1 + (bias ? bias[a] : 0.0f));
+            dst[1] = f2bf(x2 + (bias ? bias[b] : 0.0f));
+        }
+    }
+}
+
+/* pairs: gate row j with up row I + j; the epilogue is swiglu_kernel's */
+__global__ void __launch_bounds__(GV_NORM_THREADS)
+gemv_swiglu_kernel(bf16 *hout, const float *x, const float *lnw, float eps, const bf16 *W, int n, int C, int I) {
+    DYN_SMEM(bf16, xs);
+    __shared__ float red[32];
+    norm_rows(xs, x, lnw, n, C, eps, red);
+    const int warps = blockDim.x / 32, lane = threadIdx.x & 31;
+    for (int p = blockIdx.x * warps + threadIdx.x / 32; p < I; p += gridDim.x * warps) {
+        float acc[2][GEMV_MAX_ROWS];
+        dot2(acc, W, C, p, I + p, xs, C, n);
+        if (lane >= n) continue;
+        float g = 0, u = 0;
+        pick(acc, lane, &g, &u);
+        hout[(size_t)lane * I + p] = f2bf(g / (1.0f + expf(-g)) * u);
+    }
+}
+
+/* x (n, OUT) += in (n, K) W^T (+ bias): cuBLAS's beta = 1 sum, then
+ * add_bias_kernel's add; pairs of neighbouring rows */
+__global__ void __launch_bounds__(GV_ADD_THREADS)
+gemv_add_kernel(float *x, const bf16 *in, const bf16 *W, const float *bias, int n, int K, int OUT) {
+    const int warps = blockDim.x / 32, lane = threadIdx.x & 31;
+    for (int p = blockIdx.x * warps + threadIdx.x / 32; p < OUT / 2; p += gridDim.x * warps) {
+        float acc[2][GEMV_MAX_ROWS];
+        dot2(acc, W, K, 2 * p, 2 * p + 1, in, K, n);
+        if (lane >= n) continue;
+        float d1 = 0, d2 = 0;
+        pick(acc, lane, &d1, &d2);
+        float *xr = x + (size_t)lane * OUT + 2 * p;
+        float v1 = d1 + xr[0], v2 = d2 + xr[1];
+        if (bias) v1 += bias[2 * p], v2 += bias[2 * p + 1];
+        xr[0] = v1, xr[1] = v2;
+    }
+}
+
+int k_gemv_fits(int N, int C, int QD, int KD, int I) {
+    return N >= 1 && N <= GEMV_MAX_ROWS && C % 8 == 0 && QD % 8 == 0 && I % 8 == 0 && KD % 2 == 0 &&
+           (size_t)N * C * sizeof(bf16) <= 48 * 1024;
+}
+
+static unsigned blocks(size_t pairs, int threads, int maxblocks) {
+    unsigned b = cdiv(pairs, (size_t)threads / 32);
+    return maxblocks > 0 && b > (unsigned)maxblocks ? (unsigned)maxblocks : b;
+}
+
+void k_gemv_qkv(float *q, uint16_t *kc, uint16_t *vc, const float *x, const float *lnw, float eps, const uint16_t *W,
+                const float *bias, const float *inv_freq, const int *seq, const int *pos, int N, int C, int NH, int NKV,
+                int HD, kv_pages kv, int maxblocks, void *stream) {
+    size_t pairs = (size_t)(NH + NKV) * HD / 2 + (size_t)NKV * HD / 2;
+    LAUNCH(gemv_qkv_kernel, blocks(pairs, GV_NORM_THREADS, maxblocks), GV_NORM_THREADS, (size_t)N * C * sizeof(bf16),
+           CS(stream), q, (bf16 *)kc, (bf16 *)vc, x, lnw, eps, (const bf16 *)W, bias, inv_freq, seq, pos, N, C, NH, NKV,
+           HD, kv);
+}
+
+void k_gemv_swiglu(uint16_t *h, const float *x, const float *lnw, float eps, const uint16_t *W, int N, int C, int I,
+                   int maxblocks, void *stream) {
+    LAUNCH(gemv_swiglu_kernel, blocks((size_t)I, GV_NORM_THREADS, maxblocks), GV_NORM_THREADS,
+           (size_t)N * C * sizeof(bf16), CS(stream), (bf16 *)h, x, lnw, eps, (const bf16 *)W, N, C, I);
+}
+
+void k_gemv_add(float *x, const uint16_t *in, const uint16_t *W, const float *bias, int N, int K, int OUT,
+                int maxblocks, void *stream) {
+    LAUNCH(gemv_add_kernel, blocks((size_t)OUT / 2, GV_ADD_THREADS, maxblocks), GV_ADD_THREADS, 0, CS(stream), x,
+           (const bf16 *)in, (const bf16 *)W, bias, N, K, OUT);
+}
