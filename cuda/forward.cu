@@ -145,6 +145,8 @@ struct gpu_fwd {
                                 shape or the device's shared memory does not allow it) */
     int gu16;                /* LR_GPU_GU16=1: the gate/up GEMM writes bf16 (k_swiglu_bf16 reads it), as
                                 transformers' bf16 Linear does; off by default (docs/CUDA.md "Accuracy") */
+    int gemv;                /* calls of at most GEMV_MAX_ROWS rows run each layer as five fused launches
+                                (cuda/gemv.cu): 0 off (LR_GPU_GEMV=0, or widths k_gemv_fits refuses) */
     float *d_part;           /* split-KV attention partials, grown as needed */
     size_t part_n;
     /* results of one call, grown as needed */
@@ -521,6 +523,7 @@ static int fwd_init(gpu_fwd **out, const model *m, int B, int Tmax, int max_toke
     CB(cublasSetStream(g->cb, g->st));
     g->graphs = env_on("LR_GPU_GRAPHS", 1);
     g->gu16 = env_on("LR_GPU_GU16", 0);
+    g->gemv = env_on("LR_GPU_GEMV", 1) && k_gemv_fits(1, c->C, c->NH * c->HD, c->NKV * c->HD, c->I);
     if (g->graphs) { /* 32 MiB, what cuBLAS takes on Hopper by default; set after the stream, which resets it */
         size_t wsn = (size_t)32 << 20;
         CK(cudaMalloc(&g->ws, wsn));
@@ -646,6 +649,22 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntc, int nt, int splits) 
     const kv_pages kv = {g->d_ptab, g->page, g->mp};
     float eps = (float)c->rms_eps;
     int rc;
+    if (g->gemv && k_gemv_fits(n, C, QD, KD, I)) { /* a few rows: five fused launches (cuda/gemv.cu) */
+        int mb = 2 * g->nsm;
+        PROF(GPU_PROF_GEMM);
+        k_gemv_qkv(g->q, kc, vc, g->x, y->ln1, eps, (const uint16_t *)y->wqkv, y->bqkv, g->inv_freq, g->d_seq,
+                   g->d_pos, n, C, NH, NKV, HD, kv, mb, g->st);
+        PROF(GPU_PROF_ATTENTION);
+        if (ntc) k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntc, NH, NKV, HD, kv, g->st);
+        if (nt > ntc)
+            k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles + ntc, nt - ntc, NH, NKV, HD, kv, splits,
+                              g->d_part, g->st);
+        PROF(GPU_PROF_GEMM);
+        k_gemv_add(g->x, (const uint16_t *)g->att, (const uint16_t *)y->wo, y->bo, n, QD, C, 0, g->st);
+        k_gemv_swiglu((uint16_t *)g->h, g->x, y->ln2, eps, (const uint16_t *)y->wgu, n, C, I, mb, g->st);
+        k_gemv_add(g->x, (const uint16_t *)g->h, (const uint16_t *)y->wdown, NULL, n, I, C, 0, g->st);
+        return LR_OK;
+    }
     PROF(GPU_PROF_ELEMENTWISE);
     k_rmsnorm((uint16_t *)g->ln, g->x, y->ln1, NULL, n, C, eps, g->st);
     PROF(GPU_PROF_GEMM);

@@ -55,6 +55,8 @@ MIN_BLOCKS = {
     ("compact", "scan_kernel"): (2, "k_compact_slices: slices for two blocks an SM"),
     ("compact", "pass_kernel"): (2, "k_compact_slices: slices for two blocks an SM"),
     ("attention_tc_train", "att_tc_f32_kernel"): (2, "docs/CUDA.md: the trainer's tensor-core forward, two blocks an SM"),
+    ("gemv", "gemv_qkv_kernel"): (2, "forward.cu: the fused qkv grid is capped at two blocks an SM"),
+    ("gemv", "gemv_swiglu_kernel"): (2, "forward.cu: the fused gate/up grid is capped at two blocks an SM"),
 }
 
 # Compiled kernels no test launches where the emulator can record it.

@@ -238,10 +238,13 @@ static void teacher(const char *name, const char *const *args, int nargs) {
 
 /* Decode rows of a long context, which the device runs with split-KV
  * attention (att_splits > 1 for one row of 800 keys on the emulated
- * device's 132 multiprocessors), against the CPU forward. */
-static void long_decode(void) {
+ * device's 132 multiprocessors), against the CPU forward: once with the
+ * fused single-row projections (cuda/gemv.cu, the default, which the
+ * decode steps must have launched) and once with LR_GPU_GEMV=0 (the
+ * unfused layer, which must not launch them). */
+static void long_decode(int nogemv) {
     char dir[300];
-    snprintf(dir, sizeof dir, "%s/long", tmpdir);
+    snprintf(dir, sizeof dir, "%s/long%d", tmpdir, nogemv);
     const char *args[] = {"--hidden", "96", "--heads", "6", "--kv-heads", "1", "--dtype", "bf16"};
     mk_opts o;
     CHECK(mk_parse_args(&o, 8, (char **)args, NULL) == 0);
@@ -251,8 +254,11 @@ static void long_decode(void) {
     int V = mc.cfg.V, P = 800, steps = 3;
     CHECK(att_splits(1, mc.cfg.NKV, P + 1, 132) > 1);
     engine ec, eg;
+    if (nogemv) setenv("LR_GPU_GEMV", "0", 1);
     CHECK(eng_init(&ec, &mc, ENG_CPU, 1, 1024, 1024, 0, 1) == 0);
     CHECK(eng_init(&eg, &mg, ENG_CUDA, 1, 1024, 1024, 4, 1) == 0);
+    unsetenv("LR_GPU_GEMV");
+    size_t gemv0 = 0;
     int *tok = malloc(P * sizeof *tok), *seq = calloc(P, sizeof *seq);
     unsigned char *want = calloc(P, 1);
     for (int t = 0; t < P; t++) tok[t] = (7 * t + 3) % V;
@@ -263,6 +269,7 @@ static void long_decode(void) {
     eng_req q = {.co = {.kmax = 0}, .logits = 1};
     double worst = 0;
     for (int s = 0; s <= steps; s++) {
+        if (s == 1) gemv0 = emu_kernel_launches("gemv_qkv_kernel");
         for (int e = 0; e < 2; e++) {
             eng_res r = {.argmax = &am[e], .bad = &bad[e], .logits = lg[e]};
             int rc = s == 0 ? eng_run(e ? &eg : &ec, P, tok, seq, want, &q, &r)
@@ -273,6 +280,9 @@ static void long_decode(void) {
         for (int i = 0; i < V; i++) d += (lg[1][i] - lg[0][i]) * (lg[1][i] - lg[0][i]), m += (double)lg[0][i] * lg[0][i];
         if (s > 0) worst = fmax(worst, sqrt(d / m));
     }
+    size_t gemv = emu_kernel_launches("gemv_qkv_kernel") - gemv0;
+    CHECKF(nogemv ? gemv == 0 : gemv == (size_t)steps * mc.cfg.L, "long decode%s: %zu fused qkv launches in %d steps",
+           nogemv ? " (LR_GPU_GEMV=0)" : "", gemv, steps);
     /* without --full, every per-call copy goes through pinned memory */
     {
         double u = 0.5;
@@ -287,8 +297,9 @@ static void long_decode(void) {
                emu_pageable_async_copies() - before);
         CHECK(sm >= 0 && sm < V && k[0] >= 1);
     }
-    fprintf(stderr, "long-decode logits rel err (L2, worst of %d decode rows after %d positions) %.2e\n", steps, P, worst);
-    CHECKF(worst < 1e-2, "long decode: logits rel err %g", worst);
+    fprintf(stderr, "long-decode %-8s logits rel err (L2, worst of %d decode rows after %d positions) %.2e (%zu fused qkv launches)\n",
+            nogemv ? "gemv=0" : "", steps, P, worst, gemv);
+    CHECKF(worst < 1e-2, "long decode%s: logits rel err %g", nogemv ? " (LR_GPU_GEMV=0)" : "", worst);
     eng_free(&ec), eng_free(&eg);
     model_free(&mc), model_free(&mg);
     free(tok), free(seq), free(want), free(lg[0]), free(lg[1]);
@@ -314,7 +325,8 @@ int main(void) {
     teacher("teach-hd128", t1, 10);
     const char *t2[] = {"--hidden", "96", "--heads", "6", "--kv-heads", "1", "--dtype", "bf16", "--layers", "3"};
     teacher("teach-g6", t2, 10);
-    long_decode();
+    long_decode(0);
+    long_decode(1);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     CHECK(system(cmd) == 0);
