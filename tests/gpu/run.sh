@@ -334,8 +334,10 @@ TRAIN_SHAPE=${MKSHAPE[$TRAIN_SHAPE_NAME]}
 # step): tok/s and % of the memory-bandwidth roofline; for the expert, the
 # smallest batch once more queued one step ahead (--ahead: each step's
 # tokens the last one's picks on the device, as lr-infer runs), the row
-# MODEL-ahead, and the largest once more with LR_GPU_GU16=1 (bf16 gate/up
-# GEMM outputs), the row MODEL-gu16
+# MODEL-ahead, once more with LR_GPU_GEMV=0 (the unfused layer instead of
+# cuda/gemv.cu's fused projections), the row MODEL-gemv0, and the largest
+# once more with LR_GPU_GU16=1 (bf16 gate/up GEMM outputs), the row
+# MODEL-gu16
 decode_stages() {
     local b
     for b in $DECODE_B; do
@@ -347,6 +349,9 @@ decode_stages() {
     ln -sfn "$1" "$1-ahead"
     # shellcheck disable=SC2086
     stage "decode_${2}_ahead_b$b" 60 "$GBIN/bench_gpu" decode --device "$DEV" --ahead "$1-ahead" --batch "$b" $DECODE
+    ln -sfn "$1" "$1-gemv0"
+    # shellcheck disable=SC2086
+    stage "decode_${2}_gemv0_b$b" 60 env LR_GPU_GEMV=0 "$GBIN/bench_gpu" decode --device "$DEV" --profile "$1-gemv0" --batch "$b" $DECODE
     b=${DECODE_B##* }
     ln -sfn "$1" "$1-gu16"
     # shellcheck disable=SC2086
