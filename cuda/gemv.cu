@@ -170,7 +170,7 @@ gemv_add_kernel(float *x, const bf16 *in, const bf16 *W, const float *bias, int 
 
 int k_gemv_fits(int N, int C, int QD, int KD, int I) {
     return N >= 1 && N <= GEMV_MAX_ROWS && C % 8 == 0 && QD % 8 == 0 && I % 8 == 0 && KD % 2 == 0 &&
-           (size_t)N * C * sizeof(bf16) <= 48 * 1024;
+           (size_t)N * C * sizeof(bf16) <= GEMV_SMEM_MAX;
 }
 
 static unsigned blocks(size_t pairs, int threads, int maxblocks) {

@@ -223,7 +223,13 @@ int main(void) {
     CHECK(!k_gemv_fits(0, 64, 64, 32, 64) && !k_gemv_fits(GEMV_MAX_ROWS + 1, 64, 64, 32, 64));
     CHECK(!k_gemv_fits(1, 68, 64, 32, 64) && !k_gemv_fits(1, 64, 60, 32, 64) && !k_gemv_fits(1, 64, 64, 31, 64) &&
           !k_gemv_fits(1, 64, 64, 32, 60));
-    /* the normed rows in 48 KiB of shared memory: 3 rows of 8192 fit, 4 do not */
-    CHECK(k_gemv_fits(3, 8192, 64, 32, 64) && !k_gemv_fits(4, 8192, 64, 32, 64));
+    /* the normed rows within GEMV_SMEM_MAX: 4 rows of 6016 and 3 of 8016
+     * fit, 8 columns more do not; the widest of each launched, for
+     * cuda/resources to check static + dynamic shared memory against the
+     * 48 KiB a block gets without an opt-in */
+    CHECK(k_gemv_fits(4, 6016, 64, 32, 64) && !k_gemv_fits(4, 6024, 64, 32, 64));
+    CHECK(k_gemv_fits(3, 8016, 64, 32, 64) && !k_gemv_fits(3, 8024, 64, 32, 64));
+    test_swiglu(4, 6016, 16, 1);
+    test_qkv(3, 2, 1, 16, 8016, 1, 1);
     CHECK_DONE();
 }
