@@ -24,10 +24,13 @@ NVIDIA's occupancy calculator (tests/occupancy.cc over cuda_occupancy.h):
     in NOT_LAUNCHED with the reason;
   - no kernel spills registers to local memory (or more than SPILLS says);
   - every launch fits a block: threads x registers, static + dynamic
-    shared memory;
+    shared memory; and within the 48 KiB a block gets without an opt-in
+    unless the kernel opts in (`smem_optin(KERNEL, ...)` in cuda/*.cu);
   - the blocks an SM holds reach what the code assumes (MIN_BLOCKS).
 
-Usage: tests/cuda_resources.py OCCUPANCY_BIN PTXAS_DIR LAUNCH_DIR [--table]
+Usage: tests/cuda_resources.py OCCUPANCY_BIN PTXAS_DIR LAUNCH_DIR [--table] [--src DIR]
+  (--src: where the .cu files that opt in are, cuda/ beside this script
+  by default)
   exit 0: all checks pass; 1: a check failed (one line each on stderr);
   2: bad input. --table prints the per-kernel table (markdown) on stdout.
 
@@ -174,6 +177,24 @@ def records(path, nfields):
         yield (src[:-3] if src.endswith(".cu") else src), p[1], v
 
 
+# Shared memory a block gets, static and dynamic together, unless its
+# kernel raised cudaFuncAttributeMaxDynamicSharedMemorySize (static
+# shared memory alone cannot pass it: nvcc refuses such a kernel).
+NO_OPTIN_SMEM = 48 * 1024
+
+
+def read_optins(src):
+    """{(file, kernel)} of every smem_optin(KERNEL, ...) and cudaFuncSetAttribute(KERNEL,
+    cudaFuncAttributeMaxDynamicSharedMemorySize, ...) in src/*.cu."""
+    out = set()
+    for path in glob.glob(os.path.join(src, "*.cu")):
+        with open(path) as f:
+            for m in re.finditer(r"\b(?:smem_optin\(\s*(\w+)|cudaFuncSetAttribute\(\s*(\w+)\s*,\s*"
+                                 r"cudaFuncAttributeMaxDynamicSharedMemorySize)", f.read()):
+                out.add((os.path.basename(path)[:-len(".cu")], m.group(1) or m.group(2)))
+    return out
+
+
 def read_launches(folder):
     """{(file, kernel): {count, tmin, tmax, smem}} over every launches.* file."""
     files = glob.glob(os.path.join(folder, "launches.*"))
@@ -303,6 +324,15 @@ def card_main(args):
 def main(argv):
     if argv[:1] == ["--card"]:
         return card_main(argv[1:])
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "cuda")
+    if "--src" in argv:
+        i = argv.index("--src")
+        if i + 1 >= len(argv):
+            die("--src needs a folder")
+        src = argv[i + 1]
+        argv = argv[:i] + argv[i + 2:]
+    if not glob.glob(os.path.join(src, "*.cu")):
+        die("%s: no .cu files (--src)" % src)
     args = [a for a in argv if a != "--table"]
     if len(args) != 3:
         die("usage: tests/cuda_resources.py OCCUPANCY_BIN PTXAS_DIR LAUNCH_DIR [--table]")
@@ -311,6 +341,7 @@ def main(argv):
     both = sorted(k for k in lau if k in ptx)
     occ = dict(zip(both, occupancy(args[0], [(lau[k]["tmax"], ptx[k]["regs"], ptx[k]["smem"], lau[k]["smem"])
                                                for k in both])))
+    optin = read_optins(src)
     errs = []
     rows = []
     for key in sorted(set(ptx) | set(lau)):
@@ -338,6 +369,9 @@ def main(argv):
         if blocks < 1:
             errs.append("%s.cu: %s: a card refuses the launch: %d threads x %d registers, %d + %d bytes of shared "
                         "memory do not fit (%s)" % (src, name, t, p["regs"], p["smem"], l["smem"], lim))
+        elif l["smem"] and (src, name.split("<")[0]) not in optin and p["smem"] + l["smem"] > NO_OPTIN_SMEM:
+            errs.append("%s.cu: %s: a card refuses the launch: %d static + %d dynamic bytes of shared memory, past the "
+                        "%d a block gets without smem_optin" % (src, name, p["smem"], l["smem"], NO_OPTIN_SMEM))
         elif want and blocks < want[0]:
             errs.append("%s.cu: %s: %d block(s) an SM (limited by %s), but %s" % (src, name, blocks, lim, want[1]))
         th = str(t) if l["tmin"] == t else "%d-%d" % (l["tmin"], t)

@@ -1,6 +1,7 @@
 # tests/cuda_resources.py on made-up ptxas reports and launch records: a
 # clean set passes with the blocks NVIDIA's occupancy calculator gives;
-# each kind of launch a card refuses or runs below what the code assumes,
+# each kind of launch a card refuses (registers, shared memory, 48 KiB
+# without an opt-in) or runs below what the code assumes,
 # a spill, and either side missing a kernel fail with a line naming it;
 # --card: a card's own figures that agree pass, and blocks below the
 # calculator's or what the code relies on, or registers other than
@@ -13,7 +14,7 @@ if [ ! -x "$occ" ]; then
     exit 0
 fi
 T=$LR_TMP
-chk() { python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l" --table > "$T/out" 2> "$T/err"; }
+chk() { python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l" --table --src "$T/src" > "$T/out" 2> "$T/err"; }
 entry() { # MANGLED REGS SMEM STORES LOADS
     printf "ptxas info    : Compiling entry function '%s' for 'sm_90'\n" "$1"
     printf "ptxas info    : Function properties for %s\n" "$1"
@@ -21,8 +22,9 @@ entry() { # MANGLED REGS SMEM STORES LOADS
     if [ "$3" = 0 ]; then printf "ptxas info    : Used %s registers, used 1 barriers\n" "$2"
     else printf "ptxas info    : Used %s registers, used 1 barriers, %s bytes smem\n" "$2" "$3"; fi
 }
-setup() { # the clean set: three kernels of two files, each launched
-    rm -rf "$T/p" "$T/l"; mkdir -p "$T/p" "$T/l"
+setup() { # the clean set: three kernels of two files, each launched; k_private opts in past 48 KiB
+    rm -rf "$T/p" "$T/l" "$T/src"; mkdir -p "$T/p" "$T/l" "$T/src"
+    echo "    smem_optin(k_private, smem, opted);" > "$T/src/ops.cu"
     { entry _Z8k_simplePf 16 0 0 0; entry _ZN12_GLOBAL__N_19k_privateEv 128 0 0 0; } > "$T/p/ops.ptxas"
     entry _Z16attention_kernelILb1EEvv 75 37248 0 0 > "$T/p/attention.ptxas"
     printf '%s\n' "cuda/ops.cu k_simple 3 64 256 0" "cuda/ops.cu k_private 2 128 128 147712" > "$T/l/launches.a"
@@ -51,6 +53,14 @@ setup # one byte of static shared memory too many: 232,448 in all is the most a 
 echo "cuda/ops.cu k_private 1 128 128 232448" > "$T/l/launches.c"
 { entry _Z8k_simplePf 16 0 0 0; entry _ZN12_GLOBAL__N_19k_privateEv 128 1 0 0; } > "$T/p/ops.ptxas"
 fails "shared memory" "k_private: a card refuses the launch"
+setup # past 48 KiB without the opt-in: 128 static + 49,024 dynamic bytes pass, 8 more fail
+echo "// smem_optin(k_privat, ...) is another kernel's" > "$T/src/ops.cu"
+echo "cuda/ops.cu k_private 1 128 128 0" > "$T/l/launches.a"
+echo "cuda/ops.cu k_simple 1 64 64 49024" > "$T/l/launches.c"
+{ entry _Z8k_simplePf 16 128 0 0; entry _ZN12_GLOBAL__N_19k_privateEv 128 0 0 0; } > "$T/p/ops.ptxas"
+chk || { cat "$T/err" >&2; die "49,152 bytes in all without an opt-in failed"; }
+echo "cuda/ops.cu k_simple 1 64 64 49032" > "$T/l/launches.c"
+fails "no opt-in" "k_simple: a card refuses the launch: 128 static + 49032 dynamic bytes of shared memory, past the 49152 a block gets without smem_optin"
 setup # 1024 threads of 65 registers: more than 65,536 a block
 { entry _Z8k_simplePf 65 0 0 0; entry _ZN12_GLOBAL__N_19k_privateEv 128 0 0 0; } > "$T/p/ops.ptxas"
 echo "cuda/ops.cu k_simple 1 1024 1024 0" > "$T/l/launches.c"
@@ -71,6 +81,8 @@ setup
 echo "cuda/ops.cu k_simple 1 32" > "$T/l/launches.c"
 expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l"
 [[ $LAST_ERR == *"launches.c:1: want 6 fields, got 4" ]] || die "bad record: $LAST_ERR"
+expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l" --src "$T/p"
+[[ $LAST_ERR == *"no .cu files (--src)" ]] || die "--src without sources: $LAST_ERR"
 echo "cuda/ops.cu k_simple 1 32 x 0" > "$T/l/launches.c"
 expect_fail 2 python3 "$LR_ROOT/tests/cuda_resources.py" "$occ" "$T/p" "$T/l"
 [[ $LAST_ERR == *"launches.c:1: a count or size that is not an integer" ]] || die "bad number: $LAST_ERR"
