@@ -14,12 +14,19 @@
  * the gate/up product and SwiGLU in one; the down product with the
  * residual add.
  *
- * Work split: a warp takes a pair of weight rows, the pair an epilogue
- * needs together (a RoPE rotation pair (i, i + HD/2) of one head; gate row
- * j with up row j; two neighbouring rows elsewhere), and dots both with
- * the call's rows, each lane reading 16 bytes (8 bf16) of both weight rows
- * a step and the input's same 8 columns, so the weights stream through
- * once per call. Lanes < n then finish row n's outputs.
+ * Work split: a group of ks warps takes a pair of weight rows, the pair an
+ * epilogue needs together (a RoPE rotation pair (i, i + HD/2) of one head;
+ * gate row j with up row j; two neighbouring rows elsewhere), and dots
+ * both with the call's rows, each lane reading 16 bytes (8 bf16) of both
+ * weight rows a step and the input's same 8 columns, so the weights stream
+ * through once per call. ks > 1 when pairs are fewer than the grid's warps
+ * (the qkv product's 1,024 pairs on 264 blocks of 8 warps; the o and down
+ * products' 768 pairs, one block of 4 warps each): each warp of a group
+ * takes every ks-th 16-byte column chunk and the group's first warp adds
+ * the ks partial sums in warp order, so no warp of the grid idles while
+ * the weights stream (a bandwidth-bound kernel needs loads in flight on
+ * every multiprocessor). Lanes < n of that warp then finish row n's
+ * outputs. Fixed orders throughout: the same call gives the same bits.
  *
  * Rounding: the normed inputs are k_rmsnorm's bits (the same loops, block
  * size and reduction in every block), and every epilogue is the unfused
@@ -32,6 +39,13 @@
 #define CS(s) ((cudaStream_t)(s))
 #define GV_NORM_THREADS 256 /* k_rmsnorm's block: the same reduction, the same norm bits */
 #define GV_ADD_THREADS 128  /* smaller blocks for the products without a norm: more SMs busy */
+/* Blocks an SM the launch bounds ask ptxas for: the two the forward's cap
+ * puts on each for the norming kernels, four of the others' (768 blocks on
+ * 132 SMs for Qwen2.5-Math-1.5B). Without a count ptxas kept these kernels
+ * at 48 registers and spilled around the call of float division's slow
+ * path (SwiGLU's silu). */
+#define GV_NORM_MIN_BLOCKS 2
+#define GV_ADD_MIN_BLOCKS 4
 
 /* the 8 bf16 of a 16-byte load as floats (element 0 in the low half) */
 static __device__ __forceinline__ void unpack8(uint4 u, float f[8]) {
@@ -44,16 +58,17 @@ static __device__ __forceinline__ void unpack8(uint4 u, float f[8]) {
 }
 
 /* acc[0][r], acc[1][r] (every lane) = weight rows a and b of W (K wide)
- * dotted with input row r (row stride ld), r < n. K and ld multiples of 8,
- * W and in 16-byte aligned. */
-static __device__ void dot2(float acc[2][GEMV_MAX_ROWS], const bf16 *W, int K, int a, int b, const bf16 *in, int ld,
-                            int n) {
+ * dotted with input row r (row stride ld), r < n, over the 16-byte column
+ * chunks sub, sub + ks, ... of each lane's. K and ld multiples of 8, W and
+ * in 16-byte aligned. */
+static __device__ __forceinline__ void dot2(float acc[2][GEMV_MAX_ROWS], const bf16 *W, int K, int a, int b, const bf16 *in, int ld,
+                            int n, int sub, int ks) {
     const int lane = threadIdx.x & 31;
 #pragma unroll
     for (int r = 0; r < GEMV_MAX_ROWS; r++) acc[0][r] = acc[1][r] = 0.0f;
     const uint4 *wa = (const uint4 *)(W + (size_t)a * K), *wb = (const uint4 *)(W + (size_t)b * K);
 #pragma unroll 4
-    for (int k = lane; k < K / 8; k += 32) {
+    for (int k = lane + 32 * sub; k < K / 8; k += 32 * ks) {
         float fa[8], fb[8];
         unpack8(__ldg(wa + k), fa);
         unpack8(__ldg(wb + k), fb);
@@ -78,6 +93,48 @@ static __device__ __forceinline__ void pick(const float acc[2][GEMV_MAX_ROWS], i
         if (i == r) *x1 = acc[0][i], *x2 = acc[1][i];
 }
 
+/* The blocks' work: pair p of P for group grp of the block's warps /
+ * ks groups, in rounds every warp of the block takes part in (the
+ * partial sums meet at barriers). */
+struct gv_split {
+    int ks, sub, grp, groups, lane;
+};
+static __device__ __forceinline__ gv_split gv_split_of(int ks) {
+    gv_split g;
+    g.ks = ks, g.lane = threadIdx.x & 31, g.sub = (threadIdx.x >> 5) % ks, g.grp = (threadIdx.x >> 5) / ks;
+    g.groups = (blockDim.x >> 5) / ks;
+    return g;
+}
+#define GV_MAX_WARPS 8
+
+/* Weight rows a and b dotted with the n input rows by the group (valid:
+ * the group has a pair this round; every warp of the block calls it every
+ * round). Returns whether this thread finishes row lane's outputs (the
+ * group's first warp, lanes < n), with the sums in *x1, *x2. */
+static __device__ __forceinline__ bool pair_sums(float *x1, float *x2, const gv_split &g, bool valid, const bf16 *W, int K, int a,
+                                 int b, const bf16 *in, int ld, int n) {
+    __shared__ float part[GV_MAX_WARPS][2][GEMV_MAX_ROWS];
+    float acc[2][GEMV_MAX_ROWS];
+    if (valid) dot2(acc, W, K, a, b, in, ld, n, g.sub, g.ks);
+    if (g.ks == 1) {
+        if (!valid || g.lane >= n) return false;
+        pick(acc, g.lane, x1, x2);
+        return true;
+    }
+    const int w = threadIdx.x >> 5;
+    __syncthreads(); /* the last round's sums are read (the launchers give a split
+                      * pair one round only, but the kernels hold for any grid) */
+    if (valid && g.lane == 0)
+#pragma unroll
+        for (int r = 0; r < GEMV_MAX_ROWS; r++) part[w][0][r] = acc[0][r], part[w][1][r] = acc[1][r];
+    __syncthreads();
+    if (!valid || g.sub != 0 || g.lane >= n) return false;
+    float s1 = 0, s2 = 0;
+    for (int j = 0; j < g.ks; j++) s1 += part[w + j][0][g.lane], s2 += part[w + j][1][g.lane];
+    *x1 = s1, *x2 = s2;
+    return true;
+}
+
 /* xs (n, C) bf16 in shared memory = rmsnorm_kernel's rows of x; a barrier
  * after. GV_NORM_THREADS threads, as rmsnorm_kernel, so the bits match. */
 static __device__ void norm_rows(bf16 *xs, const float *x, const float *w, int n, int C, float eps, float *red) {
@@ -94,24 +151,22 @@ static __device__ void norm_rows(bf16 *xs, const float *x, const float *w, int n
 
 /* pairs: (NH + NKV) * HD / 2 rotation pairs of [q | k], then KD / 2 pairs
  * of neighbouring v rows; the epilogue is qkv_rope_kernel's */
-__global__ void __launch_bounds__(GV_NORM_THREADS)
+__global__ void __launch_bounds__(GV_NORM_THREADS, GV_NORM_MIN_BLOCKS)
 gemv_qkv_kernel(float *q, bf16 *kc, bf16 *vc, const float *x, const float *lnw, float eps, const bf16 *W,
                 const float *bias, const float *inv_freq, const int *seq, const int *pos, int n, int C, int NH, int NKV,
-                int HD, kv_pages kv) {
+                int HD, kv_pages kv, int ks) {
     DYN_SMEM(bf16, xs);
     __shared__ float red[32];
     norm_rows(xs, x, lnw, n, C, eps, red);
     const int half = HD / 2, QD = NH * HD, KD = NKV * HD, pqk = (NH + NKV) * half, P = pqk + KD / 2;
-    const int warps = blockDim.x / 32, lane = threadIdx.x & 31;
-    for (int p = blockIdx.x * warps + threadIdx.x / 32; p < P; p += gridDim.x * warps) {
+    const gv_split g = gv_split_of(ks);
+    for (int base = blockIdx.x * g.groups; base < P; base += gridDim.x * g.groups) {
+        const int p = base + g.grp;
         const int h = p < pqk ? p / half : 0, i = p < pqk ? p % half : 0;
         const int a = p < pqk ? h * HD + i : QD + KD + 2 * (p - pqk), b = p < pqk ? a + half : a + 1;
-        float acc[2][GEMV_MAX_ROWS];
-        dot2(acc, W, C, a, b, xs, C, n);
-        if (lane >= n) continue; /* every lane reaches the next pair's shuffles */
-        const int r = lane;
         float x1 = 0, x2 = 0;
-        pick(acc, r, &x1, &x2);
+        if (!pair_sums(&x1, &x2, g, p < P, W, C, a, b, xs, C, n)) continue;
+        const int r = g.lane;
         if (p < pqk) {
             if (bias) x1 += bias[a], x2 += bias[b];
             float ang = (float)pos[r] * inv_freq[i], c = cosf(ang), s = sinf(ang);
@@ -134,34 +189,31 @@ gemv_qkv_kernel(float *q, bf16 *kc, bf16 *vc, const float *x, const float *lnw, 
 }
 
 /* pairs: gate row j with up row I + j; the epilogue is swiglu_kernel's */
-__global__ void __launch_bounds__(GV_NORM_THREADS)
-gemv_swiglu_kernel(bf16 *hout, const float *x, const float *lnw, float eps, const bf16 *W, int n, int C, int I) {
+__global__ void __launch_bounds__(GV_NORM_THREADS, GV_NORM_MIN_BLOCKS)
+gemv_swiglu_kernel(bf16 *hout, const float *x, const float *lnw, float eps, const bf16 *W, int n, int C, int I,
+                   int ks) {
     DYN_SMEM(bf16, xs);
     __shared__ float red[32];
     norm_rows(xs, x, lnw, n, C, eps, red);
-    const int warps = blockDim.x / 32, lane = threadIdx.x & 31;
-    for (int p = blockIdx.x * warps + threadIdx.x / 32; p < I; p += gridDim.x * warps) {
-        float acc[2][GEMV_MAX_ROWS];
-        dot2(acc, W, C, p, I + p, xs, C, n);
-        if (lane >= n) continue;
+    const gv_split s = gv_split_of(ks);
+    for (int base = blockIdx.x * s.groups; base < I; base += gridDim.x * s.groups) {
+        const int p = base + s.grp;
         float g = 0, u = 0;
-        pick(acc, lane, &g, &u);
-        hout[(size_t)lane * I + p] = f2bf(g / (1.0f + expf(-g)) * u);
+        if (!pair_sums(&g, &u, s, p < I, W, C, p, I + p, xs, C, n)) continue;
+        hout[(size_t)s.lane * I + p] = f2bf(g / (1.0f + expf(-g)) * u);
     }
 }
 
 /* x (n, OUT) += in (n, K) W^T (+ bias): cuBLAS's beta = 1 sum, then
  * add_bias_kernel's add; pairs of neighbouring rows */
-__global__ void __launch_bounds__(GV_ADD_THREADS)
-gemv_add_kernel(float *x, const bf16 *in, const bf16 *W, const float *bias, int n, int K, int OUT) {
-    const int warps = blockDim.x / 32, lane = threadIdx.x & 31;
-    for (int p = blockIdx.x * warps + threadIdx.x / 32; p < OUT / 2; p += gridDim.x * warps) {
-        float acc[2][GEMV_MAX_ROWS];
-        dot2(acc, W, K, 2 * p, 2 * p + 1, in, K, n);
-        if (lane >= n) continue;
+__global__ void __launch_bounds__(GV_ADD_THREADS, GV_ADD_MIN_BLOCKS)
+gemv_add_kernel(float *x, const bf16 *in, const bf16 *W, const float *bias, int n, int K, int OUT, int ks) {
+    const gv_split g = gv_split_of(ks);
+    for (int base = blockIdx.x * g.groups; base < OUT / 2; base += gridDim.x * g.groups) {
+        const int p = base + g.grp;
         float d1 = 0, d2 = 0;
-        pick(acc, lane, &d1, &d2);
-        float *xr = x + (size_t)lane * OUT + 2 * p;
+        if (!pair_sums(&d1, &d2, g, p < OUT / 2, W, K, 2 * p, 2 * p + 1, in, K, n)) continue;
+        float *xr = x + (size_t)g.lane * OUT + 2 * p;
         float v1 = d1 + xr[0], v2 = d2 + xr[1];
         if (bias) v1 += bias[2 * p], v2 += bias[2 * p + 1];
         xr[0] = v1, xr[1] = v2;
@@ -173,28 +225,39 @@ int k_gemv_fits(int N, int C, int QD, int KD, int I) {
            (size_t)N * C * sizeof(bf16) <= GEMV_SMEM_MAX;
 }
 
-static unsigned blocks(size_t pairs, int threads, int maxblocks) {
-    unsigned b = cdiv(pairs, (size_t)threads / 32);
-    return maxblocks > 0 && b > (unsigned)maxblocks ? (unsigned)maxblocks : b;
+/* The grid for `pairs` row pairs on blocks of `threads`: a block per pair
+ * (all its warps on it), at most maxblocks (> 0); then *ks, the warps a
+ * pair, the most (a power of 2) that still gives every pair a group. */
+static unsigned blocks(size_t pairs, int threads, int maxblocks, int *ks) {
+    const int warps = threads / 32;
+    size_t b = pairs;
+    if (maxblocks > 0 && b > (size_t)maxblocks) b = (size_t)maxblocks;
+    *ks = 1;
+    while (*ks < warps && b * (size_t)(warps / (*ks * 2)) >= pairs) *ks *= 2;
+    return (unsigned)b;
 }
 
 void k_gemv_qkv(float *q, uint16_t *kc, uint16_t *vc, const float *x, const float *lnw, float eps, const uint16_t *W,
                 const float *bias, const float *inv_freq, const int *seq, const int *pos, int N, int C, int NH, int NKV,
                 int HD, kv_pages kv, int maxblocks, void *stream) {
     size_t pairs = (size_t)(NH + NKV) * HD / 2 + (size_t)NKV * HD / 2;
-    LAUNCH(gemv_qkv_kernel, blocks(pairs, GV_NORM_THREADS, maxblocks), GV_NORM_THREADS, (size_t)N * C * sizeof(bf16),
-           CS(stream), q, (bf16 *)kc, (bf16 *)vc, x, lnw, eps, (const bf16 *)W, bias, inv_freq, seq, pos, N, C, NH, NKV,
-           HD, kv);
+    int ks;
+    unsigned nb = blocks(pairs, GV_NORM_THREADS, maxblocks, &ks);
+    LAUNCH(gemv_qkv_kernel, nb, GV_NORM_THREADS, (size_t)N * C * sizeof(bf16), CS(stream), q, (bf16 *)kc, (bf16 *)vc, x,
+           lnw, eps, (const bf16 *)W, bias, inv_freq, seq, pos, N, C, NH, NKV, HD, kv, ks);
 }
 
 void k_gemv_swiglu(uint16_t *h, const float *x, const float *lnw, float eps, const uint16_t *W, int N, int C, int I,
                    int maxblocks, void *stream) {
-    LAUNCH(gemv_swiglu_kernel, blocks((size_t)I, GV_NORM_THREADS, maxblocks), GV_NORM_THREADS,
-           (size_t)N * C * sizeof(bf16), CS(stream), (bf16 *)h, x, lnw, eps, (const bf16 *)W, N, C, I);
+    int ks;
+    unsigned nb = blocks((size_t)I, GV_NORM_THREADS, maxblocks, &ks);
+    LAUNCH(gemv_swiglu_kernel, nb, GV_NORM_THREADS, (size_t)N * C * sizeof(bf16), CS(stream), (bf16 *)h, x, lnw, eps,
+           (const bf16 *)W, N, C, I, ks);
 }
 
 void k_gemv_add(float *x, const uint16_t *in, const uint16_t *W, const float *bias, int N, int K, int OUT,
                 int maxblocks, void *stream) {
-    LAUNCH(gemv_add_kernel, blocks((size_t)OUT / 2, GV_ADD_THREADS, maxblocks), GV_ADD_THREADS, 0, CS(stream), x,
-           (const bf16 *)in, (const bf16 *)W, bias, N, K, OUT);
+    int ks;
+    unsigned nb = blocks((size_t)OUT / 2, GV_ADD_THREADS, maxblocks, &ks);
+    LAUNCH(gemv_add_kernel, nb, GV_ADD_THREADS, 0, CS(stream), x, (const bf16 *)in, (const bf16 *)W, bias, N, K, OUT, ks);
 }

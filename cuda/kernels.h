@@ -133,11 +133,12 @@ void k_f32_to_bf16(uint16_t *out, const float *in, size_t n, void *stream);
  * whether a call of N rows on a model of these widths may take them
  * (widths multiples of 8 for 16-byte loads, the N normed rows' bf16 within
  * GEMV_SMEM_MAX bytes: a block gets 48 KiB of shared memory without an
- * opt-in, static and dynamic together, and the kernels' reduction buffer
- * takes 128 bytes of it). maxblocks > 0 caps the grid, 0 gives every warp
- * one pair of weight rows: the qkv and gate/up kernels norm their input
- * rows once a block, so the forward caps them at 2 blocks a
- * multiprocessor, and leaves the o and down products uncapped. */
+ * opt-in, static and dynamic together, and the kernels' reduction buffers
+ * take 384 bytes of it). The grid is a block per pair of weight rows, at
+ * most maxblocks (> 0), each pair split over as many of a block's warps
+ * as leave none idle: the qkv and gate/up kernels norm their input rows
+ * once a block, so the forward caps them at 2 blocks a multiprocessor,
+ * and leaves the o and down products uncapped (a pair a block). */
 #define GEMV_MAX_ROWS 4
 #define GEMV_SMEM_MAX (47 * 1024)
 int k_gemv_fits(int N, int C, int QD, int KD, int I);

@@ -60,6 +60,7 @@ MIN_BLOCKS = {
     ("attention_tc_train", "att_tc_f32_kernel"): (2, "docs/CUDA.md: the trainer's tensor-core forward, two blocks an SM"),
     ("gemv", "gemv_qkv_kernel"): (2, "forward.cu: the fused qkv grid is capped at two blocks an SM"),
     ("gemv", "gemv_swiglu_kernel"): (2, "forward.cu: the fused gate/up grid is capped at two blocks an SM"),
+    ("gemv", "gemv_add_kernel"): (4, "gemv.cu: GV_ADD_MIN_BLOCKS, the launch bounds' four blocks an SM"),
 }
 
 # Compiled kernels no test launches where the emulator can record it.
