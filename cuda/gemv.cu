@@ -20,9 +20,10 @@
  * both with the call's rows, each lane reading 16 bytes (8 bf16) of both
  * weight rows a step and the input's same 8 columns, so the weights stream
  * through once per call. ks > 1 when pairs are fewer than the grid's warps
- * (the qkv product's 1,024 pairs on 264 blocks of 8 warps; the o and down
+ * and the rows have a warp's 256-column step for each of the ks warps (the
+ * qkv product's 1,024 pairs on 264 blocks of 8 warps; the o and down
  * products' 768 pairs, one block of 4 warps each): each warp of a group
- * takes every ks-th 16-byte column chunk and the group's first warp adds
+ * takes every ks-th step of 256 columns and the group's first warp adds
  * the ks partial sums in warp order, so no warp of the grid idles while
  * the weights stream (a bandwidth-bound kernel needs loads in flight on
  * every multiprocessor). Lanes < n of that warp then finish row n's
@@ -225,16 +226,22 @@ int k_gemv_fits(int N, int C, int QD, int KD, int I) {
            (size_t)N * C * sizeof(bf16) <= GEMV_SMEM_MAX;
 }
 
-/* The grid for `pairs` row pairs on blocks of `threads`: a block per pair
- * (all its warps on it), at most maxblocks (> 0); then *ks, the warps a
- * pair, the most (a power of 2) that still gives every pair a group. */
-static unsigned blocks(size_t pairs, int threads, int maxblocks, int *ks) {
+/* The grid for `pairs` row pairs of K columns on blocks of `threads`, at
+ * most maxblocks (0: no cap), and *ks, the warps a pair: the most (a power
+ * of 2, up to the block's warps) that still give every pair a group in one
+ * round and every warp of a group at least one of the row's 256-column
+ * steps (a warp's 32 lanes x 8 bf16); narrower rows leave extra warps
+ * idle, and on small models a block a pair only multiplies the blocks
+ * that norm the same rows. With ks = 1 a warp a pair, looping where the
+ * grid is capped. */
+static unsigned blocks(size_t pairs, int threads, int maxblocks, int K, int *ks) {
     const int warps = threads / 32;
-    size_t b = pairs;
-    if (maxblocks > 0 && b > (size_t)maxblocks) b = (size_t)maxblocks;
+    const size_t steps = cdiv((size_t)K, 256), cap = maxblocks > 0 ? (size_t)maxblocks : (size_t)-1;
     *ks = 1;
-    while (*ks < warps && b * (size_t)(warps / (*ks * 2)) >= pairs) *ks *= 2;
-    return (unsigned)b;
+    while (*ks * 2 <= warps && (size_t)(*ks * 2) <= steps && cdiv(pairs, (size_t)(warps / (*ks * 2))) <= cap)
+        *ks *= 2;
+    size_t b = cdiv(pairs, (size_t)(warps / *ks));
+    return (unsigned)(b > cap ? cap : b);
 }
 
 void k_gemv_qkv(float *q, uint16_t *kc, uint16_t *vc, const float *x, const float *lnw, float eps, const uint16_t *W,
@@ -242,7 +249,7 @@ void k_gemv_qkv(float *q, uint16_t *kc, uint16_t *vc, const float *x, const floa
                 int HD, kv_pages kv, int maxblocks, void *stream) {
     size_t pairs = (size_t)(NH + NKV) * HD / 2 + (size_t)NKV * HD / 2;
     int ks;
-    unsigned nb = blocks(pairs, GV_NORM_THREADS, maxblocks, &ks);
+    unsigned nb = blocks(pairs, GV_NORM_THREADS, maxblocks, C, &ks);
     LAUNCH(gemv_qkv_kernel, nb, GV_NORM_THREADS, (size_t)N * C * sizeof(bf16), CS(stream), q, (bf16 *)kc, (bf16 *)vc, x,
            lnw, eps, (const bf16 *)W, bias, inv_freq, seq, pos, N, C, NH, NKV, HD, kv, ks);
 }
@@ -250,7 +257,7 @@ void k_gemv_qkv(float *q, uint16_t *kc, uint16_t *vc, const float *x, const floa
 void k_gemv_swiglu(uint16_t *h, const float *x, const float *lnw, float eps, const uint16_t *W, int N, int C, int I,
                    int maxblocks, void *stream) {
     int ks;
-    unsigned nb = blocks((size_t)I, GV_NORM_THREADS, maxblocks, &ks);
+    unsigned nb = blocks((size_t)I, GV_NORM_THREADS, maxblocks, C, &ks);
     LAUNCH(gemv_swiglu_kernel, nb, GV_NORM_THREADS, (size_t)N * C * sizeof(bf16), CS(stream), (bf16 *)h, x, lnw, eps,
            (const bf16 *)W, N, C, I, ks);
 }
@@ -258,6 +265,6 @@ void k_gemv_swiglu(uint16_t *h, const float *x, const float *lnw, float eps, con
 void k_gemv_add(float *x, const uint16_t *in, const uint16_t *W, const float *bias, int N, int K, int OUT,
                 int maxblocks, void *stream) {
     int ks;
-    unsigned nb = blocks((size_t)OUT / 2, GV_ADD_THREADS, maxblocks, &ks);
+    unsigned nb = blocks((size_t)OUT / 2, GV_ADD_THREADS, maxblocks, K, &ks);
     LAUNCH(gemv_add_kernel, nb, GV_ADD_THREADS, 0, CS(stream), x, (const bf16 *)in, (const bf16 *)W, bias, N, K, OUT, ks);
 }

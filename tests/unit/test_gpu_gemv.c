@@ -12,10 +12,11 @@
  *   - random rows: only the summation order of the dot products differs,
  *     so float outputs stay within a float32 summation bound and bf16
  *     outputs within one bf16 step.
- * Each runs on three grids: a block per row pair (the pair split over all
- * of the block's warps, as the o and down products run), a quarter or a
- * half of that (two warps a pair, as the qkv product runs on a card) and
- * 3 blocks (one warp a pair, each block looping over many). */
+ * Each runs on three grids: uncapped (a pair split over as many of its
+ * block's warps as its rows have 256-column steps, as the o and down
+ * products run; all 8 at widths 6,016 and 8,016), capped for two warps a
+ * pair (as the qkv product runs on a card) and 3 blocks (one warp a pair,
+ * each block looping over many). */
 #include "check.h"
 
 #include "../../cuda/kernels.h"
