@@ -638,8 +638,20 @@ static int gemm(gpu_fwd *g, float *out, const bf16 *in, const bf16 *W, int N, in
     return gemm_to(g, out, CUDA_R_32F, in, W, N, K, OUT, beta);
 }
 
-/* d_tiles: ntc tiles for the tensor-core kernel (att_tc_tiles), then the
- * rest of the nt for k_attention_split, splits key ranges each */
+/* g->att = attention of g->q over a layer's cache. d_tiles: ntc tiles for
+ * the tensor-core kernel (att_tc_tiles), then the rest of the nt for
+ * k_attention_split, splits key ranges each. */
+static int attend(gpu_fwd *g, uint16_t *kc, uint16_t *vc, kv_pages kv, int ntc, int nt, int splits) {
+    const int NH = g->c.NH, NKV = g->c.NKV, HD = g->c.HD;
+    PROF(GPU_PROF_ATTENTION);
+    if (ntc) k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntc, NH, NKV, HD, kv, g->st);
+    if (nt > ntc)
+        k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles + ntc, nt - ntc, NH, NKV, HD, kv, splits,
+                          g->d_part, g->st);
+    return LR_OK;
+}
+
+/* one decoder layer over the call's n rows; attention as attend's */
 static int layer_forward(gpu_fwd *g, int l, int n, int ntc, int nt, int splits) {
     const mcfg *c = &g->c;
     const gpu_layer *y = &g->layer[l];
@@ -654,11 +666,7 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntc, int nt, int splits) 
         PROF(GPU_PROF_GEMM);
         k_gemv_qkv(g->q, kc, vc, g->x, y->ln1, eps, (const uint16_t *)y->wqkv, y->bqkv, g->inv_freq, g->d_seq,
                    g->d_pos, n, C, NH, NKV, HD, kv, mb, g->st);
-        PROF(GPU_PROF_ATTENTION);
-        if (ntc) k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntc, NH, NKV, HD, kv, g->st);
-        if (nt > ntc)
-            k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles + ntc, nt - ntc, NH, NKV, HD, kv, splits,
-                              g->d_part, g->st);
+        if ((rc = attend(g, kc, vc, kv, ntc, nt, splits))) return rc;
         PROF(GPU_PROF_GEMM);
         k_gemv_add(g->x, (const uint16_t *)g->att, (const uint16_t *)y->wo, y->bo, n, QD, C, 0, g->st);
         k_gemv_swiglu((uint16_t *)g->h, g->x, y->ln2, eps, (const uint16_t *)y->wgu, n, C, I, mb, g->st);
@@ -671,11 +679,7 @@ static int layer_forward(gpu_fwd *g, int l, int n, int ntc, int nt, int splits) 
     if ((rc = gemm(g, g->qkv, g->ln, y->wqkv, n, C, QD + 2 * KD, 0.0f))) return rc;
     PROF(GPU_PROF_ELEMENTWISE);
     k_qkv_rope(g->q, kc, vc, g->qkv, y->bqkv, g->inv_freq, g->d_seq, g->d_pos, n, NH, NKV, HD, kv, g->st);
-    PROF(GPU_PROF_ATTENTION);
-    if (ntc) k_attention_tc((uint16_t *)g->att, g->q, kc, vc, g->d_tiles, ntc, NH, NKV, HD, kv, g->st);
-    if (nt > ntc)
-        k_attention_split((uint16_t *)g->att, g->q, kc, vc, g->d_tiles + ntc, nt - ntc, NH, NKV, HD, kv, splits,
-                          g->d_part, g->st);
+    if ((rc = attend(g, kc, vc, kv, ntc, nt, splits))) return rc;
     PROF(GPU_PROF_GEMM);
     if ((rc = gemm(g, g->x, g->att, y->wo, n, QD, C, 1.0f))) return rc; /* residual add fused */
     PROF(GPU_PROF_ELEMENTWISE);
