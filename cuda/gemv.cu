@@ -20,11 +20,12 @@
  * both with the call's rows, each lane reading 16 bytes (8 bf16) of both
  * weight rows a step and the input's same 8 columns, so the weights stream
  * through once per call. ks > 1 when pairs are fewer than the grid's warps
- * and the rows have a warp's 256-column step for each of the ks warps (the
- * qkv product's 1,024 pairs on 264 blocks of 8 warps; the o and down
- * products' 768 pairs, one block of 4 warps each): each warp of a group
- * takes every ks-th step of 256 columns and the group's first warp adds
- * the ks partial sums in warp order, so no warp of the grid idles while
+ * and the rows have a warp's GV_STEP-column step for each of the ks warps
+ * (the qkv product's 1,024 pairs, 2 warps each on 256 of the 264 blocks of
+ * 8 warps the cap allows; the o and down products' 768 pairs, one block of
+ * 4 warps each): each warp of a group takes every ks-th step and the
+ * group's first warp adds the ks partial sums in warp order, so no warp
+ * of the grid idles while
  * the weights stream (a bandwidth-bound kernel needs loads in flight on
  * every multiprocessor). Lanes < n of that warp then finish row n's
  * outputs. Fixed orders throughout: the same call gives the same bits.
@@ -40,6 +41,7 @@
 #define CS(s) ((cudaStream_t)(s))
 #define GV_NORM_THREADS 256 /* k_rmsnorm's block: the same reduction, the same norm bits */
 #define GV_ADD_THREADS 128  /* smaller blocks for the products without a norm: more SMs busy */
+#define GV_STEP (32 * 8)    /* columns a warp reads a step: 32 lanes x 8 bf16 (16 bytes) */
 /* Blocks an SM the launch bounds ask ptxas for: the two the forward's cap
  * puts on each for the norming kernels, four of the others' (768 blocks on
  * 132 SMs for Qwen2.5-Math-1.5B). Without a count ptxas kept these kernels
@@ -229,14 +231,14 @@ int k_gemv_fits(int N, int C, int QD, int KD, int I) {
 /* The grid for `pairs` row pairs of K columns on blocks of `threads`, at
  * most maxblocks (0: no cap), and *ks, the warps a pair: the most (a power
  * of 2, up to the block's warps) that still give every pair a group in one
- * round and every warp of a group at least one of the row's 256-column
- * steps (a warp's 32 lanes x 8 bf16); narrower rows leave extra warps
+ * round and every warp of a group at least one of the row's GV_STEP-column
+ * steps; narrower rows leave extra warps
  * idle, and on small models a block a pair only multiplies the blocks
  * that norm the same rows. With ks = 1 a warp a pair, looping where the
  * grid is capped. */
 static unsigned blocks(size_t pairs, int threads, int maxblocks, int K, int *ks) {
     const int warps = threads / 32;
-    const size_t steps = cdiv((size_t)K, 256), cap = maxblocks > 0 ? (size_t)maxblocks : (size_t)-1;
+    const size_t steps = cdiv((size_t)K, GV_STEP), cap = maxblocks > 0 ? (size_t)maxblocks : (size_t)-1;
     *ks = 1;
     while (*ks * 2 <= warps && (size_t)(*ks * 2) <= steps && cdiv(pairs, (size_t)(warps / (*ks * 2))) <= cap)
         *ks *= 2;
